@@ -1,0 +1,182 @@
+package agentmachine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/profiles"
+)
+
+// InitRequest asks for an example or a profile file to be rendered for one repository.
+type InitRequest struct {
+	Source string // example name or profile path; "" means this OS's example
+	Repo   string // as typed: ~, relative or absolute
+	Name   string // metadata.name; "" derives it from the repository's directory name
+	Out    string // destination; "" means Dirs.ProfilesDir()/<name>.yaml
+	Force  bool
+	DryRun bool
+
+	GOOS    string
+	Home    string
+	WorkDir string
+	Dirs    Dirs
+}
+
+// InitResult is what init produced.
+type InitResult struct {
+	Path     string   `json:"path"`
+	Name     string   `json:"name"`
+	Written  bool     `json:"written"`
+	Warnings []string `json:"warnings,omitempty"`
+	YAML     []byte   `json:"-"`
+}
+
+// exampleFor is the example `init` renders when no --profile is given.
+var exampleFor = map[string]string{"linux": "linux-rootless", "darwin": "macos-podman", "windows": "windows-wsl"}
+
+// Init renders a profile for req.Repo and, unless DryRun, writes it atomically (mode 0600),
+// refusing to replace an existing file without Force.
+func Init(req InitRequest) (*InitResult, error) {
+	srcName, data, err := initSource(req)
+	if err != nil {
+		return nil, err
+	}
+	doc, src, err := profile.ParseDocument(srcName, data)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := checkRepo(req.Repo, req.Home, req.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &InitResult{Name: req.Name}
+	if res.Name == "" {
+		res.Name = nameFromDir(repo)
+	} else if !validName.MatchString(res.Name) {
+		return nil, &InputError{Flag: "--name", Err: fmt.Errorf("%q must be 1-63 lowercase letters, digits or '-'", req.Name)}
+	}
+	if src.Spec.Host.OS != req.GOOS {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s is written for %s; this host is %s", srcName, src.Spec.Host.OS, req.GOOS))
+	}
+	doc.SetString(res.Name, "metadata", "name")
+	doc.SetString(repo, "spec", "workspace", "repo")
+	doc.FilterList(func(i int) bool {
+		m := src.Spec.Mounts[i]
+		path, err := profile.ResolvePath(m.Source, req.Home, req.WorkDir)
+		if err == nil {
+			if _, err = os.Stat(path); err == nil {
+				return true
+			}
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("left out mount %s -> %s: %s does not exist here", m.Source, m.Target, m.Source))
+		return false
+	}, "spec", "mounts")
+	if res.YAML, err = doc.Bytes(); err != nil {
+		return nil, err
+	}
+
+	res.Path = req.Out
+	if res.Path == "" {
+		res.Path = filepath.Join(req.Dirs.ProfilesDir(), res.Name+".yaml")
+	} else if res.Path, err = profile.ResolvePath(res.Path, req.Home, req.WorkDir); err != nil {
+		return nil, &InputError{Flag: "--out", Err: err}
+	}
+	if req.DryRun {
+		return res, nil
+	}
+	err = atomicfile.Write(res.Path, res.YAML, 0o600, atomicfile.Options{NoClobber: !req.Force})
+	if errors.Is(err, atomicfile.ErrExists) {
+		return nil, &InputError{Err: fmt.Errorf("%s already exists; nothing was written", res.Path),
+			Fix: "add --force to replace it, or choose another path with --out"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Written = true
+	return res, nil
+}
+
+// initSource finds the profile to render: an existing file wins over an example name.
+func initSource(req InitRequest) (string, []byte, error) {
+	src := req.Source
+	if src == "" {
+		src = exampleFor[req.GOOS]
+		if src == "" {
+			src = "linux-rootless"
+		}
+	}
+	looksLikePath := strings.ContainsAny(src, `/\`) || strings.HasSuffix(src, ".yaml") || strings.HasSuffix(src, ".yml")
+	if _, err := os.Stat(src); err == nil || looksLikePath {
+		path, err := profile.ResolvePath(src, req.Home, req.WorkDir)
+		if err != nil {
+			return "", nil, &InputError{Flag: "--profile", Err: err}
+		}
+		data, err := profile.ReadFile(path)
+		return src, data, err
+	}
+	if data, ok := profiles.Example(src); ok {
+		return "example " + src, data, nil
+	}
+	return "", nil, &InputError{Flag: "--profile", Err: fmt.Errorf("%q is neither a file nor an example; examples: %s", src, strings.Join(profiles.ExampleNames(), ", "))}
+}
+
+// checkRepo resolves the repository path and makes sure it is a readable directory.
+func checkRepo(repo, home, workDir string) (string, error) {
+	if repo == "" {
+		return "", &InputError{Flag: "--repo", Err: errors.New("is required: give the repository the profile is for"), Fix: "sourceosctl agent-machine init --repo ~/dev/app"}
+	}
+	path, err := profile.ResolvePath(repo, home, workDir)
+	if err != nil {
+		return "", &InputError{Flag: "--repo", Err: err}
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", &InputError{Flag: "--repo", Err: fmt.Errorf("%s does not exist", path)}
+	case err != nil:
+		return "", &InputError{Flag: "--repo", Err: err}
+	case !st.IsDir():
+		return "", &InputError{Flag: "--repo", Err: fmt.Errorf("%s is not a directory", path)}
+	}
+	d, err := os.Open(path)
+	if err == nil {
+		_, err = d.Readdirnames(1)
+		d.Close()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", &InputError{Flag: "--repo", Err: fmt.Errorf("%s is not readable: %v", path, err)}
+	}
+	return path, nil
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// nameFromDir turns a directory name into a valid profile name ("My_App" → "my-app").
+func nameFromDir(dir string) string {
+	base := strings.ToLower(filepath.Base(dir))
+	var b strings.Builder
+	for _, r := range base {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if len(name) > 63 {
+		name = strings.Trim(name[:63], "-")
+	}
+	if name == "" {
+		name = "workspace"
+	}
+	return name
+}

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+)
+
+// IOStreams are the process's standard streams and what we know about them.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer // data
+	ErrOut io.Writer // progress, ✓ lines, warnings, errors
+
+	InTTY, OutTTY, ErrTTY bool
+	Color                 bool // only on a terminal and without NO_COLOR
+}
+
+// Factory holds the process's dependencies. Everything that reads the environment, the clock
+// or the platform goes through it, so commands can be tested with fakes; expensive
+// dependencies (the Podman connection) are built lazily, so --help, --dry-run, doctor and
+// evidence verify work with the Podman socket down.
+type Factory struct {
+	IO      *IOStreams
+	Getenv  func(string) string
+	Now     func() time.Time
+	GOOS    string
+	GOARCH  string
+	Home    func() (string, error)
+	WorkDir func() (string, error)
+	Build   BuildInfo
+}
+
+// BuildInfo identifies the binary; Version and Commit are set by the linker (see Makefile).
+type BuildInfo struct {
+	Version   string
+	Commit    string
+	GoVersion string
+}
+
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// NewFactory returns the factory for a real process.
+func NewFactory() *Factory {
+	return &Factory{
+		IO:      systemIO(),
+		Getenv:  os.Getenv,
+		Now:     time.Now,
+		GOOS:    runtime.GOOS,
+		GOARCH:  runtime.GOARCH,
+		Home:    os.UserHomeDir,
+		WorkDir: os.Getwd,
+		Build:   BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()},
+	}
+}
+
+func systemIO() *IOStreams {
+	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+	s := &IOStreams{
+		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		InTTY: isTTY(os.Stdin), OutTTY: isTTY(os.Stdout), ErrTTY: isTTY(os.Stderr),
+	}
+	_, noColor := os.LookupEnv("NO_COLOR")
+	s.Color = s.ErrTTY && !noColor
+	return s
+}
+
+// TestIO returns streams backed by buffers, none of them a terminal.
+func TestIO() (*IOStreams, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
+	in, out, errOut := &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
+	return &IOStreams{In: in, Out: out, ErrOut: errOut}, in, out, errOut
+}
+
+// Dirs returns the platform directories for the current user.
+func (f *Factory) Dirs() (agentmachine.Dirs, error) {
+	home, err := f.Home()
+	if err != nil {
+		return agentmachine.Dirs{}, err
+	}
+	return agentmachine.DirsFor(f.GOOS, f.Getenv, home), nil
+}

@@ -1,0 +1,356 @@
+package profile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxSize is the largest profile file accepted.
+const MaxSize = 1 << 20
+
+// Env is what resolving a profile needs to know about the host.
+type Env struct {
+	Home    string // the user's home directory, for ~
+	WorkDir string // for relative paths in a profile that did not come from a file
+}
+
+// Load reads, validates and resolves the profile at path.
+func Load(path string, env Env) (*Profile, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Dir(path)
+	if abs, err := filepath.Abs(base); err == nil {
+		base = abs
+	}
+	return p, p.resolve(env.Home, base)
+}
+
+// LoadBytes validates and resolves a profile that did not come from a file on disk (the
+// embedded default); relative paths resolve against env.WorkDir.
+func LoadBytes(name string, data []byte, env Env) (*Profile, error) {
+	p, err := Parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.resolve(env.Home, env.WorkDir)
+}
+
+// ReadFile reads a profile file, refusing directories and files over MaxSize; its errors are
+// *LoadError like every other profile problem.
+func ReadFile(path string) ([]byte, error) {
+	le := &LoadError{File: path}
+	f, err := os.Open(path)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			le.add(0, "", "no such file; create one with: sourceosctl agent-machine init --profile linux-rootless --repo PATH")
+		case errors.Is(err, fs.ErrPermission):
+			le.add(0, "", "cannot read the file (permission denied); check its owner and mode")
+		default:
+			le.add(0, "", "cannot read the file: %v", err)
+		}
+		return nil, le
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		le.add(0, "", "is a directory; give the path of a profile .yaml file")
+		return nil, le
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		le.add(0, "", "cannot read the file: %v", err)
+		return nil, le
+	}
+	if len(data) > MaxSize {
+		le.add(0, "", "is larger than %d KiB; a profile is a short YAML file", MaxSize>>10)
+		return nil, le
+	}
+	return data, nil
+}
+
+// Parse validates profile YAML without resolving paths against the host: name is used in
+// messages. It never panics, whatever data holds.
+func Parse(name string, data []byte) (p *Profile, err error) {
+	le := &LoadError{File: name}
+	defer func() {
+		if r := recover(); r != nil {
+			le.Problems = nil
+			le.add(0, "", "cannot be parsed as YAML (the parser failed: %v)", r)
+			p, err = nil, le
+		}
+	}()
+	doc := parseDocument(data, le)
+	if doc == nil {
+		return nil, le.orNil()
+	}
+	t := convert(doc, le)
+	if len(le.Problems) > 0 {
+		return nil, le.orNil()
+	}
+	if _, ok := t.root.(map[string]any); !ok {
+		le.add(t.locate("").line, "", "must be a YAML mapping with apiVersion, kind, metadata and spec")
+		return nil, le.orNil()
+	}
+	validateSchema(t, le)
+	if len(le.Problems) > 0 {
+		return nil, le.orNil()
+	}
+	p, err = decode(t.root)
+	if err != nil {
+		le.add(0, "", "%v", err)
+		return nil, le.orNil()
+	}
+	p.applyDefaults()
+	p.check(t, le)
+	if err := le.orNil(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	p.Source, p.SHA256 = name, hex.EncodeToString(sum[:])
+	return p, nil
+}
+
+// parseDocument returns the single YAML document in data, or nil after adding a problem.
+func parseDocument(data []byte, le *LoadError) *yaml.Node {
+	if len(bytes.TrimSpace(data)) == 0 {
+		le.add(0, "", "is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH")
+		return nil
+	}
+	if !utf8.Valid(data) {
+		le.add(0, "", "is not UTF-8 text; a profile is a YAML file")
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		line, msg := yamlErrorLine(err)
+		le.add(line, "", "invalid YAML: %s", msg)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		le.add(extra.Line, "", "holds more than one YAML document; keep one profile per file")
+		return nil
+	} else if !errors.Is(err, io.EOF) {
+		line, msg := yamlErrorLine(err)
+		le.add(line, "", "invalid YAML: %s", msg)
+		return nil
+	}
+	return &doc
+}
+
+// yamlErrorLine splits yaml.v3's "yaml: line N: msg" into its parts.
+func yamlErrorLine(err error) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		if i := strings.IndexByte(msg, ':'); i >= 0 {
+			msg = strings.TrimSpace(msg[i+1:])
+		}
+	}
+	return line, msg
+}
+
+func decode(root any) (*Profile, error) {
+	raw, err := json.Marshal(root)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("does not match the profile format: %v", err)
+	}
+	return &p, nil
+}
+
+func (p *Profile) applyDefaults() {
+	s := &p.Spec
+	if s.Workspace.MountPath == "" {
+		s.Workspace.MountPath = DefaultMountPath
+	}
+	if s.Network == "" {
+		s.Network = DefaultNetwork
+	}
+	if s.Resources.CPUs == 0 {
+		s.Resources.CPUs = DefaultCPUs
+	}
+	if s.Resources.MemoryMiB == 0 {
+		s.Resources.MemoryMiB = DefaultMemoryMiB
+	}
+	if s.Resources.Pids == 0 {
+		s.Resources.Pids = DefaultPids
+	}
+	if s.Host.Provider == "" {
+		s.Host.Provider = defaultProvider[s.Host.OS]
+	}
+	for i := range s.Secrets {
+		if s.Secrets[i].Target == "" {
+			s.Secrets[i].Target = s.Secrets[i].defaultTarget()
+		}
+	}
+}
+
+var defaultProvider = map[string]string{"linux": "native", "darwin": "applehv", "windows": "wsl"}
+
+// providersFor lists the providers Podman offers on each host OS.
+var providersFor = map[string][]string{
+	"linux":   {"native", "qemu"},
+	"darwin":  {"applehv", "libkrun"},
+	"windows": {"wsl", "hyperv"},
+}
+
+func (s Secret) defaultTarget() string {
+	if s.FromEnv != "" {
+		return s.FromEnv
+	}
+	return strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
+}
+
+// check enforces the rules a JSON Schema cannot express, each located like schema errors.
+func (p *Profile) check(t *tree, le *LoadError) {
+	s := &p.Spec
+	at := func(ptr string) location { return t.locate(ptr) }
+
+	if ok := contains(providersFor[s.Host.OS], s.Host.Provider); !ok {
+		l := at("/spec/host/provider")
+		le.add(l.line, "spec.host.provider", "%s does not run on %s; use one of %s", s.Host.Provider, s.Host.OS, strings.Join(providersFor[s.Host.OS], ", "))
+	}
+	if s.Machine == nil && s.Host.Provider != "native" {
+		l := at("/spec/host")
+		le.add(l.keyLine, "spec.machine", "is required with provider %s (Podman runs in a VM there); add machine: {name: sourceos-agent}", s.Host.Provider)
+	}
+	if s.Machine != nil && s.Host.Provider == "native" {
+		l := at("/spec/machine")
+		le.add(l.keyLine, "spec.machine", "cannot be used with provider native; set spec.host.provider to qemu or remove the machine")
+	}
+
+	targets := map[string]string{s.Workspace.MountPath: "spec.workspace.mountPath"}
+	for i, m := range s.Mounts {
+		ptr := fmt.Sprintf("/spec/mounts/%d/target", i)
+		clean := filepath.ToSlash(filepath.Clean(m.Target))
+		if prev, dup := targets[clean]; dup {
+			l := at(ptr)
+			le.add(l.line, l.field, "%s is already used by %s; give each mount its own target", m.Target, prev)
+			continue
+		}
+		targets[clean] = at(ptr).field
+	}
+
+	declared := map[string]bool{}
+	for i, sec := range s.Secrets {
+		l := at(fmt.Sprintf("/spec/secrets/%d", i))
+		if declared[sec.Name] {
+			le.add(l.line, l.field+".name", "secret %q is declared twice; keep one", sec.Name)
+		}
+		declared[sec.Name] = true
+		if (sec.FromEnv == "") == (sec.FromFile == "") {
+			le.add(l.line, l.field, "set exactly one of fromEnv (a host environment variable) or fromFile (a host file) for the value's source")
+		}
+	}
+	checkTool := func(tool *Tool, ptr string) {
+		for j, sec := range tool.Secrets {
+			if !declared[sec] {
+				l := at(fmt.Sprintf("%s/secrets/%d", ptr, j))
+				le.add(l.line, l.field, "secret %q is not declared in spec.secrets; declare it there (name and fromEnv or fromFile) or remove it", sec)
+			}
+		}
+	}
+	if s.Tools.ClaudeCode != nil {
+		checkTool(s.Tools.ClaudeCode, "/spec/tools/claude-code")
+	}
+	if s.Tools.Codex != nil {
+		checkTool(s.Tools.Codex, "/spec/tools/codex")
+	}
+	names := map[string]bool{"claude-code": true, "codex": true, "shell": true}
+	for i := range s.Tools.Custom {
+		ct := &s.Tools.Custom[i]
+		ptr := fmt.Sprintf("/spec/tools/custom/%d", i)
+		if names[ct.Name] {
+			l := at(ptr + "/name")
+			le.add(l.line, l.field, "the name %q is taken (built-in or listed before); choose another", ct.Name)
+		}
+		names[ct.Name] = true
+		checkTool(&ct.Tool, ptr)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve makes host paths absolute: ~ is the home directory; relative paths are relative
+// to base (the profile file's directory). Symlinks are resolved later, by the policy.
+func (p *Profile) resolve(home, base string) error {
+	le := &LoadError{File: p.Source}
+	fix := func(field string, path *string) {
+		if *path == "" {
+			return
+		}
+		r, err := ResolvePath(*path, home, base)
+		if err != nil {
+			le.add(0, field, "%v", err)
+			return
+		}
+		*path = r
+	}
+	s := &p.Spec
+	fix("spec.workspace.repo", &s.Workspace.Repo)
+	fix("spec.evidence.dir", &s.Evidence.Dir)
+	for i := range s.Mounts {
+		fix(fmt.Sprintf("spec.mounts[%d].source", i), &s.Mounts[i].Source)
+	}
+	for i := range s.Secrets {
+		fix(fmt.Sprintf("spec.secrets[%d].fromFile", i), &s.Secrets[i].FromFile)
+	}
+	if s.Machine != nil {
+		for i := range s.Machine.Volumes {
+			fix(fmt.Sprintf("spec.machine.volumes[%d]", i), &s.Machine.Volumes[i])
+		}
+	}
+	return le.orNil()
+}
+
+// ResolvePath expands a leading ~ to home and makes a relative path absolute against base,
+// then cleans it. It does not touch the file system.
+func ResolvePath(path, home, base string) (string, error) {
+	if path == "~" || strings.HasPrefix(path, "~/") || strings.HasPrefix(path, `~\`) {
+		if home == "" {
+			return "", fmt.Errorf("%s starts with ~ but the home directory is unknown; use an absolute path", path)
+		}
+		path = filepath.Join(home, filepath.FromSlash(path[1:]))
+	} else if strings.HasPrefix(path, "~") {
+		return "", fmt.Errorf("%s: only ~/ (your own home) is supported, not ~user", path)
+	}
+	if !filepath.IsAbs(path) {
+		if base == "" {
+			return "", fmt.Errorf("%s is relative and there is no directory to resolve it against; use an absolute path", path)
+		}
+		path = filepath.Join(base, path)
+	}
+	return filepath.Clean(path), nil
+}

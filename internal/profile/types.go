@@ -1,0 +1,125 @@
+// Package profile loads AgentMachineProfiles: YAML validated against the embedded JSON Schema,
+// with errors that name the file, line and field, and paths resolved for the host.
+package profile
+
+// APIVersion and Kind identify an AgentMachineProfile document.
+const (
+	APIVersion = "sourceos.dev/v1alpha1"
+	Kind       = "AgentMachineProfile"
+)
+
+// Defaults applied when a profile leaves a field out.
+const (
+	DefaultMountPath = "/workspace"
+	DefaultNetwork   = "none"
+	DefaultCPUs      = 2.0
+	DefaultMemoryMiB = 4096
+	DefaultPids      = 1024
+)
+
+// Profile is a loaded, validated AgentMachineProfile.
+type Profile struct {
+	APIVersion string   `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string   `json:"kind" yaml:"kind"`
+	Metadata   Metadata `json:"metadata" yaml:"metadata"`
+	Spec       Spec     `json:"spec" yaml:"spec"`
+
+	// Source names where the profile came from: a file path or "embedded:defaults/linux.yaml".
+	Source string `json:"-" yaml:"-"`
+	// SHA256 is the hex digest of the bytes the profile was parsed from.
+	SHA256 string `json:"-" yaml:"-"`
+}
+
+type Metadata struct {
+	Name        string `json:"name" yaml:"name"`
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+}
+
+type Spec struct {
+	Host      Host      `json:"host" yaml:"host"`
+	Machine   *Machine  `json:"machine,omitempty" yaml:"machine,omitempty"`
+	Image     Image     `json:"image" yaml:"image"`
+	Workspace Workspace `json:"workspace" yaml:"workspace"`
+	Mounts    []Mount   `json:"mounts,omitempty" yaml:"mounts,omitempty"`
+	Tools     Tools     `json:"tools" yaml:"tools"`
+	Secrets   []Secret  `json:"secrets,omitempty" yaml:"secrets,omitempty"`
+	Network   string    `json:"network" yaml:"network"`
+	Resources Resources `json:"resources" yaml:"resources"`
+	Evidence  Evidence  `json:"evidence" yaml:"evidence"`
+}
+
+// Host says which kind of host the profile is written for.
+type Host struct {
+	OS       string `json:"os" yaml:"os"`
+	Provider string `json:"provider,omitempty" yaml:"provider,omitempty"`
+}
+
+// Machine is the Podman machine (Linux VM) used on macOS and Windows, optional on Linux.
+type Machine struct {
+	Name      string   `json:"name" yaml:"name"`
+	CPUs      int      `json:"cpus,omitempty" yaml:"cpus,omitempty"`
+	MemoryMiB int      `json:"memoryMiB,omitempty" yaml:"memoryMiB,omitempty"`
+	DiskGiB   int      `json:"diskGiB,omitempty" yaml:"diskGiB,omitempty"`
+	Volumes   []string `json:"volumes,omitempty" yaml:"volumes,omitempty"`
+}
+
+type Image struct {
+	Ref    string `json:"ref" yaml:"ref"`
+	Digest string `json:"digest,omitempty" yaml:"digest,omitempty"`
+}
+
+// Workspace is the repository a session works on and where the container sees it.
+type Workspace struct {
+	Repo      string `json:"repo,omitempty" yaml:"repo,omitempty"`
+	MountPath string `json:"mountPath" yaml:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty" yaml:"readOnly,omitempty"`
+}
+
+// Mount is an extra allowlisted host path.
+type Mount struct {
+	Source         string `json:"source" yaml:"source"`
+	Target         string `json:"target" yaml:"target"`
+	ReadOnly       bool   `json:"readOnly,omitempty" yaml:"readOnly,omitempty"`
+	AllowProtected bool   `json:"allowProtected,omitempty" yaml:"allowProtected,omitempty"`
+}
+
+type Tools struct {
+	ClaudeCode *Tool         `json:"claude-code,omitempty" yaml:"claude-code,omitempty"`
+	Codex      *Tool         `json:"codex,omitempty" yaml:"codex,omitempty"`
+	Custom     []CustomTool  `json:"custom,omitempty" yaml:"custom,omitempty"`
+}
+
+// Tool configures a built-in tool. Env lists host environment variable names passed through;
+// Secrets lists the declared secrets the tool may receive when the command line opts in.
+type Tool struct {
+	Enabled bool     `json:"enabled,omitempty" yaml:"enabled,omitempty"`
+	Command []string `json:"command,omitempty" yaml:"command,omitempty"`
+	Env     []string `json:"env,omitempty" yaml:"env,omitempty"`
+	Secrets []string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
+}
+
+type CustomTool struct {
+	Name string `json:"name" yaml:"name"`
+	Tool `yaml:",inline"`
+}
+
+// Secret declares where a secret's value comes from; the value itself never appears here.
+type Secret struct {
+	Name     string `json:"name" yaml:"name"`
+	FromEnv  string `json:"fromEnv,omitempty" yaml:"fromEnv,omitempty"`
+	FromFile string `json:"fromFile,omitempty" yaml:"fromFile,omitempty"`
+	// Target is the environment variable name inside the container (default: FromEnv, or the
+	// name upper-cased with '-' as '_').
+	Target string `json:"target,omitempty" yaml:"target,omitempty"`
+}
+
+type Resources struct {
+	CPUs      float64 `json:"cpus" yaml:"cpus"`
+	MemoryMiB int     `json:"memoryMiB" yaml:"memoryMiB"`
+	Pids      int     `json:"pids" yaml:"pids"`
+}
+
+type Evidence struct {
+	Dir  string `json:"dir,omitempty" yaml:"dir,omitempty"`
+	Sign *bool  `json:"sign,omitempty" yaml:"sign,omitempty"`
+}
