@@ -12,13 +12,13 @@ import (
 // Exit codes, documented in `sourceosctl --help` and the README. `run` and `shell` return the
 // tool's own exit code instead when the tool ran.
 const (
-	ExitOK       = 0
-	ExitFailure  = 1
-	ExitUsage    = 2 // bad flags, arguments or profile
-	ExitRefused  = 3 // refused by policy
-	ExitMissing  = 4 // a required component is missing
-	ExitSIGINT   = 130
-	ExitSIGTERM  = 143
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2 // bad flags, arguments or profile
+	ExitRefused = 3 // refused by policy
+	ExitMissing = 4 // a required component is missing
+	ExitSIGINT  = 130
+	ExitSIGTERM = 143
 )
 
 const exitCodesHelp = `Exit codes:

@@ -84,9 +84,9 @@ type Mount struct {
 }
 
 type Tools struct {
-	ClaudeCode *Tool         `json:"claude-code,omitempty" yaml:"claude-code,omitempty"`
-	Codex      *Tool         `json:"codex,omitempty" yaml:"codex,omitempty"`
-	Custom     []CustomTool  `json:"custom,omitempty" yaml:"custom,omitempty"`
+	ClaudeCode *Tool        `json:"claude-code,omitempty" yaml:"claude-code,omitempty"`
+	Codex      *Tool        `json:"codex,omitempty" yaml:"codex,omitempty"`
+	Custom     []CustomTool `json:"custom,omitempty" yaml:"custom,omitempty"`
 }
 
 // Tool configures a built-in tool. Env lists host environment variable names passed through;
