@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -81,6 +82,8 @@ func ExitCode(err error) int {
 		load    *profile.LoadError
 		missing *agentmachine.MissingError
 		input   *agentmachine.InputError
+		noAPI   *podman.NotFoundError
+		unreach *podman.UnreachableError
 	)
 	switch {
 	case err == nil:
@@ -89,7 +92,7 @@ func ExitCode(err error) int {
 		return exit.Code
 	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input):
 		return ExitUsage
-	case errors.As(err, &missing):
+	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach):
 		return ExitMissing
 	}
 	return ExitFailure

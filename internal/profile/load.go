@@ -234,8 +234,7 @@ func (p *Profile) check(t *tree, le *LoadError) {
 	if ok := contains(providersFor[s.Host.OS], s.Host.Provider); !ok {
 		l := at("/spec/host/provider")
 		le.add(l.line, "spec.host.provider", "%s does not run on %s; use one of %s", s.Host.Provider, s.Host.OS, strings.Join(providersFor[s.Host.OS], ", "))
-	}
-	if s.Machine == nil && s.Host.Provider != "native" {
+	} else if s.Machine == nil && s.Host.Provider != "native" {
 		l := at("/spec/host")
 		le.add(l.keyLine, "spec.machine", "is required with provider %s (Podman runs in a VM there); add machine: {name: sourceos-agent}", s.Host.Provider)
 	}

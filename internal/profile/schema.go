@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -91,7 +93,11 @@ func (c *compiled) describe(t *tree, e *jsonschema.ValidationError, errs *LoadEr
 			errs.add(loc.line, loc.field, "is not allowed here")
 			return
 		}
-		c.unknownFields(t, pointerOf(tokens[:len(tokens)-1]), parent, tokens[len(tokens)-1:], errs)
+		name := tokens[len(tokens)-1]
+		if contains(c.allowedFields(parent), name) {
+			return // a known field that failed its own check, reported there (2020-12 drops its annotation)
+		}
+		c.unknownFields(t, pointerOf(tokens[:len(tokens)-1]), parent, []string{name}, errs)
 	case *kind.Required:
 		for _, m := range k.Missing {
 			errs.add(loc.keyLine, joinField(loc.field, m), "is required; add it%s", under(loc.field))
@@ -101,11 +107,11 @@ func (c *compiled) describe(t *tree, e *jsonschema.ValidationError, errs *LoadEr
 	case *kind.Enum:
 		errs.add(loc.line, loc.field, "must be one of %s; got %s", joinWant(k.Want), display(k.Got))
 	case *kind.Minimum:
-		errs.add(loc.line, loc.field, "must be at least %v; got %v", k.Want, k.Got)
+		errs.add(loc.line, loc.field, "must be at least %s; got %s", rat(k.Want), rat(k.Got))
 	case *kind.Maximum:
-		errs.add(loc.line, loc.field, "must be at most %v; got %v", k.Want, k.Got)
+		errs.add(loc.line, loc.field, "must be at most %s; got %s", rat(k.Want), rat(k.Got))
 	case *kind.ExclusiveMinimum:
-		errs.add(loc.line, loc.field, "must be greater than %v; got %v", k.Want, k.Got)
+		errs.add(loc.line, loc.field, "must be greater than %s; got %s", rat(k.Want), rat(k.Got))
 	default:
 		msg := c.message(e.SchemaURL)
 		if msg == "" {
@@ -179,6 +185,15 @@ func (c *compiled) allowedFields(schemaURL string) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// rat prints the validator's exact numbers as people write them.
+func rat(r *big.Rat) string {
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	f, _ := r.Float64()
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
 func under(field string) string {

@@ -1,0 +1,61 @@
+// Package container describes a hardened container as plain data: what the planner decides
+// and the engine creates. It imports neither, so the plan can be printed, hashed and
+// compared with what the server reports without a Podman connection.
+package container
+
+// Spec is everything needed to create one governed container.
+type Spec struct {
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`
+	Command []string          `json:"command"`
+	WorkDir string            `json:"workDir"`
+	User    string            `json:"user"`             // uid:gid inside the container
+	UserNS  string            `json:"userns,omitempty"` // "keep-id" when rootless
+	Env     map[string]string `json:"env,omitempty"`    // non-secret values only (HOME, TERM, …)
+	Secrets []Secret          `json:"secrets,omitempty"`
+	Mounts  []Mount           `json:"mounts"`
+	Tmpfs   []Tmpfs           `json:"tmpfs"`
+	Labels  map[string]string `json:"labels"`
+	Network string            `json:"network"` // "none" or "bridge"
+	// CapDrop is always ["ALL"]; CapAdd is always empty. Both are kept as data so that the
+	// post-create inspection can compare them with what the server applied.
+	CapDrop         []string `json:"capDrop"`
+	CapAdd          []string `json:"capAdd"`
+	NoNewPrivileges bool     `json:"noNewPrivileges"`
+	ReadOnlyRoot    bool     `json:"readOnlyRoot"`
+	Limits          Limits   `json:"limits"`
+	TTY             bool     `json:"tty"`
+	Stdin           bool     `json:"stdin"`
+	// SecurityLabel is "disable" when bind mounts are not relabelled (see the planner).
+	SecurityLabel string `json:"securityLabel,omitempty"`
+}
+
+// Mount is a host path bound into the container.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly"`
+}
+
+// Tmpfs is a writable in-memory directory (the root filesystem is read-only).
+type Tmpfs struct {
+	Target    string `json:"target"`
+	SizeBytes int64  `json:"sizeBytes"`
+	Mode      string `json:"mode"` // octal, e.g. "1777"
+	// Owner is "uid:gid" for a tool's home directory; empty leaves root as owner.
+	Owner string `json:"owner,omitempty"`
+}
+
+// Secret hands a Podman secret to the container as an environment variable. Name is the
+// Podman secret's name; the value never appears in a Spec.
+type Secret struct {
+	Name   string `json:"name"`
+	EnvVar string `json:"envVar"`
+}
+
+// Limits are the resource limits enforced by the runtime.
+type Limits struct {
+	CPUs        float64 `json:"cpus"`
+	MemoryBytes int64   `json:"memoryBytes"`
+	Pids        int64   `json:"pids"`
+}

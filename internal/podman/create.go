@@ -1,0 +1,117 @@
+package podman
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/specgen"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+)
+
+// cpuPeriod is the CFS period the CPU quota is expressed against (the kernel's default).
+const cpuPeriod = 100_000
+
+// Create creates (does not start) the container described by s and returns its ID.
+func (c *Client) Create(ctx context.Context, s container.Spec) (string, error) {
+	g, err := specGenerator(s)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := c.call(callTimeout)
+	defer cancel()
+	resp, err := containers.CreateWithSpec(cctx, g, nil)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", s.Name, err)
+	}
+	return resp.ID, nil
+}
+
+// specGenerator translates our plain spec into Podman's. Every hardening field is set
+// explicitly, never left to the server's defaults, because servers differ (a 4.3 server
+// ignores ReadWriteTmpfs; keep-id on a rootful 5.x server runs as uid 0): the post-create
+// inspection then checks that the server applied them.
+func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
+	if len(s.Command) == 0 {
+		return nil, fmt.Errorf("container %s: no command", s.Name)
+	}
+	no := false
+	g := specgen.NewSpecGenerator(s.Image, false)
+	g.Name = s.Name
+	// The whole argv is ours: an ENTRYPOINT in the image must not prefix it.
+	g.Entrypoint = s.Command[:1]
+	g.Command = s.Command[1:]
+	g.WorkDir = s.WorkDir
+	g.User = s.User
+	if s.UserNS == "keep-id" {
+		g.UserNS = specgen.Namespace{NSMode: specgen.KeepID}
+	}
+	g.Env = s.Env
+	if len(s.Secrets) > 0 {
+		g.EnvSecrets = map[string]string{}
+		for _, sec := range s.Secrets {
+			g.EnvSecrets[sec.EnvVar] = sec.Name
+		}
+	}
+	g.Labels = s.Labels
+	g.Terminal, g.Stdin = &s.TTY, &s.Stdin
+	g.Remove = &no
+	g.CapDrop = s.CapDrop
+	g.CapAdd = s.CapAdd
+	g.NoNewPrivileges = &s.NoNewPrivileges
+	g.ReadOnlyFilesystem = &s.ReadOnlyRoot
+	g.ReadWriteTmpfs = &no // writable places are the explicit tmpfs mounts below
+	if s.SecurityLabel != "" {
+		g.SelinuxOpts = []string{s.SecurityLabel}
+	}
+	switch s.Network {
+	case "none":
+		g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
+	case "bridge":
+		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+	default:
+		return nil, fmt.Errorf("container %s: unknown network %q", s.Name, s.Network)
+	}
+	for _, m := range s.Mounts {
+		opts := []string{"rbind", "rw"}
+		if m.ReadOnly {
+			opts[1] = "ro"
+		}
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: opts})
+	}
+	for _, t := range s.Tmpfs {
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: tmpfsOptions(t)})
+	}
+	g.ResourceLimits = limits(s.Limits)
+	return g, nil
+}
+
+func tmpfsOptions(t container.Tmpfs) []string {
+	opts := []string{"rw", "nosuid", "nodev", fmt.Sprintf("size=%d", t.SizeBytes), "mode=" + t.Mode}
+	if t.Owner != "" {
+		var uid, gid int
+		if _, err := fmt.Sscanf(t.Owner, "%d:%d", &uid, &gid); err == nil {
+			opts = append(opts, fmt.Sprintf("uid=%d", uid), fmt.Sprintf("gid=%d", gid))
+		}
+	}
+	return opts
+}
+
+func limits(l container.Limits) *spec.LinuxResources {
+	r := &spec.LinuxResources{}
+	if l.MemoryBytes > 0 {
+		mem := l.MemoryBytes
+		r.Memory = &spec.LinuxMemory{Limit: &mem, Swap: &mem}
+	}
+	if l.CPUs > 0 {
+		quota, period := int64(math.Round(l.CPUs*cpuPeriod)), uint64(cpuPeriod)
+		r.CPU = &spec.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if l.Pids > 0 {
+		r.Pids = &spec.LinuxPids{Limit: l.Pids}
+	}
+	return r
+}

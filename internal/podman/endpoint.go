@@ -1,0 +1,160 @@
+package podman
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"strings"
+)
+
+// Endpoint is a resolved Podman API address.
+type Endpoint struct {
+	URI      string `json:"uri"`                // unix://, tcp:// or ssh://
+	Identity string `json:"identity,omitempty"` // ssh private key path
+	Machine  bool   `json:"machine,omitempty"`  // a Podman machine's connection
+	Name     string `json:"name,omitempty"`     // connection name, when it had one
+	Source   string `json:"source"`             // how it was chosen, for doctor and -v
+}
+
+// Connection is one entry of `podman system connection list --format json` (recorded from
+// Podman 4.3: Name, URI, Identity, IsMachine, Default).
+type Connection struct {
+	Name      string
+	URI       string
+	Identity  string
+	IsMachine bool
+	Default   bool
+}
+
+// NotFoundError says no Podman API could be found; Fix is the command that starts one.
+type NotFoundError struct {
+	Tried []string
+	Fix   string
+}
+
+func (e *NotFoundError) Error() string {
+	return "no Podman API socket found (tried " + strings.Join(e.Tried, ", ") + ")"
+}
+
+// Hint returns the command that starts the API service.
+func (e *NotFoundError) Hint() string { return e.Fix }
+
+// Resolver finds the Podman API the way the podman CLI would, because the bindings only
+// accept a URI: they resolve neither named connections nor CONTAINER_CONNECTION.
+type Resolver struct {
+	Getenv func(string) string
+	GOOS   string
+	UID    int
+	Runner Runner
+	Stat   func(string) (fs.FileInfo, error)
+	// Machine resolves a Podman machine's endpoint by name (macOS, Windows, or a Linux
+	// profile that names a machine). Nil when machines are not in use.
+	Machine func(ctx context.Context, name string) (Endpoint, error)
+}
+
+// Resolve applies, in order: the --connection flag (URI or name), CONTAINER_CONNECTION,
+// CONTAINER_HOST, the profile's machine, then on Linux the rootless and rootful sockets.
+func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, error) {
+	if flag != "" {
+		if strings.Contains(flag, "://") {
+			return r.fromURI(flag, "--connection")
+		}
+		return r.named(ctx, flag, "--connection")
+	}
+	if name := r.Getenv("CONTAINER_CONNECTION"); name != "" {
+		return r.named(ctx, name, "CONTAINER_CONNECTION")
+	}
+	if uri := r.Getenv("CONTAINER_HOST"); uri != "" {
+		ep, err := r.fromURI(uri, "CONTAINER_HOST")
+		ep.Identity = r.Getenv("CONTAINER_SSHKEY")
+		return ep, err
+	}
+	if machine != "" && r.Machine != nil {
+		return r.Machine(ctx, machine)
+	}
+	if r.GOOS != "linux" {
+		return Endpoint{}, &NotFoundError{Tried: []string{"--connection", "CONTAINER_CONNECTION", "CONTAINER_HOST", "a Podman machine"},
+			Fix: "sourceosctl agent-machine start"}
+	}
+	var tried []string
+	for _, c := range r.localSockets() {
+		tried = append(tried, c.path)
+		if st, err := r.Stat(c.path); err == nil && st.Mode().Type() == fs.ModeSocket {
+			return Endpoint{URI: "unix://" + c.path, Source: c.source}, nil
+		}
+	}
+	fix := "systemctl --user start podman.socket"
+	if r.UID == 0 {
+		fix = "systemctl start podman.socket"
+	}
+	return Endpoint{}, &NotFoundError{Tried: tried, Fix: fix}
+}
+
+type socketCandidate struct{ path, source string }
+
+func (r Resolver) localSockets() []socketCandidate {
+	const rootful = "/run/podman/podman.sock"
+	if r.UID == 0 {
+		return []socketCandidate{{rootful, "rootful socket"}}
+	}
+	runtimeDir := r.Getenv("XDG_RUNTIME_DIR")
+	if runtimeDir == "" {
+		runtimeDir = fmt.Sprintf("/run/user/%d", r.UID)
+	}
+	return []socketCandidate{
+		{filepath.Join(runtimeDir, "podman", "podman.sock"), "rootless socket"},
+		{rootful, "rootful socket"},
+	}
+}
+
+func (r Resolver) fromURI(uri, source string) (Endpoint, error) {
+	u, err := url.Parse(uri)
+	if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "ssh") {
+		return Endpoint{}, fmt.Errorf("%s: %q is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)", source, uri)
+	}
+	return Endpoint{URI: uri, Source: source}, nil
+}
+
+func (r Resolver) named(ctx context.Context, name, source string) (Endpoint, error) {
+	conns, err := r.Connections(ctx)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("%s %q: %w", source, name, err)
+	}
+	var names []string
+	for _, c := range conns {
+		if c.Name == name {
+			ep, err := r.fromURI(c.URI, fmt.Sprintf("%s (connection %s)", source, name))
+			ep.Identity, ep.Machine, ep.Name = c.Identity, c.IsMachine, c.Name
+			return ep, err
+		}
+		names = append(names, c.Name)
+	}
+	known := "none are defined"
+	if len(names) > 0 {
+		known = "known: " + strings.Join(names, ", ")
+	}
+	return Endpoint{}, fmt.Errorf("%s: no Podman connection named %q (%s); list them with: podman system connection list", source, name, known)
+}
+
+// Connections lists the podman CLI's named connections.
+func (r Resolver) Connections(ctx context.Context) ([]Connection, error) {
+	out, err := r.Runner.Run(ctx, "podman", "system", "connection", "list", "--format", "json")
+	if err != nil {
+		return nil, fmt.Errorf("list Podman connections: %w", err)
+	}
+	var conns []Connection
+	if err := json.Unmarshal(out, &conns); err != nil {
+		return nil, fmt.Errorf("list Podman connections: unexpected output: %w", err)
+	}
+	return conns, nil
+}
+
+// IsNotFound reports whether err says no Podman API was found.
+func IsNotFound(err error) bool {
+	var nf *NotFoundError
+	return errors.As(err, &nf)
+}

@@ -1,0 +1,268 @@
+// Package podmantest gives integration tests a throw-away Podman service: a test-only
+// containers.conf (runc, cgroupfs, ulimits within the host's hard limits) selected with
+// CONTAINERS_CONF, storage roots in a temporary directory, `podman system service` on a
+// temporary socket, and a locally built test image (busybox plus stub claude and codex
+// scripts). Nothing is pulled and the user's own Podman configuration is never read or
+// written.
+package podmantest
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Image is the test image every Env holds.
+const Image = "localhost/sourceosctl-test/agent:latest"
+
+// Env is a running throw-away Podman service.
+type Env struct {
+	Dir    string // everything lives below it
+	Socket string
+	URI    string // unix://Socket
+	// ConfEnv is the environment the podman CLI needs to share the service's configuration
+	// and storage (CONTAINERS_CONF and friends).
+	ConfEnv []string
+
+	globalArgs []string
+	service    *exec.Cmd
+	logPath    string
+}
+
+// Main is TestMain for packages with integration tests: it starts an Env, passes it to
+// setup, runs the tests and tears the Env down. Without podman the tests are skipped, except
+// under CI=true, where a missing Podman is a failure.
+func Main(m *testing.M, setup func(*Env)) {
+	env, err := Start()
+	if err != nil {
+		if os.Getenv("CI") == "true" || !errors.Is(err, ErrNoPodman) {
+			fmt.Fprintf(os.Stderr, "podmantest: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "podmantest: %v; skipping integration tests (install podman, runc and busybox-static, or run .ci/run)\n", err)
+		setup(nil)
+		os.Exit(m.Run())
+	}
+	setup(env)
+	code := m.Run()
+	env.Close()
+	os.Exit(code)
+}
+
+// ErrNoPodman is returned by Start when podman or busybox is not installed.
+var ErrNoPodman = errors.New("podman or busybox is not installed")
+
+// Start sets up and starts an Env.
+func Start() (*Env, error) {
+	for _, tool := range []string{"podman", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%w: %s not found on PATH", ErrNoPodman, tool)
+		}
+	}
+	// Socket paths are limited to ~108 bytes: keep the directory short.
+	dir, err := os.MkdirTemp("", "sosctl-pt-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // the rootless test user needs to traverse it
+		return nil, err
+	}
+	e := &Env{Dir: dir, Socket: filepath.Join(dir, "podman.sock"), logPath: filepath.Join(dir, "service.log")}
+	e.URI = "unix://" + e.Socket
+	if err := e.writeConfig(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.startService(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.buildImage(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// writeConfig writes the test-only containers.conf and storage.conf.
+func (e *Env) writeConfig() error {
+	nofile, nproc := hardLimit(syscall.RLIMIT_NOFILE, 4096), hardLimit(rlimitNproc, 4096)
+	conf := fmt.Sprintf(`# Test-only Podman configuration written by podmantest.
+[containers]
+default_ulimits = ["nofile=%d:%d", "nproc=%d:%d"]
+log_driver = "k8s-file"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "%s"
+`, nofile, nofile, nproc, nproc, filepath.Join(e.Dir, "events.log"))
+	storage := fmt.Sprintf(`[storage]
+driver = "overlay"
+graphroot = "%s"
+runroot = "%s"
+`, filepath.Join(e.Dir, "root"), filepath.Join(e.Dir, "runroot"))
+	confPath, storagePath := filepath.Join(e.Dir, "containers.conf"), filepath.Join(e.Dir, "storage.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(storagePath, []byte(storage), 0o644); err != nil {
+		return err
+	}
+	tmp := filepath.Join(e.Dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	e.ConfEnv = []string{
+		"CONTAINERS_CONF=" + confPath,
+		"CONTAINERS_STORAGE_CONF=" + storagePath,
+		// Keep registries and policy from the user's files out of the picture.
+		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(e.Dir, "registries.conf"),
+		"TMPDIR=" + tmp,
+	}
+	e.globalArgs = []string{"--tmpdir", tmp}
+	return os.WriteFile(filepath.Join(e.Dir, "registries.conf"), []byte("unqualified-search-registries = []\n"), 0o644)
+}
+
+func hardLimit(resource int, ceiling uint64) uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(resource, &lim); err != nil || lim.Max > ceiling {
+		return ceiling
+	}
+	return lim.Max
+}
+
+// rlimitNproc is RLIMIT_NPROC, which package syscall does not name on Linux.
+const rlimitNproc = 6
+
+func (e *Env) startService() error {
+	log, err := os.Create(e.logPath)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	args := append(append([]string{}, e.globalArgs...), "system", "service", "--time=0", e.URI)
+	e.service = exec.Command("podman", args...)
+	e.service.Env = append(os.Environ(), e.ConfEnv...)
+	e.service.Stdout, e.service.Stderr = log, log
+	e.service.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.service.Start(); err != nil {
+		return fmt.Errorf("start podman system service: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := os.Stat(e.Socket); err == nil && st.Mode().Type() == os.ModeSocket {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	logText, _ := os.ReadFile(e.logPath)
+	return fmt.Errorf("podman system service did not create %s within 30s; its log:\n%s", e.Socket, logText)
+}
+
+// Podman runs the podman CLI against the Env's storage and configuration.
+func (e *Env) Podman(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "podman", append(append([]string{}, e.globalArgs...), args...)...)
+	cmd.Env = append(os.Environ(), e.ConfEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("podman %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// Close removes every container and image and stops the service.
+func (e *Env) Close() {
+	if e.service != nil && e.service.Process != nil {
+		_, _ = e.Podman("rm", "--all", "--force", "--time", "0")
+		_ = syscall.Kill(-e.service.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = e.service.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-e.service.Process.Pid, syscall.SIGKILL)
+		}
+		_, _ = e.Podman("system", "reset", "--force")
+	}
+	_ = os.RemoveAll(e.Dir)
+}
+
+// stubTool is installed as /usr/local/bin/claude and /usr/local/bin/codex: it prints what it
+// received so tests can assert on argv, uid and which environment variables (names only)
+// reached it.
+const stubTool = `#!/bin/sh
+name=$(basename "$0")
+if [ "$1" = "--version" ]; then echo "$name 0.0.0-stub (sourceosctl test image)"; exit 0; fi
+echo "tool=$name"
+echo "argv=$*"
+echo "uid=$(id -u) gid=$(id -g)"
+echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
+exit "${STUB_EXIT:-0}"
+`
+
+// buildImage imports a root file system holding Debian's static busybox and the stub tools.
+func (e *Env) buildImage() error {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
+	bin, err := os.ReadFile(busybox)
+	if err != nil {
+		return err
+	}
+	applets, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dir := func(name string, mode int64) {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode})
+	}
+	file := func(name string, mode int64, data []byte) {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))})
+		_, _ = tw.Write(data)
+	}
+	for _, d := range []string{"bin", "etc", "home", "home/agent", "tmp", "usr", "usr/local", "usr/local/bin", "workspace", "proc", "sys", "dev", "run", "var", "var/tmp"} {
+		mode := int64(0o755)
+		if d == "tmp" || d == "var/tmp" {
+			mode = 0o1777
+		}
+		dir(d, mode)
+	}
+	file("bin/busybox", 0o755, bin)
+	for _, a := range strings.Fields(string(applets)) {
+		if a != "busybox" {
+			_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777})
+		}
+	}
+	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
+	file("etc/group", 0o644, []byte("root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"))
+	file("usr/local/bin/claude", 0o755, []byte(stubTool))
+	file("usr/local/bin/codex", 0o755, []byte(stubTool))
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	archive := filepath.Join(e.Dir, "rootfs.tar")
+	if err := os.WriteFile(archive, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if _, err := e.Podman("import", "--change", "ENV PATH=/usr/local/bin:/bin", "--change", `CMD ["/bin/sh"]`, archive, Image); err != nil {
+		return fmt.Errorf("build test image: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package profile_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/profiles"
+)
+
+// valid is a minimal valid profile; cases below edit it.
+const valid = `apiVersion: sourceos.dev/v1alpha1
+kind: AgentMachineProfile
+metadata:
+  name: test
+spec:
+  host:
+    os: linux
+  image:
+    ref: localhost/test:1
+`
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // the whole error message
+	}{
+		{"empty file", "", "p.yaml: is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
+		{"only whitespace", " \n\t\n", "p.yaml: is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
+		{"binary garbage", "\x00\x01\x02\xff", "p.yaml: is not UTF-8 text; a profile is a YAML file"},
+		{"control characters", "a: \x01", "p.yaml: invalid YAML: control characters are not allowed"},
+		{"syntax error", "a: [\n", "p.yaml:1: invalid YAML: did not find expected node content"},
+		{"bad indentation", "a:\n  b: 1\n c: 2\n", "p.yaml:2: invalid YAML: did not find expected key"},
+		{"two documents", valid + "---\n" + valid, "p.yaml:10: holds more than one YAML document; keep one profile per file"},
+		{"a list, not a mapping", "- 1\n- 2\n", "p.yaml:1: must be a YAML mapping with apiVersion, kind, metadata and spec"},
+		{"a scalar", "hello\n", "p.yaml:1: must be a YAML mapping with apiVersion, kind, metadata and spec"},
+		{"duplicate key", "a: 1\na: 2\n", "p.yaml:2: a: is set twice (first on line 1); keep one"},
+		{"unsupported tag", "a: !custom x\n", "p.yaml:1: a: uses the YAML tag !custom, which profiles do not support; remove the tag"},
+		{"infinite number", strings.Replace(valid, "  host:", "  resources:\n    cpus: .inf\n  host:", 1), "p.yaml:7: spec.resources.cpus: must be a finite number, not \".inf\""},
+		{"wrong apiVersion", strings.Replace(valid, "sourceos.dev/v1alpha1", "v1", 1), "p.yaml:1: apiVersion: must be sourceos.dev/v1alpha1"},
+		{"wrong kind", strings.Replace(valid, "kind: AgentMachineProfile", "kind: Pod", 1), "p.yaml:2: kind: must be AgentMachineProfile"},
+		{"missing spec", "apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: x}\n", "p.yaml:1: spec: is required; add it at the top level"},
+		{"missing image", strings.Replace(valid, "  image:\n    ref: localhost/test:1\n", "", 1), "p.yaml:5: spec.image: is required; add it under spec"},
+		{"bad name", strings.Replace(valid, "name: test", "name: My_Profile", 1), "p.yaml:4: metadata.name: must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"},
+		{"unknown top-level field", valid + "extra: 1\n", "p.yaml:10: extra: unknown field; allowed here: apiVersion, kind, metadata, spec"},
+		{"misspelt field", valid + "  mountz: []\n", "p.yaml:10: spec.mountz: unknown field (did you mean \"mounts\"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace"},
+		{"relative mount source", valid + "  mounts:\n    - source: ~/a\n      target: /a\n    - source: /b\n      target: /b\n    - source: dev/x\n      target: /x\n", "p.yaml:15: spec.mounts[2].source: must be an absolute path or start with ~/"},
+		{"mount target /", valid + "  mounts:\n    - source: /a\n      target: /\n", "p.yaml:12: spec.mounts[0].target: must be an absolute path inside the container, other than /"},
+		{"mount without target", valid + "  mounts:\n    - source: /a\n", "p.yaml:11: spec.mounts[0].target: is required; add it under spec.mounts[0]"},
+		{"duplicate mount target", valid + "  mounts:\n    - source: /a\n      target: /workspace\n", "p.yaml:12: spec.mounts[0].target: /workspace is already used by spec.workspace.mountPath; give each mount its own target"},
+		{"unknown network", valid + "  network: host\n", "p.yaml:10: spec.network: must be one of none, bridge; got \"host\""},
+		{"cpus as string", valid + "  resources:\n    cpus: \"2\"\n", "p.yaml:11: spec.resources.cpus: must be a number, not a string"},
+		{"cpus zero", valid + "  resources:\n    cpus: 0\n", "p.yaml:11: spec.resources.cpus: must be greater than 0; got 0"},
+		{"memory too small", valid + "  resources:\n    memoryMiB: 8\n", "p.yaml:11: spec.resources.memoryMiB: must be at least 64; got 8"},
+		{"pids huge", valid + "  resources:\n    pids: 99999999999999999999\n", "p.yaml:11: spec.resources.pids: must be at most 1048576; got 100000000000000000000"},
+		{"bad digest", strings.Replace(valid, "ref: localhost/test:1", "ref: localhost/test:1\n    digest: sha256:abc", 1), "p.yaml:10: spec.image.digest: must be sha256: followed by 64 lowercase hex digits (see: podman image inspect --format '{{.Digest}}' REF)"},
+		{"image ref with space", strings.Replace(valid, "ref: localhost/test:1", "ref: \"my image\"", 1), "p.yaml:9: spec.image.ref: must be an image reference such as localhost/sourceos/agent-workspace:latest (lowercase registry and name, no spaces)"},
+		{"unknown os", strings.Replace(valid, "os: linux", "os: plan9", 1), "p.yaml:7: spec.host.os: must be one of linux, darwin, windows; got \"plan9\""},
+		{"provider for another os", strings.Replace(valid, "os: linux", "os: linux\n    provider: applehv", 1), "p.yaml:8: spec.host.provider: applehv does not run on linux; use one of native, qemu"},
+		{"darwin without machine", strings.Replace(valid, "os: linux", "os: darwin", 1), "p.yaml:6: spec.machine: is required with provider applehv (Podman runs in a VM there); add machine: {name: sourceos-agent}"},
+		{"machine with native", valid + "  machine:\n    name: m\n", "p.yaml:10: spec.machine: cannot be used with provider native; set spec.host.provider to qemu or remove the machine"},
+		{"secret with two sources", valid + "  secrets:\n    - name: k\n      fromEnv: K\n      fromFile: /k\n", "p.yaml:11: spec.secrets[0]: set exactly one of fromEnv (a host environment variable) or fromFile (a host file) for the value's source"},
+		{"secret without source", valid + "  secrets:\n    - name: k\n", "p.yaml:11: spec.secrets[0]: set exactly one of fromEnv (a host environment variable) or fromFile (a host file) for the value's source"},
+		{"secret declared twice", valid + "  secrets:\n    - {name: k, fromEnv: K}\n    - {name: k, fromEnv: L}\n", "p.yaml:12: spec.secrets[1].name: secret \"k\" is declared twice; keep one"},
+		{"bad env name", valid + "  secrets:\n    - {name: k, fromEnv: 1K}\n", "p.yaml:11: spec.secrets[0].fromEnv: must be an environment variable name (letters, digits, '_'; not starting with a digit)"},
+		{"tool secret undeclared", valid + "  tools:\n    codex:\n      secrets: [openai]\n", "p.yaml:12: spec.tools.codex.secrets[0]: secret \"openai\" is not declared in spec.secrets; declare it there (name and fromEnv or fromFile) or remove it"},
+		{"unknown tool field", valid + "  tools:\n    codex:\n      enabld: true\n", "p.yaml:12: spec.tools.codex.enabld: unknown field (did you mean \"enabled\"?); allowed here: command, enabled, env, secrets"},
+		{"unknown tool", valid + "  tools:\n    gemini: {}\n", "p.yaml:11: spec.tools.gemini: unknown field; allowed here: claude-code, codex, custom"},
+		{"custom tool without command", valid + "  tools:\n    custom:\n      - name: lint\n", "p.yaml:12: spec.tools.custom[0].command: is required; add it under spec.tools.custom[0]"},
+		{"custom tool named like a built-in", valid + "  tools:\n    custom:\n      - name: codex\n        command: [x]\n", "p.yaml:12: spec.tools.custom[0].name: the name \"codex\" is taken (built-in or listed before); choose another"},
+		{"enabled as string", valid + "  tools:\n    codex:\n      enabled: \"yes\"\n", "p.yaml:12: spec.tools.codex.enabled: must be a boolean, not a string"},
+		{"non-string key", valid + "  ? [a]\n  : 1\n", "p.yaml:10: spec: field names must be plain words, not a list"},
+		{"alias bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n", "p.yaml:1: e[7][0][7][0][8]: document is too large or too deeply nested (aliases expand to more than 100000 values or 64 levels)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := profile.Parse("p.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted the profile: %+v", p)
+			}
+			var le *profile.LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("error is %T, want *profile.LoadError", err)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("error:\n got: %s\nwant: %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblemSortedByLine(t *testing.T) {
+	yaml := valid + "  network: host\n  resources:\n    cpus: \"2\"\n  mountz: []\n"
+	_, err := profile.Parse("p.yaml", []byte(yaml))
+	want := `p.yaml: 3 problems:
+  p.yaml:10: spec.network: must be one of none, bridge; got "host"
+  p.yaml:12: spec.resources.cpus: must be a number, not a string
+  p.yaml:13: spec.mountz: unknown field (did you mean "mounts"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error:\n got: %v\nwant: %s", err, want)
+	}
+}
+
+func TestParseKeepsUnquotedDatesAsStrings(t *testing.T) {
+	p, err := profile.Parse("p.yaml", []byte(strings.Replace(valid, "name: test", "name: 2024-01-01\n  description: 2024-01-01", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Metadata.Name != "2024-01-01" || p.Metadata.Description != "2024-01-01" {
+		t.Fatalf("metadata = %+v, want the dates verbatim", p.Metadata)
+	}
+}
+
+func TestParseAppliesDefaults(t *testing.T) {
+	p, err := profile.Parse("p.yaml", []byte(valid+"  secrets:\n    - {name: openai-key, fromFile: ~/k}\n    - {name: x, fromEnv: X_TOKEN}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Spec
+	if s.Network != "none" || s.Workspace.MountPath != "/workspace" || s.Host.Provider != "native" {
+		t.Errorf("network %q, mountPath %q, provider %q: want none, /workspace, native", s.Network, s.Workspace.MountPath, s.Host.Provider)
+	}
+	if s.Resources != (profile.Resources{CPUs: 2, MemoryMiB: 4096, Pids: 1024}) {
+		t.Errorf("resources = %+v", s.Resources)
+	}
+	if s.Secrets[0].Target != "OPENAI_KEY" || s.Secrets[1].Target != "X_TOKEN" {
+		t.Errorf("secret targets = %q, %q; want OPENAI_KEY, X_TOKEN", s.Secrets[0].Target, s.Secrets[1].Target)
+	}
+	if len(p.SHA256) != 64 || p.Source != "p.yaml" {
+		t.Errorf("source %q sha256 %q", p.Source, p.SHA256)
+	}
+}
+
+func TestLoadResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	body := valid + "  workspace:\n    repo: ../app\n  mounts:\n    - {source: ~/docs, target: /docs}\n  evidence:\n    dir: ev\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Load(path, profile.Env{Home: "/home/u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(filepath.Dir(dir), "app"); p.Spec.Workspace.Repo != want {
+		t.Errorf("repo = %q, want %q", p.Spec.Workspace.Repo, want)
+	}
+	if p.Spec.Mounts[0].Source != "/home/u/docs" {
+		t.Errorf("mount source = %q, want /home/u/docs", p.Spec.Mounts[0].Source)
+	}
+	if want := filepath.Join(dir, "ev"); p.Spec.Evidence.Dir != want {
+		t.Errorf("evidence dir = %q, want %q", p.Spec.Evidence.Dir, want)
+	}
+}
+
+func TestLoadFileProblems(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte(strings.Repeat("# padding\n", profile.MaxSize/10+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "nope.yaml"), filepath.Join(dir, "nope.yaml") + ": no such file; create one with: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
+		{"directory", dir, dir + ": is a directory; give the path of a profile .yaml file"},
+		{"too large", big, big + ": is larger than 1024 KiB; a profile is a short YAML file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := profile.Load(tt.path, profile.Env{Home: "/home/u"})
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("error:\n got: %v\nwant: %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolvePath(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{"~", "/home/u", ""},
+		{"~/dev/app", "/home/u/dev/app", ""},
+		{"/abs/../x/", "/x", ""},
+		{"rel/x", "/base/rel/x", ""},
+		{"~bob/x", "", "~bob/x: only ~/ (your own home) is supported, not ~user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := profile.ResolvePath(tt.in, "/home/u", "/base")
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("error = %v, want %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ResolvePath(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestExamples validates every shipped example and checks they hold no personal values.
+func TestExamples(t *testing.T) {
+	names := profiles.ExampleNames()
+	for _, want := range []string{"linux-rootless", "macos-podman", "windows-wsl"} {
+		if !contains(names, want) {
+			t.Errorf("example %s is missing (have %v)", want, names)
+		}
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			data, _ := profiles.Example(name)
+			p, err := profile.Parse(name+".yaml", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Metadata.Name != name {
+				t.Errorf("metadata.name = %q, want %q", p.Metadata.Name, name)
+			}
+			if m := personal.FindString(string(data)); m != "" {
+				t.Errorf("example contains %q: use ~/dev/<repo> placeholders and no secrets", m)
+			}
+			if p.Spec.Workspace.Repo == "" || !strings.HasPrefix(p.Spec.Workspace.Repo, "~/dev/") {
+				t.Errorf("workspace.repo = %q, want a ~/dev/ placeholder", p.Spec.Workspace.Repo)
+			}
+		})
+	}
+}
+
+// TestDefaults checks the embedded per-OS defaults are valid and safe: no network, no extra
+// mounts, no secrets.
+func TestDefaults(t *testing.T) {
+	for _, goos := range []string{"linux", "darwin", "windows", "freebsd"} {
+		t.Run(goos, func(t *testing.T) {
+			name, data := profiles.Default(goos)
+			p, err := profile.LoadBytes(name, data, profile.Env{Home: "/home/u", WorkDir: "/w"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := goos
+			if goos == "freebsd" {
+				want = "linux"
+			}
+			if p.Spec.Host.OS != want {
+				t.Errorf("host.os = %q, want %q", p.Spec.Host.OS, want)
+			}
+			if p.Spec.Network != "none" || len(p.Spec.Mounts) != 0 || len(p.Spec.Secrets) != 0 || p.Spec.Workspace.Repo != "" {
+				t.Errorf("default is not minimal: network %q, %d mounts, %d secrets, repo %q", p.Spec.Network, len(p.Spec.Mounts), len(p.Spec.Secrets), p.Spec.Workspace.Repo)
+			}
+		})
+	}
+}
+
+// personal matches home paths and common API-token shapes.
+var personal = regexp.MustCompile(`/Users/|/home/|[A-Za-z]:\\Users|\bsk-[A-Za-z0-9_-]{8,}|\bghp_[A-Za-z0-9]{8,}`)
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what sourceosctl's build, main job and tests need on Debian or Ubuntu: Podman with
+# runc (crun cannot start containers on hosts with hybrid cgroups), rootless support (uidmap,
+# slirp4netns), busybox-static for the locally built test image, git and make. Idempotent:
+# nothing is installed twice, and apt is not touched when everything is present.
+set -euo pipefail
+
+pkgs=(podman runc uidmap slirp4netns busybox-static git make ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+  echo "Go 1.26 or newer is needed to build sourceosctl (https://go.dev/dl/)" >&2
+  exit 1
+fi
+echo "✓ $(podman --version), $(runc --version | head -n1), $(go version | cut -d' ' -f3)"
