@@ -7,6 +7,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -84,12 +85,21 @@ func ExitCode(err error) int {
 		input   *agentmachine.InputError
 		noAPI   *podman.NotFoundError
 		unreach *podman.UnreachableError
+		refused *policy.RefusedError
+		intr    *agentmachine.Interrupt
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &exit):
 		return exit.Code
+	case errors.As(err, &intr):
+		if intr.Signal == "SIGTERM" {
+			return ExitSIGTERM
+		}
+		return ExitSIGINT
+	case errors.As(err, &refused):
+		return ExitRefused
 	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach):

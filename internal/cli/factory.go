@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -10,6 +11,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/profiles"
 )
 
 // IOStreams are the process's standard streams and what we know about them.
@@ -32,10 +36,17 @@ type Factory struct {
 	Now     func() time.Time
 	GOOS    string
 	GOARCH  string
+	UID     int
+	GID     int
 	Home    func() (string, error)
 	WorkDir func() (string, error)
 	Build   BuildInfo
+	// Runner runs external commands (the podman CLI, for named connections and machines).
+	Runner podman.Runner
 }
+
+// The Podman client is the engine sessions run on.
+var _ agentmachine.Engine = (*podman.Client)(nil)
 
 // BuildInfo identifies the binary; Version and Commit are set by the linker (see Makefile).
 type BuildInfo struct {
@@ -57,10 +68,48 @@ func NewFactory() *Factory {
 		Now:     time.Now,
 		GOOS:    runtime.GOOS,
 		GOARCH:  runtime.GOARCH,
+		UID:     os.Getuid(),
+		GID:     os.Getgid(),
 		Home:    os.UserHomeDir,
 		WorkDir: os.Getwd,
 		Build:   BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()},
+		Runner:  podman.ExecRunner{},
 	}
+}
+
+// LoadProfile loads the profile at path, or the built-in default for this OS when path is "".
+func (f *Factory) LoadProfile(path string) (*profile.Profile, error) {
+	home, err := f.Home()
+	if err != nil {
+		return nil, fmt.Errorf("find home directory: %w", err)
+	}
+	wd, err := f.WorkDir()
+	if err != nil {
+		return nil, fmt.Errorf("find working directory: %w", err)
+	}
+	env := profile.Env{Home: home, WorkDir: wd}
+	if path == "" {
+		name, data := profiles.Default(f.GOOS)
+		return profile.LoadBytes("embedded:"+name, data, env)
+	}
+	path, err = profile.ResolvePath(path, home, wd)
+	if err != nil {
+		return nil, &agentmachine.InputError{Flag: "--profile", Err: err}
+	}
+	return profile.Load(path, env)
+}
+
+// Resolver finds the Podman API the way this host's podman CLI would.
+func (f *Factory) Resolver() podman.Resolver {
+	return podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: os.Stat}
+}
+
+// machineName is the profile's Podman machine, if it uses one.
+func machineName(p *profile.Profile) string {
+	if p.Spec.Machine == nil {
+		return ""
+	}
+	return p.Spec.Machine.Name
 }
 
 func systemIO() *IOStreams {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
 )
 
 // GlobalOptions are the flags every agent-machine command accepts.
@@ -22,9 +24,30 @@ type GlobalOptions struct {
 // Main runs the command line and returns the process exit code.
 func Main() int {
 	f := NewFactory()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background())
 	defer stop()
 	return Run(ctx, f, os.Args[1:])
+}
+
+// withSignals cancels ctx on SIGINT or SIGTERM with an *agentmachine.Interrupt cause, so a
+// session can stop its container and the exit code can say which signal it was.
+func withSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			name := "SIGINT"
+			if sig == syscall.SIGTERM {
+				name = "SIGTERM"
+			}
+			cancel(&agentmachine.Interrupt{Signal: name})
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(done); cancel(nil) }
 }
 
 // Run executes args against the factory; tests call it with fakes.

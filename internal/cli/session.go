@@ -1,7 +1,19 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
 	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
 // sessionOptions are shared by shell and run: both start one governed session.
@@ -19,6 +31,9 @@ type sessionOptions struct {
 	Output         string
 	Keep           bool
 }
+
+// stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.
+const stopTimeout = 10 * time.Second
 
 func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl := cmd.Flags()
@@ -40,13 +55,13 @@ workspace, or run COMMAND there with its output streamed and its exit code retur
 
 The container sees only the repository and the profile's allowlisted mounts, runs as your
 uid with all capabilities dropped, no-new-privileges, a read-only root and no network
-unless the profile grants one.`,
+unless the profile grants one. Ctrl-C stops the container; it is removed afterwards.`,
 		Example: `  sourceosctl agent-machine shell --repo ~/dev/app
   sourceosctl agent-machine shell --repo . -- git log -1
   sourceosctl agent-machine shell --repo . --dry-run -o podman`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Args = args
-			return runSession(cmd, opts)
+			return runSession(cmd.Context(), opts)
 		},
 	}
 	addSessionFlags(cmd, opts)
@@ -63,6 +78,10 @@ Built-in tools are claude-code (the 'claude' CLI) and codex; custom tools come f
 profile's spec.tools.custom. A tool receives a secret only when the profile declares it,
 the tool lists it, and the command line repeats it with --secret NAME.
 
+Both built-in tools bring their own Linux sandbox, which cannot start inside an
+unprivileged container; the built-in definitions switch it off so that this container is
+the boundary, and the plan says so.
+
 The tool's exit code becomes sourceosctl's exit code.`,
 		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --secret anthropic-api-key
   sourceosctl agent-machine run --tool codex --repo . -- --version
@@ -72,7 +91,10 @@ The tool's exit code becomes sourceosctl's exit code.`,
 			if opts.Tool == "" {
 				return usageErrorf("--tool is required: name an enabled tool such as claude-code or codex")
 			}
-			return runSession(cmd, opts)
+			if opts.Tool == "shell" {
+				return usageErrorf("use the shell command for a shell: sourceosctl agent-machine shell")
+			}
+			return runSession(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Tool, "tool", "", "tool `NAME` to run: claude-code, codex, or a custom tool from the profile")
@@ -80,9 +102,134 @@ The tool's exit code becomes sourceosctl's exit code.`,
 	return cmd
 }
 
-func runSession(cmd *cobra.Command, opts *sessionOptions) error {
+func runSession(ctx context.Context, opts *sessionOptions) error {
 	if err := validateOutput(opts.Output, outTable, outJSON, outPodman); err != nil {
 		return err
 	}
-	return &NotImplementedError{Command: cmd.CommandPath(), Planned: "governed sessions: mount policy, plan, --dry-run and execution on Podman"}
+	if opts.Output != outTable && !opts.DryRun {
+		return usageErrorf("--output %s describes a plan: add --dry-run", opts.Output)
+	}
+	if opts.Keep && len(opts.Secrets) > 0 {
+		return usageErrorf("--keep cannot be combined with --secret: a kept container would keep the secret's value readable through podman inspect")
+	}
+	f := opts.Factory
+	prof, err := f.LoadProfile(opts.Globals.Profile)
+	if err != nil {
+		return err
+	}
+	client, facts, err := sessionFacts(ctx, f, opts, prof)
+	if err != nil && !opts.DryRun {
+		return err
+	}
+	wd, _ := f.WorkDir()
+	plan, planErr := agentmachine.NewPlan(prof, agentmachine.SessionRequest{
+		Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
+		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd,
+	}, facts)
+	if opts.DryRun {
+		return printPlan(opts, plan, planErr)
+	}
+	if planErr != nil {
+		if plan != nil {
+			_ = agentmachine.WriteRefusals(f.IO.ErrOut, plan)
+		}
+		return planErr
+	}
+	if opts.Globals.Verbose {
+		fmt.Fprintf(f.IO.ErrOut, "session %s: %s on %s (%s), policy %s\n", plan.SessionID, plan.Container.Name, plan.Connection.URI, plan.Connection.Source, plan.PolicyHash)
+	}
+	session := &agentmachine.Session{
+		Engine: client, In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut,
+		Getenv: f.Getenv, ReadFile: os.ReadFile, Now: f.Now, StopTimeout: stopTimeout,
+	}
+	outcome, err := session.Run(ctx, plan)
+	if err != nil {
+		return err
+	}
+	switch {
+	case outcome.Interrupted:
+		return &agentmachine.Interrupt{Signal: outcome.Cause}
+	case outcome.ExitCode != 0:
+		return &ExitError{Code: outcome.ExitCode}
+	}
+	return nil
+}
+
+// sessionFacts resolves and connects to Podman and gathers what planning needs. On failure
+// it still returns facts good enough for a dry run (with rootless inferred), and the error.
+func sessionFacts(ctx context.Context, f *Factory, opts *sessionOptions, prof *profile.Profile) (*podman.Client, agentmachine.Facts, error) {
+	home, _ := f.Home()
+	facts := agentmachine.Facts{
+		OS: f.GOOS, Arch: f.GOARCH, Home: home, UID: f.UID, GID: f.GID,
+		RuntimeDir: f.Getenv("XDG_RUNTIME_DIR"), Term: f.Getenv("TERM"),
+		StdinTTY: f.IO.InTTY, StdoutTTY: f.IO.OutTTY, Now: f.Now(),
+	}
+	if facts.RuntimeDir == "" && f.GOOS == "linux" {
+		facts.RuntimeDir = fmt.Sprintf("/run/user/%d", f.UID)
+	}
+	if f.GOOS == "windows" {
+		facts.UID, facts.GID = 1000, 1000 // the WSL machine's user; Windows has no uid
+	}
+	if repo := opts.Repo; repo != "" || prof.Spec.Workspace.Repo != "" {
+		if repo == "" {
+			repo = prof.Spec.Workspace.Repo
+		}
+		wd, _ := f.WorkDir()
+		if r, err := profile.ResolvePath(repo, home, wd); err == nil {
+			facts.RepoUID, facts.RepoGID = agentmachine.PathOwner(r)
+		}
+	}
+	ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, machineName(prof))
+	if err != nil {
+		facts.Connection = agentmachine.Connection{Source: "none found"}
+		facts.Rootless, facts.RootlessAssumed = f.UID != 0, true
+		return nil, facts, err
+	}
+	facts.Connection = agentmachine.Connection{URI: ep.URI, Source: ep.Source}
+	cctx := ctx
+	if opts.DryRun {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+	}
+	client, err := podman.Connect(cctx, ep)
+	if err == nil {
+		var info podman.ServerInfo
+		if info, err = client.Info(cctx); err == nil {
+			facts.Rootless, facts.ServerVersion = info.Rootless, info.Version
+			return client, facts, nil
+		}
+	}
+	facts.Rootless = !strings.HasPrefix(ep.URI, "unix:///run/podman/") && (f.UID != 0 || !strings.HasPrefix(ep.URI, "unix://"))
+	facts.RootlessAssumed = true
+	return nil, facts, err
+}
+
+func printPlan(opts *sessionOptions, plan *agentmachine.Plan, planErr error) error {
+	f := opts.Factory
+	var refused *policy.RefusedError
+	if planErr != nil && (plan == nil || !errors.As(planErr, &refused)) {
+		return planErr
+	}
+	switch {
+	case opts.Output == outJSON:
+		if err := writeJSON(f.IO.Out, plan); err != nil {
+			return err
+		}
+	case planErr != nil:
+		if err := agentmachine.WriteRefusals(f.IO.Out, plan); err != nil {
+			return err
+		}
+	case opts.Output == outPodman:
+		fmt.Fprintln(f.IO.Out, agentmachine.ShellQuote(agentmachine.PodmanArgs(plan)))
+	default:
+		if err := agentmachine.WriteTable(f.IO.Out, plan); err != nil {
+			return err
+		}
+	}
+	if planErr != nil {
+		return planErr
+	}
+	fmt.Fprintf(f.IO.ErrOut, "dry run: nothing was created (session id and container name are new on each run)\n")
+	return nil
 }

@@ -3,6 +3,8 @@
 // compared with what the server reports without a Podman connection.
 package container
 
+import "strconv"
+
 // Spec is everything needed to create one governed container.
 type Spec struct {
 	Name    string            `json:"name"`
@@ -42,8 +44,8 @@ type Tmpfs struct {
 	Target    string `json:"target"`
 	SizeBytes int64  `json:"sizeBytes"`
 	Mode      string `json:"mode"` // octal, e.g. "1777"
-	// Owner is "uid:gid" for a tool's home directory; empty leaves root as owner.
-	Owner string `json:"owner,omitempty"`
+	// Chown makes the container's user own it (Podman's U option), for the tool's home.
+	Chown bool `json:"chown,omitempty"`
 }
 
 // Secret hands a Podman secret to the container as an environment variable. Name is the
@@ -58,4 +60,22 @@ type Limits struct {
 	CPUs        float64 `json:"cpus"`
 	MemoryBytes int64   `json:"memoryBytes"`
 	Pids        int64   `json:"pids"`
+}
+
+// Options are the tmpfs mount options, shared by the engine and the printed `podman run`
+// line so the two cannot drift apart.
+func (t Tmpfs) Options() []string {
+	opts := []string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(t.SizeBytes, 10), "mode=" + t.Mode}
+	if t.Chown {
+		opts = append(opts, "U")
+	}
+	return opts
+}
+
+// Image describes a local image.
+type Image struct {
+	ID          string   `json:"id"`
+	Digest      string   `json:"digest"`
+	RepoDigests []string `json:"repoDigests,omitempty"`
+	RepoTags    []string `json:"repoTags,omitempty"`
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/bindings/system"
+
+	"github.com/sourceos/sourceosctl/internal/container"
 )
 
 // Timeouts for API calls: the bindings set no deadline of their own and retry three times,
@@ -133,35 +135,22 @@ func (c *Client) Info(ctx context.Context) (ServerInfo, error) {
 	}, nil
 }
 
-// Image describes a local image.
-type Image struct {
-	ID          string   `json:"id"`
-	Digest      string   `json:"digest"`
-	RepoDigests []string `json:"repoDigests,omitempty"`
-	RepoTags    []string `json:"repoTags,omitempty"`
-}
-
-// ImageNotFoundError says an image is not in local storage.
-type ImageNotFoundError struct{ Ref string }
-
-func (e *ImageNotFoundError) Error() string { return "image " + e.Ref + " is not present locally" }
-
-// Image inspects a local image; it returns *ImageNotFoundError when absent.
-func (c *Client) Image(ctx context.Context, ref string) (Image, error) {
+// Image inspects a local image; found is false when it is not in local storage.
+func (c *Client) Image(ctx context.Context, ref string) (img container.Image, found bool, err error) {
 	cctx, cancel := c.call(callTimeout)
 	defer cancel()
 	ok, err := images.Exists(cctx, ref, nil)
 	if err != nil {
-		return Image{}, fmt.Errorf("look up image %s: %w", ref, err)
+		return container.Image{}, false, fmt.Errorf("look up image %s: %w", ref, err)
 	}
 	if !ok {
-		return Image{}, &ImageNotFoundError{Ref: ref}
+		return container.Image{}, false, nil
 	}
 	rep, err := images.GetImage(cctx, ref, nil)
 	if err != nil {
-		return Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
+		return container.Image{}, false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	return Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags}, nil
+	return container.Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags}, true, nil
 }
 
 // Pull fetches ref, writing the service's progress lines to progress.

@@ -53,9 +53,9 @@ func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
 	if info.Version == "" || info.Runtime != "runc" {
 		t.Fatalf("server info = %+v, want a version and the harness's runc runtime", info)
 	}
-	img, err := c.Image(ctx, podmantest.Image)
-	if err != nil {
-		t.Fatal(err)
+	img, found, err := c.Image(ctx, podmantest.Image)
+	if err != nil || !found {
+		t.Fatalf("image: found %v, %v", found, err)
 	}
 	if len(img.ID) != 64 {
 		t.Fatalf("image ID = %q, want 64 hex digits", img.ID)

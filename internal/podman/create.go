@@ -83,21 +83,10 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: opts})
 	}
 	for _, t := range s.Tmpfs {
-		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: tmpfsOptions(t)})
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: t.Options()})
 	}
 	g.ResourceLimits = limits(s.Limits)
 	return g, nil
-}
-
-func tmpfsOptions(t container.Tmpfs) []string {
-	opts := []string{"rw", "nosuid", "nodev", fmt.Sprintf("size=%d", t.SizeBytes), "mode=" + t.Mode}
-	if t.Owner != "" {
-		var uid, gid int
-		if _, err := fmt.Sscanf(t.Owner, "%d:%d", &uid, &gid); err == nil {
-			opts = append(opts, fmt.Sprintf("uid=%d", uid), fmt.Sprintf("gid=%d", gid))
-		}
-	}
-	return opts
 }
 
 func limits(l container.Limits) *spec.LinuxResources {

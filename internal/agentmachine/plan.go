@@ -1,0 +1,338 @@
+package agentmachine
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+// PlanSchemaVersion identifies the JSON form of a Plan (`--dry-run -o json`).
+const PlanSchemaVersion = "sourceos.dev/agent-machine-plan/v1"
+
+// Label keys put on every session container; `stop` and `status` find sessions by them.
+const (
+	LabelManaged = "dev.sourceos.agent-machine.managed"
+	LabelProfile = "dev.sourceos.agent-machine.profile"
+	LabelSession = "dev.sourceos.agent-machine.session"
+	LabelRepo    = "dev.sourceos.agent-machine.repo"
+	LabelTool    = "dev.sourceos.agent-machine.tool"
+)
+
+// Paths inside the container.
+const (
+	ToolHome      = "/home/agent"
+	tmpfsSize     = 512 << 20
+	fallbackUID   = 1000
+	interactiveSh = `if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi`
+)
+
+// ToolDef is a built-in tool: its binary and the arguments that put it in the mode where our
+// container, not the tool's own sandbox, is the boundary.
+type ToolDef struct {
+	Binary string
+	Args   []string
+	Note   string
+}
+
+// BuiltinTools are the tools sourceosctl knows. Both ship their own Linux sandbox
+// (bubblewrap / Landlock) that cannot start in an unprivileged, capability-less container, so
+// each definition turns it off and says so in the plan.
+var BuiltinTools = map[string]ToolDef{
+	"claude-code": {
+		Binary: "claude",
+		Args:   []string{"--settings", `{"sandbox":{"enabled":false}}`},
+		Note:   "claude-code's own bubblewrap sandbox cannot start without capabilities; it is turned off (sandbox.enabled=false) and this container is the boundary",
+	},
+	"codex": {
+		Binary: "codex",
+		Args:   []string{"--sandbox", "danger-full-access"},
+		Note:   "codex's own bubblewrap/Landlock sandbox cannot start without capabilities; it runs with --sandbox danger-full-access and this container is the boundary",
+	},
+}
+
+// Facts are what planning needs to know about the host and the Podman service. The caller
+// gathers them; Plan itself touches nothing, which is what makes --dry-run honest.
+type Facts struct {
+	OS, Arch   string
+	Home       string
+	RuntimeDir string
+	UID, GID   int
+	// RepoUID and RepoGID own the repository; a rootful session runs as them when the
+	// invoking user is root.
+	RepoUID, RepoGID int
+	Connection       Connection
+	Rootless         bool
+	RootlessAssumed  bool   // the service was not reachable; Rootless was inferred
+	ServerVersion    string // Podman server version, "" when unknown
+	Term             string
+	StdinTTY         bool
+	StdoutTTY        bool
+	Now              time.Time
+	// SessionID, when set, replaces the generated one (tests).
+	SessionID string
+	// FS overrides the file system used by the policy (tests); nil means the real one.
+	FS *policy.Host
+}
+
+// Connection is the Podman endpoint a plan runs against.
+type Connection struct {
+	URI    string `json:"uri"`
+	Source string `json:"source"`
+}
+
+// SessionRequest is what the user asked for.
+type SessionRequest struct {
+	Tool           string // "shell" or a tool name
+	Repo           string // as typed
+	Args           []string
+	Secrets        []string
+	AllowProtected []string
+	Keep           bool
+	WorkDir        string // for a relative --repo
+}
+
+// Plan is everything a session will do, as plain data.
+type Plan struct {
+	SchemaVersion   string                  `json:"schemaVersion"`
+	SessionID       string                  `json:"sessionId"`
+	Profile         ProfileInfo             `json:"profile"`
+	Connection      Connection              `json:"connection"`
+	Rootless        bool                    `json:"rootless"`
+	RootlessAssumed bool                    `json:"rootlessAssumed,omitempty"`
+	Image           ImageRef                `json:"image"`
+	Tool            ToolPlan                `json:"tool"`
+	Repo            string                  `json:"repo"`
+	PassEnv         []string                `json:"passEnv"`
+	Secrets         []container.Secret      `json:"secrets"`
+	SecretSources   []policy.SecretDecision `json:"secretSources"`
+	Container       container.Spec          `json:"container"`
+	PolicyHash      string                  `json:"policyHash"`
+	Decision        *policy.Decision        `json:"decision"`
+	Keep            bool                    `json:"keep"`
+	Notes           []string                `json:"notes"`
+}
+
+type ProfileInfo struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	SHA256 string `json:"sha256"`
+}
+
+type ImageRef struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"pinnedDigest,omitempty"`
+}
+
+type ToolPlan struct {
+	Name   string `json:"name"`
+	Binary string `json:"binary"`
+}
+
+// NewPlan applies the policy and, when nothing is refused, builds the container spec. A
+// refusal returns the partial plan (for --dry-run output) and a *policy.RefusedError.
+func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
+	repo := req.Repo
+	if repo == "" {
+		repo = p.Spec.Workspace.Repo
+	}
+	if repo == "" {
+		return nil, &InputError{Flag: "--repo", Err: fmt.Errorf("is required: the profile %s names no repository", p.Metadata.Name), Fix: "add --repo PATH, e.g. --repo ."}
+	}
+	repo, err := profile.ResolvePath(repo, f.Home, req.WorkDir)
+	if err != nil {
+		return nil, &InputError{Flag: "--repo", Err: err}
+	}
+	var optIns []string
+	for _, a := range req.AllowProtected {
+		r, err := profile.ResolvePath(a, f.Home, req.WorkDir)
+		if err != nil {
+			return nil, &InputError{Flag: "--allow-protected", Err: err}
+		}
+		optIns = append(optIns, r)
+	}
+	host := policy.Host{OS: f.OS, Home: f.Home, RuntimeDir: f.RuntimeDir}
+	if f.FS != nil {
+		host.EvalSymlinks, host.Lstat = f.FS.EvalSymlinks, f.FS.Lstat
+	}
+	if sock, ok := strings.CutPrefix(f.Connection.URI, "unix://"); ok {
+		host.Extra = append(host.Extra, policy.Protected{Path: sock, What: "the Podman socket in use"})
+	}
+	dec := policy.Decide(p, policy.Request{Tool: req.Tool, Repo: repo, Secrets: req.Secrets, AllowProtected: optIns}, host)
+
+	id := f.SessionID
+	if id == "" {
+		id = newSessionID(f.Now)
+	}
+	pl := &Plan{
+		SchemaVersion:   PlanSchemaVersion,
+		SessionID:       id,
+		Profile:         ProfileInfo{Name: p.Metadata.Name, Source: p.Source, SHA256: p.SHA256},
+		Connection:      f.Connection,
+		Rootless:        f.Rootless,
+		RootlessAssumed: f.RootlessAssumed,
+		Image:           ImageRef{Ref: p.Spec.Image.Ref, Digest: p.Spec.Image.Digest},
+		Repo:            dec.Mounts[0].Source,
+		PassEnv:         []string{},
+		Secrets:         []container.Secret{},
+		SecretSources:   []policy.SecretDecision{},
+		PolicyHash:      dec.Hash(),
+		Decision:        dec,
+		Keep:            req.Keep,
+		Notes:           []string{},
+	}
+	if err := dec.Err(); err != nil {
+		return pl, err
+	}
+	command, tool, note := commandFor(p, req)
+	pl.Tool = tool
+	if note != "" {
+		pl.Notes = append(pl.Notes, note)
+	}
+	if f.RootlessAssumed {
+		pl.Notes = append(pl.Notes, fmt.Sprintf("the Podman service was not reachable: rootless=%v was assumed from the socket path and your uid; the real run asks the service", f.Rootless))
+	}
+	for _, e := range dec.Env {
+		pl.PassEnv = append(pl.PassEnv, e.Name)
+	}
+	for _, s := range dec.Secrets {
+		pl.Secrets = append(pl.Secrets, container.Secret{Name: secretName(id, s.Name), EnvVar: s.EnvVar})
+		pl.SecretSources = append(pl.SecretSources, s)
+	}
+	if len(pl.Secrets) > 0 && leaksEnvSecrets(f.ServerVersion) {
+		pl.Notes = append(pl.Notes, fmt.Sprintf("Podman %s shows env secret values in 'podman inspect' of a running container (containers/podman#23788, fixed in 5.3); they are visible there to your own user until the session ends and the container is removed", f.ServerVersion))
+	}
+	user, userNote := sessionUser(f)
+	if userNote != "" {
+		pl.Notes = append(pl.Notes, userNote)
+	}
+	pl.Container = spec(p, pl, dec, f, command, user)
+	return pl, nil
+}
+
+// leaksEnvSecrets reports whether a Podman server older than 5.3 (or of unknown version)
+// puts env secret values into inspect's Config.Env once the container has started.
+func leaksEnvSecrets(version string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major < 5 || major == 5 && minor < 3
+}
+
+// commandFor returns the argv, the tool and a note about its inner sandbox.
+func commandFor(p *profile.Profile, req SessionRequest) ([]string, ToolPlan, string) {
+	if req.Tool == "shell" {
+		if len(req.Args) > 0 {
+			return req.Args, ToolPlan{Name: "shell", Binary: req.Args[0]}, ""
+		}
+		return []string{"/bin/sh", "-c", interactiveSh}, ToolPlan{Name: "shell", Binary: "/bin/sh"}, ""
+	}
+	entry := policy.ToolEntry(p, req.Tool)
+	if def, ok := BuiltinTools[req.Tool]; ok {
+		if entry != nil && len(entry.Command) > 0 {
+			return append(append([]string{}, entry.Command...), req.Args...), ToolPlan{Name: req.Tool, Binary: entry.Command[0]},
+				"the profile overrides the built-in command of " + req.Tool + "; its own sandbox settings are the profile's responsibility"
+		}
+		argv := append(append([]string{def.Binary}, def.Args...), req.Args...)
+		return argv, ToolPlan{Name: req.Tool, Binary: def.Binary}, def.Note
+	}
+	return append(append([]string{}, entry.Command...), req.Args...), ToolPlan{Name: req.Tool, Binary: entry.Command[0]}, ""
+}
+
+// sessionUser picks the uid:gid the container runs as. Rootless: the invoking user, kept by
+// keep-id. Rootful: never root — the invoking user, or when that is root, the sudo user, the
+// repository's owner, or 1000.
+func sessionUser(f Facts) (string, string) {
+	if f.Rootless {
+		return fmt.Sprintf("%d:%d", f.UID, f.GID), ""
+	}
+	switch {
+	case f.UID != 0:
+		return fmt.Sprintf("%d:%d", f.UID, f.GID), ""
+	case f.RepoUID != 0:
+		return fmt.Sprintf("%d:%d", f.RepoUID, f.RepoGID), fmt.Sprintf("rootful Podman and the invoking user is root: the session runs as the repository's owner %d:%d instead", f.RepoUID, f.RepoGID)
+	}
+	return fmt.Sprintf("%d:%d", fallbackUID, fallbackUID), fmt.Sprintf("rootful Podman, invoked as root on a root-owned repository: the session runs as %d:%d, which may not be able to write to it", fallbackUID, fallbackUID)
+}
+
+func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command []string, user string) container.Spec {
+	s := container.Spec{
+		Name:    containerName(pl.Tool.Name, pl.SessionID),
+		Image:   p.Spec.Image.Ref,
+		Command: command,
+		WorkDir: p.Spec.Workspace.MountPath,
+		User:    user,
+		Env:     map[string]string{"HOME": ToolHome, "SOURCEOS_AGENT_SESSION": pl.SessionID},
+		Secrets: pl.Secrets,
+		Mounts:  []container.Mount{},
+		Tmpfs: []container.Tmpfs{
+			{Target: "/tmp", SizeBytes: tmpfsSize, Mode: "1777"},
+			{Target: ToolHome, SizeBytes: tmpfsSize, Mode: "0700", Chown: true},
+		},
+		Labels: map[string]string{
+			LabelManaged: "true",
+			LabelProfile: p.Metadata.Name,
+			LabelSession: pl.SessionID,
+			LabelRepo:    pl.Repo,
+			LabelTool:    pl.Tool.Name,
+		},
+		Network:         dec.Network,
+		CapDrop:         dec.CapDrop,
+		CapAdd:          dec.CapAdd,
+		NoNewPrivileges: dec.NoNewPrivileges,
+		ReadOnlyRoot:    dec.ReadOnlyRoot,
+		Limits:          container.Limits{CPUs: dec.Limits.CPUs, MemoryBytes: int64(dec.Limits.MemoryMiB) << 20, Pids: int64(dec.Limits.Pids)},
+		TTY:             f.StdinTTY && f.StdoutTTY,
+		Stdin:           true,
+	}
+	if f.Rootless {
+		s.UserNS = "keep-id"
+	}
+	if s.TTY {
+		term := f.Term
+		if term == "" {
+			term = "xterm-256color"
+		}
+		s.Env["TERM"] = term
+	}
+	for _, m := range dec.Mounts {
+		s.Mounts = append(s.Mounts, container.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	return s
+}
+
+func containerName(tool, id string) string {
+	return "sosctl-" + strings.ToLower(tool) + "-" + id
+}
+
+func secretName(session, name string) string {
+	return "sosctl-" + session + "-" + name
+}
+
+// newSessionID sorts by time and never collides: UTC time plus 48 random bits.
+func newSessionID(now time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(now.UTC().Format("20060102t150405z")) + "-" + hex.EncodeToString(b[:])
+}
+
+// mountSummary lists allowed mounts for messages, sorted by target.
+func mountSummary(ms []container.Mount) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		out = append(out, fmt.Sprintf("%s -> %s (%s)", m.Source, m.Target, mode))
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,208 @@
+package agentmachine
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// PodmanArgs is the `podman run` command line equivalent to the plan, for a reviewer to read
+// or run by hand. Secrets are referenced by their per-session names: they exist only while a
+// session runs.
+func PodmanArgs(pl *Plan) []string {
+	s := pl.Container
+	args := []string{"podman"}
+	if pl.Connection.URI != "" {
+		args = append(args, "--url", pl.Connection.URI)
+	}
+	args = append(args, "run", "--rm", "--interactive")
+	if s.TTY {
+		args = append(args, "--tty")
+	}
+	args = append(args, "--name", s.Name)
+	for _, k := range sortedKeys(s.Labels) {
+		args = append(args, "--label", k+"="+s.Labels[k])
+	}
+	if s.UserNS != "" {
+		args = append(args, "--userns", s.UserNS)
+	}
+	args = append(args, "--user", s.User, "--workdir", s.WorkDir)
+	for _, c := range s.CapDrop {
+		args = append(args, "--cap-drop", c)
+	}
+	for _, c := range s.CapAdd {
+		args = append(args, "--cap-add", c)
+	}
+	if s.NoNewPrivileges {
+		args = append(args, "--security-opt", "no-new-privileges")
+	}
+	if s.ReadOnlyRoot {
+		args = append(args, "--read-only", "--read-only-tmpfs=false")
+	}
+	if s.SecurityLabel != "" {
+		args = append(args, "--security-opt", "label="+s.SecurityLabel)
+	}
+	args = append(args, "--network", s.Network)
+	for _, t := range s.Tmpfs {
+		args = append(args, "--tmpfs", t.Target+":"+strings.Join(t.Options(), ","))
+	}
+	for _, m := range s.Mounts {
+		opt := "type=bind,source=" + m.Source + ",destination=" + m.Target
+		if m.ReadOnly {
+			opt += ",ro=true"
+		}
+		args = append(args, "--mount", opt)
+	}
+	args = append(args, "--pids-limit", strconv.FormatInt(s.Limits.Pids, 10),
+		"--memory", strconv.FormatInt(s.Limits.MemoryBytes, 10), "--memory-swap", strconv.FormatInt(s.Limits.MemoryBytes, 10),
+		"--cpus", strconv.FormatFloat(s.Limits.CPUs, 'f', -1, 64))
+	for _, k := range sortedKeys(s.Env) {
+		args = append(args, "--env", k+"="+s.Env[k])
+	}
+	for _, n := range pl.PassEnv {
+		args = append(args, "--env", n) // podman takes the value from its own environment
+	}
+	for _, sec := range s.Secrets {
+		args = append(args, "--secret", sec.Name+",type=env,target="+sec.EnvVar)
+	}
+	entry, _ := json.Marshal(s.Command[:1])
+	args = append(args, "--entrypoint", string(entry), s.Image)
+	return append(args, s.Command[1:]...)
+}
+
+// ShellQuote joins argv into one line a POSIX shell reads back as the same argv.
+func ShellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,@%+", r))
+		}) < 0 {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}
+
+// WriteTable prints the plan for a human reviewer.
+func WriteTable(w io.Writer, pl *Plan) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	s := pl.Container
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("Session", pl.SessionID)
+	row("Profile", fmt.Sprintf("%s (%s, sha256:%s)", pl.Profile.Name, pl.Profile.Source, short(pl.Profile.SHA256)))
+	row("Connection", fmt.Sprintf("%s (%s)", orDash(pl.Connection.URI), orDash(pl.Connection.Source)))
+	rootless := strconv.FormatBool(pl.Rootless)
+	if pl.RootlessAssumed {
+		rootless += " (assumed)"
+	}
+	row("Rootless", rootless)
+	img := pl.Image.Ref
+	if pl.Image.Digest != "" {
+		img += " pinned to " + pl.Image.Digest
+	}
+	row("Image", img)
+	row("Tool", pl.Tool.Name)
+	row("Command", ShellQuote(s.Command))
+	row("Container", s.Name)
+	row("User", s.User+userNS(s.UserNS))
+	row("Working dir", s.WorkDir)
+	for i, m := range mountSummary(s.Mounts) {
+		row(label(i, "Mounts"), m)
+	}
+	for i, t := range s.Tmpfs {
+		row(label(i, "Writable tmpfs"), fmt.Sprintf("%s (%d MiB)", t.Target, t.SizeBytes>>20))
+	}
+	row("Root filesystem", readOnly(s.ReadOnlyRoot))
+	row("Capabilities", "drop "+strings.Join(s.CapDrop, ",")+addCaps(s.CapAdd))
+	row("No new privileges", strconv.FormatBool(s.NoNewPrivileges))
+	row("Network", s.Network)
+	row("Limits", fmt.Sprintf("cpus %g, memory %d MiB, pids %d", s.Limits.CPUs, s.Limits.MemoryBytes>>20, s.Limits.Pids))
+	row("Environment", strings.Join(append(sortedKeys(s.Env), pl.PassEnv...), ", "))
+	var secrets []string
+	for _, sd := range pl.SecretSources {
+		secrets = append(secrets, fmt.Sprintf("%s as $%s (from %s)", sd.Name, sd.EnvVar, sd.Source))
+	}
+	row("Secrets", orDash(strings.Join(secrets, "; ")))
+	row("TTY", strconv.FormatBool(s.TTY))
+	row("Policy hash", pl.PolicyHash)
+	keep := "removed after the session"
+	if pl.Keep {
+		keep = "kept after the session (--keep)"
+	}
+	row("Afterwards", keep)
+	for i, n := range pl.Notes {
+		row(label(i, "Notes"), n)
+	}
+	return tw.Flush()
+}
+
+// WriteRefusals prints a refused plan's decisions so a reviewer sees every mount's verdict.
+func WriteRefusals(w io.Writer, pl *Plan) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "VERDICT\tROLE\tPATH\tRULE\tREASON\n")
+	for _, m := range pl.Decision.Mounts {
+		verdict := "allow"
+		if !m.Allowed {
+			verdict = "REFUSE"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", verdict, m.Role, m.Declared, m.Rule, m.Reason)
+	}
+	return tw.Flush()
+}
+
+func label(i int, name string) string {
+	if i == 0 {
+		return name
+	}
+	return ""
+}
+
+func userNS(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return " (userns " + ns + ")"
+}
+
+func readOnly(ro bool) string {
+	if ro {
+		return "read-only"
+	}
+	return "writable"
+}
+
+func addCaps(add []string) string {
+	if len(add) == 0 {
+		return ", add none"
+	}
+	return ", add " + strings.Join(add, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

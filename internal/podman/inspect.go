@@ -1,0 +1,98 @@
+package podman
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/containers/podman/v5/libpod/define"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/secrets"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+)
+
+// Inspect returns what the server reports for a container: the security-relevant fields as
+// container.Observed, and the whole `podman inspect` document for evidence.
+func (c *Client) Inspect(ctx context.Context, id string) (container.Observed, []byte, error) {
+	cctx, cancel := c.call(callTimeout)
+	defer cancel()
+	data, err := containers.Inspect(cctx, id, nil)
+	if err != nil {
+		return container.Observed{}, nil, fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	raw, err := json.MarshalIndent(data, "", "  ")
+	if err != nil {
+		return container.Observed{}, nil, fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	return observe(data), raw, nil
+}
+
+func observe(d *define.InspectContainerData) container.Observed {
+	o := container.Observed{EffectiveCaps: d.EffectiveCaps}
+	if d.Config != nil {
+		o.User = d.Config.User
+	}
+	if hc := d.HostConfig; hc != nil {
+		o.CapAdd, o.CapDrop = hc.CapAdd, hc.CapDrop
+		o.ReadOnlyRoot = hc.ReadonlyRootfs
+		o.Privileged = hc.Privileged
+		for _, opt := range hc.SecurityOpt {
+			if opt == "no-new-privileges" || opt == "no-new-privileges:true" || opt == "no-new-privileges=true" {
+				o.NoNewPrivileges = true
+			}
+		}
+		o.UserNS = hc.UsernsMode
+		o.Network = hc.NetworkMode
+		for target := range hc.Tmpfs {
+			o.Tmpfs = append(o.Tmpfs, target)
+		}
+		o.Limits = container.Limits{MemoryBytes: hc.Memory, Pids: hc.PidsLimit}
+		switch {
+		case hc.NanoCpus > 0:
+			o.Limits.CPUs = float64(hc.NanoCpus) / 1e9
+		case hc.CpuQuota > 0 && hc.CpuPeriod > 0:
+			o.Limits.CPUs = float64(hc.CpuQuota) / float64(hc.CpuPeriod)
+		}
+	}
+	for _, m := range d.Mounts {
+		switch m.Type {
+		case "bind":
+			o.Binds = append(o.Binds, container.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
+		case "tmpfs":
+			o.Tmpfs = appendUnique(o.Tmpfs, m.Destination)
+		}
+	}
+	return o
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// CreateSecret stores value as a Podman secret named name. The value travels only in the
+// request body; it is never logged.
+func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
+	cctx, cancel := c.call(callTimeout)
+	defer cancel()
+	if _, err := secrets.Create(cctx, bytes.NewReader(value), new(secrets.CreateOptions).WithName(name)); err != nil {
+		return fmt.Errorf("create secret %s: %w", name, err)
+	}
+	return nil
+}
+
+// RemoveSecret deletes a secret; like Remove it still works after ctx was cancelled.
+func (c *Client) RemoveSecret(name string) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctl), callTimeout)
+	defer cancel()
+	if err := secrets.Remove(cctx, name); err != nil {
+		return fmt.Errorf("remove secret %s: %w", name, err)
+	}
+	return nil
+}
