@@ -8,5 +8,11 @@ make build
 bin=./bin/sourceosctl
 "$bin" --version
 echo
-echo "== A profile for this repository, rendered from the built-in example (nothing is written)"
-"$bin" agent-machine init --repo . --dry-run
+echo "== What a governed shell session on this repository would do (built-in default profile, nothing is created)"
+"$bin" agent-machine shell --repo . --dry-run
+echo
+echo "== The same plan as the equivalent podman command line"
+"$bin" agent-machine shell --repo . --dry-run -o podman
+echo
+echo "== A refused request: mounting your home directory (exit code 3, nothing created)"
+"$bin" agent-machine shell --repo ~ --dry-run || echo "(exit code $?)"

@@ -71,6 +71,7 @@ type Facts struct {
 	Rootless         bool
 	RootlessAssumed  bool   // the service was not reachable; Rootless was inferred
 	ServerVersion    string // Podman server version, "" when unknown
+	CgroupsVersion   string // "v1" or "v2", "" when unknown
 	Term             string
 	StdinTTY         bool
 	StdoutTTY        bool
@@ -208,12 +209,35 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	if len(pl.Secrets) > 0 && leaksEnvSecrets(f.ServerVersion) {
 		pl.Notes = append(pl.Notes, fmt.Sprintf("Podman %s shows env secret values in 'podman inspect' of a running container (containers/podman#23788, fixed in 5.3); they are visible there to your own user until the session ends and the container is removed", f.ServerVersion))
 	}
+	if err := limitsEnforceable(p, f, pl); err != nil {
+		return pl, err
+	}
 	user, userNote := sessionUser(f)
 	if userNote != "" {
 		pl.Notes = append(pl.Notes, userNote)
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
 	return pl, nil
+}
+
+// RuleLimitsUnenforceable refuses a session whose limits the service cannot apply.
+const RuleLimitsUnenforceable = "limits-unenforceable"
+
+// limitsEnforceable refuses rootless Podman on cgroups v1, which ignores every resource
+// limit, unless the profile accepts best-effort limits; then the plan says so.
+func limitsEnforceable(p *profile.Profile, f Facts, pl *Plan) error {
+	if !f.Rootless || f.CgroupsVersion != "v1" {
+		return nil
+	}
+	if p.Spec.Resources.Enforce == profile.EnforceBestEffort {
+		pl.Notes = append(pl.Notes, "rootless Podman on cgroups v1 ignores resource limits: cpus, memory and pids are NOT enforced (the profile accepts best-effort limits)")
+		return nil
+	}
+	return &policy.RefusedError{Refusals: []policy.Refusal{{
+		Subject: "resources", Rule: RuleLimitsUnenforceable,
+		Reason: "rootless Podman on cgroups v1 ignores cpu, memory and pids limits",
+		Fix:    "boot with cgroups v2 (systemd.unified_cgroup_hierarchy=1), use the rootful service (--connection unix:///run/podman/podman.sock), or set spec.resources.enforce: best-effort",
+	}}}
 }
 
 // leaksEnvSecrets reports whether a Podman server older than 5.3 (or of unknown version)
@@ -288,9 +312,11 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		CapAdd:          dec.CapAdd,
 		NoNewPrivileges: dec.NoNewPrivileges,
 		ReadOnlyRoot:    dec.ReadOnlyRoot,
-		Limits:          container.Limits{CPUs: dec.Limits.CPUs, MemoryBytes: int64(dec.Limits.MemoryMiB) << 20, Pids: int64(dec.Limits.Pids)},
-		TTY:             f.StdinTTY && f.StdoutTTY,
-		Stdin:           true,
+		Limits: container.Limits{CPUs: dec.Limits.CPUs, MemoryBytes: int64(dec.Limits.MemoryMiB) << 20, Pids: int64(dec.Limits.Pids),
+			BestEffort: dec.Limits.Enforce == profile.EnforceBestEffort},
+		Init:  true,
+		TTY:   f.StdinTTY && f.StdoutTTY,
+		Stdin: true,
 	}
 	if f.Rootless {
 		s.UserNS = "keep-id"
@@ -303,9 +329,24 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		s.Env["TERM"] = term
 	}
 	for _, m := range dec.Mounts {
-		s.Mounts = append(s.Mounts, container.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+		s.Mounts = append(s.Mounts, container.Mount{Source: MachinePath(f.OS, m.Source), Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	return s
+}
+
+// MachinePath converts a host path into the path the Podman machine sees. The WSL machine
+// mounts Windows drives under /mnt (C:\x\y → /mnt/c/x/y); macOS machines mount the shared
+// volumes at the same paths, and Linux needs no conversion.
+func MachinePath(goos, p string) string {
+	if goos != "windows" {
+		return p
+	}
+	p = strings.ReplaceAll(p, `\`, "/")
+	if len(p) >= 2 && p[1] == ':' {
+		rest := strings.TrimPrefix(p[2:], "/")
+		return strings.TrimSuffix("/mnt/"+strings.ToLower(p[:1])+"/"+rest, "/")
+	}
+	return p
 }
 
 func containerName(tool, id string) string {

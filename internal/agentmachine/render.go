@@ -20,6 +20,9 @@ func PodmanArgs(pl *Plan) []string {
 		args = append(args, "--url", pl.Connection.URI)
 	}
 	args = append(args, "run", "--rm", "--interactive")
+	if s.Init {
+		args = append(args, "--init")
+	}
 	if s.TTY {
 		args = append(args, "--tty")
 	}

@@ -196,7 +196,7 @@ func sessionFacts(ctx context.Context, f *Factory, opts *sessionOptions, prof *p
 	if err == nil {
 		var info podman.ServerInfo
 		if info, err = client.Info(cctx); err == nil {
-			facts.Rootless, facts.ServerVersion = info.Rootless, info.Version
+			facts.Rootless, facts.ServerVersion, facts.CgroupsVersion = info.Rootless, info.Version, info.Cgroups
 			return client, facts, nil
 		}
 	}

@@ -5,13 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
@@ -338,4 +342,59 @@ func TestIntegrationSignalsStopAndRemoveTheContainer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIntegrationCtrlCInATerminal runs `shell -- sleep` on a real pseudo-terminal: the
+// terminal is put in raw mode, Ctrl-C travels to the container's tty and ends sleep there,
+// and the container is removed.
+func TestIntegrationCtrlCInATerminal(t *testing.T) {
+	e := needPodman(t)
+	w := newWorkspace(t, e, "")
+	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen safeBuffer
+	go func() { _, _ = io.Copy(&screen, tty) }()
+	name := waitForSession(t, e)
+	if inspect, _ := e.Podman("inspect", "--format", "{{.Config.Tty}}", name); strings.TrimSpace(inspect) != "true" {
+		t.Errorf("session container has no TTY (Config.Tty=%s)", inspect)
+	}
+	time.Sleep(300 * time.Millisecond) // let the attach settle into raw mode
+	if _, err := tty.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("sourceosctl did not exit within 60s of Ctrl-C; screen:\n%s", screen.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code %d, want 130 (sleep killed by SIGINT in the container); screen:\n%s", code, screen.String())
+	}
+	if names := sessionContainers(t, e); len(names) != 0 {
+		t.Errorf("container left after Ctrl-C: %v", names)
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

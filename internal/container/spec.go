@@ -26,8 +26,11 @@ type Spec struct {
 	NoNewPrivileges bool     `json:"noNewPrivileges"`
 	ReadOnlyRoot    bool     `json:"readOnlyRoot"`
 	Limits          Limits   `json:"limits"`
-	TTY             bool     `json:"tty"`
-	Stdin           bool     `json:"stdin"`
+	// Init runs a minimal init as PID 1 that forwards signals and reaps zombies: a tool
+	// running as PID 1 would ignore Ctrl-C and SIGTERM.
+	Init  bool `json:"init"`
+	TTY   bool `json:"tty"`
+	Stdin bool `json:"stdin"`
 	// SecurityLabel is "disable" when bind mounts are not relabelled (see the planner).
 	SecurityLabel string `json:"securityLabel,omitempty"`
 }
@@ -60,6 +63,9 @@ type Limits struct {
 	CPUs        float64 `json:"cpus"`
 	MemoryBytes int64   `json:"memoryBytes"`
 	Pids        int64   `json:"pids"`
+	// BestEffort accepts a server that cannot enforce them (rootless on cgroups v1), by the
+	// profile's explicit choice; the plan says so.
+	BestEffort bool `json:"bestEffort,omitempty"`
 }
 
 // Options are the tmpfs mount options, shared by the engine and the printed `podman run`

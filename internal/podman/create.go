@@ -58,6 +58,7 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 	}
 	g.Labels = s.Labels
 	g.Terminal, g.Stdin = &s.TTY, &s.Stdin
+	g.Init = &s.Init
 	g.Remove = &no
 	g.CapDrop = s.CapDrop
 	g.CapAdd = s.CapAdd

@@ -38,6 +38,7 @@ func observe(d *define.InspectContainerData) container.Observed {
 		o.CapAdd, o.CapDrop = hc.CapAdd, hc.CapDrop
 		o.ReadOnlyRoot = hc.ReadonlyRootfs
 		o.Privileged = hc.Privileged
+		o.Init = hc.Init
 		for _, opt := range hc.SecurityOpt {
 			if opt == "no-new-privileges" || opt == "no-new-privileges:true" || opt == "no-new-privileges=true" {
 				o.NoNewPrivileges = true

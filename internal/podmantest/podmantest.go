@@ -33,6 +33,11 @@ type Env struct {
 	// and storage (CONTAINERS_CONF and friends).
 	ConfEnv []string
 
+	// User, when set, is the unprivileged account whose rootless service this is; UID and
+	// GID are its ids.
+	User     string
+	UID, GID int
+
 	globalArgs []string
 	service    *exec.Cmd
 	logPath    string
@@ -61,8 +66,12 @@ func Main(m *testing.M, setup func(*Env)) {
 // ErrNoPodman is returned by Start when podman or busybox is not installed.
 var ErrNoPodman = errors.New("podman or busybox is not installed")
 
-// Start sets up and starts an Env.
-func Start() (*Env, error) {
+// Start sets up and starts an Env for the current user.
+func Start() (*Env, error) { return StartAs("") }
+
+// StartAs starts an Env whose service runs as user (rootless Podman), for root to prove the
+// rootless path; "" means the current user.
+func StartAs(user string) (*Env, error) {
 	for _, tool := range []string{"podman", "busybox"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%w: %s not found on PATH", ErrNoPodman, tool)
@@ -76,8 +85,12 @@ func Start() (*Env, error) {
 	if err := os.Chmod(dir, 0o755); err != nil { // the rootless test user needs to traverse it
 		return nil, err
 	}
-	e := &Env{Dir: dir, Socket: filepath.Join(dir, "podman.sock"), logPath: filepath.Join(dir, "service.log")}
+	e := &Env{Dir: dir, Socket: filepath.Join(dir, "podman.sock"), logPath: filepath.Join(dir, "service.log"), User: user}
 	e.URI = "unix://" + e.Socket
+	if err := e.lookupUser(); err != nil {
+		e.Close()
+		return nil, err
+	}
 	if err := e.writeConfig(); err != nil {
 		e.Close()
 		return nil, err
@@ -123,6 +136,14 @@ runroot = "%s"
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
+	if e.User != "" {
+		runtime := filepath.Join(e.Dir, "xdg")
+		if err := os.MkdirAll(runtime, 0o700); err != nil {
+			return err
+		}
+		e.ConfEnv = append(e.ConfEnv, "XDG_RUNTIME_DIR="+runtime)
+		defer e.chownAll()
+	}
 	e.ConfEnv = []string{
 		"CONTAINERS_CONF=" + confPath,
 		"CONTAINERS_STORAGE_CONF=" + storagePath,
@@ -152,8 +173,7 @@ func (e *Env) startService() error {
 	}
 	defer log.Close()
 	args := append(append([]string{}, e.globalArgs...), "system", "service", "--time=0", e.URI)
-	e.service = exec.Command("podman", args...)
-	e.service.Env = append(os.Environ(), e.ConfEnv...)
+	e.service = e.command("podman", args...)
 	e.service.Stdout, e.service.Stderr = log, log
 	e.service.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.service.Start(); err != nil {
@@ -174,8 +194,8 @@ func (e *Env) startService() error {
 func (e *Env) Podman(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "podman", append(append([]string{}, e.globalArgs...), args...)...)
-	cmd.Env = append(os.Environ(), e.ConfEnv...)
+	cmd := e.command("podman", append(append([]string{}, e.globalArgs...), args...)...)
+	cancelOnDone(ctx, cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -261,8 +281,71 @@ func (e *Env) buildImage() error {
 	if err := os.WriteFile(archive, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
+	e.chownAll()
 	if _, err := e.Podman("import", "--change", "ENV PATH=/usr/local/bin:/bin", "--change", `CMD ["/bin/sh"]`, archive, Image); err != nil {
 		return fmt.Errorf("build test image: %w", err)
 	}
 	return nil
+}
+
+// Command returns name with args prepared to run in the Env: as its user, with its
+// configuration in the environment.
+func (e *Env) Command(name string, args ...string) *exec.Cmd { return e.command(name, args...) }
+
+func (e *Env) command(name string, args ...string) *exec.Cmd {
+	envv := append(os.Environ(), e.ConfEnv...)
+	if e.User == "" {
+		cmd := exec.Command(name, args...)
+		cmd.Env = envv
+		return cmd
+	}
+	// runuser drops to the user; env re-applies the configuration, which runuser resets.
+	full := append([]string{"-u", e.User, "--", "env", "HOME=" + filepath.Join(e.Dir, "home")}, e.ConfEnv...)
+	full = append(full, name)
+	cmd := exec.Command("runuser", append(full, args...)...)
+	cmd.Env = envv
+	return cmd
+}
+
+func cancelOnDone(ctx context.Context, cmd *exec.Cmd) {
+	go func() {
+		<-ctx.Done()
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+}
+
+func (e *Env) lookupUser() error {
+	if e.User == "" {
+		e.UID, e.GID = os.Getuid(), os.Getgid()
+		return nil
+	}
+	if os.Getuid() != 0 {
+		return fmt.Errorf("running Podman as %s needs root", e.User)
+	}
+	out, err := exec.Command("id", "-u", e.User).Output()
+	if err != nil {
+		return fmt.Errorf("test user %s: %w (create it with scripts/ci-test-user.sh)", e.User, err)
+	}
+	gout, err := exec.Command("id", "-g", e.User).Output()
+	if err != nil {
+		return err
+	}
+	fmt.Sscan(string(out), &e.UID)
+	fmt.Sscan(string(gout), &e.GID)
+	return os.MkdirAll(filepath.Join(e.Dir, "home"), 0o755)
+}
+
+// chownAll gives the Env's directory to its user.
+func (e *Env) chownAll() {
+	if e.User == "" {
+		return
+	}
+	_ = filepath.Walk(e.Dir, func(p string, _ os.FileInfo, err error) error {
+		if err == nil {
+			_ = os.Lchown(p, e.UID, e.GID)
+		}
+		return nil
+	})
 }

@@ -103,6 +103,7 @@ type Limits struct {
 	CPUs      float64 `json:"cpus"`
 	MemoryMiB int     `json:"memoryMiB"`
 	Pids      int     `json:"pids"`
+	Enforce   string  `json:"enforce"`
 }
 
 // SecretDecision records an admitted (or refused) secret by name and source kind only.
@@ -159,7 +160,7 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 		CapAdd:          []string{},
 		NoNewPrivileges: true,
 		ReadOnlyRoot:    true,
-		Limits:          Limits{CPUs: s.Resources.CPUs, MemoryMiB: s.Resources.MemoryMiB, Pids: s.Resources.Pids},
+		Limits:          Limits{CPUs: s.Resources.CPUs, MemoryMiB: s.Resources.MemoryMiB, Pids: s.Resources.Pids, Enforce: s.Resources.Enforce},
 		Mounts:          []MountDecision{},
 		Secrets:         []SecretDecision{},
 		Env:             []EnvDecision{},
@@ -325,6 +326,8 @@ func fixFor(rule string, r requested, md MountDecision) string {
 // checkProtected judges both the declared and the resolved path against both forms of every
 // protected path, so neither a symlink nor a symlinked protected path slips through.
 func checkProtected(declared, resolved string, protected []protectedPath) (rule, reason string) {
+	// Being (inside) a protected path is the stronger finding; look for it across the whole
+	// list before looking for protected paths below the requested one.
 	for _, p := range protected {
 		for _, path := range []string{declared, resolved} {
 			for _, pp := range []string{p.lexical, p.resolved} {
@@ -333,7 +336,14 @@ func checkProtected(declared, resolved string, protected []protectedPath) (rule,
 					return RuleProtected, fmt.Sprintf("is %s (%s), a protected path", pp, p.What)
 				case !p.Exact && within(path, pp):
 					return RuleProtected, fmt.Sprintf("is inside %s (%s), a protected path", pp, p.What)
-				case within(pp, path):
+				}
+			}
+		}
+	}
+	for _, p := range protected {
+		for _, path := range []string{declared, resolved} {
+			for _, pp := range []string{p.lexical, p.resolved} {
+				if within(pp, path) {
 					return RuleParentProtected, fmt.Sprintf("contains %s (%s), a protected path", pp, p.What)
 				}
 			}

@@ -200,6 +200,9 @@ func (p *Profile) applyDefaults() {
 	if s.Resources.Pids == 0 {
 		s.Resources.Pids = DefaultPids
 	}
+	if s.Resources.Enforce == "" {
+		s.Resources.Enforce = EnforceRequired
+	}
 	if s.Host.Provider == "" {
 		s.Host.Provider = defaultProvider[s.Host.OS]
 	}

@@ -125,7 +125,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 	if s.Network != "none" || s.Workspace.MountPath != "/workspace" || s.Host.Provider != "native" {
 		t.Errorf("network %q, mountPath %q, provider %q: want none, /workspace, native", s.Network, s.Workspace.MountPath, s.Host.Provider)
 	}
-	if s.Resources != (profile.Resources{CPUs: 2, MemoryMiB: 4096, Pids: 1024}) {
+	if s.Resources != (profile.Resources{CPUs: 2, MemoryMiB: 4096, Pids: 1024, Enforce: "required"}) {
 		t.Errorf("resources = %+v", s.Resources)
 	}
 	if s.Secrets[0].Target != "OPENAI_KEY" || s.Secrets[1].Target != "X_TOKEN" {

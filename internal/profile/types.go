@@ -10,11 +10,13 @@ const (
 
 // Defaults applied when a profile leaves a field out.
 const (
-	DefaultMountPath = "/workspace"
-	DefaultNetwork   = "none"
-	DefaultCPUs      = 2.0
-	DefaultMemoryMiB = 4096
-	DefaultPids      = 1024
+	DefaultMountPath  = "/workspace"
+	DefaultNetwork    = "none"
+	DefaultCPUs       = 2.0
+	DefaultMemoryMiB  = 4096
+	DefaultPids       = 1024
+	EnforceRequired   = "required"
+	EnforceBestEffort = "best-effort"
 )
 
 // Profile is a loaded, validated AgentMachineProfile.
@@ -117,6 +119,8 @@ type Resources struct {
 	CPUs      float64 `json:"cpus" yaml:"cpus"`
 	MemoryMiB int     `json:"memoryMiB" yaml:"memoryMiB"`
 	Pids      int     `json:"pids" yaml:"pids"`
+	// Enforce is "required" (default) or "best-effort" (run where limits cannot be enforced).
+	Enforce string `json:"enforce,omitempty" yaml:"enforce,omitempty"`
 }
 
 type Evidence struct {

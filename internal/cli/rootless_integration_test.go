@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/podmantest"
+)
+
+// TestIntegrationRootlessSession proves the primary Linux mode — rootless Podman with
+// keep-id — when the suite runs as root (as CI does), by running sourceosctl as an
+// unprivileged user against that user's own rootless service. Run as a normal user, every
+// other session test is already rootless.
+func TestIntegrationRootlessSession(t *testing.T) {
+	user := os.Getenv("SOURCEOSCTL_TEST_USER")
+	switch {
+	case os.Getuid() != 0:
+		t.Skip("not root: the package's harness service is already rootless, so the other session tests cover this mode")
+	case user == "" && os.Getenv("CI") == "true":
+		t.Fatal("CI runs as root: set SOURCEOSCTL_TEST_USER (see scripts/ci-test-user.sh) so the rootless path is tested")
+	case user == "":
+		t.Skip("set SOURCEOSCTL_TEST_USER to an unprivileged user with subuid ranges to test rootless mode as root")
+	}
+	needPodman(t)
+	re, err := podmantest.StartAs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+
+	bin := filepath.Join(re.Dir, "sourceosctl")
+	copyFile(t, os.Args[0], bin, 0o755)
+	home := filepath.Join(re.Dir, "home")
+	repo := filepath.Join(home, "dev", "app")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cgroupsV1 := !isCgroup2()
+	writeProfile := func(name, enforce string) string {
+		p := filepath.Join(home, name)
+		body := fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: rl}\nspec:\n  host: {os: linux}\n  image: {ref: %s}\n  resources: {memoryMiB: 256, pids: 64, enforce: %s}\n", podmantest.Image, enforce)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	required, bestEffort := writeProfile("required.yaml", "required"), writeProfile("best-effort.yaml", "best-effort")
+	chownTree(t, home, re.UID, re.GID)
+
+	cli := func(args ...string) (string, int) {
+		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + re.URI, "HOME=" + home, bin}, args...)
+		cmd := re.Command("env", full...)
+		cmd.Dir = repo
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	script := `echo "uid=$(id -u)"; grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /x 2>/dev/null || echo root=read-only; echo "net=$(ls /sys/class/net | tr '\n' ' ')"; echo hi > /workspace/rootless.txt`
+
+	out, code := cli("--profile", required, "am", "shell", "--repo", repo, "--", "sh", "-c", script)
+	profile := required
+	if cgroupsV1 {
+		if code != ExitRefused || !strings.Contains(out, "rootless Podman on cgroups v1 ignores cpu, memory and pids limits") {
+			t.Fatalf("cgroups v1, enforce: required: exit %d, want 3 and the reason:\n%s", code, out)
+		}
+		profile = bestEffort
+		out, code = cli("--profile", profile, "am", "shell", "--repo", repo, "--dry-run")
+		if code != 0 || !strings.Contains(out, "NOT enforced") || !strings.Contains(out, "Rootless           true") {
+			t.Errorf("the best-effort plan does not say the limits are not enforced:\n%s", out)
+		}
+		out, code = cli("--profile", profile, "am", "shell", "--repo", repo, "--", "sh", "-c", script)
+	}
+	if code != 0 {
+		t.Fatalf("rootless session: exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{fmt.Sprintf("uid=%d", re.UID), "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "root=read-only", "net=lo "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in:\n%s", want, out)
+		}
+	}
+	st, err := os.Stat(filepath.Join(repo, "rootless.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != re.UID {
+		t.Errorf("file written in the container is owned by uid %d on the host, want the user's %d (keep-id)", uid, re.UID)
+	}
+	if names, _ := re.Podman("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(names) != "" {
+		t.Errorf("containers left: %s", names)
+	}
+}
+
+func isCgroup2() bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chownTree(t *testing.T, root string, uid, gid int) {
+	t.Helper()
+	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
