@@ -8,6 +8,9 @@ make build
 bin=./bin/sourceosctl
 "$bin" --version
 echo
+echo "== Is this workstation ready? (read-only; exit code 1 when a check fails)"
+"$bin" agent-machine doctor --repo . || echo "(doctor exited $?: see the fix lines above)"
+echo
 echo "== What a governed shell session on this repository would do (built-in default profile, nothing is created)"
 "$bin" agent-machine shell --repo . --dry-run
 echo

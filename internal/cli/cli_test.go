@@ -33,6 +33,9 @@ func testFactory(t *testing.T) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 		Home:    func() (string, error) { return home, nil },
 		WorkDir: func() (string, error) { return home, nil },
 		Build:   BuildInfo{Version: "1.2.3", Commit: "abc1234", GoVersion: "go1.26.8"},
+		UID:     1000,
+		GID:     1000,
+		Runner:  podman.ExecRunner{},
 	}
 	return f, out, errOut
 }
@@ -139,7 +142,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestNotImplementedCommandsSaySoAndExit1(t *testing.T) {
-	for _, args := range [][]string{{"am", "doctor"}, {"am", "start"}, {"am", "stop"}, {"am", "status"}, {"am", "fingerprint"}, {"am", "evidence", "verify", "x"}, {"am", "evidence", "inspect", "x"}} {
+	for _, args := range [][]string{{"am", "start"}, {"am", "stop"}, {"am", "status"}, {"am", "fingerprint"}, {"am", "evidence", "verify", "x"}, {"am", "evidence", "inspect", "x"}} {
 		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
 			f, _, errOut := testFactory(t)
 			if code := run(t, f, args...); code != ExitFailure {

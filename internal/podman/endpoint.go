@@ -87,11 +87,19 @@ func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, 
 			return Endpoint{URI: "unix://" + c.path, Source: c.source}, nil
 		}
 	}
-	fix := "systemctl --user start podman.socket"
-	if r.UID == 0 {
-		fix = "systemctl start podman.socket"
+	return Endpoint{}, &NotFoundError{Tried: tried, Fix: r.startHint(tried[0])}
+}
+
+// startHint is the command that starts the API service: systemd's socket unit where
+// systemd manages the session, otherwise the service itself in the background.
+func (r Resolver) startHint(socket string) string {
+	if _, err := r.Stat("/run/systemd/system"); err == nil {
+		if r.UID == 0 {
+			return "systemctl start podman.socket"
+		}
+		return "systemctl --user start podman.socket"
 	}
-	return Endpoint{}, &NotFoundError{Tried: tried, Fix: fix}
+	return "podman system service --time=0 unix://" + socket + " &"
 }
 
 type socketCandidate struct{ path, source string }

@@ -1,0 +1,425 @@
+package agentmachine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+// Check statuses.
+const (
+	StatusOK   = "ok"
+	StatusWarn = "warn"
+	StatusFail = "fail"
+)
+
+// DoctorSchemaVersion identifies doctor's JSON output.
+const DoctorSchemaVersion = "sourceos.dev/agent-machine-doctor/v1"
+
+// Check is one finding of doctor.
+type Check struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Status  string `json:"status"`
+	Finding string `json:"finding"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Report is doctor's result.
+type Report struct {
+	SchemaVersion string  `json:"schemaVersion"`
+	Checks        []Check `json:"checks"`
+	Summary       Summary `json:"summary"`
+}
+
+type Summary struct {
+	OK       int `json:"ok"`
+	Warnings int `json:"warnings"`
+	Failures int `json:"failures"`
+}
+
+// Runner runs an external command and returns its standard output (internal/podman's
+// ExecRunner is one).
+type Runner interface {
+	Run(ctx context.Context, name string, args ...string) ([]byte, error)
+}
+
+// APIStatus is what doctor learns from the Podman service.
+type APIStatus struct {
+	URI, Source    string
+	ServerVersion  string
+	Rootless       bool
+	CgroupsVersion string
+}
+
+// DoctorDeps are doctor's probes. Every one only reads: doctor changes nothing.
+type DoctorDeps struct {
+	GOOS, GOARCH string
+	Getenv       func(string) string
+	UID          int
+	Username     string
+	Runner       Runner
+	LookPath     func(string) (string, error)
+	ReadFile     func(string) ([]byte, error)
+	Stat         func(string) (fs.FileInfo, error)
+	// API resolves and pings the Podman service (never starting one).
+	API func(ctx context.Context) (APIStatus, error)
+	// ImagePresent asks the service whether the image is in local storage.
+	ImagePresent func(ctx context.Context, ref string) (bool, error)
+	// Machine reports the profile's Podman machine (macOS, Windows, or a Linux profile
+	// that names one).
+	Machine func(ctx context.Context, name string) (MachineStatus, error)
+	Profile func() (*profile.Profile, error)
+	Dirs    Dirs
+	Repo    string // resolved; "" when none was given and the profile names none
+	Timeout time.Duration
+}
+
+type probe struct {
+	id, name string
+	run      func(ctx context.Context) Check
+}
+
+// Doctor runs every check concurrently, each under the timeout, and returns them in a
+// stable order. A probe that hangs becomes a failed check; it cannot hang doctor.
+func Doctor(ctx context.Context, d DoctorDeps) Report {
+	prof, profErr := d.Profile()
+	probes := []probe{
+		{"host", "Host", d.checkHost},
+		{"podman-cli", "Podman CLI", d.checkPodmanCLI},
+		{"podman-api", "Podman API", d.checkAPI},
+	}
+	if name := machineOf(prof); name != "" || d.GOOS == "darwin" || d.GOOS == "windows" {
+		probes = append(probes, probe{"machine", "Podman machine", func(ctx context.Context) Check { return d.checkMachine(ctx, name) }})
+	}
+	if d.GOOS == "linux" {
+		probes = append(probes, probe{"rootless", "Rootless readiness", d.checkRootless})
+	}
+	probes = append(probes,
+		probe{"git", "git", d.checkGit},
+		probe{"nix", "nix", d.checkNix},
+		probe{"repo", "Repository", d.checkRepo},
+		probe{"profile", "Profile", func(context.Context) Check { return checkProfile(prof, profErr) }},
+		probe{"signing-key", "Signing key", d.checkKey},
+	)
+	if prof != nil {
+		probes = append(probes, probe{"image", "Image", func(ctx context.Context) Check { return d.checkImage(ctx, prof.Spec.Image.Ref) }})
+	}
+	checks := make([]Check, len(probes))
+	var wg sync.WaitGroup
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			checks[i] = d.runProbe(ctx, p)
+		}()
+	}
+	wg.Wait()
+	r := Report{SchemaVersion: DoctorSchemaVersion, Checks: checks}
+	for _, c := range checks {
+		switch c.Status {
+		case StatusOK:
+			r.Summary.OK++
+		case StatusWarn:
+			r.Summary.Warnings++
+		default:
+			r.Summary.Failures++
+		}
+	}
+	return r
+}
+
+func (d DoctorDeps) runProbe(ctx context.Context, p probe) Check {
+	timeout := d.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan Check, 1)
+	go func() { done <- p.run(pctx) }()
+	var c Check
+	select {
+	case c = <-done:
+	case <-pctx.Done():
+		c = Check{Status: StatusFail, Finding: fmt.Sprintf("no answer within %s", timeout), Fix: "run the probe by hand to see why it hangs (see --verbose)"}
+	}
+	c.ID, c.Name = p.id, p.name
+	return c
+}
+
+func machineOf(p *profile.Profile) string {
+	if p == nil || p.Spec.Machine == nil {
+		return ""
+	}
+	return p.Spec.Machine.Name
+}
+
+func ok(finding string) Check { return Check{Status: StatusOK, Finding: finding} }
+func warn(finding, fix string) Check {
+	return Check{Status: StatusWarn, Finding: finding, Fix: fix}
+}
+func fail(finding, fix string) Check {
+	return Check{Status: StatusFail, Finding: finding, Fix: fix}
+}
+
+func (d DoctorDeps) checkHost(ctx context.Context) Check {
+	finding := d.GOOS + "/" + d.GOARCH
+	if d.GOOS == "linux" {
+		if out, err := d.Runner.Run(ctx, "uname", "-r"); err == nil {
+			finding += ", kernel " + strings.TrimSpace(string(out))
+		}
+	}
+	switch d.GOOS {
+	case "linux", "darwin", "windows":
+		return ok(finding)
+	}
+	return warn(finding+": not a supported host OS", "use Linux, macOS or Windows")
+}
+
+var versionRE = regexp.MustCompile(`(\d+)\.(\d+)(?:\.(\d+))?`)
+
+// ParseVersion finds the first x.y[.z] in s.
+func ParseVersion(s string) (major, minor int, ok bool) {
+	m := versionRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, false
+	}
+	major, _ = strconv.Atoi(m[1])
+	minor, _ = strconv.Atoi(m[2])
+	return major, minor, true
+}
+
+func (d DoctorDeps) installPodman() string {
+	switch d.GOOS {
+	case "darwin":
+		return "brew install podman"
+	case "windows":
+		return "winget install RedHat.Podman"
+	}
+	return "sudo apt-get install podman runc catatonit uidmap slirp4netns   # or your distribution's package manager"
+}
+
+func (d DoctorDeps) checkPodmanCLI(ctx context.Context) Check {
+	if _, err := d.LookPath("podman"); err != nil {
+		return fail("podman is not installed (not on PATH)", d.installPodman())
+	}
+	out, err := d.Runner.Run(ctx, "podman", "--version")
+	if err != nil {
+		return fail("podman --version failed: "+firstLine(err.Error()), d.installPodman())
+	}
+	v := strings.TrimSpace(string(out))
+	major, minor, found := ParseVersion(v)
+	switch {
+	case !found:
+		return warn("cannot read the version from "+strconv.Quote(v), "")
+	case major < 4:
+		return fail(v+": Podman 4.0 or newer is required", d.installPodman())
+	case major == 4 && minor < 4:
+		return warn(v+": Podman 4.4 or newer is recommended", "upgrade Podman (see https://podman.io/docs/installation)")
+	}
+	return ok(v)
+}
+
+func (d DoctorDeps) checkAPI(ctx context.Context) Check {
+	st, err := d.API(ctx)
+	if err != nil {
+		fix := ""
+		var h interface{ Hint() string }
+		if errors.As(err, &h) {
+			fix = h.Hint()
+		}
+		return fail(firstLine(err.Error()), fix)
+	}
+	mode := "rootful"
+	if st.Rootless {
+		mode = "rootless"
+	}
+	return ok(fmt.Sprintf("%s (%s), server %s, %s, cgroups %s", st.URI, st.Source, st.ServerVersion, mode, st.CgroupsVersion))
+}
+
+func (d DoctorDeps) checkMachine(ctx context.Context, name string) Check {
+	if name == "" {
+		return fail("the profile names no Podman machine, and this OS needs one", "add spec.machine.name to the profile (see profiles/examples)")
+	}
+	if d.Machine == nil {
+		return fail("cannot inspect Podman machines here", "")
+	}
+	m, err := d.Machine(ctx, name)
+	if err != nil {
+		fix := ""
+		var me *MissingError
+		if errors.As(err, &me) {
+			fix = me.Fix
+		}
+		return fail(firstLine(err.Error()), fix)
+	}
+	finding := fmt.Sprintf("%s (%s): %s, %d cpus, %d MiB", m.Name, m.Provider, m.State, m.CPUs, m.MemoryMiB)
+	if len(m.Mounts) > 0 {
+		finding += ", shares " + strings.Join(m.Mounts, ", ")
+	}
+	if wide := m.wideShares(d.Getenv); wide != "" {
+		return warn(finding+"; it shares "+wide+", so the container allowlist is the only wall around your files",
+			"recreate the machine sharing only your workspace roots: "+m.initHint())
+	}
+	if m.State != MachineRunning {
+		return warn(finding, "sourceosctl agent-machine start")
+	}
+	return ok(finding)
+}
+
+func (d DoctorDeps) checkRootless(ctx context.Context) Check {
+	var problems, fixes []string
+	if d.UID != 0 {
+		for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+			data, err := d.ReadFile(f)
+			if err != nil || !hasRange(string(data), d.Username, d.UID) {
+				problems = append(problems, "no "+filepath.Base(f)+" range for "+d.Username)
+				fixes = append(fixes, fmt.Sprintf("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", d.Username))
+			}
+		}
+		if d.Getenv("XDG_RUNTIME_DIR") == "" {
+			problems = append(problems, "XDG_RUNTIME_DIR is not set")
+			fixes = append(fixes, "log in through a session manager (systemd --user), or export XDG_RUNTIME_DIR=/run/user/$(id -u)")
+		}
+	}
+	if _, err := d.LookPath("newuidmap"); err != nil {
+		problems = append(problems, "newuidmap is missing")
+		fixes = append(fixes, "sudo apt-get install uidmap")
+	}
+	cgroups := "v1"
+	if st, err := d.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil && !st.IsDir() {
+		cgroups = "v2"
+	}
+	if len(problems) > 0 {
+		return fail(strings.Join(problems, "; "), dedupe(fixes))
+	}
+	finding := "cgroups " + cgroups
+	if d.UID == 0 {
+		return ok("running as root: sessions use rootful Podman with a non-root user inside (" + finding + ")")
+	}
+	if cgroups == "v1" {
+		return warn(finding+": rootless Podman cannot enforce cpu, memory and pids limits on cgroups v1",
+			"boot with systemd.unified_cgroup_hierarchy=1, or use the rootful service")
+	}
+	return ok(finding + ", subuid/subgid ranges and newuidmap present")
+}
+
+func hasRange(data, user string, uid int) bool {
+	for _, line := range strings.Split(data, "\n") {
+		name, _, _ := strings.Cut(line, ":")
+		if name == user || name == strconv.Itoa(uid) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d DoctorDeps) checkGit(ctx context.Context) Check {
+	if _, err := d.LookPath("git"); err != nil {
+		return warn("git is not installed: evidence falls back to a slower built-in reader", "sudo apt-get install git   # macOS: xcode-select --install")
+	}
+	out, err := d.Runner.Run(ctx, "git", "--version")
+	if err != nil {
+		return warn("git --version failed: "+firstLine(err.Error()), "")
+	}
+	return ok(strings.TrimSpace(string(out)))
+}
+
+func (d DoctorDeps) checkNix(ctx context.Context) Check {
+	if _, err := d.LookPath("nix"); err != nil {
+		return ok("not installed (optional)")
+	}
+	out, err := d.Runner.Run(ctx, "nix", "--version")
+	if err != nil {
+		return ok("installed, but nix --version failed (optional)")
+	}
+	return ok(strings.TrimSpace(string(out)))
+}
+
+func (d DoctorDeps) checkRepo(ctx context.Context) Check {
+	if d.Repo == "" {
+		return warn("no repository given and the profile names none", "sourceosctl agent-machine doctor --repo PATH")
+	}
+	st, err := d.Stat(d.Repo)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fail(d.Repo+" does not exist", "check the path given with --repo")
+	case err != nil:
+		return fail(d.Repo+": "+err.Error(), "")
+	case !st.IsDir():
+		return fail(d.Repo+" is not a directory", "give the repository's directory")
+	}
+	if _, err := d.LookPath("git"); err == nil {
+		out, err := d.Runner.Run(ctx, "git", "-C", d.Repo, "rev-parse", "--is-inside-work-tree")
+		if err == nil && strings.TrimSpace(string(out)) == "true" {
+			return ok(d.Repo + " is a git work tree")
+		}
+		return warn(d.Repo+" is readable but not a git work tree: evidence will carry no commit", "git -C "+d.Repo+" init")
+	}
+	return ok(d.Repo + " is readable")
+}
+
+func checkProfile(p *profile.Profile, err error) Check {
+	if err != nil {
+		return fail(firstLine(err.Error()), "fix the profile as the message says, or start from an example: sourceosctl agent-machine init --repo PATH")
+	}
+	return ok(fmt.Sprintf("%s (%s) is valid", p.Metadata.Name, p.Source))
+}
+
+// SigningKeyPaths are where evidence signing keys live.
+func (d Dirs) SigningKeyPaths() (private, public string) {
+	return filepath.Join(d.Config, "keys", "evidence.key"), filepath.Join(d.Config, "keys", "evidence.pub")
+}
+
+func (d DoctorDeps) checkKey(context.Context) Check {
+	priv, _ := d.Dirs.SigningKeyPaths()
+	st, err := d.Stat(priv)
+	if err != nil {
+		return warn("no evidence signing key yet: one is created on first use at "+priv, "")
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fail(fmt.Sprintf("%s is readable by others (mode %v)", priv, st.Mode().Perm()), "chmod 600 "+priv)
+	}
+	return ok(priv)
+}
+
+func (d DoctorDeps) checkImage(ctx context.Context, ref string) Check {
+	if d.ImagePresent == nil {
+		return warn("cannot check "+ref+" without the Podman API", "")
+	}
+	present, err := d.ImagePresent(ctx, ref)
+	switch {
+	case err != nil:
+		return warn("cannot check "+ref+": "+firstLine(err.Error()), "")
+	case !present:
+		return warn(ref+" is not present locally: the first session pulls it", "podman pull "+ref)
+	}
+	return ok(ref + " is present")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func dedupe(fixes []string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range fixes {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, "; ")
+}

@@ -1,0 +1,180 @@
+package agentmachine
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+// scriptedRunner answers commands from a table.
+type scriptedRunner map[string]string
+
+func (r scriptedRunner) Run(_ context.Context, name string, args ...string) ([]byte, error) {
+	key := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	if out, ok := r[key]; ok {
+		return []byte(out), nil
+	}
+	return nil, errors.New(key + ": not scripted")
+}
+
+type hintErr struct{ msg, hint string }
+
+func (e hintErr) Error() string { return e.msg }
+func (e hintErr) Hint() string  { return e.hint }
+
+func baseDeps(t *testing.T) DoctorDeps {
+	prof, err := profile.Parse("p.yaml", []byte(testProfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	return DoctorDeps{
+		GOOS: "linux", GOARCH: "amd64", UID: 1000, Username: "u",
+		Getenv: func(k string) string { return map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}[k] },
+		Runner: scriptedRunner{"uname -r": "6.1.0", "podman --version": "podman version 5.7.0", "git --version": "git version 2.39.5",
+			"git -C " + repo + " rev-parse --is-inside-work-tree": "true"},
+		LookPath: func(n string) (string, error) {
+			if n == "nix" {
+				return "", errors.New("not found")
+			}
+			return "/usr/bin/" + n, nil
+		},
+		ReadFile: func(string) ([]byte, error) { return []byte("u:100000:65536\n"), nil },
+		Stat: func(p string) (fs.FileInfo, error) {
+			if p == "/sys/fs/cgroup/cgroup.controllers" {
+				return os.Stat("/etc/hostname")
+			}
+			return os.Stat(p)
+		},
+		API: func(context.Context) (APIStatus, error) {
+			return APIStatus{URI: "unix:///run/user/1000/podman/podman.sock", Source: "rootless socket", ServerVersion: "5.7.0", Rootless: true, CgroupsVersion: "v2"}, nil
+		},
+		ImagePresent: func(context.Context, string) (bool, error) { return true, nil },
+		Profile:      func() (*profile.Profile, error) { return prof, nil },
+		Dirs:         Dirs{Config: t.TempDir()},
+		Repo:         repo,
+		Timeout:      2 * time.Second,
+	}
+}
+
+func find(r Report, id string) Check {
+	for _, c := range r.Checks {
+		if c.ID == id {
+			return c
+		}
+	}
+	return Check{}
+}
+
+func TestDoctorHealthyHost(t *testing.T) {
+	r := Doctor(context.Background(), baseDeps(t))
+	for _, c := range r.Checks {
+		if c.Status == StatusFail {
+			t.Errorf("%s failed: %s", c.ID, c.Finding)
+		}
+	}
+	if got := find(r, "signing-key"); got.Status != StatusWarn || !strings.Contains(got.Finding, "created on first use") {
+		t.Errorf("signing key check = %+v", got)
+	}
+	if got := find(r, "nix"); got.Status != StatusOK || got.Finding != "not installed (optional)" {
+		t.Errorf("nix absent must not warn: %+v", got)
+	}
+	if r.Summary.OK+r.Summary.Warnings+r.Summary.Failures != len(r.Checks) {
+		t.Errorf("summary %+v does not add up to %d checks", r.Summary, len(r.Checks))
+	}
+}
+
+func TestDoctorFindings(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*DoctorDeps)
+		id     string
+		status string
+		want   string // in finding or fix
+	}{
+		{"podman missing", func(d *DoctorDeps) {
+			look := d.LookPath
+			d.LookPath = func(n string) (string, error) {
+				if n == "podman" {
+					return "", errors.New("nope")
+				}
+				return look(n)
+			}
+		}, "podman-cli", StatusFail, "sudo apt-get install podman"},
+		{"podman 3", func(d *DoctorDeps) { d.Runner.(scriptedRunner)["podman --version"] = "podman version 3.4.4" }, "podman-cli", StatusFail, "4.0 or newer is required"},
+		{"podman 4.3", func(d *DoctorDeps) { d.Runner.(scriptedRunner)["podman --version"] = "podman version 4.3.1" }, "podman-cli", StatusWarn, "4.4 or newer is recommended"},
+		{"podman on macOS", func(d *DoctorDeps) {
+			d.GOOS = "darwin"
+			look := d.LookPath
+			d.LookPath = func(n string) (string, error) {
+				if n == "podman" {
+					return "", errors.New("nope")
+				}
+				return look(n)
+			}
+		}, "podman-cli", StatusFail, "brew install podman"},
+		{"no API", func(d *DoctorDeps) {
+			d.API = func(context.Context) (APIStatus, error) {
+				return APIStatus{}, hintErr{"no Podman API socket found", "systemctl --user start podman.socket"}
+			}
+		}, "podman-api", StatusFail, "systemctl --user start podman.socket"},
+		{"hanging API probe", func(d *DoctorDeps) {
+			d.Timeout = 100 * time.Millisecond
+			d.API = func(ctx context.Context) (APIStatus, error) {
+				<-ctx.Done()
+				time.Sleep(time.Hour)
+				return APIStatus{}, nil
+			}
+		}, "podman-api", StatusFail, "no answer within 100ms"},
+		{"no subuid range", func(d *DoctorDeps) { d.ReadFile = func(string) ([]byte, error) { return []byte("other:1:2\n"), nil } }, "rootless", StatusFail, "usermod --add-subuids"},
+		{"cgroups v1", func(d *DoctorDeps) { d.Stat = os.Stat }, "rootless", StatusWarn, "cannot enforce cpu, memory and pids limits"},
+		{"repo missing", func(d *DoctorDeps) { d.Repo = "/nonexistent/repo" }, "repo", StatusFail, "does not exist"},
+		{"repo not git", func(d *DoctorDeps) {
+			delete(d.Runner.(scriptedRunner), "git -C "+d.Repo+" rev-parse --is-inside-work-tree")
+		}, "repo", StatusWarn, "not a git work tree"},
+		{"bad profile", func(d *DoctorDeps) {
+			d.Profile = func() (*profile.Profile, error) { return nil, errors.New("p.yaml:3: spec: unknown field") }
+		}, "profile", StatusFail, "p.yaml:3: spec: unknown field"},
+		{"key readable by others", func(d *DoctorDeps) {
+			priv, _ := d.Dirs.SigningKeyPaths()
+			_ = os.MkdirAll(d.Dirs.Config+"/keys", 0o700)
+			_ = os.WriteFile(priv, []byte("k"), 0o644)
+		}, "signing-key", StatusFail, "chmod 600"},
+		{"image absent", func(d *DoctorDeps) {
+			d.ImagePresent = func(context.Context, string) (bool, error) { return false, nil }
+		}, "image", StatusWarn, "podman pull localhost/x:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := baseDeps(t)
+			tt.change(&d)
+			start := time.Now()
+			r := Doctor(context.Background(), d)
+			if time.Since(start) > time.Minute {
+				t.Fatal("doctor did not bound a hanging probe")
+			}
+			c := find(r, tt.id)
+			if c.Status != tt.status || !strings.Contains(c.Finding+" "+c.Fix, tt.want) {
+				t.Fatalf("%s = %+v; want %s with %q", tt.id, c, tt.status, tt.want)
+			}
+			if c.Status != StatusOK && c.Status != StatusWarn && c.Fix == "" && tt.id != "podman-api" {
+				t.Errorf("a failed check without a fix: %+v", c)
+			}
+		})
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for in, want := range map[string][2]int{"podman version 4.3.1": {4, 3}, "podman version 5.7.0-dev": {5, 7}, "git version 2.39.5": {2, 39}} {
+		maj, min, ok := ParseVersion(in)
+		if !ok || maj != want[0] || min != want[1] {
+			t.Errorf("ParseVersion(%q) = %d.%d %v", in, maj, min, ok)
+		}
+	}
+}
