@@ -142,7 +142,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestNotImplementedCommandsSaySoAndExit1(t *testing.T) {
-	for _, args := range [][]string{{"am", "start"}, {"am", "stop"}, {"am", "status"}, {"am", "fingerprint"}, {"am", "evidence", "verify", "x"}, {"am", "evidence", "inspect", "x"}} {
+	for _, args := range [][]string{{"am", "fingerprint"}, {"am", "evidence", "verify", "x"}, {"am", "evidence", "inspect", "x"}} {
 		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
 			f, _, errOut := testFactory(t)
 			if code := run(t, f, args...); code != ExitFailure {

@@ -97,7 +97,9 @@ func runDoctor(ctx context.Context, opts *doctorOptions) error {
 		if err != nil {
 			return nil, agentmachine.APIStatus{}, err
 		}
-		c, err := podman.Connect(ctx, ep)
+		// The client outlives this probe (the image check reuses it): bind it to the
+		// command, not to the probe's deadline; every call has its own time limit.
+		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
 		if err != nil {
 			return nil, agentmachine.APIStatus{}, err
 		}

@@ -229,3 +229,35 @@ func short(id string) string {
 	}
 	return id
 }
+
+// SessionContainer is a container carrying a label, as `ps` lists it.
+type SessionContainer struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	State   string            `json:"state"`
+	Labels  map[string]string `json:"labels"`
+	Created time.Time         `json:"created"`
+	Started time.Time         `json:"started"`
+}
+
+// Containers lists containers (running only unless all) that carry label (key=value).
+func (c *Client) Containers(ctx context.Context, label string, all bool) ([]SessionContainer, error) {
+	cctx, cancel := c.call(callTimeout)
+	defer cancel()
+	list, err := containers.List(cctx, new(containers.ListOptions).WithAll(all).WithFilters(map[string][]string{"label": {label}}))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]SessionContainer, 0, len(list))
+	for _, l := range list {
+		sc := SessionContainer{ID: l.ID, State: l.State, Labels: l.Labels, Created: l.Created}
+		if len(l.Names) > 0 {
+			sc.Name = l.Names[0]
+		}
+		if l.StartedAt > 0 {
+			sc.Started = time.Unix(l.StartedAt, 0).UTC()
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}

@@ -87,19 +87,7 @@ func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, 
 			return Endpoint{URI: "unix://" + c.path, Source: c.source}, nil
 		}
 	}
-	return Endpoint{}, &NotFoundError{Tried: tried, Fix: r.startHint(tried[0])}
-}
-
-// startHint is the command that starts the API service: systemd's socket unit where
-// systemd manages the session, otherwise the service itself in the background.
-func (r Resolver) startHint(socket string) string {
-	if _, err := r.Stat("/run/systemd/system"); err == nil {
-		if r.UID == 0 {
-			return "systemctl start podman.socket"
-		}
-		return "systemctl --user start podman.socket"
-	}
-	return "podman system service --time=0 unix://" + socket + " &"
+	return Endpoint{}, &NotFoundError{Tried: tried, Fix: "sourceosctl agent-machine start"}
 }
 
 type socketCandidate struct{ path, source string }

@@ -112,27 +112,20 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestResolveHints(t *testing.T) {
-	withSystemd := func(p string) (fs.FileInfo, error) {
-		if p == "/run/systemd/system" {
-			return fakeSocket{}, nil
-		}
-		return nil, fs.ErrNotExist
-	}
-	for uid, want := range map[int]string{0: "systemctl start podman.socket", 1000: "systemctl --user start podman.socket"} {
-		r := podman.Resolver{Getenv: func(string) string { return "" }, GOOS: "linux", UID: uid, Stat: withSystemd}
-		_, err := r.Resolve(context.Background(), "", "")
-		var nf *podman.NotFoundError
-		if !errors.As(err, &nf) || nf.Hint() != want {
-			t.Errorf("uid %d: error %v, want hint %q", uid, err, want)
-		}
-	}
-	for uid, want := range map[int]string{0: "podman system service --time=0 unix:///run/podman/podman.sock &", 1000: "podman system service --time=0 unix:///run/user/1000/podman/podman.sock &"} {
+func TestResolveHintsAtStart(t *testing.T) {
+	for _, uid := range []int{0, 1000} {
 		r := podman.Resolver{Getenv: func(string) string { return "" }, GOOS: "linux", UID: uid, Stat: statSockets()}
 		_, err := r.Resolve(context.Background(), "", "")
 		var nf *podman.NotFoundError
-		if !errors.As(err, &nf) || nf.Hint() != want {
-			t.Errorf("uid %d: error %v, want hint %q", uid, err, want)
+		if !errors.As(err, &nf) || nf.Hint() != "sourceosctl agent-machine start" {
+			t.Errorf("uid %d: error %v, want the hint to run start", uid, err)
 		}
+	}
+}
+
+func TestServiceEnvironmentIsLocal(t *testing.T) {
+	got := podman.LocalEnv([]string{"PATH=/bin", "CONTAINER_HOST=", "CONTAINER_CONNECTION=m", "CONTAINER_SSHKEY=/k", "HOME=/h"})
+	if strings.Join(got, " ") != "PATH=/bin HOME=/h" {
+		t.Fatalf("env = %v, want only PATH and HOME", got)
 	}
 }

@@ -1,0 +1,4 @@
+package podman
+
+// LocalEnv exposes localEnv to the external tests.
+var LocalEnv = localEnv
