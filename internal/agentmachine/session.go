@@ -55,6 +55,18 @@ type Outcome struct {
 	Inspect []byte `json:"-"`
 	// Ran is true once the container started: the exit code is the tool's.
 	Ran bool `json:"ran"`
+	// Events is the session log: what happened, when.
+	Events []Event `json:"events"`
+}
+
+// Event is one line of the session log.
+type Event struct {
+	Time time.Time `json:"time"`
+	What string    `json:"what"`
+}
+
+func (s *Session) event(out *Outcome, format string, args ...any) {
+	out.Events = append(out.Events, Event{Time: s.Now().UTC(), What: fmt.Sprintf(format, args...)})
 }
 
 // Interrupt is the cancellation cause set when a signal arrives.
@@ -75,11 +87,14 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 	out := &Outcome{Started: s.Now().UTC()}
 	defer func() { out.Ended = s.Now().UTC() }()
 
+	s.event(out, "session %s planned: %s, policy %s", pl.SessionID, pl.Container.Name, pl.PolicyHash)
 	img, err := s.ensureImage(ctx, pl)
 	out.Image = img
 	if err != nil {
+		s.event(out, "image %s: %v", pl.Image.Ref, err)
 		return out, err
 	}
+	s.event(out, "image %s ready: id %s", pl.Image.Ref, img.ID)
 	spec := pl.Container
 	spec.Env = copyEnv(spec.Env)
 	for _, name := range pl.PassEnv {
@@ -88,20 +103,26 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 		}
 	}
 	created, err := s.createSecrets(ctx, pl)
-	defer s.removeSecrets(created)
+	defer func() { s.removeSecrets(created); s.event(out, "ephemeral secrets removed: %d", len(created)) }()
 	if err != nil {
+		s.event(out, "secrets: %v", err)
 		return out, err
 	}
 	id, err := s.Engine.Create(ctx, spec)
 	if err != nil {
+		s.event(out, "create failed: %v", err)
 		return out, interrupted(ctx, out, err)
 	}
 	out.ContainerID = id
+	s.event(out, "container %s created", short(id))
 	keep := pl.Keep
 	defer func() {
 		if !keep {
 			if rmErr := s.Engine.Remove(id); rmErr != nil {
 				fmt.Fprintf(s.ErrOut, "! %v\n", rmErr)
+				s.event(out, "remove failed: %v", rmErr)
+			} else {
+				s.event(out, "container removed")
 			}
 		}
 	}()
@@ -112,13 +133,24 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 	out.Inspect = raw
 	if diffs := container.Verify(spec, observed); len(diffs) > 0 {
 		keep = false // never leave a weakened container behind
+		s.event(out, "refused to start: the server weakened the spec: %s", strings.Join(diffs, "; "))
 		return out, &policy.RefusedError{Refusals: []policy.Refusal{{
 			Subject: "container " + spec.Name, Rule: RuleServerWeakened,
 			Reason: "the Podman service did not apply the plan: " + strings.Join(diffs, "; "),
 			Fix:    "upgrade Podman, or use another connection (--connection); the container was removed before it started",
 		}}}
 	}
-	return out, s.attachAndWait(ctx, id, out)
+	s.event(out, "inspected: every security setting as planned")
+	err = s.attachAndWait(ctx, id, out)
+	switch {
+	case out.Interrupted:
+		s.event(out, "interrupted by %s; exit code %d", out.Cause, out.ExitCode)
+	case err != nil:
+		s.event(out, "failed: %v", err)
+	case out.Ran:
+		s.event(out, "exited with code %d", out.ExitCode)
+	}
+	return out, err
 }
 
 func (s *Session) ensureImage(ctx context.Context, pl *Plan) (container.Image, error) {
@@ -220,6 +252,7 @@ func (s *Session) attachAndWait(ctx context.Context, id string, out *Outcome) er
 		return interrupted(ctx, out, err)
 	}
 	out.Ran = true
+	s.event(out, "started")
 	select {
 	case err := <-attached:
 		if err != nil && ctx.Err() == nil {

@@ -1,47 +1,310 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+)
 
 func newEvidenceCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "evidence",
 		Short: "Inspect and verify session evidence bundles",
-		Long: `Every shell and run session leaves a signed evidence bundle: an in-toto statement in a
-DSSE envelope (also as a Sigstore bundle) plus the artifacts it references by digest.`,
+		Long: `Every shell and run session leaves a signed evidence bundle: an in-toto Statement in a
+DSSE envelope, stored as a Sigstore bundle (attestation.sigstore.json) and as the bare
+envelope (attestation.intoto.json), beside artifacts/ (session log, policy, plan, podman
+inspect, work-tree diff) that the statement references by SHA-256.
+
+Stock cosign verifies a bundle too:
+  cosign verify-blob-attestation --key agent.pub --bundle BUNDLE/attestation.sigstore.json \
+    --type ` + evidence.PredicateType + ` --insecure-ignore-tlog BUNDLE/artifacts/session.log`,
 		Example: `  sourceosctl agent-machine evidence inspect ~/.local/state/sourceos/agent-machine/evidence
   sourceosctl agent-machine evidence verify BUNDLE_DIR --key agent.pub`,
 		Args: noArgs,
 		RunE: helpOnly,
 	}
-	var output string
-	inspect := &cobra.Command{
-		Use:   "inspect PATH|DIR",
-		Short: "Summarise one bundle, or list every bundle in a directory (unverified unless --key)",
-		Example: `  sourceosctl agent-machine evidence inspect BUNDLE_DIR
-  sourceosctl agent-machine evidence inspect EVIDENCE_DIR -o json`,
-		Args: usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validateOutput(output, outTable, outJSON); err != nil {
-				return err
-			}
-			return &NotImplementedError{Command: "agent-machine evidence inspect", Planned: "bundle summaries"}
-		},
-	}
-	addOutputFlag(inspect, &output, outTable, outJSON)
-	var key string
-	verify := &cobra.Command{
-		Use:   "verify PATH [--key PUB.pem]",
+	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f))
+	return cmd
+}
+
+type evidenceOptions struct {
+	Factory *Factory
+	Path    string
+	Key     string
+	Output  string
+}
+
+func newEvidenceVerifyCmd(f *Factory) *cobra.Command {
+	opts := &evidenceOptions{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "verify BUNDLE_DIR [--key PUB.pem]",
 		Short: "Verify a bundle's signature, statement, schema and artifact digests",
-		Long: `Verify a bundle with the public key from --key or the configured key (never a key
-found beside the bundle). Exits 0 only when every check holds, and otherwise names the
-first check that failed.`,
+		Long: `Verify a bundle with the public key from --key, or else this host's own evidence key
+(never a key found beside the bundle). The checks, in order: the Sigstore bundle parses;
+the bare envelope matches it; the DSSE signature verifies; the verified payload is a strict
+in-toto Statement v1 with our predicate type and a predicate valid against its schema; every
+artifact exists and matches its SHA-256; no artifact is left unsigned. Exits 0 only when
+all hold, otherwise 1, naming the first check that failed.`,
 		Example: `  sourceosctl agent-machine evidence verify BUNDLE_DIR --key agent.pub`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &NotImplementedError{Command: "agent-machine evidence verify", Planned: "signature and digest verification"}
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Path = args[0]
+			return runEvidenceVerify(opts)
 		},
 	}
-	verify.Flags().StringVar(&key, "key", "", "public key `PUB.pem` to verify with")
-	cmd.AddCommand(inspect, verify)
+	cmd.Flags().StringVar(&opts.Key, "key", "", "public key `PUB.pem` to verify with (default: this host's evidence key)")
 	return cmd
+}
+
+// VerificationFailedError is a bundle that did not verify; it exits 1.
+type VerificationFailedError struct{ Err error }
+
+func (e *VerificationFailedError) Error() string { return "verification FAILED: " + e.Err.Error() }
+func (e *VerificationFailedError) Unwrap() error { return e.Err }
+
+func keyPath(f *Factory, flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	dirs, err := f.Dirs()
+	if err != nil {
+		return "", err
+	}
+	_, pub := dirs.SigningKeyPaths()
+	if _, err := os.Stat(pub); err != nil {
+		return "", usageErrorf("no --key given and this host has no evidence key at %s: pass the signer's public key with --key PUB.pem", pub)
+	}
+	return pub, nil
+}
+
+func runEvidenceVerify(opts *evidenceOptions) error {
+	f := opts.Factory
+	if !evidence.IsBundle(opts.Path) {
+		return &agentmachine.InputError{Err: fmt.Errorf("%s is not an evidence bundle (no %s)", opts.Path, evidence.BundleFile)}
+	}
+	kp, err := keyPath(f, opts.Key)
+	if err != nil {
+		return err
+	}
+	v, err := evidence.LoadPublicKey(kp)
+	if err != nil {
+		return &agentmachine.InputError{Flag: "--key", Err: err}
+	}
+	got, err := evidence.Verify(opts.Path, v)
+	if err != nil {
+		return &VerificationFailedError{Err: err}
+	}
+	p := got.Statement.Predicate
+	fmt.Fprintf(f.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
+	return nil
+}
+
+func newEvidenceInspectCmd(f *Factory) *cobra.Command {
+	opts := &evidenceOptions{Factory: f}
+	cmd := &cobra.Command{
+		Use:   "inspect BUNDLE_DIR|EVIDENCE_DIR [--key PUB.pem] [-o table|json]",
+		Short: "Summarise one bundle, or list every bundle in a directory (unverified unless --key)",
+		Long: `Print a bundle for people: what ran, where, when, with which image, mounts, policy and
+code. Without --key nothing is checked and the output says UNVERIFIED; with --key the
+bundle is verified first. Given a directory of bundles, list them newest first.`,
+		Example: `  sourceosctl agent-machine evidence inspect BUNDLE_DIR
+  sourceosctl agent-machine evidence inspect ~/.local/state/sourceos/agent-machine/evidence
+  sourceosctl agent-machine evidence inspect BUNDLE_DIR --key agent.pub -o json`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+				return err
+			}
+			opts.Path = args[0]
+			return runEvidenceInspect(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Key, "key", "", "verify with public key `PUB.pem` first")
+	addOutputFlag(cmd, &opts.Output, outTable, outJSON)
+	return cmd
+}
+
+// inspected is one bundle as inspect reports it.
+type inspected struct {
+	Dir       string              `json:"dir"`
+	Verified  bool                `json:"verified"`
+	Error     string              `json:"error,omitempty"`
+	Subjects  []evidence.Subject  `json:"subjects,omitempty"`
+	Predicate *evidence.Predicate `json:"predicate,omitempty"`
+}
+
+func runEvidenceInspect(opts *evidenceOptions) error {
+	f := opts.Factory
+	dirs := []string{opts.Path}
+	single := evidence.IsBundle(opts.Path)
+	if !single {
+		var err error
+		if dirs, err = evidence.List(opts.Path); err != nil {
+			return &agentmachine.InputError{Err: fmt.Errorf("%s: %v", opts.Path, err)}
+		}
+		if len(dirs) == 0 {
+			fmt.Fprintf(f.IO.ErrOut, "No evidence bundles in %s.\n", opts.Path)
+			if opts.Output == outJSON {
+				return writeJSON(f.IO.Out, []inspected{})
+			}
+			return nil
+		}
+	}
+	var verifier func(string) inspected
+	if opts.Key != "" {
+		pub, err := evidence.LoadPublicKey(opts.Key)
+		if err != nil {
+			return &agentmachine.InputError{Flag: "--key", Err: err}
+		}
+		verifier = func(dir string) inspected {
+			got, err := evidence.Verify(dir, pub)
+			if err != nil {
+				return inspected{Dir: dir, Error: err.Error()}
+			}
+			return inspected{Dir: dir, Verified: true, Subjects: got.Statement.Subject, Predicate: got.Statement.Predicate}
+		}
+	}
+	var items []inspected
+	var failed []error
+	for _, d := range dirs {
+		var it inspected
+		if verifier != nil {
+			it = verifier(d)
+		} else if st, err := evidence.ReadUnverified(d); err != nil {
+			it = inspected{Dir: d, Error: err.Error()}
+		} else {
+			it = inspected{Dir: d, Subjects: st.Subject, Predicate: st.Predicate}
+		}
+		if it.Error != "" {
+			failed = append(failed, fmt.Errorf("%s: %s", filepath.Base(d), it.Error))
+		}
+		items = append(items, it)
+	}
+	var err error
+	switch {
+	case opts.Output == outJSON && single:
+		err = writeJSON(f.IO.Out, items[0])
+	case opts.Output == outJSON:
+		err = writeJSON(f.IO.Out, items)
+	case single:
+		err = writeBundleSummary(f.IO.Out, items[0])
+	default:
+		err = writeBundleTable(f.IO.Out, items)
+	}
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 && opts.Key != "" {
+		return &VerificationFailedError{Err: errors.Join(failed...)}
+	}
+	return errors.Join(failed...)
+}
+
+func status(it inspected) string {
+	switch {
+	case it.Error != "" && it.Predicate == nil:
+		return "UNREADABLE"
+	case it.Error != "":
+		return "FAILED"
+	case it.Verified:
+		return "VERIFIED"
+	}
+	return "UNVERIFIED"
+}
+
+func writeBundleSummary(w io.Writer, it inspected) error {
+	if it.Predicate == nil {
+		_, err := fmt.Fprintf(w, "%s  %s\n  %s\n", status(it), it.Dir, it.Error)
+		return err
+	}
+	p := it.Predicate
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	head := status(it)
+	if head == "UNVERIFIED" {
+		head += " (nothing checked: pass --key PUB.pem to verify)"
+	} else if head == "FAILED" {
+		head += ": " + it.Error
+	}
+	row("Status", head)
+	row("Bundle", it.Dir)
+	row("Session", p.Session.ID)
+	exit := "-"
+	if p.Session.ExitCode != nil {
+		exit = fmt.Sprint(*p.Session.ExitCode)
+	}
+	row("Outcome", fmt.Sprintf("%s (exit %s)%s", p.Session.Outcome, exit, optional(", interrupted by ", p.Session.Cause)))
+	row("When", fmt.Sprintf("%s → %s (self-asserted)", p.Session.StartedOn, p.Session.FinishedOn))
+	row("Tool", p.Tool.Name+" — "+strings.Join(p.Command, " "))
+	row("User", p.User)
+	row("Repository", fmt.Sprintf("%s at %s%s", p.Repo.Path, orNone(p.Git.Before.Commit), dirty(p.Git.Before.Dirty)))
+	if p.Git.After.Commit != p.Git.Before.Commit || p.Git.After.Dirty != p.Git.Before.Dirty {
+		row("  afterwards", orNone(p.Git.After.Commit)+dirty(p.Git.After.Dirty))
+	}
+	row("Image", fmt.Sprintf("%s id %.12s digest %s", p.Image.Ref, p.Image.ID, orNone(p.Image.Digest)))
+	for i, m := range p.Mounts {
+		label := ""
+		if i == 0 {
+			label = "Mounts"
+		}
+		row(label, fmt.Sprintf("%s -> %s (%s)", m.Source, m.Target, strings.Join(m.Options, ",")))
+	}
+	row("Network", p.Network)
+	row("Capabilities", "drop "+strings.Join(p.Capabilities.Drop, ",")+", add "+orNone(strings.Join(p.Capabilities.Add, ",")))
+	row("Security", strings.Join(p.SecurityOptions, ", "))
+	row("Secrets", orNone(strings.Join(p.Secrets, ", ")))
+	row("Profile", fmt.Sprintf("%s (sha256:%.12s)", p.Profile.Name, p.Profile.SHA256))
+	row("Policy hash", p.PolicyHash)
+	row("Host", fmt.Sprintf("%s/%s, Podman %s, rootless %v, sourceosctl %s", p.Host.OS, p.Host.Arch, orNone(p.Host.PodmanServer), p.Host.Rootless, p.Host.Sourceosctl))
+	for i, s := range it.Subjects {
+		label := ""
+		if i == 0 {
+			label = "Subjects"
+		}
+		for alg, d := range s.Digest {
+			row(label, fmt.Sprintf("%s %s:%.16s…", s.Name, alg, d))
+		}
+	}
+	return tw.Flush()
+}
+
+func writeBundleTable(w io.Writer, items []inspected) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tSESSION\tTOOL\tOUTCOME\tEXIT\tREPOSITORY\tCOMMIT")
+	for _, it := range items {
+		if it.Predicate == nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\n", status(it), filepath.Base(it.Dir))
+			continue
+		}
+		p := it.Predicate
+		exit := "-"
+		if p.Session.ExitCode != nil {
+			exit = fmt.Sprint(*p.Session.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.12s\n", status(it), p.Session.ID, p.Tool.Name, p.Session.Outcome, exit, p.Repo.Path, orNone(p.Git.Before.Commit))
+	}
+	return tw.Flush()
+}
+
+func optional(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+func dirty(d bool) string {
+	if d {
+		return " (uncommitted changes)"
+	}
+	return ""
 }

@@ -33,6 +33,7 @@ type IOStreams struct {
 type Factory struct {
 	IO      *IOStreams
 	Getenv  func(string) string
+	Environ func() []string
 	Now     func() time.Time
 	GOOS    string
 	GOARCH  string
@@ -65,6 +66,7 @@ func NewFactory() *Factory {
 	return &Factory{
 		IO:      systemIO(),
 		Getenv:  os.Getenv,
+		Environ: os.Environ,
 		Now:     time.Now,
 		GOOS:    runtime.GOOS,
 		GOARCH:  runtime.GOARCH,

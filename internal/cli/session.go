@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -138,11 +141,18 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	if opts.Globals.Verbose {
 		fmt.Fprintf(f.IO.ErrOut, "session %s: %s on %s (%s), policy %s\n", plan.SessionID, plan.Container.Name, plan.Connection.URI, plan.Connection.Source, plan.PolicyHash)
 	}
+	rec, err := newRecorder(ctx, f, prof, plan, facts)
+	if err != nil {
+		return err
+	}
 	session := &agentmachine.Session{
 		Engine: client, In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut,
 		Getenv: f.Getenv, ReadFile: os.ReadFile, Now: f.Now, StopTimeout: stopTimeout,
 	}
 	outcome, err := session.Run(ctx, plan)
+	if recErr := rec.record(outcome, err); recErr != nil {
+		return errors.Join(err, recErr)
+	}
 	if err != nil {
 		return err
 	}
@@ -231,5 +241,74 @@ func printPlan(opts *sessionOptions, plan *agentmachine.Plan, planErr error) err
 		return planErr
 	}
 	fmt.Fprintf(f.IO.ErrOut, "dry run: nothing was created (session id and container name are new on each run)\n")
+	return nil
+}
+
+// recorder writes a session's evidence. It is set up before the container starts, so that
+// a session that could not be recorded (no usable signing key) never runs.
+type recorder struct {
+	ctx    context.Context
+	f      *Factory
+	plan   *agentmachine.Plan
+	facts  agentmachine.Facts
+	key    *evidence.Key
+	dir    string
+	git    string
+	before fingerprint.GitState
+}
+
+func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *agentmachine.Plan, facts agentmachine.Facts) (*recorder, error) {
+	dirs, err := f.Dirs()
+	if err != nil {
+		return nil, err
+	}
+	priv, pub := dirs.SigningKeyPaths()
+	key, err := evidence.LoadOrCreateKey(priv, pub, []byte(f.Getenv("SOURCEOSCTL_KEY_PASSWORD")))
+	if err != nil {
+		return nil, &HintError{Err: fmt.Errorf("cannot sign this session's evidence, so it was not started: %w", err),
+			Hint: "check " + priv + " (mode 0600, readable by you), or move it away to have a new key created"}
+	}
+	if key.Created {
+		fmt.Fprintf(f.IO.ErrOut, "Created the evidence signing key %s (public key: %s)\n", priv, pub)
+	}
+	dir := prof.Spec.Evidence.Dir
+	if dir == "" {
+		dir = dirs.EvidenceDir()
+	}
+	git, _ := exec.LookPath("git")
+	return &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git,
+		before: fingerprint.ReadGit(context.WithoutCancel(ctx), plan.Repo, git)}, nil
+}
+
+func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
+	ctx := context.WithoutCancel(r.ctx) // a Ctrl-C'd session is recorded too
+	after := fingerprint.ReadGit(ctx, r.plan.Repo, r.git)
+	var diff []byte
+	if after.Dirty {
+		diff, _ = fingerprint.Diff(ctx, r.plan.Repo, r.git)
+	}
+	gitVersion := ""
+	if r.git != "" {
+		if v, err := r.f.Runner.Run(ctx, r.git, "--version"); err == nil {
+			gitVersion = strings.TrimSpace(string(v))
+		}
+	}
+	toolAbsent := ""
+	if r.plan.Tool.Name == "shell" {
+		toolAbsent = "a shell session runs the image's shell; no tool version applies"
+	} else {
+		toolAbsent = "not measured by this release of sourceosctl"
+	}
+	dir, err := agentmachine.Record(agentmachine.RecordInput{
+		Plan: r.plan, Outcome: out, RunErr: runErr, GitBefore: r.before, GitAfter: after, Diff: diff,
+		Host: evidence.Host{OS: r.f.GOOS, Arch: r.f.GOARCH, Sourceosctl: r.f.Build.Version + " (" + r.f.Build.Commit + ")",
+			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
+			GitVersion: gitVersion, CgroupVersion: r.facts.CgroupsVersion},
+		Environ: r.f.Environ(), Key: r.key, Dir: r.dir, ToolAbsent: toolAbsent,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", agentmachine.ErrNoEvidence, err)
+	}
+	fmt.Fprintf(r.f.IO.ErrOut, "evidence: %s\n", dir)
 	return nil
 }

@@ -1,0 +1,157 @@
+package evidence
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+)
+
+// Formats of record.
+const (
+	PredicateType   = "https://sourceos.dev/attestations/agent-machine-session/v1"
+	StatementType   = "https://in-toto.io/Statement/v1"
+	PayloadType     = "application/vnd.in-toto+json"
+	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+	BundleFile    = "attestation.sigstore.json"
+	EnvelopeFile  = "attestation.intoto.json"
+	ArtifactsDir  = "artifacts"
+	PublicKeyHint = "sourceosctl-evidence"
+)
+
+// Artifact is a file stored in the bundle and referenced by digest from the statement.
+type Artifact struct {
+	Name string // file name inside artifacts/
+	Data []byte
+}
+
+// Subject is an in-toto subject.
+type Subject struct {
+	Name   string            `json:"name"`
+	Digest map[string]string `json:"digest"`
+}
+
+// Statement is an in-toto Statement v1 holding only in-toto's own fields.
+type Statement struct {
+	Type          string     `json:"_type"`
+	Subject       []Subject  `json:"subject"`
+	PredicateType string     `json:"predicateType"`
+	Predicate     *Predicate `json:"predicate"`
+}
+
+// Envelope is a DSSE envelope in its JSON form.
+type Envelope struct {
+	PayloadType string         `json:"payloadType"`
+	Payload     string         `json:"payload"`
+	Signatures  []EnvSignature `json:"signatures"`
+}
+
+type EnvSignature struct {
+	KeyID string `json:"keyid"`
+	Sig   string `json:"sig"`
+}
+
+// Write signs the statement for predicate and artifacts and writes the bundle directory
+// dir/name. Every file is written atomically into a hidden directory that is renamed into
+// place last, so a bundle directory is either complete or absent.
+func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (string, error) {
+	final := filepath.Join(dir, name)
+	tmp := filepath.Join(dir, ".tmp-"+name)
+	if err := os.MkdirAll(filepath.Join(tmp, ArtifactsDir), 0o700); err != nil {
+		return "", fmt.Errorf("create evidence directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	stmt := &Statement{Type: StatementType, PredicateType: PredicateType, Predicate: pred}
+	if pred.Git.Before.Commit != "" {
+		stmt.Subject = append(stmt.Subject, Subject{Name: "git:" + pred.Repo.Path, Digest: map[string]string{"gitCommit": pred.Git.Before.Commit}})
+	}
+	sort.Slice(artifacts, func(i, j int) bool { return artifacts[i].Name < artifacts[j].Name })
+	for _, a := range artifacts {
+		if err := atomicfile.Write(filepath.Join(tmp, ArtifactsDir, a.Name), a.Data, 0o644, atomicfile.Options{}); err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(a.Data)
+		stmt.Subject = append(stmt.Subject, Subject{Name: ArtifactsDir + "/" + a.Name, Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}})
+	}
+	if err := ValidatePredicate(pred); err != nil {
+		return "", fmt.Errorf("evidence predicate does not match its schema: %w", err)
+	}
+	payload, err := json.Marshal(stmt)
+	if err != nil {
+		return "", err
+	}
+	envJSON, err := sigdsse.WrapSigner(key.Signer, PayloadType).SignMessage(bytes.NewReader(payload))
+	if err != nil {
+		return "", fmt.Errorf("sign the statement: %w", err)
+	}
+	var env Envelope
+	if err := json.Unmarshal(envJSON, &env); err != nil {
+		return "", err
+	}
+	envOut, _ := json.MarshalIndent(env, "", "  ")
+	bundleOut, err := sigstoreBundle(env)
+	if err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(filepath.Join(tmp, EnvelopeFile), append(envOut, '\n'), 0o644, atomicfile.Options{}); err != nil {
+		return "", err
+	}
+	if err := atomicfile.Write(filepath.Join(tmp, BundleFile), bundleOut, 0o644, atomicfile.Options{}); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("move the evidence bundle into place: %w", err)
+	}
+	return final, nil
+}
+
+// sigstoreBundle wraps the envelope in a Sigstore bundle v0.3 whose verification material
+// is a public-key hint: verifiers bring the key themselves.
+func sigstoreBundle(env Envelope) ([]byte, error) {
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, err
+	}
+	var sigs []*protodsse.Signature
+	for _, s := range env.Signatures {
+		raw, err := base64.StdEncoding.DecodeString(s.Sig)
+		if err != nil {
+			return nil, err
+		}
+		sigs = append(sigs, &protodsse.Signature{Sig: raw, Keyid: s.KeyID})
+	}
+	b := &protobundle.Bundle{
+		MediaType: BundleMediaType,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: PublicKeyHint}},
+		},
+		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{Payload: payload, PayloadType: env.PayloadType, Signatures: sigs}},
+	}
+	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+// BundleName names a session's bundle directory so that bundles sort by time and never
+// collide: the session id is UTC time plus 48 random bits.
+func BundleName(sessionID string) string { return sessionID }

@@ -1,0 +1,33 @@
+package evidence
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// CosignBinary finds cosign v3.1.3: COSIGN, the build cache `make cosign` fills, or PATH.
+// In CI (CI=true) a missing cosign is a failure.
+func CosignBinary(t *testing.T) string {
+	t.Helper()
+	candidates := []string{os.Getenv("COSIGN")}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".cache", "sourceosctl-tools", "cosign"))
+	}
+	for _, c := range candidates {
+		if c != "" {
+			if _, err := os.Stat(c); err == nil {
+				return c
+			}
+		}
+	}
+	if p, err := exec.LookPath("cosign"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("cosign is not installed: run make cosign (CI installs it before the tests)")
+	}
+	t.Skip("cosign is not installed: run make cosign")
+	return ""
+}

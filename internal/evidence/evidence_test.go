@@ -1,0 +1,256 @@
+package evidence
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ita "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+)
+
+func testPredicate() *Predicate {
+	code := 0
+	commit := strings.Repeat("a", 40)
+	return &Predicate{
+		SchemaVersion: "1",
+		Session: Session{ID: "20261122t120000z-000000000000", Outcome: "succeeded", ExitCode: &code, Ran: true,
+			StartedOn: "2026-11-22T12:00:00Z", FinishedOn: "2026-11-22T12:00:01Z", TimesSelfAsserted: true, Container: "sosctl-shell-x"},
+		Profile:    ProfileRef{Name: "t", Source: "p.yaml", SHA256: strings.Repeat("b", 64)},
+		PolicyHash: "sha256:" + strings.Repeat("c", 64),
+		Repo:       Repo{Path: "/home/u/dev/app", MountPath: "/workspace"},
+		Image:      Image{Ref: "localhost/x:1", ID: strings.Repeat("d", 64), Digest: "sha256:" + strings.Repeat("e", 64)},
+		Tool:       Tool{Name: "shell", Binary: "true", VersionAbsent: "the shell has no version"},
+		Command:    []string{"true"}, User: "1000:1000",
+		Mounts:       []Mount{{Source: "/home/u/dev/app", Target: "/workspace", Options: []string{"rbind", "rw"}}},
+		Network:      "none",
+		Capabilities: Caps{Drop: []string{"ALL"}, Add: []string{}}, SecurityOptions: []string{"no-new-privileges"},
+		Limits: Limits{CPUs: 2, MemoryBytes: 1 << 30, Pids: 100, Enforced: true}, Secrets: []string{"api-key"},
+		Host:        Host{OS: "linux", Arch: "amd64", Sourceosctl: "test", Rootless: true, Connection: "unix:///run/user/1000/podman/podman.sock"},
+		Git:         Git{Before: fingerprint.GitState{Commit: commit, Reader: "git"}, After: fingerprint.GitState{Commit: commit, Reader: "git"}},
+		Environment: MaskEnvironment([]string{"HOME=/home/u", "API_KEY=canary-value-1234", "TERM=xterm"}),
+	}
+}
+
+func writeTestBundle(t *testing.T) (dir string, key *Key) {
+	t.Helper()
+	base := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(base, "keys", "evidence.key"), filepath.Join(base, "keys", "evidence.pub"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err = Write(filepath.Join(base, "evidence"), "20261122t120000z-000000000000", testPredicate(),
+		[]Artifact{{Name: "session.log", Data: []byte("created\nstarted\n")}, {Name: "policy.json", Data: []byte(`{"network":"none"}`)}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, key
+}
+
+func pubVerifier(t *testing.T, key *Key) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.pub")
+	if err := os.WriteFile(path, key.PublicPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestWriteThenVerify(t *testing.T) {
+	dir, key := writeTestBundle(t)
+	v, err := LoadPublicKey(pubVerifier(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Verify(dir, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Statement.Predicate.Session.ID != "20261122t120000z-000000000000" || len(got.Statement.Subject) != 3 {
+		t.Errorf("statement = %+v", got.Statement)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Errorf("evidence dir holds %d entries, want only the bundle (no temp dir)", len(entries))
+	}
+	st, _ := os.Stat(key.Path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("private key mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// TestStatementRoundTripsThroughInToto parses the signed payload with in-toto's own types,
+// strictly, as stock verifiers do.
+func TestStatementRoundTripsThroughInToto(t *testing.T) {
+	dir, _ := writeTestBundle(t)
+	var env Envelope
+	raw, _ := os.ReadFile(filepath.Join(dir, EnvelopeFile))
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.Signatures[0].KeyID != "" {
+		t.Errorf("keyid = %q, want empty (sigstore's verifier skips keyids it did not derive)", env.Signatures[0].KeyID)
+	}
+	payload, _ := base64.StdEncoding.DecodeString(env.Payload)
+	var st ita.Statement
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(payload, &st); err != nil {
+		t.Fatalf("in-toto rejects the statement: %v", err)
+	}
+	if err := st.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Subject[0].Digest["gitCommit"] != strings.Repeat("a", 40) {
+		t.Errorf("first subject = %v, want the git commit", st.Subject[0])
+	}
+}
+
+func TestTamperingIsCaught(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, dir string, key *Key) string // returns the key path to verify with
+		check  string
+	}{
+		{"flipped payload byte", func(t *testing.T, dir string, key *Key) string {
+			editBundle(t, dir, func(env *Envelope) {
+				p, _ := base64.StdEncoding.DecodeString(env.Payload)
+				p[len(p)/2] ^= 1
+				env.Payload = base64.StdEncoding.EncodeToString(p)
+			})
+			return pubVerifier(t, key)
+		}, CheckSignature},
+		{"flipped signature byte", func(t *testing.T, dir string, key *Key) string {
+			editBundle(t, dir, func(env *Envelope) {
+				s, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
+				s[10] ^= 1
+				env.Signatures[0].Sig = base64.StdEncoding.EncodeToString(s)
+			})
+			return pubVerifier(t, key)
+		}, CheckSignature},
+		{"another key", func(t *testing.T, dir string, key *Key) string {
+			other, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "o.key"), filepath.Join(t.TempDir(), "o.pub"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pubVerifier(t, other)
+		}, CheckSignature},
+		{"truncated bundle", func(t *testing.T, dir string, key *Key) string {
+			p := filepath.Join(dir, BundleFile)
+			b, _ := os.ReadFile(p)
+			_ = os.WriteFile(p, b[:len(b)/2], 0o644)
+			return pubVerifier(t, key)
+		}, CheckBundle},
+		{"edited artifact", func(t *testing.T, dir string, key *Key) string {
+			_ = os.WriteFile(filepath.Join(dir, ArtifactsDir, "session.log"), []byte("created\nnothing happened\n"), 0o644)
+			return pubVerifier(t, key)
+		}, CheckArtifacts},
+		{"deleted artifact", func(t *testing.T, dir string, key *Key) string {
+			_ = os.Remove(filepath.Join(dir, ArtifactsDir, "policy.json"))
+			return pubVerifier(t, key)
+		}, CheckArtifacts},
+		{"added artifact", func(t *testing.T, dir string, key *Key) string {
+			_ = os.WriteFile(filepath.Join(dir, ArtifactsDir, "extra.txt"), []byte("x"), 0o644)
+			return pubVerifier(t, key)
+		}, CheckUnreferenc},
+		{"bare envelope differs", func(t *testing.T, dir string, key *Key) string {
+			p := filepath.Join(dir, EnvelopeFile)
+			b, _ := os.ReadFile(p)
+			_ = os.WriteFile(p, []byte(strings.Replace(string(b), `"payloadType"`, `"payloadType" `, 1)+" "), 0o644)
+			var env Envelope
+			_ = json.Unmarshal(b, &env)
+			env.PayloadType = "text/plain"
+			out, _ := json.Marshal(env)
+			_ = os.WriteFile(p, out, 0o644)
+			return pubVerifier(t, key)
+		}, CheckEnvelope},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, key := writeTestBundle(t)
+			keyPath := tt.tamper(t, dir, key)
+			v, err := LoadPublicKey(keyPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Verify(dir, v)
+			var ve *VerifyError
+			if !errors.As(err, &ve) || ve.Check != tt.check {
+				t.Fatalf("error = %v, want the %s check to fail", err, tt.check)
+			}
+		})
+	}
+}
+
+// editBundle changes the envelope in both files consistently, as an attacker would.
+func editBundle(t *testing.T, dir string, edit func(*Envelope)) {
+	t.Helper()
+	raw, _ := os.ReadFile(filepath.Join(dir, EnvelopeFile))
+	var env Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	edit(&env)
+	out, _ := json.MarshalIndent(env, "", "  ")
+	_ = os.WriteFile(filepath.Join(dir, EnvelopeFile), append(out, '\n'), 0o644)
+	b, err := sigstoreBundle(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, BundleFile), b, 0o644)
+}
+
+func TestMaskEnvironment(t *testing.T) {
+	env := MaskEnvironment([]string{"TERM=xterm", "GITHUB_TOKEN=ghp_secret", "PATH=/bin", "EMPTY="})
+	if env.Variables["TERM"] != "xterm" || env.Variables["GITHUB_TOKEN"] != "***" || env.Variables["PATH"] != "***" {
+		t.Fatalf("variables = %v", env.Variables)
+	}
+}
+
+func TestNoCanaryInTheBundle(t *testing.T) {
+	dir, _ := writeTestBundle(t)
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			if strings.Contains(string(b), "canary-value-1234") {
+				t.Errorf("%s contains the canary secret value", p)
+			}
+			if env := decodedPayload(b); strings.Contains(env, "canary-value-1234") {
+				t.Errorf("%s's payload contains the canary secret value", p)
+			}
+		}
+		return nil
+	})
+}
+
+func decodedPayload(b []byte) string {
+	var env Envelope
+	if json.Unmarshal(b, &env) != nil {
+		return ""
+	}
+	p, _ := base64.StdEncoding.DecodeString(env.Payload)
+	return string(p)
+}
+
+// TestCosignVerifiesTheBundle is the auditor without our tool: stock cosign v3.1.3 checks
+// the Sigstore bundle with the public key, the predicate type and an artifact.
+func TestCosignVerifiesTheBundle(t *testing.T) {
+	cosign := CosignBinary(t)
+	dir, key := writeTestBundle(t)
+	pub := pubVerifier(t, key)
+	args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, BundleFile),
+		"--type", PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, ArtifactsDir, "session.log")}
+	out, err := exec.Command(cosign, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cosign rejected the bundle: %v\n%s", err, out)
+	}
+	// And it must reject an edited artifact.
+	_ = os.WriteFile(filepath.Join(dir, ArtifactsDir, "session.log"), []byte("forged\n"), 0o644)
+	if out, err := exec.Command(cosign, args...).CombinedOutput(); err == nil {
+		t.Fatalf("cosign accepted an edited artifact:\n%s", out)
+	}
+}

@@ -1,0 +1,205 @@
+package evidence
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/schemas"
+)
+
+// Predicate is what a session bundle asserts. Times are self-asserted by the host that ran
+// the session: nothing external vouches for them.
+type Predicate struct {
+	SchemaVersion   string      `json:"schemaVersion"`
+	Session         Session     `json:"session"`
+	Profile         ProfileRef  `json:"profile"`
+	PolicyHash      string      `json:"policyHash"`
+	Repo            Repo        `json:"repo"`
+	Image           Image       `json:"image"`
+	Tool            Tool        `json:"tool"`
+	Command         []string    `json:"command"`
+	User            string      `json:"user"`
+	Mounts          []Mount     `json:"mounts"`
+	Network         string      `json:"network"`
+	Capabilities    Caps        `json:"capabilities"`
+	SecurityOptions []string    `json:"securityOptions"`
+	Limits          Limits      `json:"limits"`
+	Secrets         []string    `json:"secrets"`
+	Host            Host        `json:"host"`
+	Git             Git         `json:"git"`
+	Environment     Environment `json:"environment"`
+}
+
+type Session struct {
+	ID          string `json:"id"`
+	Outcome     string `json:"outcome"` // succeeded, tool-failed, failed, interrupted
+	ExitCode    *int   `json:"exitCode"`
+	Ran         bool   `json:"ran"`
+	Interrupted bool   `json:"interrupted"`
+	Cause       string `json:"cause,omitempty"`
+	Error       string `json:"error,omitempty"`
+	StartedOn   string `json:"startedOn"`
+	FinishedOn  string `json:"finishedOn"`
+	// TimesSelfAsserted is always true: the times come from this host's clock.
+	TimesSelfAsserted bool   `json:"timesSelfAsserted"`
+	Container         string `json:"container"`
+	ContainerID       string `json:"containerId,omitempty"`
+}
+
+type ProfileRef struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	SHA256 string `json:"sha256"`
+}
+
+type Repo struct {
+	Path      string `json:"path"`
+	MountPath string `json:"mountPath"`
+}
+
+type Image struct {
+	Ref          string `json:"ref"`
+	ID           string `json:"id,omitempty"`
+	Digest       string `json:"digest,omitempty"`
+	PinnedDigest string `json:"pinnedDigest,omitempty"`
+}
+
+type Tool struct {
+	Name          string `json:"name"`
+	Binary        string `json:"binary"`
+	Version       string `json:"version,omitempty"`
+	BinaryDigest  string `json:"binaryDigest,omitempty"`
+	VersionAbsent string `json:"versionAbsent,omitempty"`
+}
+
+type Mount struct {
+	Source   string   `json:"source"`
+	Target   string   `json:"target"`
+	ReadOnly bool     `json:"readOnly"`
+	Options  []string `json:"options"`
+}
+
+type Caps struct {
+	Drop []string `json:"drop"`
+	Add  []string `json:"add"`
+}
+
+type Limits struct {
+	CPUs        float64 `json:"cpus"`
+	MemoryBytes int64   `json:"memoryBytes"`
+	Pids        int64   `json:"pids"`
+	Enforced    bool    `json:"enforced"`
+}
+
+type Host struct {
+	OS            string `json:"os"`
+	Arch          string `json:"arch"`
+	Sourceosctl   string `json:"sourceosctl"`
+	PodmanServer  string `json:"podmanServer,omitempty"`
+	Rootless      bool   `json:"rootless"`
+	Connection    string `json:"connection"`
+	GitVersion    string `json:"git,omitempty"`
+	ServerOS      string `json:"serverOS,omitempty"`
+	CgroupVersion string `json:"cgroupVersion,omitempty"`
+}
+
+type Git struct {
+	Before fingerprint.GitState `json:"before"`
+	After  fingerprint.GitState `json:"after"`
+}
+
+// Environment records the host's environment variable names; values are masked unless
+// the name is on the short list in MaskingRule.
+type Environment struct {
+	Variables   map[string]string `json:"variables"`
+	MaskingRule string            `json:"maskingRule"`
+}
+
+// unmasked are the variables whose values are recorded: they locate and describe the
+// session and carry no credentials.
+var unmasked = map[string]bool{"LANG": true, "LC_ALL": true, "TERM": true, "SHELL": true, "TZ": true, "XDG_SESSION_TYPE": true}
+
+// MaskingRule is recorded in every bundle.
+const MaskingRule = "every value is replaced by *** except LANG, LC_ALL, TERM, SHELL, TZ and XDG_SESSION_TYPE"
+
+// MaskEnvironment applies MaskingRule to environ (NAME=value entries).
+func MaskEnvironment(environ []string) Environment {
+	vars := map[string]string{}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if name == "" {
+			continue
+		}
+		if !unmasked[name] {
+			value = "***"
+		}
+		vars[name] = value
+	}
+	return Environment{Variables: vars, MaskingRule: MaskingRule}
+}
+
+var predicateSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	const file = "agent-machine-evidence.schema.json"
+	raw, err := schemas.FS.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(file, doc); err != nil {
+		return nil, err
+	}
+	return c.Compile(file)
+})
+
+// ValidatePredicate checks a predicate against schemas/agent-machine-evidence.schema.json.
+func ValidatePredicate(p *Predicate) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return validatePredicateJSON(raw)
+}
+
+func validatePredicateJSON(raw []byte) error {
+	s, err := predicateSchema()
+	if err != nil {
+		return err
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	err = s.Validate(v)
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		var msgs []string
+		collectLeaves(ve, &msgs)
+		sort.Strings(msgs)
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return err
+}
+
+func collectLeaves(e *jsonschema.ValidationError, out *[]string) {
+	if len(e.Causes) == 0 {
+		*out = append(*out, fmt.Sprintf("/%s: %s", strings.Join(e.InstanceLocation, "/"), e.ErrorKind.LocalizedString(message.NewPrinter(language.English))))
+		return
+	}
+	for _, c := range e.Causes {
+		collectLeaves(c, out)
+	}
+}

@@ -1,0 +1,151 @@
+// Package fingerprint gathers facts about the host and the repository for doctor, the
+// fingerprint command and evidence. A fact that cannot be gathered is reported absent with
+// a reason, never invented.
+package fingerprint
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+)
+
+// GitState is a repository's state at one moment.
+type GitState struct {
+	Commit string `json:"commit,omitempty"`
+	Tree   string `json:"tree,omitempty"`
+	Branch string `json:"branch,omitempty"` // empty when HEAD is detached
+	Dirty  bool   `json:"dirty"`
+	Remote string `json:"remote,omitempty"` // origin's URL with credentials stripped
+	Reader string `json:"reader"`           // "git" or "go-git"
+	// Absent explains why the state could not be read; the other fields are then empty.
+	Absent string `json:"absent,omitempty"`
+}
+
+// ReadGit reads repo's state with the git CLI when it is installed (fast, and it handles
+// linked worktrees, sparse checkouts and partial clones), else with go-git.
+func ReadGit(ctx context.Context, repo string, gitBinary string) GitState {
+	if gitBinary != "" {
+		return readWithCLI(ctx, repo, gitBinary)
+	}
+	return readWithGoGit(repo)
+}
+
+func readWithCLI(ctx context.Context, repo, git string) GitState {
+	run := func(args ...string) (string, error) {
+		// A repository's own config can name programs to run (fsmonitor): never here.
+		cmd := exec.CommandContext(ctx, git, append([]string{"-C", repo, "-c", "core.fsmonitor=false"}, args...)...)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return strings.TrimSpace(out.String()), nil
+	}
+	s := GitState{Reader: "git"}
+	inside, err := run("rev-parse", "--is-inside-work-tree")
+	if err != nil && strings.Contains(err.Error(), "dubious ownership") {
+		// Another user's repository (a rootful session run by root). Overriding
+		// safe.directory would let that repository's config run commands as us; go-git
+		// reads it without running anything.
+		return readWithGoGit(repo)
+	}
+	if err != nil || inside != "true" {
+		s.Absent = "not a git work tree"
+		return s
+	}
+	commit, err := run("rev-parse", "--verify", "-q", "HEAD")
+	if err != nil {
+		s.Absent = "the repository has no commit yet"
+		return s
+	}
+	s.Commit = commit
+	s.Tree, _ = run("rev-parse", "HEAD^{tree}")
+	s.Branch, _ = run("symbolic-ref", "--short", "-q", "HEAD")
+	if status, err := run("status", "--porcelain", "--untracked-files=normal"); err == nil {
+		s.Dirty = status != ""
+	}
+	if remote, err := run("remote", "get-url", "origin"); err == nil {
+		s.Remote = StripCredentials(remote)
+	}
+	return s
+}
+
+func readWithGoGit(repo string) GitState {
+	s := GitState{Reader: "go-git"}
+	r, err := git.PlainOpenWithOptions(repo, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
+	if err != nil {
+		if errors.Is(err, git.ErrRepositoryNotExists) {
+			s.Absent = "not a git work tree"
+		} else {
+			// go-git v5 refuses extensions.worktreeConfig (set by sparse-checkout and by
+			// agent worktree tools): say so rather than drop the section silently.
+			s.Absent = "go-git cannot read this repository (install git to read it): " + err.Error()
+		}
+		return s
+	}
+	head, err := r.Head()
+	if err != nil {
+		s.Absent = "the repository has no commit yet"
+		return s
+	}
+	s.Commit = head.Hash().String()
+	if head.Name().IsBranch() {
+		s.Branch = head.Name().Short()
+	}
+	if c, err := r.CommitObject(head.Hash()); err == nil {
+		s.Tree = c.TreeHash.String()
+	}
+	if wt, err := r.Worktree(); err == nil {
+		if st, err := wt.Status(); err == nil {
+			s.Dirty = !st.IsClean()
+		}
+	}
+	if rem, err := r.Remote("origin"); err == nil && len(rem.Config().URLs) > 0 {
+		s.Remote = StripCredentials(rem.Config().URLs[0])
+	}
+	return s
+}
+
+var scpUser = regexp.MustCompile(`^[^@/]+@`)
+
+// StripCredentials removes user names, passwords and tokens from a remote URL
+// (https://user:token@host/x → https://host/x); scp-style ssh remotes keep only the host
+// part (git@host:x stays, since "git" is the conventional, non-secret ssh user).
+func StripCredentials(remote string) string {
+	if u, err := url.Parse(remote); err == nil && u.Scheme != "" && u.Host != "" {
+		u.User = nil
+		q := u.Query()
+		for k := range q {
+			if strings.Contains(strings.ToLower(k), "token") || strings.Contains(strings.ToLower(k), "key") {
+				q.Del(k)
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	if m := scpUser.FindString(remote); m != "" && m != "git@" {
+		return strings.TrimPrefix(remote, m)
+	}
+	return remote
+}
+
+// Diff returns the work tree's changes against HEAD (binary-safe), with the git CLI only;
+// without git it returns nil and the reason.
+func Diff(ctx context.Context, repo, git string) ([]byte, string) {
+	if git == "" {
+		return nil, "git is not installed: no diff recorded"
+	}
+	cmd := exec.CommandContext(ctx, git, "-C", repo, "-c", "core.fsmonitor=false", "diff", "--binary", "--no-ext-diff", "--no-textconv", "HEAD")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, "git diff failed: " + err.Error()
+	}
+	return out, ""
+}
