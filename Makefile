@@ -15,18 +15,29 @@ FUZZ      := ./internal/profile:FuzzParse ./internal/policy:FuzzMountPolicy
 FUZZTIME  ?= 10s
 CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 
-.PHONY: all build test test-unit fuzz fuzz-short validate fmt-check vet examples cross bench install clean
+.PHONY: all build test test-unit cosign fuzz fuzz-short validate fmt-check vet examples cross bench install clean
 
 all: build
 
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/sourceosctl
 
-# All tests, integration included: they start their own throw-away Podman service.
-test: test-unit fuzz-short
+# All tests, integration included: they start their own throw-away Podman service, and
+# verify evidence with stock cosign (built once from the Go module proxy, then cached).
+test: cosign test-unit fuzz-short
 
 test-unit:
-	$(GOTEST) -count=1 -timeout 45m ./...
+	COSIGN=$(COSIGN) $(GOTEST) -count=1 -timeout 45m ./...
+
+COSIGN_VERSION := v3.1.3
+TOOLS_DIR      ?= $(HOME)/.cache/sourceosctl-tools
+COSIGN         := $(TOOLS_DIR)/cosign
+
+cosign: $(COSIGN)
+
+$(COSIGN):
+	@echo "building cosign $(COSIGN_VERSION) for the interoperability tests (a few minutes, once)"
+	GOBIN=$(TOOLS_DIR) $(GO) install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN_VERSION)
 
 fuzz-short:
 	@for t in $(FUZZ); do \

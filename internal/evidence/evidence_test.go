@@ -13,6 +13,7 @@ import (
 	ita "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sourceos/sourceosctl/internal/cosigntest"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 )
 
@@ -239,7 +240,7 @@ func decodedPayload(b []byte) string {
 // TestCosignVerifiesTheBundle is the auditor without our tool: stock cosign v3.1.3 checks
 // the Sigstore bundle with the public key, the predicate type and an artifact.
 func TestCosignVerifiesTheBundle(t *testing.T) {
-	cosign := CosignBinary(t)
+	cosign := cosigntest.Binary(t)
 	dir, key := writeTestBundle(t)
 	pub := pubVerifier(t, key)
 	args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, BundleFile),

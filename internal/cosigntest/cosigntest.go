@@ -1,4 +1,5 @@
-package evidence
+// Package cosigntest finds the cosign binary that interoperability tests verify bundles with.
+package cosigntest
 
 import (
 	"os"
@@ -7,9 +8,9 @@ import (
 	"testing"
 )
 
-// CosignBinary finds cosign v3.1.3: COSIGN, the build cache `make cosign` fills, or PATH.
+// Binary finds cosign v3.1.3: COSIGN, the build cache `make cosign` fills, or PATH.
 // In CI (CI=true) a missing cosign is a failure.
-func CosignBinary(t *testing.T) string {
+func Binary(t *testing.T) string {
 	t.Helper()
 	candidates := []string{os.Getenv("COSIGN")}
 	if home, err := os.UserHomeDir(); err == nil {

@@ -1,0 +1,187 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/cosigntest"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/podmantest"
+)
+
+// gitRepo makes the workspace's repository a git repository with one commit.
+func gitRepo(t *testing.T, w *workspace) string {
+	t.Helper()
+	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "base"}} {
+		cmd := exec.Command("git", append([]string{"-C", w.repo, "-c", "safe.directory=*"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	out, err := exec.Command("git", "-C", w.repo, "-c", "safe.directory=*", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		chownTree(t, w.repo, 1000, 1000)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func bundleFrom(t *testing.T, stderr string) string {
+	t.Helper()
+	for _, line := range strings.Split(stderr, "\n") {
+		if dir, ok := strings.CutPrefix(line, "evidence: "); ok {
+			return dir
+		}
+	}
+	t.Fatalf("no 'evidence:' line in stderr:\n%s", stderr)
+	return ""
+}
+
+func verifyBundle(t *testing.T, w *workspace, dir string) *evidence.Predicate {
+	t.Helper()
+	pub := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys", "evidence.pub")
+	f, out, errOut := testFactory(t)
+	if code := run(t, f, "am", "evidence", "verify", dir, "--key", pub); code != 0 {
+		t.Fatalf("evidence verify: exit %d\n%s%s", code, out, errOut)
+	}
+	cosign := cosigntest.Binary(t)
+	args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
+		"--type", evidence.PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, "artifacts", "session.log")}
+	if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+		t.Fatalf("cosign rejects the session's bundle: %v\n%s", err, out)
+	}
+	st, err := evidence.ReadUnverified(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Predicate
+}
+
+func TestIntegrationEvidenceMatchesReality(t *testing.T) {
+	e := needPodman(t)
+	w := newWorkspace(t, e, "")
+	head := gitRepo(t, w)
+	imageID, _ := e.Podman("image", "inspect", "--format", "{{.ID}}", podmantest.Image)
+	imageDigest, _ := e.Podman("image", "inspect", "--format", "{{.Digest}}", podmantest.Image)
+
+	t.Run("run that changes the tree", func(t *testing.T) {
+		f, _, errOut := sessionFactory(t, e, w, nil)
+		if code := run(t, f, "--profile", w.profile, "am", "run", "--tool", "keycheck", "--repo", w.repo, "--secret", "api-key", "--", "ignored"); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		p := verifyBundle(t, w, bundleFrom(t, errOut.String()))
+		checks := map[string][2]string{
+			"git commit":    {p.Git.Before.Commit, head},
+			"image id":      {p.Image.ID, strings.TrimSpace(imageID)},
+			"image digest":  {p.Image.Digest, strings.TrimSpace(imageDigest)},
+			"outcome":       {p.Session.Outcome, "succeeded"},
+			"secret names":  {strings.Join(p.Secrets, ","), "api-key"},
+			"workspace":     {p.Mounts[0].Source + "->" + p.Mounts[0].Target, w.repo + "->/workspace"},
+			"masking rule":  {p.Environment.MaskingRule, evidence.MaskingRule},
+			"masked values": {p.Environment.Variables["API_TOKEN"], "***"},
+		}
+		for name, c := range checks {
+			if c[0] != c[1] {
+				t.Errorf("%s = %q, want %q", name, c[0], c[1])
+			}
+		}
+		if p.Session.ExitCode == nil || *p.Session.ExitCode != 0 {
+			t.Errorf("exit code = %v", p.Session.ExitCode)
+		}
+		assertNoSecretIn(t, bundleFrom(t, errOut.String()))
+	})
+	t.Run("shell -- false is recorded as a tool failure", func(t *testing.T) {
+		f, _, errOut := sessionFactory(t, e, w, nil)
+		if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "echo changed > /workspace/new.txt; false"); code != 1 {
+			t.Fatalf("exit %d, want 1: %s", code, errOut)
+		}
+		dir := bundleFrom(t, errOut.String())
+		p := verifyBundle(t, w, dir)
+		if p.Session.Outcome != "tool-failed" || p.Session.ExitCode == nil || *p.Session.ExitCode != 1 {
+			t.Errorf("session = %+v", p.Session)
+		}
+		if !p.Git.After.Dirty {
+			t.Error("the tree changed but git.after.dirty is false")
+		}
+		if _, err := os.Stat(filepath.Join(dir, "artifacts", "container-inspect.json")); err != nil {
+			t.Error("no container inspect artifact")
+		}
+		// The recorded mounts are the ones Podman reported for the container.
+		raw, _ := os.ReadFile(filepath.Join(dir, "artifacts", "container-inspect.json"))
+		var inspect struct {
+			Mounts []struct{ Source, Destination string }
+		}
+		_ = json.Unmarshal(raw, &inspect)
+		if len(inspect.Mounts) == 0 || inspect.Mounts[0].Source != p.Mounts[0].Source {
+			t.Errorf("inspect mounts %+v, predicate %+v", inspect.Mounts, p.Mounts)
+		}
+	})
+	t.Run("an interrupted session is recorded", func(t *testing.T) {
+		cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
+		var stderr safeBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForSession(t, e)
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("no exit within 60s")
+		}
+		p := verifyBundle(t, w, bundleFrom(t, stderr.String()))
+		if !p.Session.Interrupted || p.Session.Outcome != "interrupted" || p.Session.Cause != "SIGINT" {
+			t.Errorf("session = %+v", p.Session)
+		}
+	})
+	t.Run("inspect lists them newest first", func(t *testing.T) {
+		f, out, errOut := testFactory(t)
+		evDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+		if code := run(t, f, "am", "evidence", "inspect", evDir); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) < 4 || !strings.HasPrefix(lines[1], "UNVERIFIED") || !strings.Contains(lines[1], "interrupted") {
+			t.Errorf("inspect table:\n%s", out)
+		}
+	})
+}
+
+func assertNoSecretIn(t *testing.T, dir string) {
+	t.Helper()
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			b, _ := os.ReadFile(p)
+			if strings.Contains(string(b), testSecretValue) || strings.Contains(decodedPayloadOf(b), testSecretValue) {
+				t.Errorf("%s contains the secret's value", p)
+			}
+		}
+		return nil
+	})
+}
+
+func decodedPayloadOf(b []byte) string {
+	var env evidence.Envelope
+	if json.Unmarshal(b, &env) != nil {
+		return ""
+	}
+	return string(mustBase64(env.Payload))
+}
+
+func mustBase64(s string) []byte {
+	b, _ := base64.StdEncoding.DecodeString(s)
+	return b
+}
