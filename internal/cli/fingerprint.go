@@ -1,22 +1,157 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+type fingerprintOptions struct {
+	Factory *Factory
+	Globals *GlobalOptions
+	Repo    string
+}
 
 func newFingerprintCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	var repo string
+	opts := &fingerprintOptions{Factory: f, Globals: g}
 	cmd := &cobra.Command{
 		Use:   "fingerprint [--repo PATH]",
 		Short: "Print this host's AgentMachineFingerprint as JSON",
-		Long: `Print one JSON document describing this host for evidence: OS, architecture, kernel,
-sourceosctl, Podman client and server, rootless or rootful, the machine, git and nix, the
-profile and its hash, and the image. It holds no secrets and no environment values.`,
+		Long: `Print one JSON document (schema: schemas/agent-machine-fingerprint.schema.json) that
+describes this host for evidence: OS, architecture and kernel, sourceosctl, the Podman
+client and server (rootless or rootful, connection), the machine when there is one, git and
+nix, the profile and its SHA-256, the policy hash of a shell session on the repository, and
+the image's ref, ID and digest. It holds no secrets and no environment values; a fact that
+cannot be gathered is reported absent, with the reason. Probes run concurrently.`,
 		Example: `  sourceosctl agent-machine fingerprint
   sourceosctl agent-machine fingerprint --repo ~/dev/app > host.json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &NotImplementedError{Command: "agent-machine fingerprint", Planned: "host fingerprint JSON"}
+			return runFingerprint(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&repo, "repo", "", "repository `PATH` to describe")
+	cmd.Flags().StringVar(&opts.Repo, "repo", "", "repository `PATH` whose session policy to hash (default: the profile's)")
 	return cmd
+}
+
+const probeTimeout = 10 * time.Second
+
+func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
+	f := opts.Factory
+	prof, profErr := f.LoadProfile(opts.Globals.Profile)
+	version := func(name string, args ...string) func(context.Context) (string, error) {
+		return func(ctx context.Context) (string, error) {
+			if _, err := exec.LookPath(name); err != nil {
+				return "", errors.New(name + " is not installed")
+			}
+			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			out, err := f.Runner.Run(cctx, name, args...)
+			return string(out), err
+		}
+	}
+	api := onceAPI(func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
+		ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, machineNameOrEmpty(prof))
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		info, err := c.Info(cctx)
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		return c, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
+	})
+	probes := fingerprint.Probes{
+		Now:          f.Now,
+		Host:         fingerprint.HostFacts{OS: f.GOOS, Arch: f.GOARCH},
+		Build:        fingerprint.Build{Version: f.Build.Version, Commit: f.Build.Commit, GoVersion: f.Build.GoVersion},
+		Kernel:       version("uname", "-r"),
+		PodmanClient: version("podman", "--version"),
+		Git:          version("git", "--version"),
+		Nix:          version("nix", "--version"),
+		PodmanServer: func(ctx context.Context) fingerprint.Server {
+			_, st, err := api(ctx)
+			if err != nil {
+				return fingerprint.Server{Absent: firstLineOf(err)}
+			}
+			rootless := st.Rootless
+			return fingerprint.Server{Version: st.ServerVersion, Rootless: &rootless, Connection: st.URI, Source: st.Source}
+		},
+		Image: func(ctx context.Context) fingerprint.Image {
+			if prof == nil {
+				return fingerprint.Image{Absent: "no valid profile"}
+			}
+			ref := prof.Spec.Image.Ref
+			c, _, err := api(ctx)
+			if err != nil {
+				return fingerprint.Image{Ref: ref, Absent: "the Podman API is not reachable"}
+			}
+			img, found, err := c.Image(ctx, ref)
+			switch {
+			case err != nil:
+				return fingerprint.Image{Ref: ref, Absent: firstLineOf(err)}
+			case !found:
+				return fingerprint.Image{Ref: ref, Absent: "not present locally"}
+			}
+			return fingerprint.Image{Ref: ref, ID: img.ID, Digest: img.Digest}
+		},
+	}
+	if prof != nil && usesMachine(f, prof) {
+		probes.Machine = func(context.Context) *fingerprint.Machine {
+			return &fingerprint.Machine{Name: machineName(prof), Absent: "Podman machine inspection is not implemented yet"}
+		}
+	}
+	probes.Profile, probes.Policy = profileFacts(f, opts, prof, profErr)
+	return writeJSON(f.IO.Out, fingerprint.Gather(ctx, probes))
+}
+
+// profileFacts reports the profile and the policy hash of a shell session on the repository,
+// computed exactly as a dry run would.
+func profileFacts(f *Factory, opts *fingerprintOptions, prof *profile.Profile, profErr error) (fingerprint.Profile, fingerprint.Policy) {
+	if profErr != nil {
+		return fingerprint.Profile{Absent: firstLineOf(profErr)}, fingerprint.Policy{Absent: "no valid profile"}
+	}
+	p := fingerprint.Profile{Name: prof.Metadata.Name, Source: prof.Source, SHA256: prof.SHA256}
+	home, _ := f.Home()
+	wd, _ := f.WorkDir()
+	plan, err := agentmachine.NewPlan(prof, agentmachine.SessionRequest{Tool: "shell", Repo: opts.Repo, WorkDir: wd},
+		agentmachine.Facts{OS: f.GOOS, Home: home, UID: f.UID, GID: f.GID, RuntimeDir: f.Getenv("XDG_RUNTIME_DIR"), Now: f.Now()})
+	switch {
+	case plan == nil && err != nil:
+		return p, fingerprint.Policy{Absent: firstLineOf(err)}
+	case err != nil:
+		return p, fingerprint.Policy{Hash: plan.PolicyHash, Repo: plan.Repo, Absent: "the policy refuses this repository: " + firstLineOf(err)}
+	}
+	return p, fingerprint.Policy{Hash: plan.PolicyHash, Repo: plan.Repo}
+}
+
+func machineNameOrEmpty(p *profile.Profile) string {
+	if p == nil {
+		return ""
+	}
+	return machineName(p)
+}
+
+func firstLineOf(err error) string {
+	s := err.Error()
+	for i, r := range s {
+		if r == '\n' {
+			return s[:i]
+		}
+	}
+	return s
 }
