@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // ServiceCommand is the command line that serves the API on socket until stopped.
@@ -33,7 +32,7 @@ func SpawnService(socket, logPath string) (int, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = localEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %v: %w", argv, err)
 	}
