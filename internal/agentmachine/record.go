@@ -23,8 +23,9 @@ type RecordInput struct {
 	Environ    []string
 	Diff       []byte // the work tree's diff when it changed
 	Key        *evidence.Key
-	Dir        string // the evidence directory
-	ToolAbsent string // why the tool's version was not measured
+	Dir        string    // the evidence directory
+	Tool       ToolFacts // measured in the image; zero when not measured
+	ToolAbsent string    // why the tool's version was not measured
 }
 
 // maxDiff bounds the diff artifact; a larger diff is cut and says so.
@@ -42,11 +43,12 @@ func Record(in RecordInput) (string, error) {
 			StartedOn: out.Started.UTC().Format(time.RFC3339Nano), FinishedOn: out.Ended.UTC().Format(time.RFC3339Nano),
 			TimesSelfAsserted: true, Container: s.Name, ContainerID: out.ContainerID,
 		},
-		Profile:      evidence.ProfileRef{Name: pl.Profile.Name, Source: pl.Profile.Source, SHA256: pl.Profile.SHA256},
-		PolicyHash:   pl.PolicyHash,
-		Repo:         evidence.Repo{Path: pl.Repo, MountPath: s.WorkDir},
-		Image:        evidence.Image{Ref: pl.Image.Ref, ID: out.Image.ID, Digest: out.Image.Digest, PinnedDigest: pl.Image.Digest},
-		Tool:         evidence.Tool{Name: pl.Tool.Name, Binary: pl.Tool.Binary, VersionAbsent: in.ToolAbsent},
+		Profile:    evidence.ProfileRef{Name: pl.Profile.Name, Source: pl.Profile.Source, SHA256: pl.Profile.SHA256},
+		PolicyHash: pl.PolicyHash,
+		Repo:       evidence.Repo{Path: pl.Repo, MountPath: s.WorkDir},
+		Image:      evidence.Image{Ref: pl.Image.Ref, ID: out.Image.ID, Digest: out.Image.Digest, PinnedDigest: pl.Image.Digest},
+		Tool: evidence.Tool{Name: pl.Tool.Name, Binary: pl.Tool.Binary, Version: in.Tool.Version,
+			BinaryDigest: in.Tool.BinaryDigest, VersionAbsent: in.ToolAbsent},
 		Command:      s.Command,
 		User:         s.User,
 		Network:      s.Network,

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -98,6 +100,17 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			t.Errorf("exit code = %v", p.Session.ExitCode)
 		}
 		assertNoSecretIn(t, bundleFrom(t, errOut.String()))
+	})
+	t.Run("the tool's version and binary digest are measured in the image", func(t *testing.T) {
+		f, _, errOut := sessionFactory(t, e, w, nil)
+		if code := run(t, f, "--profile", w.profile, "am", "run", "--tool", "codex", "--repo", w.repo); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		p := verifyBundle(t, w, bundleFrom(t, errOut.String()))
+		sum := sha256.Sum256([]byte(podmantest.StubTool))
+		if p.Tool.Version != "codex 0.0.0-stub (sourceosctl test image)" || p.Tool.BinaryDigest != "sha256:"+hex.EncodeToString(sum[:]) {
+			t.Errorf("tool = %+v", p.Tool)
+		}
 	})
 	t.Run("shell -- false is recorded as a tool failure", func(t *testing.T) {
 		f, _, errOut := sessionFactory(t, e, w, nil)

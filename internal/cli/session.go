@@ -150,6 +150,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 		Getenv: f.Getenv, ReadFile: os.ReadFile, Now: f.Now, StopTimeout: stopTimeout,
 	}
 	outcome, err := session.Run(ctx, plan)
+	rec.probeTool(ctx, session, outcome)
 	if recErr := rec.record(outcome, err); recErr != nil {
 		return errors.Join(err, recErr)
 	}
@@ -255,6 +256,32 @@ type recorder struct {
 	dir    string
 	git    string
 	before fingerprint.GitState
+	// tool and toolAbsent are the tool's measured version, or why there is none.
+	tool       agentmachine.ToolFacts
+	toolAbsent string
+	toolCache  string
+}
+
+// probeTool measures the tool's version and binary digest in the image, after the session
+// so it never delays the tool. A failure is recorded as the reason, not raised.
+func (r *recorder) probeTool(ctx context.Context, s *agentmachine.Session, out *agentmachine.Outcome) {
+	switch {
+	case r.plan.Tool.Name == "shell":
+		r.toolAbsent = "a shell session runs the image's shell; no tool version applies"
+		return
+	case out == nil || out.Image.ID == "":
+		r.toolAbsent = "the image was not available, so the tool could not be measured"
+		return
+	case ctx.Err() != nil:
+		r.toolAbsent = "the session was interrupted before the tool could be measured"
+		return
+	}
+	facts, err := s.ProbeTool(ctx, r.plan, out.Image.ID, r.toolCache)
+	if err != nil {
+		r.toolAbsent = "measuring the tool failed: " + firstLineOf(err)
+		return
+	}
+	r.tool = facts
 }
 
 func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *agentmachine.Plan, facts agentmachine.Facts) (*recorder, error) {
@@ -276,7 +303,7 @@ func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *a
 		dir = dirs.EvidenceDir()
 	}
 	git, _ := exec.LookPath("git")
-	return &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git,
+	return &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git, toolCache: dirs.ToolCache(),
 		before: fingerprint.ReadGit(context.WithoutCancel(ctx), plan.Repo, git)}, nil
 }
 
@@ -293,18 +320,12 @@ func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
 			gitVersion = strings.TrimSpace(string(v))
 		}
 	}
-	toolAbsent := ""
-	if r.plan.Tool.Name == "shell" {
-		toolAbsent = "a shell session runs the image's shell; no tool version applies"
-	} else {
-		toolAbsent = "not measured by this release of sourceosctl"
-	}
 	dir, err := agentmachine.Record(agentmachine.RecordInput{
 		Plan: r.plan, Outcome: out, RunErr: runErr, GitBefore: r.before, GitAfter: after, Diff: diff,
 		Host: evidence.Host{OS: r.f.GOOS, Arch: r.f.GOARCH, Sourceosctl: r.f.Build.Version + " (" + r.f.Build.Commit + ")",
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
 			GitVersion: gitVersion, CgroupVersion: r.facts.CgroupsVersion},
-		Environ: r.f.Environ(), Key: r.key, Dir: r.dir, ToolAbsent: toolAbsent,
+		Environ: r.f.Environ(), Key: r.key, Dir: r.dir, Tool: r.tool, ToolAbsent: r.toolAbsent,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", agentmachine.ErrNoEvidence, err)

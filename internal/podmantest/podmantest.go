@@ -221,10 +221,10 @@ func (e *Env) Close() {
 	_ = os.RemoveAll(e.Dir)
 }
 
-// stubTool is installed as /usr/local/bin/claude and /usr/local/bin/codex: it prints what it
+// StubTool is installed as /usr/local/bin/claude and /usr/local/bin/codex: it prints what it
 // received so tests can assert on argv, uid and which environment variables (names only)
 // reached it.
-const stubTool = `#!/bin/sh
+const StubTool = `#!/bin/sh
 name=$(basename "$0")
 if [ "$1" = "--version" ]; then echo "$name 0.0.0-stub (sourceosctl test image)"; exit 0; fi
 echo "tool=$name"
@@ -272,8 +272,8 @@ func (e *Env) buildImage() error {
 	}
 	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
 	file("etc/group", 0o644, []byte("root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"))
-	file("usr/local/bin/claude", 0o755, []byte(stubTool))
-	file("usr/local/bin/codex", 0o755, []byte(stubTool))
+	file("usr/local/bin/claude", 0o755, []byte(StubTool))
+	file("usr/local/bin/codex", 0o755, []byte(StubTool))
 	if err := tw.Close(); err != nil {
 		return err
 	}
