@@ -35,8 +35,12 @@ type sessionOptions struct {
 	Keep           bool
 }
 
-// stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.
-const stopTimeout = 10 * time.Second
+// stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM; gitTimeout
+// bounds reading the repository's state for evidence.
+const (
+	stopTimeout = 10 * time.Second
+	gitTimeout  = 30 * time.Second
+)
 
 func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl := cmd.Flags()
@@ -303,12 +307,16 @@ func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *a
 		dir = dirs.EvidenceDir()
 	}
 	git, _ := exec.LookPath("git")
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+	defer cancel()
 	return &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git, toolCache: dirs.ToolCache(),
-		before: fingerprint.ReadGit(context.WithoutCancel(ctx), plan.Repo, git)}, nil
+		before: fingerprint.ReadGit(gctx, plan.Repo, git)}, nil
 }
 
 func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
-	ctx := context.WithoutCancel(r.ctx) // a Ctrl-C'd session is recorded too
+	// A Ctrl-C'd session is recorded too; a hung git cannot hold the record back.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), gitTimeout)
+	defer cancel()
 	after := fingerprint.ReadGit(ctx, r.plan.Repo, r.git)
 	var diff []byte
 	if after.Dirty {

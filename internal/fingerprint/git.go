@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5"
 )
@@ -49,31 +50,46 @@ func readWithCLI(ctx context.Context, repo, git string) GitState {
 		return strings.TrimSpace(out.String()), nil
 	}
 	s := GitState{Reader: "git"}
-	inside, err := run("rev-parse", "--is-inside-work-tree")
+	// One pass gives commit, branch and dirtiness: status --porcelain=v2 --branch.
+	status, err := run("status", "--porcelain=v2", "--branch", "--untracked-files=normal")
 	if err != nil && strings.Contains(err.Error(), "dubious ownership") {
 		// Another user's repository (a rootful session run by root). Overriding
 		// safe.directory would let that repository's config run commands as us; go-git
 		// reads it without running anything.
 		return readWithGoGit(repo)
 	}
-	if err != nil || inside != "true" {
+	if err != nil {
 		s.Absent = "not a git work tree"
 		return s
 	}
-	commit, err := run("rev-parse", "--verify", "-q", "HEAD")
-	if err != nil {
-		s.Absent = "the repository has no commit yet"
+	for _, line := range strings.Split(status, "\n") {
+		switch {
+		case strings.HasPrefix(line, "# branch.oid "):
+			if oid := strings.TrimPrefix(line, "# branch.oid "); oid != "(initial)" {
+				s.Commit = oid
+			}
+		case strings.HasPrefix(line, "# branch.head "):
+			if head := strings.TrimPrefix(line, "# branch.head "); head != "(detached)" {
+				s.Branch = head
+			}
+		case line != "" && !strings.HasPrefix(line, "#"):
+			s.Dirty = true
+		}
+	}
+	if s.Commit == "" {
+		s.Absent, s.Branch, s.Dirty = "the repository has no commit yet", "", false
 		return s
 	}
-	s.Commit = commit
-	s.Tree, _ = run("rev-parse", "HEAD^{tree}")
-	s.Branch, _ = run("symbolic-ref", "--short", "-q", "HEAD")
-	if status, err := run("status", "--porcelain", "--untracked-files=normal"); err == nil {
-		s.Dirty = status != ""
-	}
-	if remote, err := run("remote", "get-url", "origin"); err == nil {
-		s.Remote = StripCredentials(remote)
-	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.Tree, _ = run("rev-parse", "HEAD^{tree}") }()
+	go func() {
+		defer wg.Done()
+		if remote, err := run("remote", "get-url", "origin"); err == nil {
+			s.Remote = StripCredentials(remote)
+		}
+	}()
+	wg.Wait()
 	return s
 }
 
