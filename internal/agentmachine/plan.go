@@ -357,11 +357,12 @@ func secretName(session, name string) string {
 	return "sosctl-" + session + "-" + name
 }
 
-// newSessionID sorts by time and never collides: UTC time plus 48 random bits.
+// newSessionID sorts by time (to the microsecond) and never collides: UTC time plus 48
+// random bits, which only decide the order of sessions started in the same microsecond.
 func newSessionID(now time.Time) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return strings.ToLower(now.UTC().Format("20060102t150405z")) + "-" + hex.EncodeToString(b[:])
+	return strings.ToLower(now.UTC().Format("20060102t150405.000000z")) + "-" + hex.EncodeToString(b[:])
 }
 
 // mountSummary lists allowed mounts for messages, sorted by target.

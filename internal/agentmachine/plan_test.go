@@ -213,3 +213,18 @@ func asRefused(err error, target **policy.RefusedError) bool {
 	*target = re
 	return ok
 }
+
+func TestSessionIDsSortByTime(t *testing.T) {
+	base := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	prev := ""
+	for i := 0; i < 100; i++ {
+		id := newSessionID(base.Add(time.Duration(i) * time.Microsecond))
+		if id <= prev {
+			t.Fatalf("%s does not sort after %s", id, prev)
+		}
+		prev = id
+	}
+	if !strings.HasPrefix(prev, "20261122t120000.000099z-") {
+		t.Errorf("id = %s", prev)
+	}
+}

@@ -19,7 +19,7 @@ import (
 )
 
 // testFactory returns a factory with a fake home and config dirs under t.TempDir().
-func testFactory(t *testing.T) (*Factory, *bytes.Buffer, *bytes.Buffer) {
+func testFactory(t testing.TB) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	home := t.TempDir()
 	io, _, out, errOut := TestIO()

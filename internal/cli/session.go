@@ -260,6 +260,8 @@ type recorder struct {
 	dir    string
 	git    string
 	before fingerprint.GitState
+	// hostTools are the host's tool versions, gathered while the session runs.
+	hostTools chan hostToolVersions
 	// tool and toolAbsent are the tool's measured version, or why there is none.
 	tool       agentmachine.ToolFacts
 	toolAbsent string
@@ -309,8 +311,30 @@ func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *a
 	git, _ := exec.LookPath("git")
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
 	defer cancel()
-	return &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git, toolCache: dirs.ToolCache(),
-		before: fingerprint.ReadGit(gctx, plan.Repo, git)}, nil
+	r := &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git, toolCache: dirs.ToolCache(),
+		hostTools: make(chan hostToolVersions, 1)}
+	go func() { r.hostTools <- gatherHostTools(context.WithoutCancel(ctx), f, git) }()
+	r.before = fingerprint.ReadGit(gctx, plan.Repo, git)
+	return r, nil
+}
+
+type hostToolVersions struct{ git, podmanClient, kernel string }
+
+// gatherHostTools asks each tool its version, concurrently with the session.
+func gatherHostTools(ctx context.Context, f *Factory, git string) hostToolVersions {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	version := func(name string, args ...string) string {
+		if name == "" {
+			return ""
+		}
+		out, err := f.Runner.Run(ctx, name, args...)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	return hostToolVersions{git: version(git, "--version"), podmanClient: version("podman", "--version"), kernel: version("uname", "-r")}
 }
 
 func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
@@ -322,17 +346,12 @@ func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
 	if after.Dirty {
 		diff, _ = fingerprint.Diff(ctx, r.plan.Repo, r.git)
 	}
-	gitVersion := ""
-	if r.git != "" {
-		if v, err := r.f.Runner.Run(ctx, r.git, "--version"); err == nil {
-			gitVersion = strings.TrimSpace(string(v))
-		}
-	}
+	tools := <-r.hostTools
 	dir, err := agentmachine.Record(agentmachine.RecordInput{
 		Plan: r.plan, Outcome: out, RunErr: runErr, GitBefore: r.before, GitAfter: after, Diff: diff,
 		Host: evidence.Host{OS: r.f.GOOS, Arch: r.f.GOARCH, Sourceosctl: r.f.Build.Version + " (" + r.f.Build.Commit + ")",
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
-			GitVersion: gitVersion, CgroupVersion: r.facts.CgroupsVersion},
+			GitVersion: tools.git, PodmanClient: tools.podmanClient, Kernel: tools.kernel, CgroupVersion: r.facts.CgroupsVersion},
 		Environ: r.f.Environ(), Key: r.key, Dir: r.dir, Tool: r.tool, ToolAbsent: r.toolAbsent,
 	})
 	if err != nil {

@@ -255,3 +255,39 @@ func TestCosignVerifiesTheBundle(t *testing.T) {
 		t.Fatalf("cosign accepted an edited artifact:\n%s", out)
 	}
 }
+
+// TestEncryptedKey stores the key the way cosign does when a password is set, and needs the
+// password to load it again.
+func TestEncryptedKey(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k"), filepath.Join(dir, "k.pub")
+	if _, err := LoadOrCreateKey(priv, pub, []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(priv)
+	if !strings.HasPrefix(string(raw), "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----") {
+		t.Fatalf("key file starts %.40q, want cosign's encrypted PEM", raw)
+	}
+	if _, err := LoadOrCreateKey(priv, pub, nil); err == nil || !strings.Contains(err.Error(), "SOURCEOSCTL_KEY_PASSWORD") {
+		t.Errorf("loading without the password: %v", err)
+	}
+	if _, err := LoadOrCreateKey(priv, pub, []byte("wrong")); err == nil {
+		t.Error("a wrong password was accepted")
+	}
+	if k, err := LoadOrCreateKey(priv, pub, []byte("pw")); err != nil || k.Created {
+		t.Errorf("reload: %v (created %v)", err, k != nil && k.Created)
+	}
+}
+
+func TestUnreadableKeyIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	priv := filepath.Join(dir, "k")
+	if err := os.WriteFile(priv, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadOrCreateKey(priv, filepath.Join(dir, "k.pub"), nil)
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Path != priv {
+		t.Fatalf("error %v, want a KeyError naming %s", err, priv)
+	}
+}

@@ -105,6 +105,8 @@ type Host struct {
 	OS            string `json:"os"`
 	Arch          string `json:"arch"`
 	Sourceosctl   string `json:"sourceosctl"`
+	Kernel        string `json:"kernel,omitempty"`
+	PodmanClient  string `json:"podmanClient,omitempty"`
 	PodmanServer  string `json:"podmanServer,omitempty"`
 	Rootless      bool   `json:"rootless"`
 	Connection    string `json:"connection"`
