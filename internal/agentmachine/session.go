@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/policy"
 )
@@ -212,7 +213,7 @@ func (s *Session) secretValue(src policy.SecretDecision) ([]byte, error) {
 	if kind == "file" {
 		b, err := s.ReadFile(from)
 		if err != nil {
-			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("cannot read its source file %s: %v", from, rootErr(err))}
+			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("cannot read its source file %s: %v", from, cause.Root(err))}
 		}
 		value = []byte(strings.TrimRight(string(b), "\r\n"))
 	} else {
@@ -298,14 +299,4 @@ func copyEnv(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-func rootErr(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
-	}
 }

@@ -56,6 +56,34 @@ when nothing fails and 1 otherwise.`,
 	return cmd
 }
 
+// apiProbe resolves, connects to and asks the Podman service, once, for checks that run
+// concurrently (doctor, fingerprint). It never starts a service.
+func apiProbe(f *Factory, g *GlobalOptions, prof *profile.Profile) func(context.Context) (*podman.Client, agentmachine.APIStatus, error) {
+	return onceAPI(func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
+		name := ""
+		if prof != nil {
+			name = machineName(prof)
+		}
+		ep, err := f.Resolver().Resolve(ctx, g.Connection, name)
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		// The client outlives this probe (the image check reuses it): bind it to the
+		// command, not to the probe's deadline; every call has its own time limit.
+		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+		info, err := c.Info(cctx)
+		if err != nil {
+			return nil, agentmachine.APIStatus{}, err
+		}
+		return c, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
+	})
+}
+
 // onceAPI runs the Podman probe once and shares its result between checks running
 // concurrently.
 func onceAPI(probe func(context.Context) (*podman.Client, agentmachine.APIStatus, error)) func(context.Context) (*podman.Client, agentmachine.APIStatus, error) {
@@ -88,27 +116,7 @@ func runDoctor(ctx context.Context, opts *doctorOptions) error {
 	if u, err := user.LookupId(username); err == nil {
 		username = u.Username
 	}
-	api := onceAPI(func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-		name := ""
-		if prof != nil {
-			name = machineName(prof)
-		}
-		ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, name)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		// The client outlives this probe (the image check reuses it): bind it to the
-		// command, not to the probe's deadline; every call has its own time limit.
-		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		return c, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
-	})
+	api := apiProbe(f, opts.Globals, prof)
 	deps := agentmachine.DoctorDeps{
 		GOOS: f.GOOS, GOARCH: f.GOARCH, Getenv: f.Getenv, UID: f.UID, Username: username,
 		Runner: f.Runner, LookPath: exec.LookPath, ReadFile: os.ReadFile, Stat: os.Stat,

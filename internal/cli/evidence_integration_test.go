@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/sourceos/sourceosctl/internal/cosigntest"
 	"github.com/sourceos/sourceosctl/internal/evidence"
@@ -146,15 +145,7 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitForSession(t, e)
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("no exit within 60s")
-		}
+		signalAndWait(t, cmd, syscall.SIGINT, stderr.String)
 		p := verifyBundle(t, w, bundleFrom(t, stderr.String()))
 		if !p.Session.Interrupted || p.Session.Outcome != "interrupted" || p.Session.Cause != "SIGINT" {
 			t.Errorf("session = %+v", p.Session)

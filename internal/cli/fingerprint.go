@@ -10,7 +10,6 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
-	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -58,23 +57,7 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 			return string(out), err
 		}
 	}
-	api := onceAPI(func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-		ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, machineNameOrEmpty(prof))
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		info, err := c.Info(cctx)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		return c, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
-	})
+	api := apiProbe(f, opts.Globals, prof)
 	probes := fingerprint.Probes{
 		Now:          f.Now,
 		Host:         fingerprint.HostFacts{OS: f.GOOS, Arch: f.GOARCH},

@@ -310,6 +310,22 @@ func waitForSession(t *testing.T, e *podmantest.Env) string {
 	return ""
 }
 
+// signalAndWait signals the process and waits (a bounded time) for it to exit.
+func signalAndWait(t *testing.T, cmd *exec.Cmd, sig os.Signal, stderr func() string) {
+	t.Helper()
+	if sig != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("sourceosctl did not exit within 60s of %v; stderr:\n%s", sig, stderr())
+	}
+}
+
 func TestIntegrationSignalsStopAndRemoveTheContainer(t *testing.T) {
 	e := needPodman(t)
 	for _, tt := range []struct {
@@ -325,15 +341,7 @@ func TestIntegrationSignalsStopAndRemoveTheContainer(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitForSession(t, e)
-			_ = cmd.Process.Signal(tt.sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Fatalf("sourceosctl did not exit within 60s of %v; stderr:\n%s", tt.sig, stderr.String())
-			}
+			signalAndWait(t, cmd, tt.sig, stderr.String)
 			if got := cmd.ProcessState.ExitCode(); got != tt.code {
 				t.Errorf("exit code %d, want %d; stderr:\n%s", got, tt.code, stderr.String())
 			}
@@ -366,14 +374,7 @@ func TestIntegrationCtrlCInATerminal(t *testing.T) {
 	if _, err := tty.Write([]byte{3}); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("sourceosctl did not exit within 60s of Ctrl-C; screen:\n%s", screen.String())
-	}
+	signalAndWait(t, cmd, nil, screen.String)
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
 		t.Errorf("exit code %d, want 130 (sleep killed by SIGINT in the container); screen:\n%s", code, screen.String())
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sourceos/sourceosctl/internal/cause"
 )
 
 // Verification checks, in the order Verify runs them; a failure names the first that fails.
@@ -149,7 +150,7 @@ func checkArtifacts(dir string, st *Statement) error {
 		referenced[strings.TrimPrefix(s.Name, ArtifactsDir+"/")] = true
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(s.Name)))
 		if err != nil {
-			return &VerifyError{CheckArtifacts, s.Name + ": " + rootMessage(err)}
+			return &VerifyError{CheckArtifacts, s.Name + ": " + cause.Root(err).Error()}
 		}
 		sum := sha256.Sum256(data)
 		if got := hex.EncodeToString(sum[:]); got != want {
@@ -158,7 +159,7 @@ func checkArtifacts(dir string, st *Statement) error {
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, ArtifactsDir))
 	if err != nil {
-		return &VerifyError{CheckArtifacts, rootMessage(err)}
+		return &VerifyError{CheckArtifacts, cause.Root(err).Error()}
 	}
 	var extra []string
 	for _, e := range entries {
@@ -171,14 +172,4 @@ func checkArtifacts(dir string, st *Statement) error {
 		return &VerifyError{CheckUnreferenc, "files not covered by the signature: " + strings.Join(extra, ", ")}
 	}
 	return nil
-}
-
-func rootMessage(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
 }

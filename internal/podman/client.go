@@ -2,7 +2,6 @@ package podman
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/bindings/system"
 
+	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/container"
 )
 
@@ -87,7 +87,7 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot reach the Podman API at %s (%s): %v", e.Endpoint.URI, e.Endpoint.Source, rootCause(e.Err))
+	return fmt.Sprintf("cannot reach the Podman API at %s (%s): %v", e.Endpoint.URI, e.Endpoint.Source, cause.Root(e.Err))
 }
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
@@ -97,16 +97,6 @@ func (e *UnreachableError) Hint() string {
 		return "podman system service --time=0 " + e.Endpoint.URI + " &"
 	}
 	return "podman --url " + e.Endpoint.URI + " info"
-}
-
-func rootCause(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
-	}
 }
 
 // Endpoint returns the endpoint the client is connected to.

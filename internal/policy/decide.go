@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -281,7 +281,7 @@ func (d *Decision) judge(r requested, protected []protectedPath, roots, optIns [
 	}
 	resolved, err := h.evalSymlinks(md.Declared)
 	if err != nil {
-		md.Source, md.Rule, md.Reason = md.Declared, RuleMissing, "does not exist or cannot be resolved: "+rootCause(err)
+		md.Source, md.Rule, md.Reason = md.Declared, RuleMissing, "does not exist or cannot be resolved: "+cause.Root(err).Error()
 		d.refuse(Refusal{Subject: subject, Rule: RuleMissing, Reason: md.Reason, Fix: "create it, or correct the path in the profile or on the command line"})
 		return md
 	}
@@ -464,14 +464,4 @@ func (e *RefusedError) Hint() string {
 		fixes = append(fixes, r.Fix)
 	}
 	return strings.Join(fixes, "\n  hint: ")
-}
-
-func rootCause(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
 }
