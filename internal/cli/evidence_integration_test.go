@@ -151,6 +151,27 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			t.Errorf("session = %+v", p.Session)
 		}
 	})
+	t.Run("a Podman failure after the policy allowed the session is recorded", func(t *testing.T) {
+		missing := filepath.Join(w.home, "missing-image.yaml")
+		body, _ := os.ReadFile(w.profile)
+		if err := os.WriteFile(missing, []byte(strings.Replace(string(body), podmantest.Image, "localhost:1/sourceosctl-test/absent:1", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, _, errOut := sessionFactory(t, e, w, nil)
+		if code := run(t, f, "--profile", missing, "am", "shell", "--repo", w.repo, "--", "true"); code != ExitMissing {
+			t.Fatalf("exit %d, want %d: %s", code, ExitMissing, errOut)
+		}
+		if !strings.Contains(errOut.String(), "image localhost:1/sourceosctl-test/absent:1: not present locally and the pull failed") {
+			t.Errorf("stderr does not name the cause:\n%s", errOut)
+		}
+		p := verifyBundle(t, w, bundleFrom(t, errOut.String()))
+		if p.Session.Outcome != "failed" || p.Session.Ran || p.Session.ExitCode != nil || !strings.Contains(p.Session.Error, "pull failed") {
+			t.Errorf("session = %+v", p.Session)
+		}
+		if names := sessionContainers(t, e); len(names) != 0 {
+			t.Errorf("containers left: %v", names)
+		}
+	})
 	t.Run("inspect lists them newest first", func(t *testing.T) {
 		f, out, errOut := testFactory(t)
 		evDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
@@ -158,7 +179,7 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if len(lines) < 4 || !strings.HasPrefix(lines[1], "UNVERIFIED") || !strings.Contains(lines[1], "interrupted") {
+		if len(lines) < 6 || !strings.HasPrefix(lines[1], "UNVERIFIED") || !strings.Contains(lines[1], "failed") || !strings.Contains(lines[2], "interrupted") {
 			t.Errorf("inspect table:\n%s", out)
 		}
 	})
