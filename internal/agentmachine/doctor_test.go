@@ -146,6 +146,24 @@ func TestDoctorFindings(t *testing.T) {
 			_ = os.MkdirAll(d.Dirs.Config+"/keys", 0o700)
 			_ = os.WriteFile(priv, []byte("k"), 0o644)
 		}, "signing-key", StatusFail, "chmod 600"},
+		{"machine shares /Users", func(d *DoctorDeps) {
+			d.GOOS = "darwin"
+			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
+			d.Machine = func(context.Context, string) (MachineStatus, error) {
+				return MachineStatus{Name: "m", Provider: "applehv", State: MachineRunning, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users", "/private"}}, nil
+			}
+			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))
+			d.Profile = func() (*profile.Profile, error) { return prof, nil }
+		}, "machine", StatusWarn, "so the container allowlist is the only wall around your files"},
+		{"machine shares only ~/dev", func(d *DoctorDeps) {
+			d.GOOS = "darwin"
+			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
+			d.Machine = func(context.Context, string) (MachineStatus, error) {
+				return MachineStatus{Name: "m", Provider: "applehv", State: MachineRunning, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users/u/dev"}}, nil
+			}
+			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))
+			d.Profile = func() (*profile.Profile, error) { return prof, nil }
+		}, "machine", StatusOK, "m (applehv): running, 4 cpus, 8192 MiB, shares /Users/u/dev"},
 		{"image absent", func(d *DoctorDeps) {
 			d.ImagePresent = func(context.Context, string) (bool, error) { return false, nil }
 		}, "image", StatusWarn, "podman pull localhost/x:1"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Machine states, as Podman reports them.
@@ -15,17 +16,16 @@ const (
 
 // MachineStatus is a Podman machine, in the units people use: MiB of memory, GiB of disk.
 type MachineStatus struct {
-	Name      string   `json:"name"`
-	Provider  string   `json:"provider"`
-	State     string   `json:"state"`
-	CPUs      int      `json:"cpus"`
-	MemoryMiB int      `json:"memoryMiB"`
-	DiskGiB   int      `json:"diskGiB"`
-	Mounts    []string `json:"mounts"` // host paths shared with the VM
-	Socket    string   `json:"socket,omitempty"`
-	Rootful   bool     `json:"rootful"`
-	// InitCommand is the `podman machine init` line that would create a machine like it.
-	InitCommand string `json:"-"`
+	Name      string    `json:"name"`
+	Provider  string    `json:"provider"`
+	State     string    `json:"state"`
+	CPUs      int       `json:"cpus"`
+	MemoryMiB int       `json:"memoryMiB"`
+	DiskGiB   int       `json:"diskGiB"`
+	Mounts    []string  `json:"mounts"` // host paths shared with the VM
+	Socket    string    `json:"socket,omitempty"`
+	Rootful   bool      `json:"rootful"`
+	LastUp    time.Time `json:"lastUp"`
 }
 
 // wideShares names a share that exposes the whole home directory (or /Users) to the VM.
@@ -42,8 +42,5 @@ func (m MachineStatus) wideShares(getenv func(string) string) string {
 }
 
 func (m MachineStatus) initHint() string {
-	if m.InitCommand != "" {
-		return m.InitCommand
-	}
-	return fmt.Sprintf("podman machine init %s --volume ~/dev:~/dev", m.Name)
+	return fmt.Sprintf("podman machine rm %s && podman machine init %s --volume ~/dev:~/dev", m.Name, m.Name)
 }

@@ -126,6 +126,14 @@ func runDoctor(ctx context.Context, opts *doctorOptions) error {
 			_, st, err := api(ctx)
 			return st, err
 		},
+		Machine: func(ctx context.Context, name string) (agentmachine.MachineStatus, error) {
+			m, found, err := f.MachineOps().Get(ctx, name)
+			if err == nil && !found {
+				err = &agentmachine.MissingError{Component: "Podman machine " + name, Detail: "does not exist",
+					Fix: agentmachine.InitCommand(prof, f.GOOS, repo)}
+			}
+			return m, err
+		},
 		ImagePresent: func(ctx context.Context, ref string) (bool, error) {
 			c, _, err := api(ctx)
 			if err != nil {

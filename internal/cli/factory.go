@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -101,9 +102,44 @@ func (f *Factory) LoadProfile(path string) (*profile.Profile, error) {
 	return profile.Load(path, env)
 }
 
-// Resolver finds the Podman API the way this host's podman CLI would.
+// Resolver finds the Podman API the way this host's podman CLI would, machines included.
 func (f *Factory) Resolver() podman.Resolver {
-	return podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: os.Stat}
+	r := podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: os.Stat}
+	r.Machine = func(ctx context.Context, name string) (podman.Endpoint, error) {
+		return r.MachineEndpoint(ctx, f.machines(), name)
+	}
+	return r
+}
+
+func (f *Factory) machines() podman.Machines {
+	return podman.Machines{Runner: f.Runner, ReadFile: os.ReadFile}
+}
+
+// MachineOps adapts podman.Machines to what agentmachine needs; the two machine structs
+// have the same fields, so each converts to the other.
+func (f *Factory) MachineOps() agentmachine.MachineOps { return machineOps{f.machines()} }
+
+type machineOps struct{ m podman.Machines }
+
+func (o machineOps) List(ctx context.Context) ([]agentmachine.MachineStatus, error) {
+	list, err := o.m.List(ctx)
+	out := make([]agentmachine.MachineStatus, len(list))
+	for i, m := range list {
+		out[i] = agentmachine.MachineStatus(m)
+	}
+	return out, err
+}
+
+func (o machineOps) Get(ctx context.Context, name string) (agentmachine.MachineStatus, bool, error) {
+	m, found, err := o.m.Get(ctx, name)
+	return agentmachine.MachineStatus(m), found, err
+}
+
+func (o machineOps) StartMachine(ctx context.Context, name string) error {
+	return o.m.StartMachine(ctx, name)
+}
+func (o machineOps) StopMachine(ctx context.Context, name string) error {
+	return o.m.StopMachine(ctx, name)
 }
 
 // machineName is the profile's Podman machine, if it uses one.

@@ -94,8 +94,16 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 		},
 	}
 	if prof != nil && usesMachine(f, prof) {
-		probes.Machine = func(context.Context) *fingerprint.Machine {
-			return &fingerprint.Machine{Name: machineName(prof), Absent: "Podman machine inspection is not implemented yet"}
+		probes.Machine = func(ctx context.Context) *fingerprint.Machine {
+			name := machineName(prof)
+			m, found, err := f.MachineOps().Get(ctx, name)
+			switch {
+			case err != nil:
+				return &fingerprint.Machine{Name: name, Absent: firstLineOf(err)}
+			case !found:
+				return &fingerprint.Machine{Name: name, Absent: "the machine does not exist"}
+			}
+			return &fingerprint.Machine{Name: m.Name, Provider: m.Provider, State: m.State, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}
 		}
 	}
 	probes.Profile, probes.Policy = profileFacts(f, opts, prof, profErr)

@@ -17,12 +17,6 @@ import (
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
-// machinesPending is returned where a Podman machine is involved: that layer comes next.
-func machinesPending(cmd string) error {
-	return &NotImplementedError{Command: cmd + " with a Podman machine (macOS, Windows, or a profile naming spec.machine)",
-		Planned: "podman machine list/inspect/start/stop support"}
-}
-
 func usesMachine(f *Factory, p *profile.Profile) bool {
 	return f.GOOS == "darwin" || f.GOOS == "windows" || machineName(p) != ""
 }
@@ -74,7 +68,7 @@ func runStart(ctx context.Context, opts *startOptions) error {
 		return err
 	}
 	if usesMachine(f, prof) {
-		return machinesPending("start")
+		return runStartMachine(ctx, opts, prof)
 	}
 	dirs, err := f.Dirs()
 	if err != nil {
@@ -86,7 +80,9 @@ func runStart(ctx context.Context, opts *startOptions) error {
 			ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, "")
 			return ep.URI, ep.Source, err
 		},
-		Ping: pingAPI,
+		Ping: func(ctx context.Context, uri string) (agentmachine.APIStatus, error) {
+			return pingAPI(ctx, podman.Endpoint{URI: uri, Source: "local socket"})
+		},
 		StartUnit: func(ctx context.Context, user bool) error {
 			return podman.StartSocketUnit(ctx, f.Runner, user)
 		},
@@ -116,11 +112,66 @@ func runStart(ctx context.Context, opts *startOptions) error {
 	return nil
 }
 
-// pingAPI connects to uri and asks for the server's status.
-func pingAPI(ctx context.Context, uri string) (agentmachine.APIStatus, error) {
+// runStartMachine starts the profile's Podman machine, then makes sure its API answers.
+func runStartMachine(ctx context.Context, opts *startOptions, prof *profile.Profile) error {
+	f := opts.Factory
+	if prof.Spec.Machine == nil {
+		return &agentmachine.InputError{Flag: "--profile", Err: fmt.Errorf("profile %s names no Podman machine, which %s needs", prof.Metadata.Name, f.GOOS),
+			Fix: "add spec.machine (see profiles/examples/macos-podman.yaml), or: sourceosctl agent-machine init --repo PATH"}
+	}
+	dirs, err := f.Dirs()
+	if err != nil {
+		return err
+	}
+	res, err := agentmachine.StartMachine(ctx, f.MachineOps(), agentmachine.MachineRequest{
+		Profile: prof, GOOS: f.GOOS, Repo: prof.Spec.Workspace.Repo, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger(),
+	})
+	if err != nil {
+		return err
+	}
+	if opts.Output == outJSON {
+		return writeJSON(f.IO.Out, res)
+	}
+	m := res.Machine
+	desc := fmt.Sprintf("%s (%s, %d cpus, %d MiB)", m.Name, m.Provider, m.CPUs, m.MemoryMiB)
+	switch res.Action {
+	case "already-running":
+		fmt.Fprintf(f.IO.Out, "✓ Podman machine %s is already running\n", desc)
+	case "starting":
+		fmt.Fprintf(f.IO.Out, "Podman machine %s is starting; run start again in a moment\n", desc)
+		return nil
+	case "would-start":
+		if res.Stopped != "" {
+			fmt.Fprintf(f.IO.Out, "dry run: would run podman machine stop %s\n", res.Stopped)
+		}
+		fmt.Fprintf(f.IO.Out, "dry run: would run %s\n", res.Command)
+		return nil
+	default:
+		if res.Stopped != "" {
+			fmt.Fprintf(f.IO.Out, "✓ Stopped Podman machine %s (--force)\n", res.Stopped)
+		}
+		fmt.Fprintf(f.IO.Out, "✓ Started Podman machine %s\n", desc)
+	}
+	if opts.DryRun {
+		return nil
+	}
+	ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, m.Name)
+	if err != nil {
+		return err
+	}
+	st, err := pingAPI(ctx, ep)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.IO.Out, "✓ Podman API at %s (%s), server %s\n", ep.URI, ep.Source, st.ServerVersion)
+	return nil
+}
+
+// pingAPI connects to the endpoint and asks for the server's status.
+func pingAPI(ctx context.Context, ep podman.Endpoint) (agentmachine.APIStatus, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := podman.Connect(cctx, podman.Endpoint{URI: uri})
+	c, err := podman.Connect(cctx, ep)
 	if err != nil {
 		return agentmachine.APIStatus{}, err
 	}
@@ -128,7 +179,7 @@ func pingAPI(ctx context.Context, uri string) (agentmachine.APIStatus, error) {
 	if err != nil {
 		return agentmachine.APIStatus{}, err
 	}
-	return agentmachine.APIStatus{URI: uri, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
+	return agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
 }
 
 type stopOptions struct {
@@ -168,7 +219,7 @@ func runStop(ctx context.Context, opts *stopOptions) error {
 		return err
 	}
 	if opts.Machine {
-		return machinesPending("stop --machine")
+		return runStopMachine(ctx, opts, prof)
 	}
 	client, _, err := connect(ctx, f, opts.Globals, prof)
 	if err != nil {
@@ -201,6 +252,33 @@ func runStop(ctx context.Context, opts *stopOptions) error {
 	return errors.Join(errs...)
 }
 
+// runStopMachine stops the profile's machine, only if this tool started it or with --force.
+func runStopMachine(ctx context.Context, opts *stopOptions, prof *profile.Profile) error {
+	f := opts.Factory
+	if prof.Spec.Machine == nil {
+		return &agentmachine.InputError{Flag: "--machine", Err: fmt.Errorf("profile %s names no Podman machine", prof.Metadata.Name)}
+	}
+	dirs, err := f.Dirs()
+	if err != nil {
+		return err
+	}
+	action, err := agentmachine.StopMachine(ctx, f.MachineOps(), agentmachine.MachineRequest{
+		Profile: prof, GOOS: f.GOOS, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger()})
+	if err != nil {
+		return err
+	}
+	name := prof.Spec.Machine.Name
+	switch action {
+	case "not-running":
+		fmt.Fprintf(f.IO.Out, "Podman machine %s is not running\n", name)
+	case "would-stop":
+		fmt.Fprintf(f.IO.Out, "dry run: would run podman machine stop %s\n", name)
+	default:
+		fmt.Fprintf(f.IO.Out, "✓ Stopped Podman machine %s\n", name)
+	}
+	return nil
+}
+
 // connect resolves and connects like a session does.
 func connect(ctx context.Context, f *Factory, g *GlobalOptions, prof *profile.Profile) (*podman.Client, podman.Endpoint, error) {
 	ep, err := f.Resolver().Resolve(ctx, g.Connection, machineName(prof))
@@ -223,10 +301,22 @@ const StatusSchemaVersion = "sourceos.dev/agent-machine-status/v1"
 
 // StatusReport is what status prints.
 type StatusReport struct {
-	SchemaVersion string        `json:"schemaVersion"`
-	Connection    StatusAPI     `json:"connection"`
-	Sessions      []StatusEntry `json:"sessions"`
-	Image         StatusImage   `json:"image"`
+	SchemaVersion string         `json:"schemaVersion"`
+	Machine       *StatusMachine `json:"machine,omitempty"`
+	Connection    StatusAPI      `json:"connection"`
+	Sessions      []StatusEntry  `json:"sessions"`
+	Image         StatusImage    `json:"image"`
+}
+
+// StatusMachine is the profile's Podman machine, when it uses one.
+type StatusMachine struct {
+	Name      string `json:"name"`
+	Provider  string `json:"provider,omitempty"`
+	State     string `json:"state,omitempty"`
+	CPUs      int    `json:"cpus,omitempty"`
+	MemoryMiB int    `json:"memoryMiB,omitempty"`
+	Uptime    string `json:"uptime,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 type StatusAPI struct {
@@ -283,10 +373,21 @@ func runStatus(ctx context.Context, opts *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	if usesMachine(f, prof) {
-		return machinesPending("status")
-	}
 	r := StatusReport{SchemaVersion: StatusSchemaVersion, Sessions: []StatusEntry{}, Image: StatusImage{Ref: prof.Spec.Image.Ref}}
+	if name := machineName(prof); name != "" {
+		m, found, err := f.MachineOps().Get(ctx, name)
+		switch {
+		case err != nil:
+			r.Machine = &StatusMachine{Name: name, Error: err.Error()}
+		case !found:
+			r.Machine = &StatusMachine{Name: name, Error: "does not exist"}
+		default:
+			r.Machine = &StatusMachine{Name: m.Name, Provider: m.Provider, State: m.State, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}
+			if m.State == agentmachine.MachineRunning && !m.LastUp.IsZero() {
+				r.Machine.Uptime = f.Now().Sub(m.LastUp).Round(time.Second).String()
+			}
+		}
+	}
 	client, ep, connErr := connect(ctx, f, opts.Globals, prof)
 	r.Connection = StatusAPI{URI: ep.URI, Source: ep.Source}
 	if connErr == nil {
@@ -334,6 +435,16 @@ func fillStatus(ctx context.Context, f *Factory, c *podman.Client, r *StatusRepo
 
 func writeStatusTable(f *Factory, r StatusReport) error {
 	w := f.IO.Out
+	if m := r.Machine; m != nil {
+		line := fmt.Sprintf("%s (%s): %s, %d cpus, %d MiB", m.Name, m.Provider, m.State, m.CPUs, m.MemoryMiB)
+		if m.Uptime != "" {
+			line += ", up " + m.Uptime
+		}
+		if m.Error != "" {
+			line = m.Name + ": " + m.Error
+		}
+		fmt.Fprintf(w, "Machine     %s\n", line)
+	}
 	api := fmt.Sprintf("%s (%s)", orNone(r.Connection.URI), orNone(r.Connection.Source))
 	if r.Connection.Reachable {
 		mode := "rootful"

@@ -91,8 +91,11 @@ func (e *UnreachableError) Error() string {
 }
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// Hint returns the command that starts the service for a local socket.
+// Hint returns the command that starts the service behind the endpoint.
 func (e *UnreachableError) Hint() string {
+	if strings.HasPrefix(e.Endpoint.Source, "machine ") || e.Endpoint.Machine {
+		return "sourceosctl agent-machine start"
+	}
 	if strings.HasPrefix(e.Endpoint.URI, "unix://") {
 		return "podman system service --time=0 " + e.Endpoint.URI + " &"
 	}

@@ -337,6 +337,11 @@ func (p *Profile) resolve(home, base string) error {
 	return le.orNil()
 }
 
+func isDrivePath(p string) bool {
+	return len(p) >= 3 && p[1] == ':' && (p[2] == '\\' || p[2] == '/') &&
+		(p[0] >= 'A' && p[0] <= 'Z' || p[0] >= 'a' && p[0] <= 'z')
+}
+
 // ResolvePath expands a leading ~ to home and makes a relative path absolute against base,
 // then cleans it. It does not touch the file system.
 func ResolvePath(path, home, base string) (string, error) {
@@ -347,6 +352,8 @@ func ResolvePath(path, home, base string) (string, error) {
 		path = filepath.Join(home, filepath.FromSlash(path[1:]))
 	} else if strings.HasPrefix(path, "~") {
 		return "", fmt.Errorf("%s: only ~/ (your own home) is supported, not ~user", path)
+	} else if isDrivePath(path) {
+		return path, nil // C:\x is absolute wherever it is read (profiles for Windows hosts)
 	}
 	if !filepath.IsAbs(path) {
 		if base == "" {

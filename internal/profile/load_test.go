@@ -268,3 +268,11 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestResolvePathKeepsDriveLetterPaths(t *testing.T) {
+	for _, p := range []string{`C:\Users\u\dev`, `d:/x`} {
+		if got, err := profile.ResolvePath(p, "/home/u", "/base"); err != nil || got != p {
+			t.Errorf("ResolvePath(%q) = %q, %v; a drive-letter path is absolute", p, got, err)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package agentmachine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+// MachineOps is what machine management needs from Podman (internal/podman's Machines,
+// adapted by the CLI).
+type MachineOps interface {
+	List(ctx context.Context) ([]MachineStatus, error)
+	Get(ctx context.Context, name string) (MachineStatus, bool, error)
+	StartMachine(ctx context.Context, name string) error
+	StopMachine(ctx context.Context, name string) error
+}
+
+// defaultProviders are the providers Podman uses when none is configured.
+var defaultProviders = map[string]string{"darwin": "applehv", "windows": "wsl", "linux": "qemu"}
+
+// InitCommand is the exact `podman machine init` that creates the profile's machine: its
+// cpus, memory (MiB) and disk (GiB), and --volume for only the workspace roots the profile
+// allows — any --volume replaces the default shares (/Users, /private, /var/folders on
+// macOS), so the VM does not see the whole home directory. WSL mounts drives itself and takes
+// no --volume. A provider other than the OS's default is selected by environment variable.
+func InitCommand(p *profile.Profile, goos, repo string) string {
+	m := p.Spec.Machine
+	argv := []string{"podman", "machine", "init", m.Name}
+	if m.CPUs > 0 {
+		argv = append(argv, "--cpus", strconv.Itoa(m.CPUs))
+	}
+	if m.MemoryMiB > 0 {
+		argv = append(argv, "--memory", strconv.Itoa(m.MemoryMiB))
+	}
+	if m.DiskGiB > 0 {
+		argv = append(argv, "--disk-size", strconv.Itoa(m.DiskGiB))
+	}
+	provider := p.Spec.Host.Provider
+	if provider != "wsl" {
+		roots := m.Volumes
+		if len(roots) == 0 && repo != "" {
+			roots = []string{repo}
+		}
+		for _, r := range roots {
+			argv = append(argv, "--volume", r+":"+r)
+		}
+	}
+	line := ShellQuote(argv)
+	if provider != "" && provider != defaultProviders[goos] {
+		if goos == "windows" {
+			return fmt.Sprintf(`$env:CONTAINERS_MACHINE_PROVIDER="%s"; %s`, provider, line)
+		}
+		return "CONTAINERS_MACHINE_PROVIDER=" + provider + " " + line
+	}
+	return line
+}
+
+// MachineRequest asks for the profile's machine to be started.
+type MachineRequest struct {
+	Profile *profile.Profile
+	GOOS    string
+	Repo    string // for the init command when the profile names no volumes
+	DryRun  bool
+	Force   bool
+	Ledger  string // file listing the machines this tool started
+}
+
+// MachineResult says what start found or did.
+type MachineResult struct {
+	Action  string        `json:"action"` // already-running, starting, started, would-start
+	Machine MachineStatus `json:"machine"`
+	Command string        `json:"command,omitempty"`
+	Stopped string        `json:"stoppedOther,omitempty"`
+	DryRun  bool          `json:"dryRun"`
+}
+
+// MachineConflictError says another machine is running where only one can run at a time.
+type MachineConflictError struct {
+	Running, Wanted, Provider string
+}
+
+func (e *MachineConflictError) Error() string {
+	return fmt.Sprintf("Podman machine %s is running, and %s machines run one at a time; %s was not started", e.Running, e.Provider, e.Wanted)
+}
+
+// Hint is the command that frees the way (sourceosctl never stops a machine it did not
+// start without --force).
+func (e *MachineConflictError) Hint() string {
+	return "podman machine stop " + e.Running + "   # or: sourceosctl agent-machine start --force"
+}
+
+// StartMachine starts the profile's machine if it is stopped, never creating one.
+func StartMachine(ctx context.Context, ops MachineOps, req MachineRequest) (*MachineResult, error) {
+	name := req.Profile.Spec.Machine.Name
+	m, found, err := ops.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, &MissingError{Component: "Podman machine " + name, Detail: "does not exist; sourceosctl never creates one unasked",
+			Fix: InitCommand(req.Profile, req.GOOS, req.Repo)}
+	}
+	res := &MachineResult{Machine: m, DryRun: req.DryRun}
+	switch m.State {
+	case MachineRunning:
+		res.Action = "already-running"
+		return res, nil
+	case MachineStarting:
+		res.Action = "starting"
+		return res, nil
+	}
+	if m.Provider != "wsl" {
+		all, err := ops.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range all {
+			if other.Name != name && other.State == MachineRunning {
+				if !req.Force {
+					return nil, &MachineConflictError{Running: other.Name, Wanted: name, Provider: m.Provider}
+				}
+				res.Stopped = other.Name
+			}
+		}
+	}
+	res.Command = ShellQuote([]string{"podman", "machine", "start", name, "--no-info", "-q"})
+	if req.DryRun {
+		res.Action = "would-start"
+		return res, nil
+	}
+	if res.Stopped != "" {
+		if err := ops.StopMachine(ctx, res.Stopped); err != nil {
+			return nil, err
+		}
+	}
+	if err := ops.StartMachine(ctx, name); err != nil {
+		return nil, err
+	}
+	if err := remember(req.Ledger, name); err != nil {
+		return nil, err
+	}
+	if res.Machine, _, err = ops.Get(ctx, name); err != nil {
+		return nil, err
+	}
+	res.Action = "started"
+	return res, nil
+}
+
+// StopMachine stops the profile's machine if this tool started it (or with force).
+func StopMachine(ctx context.Context, ops MachineOps, req MachineRequest) (string, error) {
+	name := req.Profile.Spec.Machine.Name
+	m, found, err := ops.Get(ctx, name)
+	switch {
+	case err != nil:
+		return "", err
+	case !found || m.State != MachineRunning:
+		return "not-running", nil
+	case !req.Force && !slices.Contains(startedBy(req.Ledger), name):
+		return "", &InputError{Err: fmt.Errorf("Podman machine %s was not started by sourceosctl, so it is left running", name),
+			Fix: "sourceosctl agent-machine stop --machine --force   # or: podman machine stop " + name}
+	case req.DryRun:
+		return "would-stop", nil
+	}
+	if err := ops.StopMachine(ctx, name); err != nil {
+		return "", err
+	}
+	return "stopped", nil
+}
+
+func startedBy(ledger string) []string {
+	var names []string
+	if raw, err := os.ReadFile(ledger); err == nil {
+		_ = json.Unmarshal(raw, &names)
+	}
+	return names
+}
+
+func remember(ledger, name string) error {
+	names := startedBy(ledger)
+	if slices.Contains(names, name) {
+		return nil
+	}
+	raw, _ := json.Marshal(append(names, name))
+	return atomicfile.Write(ledger, raw, 0o600, atomicfile.Options{})
+}
+
+// MachineLedger is where the machines this tool started are listed.
+func (d Dirs) MachineLedger() string { return filepath.Join(d.State, "machines-started.json") }
