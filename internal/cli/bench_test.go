@@ -30,3 +30,17 @@ func benchFactory(b *testing.B) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	}
 	return f, out, errOut
 }
+
+// BenchmarkDoctorCommand runs `doctor` in-process against the harness's service: its wall
+// time is what a user waits for.
+func BenchmarkDoctorCommand(b *testing.B) {
+	if env == nil {
+		b.Skip("podman is not installed")
+	}
+	for i := 0; i < b.N; i++ {
+		f, _, _ := benchFactory(b)
+		if code := Run(context.Background(), f, []string{"am", "doctor", "--repo", "."}); code > 1 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+}
