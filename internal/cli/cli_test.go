@@ -41,7 +41,7 @@ func testFactory(t testing.TB) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	return f, out, errOut
 }
 
-func run(t *testing.T, f *Factory, args ...string) int {
+func run(t testing.TB, f *Factory, args ...string) int {
 	t.Helper()
 	return Run(context.Background(), f, args)
 }

@@ -209,6 +209,10 @@ func sessionFacts(ctx context.Context, f *Factory, opts *sessionOptions, prof *p
 	}
 	client, err := podman.Connect(cctx, ep)
 	if err == nil {
+		if rootless, cgroups, ok := podman.LocalFacts(ep); ok {
+			facts.Rootless, facts.CgroupsVersion, facts.ServerVersion = rootless, cgroups, client.ServerVersion()
+			return client, facts, nil
+		}
 		var info podman.ServerInfo
 		if info, err = client.Info(cctx); err == nil {
 			facts.Rootless, facts.ServerVersion, facts.CgroupsVersion = info.Rootless, info.Version, info.Cgroups

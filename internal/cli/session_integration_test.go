@@ -28,7 +28,7 @@ type workspace struct {
 
 const testSecretValue = "canary-secret-8f14e45fceea167a5a36dedd4bea2543"
 
-func newWorkspace(t *testing.T, e *podmantest.Env, extraSpec string) *workspace {
+func newWorkspace(t testing.TB, e *podmantest.Env, extraSpec string) *workspace {
 	t.Helper()
 	home := t.TempDir()
 	if err := os.Chmod(home, 0o755); err != nil {
@@ -86,7 +86,7 @@ spec:
 }
 
 // sessionFactory is a factory wired to the harness's service through CONTAINER_HOST.
-func sessionFactory(t *testing.T, e *podmantest.Env, w *workspace, extraEnv map[string]string) (*Factory, *bytes.Buffer, *bytes.Buffer) {
+func sessionFactory(t testing.TB, e *podmantest.Env, w *workspace, extraEnv map[string]string) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	f, out, errOut := testFactory(t)
 	vars := map[string]string{"CONTAINER_HOST": e.URI, "TEST_API_KEY": testSecretValue}
 	for k, v := range extraEnv {
@@ -288,7 +288,7 @@ func TestIntegrationDryRunPodmanLineRunsAnEquivalentContainer(t *testing.T) {
 }
 
 // cliProcess starts the test binary as sourceosctl.
-func cliProcess(t *testing.T, e *podmantest.Env, w *workspace, args ...string) *exec.Cmd {
+func cliProcess(t testing.TB, e *podmantest.Env, w *workspace, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), asCLI+"=1", "CONTAINER_HOST="+e.URI, "HOME="+w.home, "XDG_CONFIG_HOME="+filepath.Join(w.home, ".config"))

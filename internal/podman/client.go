@@ -102,6 +102,14 @@ func (e *UnreachableError) Hint() string {
 	return "podman --url " + e.Endpoint.URI + " info"
 }
 
+// ServerVersion is the service's version, learnt from the ping that opened the connection.
+func (c *Client) ServerVersion() string {
+	if v := bindings.ServiceVersion(c.ctl); v != nil {
+		return v.String()
+	}
+	return ""
+}
+
 // Endpoint returns the endpoint the client is connected to.
 func (c *Client) Endpoint() Endpoint { return c.endpoint }
 

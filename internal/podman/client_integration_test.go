@@ -110,3 +110,17 @@ func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
 		t.Fatalf("container still present after Remove: %s", got)
 	}
 }
+
+// TestIntegrationLocalFactsAgreeWithInfo: the cheap local answers equal the service's own.
+func TestIntegrationLocalFactsAgreeWithInfo(t *testing.T) {
+	e := needPodman(t)
+	c := connect(t, e)
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootless, cgroups, ok := podman.LocalFacts(c.Endpoint())
+	if !ok || rootless != info.Rootless || cgroups != info.Cgroups || c.ServerVersion() != info.Version {
+		t.Fatalf("local: rootless %v cgroups %s version %s (ok %v); info: %+v", rootless, cgroups, c.ServerVersion(), ok, info)
+	}
+}
