@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/podman"
@@ -270,6 +272,8 @@ type recorder struct {
 	tool       agentmachine.ToolFacts
 	toolAbsent string
 	toolCache  string
+	// fallback receives the bundle when the evidence directory cannot.
+	fallback string
 }
 
 // probeTool measures the tool's version and binary digest in the image, after the session
@@ -315,11 +319,35 @@ func newRecorder(ctx context.Context, f *Factory, prof *profile.Profile, plan *a
 	git, _ := exec.LookPath("git")
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
 	defer cancel()
+	// A profile's own evidence dir falls back to the default one; the default, to a private
+	// directory in the system's temporary directory.
+	fallback := dirs.EvidenceDir()
+	if fallback == dir {
+		fallback = filepath.Join(os.TempDir(), fmt.Sprintf("sourceosctl-evidence-%d", f.UID))
+	}
 	r := &recorder{ctx: ctx, f: f, plan: plan, facts: facts, key: key, dir: dir, git: git, toolCache: dirs.ToolCache(),
+		fallback:  fallback,
 		hostTools: make(chan hostToolVersions, 1)}
 	go func() { r.hostTools <- gatherHostTools(context.WithoutCancel(ctx), f, git) }()
 	r.before = fingerprint.ReadGit(gctx, plan.Repo, git)
 	return r, nil
+}
+
+// privateDir makes sure dir is a directory of ours that nobody else can read or replace: a
+// fallback in a shared temporary directory could have been planted by another user.
+func privateDir(dir string, uid int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	owner, _ := agentmachine.PathOwner(dir)
+	if !st.IsDir() || st.Mode().Perm()&0o077 != 0 || (uid >= 0 && owner != uid) {
+		return fmt.Errorf("%s is not a private directory of yours (mode %v, owner %d): refusing to write evidence there", dir, st.Mode(), owner)
+	}
+	return nil
 }
 
 type hostToolVersions struct{ git, podmanClient, kernel string }
@@ -351,13 +379,23 @@ func (r *recorder) record(out *agentmachine.Outcome, runErr error) error {
 		diff, _ = fingerprint.Diff(ctx, r.plan.Repo, r.git)
 	}
 	tools := <-r.hostTools
-	dir, err := agentmachine.Record(agentmachine.RecordInput{
+	in := agentmachine.RecordInput{
 		Plan: r.plan, Outcome: out, RunErr: runErr, GitBefore: r.before, GitAfter: after, Diff: diff,
 		Host: evidence.Host{OS: r.f.GOOS, Arch: r.f.GOARCH, Sourceosctl: r.f.Build.Version + " (" + r.f.Build.Commit + ")",
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
 			GitVersion: tools.git, PodmanClient: tools.podmanClient, Kernel: tools.kernel, CgroupVersion: r.facts.CgroupsVersion},
 		Environ: r.f.Environ(), Key: r.key, Dir: r.dir, Tool: r.tool, ToolAbsent: r.toolAbsent,
-	})
+	}
+	dir, err := agentmachine.Record(in)
+	if err != nil && r.fallback != "" && r.fallback != r.dir {
+		// The configured directory is unusable (read-only, full, gone): keep the record
+		// anyway, somewhere the user can find it, and say so.
+		fmt.Fprintf(r.f.IO.ErrOut, "! cannot write evidence to %s (%v); writing it to %s instead\n", r.dir, cause.Root(err), r.fallback)
+		in.Dir = r.fallback
+		if err = privateDir(r.fallback, r.f.UID); err == nil {
+			dir, err = agentmachine.Record(in)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", agentmachine.ErrNoEvidence, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	ita "github.com/in-toto/attestation/go/v1"
@@ -289,5 +290,28 @@ func TestUnreadableKeyIsAClearError(t *testing.T) {
 	var ke *KeyError
 	if !errors.As(err, &ke) || ke.Path != priv {
 		t.Fatalf("error %v, want a KeyError naming %s", err, priv)
+	}
+}
+
+// TestConcurrentKeyCreation: sessions starting at once on a new host all end up with the
+// one key that was created.
+func TestConcurrentKeyCreation(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k"), filepath.Join(dir, "k.pub")
+	keys := make([]*Key, 8)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() { defer wg.Done(); keys[i], errs[i] = LoadOrCreateKey(priv, pub, nil) }()
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil {
+			t.Fatalf("session %d: %v", i, errs[i])
+		}
+		if string(keys[i].PublicPEM) != string(keys[0].PublicPEM) {
+			t.Fatalf("session %d got a different key", i)
+		}
 	}
 }

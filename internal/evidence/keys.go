@@ -95,7 +95,10 @@ func createKey(privPath, pubPath string, password []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(privPath, privPEM, 0o600, atomicfile.Options{NoClobber: true}); err != nil {
+	if err := atomicfile.Write(privPath, privPEM, 0o600, atomicfile.Options{NoClobber: true}); errors.Is(err, atomicfile.ErrExists) {
+		// Another session created the key at the same moment: use that one.
+		return LoadOrCreateKey(privPath, pubPath, password)
+	} else if err != nil {
 		return nil, &KeyError{Path: privPath, Err: err}
 	}
 	if err := atomicfile.Write(pubPath, k.PublicPEM, 0o644, atomicfile.Options{}); err != nil {

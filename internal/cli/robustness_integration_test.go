@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable: the profile's evidence dir
+// cannot be created (a file is in the way); the session still leaves a verified bundle, in
+// the default evidence directory, and says where.
+func TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable(t *testing.T) {
+	e := needPodman(t)
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, e, "  evidence:\n    dir: "+filepath.Join(blocker, "evidence")+"\n")
+	f, _, errOut := sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	fallback := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+	if !strings.Contains(errOut.String(), "cannot write evidence to "+filepath.Join(blocker, "evidence")) || !strings.Contains(errOut.String(), "writing it to "+fallback) {
+		t.Errorf("no warning naming both directories:\n%s", errOut)
+	}
+	dir := bundleFrom(t, errOut.String())
+	if filepath.Dir(dir) != fallback {
+		t.Errorf("bundle in %s, want it in %s", dir, fallback)
+	}
+	verifyBundle(t, w, dir)
+}
+
+// TestIntegrationEightConcurrentSessions: eight sessions at once on one repository get eight
+// containers and eight bundles that all verify, with no clash.
+func TestIntegrationEightConcurrentSessions(t *testing.T) {
+	e := needPodman(t)
+	w := newWorkspace(t, e, "")
+	const n = 8
+	var wg sync.WaitGroup
+	dirs := make([]string, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", fmt.Sprintf("echo %d > /workspace/s%d.txt", i, i))
+			var stderr safeBuffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				errs[i] = fmt.Errorf("session %d: %v\n%s", i, err, stderr.String())
+				return
+			}
+			for _, line := range strings.Split(stderr.String(), "\n") {
+				if d, ok := strings.CutPrefix(line, "evidence: "); ok {
+					dirs[i] = d
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if dirs[i] == "" || seen[dirs[i]] {
+			t.Fatalf("session %d: bundle %q missing or shared", i, dirs[i])
+		}
+		seen[dirs[i]] = true
+		p := verifyBundle(t, w, dirs[i])
+		if p.Session.Outcome != "succeeded" {
+			t.Errorf("session %d: %+v", i, p.Session)
+		}
+		if b, err := os.ReadFile(filepath.Join(w.repo, fmt.Sprintf("s%d.txt", i))); err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(i) {
+			t.Errorf("session %d's file: %q %v", i, b, err)
+		}
+	}
+	if names := sessionContainers(t, e); len(names) != 0 {
+		t.Errorf("containers left: %v", names)
+	}
+}
