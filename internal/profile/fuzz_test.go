@@ -39,3 +39,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseExample(b *testing.B) {
+	data, _ := profiles.Example("linux-rootless")
+	for i := 0; i < b.N; i++ {
+		if _, err := profile.Parse("linux-rootless.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
