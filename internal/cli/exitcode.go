@@ -86,6 +86,7 @@ func ExitCode(err error) int {
 		noAPI   *podman.NotFoundError
 		unreach *podman.UnreachableError
 		refused *policy.RefusedError
+		badURI  *podman.BadURIError
 		intr    *agentmachine.Interrupt
 	)
 	switch {
@@ -100,7 +101,7 @@ func ExitCode(err error) int {
 		return ExitSIGINT
 	case errors.As(err, &refused):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach):
 		return ExitMissing

@@ -83,3 +83,34 @@ func TestIntegrationEightConcurrentSessions(t *testing.T) {
 		t.Errorf("containers left: %v", names)
 	}
 }
+
+// TestIntegrationRepositoryDeletedMidSession: the repository disappears while the tool
+// runs; the session still ends, the container is removed, and the bundle records that the
+// repository could not be read afterwards.
+func TestIntegrationRepositoryDeletedMidSession(t *testing.T) {
+	e := needPodman(t)
+	w := newWorkspace(t, e, "")
+	gitRepo(t, w)
+	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "2")
+	cmd.Dir = w.home
+	var stderr safeBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForSession(t, e)
+	if err := os.RemoveAll(w.repo); err != nil {
+		t.Fatal(err)
+	}
+	signalAndWait(t, cmd, nil, stderr.String)
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d:\n%s", code, stderr.String())
+	}
+	p := verifyBundle(t, w, bundleFrom(t, stderr.String()))
+	if p.Git.Before.Commit == "" || p.Git.After.Absent == "" {
+		t.Errorf("git before %+v, after %+v: want a commit before and the reason it is absent after", p.Git.Before, p.Git.After)
+	}
+	if names := sessionContainers(t, e); len(names) != 0 {
+		t.Errorf("containers left: %v", names)
+	}
+}

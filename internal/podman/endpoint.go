@@ -110,7 +110,7 @@ func (r Resolver) localSockets() []socketCandidate {
 func (r Resolver) fromURI(uri, source string) (Endpoint, error) {
 	u, err := url.Parse(uri)
 	if err != nil || (u.Scheme != "unix" && u.Scheme != "tcp" && u.Scheme != "ssh") {
-		return Endpoint{}, fmt.Errorf("%s: %q is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)", source, uri)
+		return Endpoint{}, &BadURIError{Source: source, URI: uri}
 	}
 	return Endpoint{URI: uri, Source: source}, nil
 }
@@ -147,6 +147,13 @@ func (r Resolver) Connections(ctx context.Context) ([]Connection, error) {
 		return nil, fmt.Errorf("list Podman connections: unexpected output: %w", err)
 	}
 	return conns, nil
+}
+
+// BadURIError is a connection URI the API client cannot use: a usage error.
+type BadURIError struct{ Source, URI string }
+
+func (e *BadURIError) Error() string {
+	return fmt.Sprintf("%s: %q is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)", e.Source, e.URI)
 }
 
 // IsNotFound reports whether err says no Podman API was found.
