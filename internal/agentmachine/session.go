@@ -92,6 +92,7 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 	img, err := s.ensureImage(ctx, pl)
 	out.Image = img
 	if err != nil {
+		err = interrupted(ctx, out, err)
 		s.event(out, "image %s: %v", pl.Image.Ref, err)
 		return out, err
 	}
@@ -106,12 +107,20 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 	created, err := s.createSecrets(ctx, pl)
 	defer func() { s.removeSecrets(created); s.event(out, "ephemeral secrets removed: %d", len(created)) }()
 	if err != nil {
+		err = interrupted(ctx, out, err)
 		s.event(out, "secrets: %v", err)
 		return out, err
 	}
 	id, err := s.Engine.Create(ctx, spec)
 	if err != nil {
 		s.event(out, "create failed: %v", err)
+		if ctx.Err() != nil {
+			// The server may have created it before the request was cancelled: remove it by
+			// its name, which is ours and unique.
+			if rmErr := s.Engine.Remove(spec.Name); rmErr == nil {
+				s.event(out, "container %s removed after the interrupted create", spec.Name)
+			}
+		}
 		return out, interrupted(ctx, out, err)
 	}
 	out.ContainerID = id
@@ -163,8 +172,8 @@ func (s *Session) ensureImage(ctx context.Context, pl *Plan) (container.Image, e
 	if !found {
 		fmt.Fprintf(s.ErrOut, "Pulling %s …\n", ref)
 		if err := s.Engine.Pull(ctx, ref, s.ErrOut); err != nil {
-			return img, interrupted(ctx, &Outcome{}, &MissingError{Component: "image " + ref, Detail: fmt.Sprintf("not present locally and the pull failed: %v", err),
-				Fix: "sourceosctl agent-machine image build   # or: podman pull " + ref})
+			return img, &MissingError{Component: "image " + ref, Detail: fmt.Sprintf("not present locally and the pull failed: %v", err),
+				Fix: "podman pull " + ref}
 		}
 		if img, found, err = s.Engine.Image(ctx, ref); err != nil || !found {
 			return img, fmt.Errorf("image %s: pulled but not found afterwards: %v", ref, err)
@@ -200,6 +209,9 @@ func (s *Session) createSecrets(ctx context.Context, pl *Plan) ([]string, error)
 		}
 		name := pl.Secrets[i].Name
 		if err := s.Engine.CreateSecret(ctx, name, value); err != nil {
+			// It may exist although the request failed (a lost response): never leave a
+			// secret's value behind.
+			_ = s.Engine.RemoveSecret(name)
 			return created, err
 		}
 		created = append(created, name)

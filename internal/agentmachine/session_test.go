@@ -25,10 +25,17 @@ type fakeEngine struct {
 	// block makes Attach wait for ctx (a running session) instead of returning at once.
 	block   bool
 	secrets map[string][]byte
+	// signalAt delivers a signal (cancels the session's context) when that call is made.
+	signalAt string
+	signal   func()
 }
 
 func (e *fakeEngine) record(call string) error {
 	e.calls = append(e.calls, call)
+	if e.signalAt == call && e.signal != nil {
+		e.signal()
+		return context.Canceled
+	}
 	if e.failAt == call {
 		return errors.New(call + " failed")
 	}
@@ -39,7 +46,9 @@ func (e *fakeEngine) Image(context.Context, string) (container.Image, bool, erro
 	return e.image, e.present, e.record("image")
 }
 func (e *fakeEngine) Pull(context.Context, string, io.Writer) error {
-	e.calls = append(e.calls, "pull")
+	if err := e.record("pull"); err != nil {
+		return err
+	}
 	if e.pullErr != nil {
 		return e.pullErr
 	}
@@ -174,5 +183,31 @@ func TestSessionNeverLeaksTheSecretValue(t *testing.T) {
 	text := err.Error() + s.ErrOut.(*bytes.Buffer).String() + s.Out.(*bytes.Buffer).String()
 	if strings.Contains(text, "s3cr3t-value") {
 		t.Fatalf("secret value in output or error: %s", text)
+	}
+}
+
+// TestInterruptAtEveryPhase delivers SIGTERM during each Podman call: the session reports
+// itself interrupted by SIGTERM, the container (once created) is removed, and the ephemeral
+// secret is removed.
+func TestInterruptAtEveryPhase(t *testing.T) {
+	for _, phase := range []string{"pull", "secret+", "create", "inspect", "attach", "start"} {
+		t.Run(phase, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			e := &fakeEngine{image: pinned, present: phase != "pull", signalAt: phase, block: true,
+				signal: func() { cancel(&Interrupt{Signal: "SIGTERM"}) }}
+			pl := mustPlan(t, "", SessionRequest{Tool: "codex", Repo: "/home/u/dev/app", Secrets: []string{"key"}}, testFacts())
+			out, err := newSession(e, map[string]string{"OPENAI_API_KEY": "v"}).Run(ctx, pl)
+			var in *Interrupt
+			if !out.Interrupted || out.Cause != "SIGTERM" || !errors.As(err, &in) {
+				t.Fatalf("outcome %+v, error %v: want interrupted by SIGTERM", out, err)
+			}
+			calls := strings.Join(e.calls, " ")
+			if strings.Contains(calls, "create") && !strings.HasSuffix(strings.TrimSuffix(calls, " secret-"), "remove") {
+				t.Errorf("created but not removed: %s", calls)
+			}
+			if len(e.secrets) != 0 {
+				t.Errorf("secret left after an interrupt at %s: calls %s", phase, calls)
+			}
+		})
 	}
 }

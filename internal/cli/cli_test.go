@@ -174,6 +174,9 @@ func TestExitCode(t *testing.T) {
 		{"tool exit", &ExitError{Code: 42}, 42},
 		{"wrapped tool exit", fmt.Errorf("session: %w", &ExitError{Code: 7}), 7},
 		{"not implemented", &NotImplementedError{}, 1},
+		{"SIGINT", &agentmachine.Interrupt{Signal: "SIGINT"}, 130},
+		{"SIGTERM", fmt.Errorf("session: %w", &agentmachine.Interrupt{Signal: "SIGTERM"}), 143},
+		{"bad connection URI", &podman.BadURIError{}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
