@@ -40,6 +40,9 @@ type Session struct {
 	Now      func() time.Time
 	// StopTimeout is how long a stopping container gets before it is killed.
 	StopTimeout time.Duration
+	// ForceRemove removes a container without the API, for when the service died during
+	// the session (nil when there is no such way, e.g. a remote service).
+	ForceRemove func(id string) error
 }
 
 // Outcome is what happened in a session: everything evidence needs about the run.
@@ -128,7 +131,12 @@ func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
 	keep := pl.Keep
 	defer func() {
 		if !keep {
-			if rmErr := s.Engine.Remove(id); rmErr != nil {
+			rmErr := s.Engine.Remove(id)
+			if rmErr != nil && s.ForceRemove != nil {
+				s.event(out, "remove through the API failed (%v); removing with the podman CLI", cause.Root(rmErr))
+				rmErr = s.ForceRemove(id)
+			}
+			if rmErr != nil {
 				fmt.Fprintf(s.ErrOut, "! %v\n", rmErr)
 				s.event(out, "remove failed: %v", rmErr)
 			} else {

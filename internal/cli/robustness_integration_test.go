@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
 // TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable: the profile's evidence dir
@@ -112,5 +114,38 @@ func TestIntegrationRepositoryDeletedMidSession(t *testing.T) {
 	}
 	if names := sessionContainers(t, e); len(names) != 0 {
 		t.Errorf("containers left: %v", names)
+	}
+}
+
+// TestIntegrationServiceKilledDuringASession: the Podman service dies while the tool runs.
+// sourceosctl reports the failure, removes the container through the podman CLI (no
+// orphan), and still writes the bundle, which says the session failed.
+func TestIntegrationServiceKilledDuringASession(t *testing.T) {
+	needPodman(t)
+	own, err := podmantest.Start() // a service of its own: this test kills it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	w := newWorkspace(t, own, "")
+	cmd := cliProcess(t, own, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
+	cmd.Env = append(cmd.Env, own.ConfEnv...) // the CLI fallback must see the same storage
+	var stderr safeBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForSession(t, own)
+	own.KillService()
+	signalAndWait(t, cmd, nil, stderr.String)
+	if code := cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("exit 0 after the service died:\n%s", stderr.String())
+	}
+	if out, _ := own.Podman("ps", "-a", "--filter", "label=dev.sourceos.agent-machine.managed=true", "--format", "{{.Names}}"); strings.TrimSpace(out) != "" {
+		t.Errorf("orphaned container: %s\nstderr:\n%s", out, stderr.String())
+	}
+	p := verifyBundle(t, w, bundleFrom(t, stderr.String()))
+	if p.Session.Outcome != "failed" || !p.Session.Ran {
+		t.Errorf("session = %+v", p.Session)
 	}
 }

@@ -154,6 +154,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	session := &agentmachine.Session{
 		Engine: client, In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut,
 		Getenv: f.Getenv, ReadFile: os.ReadFile, Now: f.Now, StopTimeout: stopTimeout,
+		ForceRemove: podman.ForceRemoveLocal(client.Endpoint()),
 	}
 	outcome, err := session.Run(ctx, plan)
 	rec.probeTool(ctx, session, outcome)

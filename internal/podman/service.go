@@ -41,6 +41,20 @@ func SpawnService(socket, logPath string) (int, error) {
 	return pid, nil
 }
 
+// ForceRemoveLocal removes a container with the podman CLI, which works on local storage
+// even when the API service has died. It only applies to local unix sockets.
+func ForceRemoveLocal(ep Endpoint) func(id string) error {
+	if !strings.HasPrefix(ep.URI, "unix://") {
+		return nil
+	}
+	return func(id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		_, err := ExecRunner{Env: localEnv(os.Environ())}.Run(ctx, "podman", "rm", "--force", "--time", "0", id)
+		return err
+	}
+}
+
 // StartSocketUnit asks systemd to start podman.socket (the user's unit when user is true).
 func StartSocketUnit(ctx context.Context, r Runner, user bool) error {
 	args := []string{"start", "podman.socket"}

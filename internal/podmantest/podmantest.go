@@ -206,8 +206,8 @@ func (e *Env) Podman(args ...string) (string, error) {
 
 // Close removes every container and image and stops the service.
 func (e *Env) Close() {
+	_, _ = e.Podman("rm", "--all", "--force", "--time", "0")
 	if e.service != nil && e.service.Process != nil {
-		_, _ = e.Podman("rm", "--all", "--force", "--time", "0")
 		_ = syscall.Kill(-e.service.Process.Pid, syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = e.service.Wait(); close(done) }()
@@ -348,4 +348,13 @@ func (e *Env) chownAll() {
 		}
 		return nil
 	})
+}
+
+// KillService kills the API service abruptly (SIGKILL), as a crash would.
+func (e *Env) KillService() {
+	if e.service != nil && e.service.Process != nil {
+		_ = syscall.Kill(-e.service.Process.Pid, syscall.SIGKILL)
+		_ = e.service.Wait()
+		e.service = nil
+	}
 }
