@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -147,5 +148,56 @@ func TestIntegrationServiceKilledDuringASession(t *testing.T) {
 	p := verifyBundle(t, w, bundleFrom(t, stderr.String()))
 	if p.Session.Outcome != "failed" || !p.Session.Ran {
 		t.Errorf("session = %+v", p.Session)
+	}
+}
+
+// TestIntegrationEvidenceOnAFullFilesystem puts the evidence dir on a 64 KiB tmpfs filled to
+// the brim: the bundle cannot be written there and goes to the fallback, with a warning.
+func TestIntegrationEvidenceOnAFullFilesystem(t *testing.T) {
+	e := needPodman(t)
+	if os.Getuid() != 0 {
+		t.Skip("mounting a tmpfs needs root; TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable covers the fallback")
+	}
+	full := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", full).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	defer exec.Command("umount", full).Run()
+	_ = os.WriteFile(filepath.Join(full, "filler"), make([]byte, 1<<20), 0o644) // fills it (ENOSPC expected)
+	w := newWorkspace(t, e, "  evidence:\n    dir: "+filepath.Join(full, "evidence")+"\n")
+	f, _, errOut := sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut.String(), "cannot write evidence to "+filepath.Join(full, "evidence")) {
+		t.Errorf("no warning:\n%s", errOut)
+	}
+	verifyBundle(t, w, bundleFrom(t, errOut.String()))
+}
+
+// TestIntegrationUnusableKeyOrNoAPINeverStartsASession: no container is created when the
+// session could not be recorded (signing key unreadable) or has no Podman to run on.
+func TestIntegrationUnusableKeyOrNoAPINeverStartsASession(t *testing.T) {
+	e := needPodman(t)
+	w := newWorkspace(t, e, "")
+	keyDir := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys")
+	if err := os.MkdirAll(filepath.Join(keyDir, "evidence.key"), 0o700); err != nil { // a directory where the key should be
+		t.Fatal(err)
+	}
+	f, _, errOut := sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true"); code != ExitFailure ||
+		!strings.Contains(errOut.String(), "cannot sign this session's evidence, so it was not started") {
+		t.Errorf("unreadable key: exit %d:\n%s", code, errOut)
+	}
+	if names := sessionContainers(t, e); len(names) != 0 {
+		t.Errorf("a session started without a usable key: %v", names)
+	}
+	f, _, errOut = sessionFactory(t, e, w, map[string]string{"CONTAINER_HOST": "unix://" + filepath.Join(w.home, "dead.sock")})
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true"); code != ExitMissing ||
+		!strings.Contains(errOut.String(), "cannot reach the Podman API at unix://"+filepath.Join(w.home, "dead.sock")) {
+		t.Errorf("no API: exit %d:\n%s", code, errOut)
 	}
 }
