@@ -8,6 +8,9 @@ make build
 bin=./bin/sourceosctl
 "$bin" --version
 echo
+echo "== Make sure the Podman API is up (starts a service only when none answers)"
+"$bin" agent-machine start || echo "(start exited $?: see the hint above)"
+echo
 echo "== Is this workstation ready? (read-only; exit code 1 when a check fails)"
 "$bin" agent-machine doctor --repo . || echo "(doctor exited $?: see the fix lines above)"
 echo
