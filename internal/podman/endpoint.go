@@ -3,7 +3,6 @@ package podman
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -154,10 +153,4 @@ type BadURIError struct{ Source, URI string }
 
 func (e *BadURIError) Error() string {
 	return fmt.Sprintf("%s: %q is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)", e.Source, e.URI)
-}
-
-// IsNotFound reports whether err says no Podman API was found.
-func IsNotFound(err error) bool {
-	var nf *NotFoundError
-	return errors.As(err, &nf)
 }
