@@ -246,6 +246,20 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		le.add(l.keyLine, "spec.machine", "cannot be used with provider native; set spec.host.provider to qemu or remove the machine")
 	}
 
+	for i, src := range s.Image.Sources {
+		l := at(fmt.Sprintf("/spec/image/sources/%d", i))
+		switch {
+		case (src.Registry == "") == (src.Archive == ""):
+			le.add(l.line, l.field, "set exactly one of registry (an image reference) or archive (a URL or path of a `podman save` archive)")
+		case src.Archive != "" && src.SHA256 == "":
+			le.add(l.line, l.field+".sha256", "is required with archive: the download is checked against it before it is loaded (sha256sum ARCHIVE)")
+		case src.Registry != "" && src.SHA256 != "":
+			le.add(l.line, l.field+".sha256", "applies to archives only; pin a registry image with spec.image.digest")
+		case src.Archive != "" && src.TLSVerify != nil:
+			le.add(l.line, l.field+".tlsVerify", "applies to registries only; remove it")
+		}
+	}
+
 	targets := map[string]string{s.Workspace.MountPath: "spec.workspace.mountPath"}
 	for i, m := range s.Mounts {
 		ptr := fmt.Sprintf("/spec/mounts/%d/target", i)
@@ -328,6 +342,11 @@ func (p *Profile) resolve(home, base string) error {
 	}
 	for i := range s.Secrets {
 		fix(fmt.Sprintf("spec.secrets[%d].fromFile", i), &s.Secrets[i].FromFile)
+	}
+	for i := range s.Image.Sources {
+		if src := &s.Image.Sources[i]; src.Archive != "" && !src.IsURL() {
+			fix(fmt.Sprintf("spec.image.sources[%d].archive", i), &src.Archive)
+		}
 	}
 	if s.Machine != nil {
 		for i := range s.Machine.Volumes {

@@ -2,6 +2,8 @@
 // with errors that name the file, line and field, and paths resolved for the host.
 package profile
 
+import "strings"
+
 // APIVersion and Kind identify an AgentMachineProfile document.
 const (
 	APIVersion = "sourceos.dev/v1alpha1"
@@ -68,6 +70,22 @@ type Machine struct {
 type Image struct {
 	Ref    string `json:"ref" yaml:"ref"`
 	Digest string `json:"digest,omitempty" yaml:"digest,omitempty"`
+	// Sources are where `image pull` and `image update` fetch Ref from, in order.
+	Sources []ImageSource `json:"sources,omitempty" yaml:"sources,omitempty"`
+}
+
+// ImageSource is one place an image can come from: a registry reference, or an archive
+// made by `podman save` (an https URL or a host path) with its required SHA-256.
+type ImageSource struct {
+	Registry  string `json:"registry,omitempty" yaml:"registry,omitempty"`
+	TLSVerify *bool  `json:"tlsVerify,omitempty" yaml:"tlsVerify,omitempty"`
+	Archive   string `json:"archive,omitempty" yaml:"archive,omitempty"`
+	SHA256    string `json:"sha256,omitempty" yaml:"sha256,omitempty"`
+}
+
+// IsURL reports whether an archive source is fetched over HTTP(S) rather than read from disk.
+func (s ImageSource) IsURL() bool {
+	return strings.HasPrefix(s.Archive, "https://") || strings.HasPrefix(s.Archive, "http://")
 }
 
 // Workspace is the repository a session works on and where the container sees it.
