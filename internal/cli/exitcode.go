@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -88,6 +89,9 @@ func ExitCode(err error) int {
 		refused *policy.RefusedError
 		badURI  *podman.BadURIError
 		intr    *agentmachine.Interrupt
+		imgIn   *image.InputError
+		sum     *image.ChecksumError
+		tool    *image.MissingToolError
 	)
 	switch {
 	case err == nil:
@@ -99,11 +103,11 @@ func ExitCode(err error) int {
 			return ExitSIGTERM
 		}
 		return ExitSIGINT
-	case errors.As(err, &refused):
+	case errors.As(err, &refused), errors.As(err, &sum):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &imgIn):
 		return ExitUsage
-	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach):
+	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool):
 		return ExitMissing
 	}
 	return ExitFailure

@@ -136,6 +136,7 @@ what would happen and changes nothing.
 		newRunCmd(f, g),
 		newFingerprintCmd(f, g),
 		newEvidenceCmd(f, g),
+		newImageCmd(f, g),
 	)
 	return cmd
 }

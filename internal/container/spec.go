@@ -84,4 +84,6 @@ type Image struct {
 	Digest      string   `json:"digest"`
 	RepoDigests []string `json:"repoDigests,omitempty"`
 	RepoTags    []string `json:"repoTags,omitempty"`
+	// Labels are the image's labels (version, build inputs); not part of evidence.
+	Labels map[string]string `json:"-"`
 }

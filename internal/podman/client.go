@@ -151,7 +151,11 @@ func (c *Client) Image(ctx context.Context, ref string) (img container.Image, fo
 	if err != nil {
 		return container.Image{}, false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	return container.Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags}, true, nil
+	labels := rep.Labels
+	if labels == nil && rep.Config != nil {
+		labels = rep.Config.Labels
+	}
+	return container.Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags, Labels: labels}, true, nil
 }
 
 // Pull fetches ref, writing the service's progress lines to progress.

@@ -1,0 +1,463 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/image"
+	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+func newImageCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Build, fetch, update and list workspace images",
+		Long: `Workspace images hold the tools a session runs: the default image
+(localhost/sourceos/agent-workspace:latest) has git, bash, Node.js, claude and codex on a small
+Debian, and runs as the non-root user agent.
+
+  build   builds the default image here: debootstrap from your apt mirror (no container
+          registry needed) or --base IMAGE, then the pinned tools, then optional --stack
+          runtimes from the catalog
+  pull    fetches the profile's spec.image.ref from its sources (registries, checksummed
+          archives), in the profile's order
+  update  fetches again only when a source's digest changed
+  list    shows what was fetched or built, and whether it is still present
+
+What was fetched is recorded in a manifest under the data directory
+($XDG_DATA_HOME/sourceos/agent-machine/images/manifest.json on Linux).`,
+		Example: `  sudo sourceosctl agent-machine image build
+  sourceosctl agent-machine image build --base docker.io/library/debian:bookworm-slim --stack go
+  sourceosctl agent-machine image pull --profile team.yaml
+  sourceosctl agent-machine image update --profile team.yaml
+  sourceosctl agent-machine image list -o json`,
+		Args: noArgs,
+		RunE: helpOnly,
+	}
+	cmd.AddCommand(newImageBuildCmd(f, g), newImagePullCmd(f, g, false), newImagePullCmd(f, g, true),
+		newImageListCmd(f, g), newImageStacksCmd(f))
+	return cmd
+}
+
+// imageEngine adapts the Podman client to what internal/image needs.
+type imageEngine struct{ *podman.Client }
+
+func (e imageEngine) Build(ctx context.Context, st image.BuildStage) (string, error) {
+	return e.Client.Build(ctx, podman.BuildSpec(st))
+}
+
+// interrupted turns a cancelled command into the signal's exit code.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+			return cause
+		}
+	}
+	return err
+}
+
+func (f *Factory) imageDirs() (manifest, work, downloads string, err error) {
+	dirs, err := f.Dirs()
+	if err != nil {
+		return "", "", "", err
+	}
+	base := filepath.Join(dirs.Data, "images")
+	return image.ManifestPath(dirs.Data), filepath.Join(base, "build"), filepath.Join(base, "downloads"), nil
+}
+
+type imageBuildOptions struct {
+	Factory *Factory
+	Globals *GlobalOptions
+
+	Base, Rootfs, Mirror, Catalog, Tag string
+	Stacks, CACerts                    []string
+	Force, DryRun                      bool
+	Output                             string
+}
+
+func newImageBuildCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	opts := &imageBuildOptions{Factory: f, Globals: g}
+	cmd := &cobra.Command{
+		Use:   "build [--base IMAGE | --rootfs PATH] [--stack NAME[@VERSION]]...",
+		Short: "Build the default workspace image (and stack variants) on this host",
+		Long: `Build the workspace image in stages, each tagged only once it is complete:
+
+  1. root filesystem  debootstrap --variant=minbase from the Debian mirror in your apt sources
+                      (needs root and the debootstrap package), imported with Podman.
+                      --base IMAGE starts from a registry image instead; --rootfs PATH imports
+                      a root filesystem you made (a directory or a tar).
+  2. base             git, ca-certificates, bash, coreutils, procps and the user agent
+  3. tools            Node.js and npm from Debian; claude-code and codex from the npm registry
+                      at the versions the catalog pins, each checked with --version
+  4. stacks           with --stack: runtimes from the catalog (see: image stacks)
+
+A stage whose inputs (its Containerfile, arguments, parent and CA certificates) are unchanged
+is reused, so a second build with nothing changed builds nothing. A failed build leaves the
+previous image under its name. Behind a TLS-inspecting proxy, pass the proxy's CA with
+--ca-cert so apt and npm inside the build trust it; the certificate stays in the image's trust
+store.`,
+		Example: `  # The default image, with no container registry
+  sudo sourceosctl agent-machine image build
+
+  # Show the stages and which would be reused, change nothing
+  sourceosctl agent-machine image build --dry-run
+
+  # Start from a registry image and add Go and Python
+  sourceosctl agent-machine image build --base docker.io/library/debian:bookworm-slim --stack go --stack python@3.11
+
+  # Behind a TLS-inspecting proxy
+  sudo sourceosctl agent-machine image build --ca-cert /usr/local/share/ca-certificates/corp.crt`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+				return err
+			}
+			return interrupted(cmd.Context(), runImageBuild(cmd.Context(), opts))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Base, "base", "", "start from this image instead of a debootstrap root filesystem")
+	fl.StringVar(&opts.Rootfs, "rootfs", "", "import this root filesystem (directory or tar) instead of running debootstrap")
+	fl.StringVar(&opts.Mirror, "mirror", "", "Debian mirror for debootstrap (default: the one in /etc/apt/sources*)")
+	fl.StringArrayVar(&opts.Stacks, "stack", nil, "add a runtime from the catalog: NAME or NAME@VERSION (repeatable)")
+	fl.StringArrayVar(&opts.CACerts, "ca-cert", nil, "PEM CA certificate to trust inside the image (repeatable)")
+	fl.StringVar(&opts.Catalog, "catalog", "", "runtime catalog JSON replacing the embedded one")
+	fl.StringVar(&opts.Tag, "tag", "", "name of the result (default "+image.DefaultRef+", or :STACKS with --stack)")
+	fl.BoolVar(&opts.Force, "force", false, "rebuild every stage even when its inputs are unchanged")
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the stages and which would be reused; build nothing")
+	addOutputFlag(cmd, &opts.Output, outTable, outJSON)
+	return cmd
+}
+
+func loadCatalog(path string) (*image.Catalog, error) {
+	if path == "" {
+		return image.DefaultCatalog(), nil
+	}
+	return image.LoadCatalog(path)
+}
+
+func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
+	f := opts.Factory
+	cat, err := loadCatalog(opts.Catalog)
+	if err != nil {
+		return err
+	}
+	stacks, err := cat.Resolve(opts.Stacks) // unknown stacks fail before anything else
+	if err != nil {
+		return err
+	}
+	if opts.Tag != "" {
+		if _, err := profile.Parse("--tag", []byte(fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: t}\nspec: {host: {os: linux}, image: {ref: %q}}\n", opts.Tag))); err != nil {
+			return usageErrorf("--tag %q is not an image reference such as localhost/team/agent:1", opts.Tag)
+		}
+	}
+	manifestPath, work, _, err := f.imageDirs()
+	if err != nil {
+		return err
+	}
+	prof, err := f.LoadProfile(opts.Globals.Profile)
+	if err != nil {
+		return err
+	}
+	client, _, err := connect(ctx, f, opts.Globals, prof)
+	if err != nil {
+		return err
+	}
+	b := &image.Builder{Engine: imageEngine{client}, ManifestPath: manifestPath, WorkDir: work, Out: f.IO.ErrOut,
+		Geteuid: os.Geteuid, LookPath: exec.LookPath, ReadFile: os.ReadFile, Now: f.Now}
+	req := image.BuildRequest{Ref: opts.Tag, Base: opts.Base, Rootfs: opts.Rootfs, Mirror: opts.Mirror, Stacks: stacks,
+		CACerts: opts.CACerts, Catalog: cat, Force: opts.Force}
+	plan, err := b.Plan(ctx, req)
+	if err != nil {
+		return err
+	}
+	version := fmt.Sprintf("claude-code %s, codex %s", cat.Tools["claude-code"], cat.Tools["codex"])
+	for _, s := range stacks {
+		version += ", " + s.Stack + " " + s.Version
+	}
+	if opts.DryRun {
+		if opts.Output == outJSON {
+			return writeJSON(f.IO.Out, plan)
+		}
+		printBuildPlan(f.IO.Out, plan, true)
+		return nil
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return fmt.Errorf("build directory: %w", err)
+	}
+	start := f.Now()
+	entry, err := b.Run(ctx, plan, version)
+	if err != nil {
+		return err
+	}
+	if opts.Output == outJSON {
+		return writeJSON(f.IO.Out, struct {
+			*image.BuildPlan
+			Entry *image.Entry `json:"entry"`
+		}{plan, entry})
+	}
+	printBuildPlan(f.IO.Out, plan, false)
+	fmt.Fprintf(f.IO.Out, "✓ %s is image %.12s (%s), built in %s\n", entry.Ref, entry.ID, version, f.Now().Sub(start).Round(time.Second))
+	return nil
+}
+
+func printBuildPlan(w io.Writer, plan *image.BuildPlan, dry bool) {
+	if dry {
+		fmt.Fprintf(w, "dry run: building %s would take these stages (nothing was changed):\n", plan.Ref)
+	}
+	for i, st := range plan.Steps {
+		fmt.Fprintf(w, "  %d. %-32s %-7s %s\n", i+1, st.Name, st.Action, st.Tag)
+		if dry && st.Action != "reuse" && st.Action != "reused" {
+			for _, c := range st.Command {
+				fmt.Fprintf(w, "       $ %s\n", c)
+			}
+		}
+	}
+}
+
+type imagePullOptions struct {
+	Factory *Factory
+	Globals *GlobalOptions
+
+	Source string
+	Force  bool
+	DryRun bool
+	Output string
+	update bool
+}
+
+func newImagePullCmd(f *Factory, g *GlobalOptions, update bool) *cobra.Command {
+	opts := &imagePullOptions{Factory: f, Globals: g, update: update}
+	cmd := &cobra.Command{
+		Use:   "pull [--source registry|archive]",
+		Short: "Fetch the profile's image from its sources",
+		Long: `Fetch spec.image.ref from the sources the profile lists under spec.image.sources, in
+their order, stopping at the first that works:
+
+  registry  pulled by digest through the Podman API (the digest is looked up first, so what
+            is pulled is exactly what was looked up), then named spec.image.ref
+  archive   a 'podman save' archive at an https URL or a host path; a download is resumed
+            after an interruption, and its SHA-256 must equal the profile's before anything
+            is loaded
+
+A profile without sources pulls spec.image.ref from its own registry. The result is recorded
+in the image manifest (see: image list).`,
+		Example: `  sourceosctl agent-machine image pull --profile team.yaml
+  sourceosctl agent-machine image pull --profile team.yaml --source archive
+  sourceosctl agent-machine image pull --profile team.yaml --dry-run`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+				return err
+			}
+			if opts.Source != "" && opts.Source != image.KindRegistry && opts.Source != image.KindArchive {
+				return usageErrorf("--source must be registry or archive, not %q", opts.Source)
+			}
+			return interrupted(cmd.Context(), runImagePull(cmd.Context(), opts))
+		},
+	}
+	if update {
+		cmd.Use = "update [--force]"
+		cmd.Short = "Fetch the profile's image again only if its source changed"
+		cmd.Long = `Compare each source's current digest with the one recorded when the image was last
+fetched: a registry's manifest digest (one HEAD request, nothing downloaded) or an archive's
+declared SHA-256. Fetch only when it differs or the image is gone; --force always fetches.`
+		cmd.Example = `  sourceosctl agent-machine image update --profile team.yaml
+  sourceosctl agent-machine image update --profile team.yaml --dry-run
+  sourceosctl agent-machine image update --profile team.yaml --force`
+		cmd.Flags().BoolVar(&opts.Force, "force", false, "fetch even when the source is unchanged")
+	}
+	cmd.Flags().StringVar(&opts.Source, "source", "", "use only sources of this kind: registry or archive")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "look up the sources and say what would be fetched; change nothing")
+	addOutputFlag(cmd, &opts.Output, outTable, outJSON)
+	return cmd
+}
+
+func runImagePull(ctx context.Context, opts *imagePullOptions) error {
+	f := opts.Factory
+	prof, err := f.LoadProfile(opts.Globals.Profile)
+	if err != nil {
+		return err
+	}
+	ref := prof.Spec.Image.Ref
+	sources, err := image.Sources(ref, prof.Spec.Image.Sources, opts.Source)
+	if err != nil {
+		return err
+	}
+	manifestPath, _, downloads, err := f.imageDirs()
+	if err != nil {
+		return err
+	}
+	client, _, err := connect(ctx, f, opts.Globals, prof)
+	if err != nil {
+		return err
+	}
+	fetcher := &image.Fetcher{Engine: imageEngine{client}, ManifestPath: manifestPath, Log: f.IO.ErrOut, Now: f.Now,
+		Downloader: &image.Downloader{Dir: downloads, Client: http.DefaultClient, Progress: newByteProgress(f.IO.ErrOut, f.IO.ErrTTY)}}
+	res, err := fetcher.Fetch(ctx, ref, sources, image.Options{Update: opts.update && !opts.Force, DryRun: opts.DryRun})
+	if err != nil {
+		return err
+	}
+	if opts.Output == outJSON {
+		return writeJSON(f.IO.Out, res)
+	}
+	last := res.Attempts[len(res.Attempts)-1]
+	switch {
+	case opts.DryRun && res.Changed:
+		fmt.Fprintf(f.IO.Out, "dry run: would fetch %s from %s (%s); nothing was changed\n", ref, last.Source, last.Digest)
+	case !res.Changed:
+		fmt.Fprintf(f.IO.Out, "✓ %s is up to date: %s still has %s; nothing fetched\n", ref, last.Source, last.Digest)
+	default:
+		fmt.Fprintf(f.IO.Out, "✓ %s fetched from %s: image %.12s, digest %s\n", ref, last.Source, res.Entry.ID, res.Entry.Digest)
+	}
+	if want := prof.Spec.Image.Digest; want != "" && res.Entry != nil && res.Entry.Digest != want {
+		fmt.Fprintf(f.IO.ErrOut, "warning: the profile pins %s but %s has %s; sessions will refuse it until spec.image.digest is updated\n", want, ref, res.Entry.Digest)
+	}
+	return nil
+}
+
+type imageListOptions struct {
+	Factory *Factory
+	Globals *GlobalOptions
+	Output  string
+}
+
+// ImageListItem is one row of `image list`.
+type ImageListItem struct {
+	image.Entry
+	// Local is present (the manifest's image is in local storage under ref), changed (ref
+	// names another image now), missing, or unknown (Podman unreachable).
+	Local   string `json:"local"`
+	LocalID string `json:"localId,omitempty"`
+}
+
+func newImageListCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	opts := &imageListOptions{Factory: f, Globals: g}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the images fetched or built, and whether each is still present",
+		Long: `Print the image manifest: per image reference, where it came from (registry, archive or a
+local build), the source's digest then, the version label and when it was fetched, next to
+what local storage holds now (present, changed, missing).`,
+		Example: `  sourceosctl agent-machine image list
+  sourceosctl agent-machine image list -o json`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+				return err
+			}
+			return runImageList(cmd.Context(), opts)
+		},
+	}
+	addOutputFlag(cmd, &opts.Output, outTable, outJSON)
+	return cmd
+}
+
+func runImageList(ctx context.Context, opts *imageListOptions) error {
+	f := opts.Factory
+	manifestPath, _, _, err := f.imageDirs()
+	if err != nil {
+		return err
+	}
+	m, err := image.ReadManifest(manifestPath)
+	if err != nil {
+		return err
+	}
+	prof, err := f.LoadProfile(opts.Globals.Profile)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	client, _, connErr := connect(cctx, f, opts.Globals, prof)
+	items := []ImageListItem{}
+	for _, e := range m.Sorted() {
+		it := ImageListItem{Entry: e, Local: "unknown"}
+		if connErr == nil {
+			img, present, err := client.Image(cctx, e.Ref)
+			switch {
+			case err != nil:
+			case !present:
+				it.Local = "missing"
+			case img.ID == e.ID:
+				it.Local, it.LocalID = "present", img.ID
+			default:
+				it.Local, it.LocalID = "changed", img.ID
+			}
+		}
+		items = append(items, it)
+	}
+	if connErr != nil {
+		fmt.Fprintf(f.IO.ErrOut, "warning: cannot reach Podman (%v); local presence is unknown\n", connErr)
+	}
+	if opts.Output == outJSON {
+		return writeJSON(f.IO.Out, struct {
+			Manifest string          `json:"manifest"`
+			Images   []ImageListItem `json:"images"`
+		}{manifestPath, items})
+	}
+	if len(items) == 0 {
+		fmt.Fprintf(f.IO.Out, "No images fetched or built yet (manifest: %s).\nBuild the default one: sourceosctl agent-machine image build\n", manifestPath)
+		return nil
+	}
+	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REF\tLOCAL\tID\tSOURCE\tSOURCE DIGEST\tVERSION\tFETCHED")
+	for _, it := range items {
+		fmt.Fprintf(tw, "%s\t%s\t%.12s\t%s %s\t%.19s\t%s\t%s\n", it.Ref, it.Local, it.ID, it.Source.Kind, it.Source.Location,
+			it.Source.Digest, orNone(it.Version), it.Fetched.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+func newImageStacksCmd(f *Factory) *cobra.Command {
+	var catalogPath, output string
+	cmd := &cobra.Command{
+		Use:   "stacks",
+		Short: "List the runtimes `image build --stack` can add, from the catalog",
+		Long: `Print the runtime catalog: the tool versions the default image pins and each stack with
+its versions and Debian packages. The first version of a stack is its default. --catalog reads
+a replacement catalog (same JSON shape) instead of the embedded one.`,
+		Example: `  sourceosctl agent-machine image stacks
+  sourceosctl agent-machine image stacks -o json`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateOutput(output, outTable, outJSON); err != nil {
+				return err
+			}
+			cat, err := loadCatalog(catalogPath)
+			if err != nil {
+				return err
+			}
+			if output == outJSON {
+				return writeJSON(f.IO.Out, cat)
+			}
+			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; claude-code %s, codex %s)\n", cat.Source, cat.Suite, cat.Tools["claude-code"], cat.Tools["codex"])
+			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STACK\tVERSION\tPACKAGES\tDESCRIPTION")
+			for _, s := range cat.Stacks {
+				for i, v := range s.Versions {
+					name := s.ID
+					if i == 0 {
+						name += " (default)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, v.Version, strings.Join(v.Packages, " "), s.Description)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&catalogPath, "catalog", "", "runtime catalog JSON replacing the embedded one")
+	addOutputFlag(cmd, &output, outTable, outJSON)
+	return cmd
+}

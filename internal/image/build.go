@@ -1,0 +1,607 @@
+package image
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sourceos/sourceosctl/images"
+)
+
+// Image names the build produces. Each stage is tagged only when it is complete; the final tag
+// moves only when the whole build succeeded.
+const (
+	DefaultRef = "localhost/sourceos/agent-workspace:latest"
+	rootfsRepo = "localhost/sourceos/agent-rootfs"
+	baseRepo   = "localhost/sourceos/agent-base"
+	// InputsLabel holds the hash of everything a stage was built from; a stage whose tag
+	// carries the same hash is reused.
+	InputsLabel = "dev.sourceos.build.inputs"
+	// debootstrap's package list beyond minbase: enough for the base stage's apt-get over https.
+	debootstrapInclude = "ca-certificates,passwd"
+)
+
+// BuildEngine is what a build needs from Podman beyond fetching.
+type BuildEngine interface {
+	Engine
+	Import(ctx context.Context, r io.Reader, ref string, changes []string) (string, error)
+	Build(ctx context.Context, b BuildStage) (string, error)
+	RemoveImage(ctx context.Context, ref string) error
+}
+
+// BuildStage is one `podman build` of an embedded Containerfile.
+type BuildStage struct {
+	ContextDir    string
+	Containerfile string
+	Tag           string
+	Args          map[string]string
+	Labels        map[string]string
+	Out           io.Writer
+}
+
+// BuildRequest says what to build.
+type BuildRequest struct {
+	Ref     string   // final tag; default DefaultRef, or :<stacks> with stacks
+	Base    string   // an image to start from instead of debootstrap
+	Rootfs  string   // a root filesystem (directory or tar) to import instead of debootstrap
+	Mirror  string   // Debian mirror for debootstrap; default from the host's apt sources
+	Stacks  []Selected
+	CACerts []string // PEM files added to the image's trust store
+	Catalog *Catalog
+	Force   bool // rebuild every stage even when its inputs are unchanged
+	Arch    string
+}
+
+// Step is one stage of a build plan.
+type Step struct {
+	Name    string   `json:"name"`
+	Tag     string   `json:"tag"`
+	Inputs  string   `json:"inputs"`  // hash of the stage's inputs, also its label
+	Action  string   `json:"action"`  // reuse, build (plan); reused, built (result)
+	Command []string `json:"command"` // the equivalent commands, for humans and --dry-run
+	ID      string   `json:"id,omitempty"`
+
+	run func(ctx context.Context, b *Builder, st *Step) (string, error)
+}
+
+// BuildPlan is the ordered stages; the last one's tag is the result.
+type BuildPlan struct {
+	Ref   string  `json:"ref"`
+	Steps []*Step `json:"steps"`
+}
+
+// Builder plans and runs builds.
+type Builder struct {
+	Engine       BuildEngine
+	ManifestPath string
+	WorkDir      string // scratch space for debootstrap and build contexts
+	Out          io.Writer
+	Geteuid      func() int
+	LookPath     func(string) (string, error)
+	ReadFile     func(string) ([]byte, error) // apt sources, CA files
+	Now          func() time.Time
+}
+
+func (b *Builder) now() time.Time {
+	if b.Now == nil {
+		return time.Now().UTC()
+	}
+	return b.Now().UTC()
+}
+
+// Plan decides every stage and whether it can be reused. It only reads: the image store
+// (inspect) and the host's apt sources.
+func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error) {
+	if req.Catalog == nil {
+		req.Catalog = DefaultCatalog()
+	}
+	if req.Base != "" && req.Rootfs != "" {
+		return nil, &InputError{Msg: "--base and --rootfs both name where the image starts", Fix: "give one of them"}
+	}
+	cas, err := b.readCACerts(req.CACerts)
+	if err != nil {
+		return nil, err
+	}
+	ref := req.Ref
+	if ref == "" {
+		ref = DefaultRef
+		if len(req.Stacks) > 0 {
+			var tags []string
+			for _, s := range req.Stacks {
+				tags = append(tags, s.Tag())
+			}
+			ref = "localhost/sourceos/agent-workspace:" + strings.Join(tags, "_")
+		}
+	}
+	suite, arch := req.Catalog.Suite, req.Arch
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	plan := &BuildPlan{Ref: ref}
+
+	// Stage 1: where the file system comes from.
+	var first *Step
+	switch {
+	case req.Base != "":
+		img, present, err := b.Engine.Image(ctx, req.Base)
+		if err != nil {
+			return nil, err
+		}
+		first = &Step{Name: "base image", Tag: req.Base, Action: "pull", Inputs: "pull:" + req.Base}
+		if present {
+			first.Action, first.ID, first.Inputs = "reuse", img.ID, img.ID
+		} else {
+			first.Command = []string{"podman pull " + req.Base}
+			first.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
+				if err := b.Engine.PullFrom(ctx, req.Base, true, b.Out); err != nil {
+					return "", err
+				}
+				img, _, err := b.Engine.Image(ctx, req.Base)
+				st.Inputs = img.ID
+				return img.ID, err
+			}
+		}
+	case req.Rootfs != "":
+		first, err = b.planRootfs(req.Rootfs, suite)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		mirror := req.Mirror
+		if mirror == "" {
+			mirror = DebianMirror(b.ReadFile)
+		}
+		first = b.planDebootstrap(suite, mirror, arch)
+	}
+	plan.Steps = append(plan.Steps, first)
+
+	// Stage 2: the base (packages, user); stage 3: the tools; stage 4: stacks.
+	parent := first
+	add := func(name, file, tag string, args map[string]string, extra []byte) {
+		inputs := hashOf(parent.Inputs, file, args, extra)
+		st := &Step{Name: name, Tag: tag, Inputs: inputs}
+		p := parent
+		shown := copyArgs(args)
+		shown["BASE"] = p.Tag
+		st.Command = []string{buildCommand(file, shown, tag, len(cas))}
+		st.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
+			args := copyArgs(args)
+			args["BASE"] = p.Tag
+			return b.buildStage(ctx, file, st, args, cas)
+		}
+		plan.Steps = append(plan.Steps, st)
+		parent = st
+	}
+	add("base", "base/Containerfile", baseRepo+":"+suite, nil, joinCerts(cas))
+	tools := map[string]string{"CLAUDE_CODE_VERSION": req.Catalog.Tools["claude-code"], "CODEX_VERSION": req.Catalog.Tools["codex"]}
+	// The tool layer is the default image; stacks build on top of it.
+	add("tools", "tools/Containerfile", DefaultRef, tools, nil)
+	if len(req.Stacks) > 0 {
+		var pkgs, checks []string
+		for _, s := range req.Stacks {
+			pkgs = append(pkgs, s.Packages...)
+			checks = append(checks, s.Check)
+		}
+		add("stacks", "stacks/Containerfile", ref, map[string]string{"PACKAGES": strings.Join(pkgs, " "), "CHECK": strings.Join(checks, " && ")}, nil)
+	} else if ref != DefaultRef {
+		plan.Steps[len(plan.Steps)-1].Tag = ref
+	}
+
+	// Decide reuse: a stage is reused when its tag carries the same inputs and nothing before
+	// it is rebuilt.
+	rebuild := req.Force
+	for _, st := range plan.Steps {
+		switch st.Action {
+		case "reuse": // a --base image already present
+			continue
+		case "pull", "build": // a --base image to pull, a directory to re-import
+			rebuild = true
+			continue
+		}
+		if !rebuild && b.sameInputs(ctx, st) {
+			st.Action = "reuse"
+			continue
+		}
+		st.Action, rebuild = "build", true
+	}
+	return plan, nil
+}
+
+func (b *Builder) sameInputs(ctx context.Context, st *Step) bool {
+	img, present, err := b.Engine.Image(ctx, st.Tag)
+	if err == nil && present && img.Labels[InputsLabel] == st.Inputs {
+		st.ID = img.ID
+		return true
+	}
+	return false
+}
+
+// Run executes a plan: each stage not reused is built under a temporary name and renamed to
+// its tag only when it succeeded, so a failed build never leaves a half-built image under a
+// name a session would use. The final image is recorded in the manifest.
+func (b *Builder) Run(ctx context.Context, plan *BuildPlan, version string) (*Entry, error) {
+	for i, st := range plan.Steps {
+		fmt.Fprintf(b.Out, "==> [%d/%d] %s: %s %s\n", i+1, len(plan.Steps), st.Name, st.Action, st.Tag)
+		if st.Action == "reuse" {
+			continue
+		}
+		id, err := st.run(ctx, b, st)
+		if err != nil {
+			return nil, fmt.Errorf("%s stage: %w", st.Name, err)
+		}
+		st.ID, st.Action = id, "built"
+	}
+	last := plan.Steps[len(plan.Steps)-1]
+	img, present, err := b.Engine.Image(ctx, last.Tag)
+	if err != nil || !present {
+		return nil, fmt.Errorf("image %s: not found after the build: %v", last.Tag, err)
+	}
+	e := Entry{Ref: last.Tag, ID: img.ID, Digest: img.Digest, Version: version,
+		Source: Origin{Kind: KindBuild, Location: plan.Steps[0].Name + " " + plan.Steps[0].Tag, Digest: "sha256:" + last.Inputs}}
+	e.Fetched = b.now()
+	if err := Record(b.ManifestPath, e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// buildStage writes the build context (the Containerfile and ca/) and builds it under a
+// temporary tag, then renames.
+func (b *Builder) buildStage(ctx context.Context, file string, st *Step, args map[string]string, cas map[string][]byte) (string, error) {
+	dir, err := os.MkdirTemp(b.WorkDir, "context-")
+	if err != nil {
+		return "", fmt.Errorf("build context: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	data, err := images.Files.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), data, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(filepath.Join(dir, "ca"), 0o755); err != nil {
+		return "", err
+	}
+	for name, pemData := range cas {
+		if err := os.WriteFile(filepath.Join(dir, "ca", name), pemData, 0o644); err != nil {
+			return "", err
+		}
+	}
+	tmp := tempTag()
+	id, err := b.Engine.Build(ctx, BuildStage{ContextDir: dir, Containerfile: "Containerfile", Tag: tmp,
+		Args: args, Labels: map[string]string{InputsLabel: st.Inputs}, Out: prefixLines(b.Out, "    ")})
+	if err != nil {
+		b.discard(tmp)
+		return "", err
+	}
+	return id, b.rename(ctx, tmp, st.Tag)
+}
+
+// rename moves a finished image from its temporary name to its tag.
+func (b *Builder) rename(ctx context.Context, tmp, tag string) error {
+	if err := b.Engine.Tag(ctx, tmp, tag); err != nil {
+		b.discard(tmp)
+		return err
+	}
+	return b.Engine.Untag(context.WithoutCancel(ctx), tmp)
+}
+
+// discard removes a temporary image, even when the build was interrupted.
+func (b *Builder) discard(tmp string) {
+	_ = b.Engine.RemoveImage(context.Background(), tmp)
+}
+
+func tempTag() string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return "localhost/sourceos/build-tmp:" + hex.EncodeToString(r[:])
+}
+
+func (b *Builder) planDebootstrap(suite, mirror, arch string) *Step {
+	inputs := hashOf("debootstrap", suite, map[string]string{"mirror": mirror, "variant": "minbase", "include": debootstrapInclude, "arch": arch}, nil)
+	tag := rootfsRepo + ":" + suite
+	st := &Step{Name: "root filesystem (debootstrap)", Tag: tag, Inputs: inputs,
+		Command: []string{
+			fmt.Sprintf("debootstrap --variant=minbase --include=%s %s ROOTFS %s", debootstrapInclude, suite, mirror),
+			fmt.Sprintf("tar --numeric-owner -C ROOTFS -c . | podman import --change 'LABEL %s=%s' - %s", InputsLabel, inputs, tag),
+		}}
+	st.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
+		return b.debootstrap(ctx, suite, mirror, st)
+	}
+	return st
+}
+
+func (b *Builder) planRootfs(path, suite string) (*Step, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, &InputError{Msg: fmt.Sprintf("--rootfs: %v", err), Fix: "give a directory made by debootstrap, or a tar of one"}
+	}
+	tag := rootfsRepo + ":" + suite
+	st := &Step{Name: "root filesystem (" + path + ")", Tag: tag}
+	if fi.IsDir() {
+		// A directory's content is hashed as the tar we import.
+		st.Command = []string{fmt.Sprintf("tar --sort=name --numeric-owner -C %s -c . | podman import - %s", path, tag)}
+		st.Inputs = "dir:" + path
+		st.Action = "build" // directories are always re-imported
+	} else {
+		sum, err := FileSHA256(path)
+		if err != nil {
+			return nil, &InputError{Msg: fmt.Sprintf("--rootfs: %v", err), Fix: "give a readable tar file"}
+		}
+		st.Inputs = hashOf("rootfs", sum, nil, nil)
+		st.Command = []string{fmt.Sprintf("podman import --change 'LABEL %s=%s' %s %s", InputsLabel, st.Inputs, path, tag)}
+	}
+	st.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
+		if fi.IsDir() {
+			return b.importDir(ctx, path, st)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		return b.importTar(ctx, f, st)
+	}
+	return st, nil
+}
+
+// debootstrap makes a minbase root filesystem from the mirror and imports it.
+func (b *Builder) debootstrap(ctx context.Context, suite, mirror string, st *Step) (string, error) {
+	if b.Geteuid() != 0 {
+		return "", &InputError{Msg: "debootstrap needs root, and this command runs as an unprivileged user",
+			Fix: fmt.Sprintf("start from a registry image (--base docker.io/library/debian:%s-slim), or make the root filesystem as root and import it: sudo debootstrap --variant=minbase --include=%s %s /tmp/rootfs %s && sudo tar --numeric-owner -C /tmp/rootfs -cf /tmp/rootfs.tar . && sourceosctl agent-machine image build --rootfs /tmp/rootfs.tar", suite, debootstrapInclude, suite, mirror)}
+	}
+	if _, err := b.LookPath("debootstrap"); err != nil {
+		return "", &MissingToolError{Tool: "debootstrap", Fix: "apt-get install debootstrap (or start from a registry image with --base)"}
+	}
+	dir, err := os.MkdirTemp(b.WorkDir, "rootfs-")
+	if err != nil {
+		return "", fmt.Errorf("debootstrap: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+debootstrapInclude, suite, dir, mirror)
+	out := prefixLines(b.Out, "    ")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("debootstrap %s from %s failed (%v); its log is above", suite, mirror, err)
+	}
+	return b.importDir(ctx, dir, st)
+}
+
+func (b *Builder) importDir(ctx context.Context, dir string, st *Step) (string, error) {
+	cmd := exec.CommandContext(ctx, "tar", "--sort=name", "--numeric-owner", "-C", dir, "-c", ".")
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("tar %s: %w", dir, err)
+	}
+	id, importErr := b.importTar(ctx, pipe, st)
+	waitErr := cmd.Wait()
+	if importErr != nil {
+		return "", importErr
+	}
+	if waitErr != nil {
+		b.discard(st.Tag)
+		return "", fmt.Errorf("tar %s: %v: %s", dir, waitErr, strings.TrimSpace(stderr.String()))
+	}
+	return id, nil
+}
+
+func (b *Builder) importTar(ctx context.Context, r io.Reader, st *Step) (string, error) {
+	tmp := tempTag()
+	fmt.Fprintf(b.Out, "    importing the root filesystem as %s\n", st.Tag)
+	id, err := b.Engine.Import(ctx, r, tmp, []string{fmt.Sprintf("LABEL %s=%s", InputsLabel, st.Inputs), "CMD [\"/bin/bash\"]"})
+	if err != nil {
+		b.discard(tmp)
+		return "", err
+	}
+	return id, b.rename(ctx, tmp, st.Tag)
+}
+
+// MissingToolError is a host program the build needs (exit code 4).
+type MissingToolError struct {
+	Tool string
+	Fix  string
+}
+
+func (e *MissingToolError) Error() string { return e.Tool + " is not installed" }
+
+// Hint is the command that installs it.
+func (e *MissingToolError) Hint() string { return e.Fix }
+
+// readCACerts checks each file holds PEM certificates and returns them by file name.
+func (b *Builder) readCACerts(paths []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for i, p := range paths {
+		data, err := b.ReadFile(p)
+		if err != nil {
+			return nil, &InputError{Msg: fmt.Sprintf("--ca-cert: %v", err), Fix: "give a readable PEM file"}
+		}
+		rest, n := data, 0
+		for {
+			var blk *pem.Block
+			blk, rest = pem.Decode(rest)
+			if blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				return nil, &InputError{Msg: fmt.Sprintf("--ca-cert %s: holds a %s block; only certificates belong in a trust store", p, blk.Type), Fix: "give the CA certificate, never a private key"}
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, &InputError{Msg: fmt.Sprintf("--ca-cert %s: no PEM certificate found", p), Fix: "give a PEM file (-----BEGIN CERTIFICATE-----)"}
+		}
+		out[fmt.Sprintf("%02d-%s.crt", i, strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)))] = data
+	}
+	return out, nil
+}
+
+func joinCerts(cas map[string][]byte) []byte {
+	names := make([]string, 0, len(cas))
+	for n := range cas {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var all []byte
+	for _, n := range names {
+		all = append(all, n...)
+		all = append(all, cas[n]...)
+	}
+	return all
+}
+
+// hashOf is the stage's inputs hash: its parent's hash, its Containerfile, its arguments and
+// any extra content (CA certificates).
+func hashOf(parent, file string, args map[string]string, extra []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "parent %s\n", parent)
+	if data, err := images.Files.ReadFile(file); err == nil {
+		fmt.Fprintf(h, "file %s %d\n", file, len(data))
+		h.Write(data)
+	} else {
+		fmt.Fprintf(h, "step %s\n", file)
+	}
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "arg %s=%s\n", k, args[k])
+	}
+	fmt.Fprintf(h, "extra %d\n", len(extra))
+	h.Write(extra)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func buildCommand(file string, args map[string]string, tag string, certs int) string {
+	parts := []string{"podman build -f images/" + file}
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, "--build-arg "+shellQuote(k+"="+args[k]))
+	}
+	parts = append(parts, "--label "+InputsLabel+"=<inputs>", "-t "+tag)
+	if certs > 0 {
+		parts = append(parts, fmt.Sprintf("(context ca/ holds the %d --ca-cert file(s))", certs))
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '=' || r == '.' || r == '-' || r == '_' || r == '/' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func copyArgs(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// DebianMirror finds the Debian mirror the host's apt uses (deb822 .sources files first, then
+// sources.list), falling back to deb.debian.org.
+func DebianMirror(readFile func(string) ([]byte, error)) string {
+	const fallback = "http://deb.debian.org/debian"
+	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
+	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
+	files = append(append(files, "/etc/apt/sources.list"), lists...)
+	for _, f := range files {
+		data, err := readFile(f)
+		if err != nil {
+			continue
+		}
+		if m := mirrorIn(string(data)); m != "" {
+			return m
+		}
+	}
+	return fallback
+}
+
+// mirrorIn returns the first http(s) URI of a Debian archive (not security, not updates) in
+// an apt sources file of either format.
+func mirrorIn(text string) string {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		var uris []string
+		switch {
+		case strings.HasPrefix(line, "URIs:"):
+			uris = strings.Fields(strings.TrimPrefix(line, "URIs:"))
+		case strings.HasPrefix(line, "deb "):
+			f := strings.Fields(line)
+			for _, x := range f[1:] {
+				if !strings.HasPrefix(x, "[") && !strings.HasSuffix(x, "]") {
+					uris = []string{x}
+					break
+				}
+			}
+		}
+		for _, u := range uris {
+			if (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) && !strings.Contains(u, "security") && strings.Contains(u, "debian") {
+				return strings.TrimSuffix(u, "/")
+			}
+		}
+	}
+	return ""
+}
+
+// prefixLines indents a stream line by line, so build output reads as part of its stage.
+func prefixLines(w io.Writer, prefix string) io.Writer {
+	return &lineWriter{w: w, prefix: prefix, start: true}
+}
+
+type lineWriter struct {
+	w      io.Writer
+	prefix string
+	start  bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	var buf []byte
+	for _, c := range p {
+		if l.start {
+			buf = append(buf, l.prefix...)
+			l.start = false
+		}
+		buf = append(buf, c)
+		if c == '\n' {
+			l.start = true
+		}
+	}
+	if _, err := l.w.Write(buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
