@@ -53,10 +53,10 @@ type BuildStage struct {
 
 // BuildRequest says what to build.
 type BuildRequest struct {
-	Ref     string   // final tag; default DefaultRef, or :<stacks> with stacks
-	Base    string   // an image to start from instead of debootstrap
-	Rootfs  string   // a root filesystem (directory or tar) to import instead of debootstrap
-	Mirror  string   // Debian mirror for debootstrap; default from the host's apt sources
+	Ref     string // final tag; default DefaultRef, or :<stacks> with stacks
+	Base    string // an image to start from instead of debootstrap
+	Rootfs  string // a root filesystem (directory or tar) to import instead of debootstrap
+	Mirror  string // Debian mirror for debootstrap; default from the host's apt sources
 	Stacks  []Selected
 	CACerts []string // PEM files added to the image's trust store
 	Catalog *Catalog
@@ -604,4 +604,3 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
