@@ -401,8 +401,10 @@ func (d DoctorDeps) checkImage(ctx context.Context, ref string) Check {
 	switch {
 	case err != nil:
 		return warn("cannot check "+ref+": "+firstLine(err.Error()), "")
+	case !present && IsLocalRef(ref):
+		return warn(ref+" is not present: localhost/ images are built on this host", BuildImageCommand)
 	case !present:
-		return warn(ref+" is not present locally: the first session pulls it", "podman pull "+ref)
+		return warn(ref+" is not present locally: the first session pulls it", "sourceosctl agent-machine image pull")
 	}
 	return ok(ref + " is present")
 }

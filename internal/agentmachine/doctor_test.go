@@ -166,7 +166,7 @@ func TestDoctorFindings(t *testing.T) {
 		}, "machine", StatusOK, "m (applehv): running, 4 cpus, 8192 MiB, shares /Users/u/dev"},
 		{"image absent", func(d *DoctorDeps) {
 			d.ImagePresent = func(context.Context, string) (bool, error) { return false, nil }
-		}, "image", StatusWarn, "podman pull localhost/x:1"},
+		}, "image", StatusWarn, "sourceosctl agent-machine image build"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -177,11 +177,15 @@ func (s *Session) ensureImage(ctx context.Context, pl *Plan) (container.Image, e
 	if err != nil {
 		return img, err
 	}
+	if !found && IsLocalRef(ref) {
+		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled",
+			Fix: BuildImageCommand + " (or name a published image in spec.image)"}
+	}
 	if !found {
 		fmt.Fprintf(s.ErrOut, "Pulling %s …\n", ref)
 		if err := s.Engine.Pull(ctx, ref, s.ErrOut); err != nil {
 			return img, &MissingError{Component: "image " + ref, Detail: fmt.Sprintf("not present locally and the pull failed: %v", err),
-				Fix: "podman pull " + ref}
+				Fix: "sourceosctl agent-machine image pull (tries the profile's spec.image.sources)"}
 		}
 		if img, found, err = s.Engine.Image(ctx, ref); err != nil || !found {
 			return img, fmt.Errorf("image %s: pulled but not found afterwards: %v", ref, err)
@@ -191,11 +195,18 @@ func (s *Session) ensureImage(ctx context.Context, pl *Plan) (container.Image, e
 		return img, &policy.RefusedError{Refusals: []policy.Refusal{{
 			Subject: "image " + ref, Rule: RuleImageDigest,
 			Reason: fmt.Sprintf("the profile pins %s but the local image has %s", want, orDash(img.Digest)),
-			Fix:    "fetch the pinned image (podman pull " + ref + "@" + want + "), or update spec.image.digest",
+			Fix:    "fetch the pinned image (sourceosctl agent-machine image pull), or update spec.image.digest",
 		}}}
 	}
 	return img, nil
 }
+
+// IsLocalRef reports whether ref names an image built on this host (localhost/…), which no
+// registry serves.
+func IsLocalRef(ref string) bool { return strings.HasPrefix(ref, "localhost/") }
+
+// BuildImageCommand builds the default workspace image.
+const BuildImageCommand = "sourceosctl agent-machine image build"
 
 func hasRepoDigest(repoDigests []string, digest string) bool {
 	for _, rd := range repoDigests {

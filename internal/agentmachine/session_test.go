@@ -101,6 +101,9 @@ func newSession(e *fakeEngine, env map[string]string) *Session {
 		Now: time.Now, StopTimeout: time.Second}
 }
 
+// registryRef is a published image: sessions pull it when it is missing.
+const registryRef = "registry.example.com/team/agent:1"
+
 var pinned = container.Image{ID: "img", Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000000"}
 
 func TestSessionCallsAndCleanup(t *testing.T) {
@@ -130,12 +133,21 @@ func TestSessionCallsAndCleanup(t *testing.T) {
 			"image secret+ create inspect attach start remove secret-", "error", 0},
 		{"empty secret source: nothing created", fakeEngine{image: pinned, present: true}, secretReq, nil,
 			"image", "error", 0},
+		{"missing local image: build hint, never fetched", fakeEngine{image: pinned}, SessionRequest{Tool: "shell", Repo: "/home/u/dev/app"}, nil,
+			"image", "error", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pl := mustPlan(t, "", tt.req, testFacts())
+			if strings.Contains(tt.name, "pull") {
+				pl.Image.Ref = registryRef // localhost/ images are never pulled
+			}
 			e := tt.engine
 			out, err := newSession(&e, tt.env).Run(context.Background(), pl)
+			var missing *MissingError
+			if strings.Contains(tt.name, "missing local") && (!errors.As(err, &missing) || missing.Fix != BuildImageCommand+" (or name a published image in spec.image)") {
+				t.Errorf("error %v, want a MissingError whose fix builds the image", err)
+			}
 			if got := strings.Join(e.calls, " "); got != tt.calls {
 				t.Errorf("calls = %s\n want %s", got, tt.calls)
 			}
@@ -196,6 +208,7 @@ func TestInterruptAtEveryPhase(t *testing.T) {
 			e := &fakeEngine{image: pinned, present: phase != "pull", signalAt: phase, block: true,
 				signal: func() { cancel(&Interrupt{Signal: "SIGTERM"}) }}
 			pl := mustPlan(t, "", SessionRequest{Tool: "codex", Repo: "/home/u/dev/app", Secrets: []string{"key"}}, testFacts())
+			pl.Image.Ref = registryRef
 			out, err := newSession(e, map[string]string{"OPENAI_API_KEY": "v"}).Run(ctx, pl)
 			var in *Interrupt
 			if !out.Interrupted || out.Cause != "SIGTERM" || !errors.As(err, &in) {
