@@ -25,7 +25,7 @@ import (
 const fetchedRef = "localhost/sosctl-it/fetched:1"
 
 // imageProfile writes a profile whose spec.image is ref with the given sources YAML.
-func imageProfile(t *testing.T, w *workspace, ref, sources string) {
+func imageProfile(t testing.TB, w *workspace, ref, sources string) {
 	t.Helper()
 	body := fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata:\n  name: images\nspec:\n  host:\n    os: linux\n  image:\n    ref: %s\n", ref)
 	if sources != "" {
@@ -37,7 +37,7 @@ func imageProfile(t *testing.T, w *workspace, ref, sources string) {
 }
 
 // saveArchive writes `podman save` of ref to a file and returns its path and SHA-256.
-func saveArchive(t *testing.T, e *podmantest.Env, ref string) (string, string) {
+func saveArchive(t testing.TB, e *podmantest.Env, ref string) (string, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "image.tar")
 	if out, err := e.Podman("save", "--format", "docker-archive", "-o", path, ref); err != nil {
@@ -67,7 +67,7 @@ func otherImage(t *testing.T, e *podmantest.Env, ref, content string) string {
 	return imageID(t, e, ref)
 }
 
-func imageID(t *testing.T, e *podmantest.Env, ref string) string {
+func imageID(t testing.TB, e *podmantest.Env, ref string) string {
 	t.Helper()
 	out, err := e.Podman("image", "inspect", "--format", "{{.Id}}", ref)
 	if err != nil {
@@ -109,7 +109,7 @@ func (s *countingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *countingServer) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.requests) }
 
-func manifestEntries(t *testing.T, w *workspace) map[string]image.Entry {
+func manifestEntries(t testing.TB, w *workspace) map[string]image.Entry {
 	t.Helper()
 	m, err := image.ReadManifest(image.ManifestPath(filepath.Join(w.home, ".local", "share", "sourceos", "agent-machine")))
 	if err != nil {
@@ -118,7 +118,7 @@ func manifestEntries(t *testing.T, w *workspace) map[string]image.Entry {
 	return m.Images
 }
 
-func runCLI(t *testing.T, e *podmantest.Env, w *workspace, args ...string) (int, string, string) {
+func runCLI(t testing.TB, e *podmantest.Env, w *workspace, args ...string) (int, string, string) {
 	t.Helper()
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	code := Run(context.Background(), f, args)
