@@ -11,7 +11,7 @@ GOBUILD   := $(GO) build -tags "$(TAGS)" -trimpath -ldflags "$(LDFLAGS)"
 GOTEST    := $(GO) test -tags "$(TAGS)"
 BIN       := bin/sourceosctl
 # Fuzz targets as package:Target; `make test` runs each briefly, `make fuzz` longer.
-FUZZ      := ./internal/profile:FuzzParse ./internal/policy:FuzzMountPolicy ./internal/evidence:FuzzEnvelopeParsing
+FUZZ      := ./internal/profile:FuzzParse ./internal/policy:FuzzMountPolicy ./internal/evidence:FuzzEnvelopeParsing ./internal/image:FuzzCatalog
 FUZZTIME  ?= 10s
 CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -446,6 +447,9 @@ func (b *Builder) readCACerts(paths []string) (map[string][]byte, error) {
 			}
 			if blk.Type != "CERTIFICATE" {
 				return nil, &InputError{Msg: fmt.Sprintf("--ca-cert %s: holds a %s block; only certificates belong in a trust store", p, blk.Type), Fix: "give the CA certificate, never a private key"}
+			}
+			if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+				return nil, &InputError{Msg: fmt.Sprintf("--ca-cert %s: certificate %d: %v", p, n+1, err), Fix: "give a PEM file of X.509 CA certificates"}
 			}
 			n++
 		}
