@@ -303,6 +303,10 @@ func TestIntegrationImageRegistrySource(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("pull: exit %d, stderr:\n%s", code, stderr)
 	}
+	// Not a terminal: progress is the label, then the service's steps as indented lines.
+	if !strings.Contains(stderr, "Pulling "+remote+" (sha256:") || !strings.Contains(stderr, "\n  Writing manifest to image destination") {
+		t.Errorf("pull progress:\n%s", stderr)
+	}
 	first := manifestEntries(t, w)[fetchedRef]
 	if first.Source.Kind != "registry" || first.Source.Location != remote || !strings.HasPrefix(first.Source.Digest, "sha256:") || imageID(t, e, fetchedRef) != first.ID {
 		t.Fatalf("manifest entry after pull = %+v", first)

@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -20,6 +22,9 @@ type byteProgress struct {
 	total int64
 	done  int64
 	step  int64
+
+	mu     sync.Mutex
+	status string // the latest status line of a pull, shown beside the spinner
 }
 
 func newByteProgress(w io.Writer, tty bool) *byteProgress { return &byteProgress{w: w, tty: tty} }
@@ -30,7 +35,13 @@ func (b *byteProgress) Start(label string, total int64) {
 		fmt.Fprintf(b.w, "%s (%s)\n", label, sizeOrUnknown(total))
 		return
 	}
-	b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithWidth(40))
+	b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithWidth(40), mpb.WithAutoRefresh())
+	if total < 0 { // a pull: the server reports steps, not bytes
+		b.bar = b.p.AddSpinner(0,
+			mpb.PrependDecorators(decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace}), decor.Elapsed(decor.ET_STYLE_GO)),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { b.mu.Lock(); defer b.mu.Unlock(); return b.status })))
+		return
+	}
 	b.bar = b.p.AddBar(max(total, 0),
 		mpb.PrependDecorators(decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace})),
 		mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f"), decor.Percentage(decor.WCSyncSpace)))
@@ -50,9 +61,27 @@ func (b *byteProgress) Add(n int64) {
 	}
 }
 
+// Status shows a pull's latest step: beside the spinner on a terminal, as a line elsewhere.
+func (b *byteProgress) Status(line string) {
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return
+	}
+	if b.bar == nil {
+		fmt.Fprintf(b.w, "  %s\n", line)
+		return
+	}
+	b.mu.Lock()
+	b.status = line
+	b.mu.Unlock()
+}
+
 func (b *byteProgress) Done() {
 	if b.bar != nil {
-		if b.total <= 0 || b.done < b.total {
+		switch {
+		case b.total < 0:
+			b.bar.SetTotal(-1, true)
+		case b.total == 0 || b.done < b.total:
 			b.bar.Abort(false)
 		}
 		b.p.Wait()

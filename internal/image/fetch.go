@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,37 @@ func (f *Fetcher) Fetch(ctx context.Context, ref string, sources []Source, opt O
 	return res, &FetchError{Ref: ref, Errs: errs}
 }
 
+// Statuser is a Progress that can also show a line of text: a pull's current step.
+type Statuser interface{ Status(line string) }
+
+// statusWriter turns the service's pull output into status lines for the progress display,
+// or passes it to the log when the display cannot show text.
+type statusWriter struct {
+	p   Progress
+	log io.Writer
+	buf []byte
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	s, ok := w.p.(Statuser)
+	if !ok {
+		if w.log != nil {
+			return w.log.Write(b)
+		}
+		return len(b), nil
+	}
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		s.Status(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	return len(b), nil
+}
+
 // FetchError says every source failed; it wraps each source's error.
 type FetchError struct {
 	Ref  string
@@ -210,8 +242,11 @@ func (f *Fetcher) fetch(ctx context.Context, ref string, src Source, digest stri
 	case KindRegistry:
 		// Pull by digest so what is pulled is what was looked up, even if the tag moves.
 		byDigest := repoOf(src.Registry) + "@" + digest
-		f.logf("Pulling %s (%s)\n", src.Registry, shortDigest(digest))
-		if err := f.Engine.PullFrom(ctx, byDigest, src.tlsVerify(), f.Log); err != nil {
+		p := f.progress()
+		p.Start(fmt.Sprintf("Pulling %s (%s)", src.Registry, shortDigest(digest)), -1)
+		err := f.Engine.PullFrom(ctx, byDigest, src.tlsVerify(), &statusWriter{p: p, log: f.Log})
+		p.Done()
+		if err != nil {
 			return nil, err
 		}
 		loaded = byDigest
@@ -260,6 +295,13 @@ func (f *Fetcher) fetch(ctx context.Context, ref string, src Source, digest stri
 	}
 	f.logf("%s is now %s (id %.12s)\n", ref, orDash(img.Digest), img.ID)
 	return e, nil
+}
+
+func (f *Fetcher) progress() Progress {
+	if f.Downloader == nil {
+		return noProgress{}
+	}
+	return f.Downloader.progress()
 }
 
 func (f *Fetcher) logf(format string, args ...any) {
