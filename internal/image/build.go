@@ -80,6 +80,7 @@ type Step struct {
 // BuildPlan is the ordered stages; the last one's tag is the result.
 type BuildPlan struct {
 	Ref   string  `json:"ref"`
+	From  string  `json:"from"` // where the file system comes from, for the manifest`
 	Steps []*Step `json:"steps"`
 }
 
@@ -140,6 +141,7 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 		if err != nil {
 			return nil, err
 		}
+		plan.From = "base " + req.Base
 		first = &Step{Name: "base image", Tag: req.Base, Action: "pull", Inputs: "pull:" + req.Base}
 		if present {
 			first.Action, first.ID, first.Inputs = "reuse", img.ID, img.ID
@@ -155,6 +157,7 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 			}
 		}
 	case req.Rootfs != "":
+		plan.From = "rootfs " + req.Rootfs
 		first, err = b.planRootfs(req.Rootfs, suite)
 		if err != nil {
 			return nil, err
@@ -164,6 +167,7 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 		if mirror == "" {
 			mirror = DebianMirror(b.ReadFile)
 		}
+		plan.From = "debootstrap " + suite + " " + mirror
 		first = b.planDebootstrap(suite, mirror, arch)
 	}
 	plan.Steps = append(plan.Steps, first)
@@ -250,7 +254,7 @@ func (b *Builder) Run(ctx context.Context, plan *BuildPlan, version string) (*En
 		return nil, fmt.Errorf("image %s: not found after the build: %v", last.Tag, err)
 	}
 	e := Entry{Ref: last.Tag, ID: img.ID, Digest: img.Digest, Version: version,
-		Source: Origin{Kind: KindBuild, Location: plan.Steps[0].Name + " " + plan.Steps[0].Tag, Digest: "sha256:" + last.Inputs}}
+		Source: Origin{Kind: KindBuild, Location: plan.From, Digest: "sha256:" + last.Inputs}}
 	e.Fetched = b.now()
 	if err := Record(b.ManifestPath, e); err != nil {
 		return nil, err

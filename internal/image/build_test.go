@@ -100,8 +100,12 @@ func TestBuildPlanReusesOnlyUnchangedStages(t *testing.T) {
 	if got := actionsOf(plan); got != "reuse,build,build" {
 		t.Fatalf("first plan = %s", got)
 	}
-	if _, err := b.Run(context.Background(), plan, "v"); err != nil {
+	entry, err := b.Run(context.Background(), plan, "v")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if entry.Source.Kind != KindBuild || entry.Source.Location != "base docker.io/library/debian:bookworm-slim" || entry.Ref != DefaultRef {
+		t.Errorf("manifest entry = %+v", entry)
 	}
 	if got := strings.Join(e.calls, " "); got != "build . FROM docker.io/library/debian:bookworm-slim tag agent-base:bookworm untag tmp build . FROM agent-base:bookworm tag agent-workspace:latest untag tmp" {
 		t.Errorf("calls = %s", got)
