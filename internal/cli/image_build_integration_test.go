@@ -127,6 +127,16 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 			t.Errorf("manifest entry for %s = %+v", ref, e)
 		}
 	}
+
+	// --base starts from an existing image instead of debootstrap (here the root filesystem
+	// just built, so no registry is needed); --tag names the result.
+	code, stdout, stderr = build("--base", "localhost/sourceos/agent-rootfs:bookworm", "--tag", "localhost/sosctl-it/from-base:1")
+	if code != 0 || strings.Join(actions(stdout), ",") != "reuse,built,built" {
+		t.Fatalf("--base: exit %d, %s\n%s", code, stdout, tail(stderr, 3000))
+	}
+	if out, err := e.Podman("run", "--rm", "localhost/sosctl-it/from-base:1", "codex", "--version"); err != nil || !strings.Contains(out, cat.Tools["codex"]) {
+		t.Errorf("codex in the --base image: %v %q", err, out)
+	}
 }
 
 func tail(s string, n int) string {
