@@ -22,6 +22,7 @@ if [ -d /sys/fs/cgroup/unified ] || { [ "$hard_nofile" != unlimited ] && [ "$har
   export CONTAINERS_CONF="$conf"
   echo "note: this host needs runc and ulimits within its hard limits; using $conf for this run"
 fi
+mkdir -p .try
 echo
 echo "== Make sure the Podman API is up (starts a service only when none answers)"
 "$bin" agent-machine start
@@ -47,16 +48,23 @@ else
   fi
   "$bin" agent-machine image build --rootfs "$rootfs" ${ca[@]+"${ca[@]}"}
 fi
+profile=()
+if [ "$(id -u)" -ne 0 ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+  # Rootless Podman on cgroups v1 cannot enforce limits: sourceosctl refuses such sessions
+  # unless the profile accepts that, and the plan and evidence then say the limits are off.
+  printf 'apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: try-rootless-cgroups-v1}\nspec:\n  host: {os: linux}\n  image: {ref: localhost/sourceos/agent-workspace:latest}\n  tools: {claude-code: {enabled: true}, codex: {enabled: true}}\n  resources: {enforce: best-effort}\n' >.try/profile.yaml
+  profile=(--profile .try/profile.yaml)
+  echo "note: rootless Podman on cgroups v1 cannot enforce limits; this run uses .try/profile.yaml (resources.enforce: best-effort)"
+fi
 echo
 echo "== What a governed session on this repository will do (nothing is created)"
-"$bin" agent-machine run --tool codex --repo . --dry-run
+"$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool codex --repo . --dry-run
 echo
 echo "== Governed sessions on this repository (built-in default profile, no network, no secrets)"
 log=.try/sessions.log
-mkdir -p .try
-"$bin" agent-machine shell --repo . -- git log -1 --format='last commit: %h %s' 2> >(tee "$log" >&2)
-"$bin" agent-machine run --tool codex --repo . -- --version 2> >(tee -a "$log" >&2)
-"$bin" agent-machine run --tool claude-code --repo . -- --version 2> >(tee -a "$log" >&2)
+"$bin" agent-machine shell ${profile[@]+"${profile[@]}"} --repo . -- git log -1 --format='last commit: %h %s' 2> >(tee "$log" >&2)
+"$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool codex --repo . -- --version 2> >(tee -a "$log" >&2)
+"$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool claude-code --repo . -- --version 2> >(tee -a "$log" >&2)
 sleep 0.2
 bundle=$(sed -n 's/^evidence: //p' "$log" | tail -n1)
 echo
