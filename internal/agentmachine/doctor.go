@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/profile"
+
+	"github.com/sourceos/sourceosctl/internal/machine"
 )
 
 // Check statuses.
@@ -77,11 +79,21 @@ type DoctorDeps struct {
 	ImagePresent func(ctx context.Context, ref string) (bool, error)
 	// Machine reports the profile's Podman machine (macOS, Windows, or a Linux profile
 	// that names one).
-	Machine func(ctx context.Context, name string) (MachineStatus, error)
+	Machine func(ctx context.Context, name string) (machine.Info, error)
 	Profile func() (*profile.Profile, error)
 	Dirs    Dirs
 	Repo    string // resolved; "" when none was given and the profile names none
 	Timeout time.Duration
+	// Git reads the repository the way sessions do (never running anything from it).
+	Git GitReader
+	// RuntimeDir is the rootless runtime directory Podman uses and why (Linux, not root).
+	RuntimeDir func() (RuntimeDirInfo, error)
+}
+
+// RuntimeDirInfo is where a rootless Podman keeps its state and API socket, and why there.
+type RuntimeDirInfo struct {
+	Path, Socket, Why string
+	Absent            bool // Podman creates it on first use
 }
 
 type probe struct {
@@ -267,11 +279,11 @@ func (d DoctorDeps) checkMachine(ctx context.Context, name string) Check {
 	if len(m.Mounts) > 0 {
 		finding += ", shares " + strings.Join(m.Mounts, ", ")
 	}
-	if wide := m.wideShares(d.Getenv); wide != "" {
+	if wide := wideShares(m, d.Getenv); wide != "" {
 		return warn(finding+"; it shares "+wide+", so the container allowlist is the only wall around your files",
-			"recreate the machine sharing only your workspace roots: "+m.initHint())
+			"recreate the machine sharing only your workspace roots: "+initHint(m))
 	}
-	if m.State != MachineRunning {
+	if m.State != machine.Running {
 		return warn(finding, "sourceosctl agent-machine start")
 	}
 	return ok(finding)
@@ -287,9 +299,18 @@ func (d DoctorDeps) checkRootless(ctx context.Context) Check {
 				fixes = append(fixes, fmt.Sprintf("sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", d.Username))
 			}
 		}
-		if d.Getenv("XDG_RUNTIME_DIR") == "" {
-			problems = append(problems, "XDG_RUNTIME_DIR is not set")
-			fixes = append(fixes, "log in through a session manager (systemd --user), or export XDG_RUNTIME_DIR=/run/user/$(id -u)")
+	}
+	runtime := ""
+	if d.UID != 0 && d.RuntimeDir != nil {
+		rd, err := d.RuntimeDir()
+		if err != nil {
+			problems = append(problems, err.Error())
+			var h interface{ Hint() string }
+			if errors.As(err, &h) {
+				fixes = append(fixes, h.Hint())
+			}
+		} else {
+			runtime = fmt.Sprintf("; runtime directory %s (%s), API socket %s", rd.Path, rd.Why, rd.Socket)
 		}
 	}
 	if _, err := d.LookPath("newuidmap"); err != nil {
@@ -308,10 +329,10 @@ func (d DoctorDeps) checkRootless(ctx context.Context) Check {
 		return ok("running as root: sessions use rootful Podman with a non-root user inside (" + finding + ")")
 	}
 	if cgroups == "v1" {
-		return warn(finding+": rootless Podman cannot enforce cpu, memory and pids limits on cgroups v1",
+		return warn(finding+": rootless Podman cannot enforce cpu, memory and pids limits on cgroups v1"+runtime,
 			"boot with systemd.unified_cgroup_hierarchy=1, or use the rootful service")
 	}
-	return ok(finding + ", subuid/subgid ranges and newuidmap present")
+	return ok(finding + ", subuid/subgid ranges and newuidmap present" + runtime)
 }
 
 func hasRange(data, user string, uid int) bool {
@@ -346,6 +367,9 @@ func (d DoctorDeps) checkNix(ctx context.Context) Check {
 	return ok(strings.TrimSpace(string(out)))
 }
 
+// checkRepo reads the repository the way sessions do: with git when it may (git refuses
+// another user's repository, and overriding that would let the repository's configuration
+// run programs), else with go-git, which runs nothing.
 func (d DoctorDeps) checkRepo(ctx context.Context) Check {
 	if d.Repo == "" {
 		return warn("no repository given and the profile names none", "sourceosctl agent-machine doctor --repo PATH")
@@ -359,14 +383,39 @@ func (d DoctorDeps) checkRepo(ctx context.Context) Check {
 	case !st.IsDir():
 		return fail(d.Repo+" is not a directory", "give the repository's directory")
 	}
-	if _, err := d.LookPath("git"); err == nil {
-		out, err := d.Runner.Run(ctx, "git", "-C", d.Repo, "rev-parse", "--is-inside-work-tree")
-		if err == nil && strings.TrimSpace(string(out)) == "true" {
-			return ok(d.Repo + " is a git work tree")
-		}
-		return warn(d.Repo+" is readable but not a git work tree: evidence will carry no commit", "git -C "+d.Repo+" init")
+	owner, group := PathOwner(d.Repo)
+	whose := ""
+	if owner != d.UID {
+		whose = fmt.Sprintf(", owned by uid %d", owner)
 	}
-	return ok(d.Repo + " is readable")
+	g := d.Git.State(ctx, d.Repo)
+	var c Check
+	switch {
+	case g.Absent == "not a git work tree":
+		c = warn(d.Repo+whose+" is readable but not a git work tree: evidence will carry no commit", "git -C "+d.Repo+" init   # only if it should be a repository")
+	case g.Absent != "":
+		c = warn(d.Repo+whose+": "+g.Absent, "")
+	default:
+		branch := g.Branch
+		if branch == "" {
+			branch = "detached HEAD"
+		}
+		finding := fmt.Sprintf("%s%s is a git work tree (%s at %.12s", d.Repo, whose, branch, g.Commit)
+		if g.Dirty {
+			finding += ", uncommitted changes"
+		}
+		finding += ")"
+		if g.Reader == "go-git" && owner != d.UID {
+			finding += "; read with go-git, as sessions read it: git refuses another user's repository, and sourceosctl never overrides that"
+		}
+		c = ok(finding)
+	}
+	if d.UID == 0 && d.GOOS == "linux" {
+		if problem := RepoWriteProblem(owner, group, st.Mode().Perm()); problem != "" {
+			return warn(c.Finding+"; "+problem, fmt.Sprintf("chown -R %d:%d %s   # or run sourceosctl as the user who owns the work", fallbackUID, fallbackUID, d.Repo))
+		}
+	}
+	return c
 }
 
 func checkProfile(p *profile.Profile, err error) Check {

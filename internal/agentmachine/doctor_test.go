@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -60,8 +62,18 @@ func baseDeps(t *testing.T) DoctorDeps {
 		Dirs:         Dirs{Config: t.TempDir()},
 		Repo:         repo,
 		Timeout:      2 * time.Second,
+		Git:          fakeGit{},
+		RuntimeDir: func() (RuntimeDirInfo, error) {
+			return RuntimeDirInfo{Path: "/run/user/1000", Socket: "/run/user/1000/podman/podman.sock", Why: "XDG_RUNTIME_DIR"}, nil
+		},
 	}
 }
+
+// gitState is a GitReader that reads every repository as st.
+type gitState fingerprint.GitState
+
+func (g gitState) State(context.Context, string) fingerprint.GitState { return fingerprint.GitState(g) }
+func (g gitState) Diff(context.Context, string) []byte                { return nil }
 
 func find(r Report, id string) Check {
 	for _, c := range r.Checks {
@@ -136,8 +148,32 @@ func TestDoctorFindings(t *testing.T) {
 		{"cgroups v1", func(d *DoctorDeps) { d.Stat = os.Stat }, "rootless", StatusWarn, "cannot enforce cpu, memory and pids limits"},
 		{"repo missing", func(d *DoctorDeps) { d.Repo = "/nonexistent/repo" }, "repo", StatusFail, "does not exist"},
 		{"repo not git", func(d *DoctorDeps) {
-			delete(d.Runner.(scriptedRunner), "git -C "+d.Repo+" rev-parse --is-inside-work-tree")
-		}, "repo", StatusWarn, "not a git work tree"},
+			d.Git = gitState{Absent: "not a git work tree", Reader: "git"}
+		}, "repo", StatusWarn, "is readable but not a git work tree: evidence will carry no commit"},
+		{"repo readable as a git work tree", func(d *DoctorDeps) {}, "repo", StatusOK, "is a git work tree (main at aaaaaaaaaaaa)"},
+		{"another user's repo is read, never re-initialised", func(d *DoctorDeps) {
+			d.UID = 4242
+			d.Git = gitState{Commit: strings.Repeat("d", 40), Branch: "dev", Reader: "go-git"}
+		}, "repo", StatusOK, "read with go-git, as sessions read it: git refuses another user's repository"},
+		{"an unreadable repository gets no harmful fix", func(d *DoctorDeps) {
+			d.Git = gitState{Absent: "go-git cannot read this repository (install git to read it): unsupported extension", Reader: "go-git"}
+		}, "repo", StatusWarn, "go-git cannot read this repository"},
+		{"runtime directory found without XDG_RUNTIME_DIR", func(d *DoctorDeps) {
+			d.Stat = func(p string) (fs.FileInfo, error) {
+				if p == "/sys/fs/cgroup/cgroup.controllers" {
+					return os.Stat("/etc/hostname")
+				}
+				return os.Stat(p)
+			}
+			d.RuntimeDir = func() (RuntimeDirInfo, error) {
+				return RuntimeDirInfo{Path: "/tmp/podman-run-1000", Socket: "/tmp/podman-run-1000/podman/podman.sock", Why: "XDG_RUNTIME_DIR is not set; Podman falls back to /tmp/podman-run-1000"}, nil
+			}
+		}, "rootless", StatusOK, "runtime directory /tmp/podman-run-1000 (XDG_RUNTIME_DIR is not set; Podman falls back to /tmp/podman-run-1000), API socket /tmp/podman-run-1000/podman/podman.sock"},
+		{"a runtime directory Podman cannot use", func(d *DoctorDeps) {
+			d.RuntimeDir = func() (RuntimeDirInfo, error) {
+				return RuntimeDirInfo{}, hintErr{"XDG_RUNTIME_DIR is /run/user/1002, which does not exist", "unset XDG_RUNTIME_DIR"}
+			}
+		}, "rootless", StatusFail, "unset XDG_RUNTIME_DIR"},
 		{"bad profile", func(d *DoctorDeps) {
 			d.Profile = func() (*profile.Profile, error) { return nil, errors.New("p.yaml:3: spec: unknown field") }
 		}, "profile", StatusFail, "p.yaml:3: spec: unknown field"},
@@ -149,8 +185,8 @@ func TestDoctorFindings(t *testing.T) {
 		{"machine shares /Users", func(d *DoctorDeps) {
 			d.GOOS = "darwin"
 			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
-			d.Machine = func(context.Context, string) (MachineStatus, error) {
-				return MachineStatus{Name: "m", Provider: "applehv", State: MachineRunning, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users", "/private"}}, nil
+			d.Machine = func(context.Context, string) (machine.Info, error) {
+				return machine.Info{Name: "m", Provider: "applehv", State: machine.Running, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users", "/private"}}, nil
 			}
 			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))
 			d.Profile = func() (*profile.Profile, error) { return prof, nil }
@@ -158,8 +194,8 @@ func TestDoctorFindings(t *testing.T) {
 		{"machine shares only ~/dev", func(d *DoctorDeps) {
 			d.GOOS = "darwin"
 			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
-			d.Machine = func(context.Context, string) (MachineStatus, error) {
-				return MachineStatus{Name: "m", Provider: "applehv", State: MachineRunning, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users/u/dev"}}, nil
+			d.Machine = func(context.Context, string) (machine.Info, error) {
+				return machine.Info{Name: "m", Provider: "applehv", State: machine.Running, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users/u/dev"}}, nil
 			}
 			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))
 			d.Profile = func() (*profile.Profile, error) { return prof, nil }
@@ -183,6 +219,9 @@ func TestDoctorFindings(t *testing.T) {
 			}
 			if c.Status != StatusOK && c.Status != StatusWarn && c.Fix == "" && tt.id != "podman-api" {
 				t.Errorf("a failed check without a fix: %+v", c)
+			}
+			if tt.id == "repo" && strings.Contains(c.Fix, "init") && !strings.Contains(c.Finding, "not a git work tree") {
+				t.Errorf("doctor suggests git init for a repository it could not read: %+v", c)
 			}
 		})
 	}

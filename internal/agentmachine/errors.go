@@ -36,3 +36,13 @@ func (e *InputError) Error() string {
 }
 func (e *InputError) Unwrap() error { return e.Err }
 func (e *InputError) Hint() string  { return e.Fix }
+
+// HintError is a failure with the step that fixes it: a command the user can copy.
+type HintError struct {
+	Err error
+	Fix string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+func (e *HintError) Hint() string  { return e.Fix }

@@ -5,23 +5,21 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
-var env *podmantest.Env
-
-func TestMain(m *testing.M) {
-	podmantest.Main(m, func(e *podmantest.Env) { env = e })
-}
+func TestMain(m *testing.M) { podmantest.Main(m) }
 
 // weakening wraps the real engine and changes the spec it is asked to create, as a server
 // that silently drops a setting would.
@@ -36,9 +34,7 @@ func (w weakening) Create(ctx context.Context, s container.Spec) (string, error)
 }
 
 func TestIntegrationWeakenedSpecIsRefusedBeforeStart(t *testing.T) {
-	if env == nil {
-		t.Skip("podman is not installed (CI=true makes this a failure)")
-	}
+	env := podmantest.Need(t)
 	client, err := podman.Connect(context.Background(), podman.Endpoint{URI: env.URI, Source: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -64,15 +60,20 @@ func TestIntegrationWeakenedSpecIsRefusedBeforeStart(t *testing.T) {
 	}
 	for name, weaken := range weakenings {
 		t.Run(name, func(t *testing.T) {
-			pl, err := agentmachine.NewPlan(prof, agentmachine.SessionRequest{Tool: "shell", Repo: repo, Args: []string{"touch", "/workspace/started"}},
-				agentmachine.Facts{OS: "linux", Home: "/nonexistent-home", UID: 1000, GID: 1000, Rootless: false, Now: time.Now(), Connection: agentmachine.Connection{URI: env.URI}})
-			if err != nil {
-				t.Fatal(err)
-			}
 			var out bytes.Buffer
-			s := &agentmachine.Session{Engine: weakening{client, weaken}, In: &bytes.Buffer{}, Out: &out, ErrOut: &out,
-				Getenv: func(string) string { return "" }, ReadFile: os.ReadFile, Now: time.Now, StopTimeout: time.Second}
-			_, err = s.Run(context.Background(), pl)
+			home := t.TempDir()
+			s := &agentmachine.Session{
+				Connect: func(context.Context, string) (agentmachine.Engine, agentmachine.Connection, error) {
+					return weakening{client, weaken}, agentmachine.Connection{URI: env.URI, Source: "test"}, nil
+				},
+				Host:   agentmachine.Host{OS: "linux", Arch: "amd64", UID: 1000, GID: 1000, Home: home, WorkDir: repo},
+				IO:     agentmachine.IO{In: &bytes.Buffer{}, Out: &out, ErrOut: &out},
+				Getenv: func(string) string { return "" }, Environ: func() []string { return nil }, ReadFile: os.ReadFile,
+				Now: time.Now, StopTimeout: time.Second, Dirs: agentmachine.Dirs{Config: home + "/cfg", State: home + "/state"},
+				TempDir: home, Git: fingerprint.Git{}, Runner: podman.ExecRunner{}, LookPath: exec.LookPath,
+			}
+			res, err := s.Run(context.Background(), prof, agentmachine.SessionRequest{Tool: "shell", Repo: repo, Args: []string{"touch", "/workspace/started"}})
+			pl := res.Plan
 			var re *policy.RefusedError
 			if !errors.As(err, &re) || re.Refusals[0].Rule != agentmachine.RuleServerWeakened {
 				t.Fatalf("error = %v, want a %s refusal", err, agentmachine.RuleServerWeakened)

@@ -4,32 +4,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
-)
 
-// Machine states, as Podman reports them.
-const (
-	MachineRunning  = "running"
-	MachineStopped  = "stopped"
-	MachineStarting = "starting"
+	"github.com/sourceos/sourceosctl/internal/machine"
 )
-
-// MachineStatus is a Podman machine, in the units people use: MiB of memory, GiB of disk.
-type MachineStatus struct {
-	Name      string    `json:"name"`
-	Provider  string    `json:"provider"`
-	State     string    `json:"state"`
-	CPUs      int       `json:"cpus"`
-	MemoryMiB int       `json:"memoryMiB"`
-	DiskGiB   int       `json:"diskGiB"`
-	Mounts    []string  `json:"mounts"` // host paths shared with the VM
-	Socket    string    `json:"socket,omitempty"`
-	Rootful   bool      `json:"rootful"`
-	LastUp    time.Time `json:"lastUp"`
-}
 
 // wideShares names a share that exposes the whole home directory (or /Users) to the VM.
-func (m MachineStatus) wideShares(getenv func(string) string) string {
+func wideShares(m machine.Info, getenv func(string) string) string {
 	home := getenv("HOME")
 	for _, s := range m.Mounts {
 		clean := filepath.ToSlash(filepath.Clean(s))
@@ -41,6 +21,6 @@ func (m MachineStatus) wideShares(getenv func(string) string) string {
 	return ""
 }
 
-func (m MachineStatus) initHint() string {
+func initHint(m machine.Info) string {
 	return fmt.Sprintf("podman machine rm %s && podman machine init %s --volume ~/dev:~/dev", m.Name, m.Name)
 }

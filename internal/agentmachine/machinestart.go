@@ -11,13 +11,15 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/profile"
+
+	"github.com/sourceos/sourceosctl/internal/machine"
 )
 
 // MachineOps is what machine management needs from Podman (internal/podman's Machines,
 // adapted by the CLI).
 type MachineOps interface {
-	List(ctx context.Context) ([]MachineStatus, error)
-	Get(ctx context.Context, name string) (MachineStatus, bool, error)
+	List(ctx context.Context) ([]machine.Info, error)
+	Get(ctx context.Context, name string) (machine.Info, bool, error)
 	StartMachine(ctx context.Context, name string) error
 	StopMachine(ctx context.Context, name string) error
 }
@@ -74,11 +76,11 @@ type MachineRequest struct {
 
 // MachineResult says what start found or did.
 type MachineResult struct {
-	Action  string        `json:"action"` // already-running, starting, started, would-start
-	Machine MachineStatus `json:"machine"`
-	Command string        `json:"command,omitempty"`
-	Stopped string        `json:"stoppedOther,omitempty"`
-	DryRun  bool          `json:"dryRun"`
+	Action  string       `json:"action"` // already-running, starting, started, would-start
+	Machine machine.Info `json:"machine"`
+	Command string       `json:"command,omitempty"`
+	Stopped string       `json:"stoppedOther,omitempty"`
+	DryRun  bool         `json:"dryRun"`
 }
 
 // MachineConflictError says another machine is running where only one can run at a time.
@@ -109,10 +111,10 @@ func StartMachine(ctx context.Context, ops MachineOps, req MachineRequest) (*Mac
 	}
 	res := &MachineResult{Machine: m, DryRun: req.DryRun}
 	switch m.State {
-	case MachineRunning:
+	case machine.Running:
 		res.Action = "already-running"
 		return res, nil
-	case MachineStarting:
+	case machine.Starting:
 		res.Action = "starting"
 		return res, nil
 	}
@@ -122,7 +124,7 @@ func StartMachine(ctx context.Context, ops MachineOps, req MachineRequest) (*Mac
 			return nil, err
 		}
 		for _, other := range all {
-			if other.Name != name && other.State == MachineRunning {
+			if other.Name != name && other.State == machine.Running {
 				if !req.Force {
 					return nil, &MachineConflictError{Running: other.Name, Wanted: name, Provider: m.Provider}
 				}
@@ -160,7 +162,7 @@ func StopMachine(ctx context.Context, ops MachineOps, req MachineRequest) (strin
 	switch {
 	case err != nil:
 		return "", err
-	case !found || m.State != MachineRunning:
+	case !found || m.State != machine.Running:
 		return "not-running", nil
 	case !req.Force && !slices.Contains(startedBy(req.Ledger), name):
 		return "", &InputError{Err: fmt.Errorf("Podman machine %s was not started by sourceosctl, so it is left running", name),

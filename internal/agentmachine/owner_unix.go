@@ -3,6 +3,7 @@
 package agentmachine
 
 import (
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -17,4 +18,13 @@ func PathOwner(path string) (uid, gid int) {
 		return int(sys.Uid), int(sys.Gid)
 	}
 	return 0, 0
+}
+
+// PathMode returns path's permission bits (0 when unknown).
+func PathMode(path string) fs.FileMode {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Mode().Perm()
 }

@@ -2,5 +2,10 @@
 
 package agentmachine
 
+import "io/fs"
+
 // PathOwner has no uid on Windows: the session runs as the machine's user (see Facts).
 func PathOwner(string) (uid, gid int) { return 0, 0 }
+
+// PathMode is unknown on Windows.
+func PathMode(string) fs.FileMode { return 0 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 // PlanSchemaVersion identifies the JSON form of a Plan (`--dry-run -o json`).
@@ -33,30 +35,6 @@ const (
 	interactiveSh = `if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi`
 )
 
-// ToolDef is a built-in tool: its binary and the arguments that put it in the mode where our
-// container, not the tool's own sandbox, is the boundary.
-type ToolDef struct {
-	Binary string
-	Args   []string
-	Note   string
-}
-
-// BuiltinTools are the tools sourceosctl knows. Both ship their own Linux sandbox
-// (bubblewrap / Landlock) that cannot start in an unprivileged, capability-less container, so
-// each definition turns it off and says so in the plan.
-var BuiltinTools = map[string]ToolDef{
-	"claude-code": {
-		Binary: "claude",
-		Args:   []string{"--settings", `{"sandbox":{"enabled":false}}`},
-		Note:   "claude-code's own bubblewrap sandbox cannot start without capabilities; it is turned off (sandbox.enabled=false) and this container is the boundary",
-	},
-	"codex": {
-		Binary: "codex",
-		Args:   []string{"--sandbox", "danger-full-access"},
-		Note:   "codex's own bubblewrap/Landlock sandbox cannot start without capabilities; it runs with --sandbox danger-full-access and this container is the boundary",
-	},
-}
-
 // Facts are what planning needs to know about the host and the Podman service. The caller
 // gathers them; Plan itself touches nothing, which is what makes --dry-run honest.
 type Facts struct {
@@ -64,9 +42,10 @@ type Facts struct {
 	Home       string
 	RuntimeDir string
 	UID, GID   int
-	// RepoUID and RepoGID own the repository; a rootful session runs as them when the
-	// invoking user is root.
+	// RepoUID and RepoGID own the repository, whose permission bits are RepoMode (0 when
+	// unknown); a rootful session runs as its owner when the invoking user is root.
 	RepoUID, RepoGID int
+	RepoMode         fs.FileMode
 	Connection       Connection
 	Rootless         bool
 	RootlessAssumed  bool   // the service was not reachable; Rootless was inferred
@@ -117,7 +96,11 @@ type Plan struct {
 	PolicyHash      string                  `json:"policyHash"`
 	Decision        *policy.Decision        `json:"decision"`
 	Keep            bool                    `json:"keep"`
-	Notes           []string                `json:"notes"`
+	// EvidenceDir is the profile's evidence directory ("" for the default one).
+	EvidenceDir string   `json:"evidenceDir,omitempty"`
+	Notes       []string `json:"notes"`
+	// Warnings are what the user must know before the session runs: a real run prints them.
+	Warnings []string `json:"warnings"`
 }
 
 type ProfileInfo struct {
@@ -186,7 +169,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		PolicyHash:      dec.Hash(),
 		Decision:        dec,
 		Keep:            req.Keep,
+		EvidenceDir:     p.Spec.Evidence.Dir,
 		Notes:           []string{},
+		Warnings:        []string{},
 	}
 	if err := dec.Err(); err != nil {
 		return pl, err
@@ -212,8 +197,11 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	if err := limitsEnforceable(p, f, pl); err != nil {
 		return pl, err
 	}
-	user, userNote := sessionUser(f)
-	if userNote != "" {
+	user, userNote, cannotWrite := sessionUser(f, pl.Repo)
+	switch {
+	case cannotWrite:
+		pl.Warnings = append(pl.Warnings, userNote)
+	case userNote != "":
 		pl.Notes = append(pl.Notes, userNote)
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
@@ -252,38 +240,64 @@ func leaksEnvSecrets(version string) bool {
 
 // commandFor returns the argv, the tool and a note about its inner sandbox.
 func commandFor(p *profile.Profile, req SessionRequest) ([]string, ToolPlan, string) {
-	if req.Tool == "shell" {
+	if req.Tool == tool.Shell {
 		if len(req.Args) > 0 {
-			return req.Args, ToolPlan{Name: "shell", Binary: req.Args[0]}, ""
+			return req.Args, ToolPlan{Name: tool.Shell, Binary: req.Args[0]}, ""
 		}
-		return []string{"/bin/sh", "-c", interactiveSh}, ToolPlan{Name: "shell", Binary: "/bin/sh"}, ""
+		return []string{"/bin/sh", "-c", interactiveSh}, ToolPlan{Name: tool.Shell, Binary: "/bin/sh"}, ""
 	}
-	entry := policy.ToolEntry(p, req.Tool)
-	if def, ok := BuiltinTools[req.Tool]; ok {
-		if entry != nil && len(entry.Command) > 0 {
-			return append(append([]string{}, entry.Command...), req.Args...), ToolPlan{Name: req.Tool, Binary: entry.Command[0]},
-				"the profile overrides the built-in command of " + req.Tool + "; its own sandbox settings are the profile's responsibility"
-		}
+	entry := p.Spec.Tools.Entry(req.Tool)
+	def, builtin := tool.Builtin(req.Tool)
+	switch {
+	case builtin && entry != nil && len(entry.Command) > 0:
+		return append(append([]string{}, entry.Command...), req.Args...), ToolPlan{Name: req.Tool, Binary: entry.Command[0]},
+			"the profile overrides the built-in command of " + req.Tool + "; its own sandbox settings are the profile's responsibility"
+	case builtin:
 		argv := append(append([]string{def.Binary}, def.Args...), req.Args...)
 		return argv, ToolPlan{Name: req.Tool, Binary: def.Binary}, def.Note
 	}
 	return append(append([]string{}, entry.Command...), req.Args...), ToolPlan{Name: req.Tool, Binary: entry.Command[0]}, ""
 }
 
-// sessionUser picks the uid:gid the container runs as. Rootless: the invoking user, kept by
-// keep-id. Rootful: never root — the invoking user, or when that is root, the sudo user, the
-// repository's owner, or 1000.
-func sessionUser(f Facts) (string, string) {
-	if f.Rootless {
-		return fmt.Sprintf("%d:%d", f.UID, f.GID), ""
-	}
+// sessionUser picks the uid:gid the container runs as, and says why when it is not the
+// invoking user. Rootless: the invoking user, kept by keep-id. Rootful: never root — the
+// invoking user, or when that is root, the repository's owner, or 1000 for a root-owned
+// repository, which that user may then be unable to write (the note says so, with the fix).
+func sessionUser(f Facts, repo string) (user, note string, cannotWrite bool) {
 	switch {
-	case f.UID != 0:
-		return fmt.Sprintf("%d:%d", f.UID, f.GID), ""
+	case f.Rootless || f.UID != 0:
+		return fmt.Sprintf("%d:%d", f.UID, f.GID), "", false
 	case f.RepoUID != 0:
-		return fmt.Sprintf("%d:%d", f.RepoUID, f.RepoGID), fmt.Sprintf("rootful Podman and the invoking user is root: the session runs as the repository's owner %d:%d instead", f.RepoUID, f.RepoGID)
+		return fmt.Sprintf("%d:%d", f.RepoUID, f.RepoGID), fmt.Sprintf("rootful Podman and the invoking user is root: the session runs as the repository's owner %d:%d instead", f.RepoUID, f.RepoGID), false
 	}
-	return fmt.Sprintf("%d:%d", fallbackUID, fallbackUID), fmt.Sprintf("rootful Podman, invoked as root on a root-owned repository: the session runs as %d:%d, which may not be able to write to it", fallbackUID, fallbackUID)
+	user = fmt.Sprintf("%d:%d", fallbackUID, fallbackUID)
+	note = fmt.Sprintf("rootful Podman, invoked as root on a root-owned repository: the session runs as %s (never root)", user)
+	if problem := RepoWriteProblem(f.RepoUID, f.RepoGID, f.RepoMode); problem != "" {
+		return user, fmt.Sprintf("the session runs as %s (never root), which cannot write to %s (owned by root, mode %v): the tool can read the repository but not change it; to let it write, give it to that user (chown -R %s %s) or run sourceosctl as the user who owns the work",
+			user, repo, f.RepoMode, user, repo), true
+	}
+	return user, note, false
+}
+
+// RepoWriteProblem says why a rootful session started by root could not write to the
+// repository (owned by ownerUID:ownerGID with mode), or "" when it can.
+func RepoWriteProblem(ownerUID, ownerGID int, mode fs.FileMode) string {
+	if ownerUID != 0 || mode == 0 || writableBy(fallbackUID, fallbackUID, ownerUID, ownerGID, mode) {
+		return ""
+	}
+	return fmt.Sprintf("sessions started by root run as %d:%d (never root), which cannot write to this root-owned repository (mode %v)", fallbackUID, fallbackUID, mode)
+}
+
+// writableBy reports whether uid:gid may create files in a directory owned by
+// ownerUID:ownerGID with mode.
+func writableBy(uid, gid, ownerUID, ownerGID int, mode fs.FileMode) bool {
+	switch {
+	case uid == ownerUID:
+		return mode&0o300 == 0o300
+	case gid == ownerGID:
+		return mode&0o030 == 0o030
+	}
+	return mode&0o003 == 0o003
 }
 
 func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command []string, user string) container.Spec {

@@ -1,16 +1,207 @@
 package agentmachine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 )
+
+// record writes the session's signed bundle. A profile's own evidence directory that cannot
+// take it (read-only, full, gone) falls back to the default one, and the default one to a
+// private directory in the system's temporary directory; the user is told where it went.
+func (r *sessionRun) record(in RecordInput) (string, error) {
+	dirs := r.evidenceDirs()
+	var errs []error
+	for i, dir := range dirs {
+		if i > 0 {
+			fmt.Fprintf(r.IO.ErrOut, "! cannot write evidence to %s (%v); writing it to %s instead\n", dirs[i-1], cause.Root(errs[i-1]), dir)
+		}
+		in.Dir = dir
+		bundle, err := r.writeRecord(in, i == len(dirs)-1)
+		if err == nil {
+			fmt.Fprintf(r.IO.ErrOut, "evidence: %s\n", bundle)
+			return bundle, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", fmt.Errorf("%w: %v", ErrNoEvidence, errs[len(errs)-1])
+}
+
+// recordInput is what the record is made of: the session as it stands when its tool has
+// finished and what followed was collected. The outcome is copied: clean-ups run while the
+// record is written.
+func (r *sessionRun) recordInput(runErr error) RecordInput {
+	r.out.Ended = r.Now().UTC()
+	r.event("recorded; clean-up follows: %s", r.cleanUpSummary())
+	<-r.gitAfterDone
+	out := *r.out
+	out.Events = append([]Event(nil), r.out.Events...)
+	return RecordInput{
+		Plan: r.plan, Outcome: &out, RunErr: runErr, GitBefore: r.gitBefore, GitAfter: r.gitAfter, Diff: r.diff,
+		Host: evidence.Host{OS: r.Host.OS, Arch: r.Host.Arch, Sourceosctl: r.Version,
+			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
+			GitVersion: r.host.git, PodmanClient: r.host.podmanClient, Kernel: r.host.kernel, CgroupVersion: r.facts.CgroupsVersion},
+		Environ: r.Environ(), Key: r.key, Tool: r.tool, ToolAbsent: r.toolAbsent,
+	}
+}
+
+// cleanUpSummary says what the clean-ups will remove.
+func (r *sessionRun) cleanUpSummary() string {
+	var parts []string
+	if r.box != nil {
+		if r.plan.Keep && !r.weakened {
+			parts = append(parts, "the container is kept (--keep)")
+		} else {
+			parts = append(parts, "the container is removed")
+		}
+	}
+	if n := len(r.madeSecrets); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d ephemeral secret(s) removed", n))
+	}
+	if len(parts) == 0 {
+		return "nothing to remove"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// evidenceDirs are where the bundle may go, in order: the profile's directory (if it names
+// one), the default one, and a private directory in the temporary directory.
+func (r *sessionRun) evidenceDirs() []string {
+	def := r.Dirs.EvidenceDir()
+	var dirs []string
+	if own := r.plan.EvidenceDir; own != "" && own != def {
+		dirs = append(dirs, own)
+	}
+	return append(dirs, def, filepath.Join(r.TempDir, fmt.Sprintf("sourceosctl-evidence-%d", r.Host.UID)))
+}
+
+func (r *sessionRun) writeRecord(in RecordInput, shared bool) (string, error) {
+	if shared {
+		// A directory in a shared temporary directory could have been planted by another
+		// user: write only into one that is ours alone.
+		if err := privateDir(in.Dir, r.Host.UID); err != nil {
+			return "", err
+		}
+	}
+	return Record(in)
+}
+
+// privateDir makes sure dir is a directory of ours that nobody else can read or replace.
+func privateDir(dir string, uid int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	owner, _ := PathOwner(dir)
+	if !st.IsDir() || st.Mode().Perm()&0o077 != 0 || (uid >= 0 && owner != uid) {
+		return fmt.Errorf("%s is not a private directory of yours (mode %v, owner %d): refusing to write evidence there", dir, st.Mode(), owner)
+	}
+	return nil
+}
+
+// hostTools are the host's tool versions, for the record.
+type hostTools struct{ git, podmanClient, kernel string }
+
+// hostToolTimeout bounds asking a host tool its version.
+const hostToolTimeout = 10 * time.Second
+
+// gatherHostTools reads the kernel release and asks git and podman their versions. A
+// program's version changes only with its binary, and starting the podman CLI costs more CPU
+// than the rest of a session's own work: versions are cached by the binary's path, size and
+// modification time, and a tool is asked only when its binary changed.
+func (r *sessionRun) gatherHostTools(ctx context.Context) hostTools {
+	ctx, cancel := context.WithTimeout(ctx, hostToolTimeout)
+	defer cancel()
+	cache := toolVersionCache{path: r.Dirs.HostToolCache(), lookPath: r.LookPath}
+	cache.load()
+	version := func(name string) string {
+		return cache.version(name, func() string {
+			out, err := r.Runner.Run(ctx, name, "--version")
+			if err != nil {
+				return ""
+			}
+			return strings.TrimSpace(string(out))
+		})
+	}
+	h := hostTools{kernel: fingerprint.KernelRelease()}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); h.git = version("git") }()
+	go func() { defer wg.Done(); h.podmanClient = version("podman") }()
+	wg.Wait()
+	cache.save()
+	return h
+}
+
+// toolVersionCache maps a program's binary (path, size, modification time) to its version.
+type toolVersionCache struct {
+	path     string
+	lookPath func(string) (string, error)
+	mu       sync.Mutex
+	entries  map[string]string
+	changed  bool
+}
+
+func (c *toolVersionCache) load() {
+	c.entries = map[string]string{}
+	if raw, err := os.ReadFile(c.path); err == nil {
+		_ = json.Unmarshal(raw, &c.entries)
+	}
+}
+
+// version returns the cached version of the program name, or asks it (ask) and keeps the
+// answer. A program that is not installed has no version.
+func (c *toolVersionCache) version(name string, ask func() string) string {
+	bin, err := c.lookPath(name)
+	if err != nil {
+		return ""
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		return ""
+	}
+	key := fmt.Sprintf("%s %d %d", bin, st.Size(), st.ModTime().UnixNano())
+	c.mu.Lock()
+	v, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = ask()
+	if v != "" {
+		c.mu.Lock()
+		c.entries[key], c.changed = v, true
+		c.mu.Unlock()
+	}
+	return v
+}
+
+func (c *toolVersionCache) save() {
+	if !c.changed {
+		return
+	}
+	if raw, err := json.MarshalIndent(c.entries, "", "  "); err == nil {
+		_ = atomicfile.Write(c.path, raw, 0o600, atomicfile.Options{})
+	}
+}
+
+// HostToolCache is where host tools' versions are kept.
+func (d Dirs) HostToolCache() string { return filepath.Join(d.State, "host-tools.json") }
 
 // RecordInput is everything a session's evidence bundle is made of.
 type RecordInput struct {
@@ -67,11 +258,7 @@ func Record(in RecordInput) (string, error) {
 		pred.Session.Error = in.RunErr.Error()
 	}
 	for _, m := range s.Mounts {
-		opts := []string{"rbind", "rw"}
-		if m.ReadOnly {
-			opts[1] = "ro"
-		}
-		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: opts})
+		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options()})
 	}
 	for _, t := range s.Tmpfs {
 		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: "tmpfs", Target: t.Target, Options: t.Options()})

@@ -142,6 +142,9 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	for i, n := range pl.Notes {
 		row(label(i, "Notes"), n)
 	}
+	for i, n := range pl.Warnings {
+		row(label(i, "WARNINGS"), n)
+	}
 	return tw.Flush()
 }
 

@@ -4,45 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
-	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
-// Engine is what a session needs from Podman. internal/podman's Client implements it; unit
-// tests use a fake.
-type Engine interface {
-	Image(ctx context.Context, ref string) (container.Image, bool, error)
-	Pull(ctx context.Context, ref string, progress io.Writer) error
-	CreateSecret(ctx context.Context, name string, value []byte) error
-	RemoveSecret(name string) error
-	Create(ctx context.Context, spec container.Spec) (string, error)
-	Inspect(ctx context.Context, id string) (container.Observed, []byte, error)
-	Attach(ctx context.Context, id string, in io.Reader, out, errOut io.Writer, ready chan bool) error
-	Start(ctx context.Context, id string) error
-	Wait(ctx context.Context, id string) (int, error)
-	Stop(ctx context.Context, id string, timeout time.Duration) error
-	Remove(id string) error
-}
-
-// Session executes a Plan.
+// Session runs governed sessions: Load's result → Decide → Plan → Execute → Record. Its
+// fields are everything it uses; it reads no global state, so tests give it a fake engine, a
+// fixed clock and temporary directories.
 type Session struct {
-	Engine   Engine
-	In       io.Reader
-	Out      io.Writer
-	ErrOut   io.Writer
+	Connect  Connector
+	Host     Host
+	IO       IO
 	Getenv   func(string) string
-	ReadFile func(string) ([]byte, error)
+	Environ  func() []string
 	Now      func() time.Time
+	ReadFile func(string) ([]byte, error)
+	Dirs     Dirs
+	// TempDir is the system's temporary directory: the evidence's last resort.
+	TempDir string
+	Git     GitReader
+	// Runner asks host tools (found with LookPath) their versions, for the evidence.
+	Runner   Runner
+	LookPath func(string) (string, error)
+	// Version is sourceosctl's version and commit, for the evidence.
+	Version string
 	// StopTimeout is how long a stopping container gets before it is killed.
 	StopTimeout time.Duration
-	// ForceRemove removes a container without the API, for when the service died during
-	// the session (nil when there is no such way, e.g. a remote service).
-	ForceRemove func(id string) error
+	Verbose     bool
+}
+
+// GitReader reads a repository's state; fingerprint.Git is the real one.
+type GitReader interface {
+	State(ctx context.Context, repo string) fingerprint.GitState
+	Diff(ctx context.Context, repo string) []byte
+}
+
+// Result is what a session left behind.
+type Result struct {
+	Plan    *Plan
+	Outcome *Outcome
+	// Bundle is the evidence bundle's directory ("" when none was written).
+	Bundle string
 }
 
 // Outcome is what happened in a session: everything evidence needs about the run.
@@ -69,14 +76,15 @@ type Event struct {
 	What string    `json:"what"`
 }
 
-func (s *Session) event(out *Outcome, format string, args ...any) {
-	out.Events = append(out.Events, Event{Time: s.Now().UTC(), What: fmt.Sprintf(format, args...)})
-}
-
 // Interrupt is the cancellation cause set when a signal arrives.
 type Interrupt struct{ Signal string }
 
 func (i *Interrupt) Error() string { return "interrupted by " + i.Signal }
+
+// ToolExitError carries the exit code of a tool that ran and failed: the command exits with it.
+type ToolExitError struct{ Code int }
+
+func (e *ToolExitError) Error() string { return fmt.Sprintf("the tool exited with code %d", e.Code) }
 
 // Rules the session itself can refuse by.
 const (
@@ -84,250 +92,112 @@ const (
 	RuleServerWeakened = "server-weakened-spec"
 )
 
-// Run executes the plan: image, secrets, create, verify, attach, start, wait, clean up. The
-// container and the ephemeral secrets are removed however the session ends (unless Keep, for
-// the container), and a non-nil Outcome is returned whenever the policy allowed the session.
-func (s *Session) Run(ctx context.Context, pl *Plan) (*Outcome, error) {
-	out := &Outcome{Started: s.Now().UTC()}
-	defer func() { out.Ended = s.Now().UTC() }()
+// dryRunConnect bounds how long a dry run waits for the Podman service: it only asks facts.
+const dryRunConnect = 3 * time.Second
 
-	s.event(out, "session %s planned: %s, policy %s", pl.SessionID, pl.Container.Name, pl.PolicyHash)
-	img, err := s.ensureImage(ctx, pl)
-	out.Image = img
+// Plan returns what a session would do, asking the Podman service for facts when it answers
+// within a few seconds and inferring them otherwise. It creates nothing: this is --dry-run,
+// and it fails exactly where Run would fail before starting anything.
+func (s *Session) Plan(ctx context.Context, p *profile.Profile, req SessionRequest) (*Plan, error) {
+	_, facts, _ := s.facts(ctx, p, req, true)
+	return NewPlan(p, req, facts)
+}
+
+// Run plans the session and, when the policy allows it, lives it phase by phase (see
+// lifecycle), then records it. A refused plan returns the plan and a *policy.RefusedError;
+// a tool that failed returns *ToolExitError, a signal *Interrupt.
+func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionRequest) (*Result, error) {
+	engine, facts, err := s.facts(ctx, p, req, false)
 	if err != nil {
-		err = interrupted(ctx, out, err)
-		s.event(out, "image %s: %v", pl.Image.Ref, err)
-		return out, err
+		// Without the service, facts such as rootless-ness are guesses: a real run stops here.
+		return &Result{}, err
 	}
-	s.event(out, "image %s ready: id %s", pl.Image.Ref, img.ID)
-	spec := pl.Container
-	spec.Env = copyEnv(spec.Env)
-	for _, name := range pl.PassEnv {
-		if v := s.Getenv(name); v != "" {
-			spec.Env[name] = v
+	plan, err := NewPlan(p, req, facts)
+	if err != nil {
+		var refused *policy.RefusedError
+		if plan != nil && errors.As(err, &refused) {
+			_ = WriteRefusals(s.IO.ErrOut, plan)
 		}
+		return &Result{Plan: plan}, err
 	}
-	created, err := s.createSecrets(ctx, pl)
-	defer func() { s.removeSecrets(created); s.event(out, "ephemeral secrets removed: %d", len(created)) }()
-	if err != nil {
-		err = interrupted(ctx, out, err)
-		s.event(out, "secrets: %v", err)
-		return out, err
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(s.IO.ErrOut, "! %s\n", w)
 	}
-	id, err := s.Engine.Create(ctx, spec)
-	if err != nil {
-		s.event(out, "create failed: %v", err)
-		if ctx.Err() != nil {
-			// The server may have created it before the request was cancelled: remove it by
-			// its name, which is ours and unique.
-			if rmErr := s.Engine.Remove(spec.Name); rmErr == nil {
-				s.event(out, "container %s removed after the interrupted create", spec.Name)
-			}
-		}
-		return out, interrupted(ctx, out, err)
+	if s.Verbose {
+		fmt.Fprintf(s.IO.ErrOut, "session %s: %s on %s (%s), policy %s\n", plan.SessionID, plan.Container.Name, plan.Connection.URI, plan.Connection.Source, plan.PolicyHash)
 	}
-	out.ContainerID = id
-	s.event(out, "container %s created", short(id))
-	keep := pl.Keep
-	defer func() {
-		if !keep {
-			rmErr := s.Engine.Remove(id)
-			if rmErr != nil && s.ForceRemove != nil {
-				s.event(out, "remove through the API failed (%v); removing with the podman CLI", cause.Root(rmErr))
-				rmErr = s.ForceRemove(id)
-			}
-			if rmErr != nil {
-				fmt.Fprintf(s.ErrOut, "! %v\n", rmErr)
-				s.event(out, "remove failed: %v", rmErr)
-			} else {
-				s.event(out, "container removed")
-			}
-		}
-	}()
-	observed, raw, err := s.Engine.Inspect(ctx, id)
-	if err != nil {
-		return out, interrupted(ctx, out, err)
+	r := &sessionRun{Session: s, engine: engine, plan: plan, facts: facts, out: &Outcome{}}
+	res := &Result{Plan: plan, Outcome: r.out}
+	runErr := r.live(ctx)
+	if !r.prepared {
+		r.cleanUp()
+		return res, runErr
 	}
-	out.Inspect = raw
-	if diffs := container.Verify(spec, observed); len(diffs) > 0 {
-		keep = false // never leave a weakened container behind
-		s.event(out, "refused to start: the server weakened the spec: %s", strings.Join(diffs, "; "))
-		return out, &policy.RefusedError{Refusals: []policy.Refusal{{
-			Subject: "container " + spec.Name, Rule: RuleServerWeakened,
-			Reason: "the Podman service did not apply the plan: " + strings.Join(diffs, "; "),
-			Fix:    "upgrade Podman, or use another connection (--connection); the container was removed before it started",
-		}}}
-	}
-	s.event(out, "inspected: every security setting as planned")
-	err = s.attachAndWait(ctx, id, out)
+	// The record is signed from what happened up to now; the clean-ups (removing the
+	// container and the ephemeral secrets) run meanwhile, and their failures are reported.
+	in := r.recordInput(runErr)
+	cleaned := make(chan struct{})
+	go func() { defer close(cleaned); r.cleanUp() }()
+	bundle, recErr := r.record(in)
+	<-cleaned
+	res.Bundle = bundle
 	switch {
-	case out.Interrupted:
-		s.event(out, "interrupted by %s; exit code %d", out.Cause, out.ExitCode)
-	case err != nil:
-		s.event(out, "failed: %v", err)
-	case out.Ran:
-		s.event(out, "exited with code %d", out.ExitCode)
+	case runErr != nil || recErr != nil:
+		return res, errors.Join(runErr, recErr)
+	case r.out.Interrupted:
+		return res, &Interrupt{Signal: r.out.Cause}
+	case r.out.ExitCode != 0:
+		return res, &ToolExitError{Code: r.out.ExitCode}
 	}
-	return out, err
+	return res, nil
 }
 
-func (s *Session) ensureImage(ctx context.Context, pl *Plan) (container.Image, error) {
-	ref := pl.Image.Ref
-	img, found, err := s.Engine.Image(ctx, ref)
-	if err != nil {
-		return img, err
+// facts gathers what planning needs: the host, the repository's owner, and the Podman
+// service's answers. When the service cannot be reached the facts are still good enough for a
+// dry run (rootless inferred and marked assumed), and the error is returned.
+func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequest, dryRun bool) (Engine, Facts, error) {
+	h := s.Host
+	f := Facts{
+		OS: h.OS, Arch: h.Arch, Home: h.Home, UID: h.UID, GID: h.GID, RuntimeDir: h.RuntimeDir,
+		Term: s.Getenv("TERM"), StdinTTY: s.IO.InTTY, StdoutTTY: s.IO.OutTTY, Now: s.Now(),
 	}
-	if !found && IsLocalRef(ref) {
-		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled",
-			Fix: BuildImageCommand + " (or name a published image in spec.image)"}
+	if h.OS == "windows" {
+		f.UID, f.GID = 1000, 1000 // the WSL machine's user; Windows has no uid
 	}
-	if !found {
-		fmt.Fprintf(s.ErrOut, "Pulling %s …\n", ref)
-		if err := s.Engine.Pull(ctx, ref, s.ErrOut); err != nil {
-			return img, &MissingError{Component: "image " + ref, Detail: fmt.Sprintf("not present locally and the pull failed: %v", err),
-				Fix: "sourceosctl agent-machine image pull (tries the profile's spec.image.sources)"}
-		}
-		if img, found, err = s.Engine.Image(ctx, ref); err != nil || !found {
-			return img, fmt.Errorf("image %s: pulled but not found afterwards: %v", ref, err)
+	if repo := firstNonEmpty(req.Repo, p.Spec.Workspace.Repo); repo != "" {
+		if r, err := profile.ResolvePath(repo, h.Home, req.WorkDir); err == nil {
+			f.RepoUID, f.RepoGID = PathOwner(r)
+			f.RepoMode = PathMode(r)
 		}
 	}
-	if want := pl.Image.Digest; want != "" && img.Digest != want && !hasRepoDigest(img.RepoDigests, want) {
-		return img, &policy.RefusedError{Refusals: []policy.Refusal{{
-			Subject: "image " + ref, Rule: RuleImageDigest,
-			Reason: fmt.Sprintf("the profile pins %s but the local image has %s", want, orDash(img.Digest)),
-			Fix:    "fetch the pinned image (sourceosctl agent-machine image pull), or update spec.image.digest",
-		}}}
+	cctx := ctx
+	if dryRun {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, dryRunConnect)
+		defer cancel()
 	}
-	return img, nil
+	engine, conn, err := s.Connect(cctx, machineOf(p))
+	f.Connection = conn
+	if conn.URI == "" {
+		f.Connection.Source = "none found"
+	}
+	if err == nil {
+		var svc container.Service
+		if svc, err = engine.Service(cctx); err == nil {
+			f.Rootless, f.ServerVersion, f.CgroupsVersion = svc.Rootless, svc.Version, svc.CgroupsVersion
+			return engine, f, nil
+		}
+	}
+	// Unreachable: a socket under /run/podman is the rootful service; any other local one
+	// belongs to its user; a remote one is assumed rootless, the common case for machines.
+	f.Rootless = !strings.HasPrefix(conn.URI, "unix:///run/podman/") && (h.UID != 0 || !strings.HasPrefix(conn.URI, "unix://"))
+	f.RootlessAssumed = true
+	return nil, f, err
 }
 
-// IsLocalRef reports whether ref names an image built on this host (localhost/…), which no
-// registry serves.
-func IsLocalRef(ref string) bool { return strings.HasPrefix(ref, "localhost/") }
-
-// BuildImageCommand builds the default workspace image.
-const BuildImageCommand = "sourceosctl agent-machine image build"
-
-func hasRepoDigest(repoDigests []string, digest string) bool {
-	for _, rd := range repoDigests {
-		if strings.HasSuffix(rd, "@"+digest) {
-			return true
-		}
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
 	}
-	return false
-}
-
-// createSecrets reads each admitted secret's value at the last moment and hands it to Podman.
-// It returns the names created so far, for cleanup even on failure.
-func (s *Session) createSecrets(ctx context.Context, pl *Plan) ([]string, error) {
-	var created []string
-	for i, src := range pl.SecretSources {
-		value, err := s.secretValue(src)
-		if err != nil {
-			return created, err
-		}
-		name := pl.Secrets[i].Name
-		if err := s.Engine.CreateSecret(ctx, name, value); err != nil {
-			// It may exist although the request failed (a lost response): never leave a
-			// secret's value behind.
-			_ = s.Engine.RemoveSecret(name)
-			return created, err
-		}
-		created = append(created, name)
-	}
-	return created, nil
-}
-
-func (s *Session) secretValue(src policy.SecretDecision) ([]byte, error) {
-	kind, from, _ := strings.Cut(src.Source, ":")
-	var value []byte
-	if kind == "file" {
-		b, err := s.ReadFile(from)
-		if err != nil {
-			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("cannot read its source file %s: %v", from, cause.Root(err))}
-		}
-		value = []byte(strings.TrimRight(string(b), "\r\n"))
-	} else {
-		value = []byte(s.Getenv(from))
-	}
-	if len(value) == 0 {
-		return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source %s is empty or unset", src.Source),
-			Fix: "set it first, e.g. export " + from + "=…"}
-	}
-	return value, nil
-}
-
-func (s *Session) removeSecrets(names []string) {
-	for _, n := range names {
-		if err := s.Engine.RemoveSecret(n); err != nil {
-			fmt.Fprintf(s.ErrOut, "! %v\n", err)
-		}
-	}
-}
-
-// attachAndWait streams the container's stdio and returns when it exits or a signal arrives;
-// on a signal the container is stopped gracefully (killed after StopTimeout).
-func (s *Session) attachAndWait(ctx context.Context, id string, out *Outcome) error {
-	attachCtx, cancelAttach := context.WithCancel(ctx)
-	defer cancelAttach()
-	ready := make(chan bool, 1)
-	attached := make(chan error, 1)
-	go func() { attached <- s.Engine.Attach(attachCtx, id, s.In, s.Out, s.ErrOut, ready) }()
-	select {
-	case <-ready:
-	case err := <-attached:
-		return interrupted(ctx, out, err)
-	case <-ctx.Done():
-		return interrupted(ctx, out, ctx.Err())
-	}
-	if err := s.Engine.Start(ctx, id); err != nil {
-		return interrupted(ctx, out, err)
-	}
-	out.Ran = true
-	s.event(out, "started")
-	select {
-	case err := <-attached:
-		if err != nil && ctx.Err() == nil {
-			return err
-		}
-	case <-ctx.Done():
-	}
-	waitCtx := context.WithoutCancel(ctx)
-	if ctx.Err() != nil {
-		out.Interrupted, out.Cause = true, causeOf(ctx)
-		if err := s.Engine.Stop(waitCtx, id, s.StopTimeout); err != nil {
-			fmt.Fprintf(s.ErrOut, "! %v\n", err)
-		}
-	}
-	code, err := s.Engine.Wait(waitCtx, id)
-	if err != nil {
-		return err
-	}
-	out.ExitCode = code
-	return nil
-}
-
-// interrupted marks the outcome when err happened because ctx was cancelled by a signal.
-func interrupted(ctx context.Context, out *Outcome, err error) error {
-	if ctx.Err() != nil {
-		out.Interrupted, out.Cause = true, causeOf(ctx)
-		return context.Cause(ctx)
-	}
-	return err
-}
-
-func causeOf(ctx context.Context) string {
-	var in *Interrupt
-	if errors.As(context.Cause(ctx), &in) {
-		return in.Signal
-	}
-	return context.Cause(ctx).Error()
-}
-
-func copyEnv(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return b
 }

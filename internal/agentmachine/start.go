@@ -15,11 +15,14 @@ import (
 
 // StartDeps are what `start` needs on a host without a Podman machine.
 type StartDeps struct {
-	UID        int
-	RuntimeDir string
-	Dirs       Dirs
-	Stat       func(string) (fs.FileInfo, error)
-	ReadFile   func(string) ([]byte, error)
+	UID int
+	// RuntimeDir is the rootless runtime directory Podman uses, or RuntimeDirErr why Podman
+	// cannot find one in this environment.
+	RuntimeDir    string
+	RuntimeDirErr error
+	Dirs          Dirs
+	Stat          func(string) (fs.FileInfo, error)
+	ReadFile      func(string) ([]byte, error)
 	// Resolve finds the configured endpoint; Ping asks it for its status.
 	Resolve func(ctx context.Context) (uri, source string, err error)
 	Ping    func(ctx context.Context, uri string) (APIStatus, error)
@@ -63,6 +66,9 @@ func StartNative(ctx context.Context, d StartDeps, dryRun bool) (*StartResult, e
 			return nil, &MissingError{Component: "Podman API", Detail: fmt.Sprintf("%s (%s) does not answer: %v", uri, source, pingErr),
 				Fix: "start the service that " + source + " points to, or unset it to use the local socket"}
 		}
+	}
+	if d.UID != 0 && d.RuntimeDirErr != nil {
+		return nil, d.RuntimeDirErr
 	}
 	socket := d.localSocket()
 	res := &StartResult{URI: "unix://" + socket, Source: "started by sourceosctl", DryRun: dryRun}
@@ -120,15 +126,12 @@ func (d StartDeps) logTail(path string) string {
 	return "  " + strings.Join(lines, "\n  ")
 }
 
+// localSocket is where Podman itself would serve its API for this user.
 func (d StartDeps) localSocket() string {
 	if d.UID == 0 {
 		return "/run/podman/podman.sock"
 	}
-	dir := d.RuntimeDir
-	if dir == "" {
-		dir = fmt.Sprintf("/run/user/%d", d.UID)
-	}
-	return filepath.Join(dir, "podman", "podman.sock")
+	return filepath.Join(d.RuntimeDir, "podman", "podman.sock")
 }
 
 func (d StartDeps) waitForAPI(ctx context.Context, uri string) (APIStatus, error) {

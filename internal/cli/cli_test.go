@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,10 +17,13 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/podman"
+	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
-// testFactory returns a factory with a fake home and config dirs under t.TempDir().
+// testFactory returns a factory with a fake home and config dirs under t.TempDir(). It
+// reaches no Podman service and sees no socket of this host: Stat reports every path
+// absent and Engine refuses to connect (sessionFactory wires a real service in).
 func testFactory(t testing.TB) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	home := t.TempDir()
@@ -37,6 +42,16 @@ func testFactory(t testing.TB) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 		UID:     1000,
 		GID:     1000,
 		Runner:  podman.ExecRunner{},
+		Stat: func(p string) (fs.FileInfo, error) {
+			return nil, &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+		},
+		EvalSymlinks: filepath.EvalSymlinks,
+		ReadFile:     os.ReadFile,
+		TempDir:      filepath.Join(home, "tmp"),
+		LookPath:     exec.LookPath,
+		Engine: func(_ context.Context, ep podman.Endpoint) (Engine, error) {
+			return nil, &podman.UnreachableError{Endpoint: ep, Err: errors.New("this test reaches no Podman service")}
+		},
 	}
 	return f, out, errOut
 }
@@ -142,20 +157,6 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestNotImplementedCommandsSaySoAndExit1(t *testing.T) {
-	for _, args := range [][]string{} {
-		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
-			f, _, errOut := testFactory(t)
-			if code := run(t, f, args...); code != ExitFailure {
-				t.Errorf("exit %d, want 1", code)
-			}
-			if !strings.Contains(errOut.String(), "is not implemented yet") {
-				t.Errorf("stderr %q does not say it is not implemented", errOut)
-			}
-		})
-	}
-}
-
 func TestExitCode(t *testing.T) {
 	tests := []struct {
 		name string
@@ -173,7 +174,10 @@ func TestExitCode(t *testing.T) {
 		{"unreachable", &podman.UnreachableError{Err: errors.New("refused")}, 4},
 		{"tool exit", &ExitError{Code: 42}, 42},
 		{"wrapped tool exit", fmt.Errorf("session: %w", &ExitError{Code: 7}), 7},
-		{"not implemented", &NotImplementedError{}, 1},
+		{"the tool's own exit code", &agentmachine.ToolExitError{Code: 42}, 42},
+		{"the tool's exit code joined with a recording failure", errors.Join(&agentmachine.ToolExitError{Code: 3}, agentmachine.ErrNoEvidence), 3},
+		{"a refusal", &policy.RefusedError{}, 3},
+		{"a runtime directory Podman cannot use", &podman.RuntimeDirError{Detail: "x"}, 4},
 		{"SIGINT", &agentmachine.Interrupt{Signal: "SIGINT"}, 130},
 		{"SIGTERM", fmt.Errorf("session: %w", &agentmachine.Interrupt{Signal: "SIGTERM"}), 143},
 		{"bad connection URI", &podman.BadURIError{}, 2},

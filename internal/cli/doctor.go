@@ -4,24 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	machinepkg "github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
 type doctorOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO   *IOStreams
+	Deps func(*doctorOptions) agentmachine.DoctorDeps
 
 	Repo    string
 	Output  string
@@ -29,7 +28,7 @@ type doctorOptions struct {
 }
 
 func newDoctorCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &doctorOptions{Factory: f, Globals: g}
+	opts := &doctorOptions{IO: f.IO, Deps: func(o *doctorOptions) agentmachine.DoctorDeps { return f.doctorDeps(g, o) }}
 	cmd := &cobra.Command{
 		Use:   "doctor [--repo PATH] [-o table|json]",
 		Short: "Check whether this workstation can run governed agent sessions (read-only)",
@@ -44,7 +43,7 @@ when nothing fails and 1 otherwise.`,
   sourceosctl agent-machine doctor --repo ~/dev/app -o json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+			if err := opts.validate(); err != nil {
 				return err
 			}
 			return runDoctor(cmd.Context(), opts)
@@ -56,55 +55,40 @@ when nothing fails and 1 otherwise.`,
 	return cmd
 }
 
-// apiProbe resolves, connects to and asks the Podman service, once, for checks that run
-// concurrently (doctor, fingerprint). It never starts a service.
-func apiProbe(f *Factory, g *GlobalOptions, prof *profile.Profile) func(context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-	return onceAPI(func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-		name := ""
-		if prof != nil {
-			name = machineName(prof)
-		}
-		ep, err := f.Resolver().Resolve(ctx, g.Connection, name)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		// The client outlives this probe (the image check reuses it): bind it to the
-		// command, not to the probe's deadline; every call has its own time limit.
-		c, err := podman.Connect(context.WithoutCancel(ctx), ep)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		cctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		info, err := c.Info(cctx)
-		if err != nil {
-			return nil, agentmachine.APIStatus{}, err
-		}
-		return c, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
-	})
-}
-
-// onceAPI runs the Podman probe once and shares its result between checks running
-// concurrently.
-func onceAPI(probe func(context.Context) (*podman.Client, agentmachine.APIStatus, error)) func(context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-	var (
-		once   sync.Once
-		client *podman.Client
-		status agentmachine.APIStatus
-		err    error
-	)
-	return func(ctx context.Context) (*podman.Client, agentmachine.APIStatus, error) {
-		once.Do(func() { client, status, err = probe(ctx) })
-		return client, status, err
+// serverStatus resolves and connects as a session would (never starting a service) and asks
+// the service for its status, within ctx: each check's time limit reaches the Podman call.
+func serverStatus(ctx context.Context, f *Factory, connection, machine string) (Engine, agentmachine.APIStatus, error) {
+	e, ep, err := f.Connect(ctx, connection, machine)
+	if err != nil {
+		return nil, agentmachine.APIStatus{}, err
 	}
+	info, err := e.Info(ctx)
+	if err != nil {
+		return nil, agentmachine.APIStatus{}, err
+	}
+	return e, agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
 }
 
 func runDoctor(ctx context.Context, opts *doctorOptions) error {
-	f := opts.Factory
+	report := agentmachine.Doctor(ctx, opts.Deps(opts))
+	if opts.Output == outJSON {
+		if err := writeJSON(opts.IO.Out, report); err != nil {
+			return err
+		}
+	} else if err := writeDoctorTable(opts.IO.Out, report, opts.IO.OutTTY); err != nil {
+		return err
+	}
+	if report.Summary.Failures > 0 {
+		return &ExitError{Code: ExitFailure}
+	}
+	return nil
+}
+
+// doctorDeps are doctor's probes on this host; every one only reads.
+func (f *Factory) doctorDeps(g *GlobalOptions, opts *doctorOptions) agentmachine.DoctorDeps {
 	home, _ := f.Home()
 	wd, _ := f.WorkDir()
-	dirs := agentmachine.DirsFor(f.GOOS, f.Getenv, home)
-	prof, profErr := f.LoadProfile(opts.Globals.Profile)
+	prof, profErr := f.LoadProfile(g.Profile)
 	repo := opts.Repo
 	if repo == "" && prof != nil {
 		repo = prof.Spec.Workspace.Repo
@@ -116,18 +100,24 @@ func runDoctor(ctx context.Context, opts *doctorOptions) error {
 	if u, err := user.LookupId(username); err == nil {
 		username = u.Username
 	}
-	api := apiProbe(f, opts.Globals, prof)
-	deps := agentmachine.DoctorDeps{
+	git, _ := f.LookPath("git")
+	machine := machineName(prof)
+	return agentmachine.DoctorDeps{
 		GOOS: f.GOOS, GOARCH: f.GOARCH, Getenv: f.Getenv, UID: f.UID, Username: username,
-		Runner: f.Runner, LookPath: exec.LookPath, ReadFile: os.ReadFile, Stat: os.Stat,
+		Runner: f.Runner, LookPath: f.LookPath, ReadFile: f.ReadFile, Stat: f.Stat,
 		Profile: func() (*profile.Profile, error) { return prof, profErr },
-		Dirs:    dirs, Repo: repo, Timeout: opts.Timeout,
+		Dirs:    agentmachine.DirsFor(f.GOOS, f.Getenv, home), Repo: repo, Timeout: opts.Timeout,
+		Git: fingerprint.Git{Binary: git},
+		RuntimeDir: func() (agentmachine.RuntimeDirInfo, error) {
+			d, err := podman.ResolveRuntimeDir(f.Resolver().RuntimeEnv())
+			return agentmachine.RuntimeDirInfo{Path: d.Path, Socket: d.Socket(), Why: d.Why, Absent: d.Absent}, err
+		},
 		API: func(ctx context.Context) (agentmachine.APIStatus, error) {
-			_, st, err := api(ctx)
+			_, st, err := serverStatus(ctx, f, g.Connection, machine)
 			return st, err
 		},
-		Machine: func(ctx context.Context, name string) (agentmachine.MachineStatus, error) {
-			m, found, err := f.MachineOps().Get(ctx, name)
+		Machine: func(ctx context.Context, name string) (machinepkg.Info, error) {
+			m, found, err := f.Machines().Get(ctx, name)
 			if err == nil && !found {
 				err = &agentmachine.MissingError{Component: "Podman machine " + name, Detail: "does not exist",
 					Fix: agentmachine.InitCommand(prof, f.GOOS, repo)}
@@ -135,26 +125,21 @@ func runDoctor(ctx context.Context, opts *doctorOptions) error {
 			return m, err
 		},
 		ImagePresent: func(ctx context.Context, ref string) (bool, error) {
-			c, _, err := api(ctx)
+			e, _, err := f.Connect(ctx, g.Connection, machine)
 			if err != nil {
 				return false, fmt.Errorf("the Podman API is not reachable")
 			}
-			_, found, err := c.Image(ctx, ref)
+			_, found, err := e.Image(ctx, ref)
 			return found, err
 		},
 	}
-	report := agentmachine.Doctor(ctx, deps)
-	if opts.Output == outJSON {
-		if err := writeJSON(f.IO.Out, report); err != nil {
-			return err
-		}
-	} else if err := writeDoctorTable(f.IO.Out, report, f.IO.OutTTY); err != nil {
-		return err
+}
+
+func (o *doctorOptions) validate() error {
+	if o.Timeout <= 0 {
+		return usageErrorf("--timeout must be positive, such as 10s; got %s", o.Timeout)
 	}
-	if report.Summary.Failures > 0 {
-		return &ExitError{Code: ExitFailure}
-	}
-	return nil
+	return validateOutput(o.Output, outTable, outJSON)
 }
 
 func writeDoctorTable(w io.Writer, r agentmachine.Report, tty bool) error {

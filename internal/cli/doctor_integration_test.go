@@ -11,6 +11,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/sourceos/sourceosctl/internal/podmantest"
 	"github.com/sourceos/sourceosctl/schemas"
 )
 
@@ -43,7 +44,7 @@ func validateAgainst(t *testing.T, schemaFile string, doc []byte) {
 
 // snapshot lists every file under dirs and every Podman object, to prove a command changed
 // nothing.
-func snapshot(t *testing.T, dirs []string) string {
+func snapshot(t *testing.T, env *podmantest.Env, dirs []string) string {
 	t.Helper()
 	var lines []string
 	for _, d := range dirs {
@@ -66,11 +67,11 @@ func snapshot(t *testing.T, dirs []string) string {
 }
 
 func TestIntegrationDoctorReadsOnly(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	cfg := filepath.Join(w.home, "cfg")
-	before := snapshot(t, []string{w.home, cfg})
+	before := snapshot(t, e, []string{w.home, cfg})
 	code := run(t, f, "--profile", w.profile, "am", "doctor", "--repo", w.repo, "-o", "json")
 	if code != 0 && code != 1 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -91,13 +92,13 @@ func TestIntegrationDoctorReadsOnly(t *testing.T) {
 			t.Errorf("%s = %q, want prefix %q", id, statuses[id], want)
 		}
 	}
-	if after := snapshot(t, []string{w.home, cfg}); after != before {
+	if after := snapshot(t, e, []string{w.home, cfg}); after != before {
 		t.Errorf("doctor changed something:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
 
 func TestIntegrationDoctorWithoutPodmanExitsOneWithTheFix(t *testing.T) {
-	needPodman(t)
+	podmantest.Need(t)
 	f, out, _ := testFactory(t)
 	f.Getenv = func(k string) string {
 		if k == "CONTAINER_HOST" {

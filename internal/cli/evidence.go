@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
@@ -37,14 +38,31 @@ Stock cosign verifies a bundle too:
 }
 
 type evidenceOptions struct {
-	Factory *Factory
-	Path    string
-	Key     string
-	Output  string
+	IO *IOStreams
+	// HostKey is this host's own evidence public key, the default for verify.
+	HostKey func() (string, error)
+
+	Path   string
+	Key    string
+	Output string
 }
 
+func newEvidenceOptions(f *Factory) *evidenceOptions {
+	return &evidenceOptions{IO: f.IO, HostKey: func() (string, error) {
+		dirs, err := f.Dirs()
+		if err != nil {
+			return "", err
+		}
+		_, pub := dirs.SigningKeyPaths()
+		return pub, nil
+	}}
+}
+
+func (o *evidenceOptions) validate() error { return validateOutput(o.Output, outTable, outJSON) }
+
 func newEvidenceVerifyCmd(f *Factory) *cobra.Command {
-	opts := &evidenceOptions{Factory: f}
+	opts := newEvidenceOptions(f)
+	opts.Output = outTable
 	cmd := &cobra.Command{
 		Use:   "verify BUNDLE_DIR [--key PUB.pem]",
 		Short: "Verify a bundle's signature, statement, schema and artifact digests",
@@ -58,6 +76,9 @@ all hold, otherwise 1, naming the first check that failed.`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
+			if err := opts.validate(); err != nil {
+				return err
+			}
 			return runEvidenceVerify(opts)
 		},
 	}
@@ -71,15 +92,15 @@ type VerificationFailedError struct{ Err error }
 func (e *VerificationFailedError) Error() string { return "verification FAILED: " + e.Err.Error() }
 func (e *VerificationFailedError) Unwrap() error { return e.Err }
 
-func keyPath(f *Factory, flag string) (string, error) {
-	if flag != "" {
-		return flag, nil
+// keyPath is --key, or this host's own key; never a key found beside the bundle.
+func (o *evidenceOptions) keyPath() (string, error) {
+	if o.Key != "" {
+		return o.Key, nil
 	}
-	dirs, err := f.Dirs()
+	pub, err := o.HostKey()
 	if err != nil {
 		return "", err
 	}
-	_, pub := dirs.SigningKeyPaths()
 	if _, err := os.Stat(pub); err != nil {
 		return "", usageErrorf("no --key given and this host has no evidence key at %s: pass the signer's public key with --key PUB.pem", pub)
 	}
@@ -87,11 +108,10 @@ func keyPath(f *Factory, flag string) (string, error) {
 }
 
 func runEvidenceVerify(opts *evidenceOptions) error {
-	f := opts.Factory
 	if !evidence.IsBundle(opts.Path) {
 		return &agentmachine.InputError{Err: fmt.Errorf("%s is not an evidence bundle (no %s)", opts.Path, evidence.BundleFile)}
 	}
-	kp, err := keyPath(f, opts.Key)
+	kp, err := opts.keyPath()
 	if err != nil {
 		return err
 	}
@@ -104,12 +124,12 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 		return &VerificationFailedError{Err: err}
 	}
 	p := got.Statement.Predicate
-	fmt.Fprintf(f.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
+	fmt.Fprintf(opts.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
 	return nil
 }
 
 func newEvidenceInspectCmd(f *Factory) *cobra.Command {
-	opts := &evidenceOptions{Factory: f}
+	opts := newEvidenceOptions(f)
 	cmd := &cobra.Command{
 		Use:   "inspect BUNDLE_DIR|EVIDENCE_DIR [--key PUB.pem] [-o table|json]",
 		Short: "Summarise one bundle, or list every bundle in a directory (unverified unless --key)",
@@ -121,10 +141,10 @@ bundle is verified first. Given a directory of bundles, list them newest first.`
   sourceosctl agent-machine evidence inspect BUNDLE_DIR --key agent.pub -o json`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+			opts.Path = args[0]
+			if err := opts.validate(); err != nil {
 				return err
 			}
-			opts.Path = args[0]
 			return runEvidenceInspect(opts)
 		},
 	}
@@ -133,75 +153,40 @@ bundle is verified first. Given a directory of bundles, list them newest first.`
 	return cmd
 }
 
-// inspected is one bundle as inspect reports it.
-type inspected struct {
-	Dir       string              `json:"dir"`
-	Verified  bool                `json:"verified"`
-	Error     string              `json:"error,omitempty"`
-	Subjects  []evidence.Subject  `json:"subjects,omitempty"`
-	Predicate *evidence.Predicate `json:"predicate,omitempty"`
-}
-
 func runEvidenceInspect(opts *evidenceOptions) error {
-	f := opts.Factory
-	dirs := []string{opts.Path}
-	single := evidence.IsBundle(opts.Path)
-	if !single {
-		var err error
-		if dirs, err = evidence.List(opts.Path); err != nil {
-			return &agentmachine.InputError{Err: fmt.Errorf("%s: %v", opts.Path, err)}
-		}
-		if len(dirs) == 0 {
-			fmt.Fprintf(f.IO.ErrOut, "No evidence bundles in %s.\n", opts.Path)
-			if opts.Output == outJSON {
-				return writeJSON(f.IO.Out, []inspected{})
-			}
-			return nil
-		}
-	}
-	var verifier func(string) inspected
+	io := opts.IO
+	var verifier signature.Verifier
 	if opts.Key != "" {
-		pub, err := evidence.LoadPublicKey(opts.Key)
-		if err != nil {
+		var err error
+		if verifier, err = evidence.LoadPublicKey(opts.Key); err != nil {
 			return &agentmachine.InputError{Flag: "--key", Err: err}
 		}
-		verifier = func(dir string) inspected {
-			got, err := evidence.Verify(dir, pub)
-			if err != nil {
-				return inspected{Dir: dir, Error: err.Error()}
-			}
-			return inspected{Dir: dir, Verified: true, Subjects: got.Statement.Subject, Predicate: got.Statement.Predicate}
-		}
 	}
-	var items []inspected
-	var failed []error
-	for _, d := range dirs {
-		var it inspected
-		if verifier != nil {
-			it = verifier(d)
-		} else if st, err := evidence.ReadUnverified(d); err != nil {
-			it = inspected{Dir: d, Error: err.Error()}
-		} else {
-			it = inspected{Dir: d, Subjects: st.Subject, Predicate: st.Predicate}
-		}
-		if it.Error != "" {
-			failed = append(failed, fmt.Errorf("%s: %s", filepath.Base(d), it.Error))
-		}
-		items = append(items, it)
+	items, single, err := evidence.Inspect(opts.Path, verifier)
+	if err != nil {
+		return &agentmachine.InputError{Err: err}
 	}
-	var err error
+	if len(items) == 0 {
+		fmt.Fprintf(io.ErrOut, "No evidence bundles in %s.\n", opts.Path)
+	}
 	switch {
 	case opts.Output == outJSON && single:
-		err = writeJSON(f.IO.Out, items[0])
+		err = writeJSON(io.Out, items[0])
 	case opts.Output == outJSON:
-		err = writeJSON(f.IO.Out, items)
+		err = writeJSON(io.Out, items)
 	case single:
-		err = writeBundleSummary(f.IO.Out, items[0])
-	default:
-		err = writeBundleTable(f.IO.Out, items)
+		err = writeBundleSummary(io.Out, items[0])
+	case len(items) > 0:
+		err = writeBundleTable(io.Out, items)
 	}
 	if err != nil {
 		return err
+	}
+	var failed []error
+	for _, it := range items {
+		if it.Error != "" {
+			failed = append(failed, fmt.Errorf("%s: %s", filepath.Base(it.Dir), it.Error))
+		}
 	}
 	if len(failed) > 0 && opts.Key != "" {
 		return &VerificationFailedError{Err: errors.Join(failed...)}
@@ -209,7 +194,7 @@ func runEvidenceInspect(opts *evidenceOptions) error {
 	return errors.Join(failed...)
 }
 
-func status(it inspected) string {
+func status(it evidence.Inspected) string {
 	switch {
 	case it.Error != "" && it.Predicate == nil:
 		return "UNREADABLE"
@@ -221,7 +206,7 @@ func status(it inspected) string {
 	return "UNVERIFIED"
 }
 
-func writeBundleSummary(w io.Writer, it inspected) error {
+func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 	if it.Predicate == nil {
 		_, err := fmt.Fprintf(w, "%s  %s\n  %s\n", status(it), it.Dir, it.Error)
 		return err
@@ -277,7 +262,7 @@ func writeBundleSummary(w io.Writer, it inspected) error {
 	return tw.Flush()
 }
 
-func writeBundleTable(w io.Writer, items []inspected) error {
+func writeBundleTable(w io.Writer, items []evidence.Inspected) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tSESSION\tTOOL\tOUTCOME\tEXIT\tREPOSITORY\tCOMMIT")
 	for _, it := range items {
@@ -300,6 +285,13 @@ func optional(prefix, s string) string {
 		return ""
 	}
 	return prefix + s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 func dirty(d bool) string {

@@ -54,11 +54,12 @@ func verifyBundle(t *testing.T, w *workspace, dir string) *evidence.Predicate {
 	if code := run(t, f, "am", "evidence", "verify", dir, "--key", pub); code != 0 {
 		t.Fatalf("evidence verify: exit %d\n%s%s", code, out, errOut)
 	}
-	cosign := cosigntest.Binary(t)
-	args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
-		"--type", evidence.PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, "artifacts", "session.log")}
-	if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
-		t.Fatalf("cosign rejects the session's bundle: %v\n%s", err, out)
+	if cosign := cosigntest.Binary(t); cosign != "" {
+		args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
+			"--type", evidence.PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, "artifacts", "session.log")}
+		if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+			t.Fatalf("cosign rejects the session's bundle: %v\n%s", err, out)
+		}
 	}
 	st, err := evidence.ReadUnverified(dir)
 	if err != nil {
@@ -68,7 +69,7 @@ func verifyBundle(t *testing.T, w *workspace, dir string) *evidence.Predicate {
 }
 
 func TestIntegrationEvidenceMatchesReality(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	head := gitRepo(t, w)
 	imageID, _ := e.Podman("image", "inspect", "--format", "{{.ID}}", podmantest.Image)

@@ -43,26 +43,8 @@ func usageErrorf(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
-// HintError carries a command the user can copy to fix the problem.
-type HintError struct {
-	Err  error
-	Hint string
-}
-
-func (e *HintError) Error() string { return e.Err.Error() }
-func (e *HintError) Unwrap() error { return e.Err }
-
-// NotImplementedError is returned by commands that a later release will implement.
-type NotImplementedError struct {
-	Command string
-	Planned string
-}
-
-func (e *NotImplementedError) Error() string {
-	return fmt.Sprintf("%s is not implemented yet (planned: %s)", e.Command, e.Planned)
-}
-
-// ExitError carries a specific exit code, such as the tool's own from `run`.
+// ExitError carries a specific exit code with nothing more to say (doctor's failures are
+// already in its report).
 type ExitError struct {
 	Code int
 	Err  error // nil when the code speaks for itself
@@ -80,11 +62,13 @@ func (e *ExitError) Unwrap() error { return e.Err }
 func ExitCode(err error) int {
 	var (
 		exit    *ExitError
+		toolEx  *agentmachine.ToolExitError
 		usage   *UsageError
 		load    *profile.LoadError
 		missing *agentmachine.MissingError
 		input   *agentmachine.InputError
 		noAPI   *podman.NotFoundError
+		rtDir   *podman.RuntimeDirError
 		unreach *podman.UnreachableError
 		refused *policy.RefusedError
 		badURI  *podman.BadURIError
@@ -98,6 +82,8 @@ func ExitCode(err error) int {
 		return ExitOK
 	case errors.As(err, &exit):
 		return exit.Code
+	case errors.As(err, &toolEx):
+		return toolEx.Code
 	case errors.As(err, &intr):
 		if intr.Signal == "SIGTERM" {
 			return ExitSIGTERM
@@ -107,17 +93,19 @@ func ExitCode(err error) int {
 		return ExitRefused
 	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &imgIn):
 		return ExitUsage
-	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool):
+	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool), errors.As(err, &rtDir):
 		return ExitMissing
 	}
 	return ExitFailure
 }
 
-// printError writes err and every hint found in its chain, one per line.
+// printError writes err and every hint found in its tree, one per line. A tool's own failure
+// prints nothing: the tool has spoken, and its exit code is the message.
 func printError(w io.Writer, err error) {
 	var exit *ExitError
-	if errors.As(err, &exit) && exit.Err == nil {
-		return // the tool has already spoken; its exit code is the message
+	var toolEx *agentmachine.ToolExitError
+	if (errors.As(err, &exit) && exit.Err == nil) || (errors.As(err, &toolEx) && err == error(toolEx)) {
+		return
 	}
 	fmt.Fprintf(w, "Error: %s\n", err)
 	for _, h := range hints(err) {
@@ -125,17 +113,31 @@ func printError(w io.Writer, err error) {
 	}
 }
 
+// hints collects the hints in err's whole tree, errors.Join's branches included, in order and
+// without repeats.
 func hints(err error) []string {
 	var out []string
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		switch h := e.(type) {
-		case *HintError:
-			out = append(out, h.Hint)
-		case interface{ Hint() string }:
-			if s := h.Hint(); s != "" {
+	seen := map[string]bool{}
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if h, ok := e.(interface{ Hint() string }); ok {
+			if s := h.Hint(); s != "" && !seen[s] {
+				seen[s] = true
 				out = append(out, s)
 			}
 		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, c := range u.Unwrap() {
+				walk(c)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
 	}
+	walk(err)
 	return out
 }

@@ -5,13 +5,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/profiles"
@@ -27,10 +33,21 @@ type IOStreams struct {
 	Color                 bool // only on a terminal and without NO_COLOR
 }
 
-// Factory holds the process's dependencies. Everything that reads the environment, the clock
-// or the platform goes through it, so commands can be tested with fakes; expensive
-// dependencies (the Podman connection) are built lazily, so --help, --dry-run, doctor and
-// evidence verify work with the Podman socket down.
+// Engine is everything the commands need from a Podman service: *podman.Client, or a fake
+// in command tests.
+type Engine interface {
+	agentmachine.Engine
+	image.BuildEngine
+	Info(ctx context.Context) (podman.ServerInfo, error)
+}
+
+// The Podman client is the engine every command runs on.
+var _ Engine = (*podman.Client)(nil)
+
+// Factory holds the process's dependencies. Everything that reads the environment, the clock,
+// the file system or the platform goes through it, so commands can be tested with fakes; the
+// Podman connection is made lazily (Connect), so --help, --dry-run, doctor and evidence verify
+// work with the Podman socket down.
 type Factory struct {
 	IO      *IOStreams
 	Getenv  func(string) string
@@ -43,12 +60,20 @@ type Factory struct {
 	Home    func() (string, error)
 	WorkDir func() (string, error)
 	Build   BuildInfo
-	// Runner runs external commands (the podman CLI, for named connections and machines).
+	// Runner runs external commands (the podman CLI for named connections and machines,
+	// tools' versions).
 	Runner podman.Runner
+	// Stat, EvalSymlinks, ReadFile and TempDir are the file system as resolving and reading
+	// see it.
+	Stat         func(string) (fs.FileInfo, error)
+	EvalSymlinks func(string) (string, error)
+	ReadFile     func(string) ([]byte, error)
+	TempDir      string
+	LookPath     func(string) (string, error)
+	// Engine connects to a resolved endpoint. NewFactory's keeps one client per endpoint, so
+	// the checks and steps of one command share a connection.
+	Engine func(ctx context.Context, ep podman.Endpoint) (Engine, error)
 }
-
-// The Podman client is the engine sessions run on.
-var _ agentmachine.Engine = (*podman.Client)(nil)
 
 // BuildInfo identifies the binary; Version and Commit are set by the linker (see Makefile).
 type BuildInfo struct {
@@ -65,18 +90,46 @@ var (
 // NewFactory returns the factory for a real process.
 func NewFactory() *Factory {
 	return &Factory{
-		IO:      systemIO(),
-		Getenv:  os.Getenv,
-		Environ: os.Environ,
-		Now:     time.Now,
-		GOOS:    runtime.GOOS,
-		GOARCH:  runtime.GOARCH,
-		UID:     os.Getuid(),
-		GID:     os.Getgid(),
-		Home:    os.UserHomeDir,
-		WorkDir: os.Getwd,
-		Build:   BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()},
-		Runner:  podman.ExecRunner{},
+		IO:           systemIO(),
+		Getenv:       os.Getenv,
+		Environ:      os.Environ,
+		Now:          time.Now,
+		GOOS:         runtime.GOOS,
+		GOARCH:       runtime.GOARCH,
+		UID:          os.Getuid(),
+		GID:          os.Getgid(),
+		Home:         os.UserHomeDir,
+		WorkDir:      os.Getwd,
+		Build:        BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()},
+		Runner:       podman.ExecRunner{},
+		Stat:         os.Stat,
+		EvalSymlinks: filepath.EvalSymlinks,
+		ReadFile:     os.ReadFile,
+		TempDir:      os.TempDir(),
+		LookPath:     exec.LookPath,
+		Engine:       memoised(podmanEngine),
+	}
+}
+
+func podmanEngine(ctx context.Context, ep podman.Endpoint) (Engine, error) {
+	return podman.Connect(ctx, ep)
+}
+
+// memoised keeps the first client made for each endpoint URI.
+func memoised(connect func(context.Context, podman.Endpoint) (Engine, error)) func(context.Context, podman.Endpoint) (Engine, error) {
+	var mu sync.Mutex
+	clients := map[string]Engine{}
+	return func(ctx context.Context, ep podman.Endpoint) (Engine, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := clients[ep.URI]; ok {
+			return c, nil
+		}
+		c, err := connect(ctx, ep)
+		if err == nil {
+			clients[ep.URI] = c
+		}
+		return c, err
 	}
 }
 
@@ -104,47 +157,89 @@ func (f *Factory) LoadProfile(path string) (*profile.Profile, error) {
 
 // Resolver finds the Podman API the way this host's podman CLI would, machines included.
 func (f *Factory) Resolver() podman.Resolver {
-	r := podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: os.Stat}
+	r := podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: f.Stat, EvalSymlinks: f.EvalSymlinks, TempDir: f.TempDir}
 	r.Machine = func(ctx context.Context, name string) (podman.Endpoint, error) {
-		return r.MachineEndpoint(ctx, f.machines(), name)
+		return r.MachineEndpoint(ctx, f.Machines(), name)
 	}
 	return r
 }
 
-func (f *Factory) machines() podman.Machines {
-	return podman.Machines{Runner: f.Runner, ReadFile: os.ReadFile}
-}
-
-// MachineOps adapts podman.Machines to what agentmachine needs; the two machine structs
-// have the same fields, so each converts to the other.
-func (f *Factory) MachineOps() agentmachine.MachineOps { return machineOps{f.machines()} }
-
-type machineOps struct{ m podman.Machines }
-
-func (o machineOps) List(ctx context.Context) ([]agentmachine.MachineStatus, error) {
-	list, err := o.m.List(ctx)
-	out := make([]agentmachine.MachineStatus, len(list))
-	for i, m := range list {
-		out[i] = agentmachine.MachineStatus(m)
+// Connect resolves the endpoint for the --connection flag (or the environment, or the
+// profile's machine) and connects to it. The endpoint is returned even when the service does
+// not answer.
+func (f *Factory) Connect(ctx context.Context, connection, machine string) (Engine, podman.Endpoint, error) {
+	ep, err := f.Resolver().Resolve(ctx, connection, machine)
+	if err != nil {
+		return nil, ep, err
 	}
-	return out, err
+	e, err := f.Engine(ctx, ep)
+	return e, ep, err
 }
 
-func (o machineOps) Get(ctx context.Context, name string) (agentmachine.MachineStatus, bool, error) {
-	m, found, err := o.m.Get(ctx, name)
-	return agentmachine.MachineStatus(m), found, err
+// Connector is Connect as a session, status or stop uses it.
+func (f *Factory) Connector(connection string) agentmachine.Connector {
+	return func(ctx context.Context, machine string) (agentmachine.Engine, agentmachine.Connection, error) {
+		e, ep, err := f.Connect(ctx, connection, machine)
+		conn := agentmachine.Connection{URI: ep.URI, Source: ep.Source}
+		if err != nil {
+			return nil, conn, err
+		}
+		return e, conn, nil
+	}
 }
 
-func (o machineOps) StartMachine(ctx context.Context, name string) error {
-	return o.m.StartMachine(ctx, name)
+// Machines drives `podman machine`.
+func (f *Factory) Machines() podman.Machines {
+	return podman.Machines{Runner: f.Runner, ReadFile: f.ReadFile}
 }
-func (o machineOps) StopMachine(ctx context.Context, name string) error {
-	return o.m.StopMachine(ctx, name)
+
+// RuntimeDir is the rootless runtime directory Podman uses for this user ("" for root, or
+// when Podman could not find one: the resolver and doctor say why).
+func (f *Factory) RuntimeDir() string {
+	if f.UID == 0 || f.GOOS != "linux" {
+		return ""
+	}
+	d, err := podman.ResolveRuntimeDir(f.Resolver().RuntimeEnv())
+	if err != nil {
+		return ""
+	}
+	return d.Path
 }
+
+// Session is the session runner with this process's dependencies.
+func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
+	home, err := f.Home()
+	if err != nil {
+		return nil, fmt.Errorf("find home directory: %w", err)
+	}
+	wd, _ := f.WorkDir()
+	git, _ := f.LookPath("git")
+	return &agentmachine.Session{
+		Connect: f.Connector(g.Connection),
+		Host: agentmachine.Host{OS: f.GOOS, Arch: f.GOARCH, UID: f.UID, GID: f.GID, Home: home, WorkDir: wd,
+			RuntimeDir: f.RuntimeDir()},
+		IO:          agentmachine.IO{In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut, InTTY: f.IO.InTTY, OutTTY: f.IO.OutTTY},
+		Getenv:      f.Getenv,
+		Environ:     f.Environ,
+		Now:         f.Now,
+		ReadFile:    f.ReadFile,
+		Dirs:        agentmachine.DirsFor(f.GOOS, f.Getenv, home),
+		TempDir:     f.TempDir,
+		Git:         fingerprint.Git{Binary: git},
+		Runner:      f.Runner,
+		LookPath:    f.LookPath,
+		Version:     f.Build.Version + " (" + f.Build.Commit + ")",
+		StopTimeout: stopTimeout,
+		Verbose:     g.Verbose,
+	}, nil
+}
+
+// stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.
+const stopTimeout = 10 * time.Second
 
 // machineName is the profile's Podman machine, if it uses one.
 func machineName(p *profile.Profile) string {
-	if p.Spec.Machine == nil {
+	if p == nil || p.Spec.Machine == nil {
 		return ""
 	}
 	return p.Spec.Machine.Name

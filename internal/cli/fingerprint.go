@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,16 +10,18 @@ import (
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 type fingerprintOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
-	Repo    string
+	IO    *IOStreams
+	Probe func(ctx context.Context, repo string) fingerprint.Probes
+
+	Repo string
 }
 
 func newFingerprintCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &fingerprintOptions{Factory: f, Globals: g}
+	opts := &fingerprintOptions{IO: f.IO, Probe: func(ctx context.Context, repo string) fingerprint.Probes { return f.fingerprintProbes(g, repo) }}
 	cmd := &cobra.Command{
 		Use:   "fingerprint [--repo PATH]",
 		Short: "Print this host's AgentMachineFingerprint as JSON",
@@ -44,11 +45,16 @@ cannot be gathered is reported absent, with the reason. Probes run concurrently.
 const probeTimeout = 10 * time.Second
 
 func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
-	f := opts.Factory
-	prof, profErr := f.LoadProfile(opts.Globals.Profile)
+	return writeJSON(opts.IO.Out, fingerprint.Gather(ctx, opts.Probe(ctx, opts.Repo)))
+}
+
+// fingerprintProbes are the fingerprint's probes on this host, each read-only.
+func (f *Factory) fingerprintProbes(g *GlobalOptions, repo string) fingerprint.Probes {
+	prof, profErr := f.LoadProfile(g.Profile)
+	machine := machineName(prof)
 	version := func(name string, args ...string) func(context.Context) (string, error) {
 		return func(ctx context.Context) (string, error) {
-			if _, err := exec.LookPath(name); err != nil {
+			if _, err := f.LookPath(name); err != nil {
 				return "", errors.New(name + " is not installed")
 			}
 			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
@@ -57,7 +63,6 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 			return string(out), err
 		}
 	}
-	api := apiProbe(f, opts.Globals, prof)
 	probes := fingerprint.Probes{
 		Now:          f.Now,
 		Host:         fingerprint.HostFacts{OS: f.GOOS, Arch: f.GOARCH},
@@ -67,7 +72,9 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 		Git:          version("git", "--version"),
 		Nix:          version("nix", "--version"),
 		PodmanServer: func(ctx context.Context) fingerprint.Server {
-			_, st, err := api(ctx)
+			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			_, st, err := serverStatus(cctx, f, g.Connection, machine)
 			if err != nil {
 				return fingerprint.Server{Absent: firstLineOf(err)}
 			}
@@ -79,11 +86,13 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 				return fingerprint.Image{Absent: "no valid profile"}
 			}
 			ref := prof.Spec.Image.Ref
-			c, _, err := api(ctx)
+			cctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			e, _, err := f.Connect(cctx, g.Connection, machine)
 			if err != nil {
 				return fingerprint.Image{Ref: ref, Absent: "the Podman API is not reachable"}
 			}
-			img, found, err := c.Image(ctx, ref)
+			img, found, err := e.Image(cctx, ref)
 			switch {
 			case err != nil:
 				return fingerprint.Image{Ref: ref, Absent: firstLineOf(err)}
@@ -93,34 +102,33 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 			return fingerprint.Image{Ref: ref, ID: img.ID, Digest: img.Digest}
 		},
 	}
-	if prof != nil && usesMachine(f, prof) {
+	if prof != nil && usesMachine(f.GOOS, prof) {
 		probes.Machine = func(ctx context.Context) *fingerprint.Machine {
-			name := machineName(prof)
-			m, found, err := f.MachineOps().Get(ctx, name)
+			m, found, err := f.Machines().Get(ctx, machine)
 			switch {
 			case err != nil:
-				return &fingerprint.Machine{Name: name, Absent: firstLineOf(err)}
+				return &fingerprint.Machine{Name: machine, Absent: firstLineOf(err)}
 			case !found:
-				return &fingerprint.Machine{Name: name, Absent: "the machine does not exist"}
+				return &fingerprint.Machine{Name: machine, Absent: "the machine does not exist"}
 			}
 			return &fingerprint.Machine{Name: m.Name, Provider: m.Provider, State: m.State, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}
 		}
 	}
-	probes.Profile, probes.Policy = profileFacts(f, opts, prof, profErr)
-	return writeJSON(f.IO.Out, fingerprint.Gather(ctx, probes))
+	probes.Profile, probes.Policy = f.profileFacts(repo, prof, profErr)
+	return probes
 }
 
 // profileFacts reports the profile and the policy hash of a shell session on the repository,
 // computed exactly as a dry run would.
-func profileFacts(f *Factory, opts *fingerprintOptions, prof *profile.Profile, profErr error) (fingerprint.Profile, fingerprint.Policy) {
+func (f *Factory) profileFacts(repo string, prof *profile.Profile, profErr error) (fingerprint.Profile, fingerprint.Policy) {
 	if profErr != nil {
 		return fingerprint.Profile{Absent: firstLineOf(profErr)}, fingerprint.Policy{Absent: "no valid profile"}
 	}
 	p := fingerprint.Profile{Name: prof.Metadata.Name, Source: prof.Source, SHA256: prof.SHA256}
 	home, _ := f.Home()
 	wd, _ := f.WorkDir()
-	plan, err := agentmachine.NewPlan(prof, agentmachine.SessionRequest{Tool: "shell", Repo: opts.Repo, WorkDir: wd},
-		agentmachine.Facts{OS: f.GOOS, Home: home, UID: f.UID, GID: f.GID, RuntimeDir: f.Getenv("XDG_RUNTIME_DIR"), Now: f.Now()})
+	plan, err := agentmachine.NewPlan(prof, agentmachine.SessionRequest{Tool: tool.Shell, Repo: repo, WorkDir: wd},
+		agentmachine.Facts{OS: f.GOOS, Home: home, UID: f.UID, GID: f.GID, RuntimeDir: f.RuntimeDir(), Now: f.Now()})
 	switch {
 	case plan == nil && err != nil:
 		return p, fingerprint.Policy{Absent: firstLineOf(err)}
@@ -128,13 +136,6 @@ func profileFacts(f *Factory, opts *fingerprintOptions, prof *profile.Profile, p
 		return p, fingerprint.Policy{Hash: plan.PolicyHash, Repo: plan.Repo, Absent: "the policy refuses this repository: " + firstLineOf(err)}
 	}
 	return p, fingerprint.Policy{Hash: plan.PolicyHash, Repo: plan.Repo}
-}
-
-func machineNameOrEmpty(p *profile.Profile) string {
-	if p == nil {
-		return ""
-	}
-	return machineName(p)
 }
 
 func firstLineOf(err error) string {

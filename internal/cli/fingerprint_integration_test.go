@@ -10,7 +10,7 @@ import (
 )
 
 func TestIntegrationFingerprintIsValidAndHoldsNoEnvironment(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "fingerprint", "--repo", w.repo); code != 0 {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/image"
-	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -50,13 +48,6 @@ What was fetched is recorded in a manifest under the data directory
 	return cmd
 }
 
-// imageEngine adapts the Podman client to what internal/image needs.
-type imageEngine struct{ *podman.Client }
-
-func (e imageEngine) Build(ctx context.Context, st image.BuildStage) (string, error) {
-	return e.Client.Build(ctx, podman.BuildSpec(st))
-}
-
 // interrupted turns a cancelled command into the signal's exit code.
 func interrupted(ctx context.Context, err error) error {
 	if err != nil && ctx.Err() != nil {
@@ -65,6 +56,14 @@ func interrupted(ctx context.Context, err error) error {
 		}
 	}
 	return err
+}
+
+// engineFor connects to the Podman service a command's profile uses.
+func (f *Factory) engineFor(g *GlobalOptions) func(ctx context.Context, p *profile.Profile) (Engine, error) {
+	return func(ctx context.Context, p *profile.Profile) (Engine, error) {
+		e, _, err := f.Connect(ctx, g.Connection, machineName(p))
+		return e, err
+	}
 }
 
 func (f *Factory) imageDirs() (manifest, work, downloads string, err error) {
@@ -77,9 +76,16 @@ func (f *Factory) imageDirs() (manifest, work, downloads string, err error) {
 }
 
 type imageBuildOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	LoadProfile func(string) (*profile.Profile, error)
+	Engine      func(context.Context, *profile.Profile) (Engine, error)
+	ImageDirs   func() (manifest, work, downloads string, err error)
+	Now         func() time.Time
+	ReadFile    func(string) ([]byte, error)
+	LookPath    func(string) (string, error)
 
+	Profile                            string
+	Verbose                            bool
 	Base, Rootfs, Mirror, Catalog, Tag string
 	Stacks, CACerts                    []string
 	Force, DryRun                      bool
@@ -87,7 +93,8 @@ type imageBuildOptions struct {
 }
 
 func newImageBuildCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &imageBuildOptions{Factory: f, Globals: g}
+	opts := &imageBuildOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs,
+		Now: f.Now, ReadFile: f.ReadFile, LookPath: f.LookPath}
 	cmd := &cobra.Command{
 		Use:   "build [--base IMAGE | --rootfs PATH] [--stack NAME[@VERSION]]...",
 		Short: "Build the default workspace image (and stack variants) on this host",
@@ -120,7 +127,8 @@ store.`,
   sudo sourceosctl agent-machine image build --ca-cert /usr/local/share/ca-certificates/corp.crt`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+			opts.Profile, opts.Verbose = g.Profile, g.Verbose
+			if err := opts.validate(); err != nil {
 				return err
 			}
 			return interrupted(cmd.Context(), runImageBuild(cmd.Context(), opts))
@@ -147,8 +155,19 @@ func loadCatalog(path string) (*image.Catalog, error) {
 	return image.LoadCatalog(path)
 }
 
+func (o *imageBuildOptions) validate() error {
+	if err := validateOutput(o.Output, outTable, outJSON); err != nil {
+		return err
+	}
+	if o.Tag != "" {
+		if _, err := profile.Parse("--tag", []byte(fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: t}\nspec: {host: {os: linux}, image: {ref: %q}}\n", o.Tag))); err != nil {
+			return usageErrorf("--tag %q is not an image reference such as localhost/team/agent:1", o.Tag)
+		}
+	}
+	return nil
+}
+
 func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
-	f := opts.Factory
 	cat, err := loadCatalog(opts.Catalog)
 	if err != nil {
 		return err
@@ -157,58 +176,60 @@ func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Tag != "" {
-		if _, err := profile.Parse("--tag", []byte(fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: t}\nspec: {host: {os: linux}, image: {ref: %q}}\n", opts.Tag))); err != nil {
-			return usageErrorf("--tag %q is not an image reference such as localhost/team/agent:1", opts.Tag)
-		}
-	}
-	manifestPath, work, _, err := f.imageDirs()
+	manifestPath, work, _, err := opts.ImageDirs()
 	if err != nil {
 		return err
 	}
-	prof, err := f.LoadProfile(opts.Globals.Profile)
+	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
 	}
-	client, _, err := connect(ctx, f, opts.Globals, prof)
+	engine, err := opts.Engine(ctx, prof)
 	if err != nil {
 		return err
 	}
-	b := &image.Builder{Engine: imageEngine{client}, ManifestPath: manifestPath, WorkDir: work, Out: f.IO.ErrOut,
-		Geteuid: os.Geteuid, LookPath: exec.LookPath, ReadFile: os.ReadFile, Now: f.Now}
+	b := &image.Builder{Engine: engine, ManifestPath: manifestPath, WorkDir: work, Out: opts.IO.ErrOut,
+		Geteuid: os.Geteuid, LookPath: opts.LookPath, ReadFile: opts.ReadFile, Now: opts.Now}
 	req := image.BuildRequest{Ref: opts.Tag, Base: opts.Base, Rootfs: opts.Rootfs, Mirror: opts.Mirror, Stacks: stacks,
 		CACerts: opts.CACerts, Catalog: cat, Force: opts.Force}
 	plan, err := b.Plan(ctx, req)
 	if err != nil {
 		return err
 	}
-	version := fmt.Sprintf("claude-code %s, codex %s", cat.Tools["claude-code"], cat.Tools["codex"])
+	version := cat.ToolVersions()
 	for _, s := range stacks {
 		version += ", " + s.Stack + " " + s.Version
 	}
 	if opts.DryRun {
 		if opts.Output == outJSON {
-			return writeJSON(f.IO.Out, plan)
+			return writeJSON(opts.IO.Out, plan)
 		}
-		printBuildPlan(f.IO.Out, plan, true)
+		printBuildPlan(opts.IO.Out, plan, true)
 		return nil
 	}
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return fmt.Errorf("build directory: %w", err)
 	}
-	start := f.Now()
+	start := opts.Now()
+	log, err := newBuildLog(b, opts, filepath.Join(filepath.Dir(work), "logs"), start)
+	if err != nil {
+		return err
+	}
 	entry, err := b.Run(ctx, plan, version)
+	if closeErr := log.close(err); err == nil {
+		err = closeErr
+	}
 	if err != nil {
 		return err
 	}
 	if opts.Output == outJSON {
-		return writeJSON(f.IO.Out, struct {
+		return writeJSON(opts.IO.Out, struct {
 			*image.BuildPlan
 			Entry *image.Entry `json:"entry"`
 		}{plan, entry})
 	}
-	printBuildPlan(f.IO.Out, plan, false)
-	fmt.Fprintf(f.IO.Out, "✓ %s is image %.12s (%s), built in %s\n", entry.Ref, entry.ID, version, f.Now().Sub(start).Round(time.Second))
+	printBuildPlan(opts.IO.Out, plan, false)
+	fmt.Fprintf(opts.IO.Out, "✓ %s is image %.12s (%s), built in %s\n", entry.Ref, entry.ID, version, opts.Now().Sub(start).Round(time.Second))
 	return nil
 }
 
@@ -227,18 +248,22 @@ func printBuildPlan(w io.Writer, plan *image.BuildPlan, dry bool) {
 }
 
 type imagePullOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	LoadProfile func(string) (*profile.Profile, error)
+	Engine      func(context.Context, *profile.Profile) (Engine, error)
+	ImageDirs   func() (manifest, work, downloads string, err error)
+	Now         func() time.Time
 
-	Source string
-	Force  bool
-	DryRun bool
-	Output string
-	update bool
+	Profile string
+	Source  string
+	Force   bool
+	DryRun  bool
+	Output  string
+	update  bool
 }
 
 func newImagePullCmd(f *Factory, g *GlobalOptions, update bool) *cobra.Command {
-	opts := &imagePullOptions{Factory: f, Globals: g, update: update}
+	opts := &imagePullOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs, Now: f.Now, update: update}
 	cmd := &cobra.Command{
 		Use:   "pull [--source registry|archive]",
 		Short: "Fetch the profile's image from its sources",
@@ -258,11 +283,9 @@ in the image manifest (see: image list).`,
   sourceosctl agent-machine image pull --profile team.yaml --dry-run`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
+			opts.Profile = g.Profile
+			if err := opts.validate(); err != nil {
 				return err
-			}
-			if opts.Source != "" && opts.Source != image.KindRegistry && opts.Source != image.KindArchive {
-				return usageErrorf("--source must be registry or archive, not %q", opts.Source)
 			}
 			return interrupted(cmd.Context(), runImagePull(cmd.Context(), opts))
 		},
@@ -284,9 +307,19 @@ declared SHA-256. Fetch only when it differs or the image is gone; --force alway
 	return cmd
 }
 
+func (o *imagePullOptions) validate() error {
+	if err := validateOutput(o.Output, outTable, outJSON); err != nil {
+		return err
+	}
+	if o.Source != "" && o.Source != image.KindRegistry && o.Source != image.KindArchive {
+		return usageErrorf("--source must be registry or archive, not %q", o.Source)
+	}
+	return nil
+}
+
 func runImagePull(ctx context.Context, opts *imagePullOptions) error {
-	f := opts.Factory
-	prof, err := f.LoadProfile(opts.Globals.Profile)
+	io := opts.IO
+	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
 	}
@@ -295,41 +328,45 @@ func runImagePull(ctx context.Context, opts *imagePullOptions) error {
 	if err != nil {
 		return err
 	}
-	manifestPath, _, downloads, err := f.imageDirs()
+	manifestPath, _, downloads, err := opts.ImageDirs()
 	if err != nil {
 		return err
 	}
-	client, _, err := connect(ctx, f, opts.Globals, prof)
+	engine, err := opts.Engine(ctx, prof)
 	if err != nil {
 		return err
 	}
-	fetcher := &image.Fetcher{Engine: imageEngine{client}, ManifestPath: manifestPath, Log: f.IO.ErrOut, Now: f.Now,
-		Downloader: &image.Downloader{Dir: downloads, Client: http.DefaultClient, Progress: newByteProgress(f.IO.ErrOut, f.IO.ErrTTY)}}
+	fetcher := &image.Fetcher{Engine: engine, ManifestPath: manifestPath, Log: io.ErrOut, Now: opts.Now,
+		Downloader: &image.Downloader{Dir: downloads, Client: http.DefaultClient, Progress: newByteProgress(io.ErrOut, io.ErrTTY)}}
 	res, err := fetcher.Fetch(ctx, ref, sources, image.Options{Update: opts.update && !opts.Force, DryRun: opts.DryRun})
 	if err != nil {
 		return err
 	}
 	if opts.Output == outJSON {
-		return writeJSON(f.IO.Out, res)
+		return writeJSON(io.Out, res)
 	}
 	last := res.Attempts[len(res.Attempts)-1]
 	switch {
 	case opts.DryRun && res.Changed:
-		fmt.Fprintf(f.IO.Out, "dry run: would fetch %s from %s (%s); nothing was changed\n", ref, last.Source, last.Digest)
+		fmt.Fprintf(io.Out, "dry run: would fetch %s from %s (%s); nothing was changed\n", ref, last.Source, last.Digest)
 	case !res.Changed:
-		fmt.Fprintf(f.IO.Out, "✓ %s is up to date: %s still has %s; nothing fetched\n", ref, last.Source, last.Digest)
+		fmt.Fprintf(io.Out, "✓ %s is up to date: %s still has %s; nothing fetched\n", ref, last.Source, last.Digest)
 	default:
-		fmt.Fprintf(f.IO.Out, "✓ %s fetched from %s: image %.12s, digest %s\n", ref, last.Source, res.Entry.ID, res.Entry.Digest)
+		fmt.Fprintf(io.Out, "✓ %s fetched from %s: image %.12s, digest %s\n", ref, last.Source, res.Entry.ID, res.Entry.Digest)
 	}
 	if want := prof.Spec.Image.Digest; want != "" && res.Entry != nil && res.Entry.Digest != want {
-		fmt.Fprintf(f.IO.ErrOut, "warning: the profile pins %s but %s has %s; sessions will refuse it until spec.image.digest is updated\n", want, ref, res.Entry.Digest)
+		fmt.Fprintf(io.ErrOut, "warning: the profile pins %s but %s has %s; sessions will refuse it until spec.image.digest is updated\n", want, ref, res.Entry.Digest)
 	}
 	return nil
 }
 
 type imageListOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	LoadProfile func(string) (*profile.Profile, error)
+	Engine      func(context.Context, *profile.Profile) (Engine, error)
+	ImageDirs   func() (manifest, work, downloads string, err error)
+
+	Profile string
 	Output  string
 }
 
@@ -343,7 +380,7 @@ type ImageListItem struct {
 }
 
 func newImageListCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &imageListOptions{Factory: f, Globals: g}
+	opts := &imageListOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the images fetched or built, and whether each is still present",
@@ -354,6 +391,7 @@ what local storage holds now (present, changed, missing).`,
   sourceosctl agent-machine image list -o json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
 			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
 				return err
 			}
@@ -365,8 +403,8 @@ what local storage holds now (present, changed, missing).`,
 }
 
 func runImageList(ctx context.Context, opts *imageListOptions) error {
-	f := opts.Factory
-	manifestPath, _, _, err := f.imageDirs()
+	io := opts.IO
+	manifestPath, _, _, err := opts.ImageDirs()
 	if err != nil {
 		return err
 	}
@@ -374,13 +412,13 @@ func runImageList(ctx context.Context, opts *imageListOptions) error {
 	if err != nil {
 		return err
 	}
-	prof, err := f.LoadProfile(opts.Globals.Profile)
+	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	client, _, connErr := connect(cctx, f, opts.Globals, prof)
+	client, connErr := opts.Engine(cctx, prof)
 	items := []ImageListItem{}
 	for _, e := range m.Sorted() {
 		it := ImageListItem{Entry: e, Local: "unknown"}
@@ -399,19 +437,19 @@ func runImageList(ctx context.Context, opts *imageListOptions) error {
 		items = append(items, it)
 	}
 	if connErr != nil {
-		fmt.Fprintf(f.IO.ErrOut, "warning: cannot reach Podman (%v); local presence is unknown\n", connErr)
+		fmt.Fprintf(io.ErrOut, "warning: cannot reach Podman (%v); local presence is unknown\n", connErr)
 	}
 	if opts.Output == outJSON {
-		return writeJSON(f.IO.Out, struct {
+		return writeJSON(io.Out, struct {
 			Manifest string          `json:"manifest"`
 			Images   []ImageListItem `json:"images"`
 		}{manifestPath, items})
 	}
 	if len(items) == 0 {
-		fmt.Fprintf(f.IO.Out, "No images fetched or built yet (manifest: %s).\nBuild the default one: sourceosctl agent-machine image build\n", manifestPath)
+		fmt.Fprintf(io.Out, "No images fetched or built yet (manifest: %s).\nBuild the default one: sourceosctl agent-machine image build\n", manifestPath)
 		return nil
 	}
-	tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REF\tLOCAL\tID\tSOURCE\tSOURCE DIGEST\tVERSION\tFETCHED")
 	for _, it := range items {
 		fmt.Fprintf(tw, "%s\t%s\t%.12s\t%s %s\t%.19s\t%s\t%s\n", it.Ref, it.Local, it.ID, it.Source.Kind, it.Source.Location,
@@ -442,7 +480,7 @@ a replacement catalog (same JSON shape) instead of the embedded one.`,
 			if output == outJSON {
 				return writeJSON(f.IO.Out, cat)
 			}
-			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; claude-code %s, codex %s)\n", cat.Source, cat.Suite, cat.Tools["claude-code"], cat.Tools["codex"])
+			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; %s)\n", cat.Source, cat.Suite, cat.ToolVersions())
 			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "STACK\tVERSION\tPACKAGES\tDESCRIPTION")
 			for _, s := range cat.Stacks {

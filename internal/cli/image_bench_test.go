@@ -20,9 +20,7 @@ import (
 //   - pull-archive: `image pull` of a local `podman save` archive (SHA-256 check, load, tag,
 //     manifest) against raw `podman load -i` of the same archive.
 func BenchmarkImageFetch(b *testing.B) {
-	if env == nil {
-		b.Skip("podman is not installed")
-	}
+	env := podmantest.Need(b)
 	w := newWorkspace(b, env, "")
 	ts := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer ts.Close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/image"
+	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
 // hostCACerts are the extra CA certificates this host trusts (a TLS-inspecting proxy's, say):
@@ -24,7 +25,7 @@ func hostCACerts() []string {
 // (debootstrap from the host's mirror, npm for the tools), then runs the real claude and codex
 // in governed sessions. It takes minutes; CI runs it once per run.
 func TestIntegrationImageBuildFromScratch(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	if os.Getenv("CI") != "true" && os.Getenv("SOURCEOSCTL_IMAGE_BUILD_TEST") != "1" {
 		t.Skip("builds the real workspace image (minutes, needs root, debootstrap, Debian and npm): set SOURCEOSCTL_IMAGE_BUILD_TEST=1 (CI always runs it)")
 	}

@@ -126,7 +126,7 @@ func runCLI(t testing.TB, e *podmantest.Env, w *workspace, args ...string) (int,
 }
 
 func TestIntegrationImageArchiveSource(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	t.Cleanup(func() { removeImage(e, fetchedRef) })
 	archive, sum := saveArchive(t, e, podmantest.Image)
@@ -221,7 +221,7 @@ func TestIntegrationImageArchiveSource(t *testing.T) {
 }
 
 func TestIntegrationImageWrongChecksumIsRefusedBeforeLoad(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	const ref = "localhost/sosctl-it/never:1"
 	archive, sum := saveArchive(t, e, podmantest.Image)
@@ -283,7 +283,7 @@ func (r *registryCounter) snapshot() map[string]int {
 }
 
 func TestIntegrationImageRegistrySource(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	t.Cleanup(func() { removeImage(e, fetchedRef) })
 	reg := &registryCounter{h: registry.New(registry.Logger(log.New(io.Discard, "", 0))), kinds: map[string]int{}}
@@ -352,7 +352,7 @@ func TestIntegrationImageRegistrySource(t *testing.T) {
 }
 
 func TestIntegrationPinnedDigestMismatchIsRefused(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	pinned := "sha256:" + strings.Repeat("0", 64)
 	w := newWorkspace(t, e, "")
 	body, _ := os.ReadFile(w.profile)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -9,18 +10,22 @@ import (
 )
 
 type initOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO      *IOStreams
+	GOOS    string
+	Getenv  func(string) string
+	Home    func() (string, error)
+	WorkDir func() (string, error)
 
-	Repo   string
-	Name   string
-	Out    string
-	Force  bool
-	DryRun bool
+	Profile string
+	Repo    string
+	Name    string
+	Out     string
+	Force   bool
+	DryRun  bool
 }
 
 func newInitCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &initOptions{Factory: f, Globals: g}
+	opts := &initOptions{IO: f.IO, GOOS: f.GOOS, Getenv: f.Getenv, Home: f.Home, WorkDir: f.WorkDir}
 	cmd := &cobra.Command{
 		Use:   "init --repo PATH [--profile NAME|PATH] [--out PATH] [--force] [--dry-run]",
 		Short: "Render an example or a profile file into a profile for one repository",
@@ -40,6 +45,10 @@ Built-in examples: linux-rootless, macos-podman, windows-wsl (default: the one f
   sourceosctl agent-machine init --repo ~/dev/app --dry-run`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
+			if err := opts.validate(); err != nil {
+				return err
+			}
 			return runInit(opts)
 		},
 	}
@@ -52,33 +61,39 @@ Built-in examples: linux-rootless, macos-podman, windows-wsl (default: the one f
 	return cmd
 }
 
+func (o *initOptions) validate() error {
+	if o.Repo == "" {
+		return &agentmachine.InputError{Flag: "--repo", Err: errors.New("is required: give the repository the profile is for"), Fix: "sourceosctl agent-machine init --repo ~/dev/app"}
+	}
+	return nil
+}
+
 func runInit(opts *initOptions) error {
-	f := opts.Factory
-	home, err := f.Home()
+	home, err := opts.Home()
 	if err != nil {
 		return fmt.Errorf("find home directory: %w", err)
 	}
-	wd, err := f.WorkDir()
+	wd, err := opts.WorkDir()
 	if err != nil {
 		return fmt.Errorf("find working directory: %w", err)
 	}
 	res, err := agentmachine.Init(agentmachine.InitRequest{
-		Source: opts.Globals.Profile, Repo: opts.Repo, Name: opts.Name, Out: opts.Out,
+		Source: opts.Profile, Repo: opts.Repo, Name: opts.Name, Out: opts.Out,
 		Force: opts.Force, DryRun: opts.DryRun,
-		GOOS: f.GOOS, Home: home, WorkDir: wd, Dirs: agentmachine.DirsFor(f.GOOS, f.Getenv, home),
+		GOOS: opts.GOOS, Home: home, WorkDir: wd, Dirs: agentmachine.DirsFor(opts.GOOS, opts.Getenv, home),
 	})
 	if err != nil {
 		return err
 	}
 	for _, w := range res.Warnings {
-		fmt.Fprintf(f.IO.ErrOut, "! %s\n", w)
+		fmt.Fprintf(opts.IO.ErrOut, "! %s\n", w)
 	}
 	if opts.DryRun {
-		fmt.Fprintf(f.IO.ErrOut, "dry run: would write %s (mode 0600); nothing was written\n", res.Path)
-		_, err := f.IO.Out.Write(res.YAML)
+		fmt.Fprintf(opts.IO.ErrOut, "dry run: would write %s (mode 0600); nothing was written\n", res.Path)
+		_, err := opts.IO.Out.Write(res.YAML)
 		return err
 	}
-	fmt.Fprintf(f.IO.ErrOut, "✓ Wrote profile %s\n  next: sourceosctl agent-machine shell --profile %s --dry-run\n", res.Name, res.Path)
-	fmt.Fprintln(f.IO.Out, res.Path)
+	fmt.Fprintf(opts.IO.ErrOut, "✓ Wrote profile %s\n  next: sourceosctl agent-machine shell --profile %s --dry-run\n", res.Name, res.Path)
+	fmt.Fprintln(opts.IO.Out, res.Path)
 	return nil
 }

@@ -2,12 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,21 +13,33 @@ import (
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
-func usesMachine(f *Factory, p *profile.Profile) bool {
-	return f.GOOS == "darwin" || f.GOOS == "windows" || machineName(p) != ""
+// usesMachine reports whether the profile's sessions run in a Podman machine.
+func usesMachine(goos string, p *profile.Profile) bool {
+	return goos == "darwin" || goos == "windows" || machineName(p) != ""
 }
 
 type startOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	GOOS        string
+	LoadProfile func(string) (*profile.Profile, error)
+	Native      func() (agentmachine.StartDeps, error)
+	Machines    agentmachine.MachineOps
+	Dirs        func() (agentmachine.Dirs, error)
+	// Ping connects to the API the command resolves (for a machine: once it runs).
+	Ping func(ctx context.Context, machine string) (podman.Endpoint, podman.ServerInfo, error)
 
-	DryRun bool
-	Force  bool
-	Output string
+	Profile string
+	DryRun  bool
+	Force   bool
+	Output  string
 }
 
 func newStartCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &startOptions{Factory: f, Globals: g}
+	opts := &startOptions{IO: f.IO, GOOS: f.GOOS, LoadProfile: f.LoadProfile, Machines: f.Machines(), Dirs: f.Dirs,
+		Native: func() (agentmachine.StartDeps, error) { return f.startDeps(g) },
+		Ping: func(ctx context.Context, machine string) (podman.Endpoint, podman.ServerInfo, error) {
+			return f.ping(ctx, g.Connection, machine)
+		}}
 	cmd := &cobra.Command{
 		Use:   "start [--dry-run]",
 		Short: "Start the Podman machine or API service the profile needs",
@@ -40,8 +48,10 @@ func newStartCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 Linux (no machine): an API that already answers is left alone; otherwise the systemd
 podman.socket unit is started where systemd manages your session, or else
 'podman system service' is started in the background with its log in the state directory
-($XDG_STATE_HOME/sourceos/agent-machine/podman-service.log). An endpoint set explicitly
-(--connection, CONTAINER_HOST) is never replaced by a local service.
+($XDG_STATE_HOME/sourceos/agent-machine/podman-service.log). The socket is the one Podman
+itself uses: in $XDG_RUNTIME_DIR, or without it /run/user/UID or $TMPDIR/podman-run-UID (see
+doctor). An endpoint set explicitly (--connection, CONTAINER_HOST) is never replaced by a
+local service.
 
 macOS and Windows: the profile's Podman machine is started; one is never created: if it is
 absent, the exact 'podman machine init' command is printed.`,
@@ -49,6 +59,7 @@ absent, the exact 'podman machine init' command is printed.`,
   sourceosctl agent-machine start --dry-run`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
 			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
 				return err
 			}
@@ -61,52 +72,89 @@ absent, the exact 'podman machine init' command is printed.`,
 	return cmd
 }
 
-func runStart(ctx context.Context, opts *startOptions) error {
-	f := opts.Factory
-	prof, err := f.LoadProfile(opts.Globals.Profile)
-	if err != nil {
-		return err
-	}
-	if usesMachine(f, prof) {
-		return runStartMachine(ctx, opts, prof)
-	}
+// startDeps are what starting the native Linux service needs.
+func (f *Factory) startDeps(g *GlobalOptions) (agentmachine.StartDeps, error) {
 	dirs, err := f.Dirs()
 	if err != nil {
-		return err
+		return agentmachine.StartDeps{}, err
 	}
-	res, err := agentmachine.StartNative(ctx, agentmachine.StartDeps{
-		UID: f.UID, RuntimeDir: f.Getenv("XDG_RUNTIME_DIR"), Dirs: dirs, Stat: os.Stat, ReadFile: os.ReadFile,
+	runtime, runtimeErr := podman.ResolveRuntimeDir(f.Resolver().RuntimeEnv())
+	return agentmachine.StartDeps{
+		UID: f.UID, RuntimeDir: runtime.Path, RuntimeDirErr: runtimeErr, Dirs: dirs, Stat: f.Stat, ReadFile: f.ReadFile,
 		Resolve: func(ctx context.Context) (string, string, error) {
-			ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, "")
+			ep, err := f.Resolver().Resolve(ctx, g.Connection, "")
 			return ep.URI, ep.Source, err
 		},
 		Ping: func(ctx context.Context, uri string) (agentmachine.APIStatus, error) {
-			return pingAPI(ctx, podman.Endpoint{URI: uri, Source: "local socket"})
+			return apiStatus(ctx, f, podman.Endpoint{URI: uri, Source: "local socket"})
 		},
 		StartUnit: func(ctx context.Context, user bool) error {
 			return podman.StartSocketUnit(ctx, f.Runner, user)
 		},
 		Spawn: podman.SpawnService, ServiceCommand: podman.ServiceCommand,
 		ErrOut: f.IO.ErrOut, Wait: 30 * time.Second,
-	}, opts.DryRun)
+	}, nil
+}
+
+// apiStatus asks the service at ep for its status, within a few seconds.
+func apiStatus(ctx context.Context, f *Factory, ep podman.Endpoint) (agentmachine.APIStatus, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	e, err := podmanEngine(cctx, ep) // not memoised: start polls a service that is coming up
+	if err != nil {
+		return agentmachine.APIStatus{}, err
+	}
+	info, err := e.Info(cctx)
+	if err != nil {
+		return agentmachine.APIStatus{}, err
+	}
+	return agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
+}
+
+// ping resolves and connects as a session would, and asks the service for its version.
+func (f *Factory) ping(ctx context.Context, connection, machine string) (podman.Endpoint, podman.ServerInfo, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	e, ep, err := f.Connect(cctx, connection, machine)
+	if err != nil {
+		return ep, podman.ServerInfo{}, err
+	}
+	info, err := e.Info(cctx)
+	return ep, info, err
+}
+
+func runStart(ctx context.Context, opts *startOptions) error {
+	prof, err := opts.LoadProfile(opts.Profile)
+	if err != nil {
+		return err
+	}
+	if usesMachine(opts.GOOS, prof) {
+		return runStartMachine(ctx, opts, prof)
+	}
+	deps, err := opts.Native()
+	if err != nil {
+		return err
+	}
+	res, err := agentmachine.StartNative(ctx, deps, opts.DryRun)
 	if err != nil {
 		return err
 	}
 	if opts.Output == outJSON {
-		return writeJSON(f.IO.Out, res)
+		return writeJSON(opts.IO.Out, res)
 	}
+	out := opts.IO.Out
 	switch {
 	case res.Action == "already-running":
-		fmt.Fprintf(f.IO.Out, "✓ The Podman API is already up at %s (%s), server %s\n", res.URI, res.Source, res.API.ServerVersion)
+		fmt.Fprintf(out, "✓ The Podman API is already up at %s (%s), server %s\n", res.URI, res.Source, res.API.ServerVersion)
 	case opts.DryRun:
-		fmt.Fprintf(f.IO.Out, "dry run: would run %s\n", agentmachine.ShellQuote(res.Command))
+		fmt.Fprintf(out, "dry run: would run %s\n", agentmachine.ShellQuote(res.Command))
 		if res.Log != "" {
-			fmt.Fprintf(f.IO.Out, "  in the background, logging to %s; the API would answer at %s\n", res.Log, res.URI)
+			fmt.Fprintf(out, "  in the background, logging to %s; the API would answer at %s\n", res.Log, res.URI)
 		}
 	default:
-		fmt.Fprintf(f.IO.Out, "✓ Started the Podman API at %s (%s), server %s\n", res.URI, strings.Join(res.Command, " "), res.API.ServerVersion)
+		fmt.Fprintf(out, "✓ Started the Podman API at %s (%s), server %s\n", res.URI, strings.Join(res.Command, " "), res.API.ServerVersion)
 		if res.Log != "" {
-			fmt.Fprintf(f.IO.Out, "  pid %d, log %s\n", res.PID, res.Log)
+			fmt.Fprintf(out, "  pid %d, log %s\n", res.PID, res.Log)
 		}
 	}
 	return nil
@@ -114,85 +162,69 @@ func runStart(ctx context.Context, opts *startOptions) error {
 
 // runStartMachine starts the profile's Podman machine, then makes sure its API answers.
 func runStartMachine(ctx context.Context, opts *startOptions, prof *profile.Profile) error {
-	f := opts.Factory
 	if prof.Spec.Machine == nil {
-		return &agentmachine.InputError{Flag: "--profile", Err: fmt.Errorf("profile %s names no Podman machine, which %s needs", prof.Metadata.Name, f.GOOS),
+		return &agentmachine.InputError{Flag: "--profile", Err: fmt.Errorf("profile %s names no Podman machine, which %s needs", prof.Metadata.Name, opts.GOOS),
 			Fix: "add spec.machine (see profiles/examples/macos-podman.yaml), or: sourceosctl agent-machine init --repo PATH"}
 	}
-	dirs, err := f.Dirs()
+	dirs, err := opts.Dirs()
 	if err != nil {
 		return err
 	}
-	res, err := agentmachine.StartMachine(ctx, f.MachineOps(), agentmachine.MachineRequest{
-		Profile: prof, GOOS: f.GOOS, Repo: prof.Spec.Workspace.Repo, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger(),
+	res, err := agentmachine.StartMachine(ctx, opts.Machines, agentmachine.MachineRequest{
+		Profile: prof, GOOS: opts.GOOS, Repo: prof.Spec.Workspace.Repo, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger(),
 	})
 	if err != nil {
 		return err
 	}
 	if opts.Output == outJSON {
-		return writeJSON(f.IO.Out, res)
+		return writeJSON(opts.IO.Out, res)
 	}
+	out := opts.IO.Out
 	m := res.Machine
 	desc := fmt.Sprintf("%s (%s, %d cpus, %d MiB)", m.Name, m.Provider, m.CPUs, m.MemoryMiB)
 	switch res.Action {
 	case "already-running":
-		fmt.Fprintf(f.IO.Out, "✓ Podman machine %s is already running\n", desc)
+		fmt.Fprintf(out, "✓ Podman machine %s is already running\n", desc)
 	case "starting":
-		fmt.Fprintf(f.IO.Out, "Podman machine %s is starting; run start again in a moment\n", desc)
+		fmt.Fprintf(out, "Podman machine %s is starting; run start again in a moment\n", desc)
 		return nil
 	case "would-start":
 		if res.Stopped != "" {
-			fmt.Fprintf(f.IO.Out, "dry run: would run podman machine stop %s\n", res.Stopped)
+			fmt.Fprintf(out, "dry run: would run podman machine stop %s\n", res.Stopped)
 		}
-		fmt.Fprintf(f.IO.Out, "dry run: would run %s\n", res.Command)
+		fmt.Fprintf(out, "dry run: would run %s\n", res.Command)
 		return nil
 	default:
 		if res.Stopped != "" {
-			fmt.Fprintf(f.IO.Out, "✓ Stopped Podman machine %s (--force)\n", res.Stopped)
+			fmt.Fprintf(out, "✓ Stopped Podman machine %s (--force)\n", res.Stopped)
 		}
-		fmt.Fprintf(f.IO.Out, "✓ Started Podman machine %s\n", desc)
+		fmt.Fprintf(out, "✓ Started Podman machine %s\n", desc)
 	}
-	if opts.DryRun {
-		return nil
-	}
-	ep, err := f.Resolver().Resolve(ctx, opts.Globals.Connection, m.Name)
+	ep, info, err := opts.Ping(ctx, m.Name)
 	if err != nil {
 		return err
 	}
-	st, err := pingAPI(ctx, ep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(f.IO.Out, "✓ Podman API at %s (%s), server %s\n", ep.URI, ep.Source, st.ServerVersion)
+	fmt.Fprintf(out, "✓ Podman API at %s (%s), server %s\n", ep.URI, ep.Source, info.Version)
 	return nil
 }
 
-// pingAPI connects to the endpoint and asks for the server's status.
-func pingAPI(ctx context.Context, ep podman.Endpoint) (agentmachine.APIStatus, error) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := podman.Connect(cctx, ep)
-	if err != nil {
-		return agentmachine.APIStatus{}, err
-	}
-	info, err := c.Info(cctx)
-	if err != nil {
-		return agentmachine.APIStatus{}, err
-	}
-	return agentmachine.APIStatus{URI: ep.URI, Source: ep.Source, ServerVersion: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
-}
-
 type stopOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	GOOS        string
+	LoadProfile func(string) (*profile.Profile, error)
+	Connect     func() agentmachine.Connector
+	Machines    agentmachine.MachineOps
+	Dirs        func() (agentmachine.Dirs, error)
 
+	Profile string
 	DryRun  bool
 	Machine bool
 	Force   bool
 }
 
 func newStopCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &stopOptions{Factory: f, Globals: g}
+	opts := &stopOptions{IO: f.IO, GOOS: f.GOOS, LoadProfile: f.LoadProfile, Machines: f.Machines(), Dirs: f.Dirs,
+		Connect: func() agentmachine.Connector { return f.Connector(g.Connection) }}
 	cmd := &cobra.Command{
 		Use:   "stop [--machine] [--dry-run]",
 		Short: "Stop running agent sessions (and, with --machine, the Podman machine)",
@@ -203,6 +235,7 @@ killed). With --machine, also stop the profile's Podman machine on macOS and Win
   sourceosctl agent-machine stop --machine`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
 			return runStop(cmd.Context(), opts)
 		},
 	}
@@ -213,140 +246,61 @@ killed). With --machine, also stop the profile's Podman machine on macOS and Win
 }
 
 func runStop(ctx context.Context, opts *stopOptions) error {
-	f := opts.Factory
-	prof, err := f.LoadProfile(opts.Globals.Profile)
+	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
 	}
 	if opts.Machine {
 		return runStopMachine(ctx, opts, prof)
 	}
-	client, _, err := connect(ctx, f, opts.Globals, prof)
+	engine, _, err := opts.Connect()(ctx, machineName(prof))
 	if err != nil {
 		return err
 	}
-	sessions, err := client.Containers(ctx, agentmachine.LabelManaged+"=true", false)
-	if err != nil {
-		return err
-	}
-	if len(sessions) == 0 {
-		fmt.Fprintln(f.IO.ErrOut, "No running sessions.")
-		return nil
-	}
-	var errs []error
-	for _, s := range sessions {
-		if opts.DryRun {
-			fmt.Fprintf(f.IO.Out, "would stop and remove %s (session %s, %s)\n", s.Name, s.Labels[agentmachine.LabelSession], s.Labels[agentmachine.LabelTool])
-			continue
-		}
-		if err := client.Stop(ctx, s.ID, stopTimeout); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := client.Remove(s.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fmt.Fprintf(f.IO.Out, "✓ stopped %s\n", s.Name)
-	}
-	return errors.Join(errs...)
+	return agentmachine.StopSessions(ctx, engine, stopTimeout, opts.DryRun, opts.IO.Out, opts.IO.ErrOut)
 }
 
 // runStopMachine stops the profile's machine, only if this tool started it or with --force.
 func runStopMachine(ctx context.Context, opts *stopOptions, prof *profile.Profile) error {
-	f := opts.Factory
 	if prof.Spec.Machine == nil {
 		return &agentmachine.InputError{Flag: "--machine", Err: fmt.Errorf("profile %s names no Podman machine", prof.Metadata.Name)}
 	}
-	dirs, err := f.Dirs()
+	dirs, err := opts.Dirs()
 	if err != nil {
 		return err
 	}
-	action, err := agentmachine.StopMachine(ctx, f.MachineOps(), agentmachine.MachineRequest{
-		Profile: prof, GOOS: f.GOOS, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger()})
+	action, err := agentmachine.StopMachine(ctx, opts.Machines, agentmachine.MachineRequest{
+		Profile: prof, GOOS: opts.GOOS, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger()})
 	if err != nil {
 		return err
 	}
 	name := prof.Spec.Machine.Name
 	switch action {
 	case "not-running":
-		fmt.Fprintf(f.IO.Out, "Podman machine %s is not running\n", name)
+		fmt.Fprintf(opts.IO.Out, "Podman machine %s is not running\n", name)
 	case "would-stop":
-		fmt.Fprintf(f.IO.Out, "dry run: would run podman machine stop %s\n", name)
+		fmt.Fprintf(opts.IO.Out, "dry run: would run podman machine stop %s\n", name)
 	default:
-		fmt.Fprintf(f.IO.Out, "✓ Stopped Podman machine %s\n", name)
+		fmt.Fprintf(opts.IO.Out, "✓ Stopped Podman machine %s\n", name)
 	}
 	return nil
 }
 
-// connect resolves and connects like a session does.
-func connect(ctx context.Context, f *Factory, g *GlobalOptions, prof *profile.Profile) (*podman.Client, podman.Endpoint, error) {
-	ep, err := f.Resolver().Resolve(ctx, g.Connection, machineName(prof))
-	if err != nil {
-		return nil, ep, err
-	}
-	c, err := podman.Connect(ctx, ep)
-	return c, ep, err
-}
-
 type statusOptions struct {
-	Factory *Factory
-	Globals *GlobalOptions
+	IO          *IOStreams
+	GOOS        string
+	LoadProfile func(string) (*profile.Profile, error)
+	Deps        func() agentmachine.StatusDeps
 
-	Output string
-}
-
-// StatusSchemaVersion identifies status's JSON output.
-const StatusSchemaVersion = "sourceos.dev/agent-machine-status/v1"
-
-// StatusReport is what status prints.
-type StatusReport struct {
-	SchemaVersion string         `json:"schemaVersion"`
-	Machine       *StatusMachine `json:"machine,omitempty"`
-	Connection    StatusAPI      `json:"connection"`
-	Sessions      []StatusEntry  `json:"sessions"`
-	Image         StatusImage    `json:"image"`
-}
-
-// StatusMachine is the profile's Podman machine, when it uses one.
-type StatusMachine struct {
-	Name      string `json:"name"`
-	Provider  string `json:"provider,omitempty"`
-	State     string `json:"state,omitempty"`
-	CPUs      int    `json:"cpus,omitempty"`
-	MemoryMiB int    `json:"memoryMiB,omitempty"`
-	Uptime    string `json:"uptime,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
-type StatusAPI struct {
-	URI       string `json:"uri"`
-	Source    string `json:"source"`
-	Reachable bool   `json:"reachable"`
-	Error     string `json:"error,omitempty"`
-	Server    string `json:"serverVersion,omitempty"`
-	Rootless  bool   `json:"rootless"`
-}
-
-type StatusEntry struct {
-	Name    string    `json:"name"`
-	Session string    `json:"session"`
-	Tool    string    `json:"tool"`
-	Repo    string    `json:"repo"`
-	Profile string    `json:"profile"`
-	Started time.Time `json:"started"`
-	Uptime  string    `json:"uptime"`
-}
-
-type StatusImage struct {
-	Ref     string `json:"ref"`
-	Present bool   `json:"present"`
-	ID      string `json:"id,omitempty"`
-	Digest  string `json:"digest,omitempty"`
+	Profile string
+	Output  string
 }
 
 func newStatusCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	opts := &statusOptions{Factory: f, Globals: g}
+	opts := &statusOptions{IO: f.IO, GOOS: f.GOOS, LoadProfile: f.LoadProfile,
+		Deps: func() agentmachine.StatusDeps {
+			return agentmachine.StatusDeps{Connect: f.Connector(g.Connection), Machines: f.Machines(), Now: f.Now}
+		}}
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
 		Short: "Show the machine or socket, running sessions and the image",
@@ -357,6 +311,7 @@ when the Podman API cannot be reached.`,
   sourceosctl agent-machine status -o json`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
 			if err := validateOutput(opts.Output, outTable, outJSON); err != nil {
 				return err
 			}
@@ -368,118 +323,18 @@ when the Podman API cannot be reached.`,
 }
 
 func runStatus(ctx context.Context, opts *statusOptions) error {
-	f := opts.Factory
-	prof, err := f.LoadProfile(opts.Globals.Profile)
+	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
 	}
-	r := StatusReport{SchemaVersion: StatusSchemaVersion, Sessions: []StatusEntry{}, Image: StatusImage{Ref: prof.Spec.Image.Ref}}
-	if name := machineName(prof); name != "" {
-		m, found, err := f.MachineOps().Get(ctx, name)
-		switch {
-		case err != nil:
-			r.Machine = &StatusMachine{Name: name, Error: err.Error()}
-		case !found:
-			r.Machine = &StatusMachine{Name: name, Error: "does not exist"}
-		default:
-			r.Machine = &StatusMachine{Name: m.Name, Provider: m.Provider, State: m.State, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}
-			if m.State == agentmachine.MachineRunning && !m.LastUp.IsZero() {
-				r.Machine.Uptime = f.Now().Sub(m.LastUp).Round(time.Second).String()
-			}
-		}
-	}
-	client, ep, connErr := connect(ctx, f, opts.Globals, prof)
-	r.Connection = StatusAPI{URI: ep.URI, Source: ep.Source}
-	if connErr == nil {
-		connErr = fillStatus(ctx, f, client, &r)
-	}
-	if connErr != nil {
-		r.Connection.Error = connErr.Error()
-	}
+	report, statusErr := agentmachine.Status(ctx, opts.Deps(), prof)
 	if opts.Output == outJSON {
-		if err := writeJSON(f.IO.Out, r); err != nil {
-			return err
-		}
-	} else if err := writeStatusTable(f, r); err != nil {
-		return err
-	}
-	return connErr
-}
-
-func fillStatus(ctx context.Context, f *Factory, c *podman.Client, r *StatusReport) error {
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	r.Connection.Reachable, r.Connection.Server, r.Connection.Rootless = true, info.Version, info.Rootless
-	sessions, err := c.Containers(ctx, agentmachine.LabelManaged+"=true", false)
-	if err != nil {
-		return err
-	}
-	now := f.Now()
-	for _, s := range sessions {
-		r.Sessions = append(r.Sessions, StatusEntry{
-			Name: s.Name, Session: s.Labels[agentmachine.LabelSession], Tool: s.Labels[agentmachine.LabelTool],
-			Repo: s.Labels[agentmachine.LabelRepo], Profile: s.Labels[agentmachine.LabelProfile],
-			Started: s.Started, Uptime: now.Sub(s.Started).Round(time.Second).String(),
-		})
-	}
-	sort.Slice(r.Sessions, func(i, j int) bool { return r.Sessions[i].Started.Before(r.Sessions[j].Started) })
-	img, found, err := c.Image(ctx, r.Image.Ref)
-	if err != nil {
-		return err
-	}
-	r.Image.Present, r.Image.ID, r.Image.Digest = found, img.ID, img.Digest
-	return nil
-}
-
-func writeStatusTable(f *Factory, r StatusReport) error {
-	w := f.IO.Out
-	if m := r.Machine; m != nil {
-		line := fmt.Sprintf("%s (%s): %s, %d cpus, %d MiB", m.Name, m.Provider, m.State, m.CPUs, m.MemoryMiB)
-		if m.Uptime != "" {
-			line += ", up " + m.Uptime
-		}
-		if m.Error != "" {
-			line = m.Name + ": " + m.Error
-		}
-		fmt.Fprintf(w, "Machine     %s\n", line)
-	}
-	api := fmt.Sprintf("%s (%s)", orNone(r.Connection.URI), orNone(r.Connection.Source))
-	if r.Connection.Reachable {
-		mode := "rootful"
-		if r.Connection.Rootless {
-			mode = "rootless"
-		}
-		api += fmt.Sprintf(", server %s, %s", r.Connection.Server, mode)
+		err = writeJSON(opts.IO.Out, report)
 	} else {
-		api += ": not reachable"
+		err = agentmachine.WriteStatus(opts.IO.Out, report)
 	}
-	fmt.Fprintf(w, "Podman API  %s\n", api)
-	img := r.Image.Ref + ": not present locally"
-	if r.Image.Present {
-		img = fmt.Sprintf("%s: present, id %.12s, digest %s", r.Image.Ref, r.Image.ID, r.Image.Digest)
+	if err != nil {
+		return err
 	}
-	if !r.Connection.Reachable {
-		img = r.Image.Ref + ": unknown (no API)"
-	}
-	fmt.Fprintf(w, "Image       %s\n", img)
-	if len(r.Sessions) == 0 {
-		fmt.Fprintln(w, "Sessions    none running")
-		return nil
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tTOOL\tREPOSITORY\tSTARTED\tUPTIME")
-	for _, s := range r.Sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Tool, s.Repo, s.Started.Format(time.RFC3339), s.Uptime)
-	}
-	return tw.Flush()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
+	return statusErr
 }

@@ -212,7 +212,7 @@ func TestMachineStartAcrossProviders(t *testing.T) {
 func TestMachineUnitsFromListAndInspect(t *testing.T) {
 	installStub(t, machineFixture{list: "list-docs-qemu.json", inspect: "inspect-docs-applehv-running.json"})
 	f, _, _ := testFactory(t)
-	list, err := f.MachineOps().List(t.Context())
+	list, err := f.Machines().List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestMachineUnitsFromListAndInspect(t *testing.T) {
 	if len(list) != 1 || list[0].MemoryMiB != 2048 || list[0].DiskGiB != 10 || list[0].State != "stopped" || list[0].Provider != "qemu" {
 		t.Errorf("list = %+v", list)
 	}
-	m, found, err := f.MachineOps().Get(t.Context(), "podman-machine-default")
+	m, found, err := f.Machines().Get(t.Context(), "podman-machine-default")
 	if err != nil || !found {
 		t.Fatalf("get: %v %v", found, err)
 	}

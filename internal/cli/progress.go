@@ -3,11 +3,16 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/sourceos/sourceosctl/internal/image"
 )
 
 // byteProgress shows a download: a bar on a terminal (mpb, the library Podman's own pulls
@@ -98,4 +103,95 @@ func sizeOrUnknown(n int64) string {
 	default:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
+}
+
+// buildLog shows a build as one progress line per stage and keeps everything the stages'
+// programs print (debootstrap, apt, npm: hundreds of lines) in a file named at the end; a
+// failed build prints the file's tail. With -v the output streams as it comes instead.
+type buildLog struct {
+	io   *IOStreams
+	path string
+	file *os.File
+	now  func() time.Time
+}
+
+// buildLogTail is how many lines of the log a failed build shows.
+const buildLogTail = 20
+
+func newBuildLog(b *image.Builder, opts *imageBuildOptions, dir string, start time.Time) (*buildLog, error) {
+	l := &buildLog{io: opts.IO, now: opts.Now}
+	if opts.Verbose {
+		return l, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("build log directory: %w", err)
+	}
+	l.path = filepath.Join(dir, "build-"+start.UTC().Format("20060102T150405Z")+".log")
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("build log: %w", err)
+	}
+	l.file = f
+	b.Log, b.Stage = f, l.stage
+	return l, nil
+}
+
+// stage shows one stage: a live line with the elapsed time on a terminal, a line as it
+// begins and one as it ends elsewhere. The log file gets a header per stage.
+func (l *buildLog) stage(label string) func(error) {
+	fmt.Fprintf(l.file, "==> %s\n", label)
+	start := l.now()
+	if !l.io.ErrTTY {
+		fmt.Fprintf(l.io.ErrOut, "==> %s\n", label)
+		return func(err error) {
+			took := l.now().Sub(start).Round(time.Second)
+			if err != nil {
+				fmt.Fprintf(l.io.ErrOut, "    failed after %s\n", took)
+				return
+			}
+			fmt.Fprintf(l.io.ErrOut, "    done in %s\n", took)
+		}
+	}
+	p := mpb.New(mpb.WithOutput(l.io.ErrOut), mpb.WithWidth(1), mpb.WithAutoRefresh())
+	bar := p.AddSpinner(0, mpb.PrependDecorators(decor.Name("==> "+label, decor.WC{C: decor.DindentRight | decor.DextraSpace}), decor.Elapsed(decor.ET_STYLE_GO)))
+	return func(err error) {
+		if err != nil {
+			bar.Abort(false)
+		} else {
+			bar.SetTotal(-1, true)
+		}
+		p.Wait()
+	}
+}
+
+// close ends the log and says where it is; after a failure it prints the log's tail first.
+func (l *buildLog) close(buildErr error) error {
+	if l.file == nil {
+		return nil
+	}
+	if err := l.file.Close(); err != nil {
+		return fmt.Errorf("build log %s: %w", l.path, err)
+	}
+	if buildErr != nil {
+		if tail := lastLines(l.path, buildLogTail); tail != "" {
+			fmt.Fprintf(l.io.ErrOut, "--- the last lines of the build log ---\n%s\n---\n", tail)
+		}
+		fmt.Fprintf(l.io.ErrOut, "full build log: %s\n", l.path)
+		return nil
+	}
+	fmt.Fprintf(l.io.ErrOut, "build log: %s\n", l.path)
+	return nil
+}
+
+// lastLines returns a file's last n lines ("" when it cannot be read).
+func lastLines(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

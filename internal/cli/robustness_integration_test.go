@@ -16,7 +16,7 @@ import (
 // cannot be created (a file is in the way); the session still leaves a verified bundle, in
 // the default evidence directory, and says where.
 func TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	blocker := filepath.Join(t.TempDir(), "not-a-dir")
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable(t *testing.T) {
 // TestIntegrationEightConcurrentSessions: eight sessions at once on one repository get eight
 // containers and eight bundles that all verify, with no clash.
 func TestIntegrationEightConcurrentSessions(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	const n = 8
 	var wg sync.WaitGroup
@@ -91,7 +91,7 @@ func TestIntegrationEightConcurrentSessions(t *testing.T) {
 // runs; the session still ends, the container is removed, and the bundle records that the
 // repository could not be read afterwards.
 func TestIntegrationRepositoryDeletedMidSession(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	gitRepo(t, w)
 	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "2")
@@ -122,7 +122,7 @@ func TestIntegrationRepositoryDeletedMidSession(t *testing.T) {
 // sourceosctl reports the failure, removes the container through the podman CLI (no
 // orphan), and still writes the bundle, which says the session failed.
 func TestIntegrationServiceKilledDuringASession(t *testing.T) {
-	needPodman(t)
+	podmantest.Need(t)
 	own, err := podmantest.Start() // a service of its own: this test kills it
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestIntegrationServiceKilledDuringASession(t *testing.T) {
 // TestIntegrationEvidenceOnAFullFilesystem puts the evidence dir on a 64 KiB tmpfs filled to
 // the brim: the bundle cannot be written there and goes to the fallback, with a warning.
 func TestIntegrationEvidenceOnAFullFilesystem(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	if os.Getuid() != 0 {
 		t.Skip("mounting a tmpfs needs root; TestIntegrationEvidenceFallsBackWhenItsDirectoryIsUnusable covers the fallback")
 	}
@@ -181,7 +181,7 @@ func TestIntegrationEvidenceOnAFullFilesystem(t *testing.T) {
 // TestIntegrationUnusableKeyOrNoAPINeverStartsASession: no container is created when the
 // session could not be recorded (signing key unreadable) or has no Podman to run on.
 func TestIntegrationUnusableKeyOrNoAPINeverStartsASession(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	keyDir := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys")
 	if err := os.MkdirAll(filepath.Join(keyDir, "evidence.key"), 0o700); err != nil { // a directory where the key should be

@@ -26,7 +26,7 @@ func TestIntegrationRootlessSession(t *testing.T) {
 	case user == "":
 		t.Skip("set SOURCEOSCTL_TEST_USER to an unprivileged user with subuid ranges to test rootless mode as root")
 	}
-	needPodman(t)
+	podmantest.Need(t)
 	re, err := podmantest.StartAs(user)
 	if err != nil {
 		t.Fatal(err)

@@ -97,6 +97,7 @@ func sessionFactory(t testing.TB, e *podmantest.Env, w *workspace, extraEnv map[
 	f.WorkDir = func() (string, error) { return w.repo, nil }
 	f.UID, f.GID = os.Getuid(), os.Getgid()
 	f.Now = time.Now
+	f.Stat, f.Engine = os.Stat, memoised(podmanEngine)
 	return f, out, errOut
 }
 
@@ -110,7 +111,7 @@ func sessionContainers(t *testing.T, e *podmantest.Env) []string {
 }
 
 func TestIntegrationSecurityInvariantsFromInside(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	script := `
@@ -151,7 +152,7 @@ mount | grep -E ' /workspace | /tmp | /home/agent ' | sed 's/^/mount=/'
 }
 
 func TestIntegrationExitCodePropagates(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	for _, code := range []int{0, 1, 7, 42} {
 		f, _, errOut := sessionFactory(t, e, w, nil)
@@ -162,7 +163,7 @@ func TestIntegrationExitCodePropagates(t *testing.T) {
 }
 
 func TestIntegrationRunToolWithSandboxOff(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "run", "--tool", "codex", "--repo", w.repo, "--", "exec", "hi"); code != 0 {
@@ -176,7 +177,7 @@ func TestIntegrationRunToolWithSandboxOff(t *testing.T) {
 }
 
 func TestIntegrationDisabledToolIsRefusedWithoutAContainer(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, _, errOut := sessionFactory(t, e, w, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "run", "--tool", "claude-code", "--repo", w.repo); code != ExitRefused {
@@ -191,7 +192,7 @@ func TestIntegrationDisabledToolIsRefusedWithoutAContainer(t *testing.T) {
 }
 
 func TestIntegrationSecretsDoor(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	sum := sha256.Sum256([]byte(testSecretValue))
 	wantHash := hex.EncodeToString(sum[:])
@@ -265,7 +266,7 @@ func assertNoSecret(t *testing.T, where, text string) {
 }
 
 func TestIntegrationDryRunPodmanLineRunsAnEquivalentContainer(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "podman", "--", "sh", "-c", "id -u; grep NoNewPrivs /proc/self/status; ls /sys/class/net"); code != 0 {
@@ -327,7 +328,7 @@ func signalAndWait(t *testing.T, cmd *exec.Cmd, sig os.Signal, stderr func() str
 }
 
 func TestIntegrationSignalsStopAndRemoveTheContainer(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	for _, tt := range []struct {
 		sig  syscall.Signal
 		code int
@@ -356,9 +357,11 @@ func TestIntegrationSignalsStopAndRemoveTheContainer(t *testing.T) {
 // terminal is put in raw mode, Ctrl-C travels to the container's tty and ends sleep there,
 // and the container is removed.
 func TestIntegrationCtrlCInATerminal(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
-	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
+	// The container prints a marker once it runs: the attach put the terminal into raw mode
+	// before the container was started, so from then on Ctrl-C travels as a byte.
+	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "echo session-is-ready; exec sleep 300")
 	tty, err := pty.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +373,13 @@ func TestIntegrationCtrlCInATerminal(t *testing.T) {
 	if inspect, _ := e.Podman("inspect", "--format", "{{.Config.Tty}}", name); strings.TrimSpace(inspect) != "true" {
 		t.Errorf("session container has no TTY (Config.Tty=%s)", inspect)
 	}
-	time.Sleep(300 * time.Millisecond) // let the attach settle into raw mode
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(screen.String(), "session-is-ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the container never printed its marker; screen:\n%s", screen.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := tty.Write([]byte{3}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -18,7 +19,7 @@ import (
 // and a second start must leave it alone. It runs as an unprivileged user with its own
 // runtime directory, so no system socket is touched.
 func TestIntegrationStartSpawnsTheAPIServiceAndStatusSeesIt(t *testing.T) {
-	needPodman(t)
+	podmantest.Need(t)
 	if _, err := os.Stat("/run/systemd/system"); err == nil {
 		t.Log("systemd manages this host: start will use podman.socket, not spawn the service")
 	}
@@ -88,7 +89,7 @@ func TestIntegrationStartSpawnsTheAPIServiceAndStatusSeesIt(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d:\n%s", code, out)
 	}
-	var st StatusReport
+	var st agentmachine.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, out)
 	}
@@ -103,7 +104,7 @@ func TestIntegrationStartSpawnsTheAPIServiceAndStatusSeesIt(t *testing.T) {
 }
 
 func TestIntegrationStatusListsRunningSessions(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
 	if err := cmd.Start(); err != nil {

@@ -3,7 +3,11 @@
 // compared with what the server reports without a Podman connection.
 package container
 
-import "strconv"
+import (
+	"io"
+	"strconv"
+	"time"
+)
 
 // Spec is everything needed to create one governed container.
 type Spec struct {
@@ -40,6 +44,15 @@ type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly"`
+}
+
+// Options are the bind mount's options, shared by the engine that creates it and the
+// evidence that records it, so the two cannot drift apart.
+func (m Mount) Options() []string {
+	if m.ReadOnly {
+		return []string{"rbind", "ro"}
+	}
+	return []string{"rbind", "rw"}
 }
 
 // Tmpfs is a writable in-memory directory (the root filesystem is read-only).
@@ -86,4 +99,32 @@ type Image struct {
 	RepoTags    []string `json:"repoTags,omitempty"`
 	// Labels are the image's labels (version, build inputs); not part of evidence.
 	Labels map[string]string `json:"-"`
+}
+
+// Service is what planning needs to know about the Podman service that will run the
+// container: whether it is rootless, its cgroup version and its version.
+type Service struct {
+	Version        string `json:"version"`
+	Rootless       bool   `json:"rootless"`
+	CgroupsVersion string `json:"cgroupsVersion"` // "v1" or "v2"
+}
+
+// Build is one `podman build` of a Containerfile in a context directory.
+type Build struct {
+	ContextDir    string
+	Containerfile string // relative to ContextDir
+	Tag           string
+	Args          map[string]string
+	Labels        map[string]string
+	Out           io.Writer // build output, line by line
+}
+
+// Summary is a container as a list shows it.
+type Summary struct {
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	State   string            `json:"state"`
+	Labels  map[string]string `json:"labels"`
+	Created time.Time         `json:"created"`
+	Started time.Time         `json:"started"`
 }

@@ -25,6 +25,18 @@ type Observed struct {
 	Init            bool     `json:"init"`
 }
 
+// Applied is what a server that applied every setting of spec reports for the container:
+// the observation Verify accepts without a difference.
+func Applied(spec Spec) Observed {
+	o := Observed{Init: spec.Init, CapDrop: spec.CapDrop, CapAdd: spec.CapAdd, ReadOnlyRoot: spec.ReadOnlyRoot,
+		NoNewPrivileges: spec.NoNewPrivileges, User: spec.User, UserNS: spec.UserNS, Network: spec.Network,
+		Binds: spec.Mounts, Limits: spec.Limits}
+	for _, t := range spec.Tmpfs {
+		o.Tmpfs = append(o.Tmpfs, t.Target)
+	}
+	return o
+}
+
 // defaultCaps are the capabilities every Podman release since 4.0 grants by default; a
 // container with all capabilities dropped must show each of them dropped (servers list
 // them one by one rather than as ALL).

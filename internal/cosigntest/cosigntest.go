@@ -8,9 +8,11 @@ import (
 	"testing"
 )
 
-// Binary finds cosign v3.1.3: COSIGN, the build cache `make cosign` fills, or PATH.
-// In CI (CI=true) a missing cosign is a failure.
-func Binary(t *testing.T) string {
+// Binary finds cosign v3.1.3: COSIGN, the build cache `make cosign` fills, or PATH. It
+// returns "" when there is none, having logged that the cosign cross-check is left out —
+// callers skip only that step, never the rest of their test. In CI (CI=true) a missing
+// cosign is a failure.
+func Binary(t testing.TB) string {
 	t.Helper()
 	candidates := []string{os.Getenv("COSIGN")}
 	if home, err := os.UserHomeDir(); err == nil {
@@ -29,6 +31,6 @@ func Binary(t *testing.T) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatal("cosign is not installed: run make cosign (CI installs it before the tests)")
 	}
-	t.Skip("cosign is not installed: run make cosign")
+	t.Log("cosign is not installed (run make cosign): the stock-cosign cross-check is left out; every other check still runs")
 	return ""
 }

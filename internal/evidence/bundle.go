@@ -16,8 +16,6 @@ import (
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
-
-	"github.com/sourceos/sourceosctl/internal/atomicfile"
 )
 
 // Formats of record.
@@ -66,8 +64,8 @@ type EnvSignature struct {
 }
 
 // Write signs the statement for predicate and artifacts and writes the bundle directory
-// dir/name. Every file is written atomically into a hidden directory that is renamed into
-// place last, so a bundle directory is either complete or absent.
+// dir/name. Every file is written and synced into a hidden directory that is synced and
+// renamed into place last, so a bundle directory is either complete or absent.
 func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (string, error) {
 	final := filepath.Join(dir, name)
 	tmp := filepath.Join(dir, ".tmp-"+name)
@@ -82,7 +80,7 @@ func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (s
 	}
 	sort.Slice(artifacts, func(i, j int) bool { return artifacts[i].Name < artifacts[j].Name })
 	for _, a := range artifacts {
-		if err := atomicfile.Write(filepath.Join(tmp, ArtifactsDir, a.Name), a.Data, 0o644, atomicfile.Options{}); err != nil {
+		if err := writeSynced(filepath.Join(tmp, ArtifactsDir, a.Name), a.Data); err != nil {
 			return "", err
 		}
 		sum := sha256.Sum256(a.Data)
@@ -108,19 +106,49 @@ func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (s
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(filepath.Join(tmp, EnvelopeFile), append(envOut, '\n'), 0o644, atomicfile.Options{}); err != nil {
+	if err := writeSynced(filepath.Join(tmp, EnvelopeFile), append(envOut, '\n')); err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(filepath.Join(tmp, BundleFile), bundleOut, 0o644, atomicfile.Options{}); err != nil {
+	if err := writeSynced(filepath.Join(tmp, BundleFile), bundleOut); err != nil {
 		return "", err
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", err
 	}
+	syncDir(filepath.Join(tmp, ArtifactsDir))
+	syncDir(tmp)
 	if err := os.Rename(tmp, final); err != nil {
 		return "", fmt.Errorf("move the evidence bundle into place: %w", err)
 	}
+	syncDir(dir)
 	return final, nil
+}
+
+// writeSynced writes a new file (mode 0644) and syncs it to disk. It is only used inside the
+// bundle's hidden directory, whose rename publishes every file at once.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// syncDir makes the directory's entries durable; best effort, as not every platform or file
+// system can sync a directory.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
 
 // sigstoreBundle wraps the envelope in a Sigstore bundle v0.3 whose verification material

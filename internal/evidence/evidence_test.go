@@ -242,6 +242,9 @@ func decodedPayload(b []byte) string {
 // the Sigstore bundle with the public key, the predicate type and an artifact.
 func TestCosignVerifiesTheBundle(t *testing.T) {
 	cosign := cosigntest.Binary(t)
+	if cosign == "" {
+		t.Skip("this test is the cosign cross-check itself (CI=true makes a missing cosign a failure)")
+	}
 	dir, key := writeTestBundle(t)
 	pub := pubVerifier(t, key)
 	args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, BundleFile),

@@ -167,6 +167,11 @@ var predicateSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
 	return c.Compile(file)
 })
 
+// PrepareSchema compiles the predicate's schema now (it is compiled once per process), so
+// that a session can do it while its tool runs rather than while the user waits for the
+// record.
+func PrepareSchema() { _, _ = predicateSchema() }
+
 // ValidatePredicate checks a predicate against schemas/agent-machine-evidence.schema.json.
 func ValidatePredicate(p *Predicate) error {
 	raw, err := json.Marshal(p)

@@ -3,9 +3,12 @@ package evidence
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/sigstore/sigstore/pkg/signature"
 )
 
 // ReadUnverified parses a bundle's statement without checking anything: for humans
@@ -52,4 +55,46 @@ func List(dir string) ([]string, error) {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(out)))
 	return out, nil
+}
+
+// Inspected is one bundle as inspect reports it: verified with a key, or only read.
+type Inspected struct {
+	Dir       string     `json:"dir"`
+	Verified  bool       `json:"verified"`
+	Error     string     `json:"error,omitempty"`
+	Subjects  []Subject  `json:"subjects,omitempty"`
+	Predicate *Predicate `json:"predicate,omitempty"`
+}
+
+// Inspect reads the bundle at path, or every bundle directly inside the directory path,
+// newest first; single says path was one bundle. With a verifier each bundle is verified
+// first (a failure is the item's Error); without one each is read UNVERIFIED.
+func Inspect(path string, v signature.Verifier) (items []Inspected, single bool, err error) {
+	dirs := []string{path}
+	single = IsBundle(path)
+	if !single {
+		if dirs, err = List(path); err != nil {
+			return nil, false, fmt.Errorf("%s: %v", path, err)
+		}
+	}
+	items = []Inspected{}
+	for _, d := range dirs {
+		items = append(items, inspectOne(d, v))
+	}
+	return items, single, nil
+}
+
+func inspectOne(dir string, v signature.Verifier) Inspected {
+	if v != nil {
+		got, err := Verify(dir, v)
+		if err != nil {
+			return Inspected{Dir: dir, Error: err.Error()}
+		}
+		return Inspected{Dir: dir, Verified: true, Subjects: got.Statement.Subject, Predicate: got.Statement.Predicate}
+	}
+	st, err := ReadUnverified(dir)
+	if err != nil {
+		return Inspected{Dir: dir, Error: err.Error()}
+	}
+	return Inspected{Dir: dir, Subjects: st.Subject, Predicate: st.Predicate}
 }

@@ -30,9 +30,12 @@ type GitState struct {
 }
 
 // ReadGit reads repo's state with the git CLI when it is installed (fast, and it handles
-// linked worktrees, sparse checkouts and partial clones), else with go-git.
+// linked worktrees, sparse checkouts and partial clones), else with go-git. Another user's
+// repository is always read with go-git, which runs nothing: git would refuse it (its
+// ownership check), and overriding that would let the repository's configuration run
+// programs as us.
 func ReadGit(ctx context.Context, repo string, gitBinary string) GitState {
-	if gitBinary != "" {
+	if gitBinary != "" && !ownedByAnother(repo) {
 		return readWithCLI(ctx, repo, gitBinary)
 	}
 	return readWithGoGit(repo)
@@ -164,4 +167,16 @@ func Diff(ctx context.Context, repo, git string) ([]byte, string) {
 		return nil, "git diff failed: " + err.Error()
 	}
 	return out, ""
+}
+
+// Git reads repositories with the git CLI at Binary, or with go-git when Binary is "".
+type Git struct{ Binary string }
+
+// State reads repo's state (see ReadGit).
+func (g Git) State(ctx context.Context, repo string) GitState { return ReadGit(ctx, repo, g.Binary) }
+
+// Diff returns repo's work-tree changes against HEAD, or nil (see Diff).
+func (g Git) Diff(ctx context.Context, repo string) []byte {
+	d, _ := Diff(ctx, repo, g.Binary)
+	return d
 }

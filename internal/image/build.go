@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/images"
+	"github.com/sourceos/sourceosctl/internal/container"
 )
 
 // Image names the build produces. Each stage is tagged only when it is complete; the final tag
@@ -38,18 +39,8 @@ const (
 type BuildEngine interface {
 	Engine
 	Import(ctx context.Context, r io.Reader, ref string, changes []string) (string, error)
-	Build(ctx context.Context, b BuildStage) (string, error)
+	Build(ctx context.Context, b container.Build) (string, error)
 	RemoveImage(ctx context.Context, ref string) error
-}
-
-// BuildStage is one `podman build` of an embedded Containerfile.
-type BuildStage struct {
-	ContextDir    string
-	Containerfile string
-	Tag           string
-	Args          map[string]string
-	Labels        map[string]string
-	Out           io.Writer
 }
 
 // BuildRequest says what to build.
@@ -89,11 +80,17 @@ type Builder struct {
 	Engine       BuildEngine
 	ManifestPath string
 	WorkDir      string // scratch space for debootstrap and build contexts
-	Out          io.Writer
-	Geteuid      func() int
-	LookPath     func(string) (string, error)
-	ReadFile     func(string) ([]byte, error) // apt sources, CA files
-	Now          func() time.Time
+	// Out receives a line per stage; Log, when set, receives what the stages' programs print
+	// (debootstrap, apt, npm) instead of Out, indented.
+	Out io.Writer
+	Log io.Writer
+	// Stage, when set, shows a stage's progress: it is called as the stage begins and the
+	// function it returns as it ends. By default a line is written to Out.
+	Stage    func(label string) (done func(error))
+	Geteuid  func() int
+	LookPath func(string) (string, error)
+	ReadFile func(string) ([]byte, error) // apt sources, CA files
+	Now      func() time.Time
 }
 
 func (b *Builder) now() time.Time {
@@ -148,7 +145,7 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 		} else {
 			first.Command = []string{"podman pull " + req.Base}
 			first.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
-				if err := b.Engine.PullFrom(ctx, req.Base, true, b.Out); err != nil {
+				if err := b.Engine.PullFrom(ctx, req.Base, true, b.output()); err != nil {
 					return "", err
 				}
 				img, _, err := b.Engine.Image(ctx, req.Base)
@@ -190,9 +187,8 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 		parent = st
 	}
 	add("base", "base/Containerfile", baseRepo+":"+suite, nil, joinCerts(cas))
-	tools := map[string]string{"CLAUDE_CODE_VERSION": req.Catalog.Tools["claude-code"], "CODEX_VERSION": req.Catalog.Tools["codex"]}
 	// The tool layer is the default image; stacks build on top of it.
-	add("tools", "tools/Containerfile", DefaultRef, tools, nil)
+	add("tools", "tools/Containerfile", DefaultRef, req.Catalog.buildArgs(), nil)
 	if len(req.Stacks) > 0 {
 		var pkgs, checks []string
 		for _, s := range req.Stacks {
@@ -238,11 +234,13 @@ func (b *Builder) sameInputs(ctx context.Context, st *Step) bool {
 // name a session would use. The final image is recorded in the manifest.
 func (b *Builder) Run(ctx context.Context, plan *BuildPlan, version string) (*Entry, error) {
 	for i, st := range plan.Steps {
-		fmt.Fprintf(b.Out, "==> [%d/%d] %s: %s %s\n", i+1, len(plan.Steps), st.Name, st.Action, st.Tag)
+		done := b.stage(fmt.Sprintf("[%d/%d] %s: %s %s", i+1, len(plan.Steps), st.Name, st.Action, st.Tag))
 		if st.Action == "reuse" {
+			done(nil)
 			continue
 		}
 		id, err := st.run(ctx, b, st)
+		done(err)
 		if err != nil {
 			return nil, fmt.Errorf("%s stage: %w", st.Name, err)
 		}
@@ -260,6 +258,22 @@ func (b *Builder) Run(ctx context.Context, plan *BuildPlan, version string) (*En
 		return nil, err
 	}
 	return &e, nil
+}
+
+func (b *Builder) stage(label string) func(error) {
+	if b.Stage != nil {
+		return b.Stage(label)
+	}
+	fmt.Fprintf(b.Out, "==> %s\n", label)
+	return func(error) {}
+}
+
+// output is where the stages' programs write.
+func (b *Builder) output() io.Writer {
+	if b.Log != nil {
+		return b.Log
+	}
+	return prefixLines(b.Out, "    ")
 }
 
 // buildStage writes the build context (the Containerfile and ca/) and builds it under a
@@ -286,8 +300,8 @@ func (b *Builder) buildStage(ctx context.Context, file string, st *Step, args ma
 		}
 	}
 	tmp := tempTag()
-	id, err := b.Engine.Build(ctx, BuildStage{ContextDir: dir, Containerfile: "Containerfile", Tag: tmp,
-		Args: args, Labels: map[string]string{InputsLabel: st.Inputs}, Out: prefixLines(b.Out, "    ")})
+	id, err := b.Engine.Build(ctx, container.Build{ContextDir: dir, Containerfile: "Containerfile", Tag: tmp,
+		Args: args, Labels: map[string]string{InputsLabel: st.Inputs}, Out: b.output()})
 	if err != nil {
 		b.discard(tmp)
 		return "", err
@@ -378,7 +392,7 @@ func (b *Builder) debootstrap(ctx context.Context, suite, mirror string, st *Ste
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+debootstrapInclude, suite, dir, mirror)
-	out := prefixLines(b.Out, "    ")
+	out := b.output()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
@@ -414,7 +428,7 @@ func (b *Builder) importDir(ctx context.Context, dir string, st *Step) (string, 
 
 func (b *Builder) importTar(ctx context.Context, r io.Reader, st *Step) (string, error) {
 	tmp := tempTag()
-	fmt.Fprintf(b.Out, "    importing the root filesystem as %s\n", st.Tag)
+	fmt.Fprintf(b.output(), "importing the root filesystem as %s\n", st.Tag)
 	id, err := b.Engine.Import(ctx, r, tmp, []string{fmt.Sprintf("LABEL %s=%s", InputsLabel, st.Inputs), "CMD [\"/bin/bash\"]"})
 	if err != nil {
 		b.discard(tmp)

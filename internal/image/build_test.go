@@ -58,7 +58,7 @@ func (f *fakeBuildEngine) Import(_ context.Context, r io.Reader, ref string, cha
 	f.images[ref] = container.Image{ID: "rootfs", Labels: map[string]string{InputsLabel: strings.SplitN(strings.TrimPrefix(changes[0], "LABEL "+InputsLabel+"="), " ", 2)[0]}}
 	return "rootfs", nil
 }
-func (f *fakeBuildEngine) Build(_ context.Context, b BuildStage) (string, error) {
+func (f *fakeBuildEngine) Build(_ context.Context, b container.Build) (string, error) {
 	f.calls = append(f.calls, "build "+filepath.Base(filepath.Dir(b.Containerfile))+" FROM "+short(b.Args["BASE"]))
 	if f.failTag != "" && b.Args["PACKAGES"] == f.failTag {
 		f.images[b.Tag] = container.Image{ID: "half"} // the server got as far as naming it

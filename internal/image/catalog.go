@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/sourceos/sourceosctl/images"
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 // Catalog pins the tool versions of the default image and lists the stacks (language
@@ -61,8 +62,23 @@ var (
 	suitePattern   = regexp.MustCompile(`^[a-z]+$`)
 )
 
-// RequiredTools are the tools the default image's tool layer installs; the catalog must pin each.
-var RequiredTools = []string{"claude-code", "codex"}
+// ToolVersions lists the pinned tool versions for messages: "claude-code 1.2.3, codex 4.5.6".
+func (c *Catalog) ToolVersions() string {
+	var parts []string
+	for _, name := range tool.Names() {
+		parts = append(parts, name+" "+c.Tools[name])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// buildArgs are the tool layer's build arguments: each tool's version under its BuildArg.
+func (c *Catalog) buildArgs() map[string]string {
+	args := map[string]string{}
+	for _, d := range tool.Builtins() {
+		args[d.BuildArg] = c.Tools[d.Name]
+	}
+	return args
+}
 
 // DefaultCatalog is the catalog embedded in the binary.
 func DefaultCatalog() *Catalog {
@@ -107,9 +123,14 @@ func ParseCatalog(name string, data []byte) (*Catalog, error) {
 	if !suitePattern.MatchString(c.Suite) {
 		return nil, fail("suite must be a Debian suite name such as bookworm, got %q", c.Suite)
 	}
-	for _, tool := range RequiredTools {
-		if v := c.Tools[tool]; !versionPattern.MatchString(v) {
-			return nil, fail("tools.%s must pin a version such as 1.2.3, got %q", tool, v)
+	for _, name := range tool.Names() {
+		if v := c.Tools[name]; !versionPattern.MatchString(v) {
+			return nil, fail("tools.%s must pin a version such as 1.2.3, got %q", name, v)
+		}
+	}
+	for name := range c.Tools {
+		if _, ok := tool.Builtin(name); !ok {
+			return nil, fail("tools.%s is not a tool the image installs; the tools are %s", name, strings.Join(tool.Names(), ", "))
 		}
 	}
 	seen := map[string]bool{}

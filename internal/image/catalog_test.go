@@ -4,13 +4,15 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 func TestDefaultCatalogResolves(t *testing.T) {
 	c := DefaultCatalog()
-	for _, tool := range RequiredTools {
-		if c.Tools[tool] == "" {
-			t.Errorf("the embedded catalog pins no %s version", tool)
+	for _, name := range tool.Names() {
+		if c.Tools[name] == "" {
+			t.Errorf("the embedded catalog pins no %s version", name)
 		}
 	}
 	sel, err := c.Resolve([]string{"python", "go@1.19"})
@@ -59,6 +61,7 @@ func TestParseCatalogRejects(t *testing.T) {
 		{"unknown field", `"suite"`, `"suit":"x","suite"`, `unknown field "suit"`},
 		{"schema version", `"schemaVersion":1`, `"schemaVersion":2`, "schemaVersion must be 1"},
 		{"tool unpinned", `"codex":"0.1.0"`, `"codex":""`, "tools.codex must pin a version"},
+		{"unknown tool", `"codex":"0.1.0"`, `"codex":"0.1.0","aider":"1.0"`, "tools.aider is not a tool the image installs; the tools are claude-code, codex"},
 		{"shell in a package name", `"golang-go"`, `"golang-go; rm -rf /"`, `is not a Debian package name`},
 		{"package with a space", `"golang-go"`, `"golang go"`, `is not a Debian package name`},
 		{"no check", `"check":"go version"`, `"check":" "`, "check is required"},

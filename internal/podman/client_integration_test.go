@@ -41,7 +41,7 @@ func connect(t *testing.T, e *podmantest.Env) *podman.Client {
 }
 
 func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	c := connect(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -78,7 +78,7 @@ func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Remove(id)
+	defer c.Remove(ctx, id)
 
 	var out, errOut bytes.Buffer
 	ready := make(chan bool, 1)
@@ -103,7 +103,7 @@ func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
 			t.Errorf("stub output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if err := c.Remove(id); err != nil {
+	if err := c.Remove(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := e.Podman("ps", "-a", "--filter", "name="+spec.Name, "--format", "{{.ID}}"); strings.TrimSpace(got) != "" {
@@ -113,7 +113,7 @@ func TestIntegrationHarnessRunsARealContainer(t *testing.T) {
 
 // TestIntegrationLocalFactsAgreeWithInfo: the cheap local answers equal the service's own.
 func TestIntegrationLocalFactsAgreeWithInfo(t *testing.T) {
-	e := needPodman(t)
+	e := podmantest.Need(t)
 	c := connect(t, e)
 	info, err := c.Info(context.Background())
 	if err != nil {

@@ -21,7 +21,7 @@ func (c *Client) Create(ctx context.Context, s container.Spec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	resp, err := containers.CreateWithSpec(cctx, g, nil)
 	if err != nil {
@@ -77,11 +77,7 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 		return nil, fmt.Errorf("container %s: unknown network %q", s.Name, s.Network)
 	}
 	for _, m := range s.Mounts {
-		opts := []string{"rbind", "rw"}
-		if m.ReadOnly {
-			opts[1] = "ro"
-		}
-		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: opts})
+		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: m.Options()})
 	}
 	for _, t := range s.Tmpfs {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: t.Options()})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"path/filepath"
 	"strings"
 )
 
@@ -49,7 +48,12 @@ type Resolver struct {
 	GOOS   string
 	UID    int
 	Runner Runner
-	Stat   func(string) (fs.FileInfo, error)
+	// Stat and EvalSymlinks are the file system; TempDir is os.TempDir().
+	Stat         func(string) (fs.FileInfo, error)
+	EvalSymlinks func(string) (string, error)
+	TempDir      string
+	// Owner reports a file's owner uid; nil means FileOwner.
+	Owner func(fs.FileInfo) (int, bool)
 	// Machine resolves a Podman machine's endpoint by name (macOS, Windows, or a Linux
 	// profile that names a machine). Nil when machines are not in use.
 	Machine func(ctx context.Context, name string) (Endpoint, error)
@@ -80,6 +84,11 @@ func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, 
 			Fix: "sourceosctl agent-machine start"}
 	}
 	var tried []string
+	if r.UID != 0 {
+		if _, err := ResolveRuntimeDir(r.RuntimeEnv()); err != nil {
+			tried = append(tried, "the rootless socket ("+err.Error()+")")
+		}
+	}
 	for _, c := range r.localSockets() {
 		tried = append(tried, c.path)
 		if st, err := r.Stat(c.path); err == nil && st.Mode().Type() == fs.ModeSocket {
@@ -91,19 +100,30 @@ func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, 
 
 type socketCandidate struct{ path, source string }
 
+// RuntimeEnv is the resolver's view of what the rootless runtime directory depends on.
+func (r Resolver) RuntimeEnv() RuntimeEnv {
+	owner, eval := r.Owner, r.EvalSymlinks
+	if owner == nil {
+		owner = FileOwner
+	}
+	if eval == nil {
+		eval = func(p string) (string, error) { return p, nil }
+	}
+	return RuntimeEnv{UID: r.UID, Getenv: r.Getenv, Stat: r.Stat, EvalSymlinks: eval, Owner: owner, TempDir: r.TempDir}
+}
+
+// localSockets are the sockets a local podman would use: root's rootful one, or the user's
+// rootless one (in the runtime directory Podman itself would pick) and then the rootful one.
 func (r Resolver) localSockets() []socketCandidate {
-	const rootful = "/run/podman/podman.sock"
+	rootful := socketCandidate{RootfulSocket, "rootful socket"}
 	if r.UID == 0 {
-		return []socketCandidate{{rootful, "rootful socket"}}
+		return []socketCandidate{rootful}
 	}
-	runtimeDir := r.Getenv("XDG_RUNTIME_DIR")
-	if runtimeDir == "" {
-		runtimeDir = fmt.Sprintf("/run/user/%d", r.UID)
+	dir, err := ResolveRuntimeDir(r.RuntimeEnv())
+	if err != nil {
+		return []socketCandidate{rootful}
 	}
-	return []socketCandidate{
-		{filepath.Join(runtimeDir, "podman", "podman.sock"), "rootless socket"},
-		{rootful, "rootful socket"},
-	}
+	return []socketCandidate{{dir.Socket(), "rootless socket"}, rootful}
 }
 
 func (r Resolver) fromURI(uri, source string) (Endpoint, error) {

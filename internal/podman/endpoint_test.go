@@ -26,24 +26,44 @@ func (r *replay) Run(_ context.Context, name string, args ...string) ([]byte, er
 	return os.ReadFile(r.file)
 }
 
-type fakeSocket struct{ fs.FileInfo }
+// fakeFile is a file of a fake file system: its mode and its owner's uid.
+type fakeFile struct {
+	mode  fs.FileMode
+	owner int
+}
 
-func (fakeSocket) Mode() fs.FileMode  { return fs.ModeSocket | 0o660 }
-func (fakeSocket) Name() string       { return "podman.sock" }
-func (fakeSocket) Size() int64        { return 0 }
-func (fakeSocket) ModTime() time.Time { return time.Time{} }
-func (fakeSocket) IsDir() bool        { return false }
-func (fakeSocket) Sys() any           { return nil }
+func (f fakeFile) Name() string       { return "f" }
+func (f fakeFile) Size() int64        { return 0 }
+func (f fakeFile) Mode() fs.FileMode  { return f.mode }
+func (f fakeFile) ModTime() time.Time { return time.Time{} }
+func (f fakeFile) IsDir() bool        { return f.mode.IsDir() }
+func (f fakeFile) Sys() any           { return f.owner }
+
+func fakeOwner(fi fs.FileInfo) (int, bool) { uid, ok := fi.Sys().(int); return uid, ok }
+
+// fakeFS is a file system of a few paths; /tmp is always there, world-writable.
+type fakeFS map[string]fakeFile
+
+func (m fakeFS) stat(p string) (fs.FileInfo, error) {
+	if p == "/tmp" {
+		return fakeFile{mode: fs.ModeDir | fs.ModeSticky | 0o777}, nil
+	}
+	if f, ok := m[p]; ok {
+		return f, nil
+	}
+	return nil, &fs.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+}
+
+func socketsOf(owner int, paths ...string) fakeFS {
+	m := fakeFS{}
+	for _, p := range paths {
+		m[p] = fakeFile{mode: fs.ModeSocket | 0o660, owner: owner}
+	}
+	return m
+}
 
 func statSockets(paths ...string) func(string) (fs.FileInfo, error) {
-	return func(p string) (fs.FileInfo, error) {
-		for _, s := range paths {
-			if s == p {
-				return fakeSocket{}, nil
-			}
-		}
-		return nil, fs.ErrNotExist
-	}
+	return socketsOf(1000, paths...).stat
 }
 
 func TestResolve(t *testing.T) {
@@ -70,16 +90,20 @@ func TestResolve(t *testing.T) {
 			want: podman.Endpoint{URI: "ssh://u@h/run/podman.sock", Identity: "/k", Source: "CONTAINER_HOST"}},
 		{name: "npipe is refused with a reason", flag: "npipe:////./pipe/podman",
 			wantErr: `--connection: "npipe:////./pipe/podman" is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)`},
-		{name: "rootless socket first", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, sockets: []string{rootless, rootful},
+		{name: "rootless socket first", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, sockets: []string{"/run/user/1000", rootless, rootful},
 			want: podman.Endpoint{URI: "unix://" + rootless, Source: "rootless socket"}},
-		{name: "rootless without XDG_RUNTIME_DIR", uid: 1000, sockets: []string{rootless},
+		{name: "rootless without XDG_RUNTIME_DIR, as Podman: /run/user/UID", uid: 1000, sockets: []string{"/run/user/1000", rootless},
 			want: podman.Endpoint{URI: "unix://" + rootless, Source: "rootless socket"}},
-		{name: "falls back to rootful", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, sockets: []string{rootful},
+		{name: "rootless without XDG_RUNTIME_DIR or /run/user/UID, as Podman: /tmp/podman-run-UID", uid: 1000, sockets: []string{"/tmp/podman-run-1000/podman/podman.sock"},
+			want: podman.Endpoint{URI: "unix:///tmp/podman-run-1000/podman/podman.sock", Source: "rootless socket"}},
+		{name: "falls back to rootful", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, sockets: []string{"/run/user/1000", rootful},
 			want: podman.Endpoint{URI: "unix://" + rootful, Source: "rootful socket"}},
 		{name: "root uses the rootful socket", uid: 0, sockets: []string{rootful},
 			want: podman.Endpoint{URI: "unix://" + rootful, Source: "rootful socket"}},
-		{name: "nothing found, rootless", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"},
+		{name: "nothing found, rootless", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}, sockets: []string{"/run/user/1000"},
 			wantErr: "no Podman API socket found (tried /run/user/1000/podman/podman.sock, /run/podman/podman.sock)"},
+		{name: "a stale XDG_RUNTIME_DIR is named in the error", uid: 1000, env: map[string]string{"XDG_RUNTIME_DIR": "/run/user/0/gone"},
+			wantErr: "no Podman API socket found (tried the rootless socket (XDG_RUNTIME_DIR is /run/user/0/gone, which does not exist and cannot be created by you (a login through su or sudo keeps another session's value): Podman cannot serve its API there), /run/podman/podman.sock)"},
 		{name: "macOS without a machine", goos: "darwin",
 			wantErr: "no Podman API socket found (tried --connection, CONTAINER_CONNECTION, CONTAINER_HOST, a Podman machine)"},
 	}
@@ -93,7 +117,8 @@ func TestResolve(t *testing.T) {
 				Getenv: func(k string) string { return tt.env[k] },
 				GOOS:   goos, UID: tt.uid,
 				Runner: &replay{file: "testdata/connection-list-4.3.json"},
-				Stat:   statSockets(tt.sockets...),
+				Stat:   dirsAndSockets(tt.uid, tt.sockets...),
+				Owner:  fakeOwner,
 			}
 			got, err := r.Resolve(context.Background(), tt.flag, "")
 			if tt.wantErr != "" {
@@ -112,9 +137,19 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+// dirsAndSockets is a file system holding paths, each a socket except /run/user/UID, which
+// is a private directory of uid's.
+func dirsAndSockets(uid int, paths ...string) func(string) (fs.FileInfo, error) {
+	m := socketsOf(uid, paths...)
+	if _, ok := m["/run/user/1000"]; ok {
+		m["/run/user/1000"] = fakeFile{mode: fs.ModeDir | 0o700, owner: uid}
+	}
+	return m.stat
+}
+
 func TestResolveHintsAtStart(t *testing.T) {
 	for _, uid := range []int{0, 1000} {
-		r := podman.Resolver{Getenv: func(string) string { return "" }, GOOS: "linux", UID: uid, Stat: statSockets()}
+		r := podman.Resolver{Getenv: func(string) string { return "" }, GOOS: "linux", UID: uid, Stat: statSockets(), Owner: fakeOwner}
 		_, err := r.Resolve(context.Background(), "", "")
 		var nf *podman.NotFoundError
 		if !errors.As(err, &nf) || nf.Hint() != "sourceosctl agent-machine start" {

@@ -13,6 +13,8 @@ import (
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	imagetypes "go.podman.io/image/v5/types"
+
+	"github.com/sourceos/sourceosctl/internal/container"
 )
 
 // PullFrom fetches ref from its registry; tlsVerify false also allows plain HTTP. Progress
@@ -77,7 +79,7 @@ func (c *Client) Tag(ctx context.Context, src, ref string) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	if err := images.Tag(cctx, src, tag, repo, nil); err != nil {
 		return fmt.Errorf("tag %s as %s: %w", short(src), ref, err)
@@ -91,7 +93,7 @@ func (c *Client) Untag(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	if err := images.Untag(cctx, ref, tag, repo, nil); err != nil {
 		return fmt.Errorf("untag %s: %w", ref, err)
@@ -101,7 +103,7 @@ func (c *Client) Untag(ctx context.Context, ref string) error {
 
 // RemoveImage removes an image by name or ID; containers using it block the removal.
 func (c *Client) RemoveImage(ctx context.Context, ref string) error {
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	if _, errs := images.Remove(cctx, []string{ref}, nil); len(errs) > 0 {
 		return fmt.Errorf("remove image %s: %w", ref, errs[0])
@@ -119,18 +121,8 @@ func (c *Client) Import(ctx context.Context, r io.Reader, ref string, changes []
 	return rep.Id, nil
 }
 
-// BuildSpec is one `podman build`.
-type BuildSpec struct {
-	ContextDir    string
-	Containerfile string // relative to ContextDir
-	Tag           string
-	Args          map[string]string
-	Labels        map[string]string
-	Out           io.Writer // build output, line by line
-}
-
 // Build runs a build on the service and returns the new image's ID.
-func (c *Client) Build(ctx context.Context, b BuildSpec) (string, error) {
+func (c *Client) Build(ctx context.Context, b container.Build) (string, error) {
 	var opts types.BuildOptions
 	opts.ContextDirectory = b.ContextDir
 	opts.Output = b.Tag
@@ -160,10 +152,4 @@ func splitRef(ref string) (repo, tag string, err error) {
 		return "", "", fmt.Errorf("image reference %q: needs a tag, not a digest", ref)
 	}
 	return tagged.Name(), tagged.Tag(), nil
-}
-
-// with is the control connection, cancelled with ctx: long calls (pull, load, build) stop when
-// the command is interrupted.
-func (c *Client) with(ctx context.Context) context.Context {
-	return valuesFrom{Context: ctx, values: c.ctl}
 }

@@ -16,7 +16,7 @@ import (
 // Inspect returns what the server reports for a container: the security-relevant fields as
 // container.Observed, and the whole `podman inspect` document for evidence.
 func (c *Client) Inspect(ctx context.Context, id string) (container.Observed, []byte, error) {
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	data, err := containers.Inspect(cctx, id, nil)
 	if err != nil {
@@ -80,7 +80,7 @@ func appendUnique(list []string, s string) []string {
 // CreateSecret stores value as a Podman secret named name. The value travels only in the
 // request body; it is never logged.
 func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
-	cctx, cancel := c.call(callTimeout)
+	cctx, cancel := c.call(ctx, callTimeout)
 	defer cancel()
 	if _, err := secrets.Create(cctx, bytes.NewReader(value), new(secrets.CreateOptions).WithName(name)); err != nil {
 		return fmt.Errorf("create secret %s: %w", name, err)
@@ -89,8 +89,8 @@ func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) er
 }
 
 // RemoveSecret deletes a secret; like Remove it still works after ctx was cancelled.
-func (c *Client) RemoveSecret(name string) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctl), callTimeout)
+func (c *Client) RemoveSecret(ctx context.Context, name string) error {
+	cctx, cancel := c.cleanup(ctx)
 	defer cancel()
 	if err := secrets.Remove(cctx, name); err != nil {
 		return fmt.Errorf("remove secret %s: %w", name, err)

@@ -3,6 +3,7 @@
 package podman
 
 import (
+	"io/fs"
 	"os"
 	"strings"
 	"syscall"
@@ -31,4 +32,13 @@ func LocalFacts(ep Endpoint) (rootless bool, cgroups string, ok bool) {
 		cgroups = "v2"
 	}
 	return sys.Uid != 0, cgroups, true
+}
+
+// FileOwner returns the uid that owns a file.
+func FileOwner(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }

@@ -8,22 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Machine is a Podman machine in the units people use: MiB of memory, GiB of disk. Its
-// fields match agentmachine.MachineStatus so that the CLI can convert between them.
-type Machine struct {
-	Name      string    `json:"name"`
-	Provider  string    `json:"provider"`
-	State     string    `json:"state"`
-	CPUs      int       `json:"cpus"`
-	MemoryMiB int       `json:"memoryMiB"`
-	DiskGiB   int       `json:"diskGiB"`
-	Mounts    []string  `json:"mounts"`
-	Socket    string    `json:"socket,omitempty"`
-	Rootful   bool      `json:"rootful"`
-	LastUp    time.Time `json:"lastUp"`
-}
+	"github.com/sourceos/sourceosctl/internal/machine"
+)
 
 // listEntry is one element of `podman machine list --format json`: Memory and DiskSize are
 // byte counts written as strings.
@@ -68,7 +55,7 @@ type Machines struct {
 }
 
 // List returns every machine of every provider.
-func (m Machines) List(ctx context.Context) ([]Machine, error) {
+func (m Machines) List(ctx context.Context) ([]machine.Info, error) {
 	out, err := m.Runner.Run(ctx, "podman", "machine", "list", "--all-providers", "--format", "json")
 	if err != nil {
 		return nil, fmt.Errorf("list Podman machines: %w", err)
@@ -77,16 +64,16 @@ func (m Machines) List(ctx context.Context) ([]Machine, error) {
 	if err := json.Unmarshal(out, &entries); err != nil {
 		return nil, fmt.Errorf("list Podman machines: unexpected output: %w", err)
 	}
-	machines := make([]Machine, 0, len(entries))
+	machines := make([]machine.Info, 0, len(entries))
 	for _, e := range entries {
-		state := "stopped"
+		state := machine.Stopped
 		switch {
 		case e.Running:
-			state = "running"
+			state = machine.Running
 		case e.Starting:
-			state = "starting"
+			state = machine.Starting
 		}
-		machines = append(machines, Machine{Name: e.Name, Provider: e.VMType, State: state, CPUs: int(e.CPUs),
+		machines = append(machines, machine.Info{Name: e.Name, Provider: e.VMType, State: state, CPUs: int(e.CPUs),
 			MemoryMiB: int(bytesTo(e.Memory, 20)), DiskGiB: int(bytesTo(e.DiskSize, 30))})
 	}
 	return machines, nil
@@ -99,12 +86,12 @@ func bytesTo(s string, shift uint) uint64 {
 
 // Get returns the named machine with the details only inspect gives (socket, rootful, the
 // shared host paths from its configuration file); found is false when there is none.
-func (m Machines) Get(ctx context.Context, name string) (Machine, bool, error) {
+func (m Machines) Get(ctx context.Context, name string) (machine.Info, bool, error) {
 	all, err := m.List(ctx)
 	if err != nil {
-		return Machine{}, false, err
+		return machine.Info{}, false, err
 	}
-	var mach Machine
+	var mach machine.Info
 	found := false
 	for _, x := range all {
 		if x.Name == name {
@@ -112,15 +99,15 @@ func (m Machines) Get(ctx context.Context, name string) (Machine, bool, error) {
 		}
 	}
 	if !found {
-		return Machine{}, false, nil
+		return machine.Info{}, false, nil
 	}
 	out, err := m.Runner.Run(ctx, "podman", "machine", "inspect", name)
 	if err != nil {
-		return Machine{}, false, fmt.Errorf("inspect Podman machine %s: %w", name, err)
+		return machine.Info{}, false, fmt.Errorf("inspect Podman machine %s: %w", name, err)
 	}
 	var infos []inspectEntry
 	if err := json.Unmarshal(out, &infos); err != nil || len(infos) == 0 {
-		return Machine{}, false, fmt.Errorf("inspect Podman machine %s: unexpected output", name)
+		return machine.Info{}, false, fmt.Errorf("inspect Podman machine %s: unexpected output", name)
 	}
 	in := infos[0]
 	mach.State, mach.Rootful, mach.LastUp = in.State, in.Rootful, in.LastUp
@@ -182,7 +169,7 @@ func (r Resolver) MachineEndpoint(ctx context.Context, m Machines, name string) 
 	if !found {
 		return Endpoint{}, &NotFoundError{Tried: []string{"Podman machine " + name}, Fix: "sourceosctl agent-machine start"}
 	}
-	if mach.State != "running" {
+	if mach.State != machine.Running {
 		return Endpoint{}, &NotFoundError{Tried: []string{fmt.Sprintf("Podman machine %s (%s)", name, mach.State)}, Fix: "sourceosctl agent-machine start"}
 	}
 	if r.GOOS != "windows" && mach.Socket != "" {

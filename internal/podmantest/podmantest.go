@@ -43,10 +43,14 @@ type Env struct {
 	logPath    string
 }
 
-// Main is TestMain for packages with integration tests: it starts an Env, passes it to
-// setup, runs the tests and tears the Env down. Without podman the tests are skipped, except
+// shared is the test binary's Env, started by Main: a test binary is one process running
+// one package's tests, and they share one throw-away service.
+var shared *Env
+
+// Main is TestMain for packages with integration tests: it starts an Env (see Need), runs
+// the tests and tears the Env down. Without podman the integration tests are skipped, except
 // under CI=true, where a missing Podman is a failure.
-func Main(m *testing.M, setup func(*Env)) {
+func Main(m *testing.M) {
 	env, err := Start()
 	if err != nil {
 		if os.Getenv("CI") == "true" || !errors.Is(err, ErrNoPodman) {
@@ -54,14 +58,26 @@ func Main(m *testing.M, setup func(*Env)) {
 			os.Exit(1)
 		}
 		fmt.Fprintf(os.Stderr, "podmantest: %v; skipping integration tests (install podman, runc and busybox-static, or run .ci/run)\n", err)
-		setup(nil)
 		os.Exit(m.Run())
 	}
-	setup(env)
+	shared = env
 	code := m.Run()
 	env.Close()
 	os.Exit(code)
 }
+
+// Need returns the package's throw-away Podman service, or skips the test when Podman is
+// not installed — which Main only allows outside CI (under CI=true it fails first).
+func Need(t testing.TB) *Env {
+	t.Helper()
+	if shared == nil {
+		t.Skip("podman is not installed (CI=true makes this a failure)")
+	}
+	return shared
+}
+
+// Started reports whether Main started a service (benchmarks use it to skip quietly).
+func Started() bool { return shared != nil }
 
 // ErrNoPodman is returned by Start when podman or busybox is not installed.
 var ErrNoPodman = errors.New("podman or busybox is not installed")
@@ -136,20 +152,21 @@ runroot = "%s"
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	if e.User != "" {
-		runtime := filepath.Join(e.Dir, "xdg")
-		if err := os.MkdirAll(runtime, 0o700); err != nil {
-			return err
-		}
-		e.ConfEnv = append(e.ConfEnv, "XDG_RUNTIME_DIR="+runtime)
-		defer e.chownAll()
-	}
 	e.ConfEnv = []string{
 		"CONTAINERS_CONF=" + confPath,
 		"CONTAINERS_STORAGE_CONF=" + storagePath,
 		// Keep registries and policy from the user's files out of the picture.
 		"CONTAINERS_REGISTRIES_CONF=" + filepath.Join(e.Dir, "registries.conf"),
 		"TMPDIR=" + tmp,
+	}
+	if e.User != "" {
+		// The rootless service's own runtime directory, so it never touches the user's.
+		runtime := filepath.Join(e.Dir, "xdg")
+		if err := os.MkdirAll(runtime, 0o700); err != nil {
+			return err
+		}
+		e.ConfEnv = append(e.ConfEnv, "XDG_RUNTIME_DIR="+runtime)
+		defer e.chownAll()
 	}
 	e.globalArgs = []string{"--tmpdir", tmp}
 	return os.WriteFile(filepath.Join(e.Dir, "registries.conf"), []byte("unqualified-search-registries = []\n"), 0o644)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 // Host is what the policy needs to know about the machine.
@@ -59,7 +60,7 @@ func (h Host) resolveExisting(path string) string {
 
 // Request is what the command line asks for.
 type Request struct {
-	Tool           string   // "shell", "claude-code", "codex" or a custom tool
+	Tool           string   // tool.Shell, a built-in tool or a custom tool
 	Repo           string   // absolute, cleaned (not yet symlink-resolved)
 	Secrets        []string // --secret NAME
 	AllowProtected []string // --allow-protected PATH, absolute and cleaned
@@ -145,7 +146,6 @@ const (
 	RoleWorkspace       = "workspace"
 	RoleMount           = "mount"
 	capabilitiesDropped = "ALL"
-	builtinShell        = "shell"
 )
 
 // Decide applies the policy. It never fails: refusals are part of the Decision, and
@@ -166,62 +166,30 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 		Env:             []EnvDecision{},
 		Refusals:        []Refusal{},
 	}
-	tool := d.decideTool(p, req.Tool)
+	entry := d.decideTool(p, req.Tool)
 	d.decideMounts(p, req, h)
-	d.decideSecrets(p, tool, req)
-	if tool != nil {
-		d.decideEnv(tool.Env)
+	d.decideSecrets(p, entry, req)
+	if entry != nil {
+		d.decideEnv(entry.Env)
 	}
 	return d
 }
 
-// ToolEntry returns the profile's definition of a tool (nil for the shell or unknown tools).
-func ToolEntry(p *profile.Profile, name string) *profile.Tool {
-	switch name {
-	case "claude-code":
-		return p.Spec.Tools.ClaudeCode
-	case "codex":
-		return p.Spec.Tools.Codex
-	}
-	for i := range p.Spec.Tools.Custom {
-		if p.Spec.Tools.Custom[i].Name == name {
-			return &p.Spec.Tools.Custom[i].Tool
-		}
-	}
-	return nil
-}
-
-// EnabledTools lists the tools the profile enables, for messages.
-func EnabledTools(p *profile.Profile) []string {
-	var out []string
-	for _, n := range []string{"claude-code", "codex"} {
-		if t := ToolEntry(p, n); t != nil && t.Enabled {
-			out = append(out, n)
-		}
-	}
-	for _, c := range p.Spec.Tools.Custom {
-		if c.Enabled {
-			out = append(out, c.Name)
-		}
-	}
-	return out
-}
-
 func (d *Decision) decideTool(p *profile.Profile, name string) *profile.Tool {
-	if name == builtinShell {
+	if name == tool.Shell {
 		return nil
 	}
-	t := ToolEntry(p, name)
+	t := p.Spec.Tools.Entry(name)
 	if t != nil && t.Enabled {
 		return t
 	}
-	enabled := EnabledTools(p)
+	enabled := p.Spec.Tools.Enabled()
 	list := "none; enable one under spec.tools"
 	if len(enabled) > 0 {
 		list = strings.Join(enabled, ", ")
 	}
 	reason := fmt.Sprintf("tool %q is not enabled in profile %s (enabled: %s)", name, p.Metadata.Name, list)
-	if t == nil && name != "claude-code" && name != "codex" {
+	if _, builtin := tool.Builtin(name); t == nil && !builtin {
 		reason = fmt.Sprintf("tool %q is not defined in profile %s (enabled: %s)", name, p.Metadata.Name, list)
 	}
 	d.refuse(Refusal{Subject: "tool " + name, Rule: RuleToolDisabled, Reason: reason,
@@ -361,7 +329,7 @@ func insideAny(path string, roots []string) bool {
 	return false
 }
 
-func (d *Decision) decideSecrets(p *profile.Profile, tool *profile.Tool, req Request) {
+func (d *Decision) decideSecrets(p *profile.Profile, entry *profile.Tool, req Request) {
 	declared := map[string]profile.Secret{}
 	for _, s := range p.Spec.Secrets {
 		declared[s.Name] = s
@@ -373,11 +341,11 @@ func (d *Decision) decideSecrets(p *profile.Profile, tool *profile.Tool, req Req
 		switch {
 		case !ok:
 			reason, fix = fmt.Sprintf("secret %q is not declared in the profile's spec.secrets", name), "declare it under spec.secrets with fromEnv or fromFile"
-		case req.Tool == builtinShell:
+		case req.Tool == tool.Shell:
 			reason, fix = "the shell receives no secrets; only tools that list them do", "use run --tool NAME with a tool that lists the secret"
-		case tool == nil:
+		case entry == nil:
 			reason, fix = fmt.Sprintf("tool %q cannot receive secrets because it is not enabled", req.Tool), "enable the tool first"
-		case !contains(tool.Secrets, name):
+		case !contains(entry.Secrets, name):
 			reason, fix = fmt.Sprintf("tool %q does not list secret %q in its secrets", req.Tool, name), fmt.Sprintf("add %s to the tool's secrets in the profile", name)
 		}
 		if ok {

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 // MaxSize is the largest profile file accepted.
@@ -291,17 +293,16 @@ func (p *Profile) check(t *tree, le *LoadError) {
 			}
 		}
 	}
-	if s.Tools.ClaudeCode != nil {
-		checkTool(s.Tools.ClaudeCode, "/spec/tools/claude-code")
+	for _, name := range tool.Names() {
+		if e := s.Tools.Entry(name); e != nil {
+			checkTool(e, "/spec/tools/"+name)
+		}
 	}
-	if s.Tools.Codex != nil {
-		checkTool(s.Tools.Codex, "/spec/tools/codex")
-	}
-	names := map[string]bool{"claude-code": true, "codex": true, "shell": true}
+	names := map[string]bool{}
 	for i := range s.Tools.Custom {
 		ct := &s.Tools.Custom[i]
 		ptr := fmt.Sprintf("/spec/tools/custom/%d", i)
-		if names[ct.Name] {
+		if names[ct.Name] || tool.Reserved(ct.Name) {
 			l := at(ptr + "/name")
 			le.add(l.line, l.field, "the name %q is taken (built-in or listed before); choose another", ct.Name)
 		}

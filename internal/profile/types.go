@@ -2,7 +2,11 @@
 // with errors that name the file, line and field, and paths resolved for the host.
 package profile
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/tool"
+)
 
 // APIVersion and Kind identify an AgentMachineProfile document.
 const (
@@ -107,6 +111,39 @@ type Tools struct {
 	ClaudeCode *Tool        `json:"claude-code,omitempty" yaml:"claude-code,omitempty"`
 	Codex      *Tool        `json:"codex,omitempty" yaml:"codex,omitempty"`
 	Custom     []CustomTool `json:"custom,omitempty" yaml:"custom,omitempty"`
+}
+
+// Entry returns the profile's definition of the tool called name: a built-in tool's
+// settings or a custom tool; nil for the shell and for tools the profile does not mention.
+func (t *Tools) Entry(name string) *Tool {
+	switch name {
+	case tool.ClaudeCode:
+		return t.ClaudeCode
+	case tool.Codex:
+		return t.Codex
+	}
+	for i := range t.Custom {
+		if t.Custom[i].Name == name {
+			return &t.Custom[i].Tool
+		}
+	}
+	return nil
+}
+
+// Enabled lists the tools the profile enables, built-in ones first.
+func (t *Tools) Enabled() []string {
+	var out []string
+	for _, n := range tool.Names() {
+		if e := t.Entry(n); e != nil && e.Enabled {
+			out = append(out, n)
+		}
+	}
+	for _, c := range t.Custom {
+		if c.Enabled {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 // Tool configures a built-in tool. Env lists host environment variable names passed through;

@@ -1,0 +1,114 @@
+package agentmachine
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+)
+
+// containerRun is one container's life on an engine: create, compare with the spec, attach,
+// start, wait, remove. A session goes through it phase by phase, each step with its own
+// clean-up; the tool probe goes through it in one call (once).
+type containerRun struct {
+	engine Engine
+	spec   container.Spec
+	id     string
+	// inspect is the server's whole `podman inspect` of the container as created.
+	inspect []byte
+}
+
+// create creates the container. If the request is cancelled, the server may still have
+// created it: it is then removed by its name, which is ours and unique.
+func (c *containerRun) create(ctx context.Context) error {
+	id, err := c.engine.Create(ctx, c.spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			_ = c.engine.Remove(ctx, c.spec.Name)
+		}
+		return err
+	}
+	c.id = id
+	return nil
+}
+
+func (c *containerRun) remove(ctx context.Context) error { return c.engine.Remove(ctx, c.id) }
+
+// compare inspects the created container and returns every way it differs from the spec:
+// any difference means the server weakened it, and it must never start.
+func (c *containerRun) compare(ctx context.Context) ([]string, error) {
+	observed, raw, err := c.engine.Inspect(ctx, c.id)
+	if err != nil {
+		return nil, err
+	}
+	c.inspect = raw
+	return container.Verify(c.spec, observed), nil
+}
+
+// ran is how a container's run ended.
+type ran struct {
+	Code        int
+	Started     bool
+	Interrupted bool  // ctx ended before the container did
+	StopErr     error // the graceful stop after an interruption failed
+}
+
+// run attaches the streams, starts the container once the stream is connected (so no
+// output is lost) and waits for it to exit; started is called right after the start. When
+// ctx ends first, the container is stopped gracefully (killed after stopTimeout) and its real
+// exit code is still returned: stop and wait do not inherit ctx's cancellation.
+func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Writer, stopTimeout time.Duration, started func()) (ran, error) {
+	var res ran
+	attachCtx, cancelAttach := context.WithCancel(ctx)
+	defer cancelAttach()
+	ready := make(chan bool, 1)
+	attached := make(chan error, 1)
+	go func() { attached <- c.engine.Attach(attachCtx, c.id, in, out, errOut, ready) }()
+	select {
+	case <-ready:
+	case err := <-attached:
+		return res, err
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	if err := c.engine.Start(ctx, c.id); err != nil {
+		return res, err
+	}
+	res.Started = true
+	if started != nil {
+		started()
+	}
+	select {
+	case err := <-attached:
+		if err != nil && ctx.Err() == nil {
+			return res, err
+		}
+	case <-ctx.Done():
+	}
+	after := context.WithoutCancel(ctx)
+	if ctx.Err() != nil {
+		res.Interrupted = true
+		res.StopErr = c.engine.Stop(after, c.id, stopTimeout)
+	}
+	code, err := c.engine.Wait(after, c.id)
+	if err != nil {
+		return res, err
+	}
+	res.Code = code
+	return res, nil
+}
+
+// once runs the container from creation to removal and returns how it ended; a container
+// the server weakened never starts (diffs is then non-empty).
+func (c *containerRun) once(ctx context.Context, in io.Reader, out, errOut io.Writer, stopTimeout time.Duration) (res ran, diffs []string, err error) {
+	if err := c.create(ctx); err != nil {
+		return res, nil, err
+	}
+	defer func() { _ = c.remove(ctx) }()
+	if diffs, err = c.compare(ctx); err != nil || len(diffs) > 0 {
+		return res, diffs, err
+	}
+	res, err = c.run(ctx, in, out, errOut, stopTimeout, nil)
+	return res, nil, err
+}

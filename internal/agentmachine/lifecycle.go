@@ -1,0 +1,124 @@
+package agentmachine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+)
+
+// A phase is one step of a session's life (DESIGN.md, "A session's life"). run does the step
+// and returns its clean-up (nil when there is nothing to undo); clean-ups run in reverse
+// order however the session ends. Adding a step to every session is one phase in lifecycle.
+type phase struct {
+	name string
+	run  func(r *sessionRun, ctx context.Context) (undo func(), err error)
+	// required: if it fails the session never began — nothing after it runs and nothing is
+	// recorded. Only preparing the record itself is required: a session that could not be
+	// recorded must never start.
+	required bool
+	// always: it runs even after an earlier phase failed (collecting what happened).
+	always bool
+}
+
+// lifecycle is a session's life, in order. Recording comes next and then the clean-ups, in
+// reverse order; the two overlap in time (see Session.Run), and the record says so.
+func lifecycle() []phase {
+	return []phase{
+		{name: "prepare", run: (*sessionRun).prepare, required: true},
+		{name: "image", run: (*sessionRun).image},
+		{name: "secrets", run: (*sessionRun).secrets},
+		{name: "create", run: (*sessionRun).create},
+		{name: "compare", run: (*sessionRun).compare},
+		{name: "run", run: (*sessionRun).run},
+		{name: "collect", run: (*sessionRun).collect, always: true},
+	}
+}
+
+// sessionRun is one session's state as it goes through its phases.
+type sessionRun struct {
+	*Session
+	engine Engine
+	plan   *Plan
+	facts  Facts
+	out    *Outcome
+
+	// prepared: the session exists (its record can be signed); set by prepare.
+	prepared bool
+	// err is the first failure; later phases that are not always-phases are skipped.
+	err error
+	// undo are the clean-ups of the phases that ran, in the order they ran.
+	undo []func()
+
+	key         *evidence.Key
+	madeSecrets []string // the ephemeral secrets created, by name
+	hostTools   chan hostTools
+	// gitBeforeDone and gitAfterDone are closed once gitBefore and gitAfter are read: both are
+	// read beside the session's critical path, and joined before the record.
+	gitBeforeDone, gitAfterDone chan struct{}
+	spec                        container.Spec // the plan's spec with pass-through values filled in
+	box                         *containerRun  // the session's container, once created
+	weakened                    bool           // the server did not apply the plan
+
+	gitBefore, gitAfter fingerprint.GitState
+	diff                []byte
+	tool                ToolFacts
+	toolAbsent          string
+	host                hostTools
+}
+
+// live runs the phases and returns the first failure; their clean-ups wait in r.undo.
+func (r *sessionRun) live(ctx context.Context) error {
+	for _, p := range lifecycle() {
+		if r.err != nil && !p.always {
+			continue
+		}
+		u, err := p.run(r, ctx)
+		if u != nil {
+			r.undo = append(r.undo, u)
+		}
+		if err == nil {
+			continue
+		}
+		if p.required {
+			return err
+		}
+		if r.err == nil {
+			r.err = r.interrupted(ctx, err)
+		}
+	}
+	return r.err
+}
+
+// cleanUp runs the clean-ups in reverse order, each once.
+func (r *sessionRun) cleanUp() {
+	for i := len(r.undo) - 1; i >= 0; i-- {
+		r.undo[i]()
+	}
+	r.undo = nil
+}
+
+func (r *sessionRun) event(format string, args ...any) {
+	r.out.Events = append(r.out.Events, Event{Time: r.Now().UTC(), What: fmt.Sprintf(format, args...)})
+}
+
+// interrupted marks the outcome when err happened because ctx was cancelled by a signal,
+// and returns the signal instead.
+func (r *sessionRun) interrupted(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	r.out.Interrupted, r.out.Cause = true, causeOf(ctx)
+	return context.Cause(ctx)
+}
+
+func causeOf(ctx context.Context) string {
+	var in *Interrupt
+	if errors.As(context.Cause(ctx), &in) {
+		return in.Signal
+	}
+	return context.Cause(ctx).Error()
+}

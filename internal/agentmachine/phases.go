@@ -1,0 +1,295 @@
+package agentmachine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/cause"
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/tool"
+)
+
+// gitTimeout bounds reading the repository's state: a hung git cannot hold a session back.
+const gitTimeout = 30 * time.Second
+
+// prepare makes sure the session can be recorded before anything starts — the signing key.
+// What the record needs besides — the repository's state before the session, the host's
+// tool versions, the evidence schema — is gathered meanwhile, off the session's critical
+// path, and joined before the record is written.
+func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
+	r.out.Started = r.Now().UTC()
+	key, err := r.signingKey()
+	if err != nil {
+		return nil, err
+	}
+	r.key, r.prepared = key, true
+	r.event("session %s planned: %s, policy %s", r.plan.SessionID, r.plan.Container.Name, r.plan.PolicyHash)
+	r.hostTools = make(chan hostTools, 1)
+	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()
+	go evidence.PrepareSchema()
+	r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
+	return nil, nil
+}
+
+// readGit reads the repository's state into st (and, when it is dirty and diff is not nil,
+// its diff) in the background, bounded by gitTimeout whatever happens to ctx; the channel
+// closes when it is done.
+func (r *sessionRun) readGit(ctx context.Context, st *fingerprint.GitState, diff *[]byte) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+		defer cancel()
+		*st = r.Git.State(gctx, r.plan.Repo)
+		if diff != nil && st.Dirty {
+			*diff = r.Git.Diff(gctx, r.plan.Repo)
+		}
+	}()
+	return done
+}
+
+// signingKey loads the evidence key, or creates it on first use.
+func (r *sessionRun) signingKey() (*evidence.Key, error) {
+	priv, pub := r.Dirs.SigningKeyPaths()
+	key, err := evidence.LoadOrCreateKey(priv, pub, []byte(r.Getenv("SOURCEOSCTL_KEY_PASSWORD")))
+	if err != nil {
+		return nil, &HintError{Err: fmt.Errorf("cannot sign this session's evidence, so it was not started: %w", err),
+			Fix: "check " + priv + " (mode 0600, readable by you), or move it away to have a new key created"}
+	}
+	if key.Created {
+		fmt.Fprintf(r.IO.ErrOut, "Created the evidence signing key %s (public key: %s)\n", priv, pub)
+	}
+	return key, nil
+}
+
+// image makes sure the plan's image is present: a missing localhost/ image is built on this
+// host, never pulled; a published one is pulled; a pinned digest must match.
+func (r *sessionRun) image(ctx context.Context) (func(), error) {
+	ref := r.plan.Image.Ref
+	img, err := r.ensureImage(ctx, ref)
+	r.out.Image = img
+	if err != nil {
+		r.event("image %s: %v", ref, err)
+		return nil, err
+	}
+	r.event("image %s ready: id %s", ref, img.ID)
+	return nil, nil
+}
+
+func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Image, error) {
+	img, found, err := r.engine.Image(ctx, ref)
+	if err != nil {
+		return img, err
+	}
+	if !found && IsLocalRef(ref) {
+		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled",
+			Fix: BuildImageCommand + " (or name a published image in spec.image)"}
+	}
+	if !found {
+		fmt.Fprintf(r.IO.ErrOut, "Pulling %s …\n", ref)
+		if err := r.engine.Pull(ctx, ref, r.IO.ErrOut); err != nil {
+			if ctx.Err() != nil {
+				return img, err
+			}
+			return img, &MissingError{Component: "image " + ref, Detail: fmt.Sprintf("not present locally and the pull failed: %v", err),
+				Fix: "sourceosctl agent-machine image pull (tries the profile's spec.image.sources)"}
+		}
+		if img, found, err = r.engine.Image(ctx, ref); err != nil || !found {
+			return img, fmt.Errorf("image %s: pulled but not found afterwards: %v", ref, err)
+		}
+	}
+	if want := r.plan.Image.Digest; want != "" && img.Digest != want && !hasRepoDigest(img.RepoDigests, want) {
+		return img, &policy.RefusedError{Refusals: []policy.Refusal{{
+			Subject: "image " + ref, Rule: RuleImageDigest,
+			Reason: fmt.Sprintf("the profile pins %s but the local image has %s", want, orDash(img.Digest)),
+			Fix:    "fetch the pinned image (sourceosctl agent-machine image pull), or update spec.image.digest",
+		}}}
+	}
+	return img, nil
+}
+
+// IsLocalRef reports whether ref names an image built on this host (localhost/…), which no
+// registry serves.
+func IsLocalRef(ref string) bool { return strings.HasPrefix(ref, "localhost/") }
+
+// BuildImageCommand builds the default workspace image.
+const BuildImageCommand = "sourceosctl agent-machine image build"
+
+func hasRepoDigest(repoDigests []string, digest string) bool {
+	for _, rd := range repoDigests {
+		if strings.HasSuffix(rd, "@"+digest) {
+			return true
+		}
+	}
+	return false
+}
+
+// secrets reads each admitted secret's value at the last moment and hands it to Podman as an
+// ephemeral secret; the clean-up removes every one created, however the session ends.
+func (r *sessionRun) secrets(ctx context.Context) (func(), error) {
+	undo := func() {
+		for _, n := range r.madeSecrets {
+			if err := r.engine.RemoveSecret(ctx, n); err != nil {
+				fmt.Fprintf(r.IO.ErrOut, "! %v\n", err)
+			}
+		}
+	}
+	for i, src := range r.plan.SecretSources {
+		value, err := r.secretValue(src)
+		if err != nil {
+			r.event("secrets: %v", err)
+			return undo, err
+		}
+		name := r.plan.Secrets[i].Name
+		if err := r.engine.CreateSecret(ctx, name, value); err != nil {
+			// It may exist although the request failed (a lost response): never leave a
+			// secret's value behind.
+			_ = r.engine.RemoveSecret(ctx, name)
+			r.event("secrets: %v", err)
+			return undo, err
+		}
+		r.madeSecrets = append(r.madeSecrets, name)
+	}
+	if len(r.madeSecrets) == 0 {
+		return nil, nil
+	}
+	r.event("ephemeral secrets created: %d", len(r.madeSecrets))
+	return undo, nil
+}
+
+func (r *sessionRun) secretValue(src policy.SecretDecision) ([]byte, error) {
+	kind, from, _ := strings.Cut(src.Source, ":")
+	var value []byte
+	if kind == "file" {
+		b, err := r.ReadFile(from)
+		if err != nil {
+			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("cannot read its source file %s: %v", from, cause.Root(err))}
+		}
+		value = []byte(strings.TrimRight(string(b), "\r\n"))
+	} else {
+		value = []byte(r.Getenv(from))
+	}
+	if len(value) == 0 {
+		return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source %s is empty or unset", src.Source),
+			Fix: "set it first, e.g. export " + from + "=…"}
+	}
+	return value, nil
+}
+
+// create creates the container from the plan, with the values of the pass-through variables;
+// the clean-up removes it unless the session keeps it (and a weakened one is never kept).
+func (r *sessionRun) create(ctx context.Context) (func(), error) {
+	r.spec = r.plan.Container
+	r.spec.Env = copyEnv(r.spec.Env)
+	for _, name := range r.plan.PassEnv {
+		if v := r.Getenv(name); v != "" {
+			r.spec.Env[name] = v
+		}
+	}
+	box := &containerRun{engine: r.engine, spec: r.spec}
+	if err := box.create(ctx); err != nil {
+		r.event("create failed: %v", err)
+		return nil, err
+	}
+	r.box = box
+	r.out.ContainerID = box.id
+	r.event("container %s created", short(box.id))
+	return func() {
+		if r.plan.Keep && !r.weakened {
+			return
+		}
+		if err := box.remove(ctx); err != nil {
+			fmt.Fprintf(r.IO.ErrOut, "! %v\n", err)
+		}
+	}, nil
+}
+
+// compare inspects the created container and refuses to start it unless everything the
+// server applied is what the plan asked for.
+func (r *sessionRun) compare(ctx context.Context) (func(), error) {
+	diffs, err := r.box.compare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.out.Inspect = r.box.inspect
+	if len(diffs) > 0 {
+		r.weakened = true // never kept, whatever --keep says
+		r.event("refused to start: the server weakened the spec: %s", strings.Join(diffs, "; "))
+		return nil, &policy.RefusedError{Refusals: []policy.Refusal{{
+			Subject: "container " + r.spec.Name, Rule: RuleServerWeakened,
+			Reason: "the Podman service did not apply the plan: " + strings.Join(diffs, "; "),
+			Fix:    "upgrade Podman, or use another connection (--connection); the container was removed before it started",
+		}}}
+	}
+	r.event("inspected: every security setting as planned")
+	return nil, nil
+}
+
+// run attaches the terminal, starts the tool and waits for it; a signal stops the container
+// gracefully and the tool's own exit code is kept. The repository's state before the session
+// must have been read before the tool can change it.
+func (r *sessionRun) run(ctx context.Context) (func(), error) {
+	<-r.gitBeforeDone
+	r.event("repository state before the session: commit %s", orDash(r.gitBefore.Commit))
+	res, err := r.box.run(ctx, r.IO.In, r.IO.Out, r.IO.ErrOut, r.StopTimeout, func() { r.out.Ran = true; r.event("started") })
+	if res.StopErr != nil {
+		fmt.Fprintf(r.IO.ErrOut, "! %v\n", res.StopErr)
+		r.event("graceful stop failed: %v", res.StopErr)
+	}
+	if err != nil {
+		r.event("failed: %v", err)
+		return nil, err
+	}
+	r.out.ExitCode = res.Code
+	if res.Interrupted {
+		r.out.Interrupted, r.out.Cause = true, causeOf(ctx)
+		r.event("interrupted by %s; exit code %d", r.out.Cause, res.Code)
+		return nil, nil
+	}
+	r.event("exited with code %d", res.Code)
+	return nil, nil
+}
+
+// collect gathers what the record needs once the tool has finished, however it finished:
+// the tool's version measured in the image, the repository's state and diff afterwards (read
+// while the clean-ups run; record joins it), and the host's tool versions.
+func (r *sessionRun) collect(ctx context.Context) (func(), error) {
+	r.measureTool(ctx)
+	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
+	r.gitAfterDone = r.readGit(ctx, &r.gitAfter, &r.diff)
+	r.host = <-r.hostTools
+	return nil, nil
+}
+
+// measureTool records the tool's version and binary digest, or why there are none. A
+// failure is recorded as the reason, never raised: it must not fail a session that ran.
+func (r *sessionRun) measureTool(ctx context.Context) {
+	switch {
+	case r.plan.Tool.Name == tool.Shell:
+		r.toolAbsent = "a shell session runs the image's shell; no tool version applies"
+	case r.out.Image.ID == "":
+		r.toolAbsent = "the image was not available, so the tool could not be measured"
+	case ctx.Err() != nil:
+		r.toolAbsent = "the session was interrupted before the tool could be measured"
+	default:
+		facts, err := r.probeTool(ctx)
+		if err != nil {
+			r.toolAbsent = "measuring the tool failed: " + firstLine(err.Error())
+			return
+		}
+		r.tool = facts
+	}
+}
+
+func copyEnv(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,78 @@
+// Package tool is the one table of the agent tools sourceosctl knows: their names on the
+// command line and in profiles, their binaries, the arguments that make the container (not
+// the tool's own sandbox) the boundary, and the image build argument that pins each version.
+// Every other package asks this one instead of spelling a tool's name.
+package tool
+
+// Names of the built-in tools, and of the shell, which is not a tool but runs like one.
+const (
+	ClaudeCode = "claude-code"
+	Codex      = "codex"
+	Shell      = "shell"
+)
+
+// Def is a built-in tool.
+type Def struct {
+	Name   string   // as on the command line and in profiles
+	Binary string   // the executable inside the image
+	Args   []string // always passed first: they turn the tool's own sandbox off
+	// Note says, in the plan, why Args are there.
+	Note string
+	// BuildArg is the image build argument that pins the tool's version (images/tools).
+	BuildArg string
+}
+
+// builtins is ordered as help texts and messages list the tools. Both tools ship a Linux
+// sandbox of their own (bubblewrap / Landlock) that cannot start in an unprivileged,
+// capability-less container, so each definition turns it off and says so in the plan.
+var builtins = [...]Def{
+	{
+		Name:     ClaudeCode,
+		Binary:   "claude",
+		Args:     []string{"--settings", `{"sandbox":{"enabled":false}}`},
+		Note:     "claude-code's own bubblewrap sandbox cannot start without capabilities; it is turned off (sandbox.enabled=false) and this container is the boundary",
+		BuildArg: "CLAUDE_CODE_VERSION",
+	},
+	{
+		Name:     Codex,
+		Binary:   "codex",
+		Args:     []string{"--sandbox", "danger-full-access"},
+		Note:     "codex's own bubblewrap/Landlock sandbox cannot start without capabilities; it runs with --sandbox danger-full-access and this container is the boundary",
+		BuildArg: "CODEX_VERSION",
+	},
+}
+
+// Builtin returns the built-in tool called name.
+func Builtin(name string) (Def, bool) {
+	for _, d := range builtins {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Def{}, false
+}
+
+// Builtins lists the built-in tools in their order. The result is a copy.
+func Builtins() []Def {
+	out := make([]Def, len(builtins))
+	copy(out, builtins[:])
+	for i := range out {
+		out[i].Args = append([]string(nil), out[i].Args...)
+	}
+	return out
+}
+
+// Names lists the built-in tools' names in their order.
+func Names() []string {
+	out := make([]string, len(builtins))
+	for i, d := range builtins {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// Reserved reports whether name cannot be given to a custom tool.
+func Reserved(name string) bool {
+	_, builtin := Builtin(name)
+	return builtin || name == Shell
+}
