@@ -36,10 +36,14 @@ for c in /usr/local/share/ca-certificates/*.crt; do
   [ -f "$c" ] && ca+=(--ca-cert "$c")
 done
 ((${#ca[@]})) && echo "note: trusting this host's extra CA certificates inside the image: ${ca[*]}"
-if [ "$(id -u)" -eq 0 ]; then
+first_stage() { "$bin" agent-machine image build --dry-run -o json ${ca[@]+"${ca[@]}"} | sed -n 's/^ *"action": "\(.*\)",*$/\1/p' | head -n1; }
+if [ "$(id -u)" -eq 0 ] || [ "$(first_stage)" = reuse ]; then
+  # As root, or when the root filesystem stage is already in your storage (same mirror and
+  # suite): nothing here needs root.
   "$bin" agent-machine image build ${ca[@]+"${ca[@]}"}
 else
   # debootstrap needs root; the image itself goes to your rootless Podman.
+  echo "note: debootstrap needs root: running it with sudo, then building the image in your rootless Podman"
   mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
   rootfs=.try/rootfs.tar
   if [ ! -f "$rootfs" ]; then

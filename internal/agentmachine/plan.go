@@ -273,19 +273,38 @@ func sessionUser(f Facts, repo string) (user, note string, cannotWrite bool) {
 	user = fmt.Sprintf("%d:%d", fallbackUID, fallbackUID)
 	note = fmt.Sprintf("rootful Podman, invoked as root on a root-owned repository: the session runs as %s (never root)", user)
 	if problem := RepoWriteProblem(f.RepoUID, f.RepoGID, f.RepoMode); problem != "" {
-		return user, fmt.Sprintf("the session runs as %s (never root), which cannot write to %s (owned by root, mode %v): the tool can read the repository but not change it; to let it write, give it to that user (chown -R %s %s) or run sourceosctl as the user who owns the work",
+		what := "cannot write to %s (owned by root, mode %v): the tool can read the repository but not change it"
+		if !readableBy(fallbackUID, fallbackUID, f.RepoUID, f.RepoGID, f.RepoMode) {
+			what = "can neither read nor write %s (owned by root, mode %v): the tool will not see the repository at all"
+		}
+		return user, fmt.Sprintf("the session runs as %s (never root), which "+what+"; to let it work there, give the repository to that user (chown -R %s %s) or run sourceosctl as the user who owns the work",
 			user, repo, f.RepoMode, user, repo), true
 	}
 	return user, note, false
 }
 
-// RepoWriteProblem says why a rootful session started by root could not write to the
-// repository (owned by ownerUID:ownerGID with mode), or "" when it can.
+// RepoWriteProblem says why a rootful session started by root could not read or write the
+// repository (owned by ownerUID:ownerGID with mode), or "" when it can do both.
 func RepoWriteProblem(ownerUID, ownerGID int, mode fs.FileMode) string {
 	if ownerUID != 0 || mode == 0 || writableBy(fallbackUID, fallbackUID, ownerUID, ownerGID, mode) {
 		return ""
 	}
-	return fmt.Sprintf("sessions started by root run as %d:%d (never root), which cannot write to this root-owned repository (mode %v)", fallbackUID, fallbackUID, mode)
+	if !readableBy(fallbackUID, fallbackUID, ownerUID, ownerGID, mode) {
+		return fmt.Sprintf("sessions started by root run as %d:%d (never root), which can neither read nor write this root-owned repository (mode %v)", fallbackUID, fallbackUID, mode)
+	}
+	return fmt.Sprintf("sessions started by root run as %d:%d (never root), which can read but not write this root-owned repository (mode %v)", fallbackUID, fallbackUID, mode)
+}
+
+// readableBy reports whether uid:gid may list and enter a directory owned by
+// ownerUID:ownerGID with mode.
+func readableBy(uid, gid, ownerUID, ownerGID int, mode fs.FileMode) bool {
+	switch {
+	case uid == ownerUID:
+		return mode&0o500 == 0o500
+	case gid == ownerGID:
+		return mode&0o050 == 0o050
+	}
+	return mode&0o005 == 0o005
 }
 
 // writableBy reports whether uid:gid may create files in a directory owned by

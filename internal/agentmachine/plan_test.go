@@ -228,3 +228,25 @@ func TestSessionIDsSortByTime(t *testing.T) {
 		t.Errorf("id = %s", prev)
 	}
 }
+
+// TestRepoWriteProblem: what a rootful session started by root (running as 1000:1000) can do
+// with the repository, by its owner and mode.
+func TestRepoWriteProblem(t *testing.T) {
+	tests := []struct {
+		owner int
+		mode  fs.FileMode
+		want  string // "" or a part of the problem
+	}{
+		{1000, 0o755, ""},
+		{0, 0o777, ""},
+		{0, 0o755, "can read but not write this root-owned repository (mode -rwxr-xr-x)"},
+		{0, 0o700, "can neither read nor write this root-owned repository (mode -rwx------)"},
+		{0, 0o711, "can neither read nor write"},
+	}
+	for _, tt := range tests {
+		got := RepoWriteProblem(tt.owner, tt.owner, tt.mode)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("owner %d mode %v: %q, want %q", tt.owner, tt.mode, got, tt.want)
+		}
+	}
+}
