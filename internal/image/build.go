@@ -1,6 +1,7 @@
 package image
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +35,8 @@ const (
 	InputsLabel = "dev.sourceos.build.inputs"
 	// debootstrap's package list beyond minbase: enough for the base stage's apt-get over https.
 	debootstrapInclude = "ca-certificates,passwd"
+	// rootMode is the mode of the image's / (see debootstrap).
+	rootMode = "0755"
 )
 
 // BuildEngine is what a build needs from Podman beyond fetching.
@@ -330,7 +334,9 @@ func tempTag() string {
 }
 
 func (b *Builder) planDebootstrap(suite, mirror, arch string) *Step {
-	inputs := hashOf("debootstrap", suite, map[string]string{"mirror": mirror, "variant": "minbase", "include": debootstrapInclude, "arch": arch}, nil)
+	// rootMode is part of the inputs since images made with a private root directory (0700,
+	// which rootless storage keeps and no non-root user can traverse) must be rebuilt.
+	inputs := hashOf("debootstrap", suite, map[string]string{"mirror": mirror, "variant": "minbase", "include": debootstrapInclude, "arch": arch, "rootMode": rootMode}, nil)
 	tag := rootfsRepo + ":" + suite
 	st := &Step{Name: "root filesystem (debootstrap)", Tag: tag, Inputs: inputs,
 		Command: []string{
@@ -347,6 +353,9 @@ func (b *Builder) planRootfs(path, suite string) (*Step, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, &InputError{Msg: fmt.Sprintf("--rootfs: %v", err), Fix: "give a directory made by debootstrap, or a tar of one"}
+	}
+	if err := checkRootMode(path, fi); err != nil {
+		return nil, err
 	}
 	tag := rootfsRepo + ":" + suite
 	st := &Step{Name: "root filesystem (" + path + ")", Tag: tag}
@@ -377,6 +386,33 @@ func (b *Builder) planRootfs(path, suite string) (*Step, error) {
 	return st, nil
 }
 
+// checkRootMode refuses a root filesystem whose top directory others cannot enter: it becomes
+// the image's /, and rootless storage keeps its mode, so no session user could reach anything.
+// For a tar, the top directory is its "./" entry, when it has one.
+func checkRootMode(path string, fi fs.FileInfo) error {
+	mode := fi.Mode().Perm()
+	if !fi.IsDir() {
+		f, err := os.Open(path)
+		if err != nil {
+			return &InputError{Msg: fmt.Sprintf("--rootfs: %v", err), Fix: "give a readable tar file"}
+		}
+		defer f.Close()
+		h, err := tar.NewReader(f).Next()
+		if err != nil {
+			return &InputError{Msg: fmt.Sprintf("--rootfs %s: not a tar archive: %v", path, err), Fix: "give a tar of the root filesystem: tar --numeric-owner -C ROOTFS -cf rootfs.tar ."}
+		}
+		if name := strings.TrimSuffix(h.Name, "/"); name != "." && name != "" {
+			return nil
+		}
+		mode = fs.FileMode(h.Mode).Perm()
+	}
+	if mode&0o055 != 0o055 {
+		return &InputError{Msg: fmt.Sprintf("--rootfs %s: its top directory has mode %v; it becomes the image's /, which every user in the container must be able to enter", path, mode),
+			Fix: "chmod 755 the root filesystem's directory (and tar it again)"}
+	}
+	return nil
+}
+
 // debootstrap makes a minbase root filesystem from the mirror and imports it.
 func (b *Builder) debootstrap(ctx context.Context, suite, mirror string, st *Step) (string, error) {
 	if b.Geteuid() != 0 {
@@ -391,6 +427,11 @@ func (b *Builder) debootstrap(ctx context.Context, suite, mirror string, st *Ste
 		return "", fmt.Errorf("debootstrap: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	// The directory becomes the image's /: MkdirTemp made it private, which rootless storage
+	// would keep, leaving / closed to every user but root inside the container.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("debootstrap: %w", err)
+	}
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+debootstrapInclude, suite, dir, mirror)
 	out := b.output()
 	cmd.Stdout, cmd.Stderr = out, out

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"math/big"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -197,3 +199,45 @@ var testCert = func() string {
 }()
 
 const testKeyPEM = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"
+
+// TestARootFilesystemMustBeEnterable: a root filesystem whose top directory is private would
+// become an image whose / no session user can enter (rootless storage keeps the mode): the
+// build refuses it, for a directory and for a tar whose first entry is "./".
+func TestARootFilesystemMustBeEnterable(t *testing.T) {
+	dir := t.TempDir()
+	tarOf := func(name string, mode int64) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(f)
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: mode})
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "./bin/", Mode: 0o755})
+		_ = tw.Close()
+		_ = f.Close()
+		return p
+	}
+	private := filepath.Join(dir, "private")
+	open := filepath.Join(dir, "open")
+	for _, d := range []string{private, open} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = os.Chmod(private, 0o700)
+	for path, ok := range map[string]bool{
+		private: false, open: true,
+		tarOf("private.tar", 0o700): false, tarOf("open.tar", 0o755): true,
+	} {
+		b := testBuilder(t, &fakeBuildEngine{images: map[string]container.Image{}}, 1000)
+		_, err := b.Plan(context.Background(), BuildRequest{Rootfs: path})
+		var in *InputError
+		switch {
+		case ok && err != nil:
+			t.Errorf("%s: %v", path, err)
+		case !ok && (!errors.As(err, &in) || !strings.Contains(err.Error(), "it becomes the image's /") || !strings.HasPrefix(in.Fix, "chmod 755")):
+			t.Errorf("%s: error %v, want a refusal with the chmod fix", path, err)
+		}
+	}
+}
