@@ -34,8 +34,11 @@ git clone -q "$src" "$root_clone"
 root_done=$(date +%s)
 
 echo
-echo "== handing the workspace images to $user (podman save | podman load)"
-podman save "${images[@]}" | "${as_user[@]}" podman load -q
+echo "== handing the workspace images to $user (podman save | podman load, one image at a time:"
+echo "   Podman 4.3 gives every name in a multi-image archive to its first image)"
+for image in "${images[@]}"; do
+  podman save "$image" | "${as_user[@]}" podman load -q
+done
 loaded=$(date +%s)
 
 echo
