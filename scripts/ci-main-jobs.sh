@@ -23,6 +23,7 @@ stop_service() { # the API service `start` spawned, recorded in the state direct
 cleanup() {
   stop_service /root
   stop_service "$home"
+  pkill -KILL -u "$user" 2>/dev/null || true # the rootless pause process; nothing else of the user runs yet
   rm -rf "$root_clone" "$user_clone"
 }
 trap cleanup EXIT
