@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/guard"
 )
 
 // containerRun is one container's life on an engine: create, compare with the spec, attach,
@@ -14,7 +15,12 @@ import (
 type containerRun struct {
 	engine Engine
 	spec   container.Spec
-	id     string
+	// image is the image the container is made from: its environment is expected too.
+	image container.Image
+	// nonce is set when the command runs through the helper (withHelper), whose verdict
+	// line carries it.
+	nonce string
+	id    string
 	// inspect is the server's whole `podman inspect` of the container as created.
 	inspect []byte
 }
@@ -43,7 +49,7 @@ func (c *containerRun) compare(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	c.inspect = raw
-	return container.Verify(c.spec, observed), nil
+	return container.Verify(c.spec, c.image, observed), nil
 }
 
 // ran is how a container's run ended.
@@ -52,14 +58,37 @@ type ran struct {
 	Started     bool
 	Interrupted bool  // ctx ended before the container did
 	StopErr     error // the graceful stop after an interruption failed
+	// Checked is true when the helper checked the container from inside and found it as
+	// planned; Refused lists what it found wrong (the tool never started).
+	Checked bool
+	Refused []string
 }
 
 // run attaches the streams, starts the container once the stream is connected (so no
 // output is lost) and waits for it to exit; started is called right after the start. When
 // ctx ends first, the container is stopped gracefully (killed after stopTimeout) and its real
 // exit code is still returned: stop and wait do not inherit ctx's cancellation.
-func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Writer, stopTimeout time.Duration, started func()) (ran, error) {
-	var res ran
+func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Writer, stopTimeout time.Duration, started func()) (res ran, err error) {
+	if c.nonce != "" {
+		// The helper's verdict is the first line of its standard error, which a terminal
+		// merges into out.
+		watch := &verdictWatch{nonce: c.nonce}
+		if c.spec.TTY {
+			watch.w, out = out, watch
+		} else {
+			watch.w, errOut = errOut, watch
+		}
+		defer func() {
+			watch.flush()
+			verdict, diffs := watch.result()
+			switch {
+			case verdict && diffs == nil:
+				res.Checked = true
+			case verdict && res.Code == guard.ExitRefused:
+				res.Refused = diffs
+			}
+		}()
+	}
 	attachCtx, cancelAttach := context.WithCancel(ctx)
 	defer cancelAttach()
 	ready := make(chan bool, 1)

@@ -8,6 +8,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/policy"
 )
 
 // A phase is one step of a session's life (DESIGN.md, "A session's life"). run does the step
@@ -62,6 +63,10 @@ type sessionRun struct {
 	spec                        container.Spec // the plan's spec with pass-through values filled in
 	box                         *containerRun  // the session's container, once created
 	weakened                    bool           // the server did not apply the plan
+	// linksDone is closed once the hard-link check of the mounts is done (see checkLinks).
+	linksDone    chan struct{}
+	linkRefusals []policy.Refusal
+	linkErr      error
 
 	gitBefore, gitAfter fingerprint.GitState
 	diff                []byte

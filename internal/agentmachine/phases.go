@@ -28,12 +28,46 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	r.key, r.prepared = key, true
+	if h := r.plan.Helper; h != nil {
+		ref, err := r.Helper(r.Host.Arch, true)
+		if err != nil {
+			return nil, err
+		}
+		if ref != *h {
+			return nil, fmt.Errorf("the container helper at %s is not the one planned (%s)", ref.Path, h.Digest)
+		}
+	}
 	r.event("session %s planned: %s, policy %s", r.plan.SessionID, r.plan.Container.Name, r.plan.PolicyHash)
 	r.hostTools = make(chan hostTools, 1)
 	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()
 	go evidence.PrepareSchema()
 	r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
+	r.linksDone = make(chan struct{})
+	go func() {
+		defer close(r.linksDone)
+		r.linkRefusals, r.linkErr = policy.HardLinks(ctx, r.plan.Decision, r.plan.policyHost)
+	}()
 	return nil, nil
+}
+
+// checkLinks joins the hard-link check started by prepare: a mount that holds a hard link to
+// a protected file refuses the session before the tool starts.
+func (r *sessionRun) checkLinks() error {
+	<-r.linksDone
+	if r.linkErr != nil {
+		r.event("hard-link check failed: %v", r.linkErr)
+		return fmt.Errorf("check the mounts for hard links: %w", r.linkErr)
+	}
+	if len(r.linkRefusals) > 0 {
+		var reasons []string
+		for _, f := range r.linkRefusals {
+			reasons = append(reasons, f.Reason)
+		}
+		r.event("refused to start: %s", strings.Join(reasons, "; "))
+		return &policy.RefusedError{Refusals: r.linkRefusals}
+	}
+	r.event("hard-link check: no mount holds a link to a protected file")
+	return nil
 }
 
 // readGit reads the repository's state into st (and, when it is dirty and diff is not nil,
@@ -191,7 +225,12 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 			r.spec.Env[name] = v
 		}
 	}
-	box := &containerRun{engine: r.engine, spec: r.spec}
+	box := &containerRun{engine: r.engine, spec: r.spec, image: r.out.Image}
+	if h := r.plan.Helper; h != nil {
+		box.nonce = newNonce()
+		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce)
+		r.spec = box.spec
+	}
 	if err := box.create(ctx); err != nil {
 		r.event("create failed: %v", err)
 		return nil, err
@@ -209,6 +248,10 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 	}, nil
 }
 
+// weakenedFix is what to do about a server whose own configuration changed the container.
+const weakenedFix = "the Podman service's containers.conf (CONTAINERS_CONF, /etc/containers/, ~/.config/containers/) " +
+	"sets what the plan did not ask for: remove that setting, or use another connection (--connection)"
+
 // compare inspects the created container and refuses to start it unless everything the
 // server applied is what the plan asked for.
 func (r *sessionRun) compare(ctx context.Context) (func(), error) {
@@ -217,13 +260,15 @@ func (r *sessionRun) compare(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	r.out.Inspect = r.box.inspect
+	r.out.Checks.Inspect, r.out.Checks.InspectDifferences = "as-planned", diffs
 	if len(diffs) > 0 {
+		r.out.Checks.Inspect = "differs"
 		r.weakened = true // never kept, whatever --keep says
 		r.event("refused to start: the server weakened the spec: %s", strings.Join(diffs, "; "))
 		return nil, &policy.RefusedError{Refusals: []policy.Refusal{{
 			Subject: "container " + r.spec.Name, Rule: RuleServerWeakened,
 			Reason: "the Podman service did not apply the plan: " + strings.Join(diffs, "; "),
-			Fix:    "upgrade Podman, or use another connection (--connection); the container was removed before it started",
+			Fix:    weakenedFix + "; the container was removed before it started",
 		}}}
 	}
 	r.event("inspected: every security setting as planned")
@@ -234,6 +279,9 @@ func (r *sessionRun) compare(ctx context.Context) (func(), error) {
 // gracefully and the tool's own exit code is kept. The repository's state before the session
 // must have been read before the tool can change it.
 func (r *sessionRun) run(ctx context.Context) (func(), error) {
+	if err := r.checkLinks(); err != nil {
+		return nil, err
+	}
 	<-r.gitBeforeDone
 	r.event("repository state before the session: commit %s", orDash(r.gitBefore.Commit))
 	res, err := r.box.run(ctx, r.IO.In, r.IO.Out, r.IO.ErrOut, r.StopTimeout, func() { r.out.Ran = true; r.event("started") })
@@ -244,6 +292,20 @@ func (r *sessionRun) run(ctx context.Context) (func(), error) {
 	if err != nil {
 		r.event("failed: %v", err)
 		return nil, err
+	}
+	if res.Checked {
+		r.out.Checks.Inside = "passed"
+		r.event("checked from inside by sourceos-helper: as planned")
+	}
+	if len(res.Refused) > 0 {
+		r.out.Checks.Inside, r.out.Checks.InsideDifferences = "refused", res.Refused
+		r.out.Ran = false // the helper refused before the tool started
+		r.event("refused from inside before the tool started: %s", strings.Join(res.Refused, "; "))
+		return nil, &policy.RefusedError{Refusals: []policy.Refusal{{
+			Subject: "container " + r.spec.Name, Rule: RuleServerWeakened,
+			Reason: "checked from inside, the container is not what was planned: " + strings.Join(res.Refused, "; "),
+			Fix:    weakenedFix + "; the container was removed and the tool never started",
+		}}}
 	}
 	r.out.ExitCode = res.Code
 	if res.Interrupted {

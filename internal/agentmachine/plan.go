@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -29,7 +30,6 @@ const (
 
 // Paths inside the container.
 const (
-	ToolHome      = "/home/agent"
 	tmpfsSize     = 512 << 20
 	fallbackUID   = 1000
 	interactiveSh = `if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi`
@@ -59,6 +59,46 @@ type Facts struct {
 	SessionID string
 	// FS overrides the file system used by the policy (tests); nil means the real one.
 	FS *policy.Host
+	// Own are sourceosctl's own state directories, which nothing may mount (OwnState).
+	Own []policy.Protected
+	// Local is true when the service runs on this host (a local unix socket): its files can
+	// be mounted (the helper).
+	Local bool
+	// Helper is the in-container helper that checks the container from inside before the
+	// tool runs; zero when none can be used (another host, a machine).
+	Helper HelperRef
+}
+
+// HelperRef is the helper binary a session mounts: where it is on the host and its digest.
+type HelperRef struct {
+	Path   string `json:"path"`
+	Digest string `json:"digest"`
+}
+
+// OwnState lists sourceosctl's own state — its configuration (signing key, profiles), state
+// (evidence, caches, service log), data (image manifest, downloads), the profile's own
+// evidence directory and the evidence's last-resort directory — as protected paths that no
+// opt-in allows: a session that could reach them could read the key or rewrite its record.
+func OwnState(d Dirs, tempDir string, uid int, p *profile.Profile) []policy.Protected {
+	own := []policy.Protected{
+		{Path: d.Config, What: "sourceosctl's configuration: the evidence signing key and profiles"},
+		{Path: d.State, What: "sourceosctl's state: evidence bundles and caches"},
+		{Path: d.Data, What: "sourceosctl's data: the image manifest and downloads"},
+	}
+	if p != nil && p.Spec.Evidence.Dir != "" {
+		own = append(own, policy.Protected{Path: p.Spec.Evidence.Dir, What: "the profile's evidence directory"})
+	}
+	if tempDir != "" {
+		own = append(own, policy.Protected{Path: filepath.Join(tempDir, fmt.Sprintf("sourceosctl-evidence-%d", uid)), What: "sourceosctl's last-resort evidence directory"})
+	}
+	out := own[:0]
+	for _, o := range own {
+		if o.Path != "" {
+			o.Always, o.Source = true, "sourceosctl"
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Connection is the Podman endpoint a plan runs against.
@@ -96,6 +136,12 @@ type Plan struct {
 	PolicyHash      string                  `json:"policyHash"`
 	Decision        *policy.Decision        `json:"decision"`
 	Keep            bool                    `json:"keep"`
+	// Helper runs first in the container and checks it from inside (absent: inspect only).
+	Helper *HelperRef `json:"helper,omitempty"`
+
+	// policyHost is the host as the policy saw it: the hard-link check walks the same
+	// protected paths.
+	policyHost policy.Host
 	// EvidenceDir is the profile's evidence directory ("" for the default one).
 	EvidenceDir string   `json:"evidenceDir,omitempty"`
 	Notes       []string `json:"notes"`
@@ -141,9 +187,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		}
 		optIns = append(optIns, r)
 	}
-	host := policy.Host{OS: f.OS, Home: f.Home, RuntimeDir: f.RuntimeDir}
+	host := policy.Host{OS: f.OS, Home: f.Home, RuntimeDir: f.RuntimeDir, Extra: append([]policy.Protected{}, f.Own...)}
 	if f.FS != nil {
-		host.EvalSymlinks, host.Lstat = f.FS.EvalSymlinks, f.FS.Lstat
+		host.EvalSymlinks, host.Lstat, host.Stat = f.FS.EvalSymlinks, f.FS.Lstat, f.FS.Stat
 	}
 	if sock, ok := strings.CutPrefix(f.Connection.URI, "unix://"); ok {
 		host.Extra = append(host.Extra, policy.Protected{Path: sock, What: "the Podman socket in use"})
@@ -172,6 +218,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		EvidenceDir:     p.Spec.Evidence.Dir,
 		Notes:           []string{},
 		Warnings:        []string{},
+		policyHost:      host,
 	}
 	if err := dec.Err(); err != nil {
 		return pl, err
@@ -205,6 +252,16 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		pl.Notes = append(pl.Notes, userNote)
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
+	if f.OS == "windows" {
+		pl.Notes = append(pl.Notes, "hard links in the mounts are not checked on Windows (it reports no link counts); on Linux and macOS a hard link to a protected file refuses the session")
+	}
+	if f.Helper.Path != "" {
+		h := f.Helper
+		pl.Helper = &h
+		pl.Notes = append(pl.Notes, "the tool runs through sourceos-helper (sha256:"+short(strings.TrimPrefix(h.Digest, "sha256:"))+"), which first checks the container from inside — seccomp, capabilities, user, environment, mounts, devices, limits, namespaces — and refuses (exit 3) if the server applied anything else; the -o podman line leaves it out")
+	} else {
+		pl.Notes = append(pl.Notes, "no in-container check: its helper cannot be mounted from this host into that service's containers (another machine, or a build without the helper); the server's inspect is still compared with the plan")
+	}
 	return pl, nil
 }
 
@@ -326,12 +383,12 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		Command: command,
 		WorkDir: p.Spec.Workspace.MountPath,
 		User:    user,
-		Env:     map[string]string{"HOME": ToolHome, "SOURCEOS_AGENT_SESSION": pl.SessionID},
+		Env:     map[string]string{"HOME": container.ToolHome, "SOURCEOS_AGENT_SESSION": pl.SessionID},
 		Secrets: pl.Secrets,
 		Mounts:  []container.Mount{},
 		Tmpfs: []container.Tmpfs{
-			{Target: "/tmp", SizeBytes: tmpfsSize, Mode: "1777"},
-			{Target: ToolHome, SizeBytes: tmpfsSize, Mode: "0700", Chown: true},
+			{Target: container.TmpDir, SizeBytes: tmpfsSize, Mode: "1777"},
+			{Target: container.ToolHome, SizeBytes: tmpfsSize, Mode: "0700", Chown: true},
 		},
 		Labels: map[string]string{
 			LabelManaged: "true",
@@ -354,6 +411,7 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 	if f.Rootless {
 		s.UserNS = "keep-id"
 	}
+	explicitSettings(&s, f)
 	if s.TTY {
 		term := f.Term
 		if term == "" {
@@ -365,6 +423,34 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		s.Mounts = append(s.Mounts, container.Mount{Source: MachinePath(f.OS, m.Source), Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	return s
+}
+
+// Explicit settings: each one a server's own configuration (containers.conf) would otherwise
+// choose for the container — and Podman 4.3's inspect does not show all it applied.
+const (
+	sessionHostname = "sourceos-agent"
+	shmSize         = 64 << 20
+	sessionUmask    = "0022"
+)
+
+// freshNamespaceSysctls are namespaced kernel settings and the values a new namespace starts
+// with; a server's default_sysctls can change them, invisibly to inspect.
+var freshNamespaceSysctls = map[string]string{"net.ipv4.ping_group_range": "1 0"}
+
+func explicitSettings(s *container.Spec, f Facts) {
+	s.Hostname, s.ShmSizeBytes, s.Umask, s.OOMScoreAdj = sessionHostname, shmSize, sessionUmask, 0
+	s.SeccompProfile = container.DefaultSeccompProfile
+	s.Namespaces = []string{"ipc", "uts", "pid"}
+	if f.CgroupsVersion == "v2" {
+		s.Namespaces = append(s.Namespaces, "cgroup")
+	}
+	s.Sysctls = map[string]string{}
+	for k, v := range freshNamespaceSysctls {
+		s.Sysctls[k] = v
+	}
+	// Open files and processes keep the service's limits: a value above the service's own
+	// hard limit makes the runtime fail, and the client cannot know the service's. Verify and
+	// the helper refuse any other limit a server's default_ulimits adds (rtprio, nice, …).
 }
 
 // MachinePath converts a host path into the path the Podman machine sees. The WSL machine

@@ -264,6 +264,14 @@ func Record(in RecordInput) (string, error) {
 		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: "tmpfs", Target: t.Target, Options: t.Options()})
 	}
 	pred.SecurityOptions = securityOptions(s.NoNewPrivileges, s.ReadOnlyRoot, s.Init, s.UserNS)
+	if s.SeccompProfile != "" {
+		pred.SecurityOptions = append(pred.SecurityOptions, "seccomp="+s.SeccompProfile)
+	}
+	for _, ns := range s.Namespaces {
+		pred.SecurityOptions = append(pred.SecurityOptions, ns+"ns=private")
+	}
+	checks := out.Checks
+	pred.Checks = &checks
 	for _, sd := range pl.SecretSources {
 		pred.Secrets = append(pred.Secrets, sd.Name)
 	}

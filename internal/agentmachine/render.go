@@ -49,6 +49,29 @@ func PodmanArgs(pl *Plan) []string {
 	if s.SecurityLabel != "" {
 		args = append(args, "--security-opt", "label="+s.SecurityLabel)
 	}
+	if s.SeccompProfile != "" {
+		args = append(args, "--security-opt", "seccomp="+s.SeccompProfile)
+	}
+	for _, ns := range s.Namespaces {
+		flag := "--" + ns
+		if ns == "cgroup" {
+			flag = "--cgroupns"
+		}
+		args = append(args, flag, "private")
+	}
+	if s.Hostname != "" {
+		args = append(args, "--hostname", s.Hostname)
+	}
+	if s.Umask != "" {
+		args = append(args, "--umask", s.Umask)
+	}
+	if s.ShmSizeBytes > 0 {
+		args = append(args, "--shm-size", strconv.FormatInt(s.ShmSizeBytes, 10))
+	}
+	args = append(args, "--oom-score-adj", strconv.Itoa(s.OOMScoreAdj))
+	for _, k := range sortedKeys(s.Sysctls) {
+		args = append(args, "--sysctl", k+"="+s.Sysctls[k])
+	}
 	args = append(args, "--network", s.Network)
 	for _, t := range s.Tmpfs {
 		args = append(args, "--tmpfs", t.Target+":"+strings.Join(t.Options(), ","))
@@ -124,6 +147,14 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("Root filesystem", readOnly(s.ReadOnlyRoot))
 	row("Capabilities", "drop "+strings.Join(s.CapDrop, ",")+addCaps(s.CapAdd))
 	row("No new privileges", strconv.FormatBool(s.NoNewPrivileges))
+	row("Seccomp", firstNonEmpty(s.SeccompProfile, "the server's default"))
+	row("Namespaces", "private "+orDash(strings.Join(s.Namespaces, ", ")))
+	row("Settings", fmt.Sprintf("hostname %s, umask %s, /dev/shm %d MiB, OOM score adjustment %d", orDash(s.Hostname), orDash(s.Umask), s.ShmSizeBytes>>20, s.OOMScoreAdj))
+	check := "none: the server's inspect only"
+	if pl.Helper != nil {
+		check = "sourceos-helper " + short(strings.TrimPrefix(pl.Helper.Digest, "sha256:")) + ", before the tool"
+	}
+	row("Inside check", check)
 	row("Network", s.Network)
 	row("Limits", fmt.Sprintf("cpus %g, memory %d MiB, pids %d", s.Limits.CPUs, s.Limits.MemoryBytes>>20, s.Limits.Pids))
 	row("Environment", strings.Join(append(sortedKeys(s.Env), pl.PassEnv...), ", "))

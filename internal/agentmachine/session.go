@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -36,6 +37,9 @@ type Session struct {
 	// StopTimeout is how long a stopping container gets before it is killed.
 	StopTimeout time.Duration
 	Verbose     bool
+	// Helper locates the in-container helper for a Linux architecture, writing it to disk when
+	// install is true; nil when this build has none.
+	Helper func(arch string, install bool) (HelperRef, error)
 }
 
 // GitReader reads a repository's state; fingerprint.Git is the real one.
@@ -64,6 +68,8 @@ type Outcome struct {
 	Cause       string `json:"cause,omitempty"`
 	// Inspect is `podman inspect` of the container as created.
 	Inspect []byte `json:"-"`
+	// Checks is how the container was checked before the tool started.
+	Checks evidence.Checks `json:"checks"`
 	// Ran is true once the container started: the exit code is the tool's.
 	Ran bool `json:"ran"`
 	// Events is the session log: what happened, when.
@@ -99,8 +105,29 @@ const dryRunConnect = 3 * time.Second
 // within a few seconds and inferring them otherwise. It creates nothing: this is --dry-run,
 // and it fails exactly where Run would fail before starting anything.
 func (s *Session) Plan(ctx context.Context, p *profile.Profile, req SessionRequest) (*Plan, error) {
-	_, facts, _ := s.facts(ctx, p, req, true)
-	return NewPlan(p, req, facts)
+	_, facts, err := s.facts(ctx, p, req, true)
+	var bad interface{ BadInput() bool }
+	if errors.As(err, &bad) && bad.BadInput() {
+		return nil, err // a malformed or unknown connection fails whatever the service's state
+	}
+	pl, err := NewPlan(p, req, facts)
+	if err != nil {
+		return pl, err
+	}
+	// The real run walks the mounts for hard links beside its other phases; a dry run has
+	// nothing else to do, and fails where the real run would.
+	if refusals, err := policy.HardLinks(ctx, pl.Decision, pl.policyHost); err != nil || len(refusals) > 0 {
+		return pl, errors.Join(err, refusedOrNil(refusals))
+	}
+	return pl, nil
+}
+
+// refusedOrNil is the refusals as an error, or nil when there are none.
+func refusedOrNil(refusals []policy.Refusal) error {
+	if len(refusals) == 0 {
+		return nil
+	}
+	return &policy.RefusedError{Refusals: refusals}
 }
 
 // Run plans the session and, when the policy allows it, lives it phase by phase (see
@@ -127,6 +154,10 @@ func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionReques
 		fmt.Fprintf(s.IO.ErrOut, "session %s: %s on %s (%s), policy %s\n", plan.SessionID, plan.Container.Name, plan.Connection.URI, plan.Connection.Source, plan.PolicyHash)
 	}
 	r := &sessionRun{Session: s, engine: engine, plan: plan, facts: facts, out: &Outcome{}}
+	r.out.Checks = evidence.Checks{Inspect: "not-reached", Inside: "no-helper"}
+	if plan.Helper != nil {
+		r.out.Checks.Inside, r.out.Checks.Helper = "not-reached", plan.Helper.Digest
+	}
 	res := &Result{Plan: plan, Outcome: r.out}
 	runErr := r.live(ctx)
 	if !r.prepared {
@@ -160,6 +191,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	f := Facts{
 		OS: h.OS, Arch: h.Arch, Home: h.Home, UID: h.UID, GID: h.GID, RuntimeDir: h.RuntimeDir,
 		Term: s.Getenv("TERM"), StdinTTY: s.IO.InTTY, StdoutTTY: s.IO.OutTTY, Now: s.Now(),
+		Own: OwnState(s.Dirs, s.TempDir, h.UID, p),
 	}
 	if h.OS == "windows" {
 		f.UID, f.GID = 1000, 1000 // the WSL machine's user; Windows has no uid
@@ -180,6 +212,14 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	f.Connection = conn
 	if conn.URI == "" {
 		f.Connection.Source = "none found"
+	}
+	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && machineOf(p) == ""
+	if f.Local {
+		if s.Helper != nil {
+			if ref, herr := s.Helper(h.Arch, false); herr == nil {
+				f.Helper = ref
+			}
+		}
 	}
 	if err == nil {
 		var svc container.Service

@@ -49,13 +49,19 @@ func (r *sessionRun) probeTool(ctx context.Context) (ToolFacts, error) {
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var out bytes.Buffer
-	box := &containerRun{engine: r.engine, spec: spec}
+	box := &containerRun{engine: r.engine, spec: spec, image: r.out.Image}
+	if h := r.plan.Helper; h != nil {
+		box.nonce = newNonce()
+		box.spec = withHelper(spec, *h, r.out.Image, box.nonce)
+	}
 	res, diffs, err := box.once(pctx, nil, &out, &out, time.Second)
 	switch {
 	case err != nil:
 		return ToolFacts{}, err
 	case len(diffs) > 0:
 		return ToolFacts{}, fmt.Errorf("the server weakened the probe container: %s", strings.Join(diffs, "; "))
+	case len(res.Refused) > 0:
+		return ToolFacts{}, fmt.Errorf("the probe container, checked from inside, is not what was planned: %s", strings.Join(res.Refused, "; "))
 	case res.Interrupted:
 		return ToolFacts{}, fmt.Errorf("%s --version did not finish within %s", r.plan.Tool.Binary, probeTimeout)
 	}

@@ -64,6 +64,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", goodProfile, []string{"shell", "--mount", "/x"}, 2, "Error: unknown flag: --mount"},
 		{"unknown subcommand", goodProfile, []string{"launch"}, 2, `Error: unknown command "launch" for "sourceosctl agent-machine"; run 'sourceosctl agent-machine --help' for the list`},
 		{"evidence verify of a plain directory", goodProfile, []string{"evidence", "verify", "."}, 2, "Error: . is not an evidence bundle (no attestation.sigstore.json)"},
+		{"--connection with a broken URI, dry run", goodProfile, []string{"--connection", "tcp://[::1", "shell", "--repo", ".", "--dry-run"}, 2, `Error: --connection: "tcp://[::1" is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)`},
+		{"--repo naming a file, dry run", goodProfile, []string{"shell", "--repo", "../profile.yaml", "--dry-run"}, 3, "Error: refused by policy:"},
+		{"a mount over /etc", goodProfile + "  mounts:\n    - {source: /srv, target: /etc}\n", nil, 2, "Error: {file}:11: spec.mounts[0].target: /etc is the image's system directory /etc; mount elsewhere, e.g. under /mnt or /srv"},
 		{"--connection npipe", goodProfile, []string{"--connection", "npipe:////./pipe/podman", "status"}, 2, `Error: --connection: "npipe:////./pipe/podman" is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)`},
 	}
 	for _, tt := range tests {

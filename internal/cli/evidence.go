@@ -246,6 +246,9 @@ func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 	row("Network", p.Network)
 	row("Capabilities", "drop "+strings.Join(p.Capabilities.Drop, ",")+", add "+orNone(strings.Join(p.Capabilities.Add, ",")))
 	row("Security", strings.Join(p.SecurityOptions, ", "))
+	if c := p.Checks; c != nil {
+		row("Checks", checksSummary(c))
+	}
 	row("Secrets", orNone(strings.Join(p.Secrets, ", ")))
 	row("Profile", fmt.Sprintf("%s (sha256:%.12s)", p.Profile.Name, p.Profile.SHA256))
 	row("Policy hash", p.PolicyHash)
@@ -299,4 +302,20 @@ func dirty(d bool) string {
 		return " (uncommitted changes)"
 	}
 	return ""
+}
+
+// checksSummary is how the container was checked before the tool started, in one line.
+func checksSummary(c *evidence.Checks) string {
+	inspect := "inspect " + c.Inspect
+	if len(c.InspectDifferences) > 0 {
+		inspect += " (" + strings.Join(c.InspectDifferences, "; ") + ")"
+	}
+	inside := "inside " + c.Inside
+	if c.Helper != "" {
+		inside += fmt.Sprintf(" (sourceos-helper %.19s)", c.Helper)
+	}
+	if len(c.InsideDifferences) > 0 {
+		inside += ": " + strings.Join(c.InsideDifferences, "; ")
+	}
+	return inspect + ", " + inside
 }

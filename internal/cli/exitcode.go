@@ -72,6 +72,7 @@ func ExitCode(err error) int {
 		unreach *podman.UnreachableError
 		refused *policy.RefusedError
 		badURI  *podman.BadURIError
+		unknown *podman.UnknownConnectionError
 		intr    *agentmachine.Interrupt
 		imgIn   *image.InputError
 		sum     *image.ChecksumError
@@ -91,7 +92,7 @@ func ExitCode(err error) int {
 		return ExitSIGINT
 	case errors.As(err, &refused), errors.As(err, &sum):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &imgIn):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool), errors.As(err, &rtDir):
 		return ExitMissing

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/helper"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -214,17 +215,20 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 	}
 	wd, _ := f.WorkDir()
 	git, _ := f.LookPath("git")
+	host := agentmachine.Host{OS: f.GOOS, Arch: f.GOARCH, UID: f.UID, GID: f.GID, Home: home, WorkDir: wd,
+		RuntimeDir: f.RuntimeDir()}
+	dirs := agentmachine.DirsFor(f.GOOS, f.Getenv, home)
 	return &agentmachine.Session{
-		Connect: f.Connector(g.Connection),
-		Host: agentmachine.Host{OS: f.GOOS, Arch: f.GOARCH, UID: f.UID, GID: f.GID, Home: home, WorkDir: wd,
-			RuntimeDir: f.RuntimeDir()},
+		Connect:     f.Connector(g.Connection),
+		Host:        host,
 		IO:          agentmachine.IO{In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut, InTTY: f.IO.InTTY, OutTTY: f.IO.OutTTY},
 		Getenv:      f.Getenv,
 		Environ:     f.Environ,
 		Now:         f.Now,
 		ReadFile:    f.ReadFile,
-		Dirs:        agentmachine.DirsFor(f.GOOS, f.Getenv, home),
+		Dirs:        dirs,
 		TempDir:     f.TempDir,
+		Helper:      containerHelper(filepath.Join(dirs.State, "helper")),
 		Git:         fingerprint.Git{Binary: git},
 		Runner:      f.Runner,
 		LookPath:    f.LookPath,
@@ -232,6 +236,18 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		StopTimeout: stopTimeout,
 		Verbose:     g.Verbose,
 	}, nil
+}
+
+// containerHelper locates (and, for a real run, installs) the in-container helper below dir.
+func containerHelper(dir string) func(arch string, install bool) (agentmachine.HelperRef, error) {
+	return func(arch string, install bool) (agentmachine.HelperRef, error) {
+		locate := helper.Located
+		if install {
+			locate = helper.Install
+		}
+		path, digest, err := locate(dir, arch)
+		return agentmachine.HelperRef{Path: path, Digest: digest}, err
+	}
 }
 
 // stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.

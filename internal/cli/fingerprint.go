@@ -128,7 +128,8 @@ func (f *Factory) profileFacts(repo string, prof *profile.Profile, profErr error
 	home, _ := f.Home()
 	wd, _ := f.WorkDir()
 	plan, err := agentmachine.NewPlan(prof, agentmachine.SessionRequest{Tool: tool.Shell, Repo: repo, WorkDir: wd},
-		agentmachine.Facts{OS: f.GOOS, Home: home, UID: f.UID, GID: f.GID, RuntimeDir: f.RuntimeDir(), Now: f.Now()})
+		agentmachine.Facts{OS: f.GOOS, Home: home, UID: f.UID, GID: f.GID, RuntimeDir: f.RuntimeDir(), Now: f.Now(),
+			Own: agentmachine.OwnState(agentmachine.DirsFor(f.GOOS, f.Getenv, home), f.TempDir, f.UID, prof)})
 	switch {
 	case plan == nil && err != nil:
 		return p, fingerprint.Policy{Absent: firstLineOf(err)}

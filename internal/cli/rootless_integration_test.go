@@ -92,6 +92,26 @@ func TestIntegrationRootlessSession(t *testing.T) {
 	if names, _ := re.Podman("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(names) != "" {
 		t.Errorf("containers left: %s", names)
 	}
+
+	// The user's own service, weakened by its containers.conf: the helper sees from inside
+	// what inspect does not (a volume), and the plan's explicit settings override the rest.
+	cliOn := func(uri string, args ...string) (string, int) {
+		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + uri, "HOME=" + home, bin}, args...)
+		cmd := re.Command("env", full...)
+		cmd.Dir = repo
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	weak := re.Weakened(t, `volumes = ["/etc:/hostetc:ro"]`)
+	if out, code := cliOn(weak.URI, "--profile", profile, "am", "shell", "--repo", repo, "--", "sh", "-c", "echo TOOL-RAN"); code != ExitRefused ||
+		!strings.Contains(out, "mount /hostetc") || strings.Contains(out, "TOOL-RAN") {
+		t.Errorf("rootless service with a configured volume: exit %d, want 3 naming /hostetc:\n%s", code, out)
+	}
+	weak = re.Weakened(t, `seccomp_profile = "unconfined"`, `ipcns = "host"`, `umask = "0000"`)
+	if out, code := cliOn(weak.URI, "--profile", profile, "am", "shell", "--repo", repo, "--", "sh", "-c", "grep ^Seccomp: /proc/self/status; umask"); code != 0 ||
+		!strings.Contains(out, "Seccomp:\t2") || !strings.Contains(out, "0022") {
+		t.Errorf("rootless service with unconfined seccomp, host IPC and umask 0000: exit %d, want 0 with seccomp 2 and umask 0022:\n%s", code, out)
+	}
 }
 
 func isCgroup2() bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -19,13 +20,21 @@ import (
 // their ratio, with network none and bridge.
 func BenchmarkColdSession(b *testing.B) {
 	env := podmantest.Need(b)
-	for _, network := range []string{"none", "bridge"} {
-		b.Run("network="+network, func(b *testing.B) {
+	for _, c := range []struct {
+		name, network string
+		files         int
+	}{
+		{"network=none", "none", 0}, {"network=bridge", "bridge", 0}, {"repo=50k-files", "none", 50_000},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			extra := ""
-			if network == "bridge" {
+			if c.network == "bridge" {
 				extra = "  network: bridge\n"
 			}
 			w := newWorkspace(b, env, extra)
+			if c.files > 0 {
+				fillRepository(b, w.repo, c.files)
+			}
 			podmanLine := dryRunLine(b, env, w)
 			tool := func() error {
 				cmd := cliProcess(b, env, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true")
@@ -87,6 +96,34 @@ func abCompare(b *testing.B, tool, raw func() error, rawMetric string) {
 	b.ReportMetric(float64(medianOf(tTool))/float64(medianOf(tRaw)), "ratio")
 	b.ReportMetric(float64(medianOf(ratios))/1000, "pair-ratio")
 	b.ReportMetric(float64(medianOf(version).Milliseconds()), "ms-podman-version")
+}
+
+// fillRepository makes dir a git repository of n committed files, owned like the workspace.
+func fillRepository(b *testing.B, dir string, n int) {
+	for i := 0; i < n; i++ {
+		sub := filepath.Join(dir, fmt.Sprintf("d%03d", i/500))
+		if i%500 == 0 {
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%05d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "files"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir, "-c", "gc.auto=0", "-c", "safe.directory=*"}, args...)...).CombinedOutput(); err != nil {
+			b.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	if os.Getuid() == 0 { // as newWorkspace: the session runs as the repository's owner
+		_ = filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+			if err == nil {
+				_ = os.Lchown(p, 1000, 1000)
+			}
+			return nil
+		})
+	}
 }
 
 func medianOf(d []time.Duration) time.Duration {

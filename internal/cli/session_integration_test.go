@@ -408,3 +408,46 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestIntegrationAnInterruptedToolsOwnExitCodeIsRecorded interrupts a tool that handles the
+// graceful stop itself (it traps SIGTERM and exits 42): the stop request must survive the
+// interrupt that asked for it, and the evidence must carry 42, not a guess.
+func TestIntegrationAnInterruptedToolsOwnExitCodeIsRecorded(t *testing.T) {
+	e := podmantest.Need(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			w := newWorkspace(t, e, "")
+			cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--",
+				"sh", "-c", `trap 'echo cleaning-up; exit 42' TERM; echo ready; while :; do sleep 0.1; done`)
+			var stdout, stderr safeBuffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitForSession(t, e)
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(stdout.String(), "ready") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			signalAndWait(t, cmd, sig, stderr.String)
+			if strings.Contains(stderr.String(), "! stop container") || !strings.Contains(stdout.String(), "cleaning-up") {
+				t.Errorf("the graceful stop did not reach the tool:\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			}
+			p := lastPredicate(t, w)
+			if p.Session.ExitCode == nil || *p.Session.ExitCode != 42 || !p.Session.Interrupted || p.Session.Cause != signalName(sig) {
+				got := "none"
+				if p.Session.ExitCode != nil {
+					got = fmt.Sprint(*p.Session.ExitCode)
+				}
+				t.Errorf("evidence: exit code %s, interrupted %v, cause %q; want 42, true, %s", got, p.Session.Interrupted, p.Session.Cause, signalName(sig))
+			}
+			if names := sessionContainers(t, e); len(names) != 0 {
+				t.Errorf("container left: %v", names)
+			}
+		})
+	}
+}
+
+func signalName(sig syscall.Signal) string {
+	return map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sig]
+}

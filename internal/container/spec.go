@@ -37,7 +37,31 @@ type Spec struct {
 	Stdin bool `json:"stdin"`
 	// SecurityLabel is "disable" when bind mounts are not relabelled (see the planner).
 	SecurityLabel string `json:"securityLabel,omitempty"`
+
+	// The rest is asked for explicitly, so that no default of the server's own configuration
+	// (containers.conf) can apply instead; the post-create comparison checks each.
+	Hostname string `json:"hostname"`
+	// SeccompProfile is the seccomp profile file on the server ("" is the server's default,
+	// which its configuration can set to unconfined).
+	SeccompProfile string   `json:"seccompProfile,omitempty"`
+	Namespaces     []string `json:"namespaces"` // private namespaces: ipc, uts, pid, cgroup
+	ShmSizeBytes   int64    `json:"shmSizeBytes"`
+	Umask          string   `json:"umask"`
+	OOMScoreAdj    int      `json:"oomScoreAdj"`
+	// Sysctls are namespaced kernel settings, set to the values a fresh namespace has.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
+
+// Ulimit is a resource limit a server reports, by Podman's name (RLIMIT_NOFILE).
+type Ulimit struct {
+	Name string `json:"name"`
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// DefaultSeccompProfile is where containers-common installs the default seccomp profile on
+// every distribution Podman supports, Podman machines included.
+const DefaultSeccompProfile = "/usr/share/containers/seccomp.json"
 
 // Mount is a host path bound into the container.
 type Mount struct {
@@ -47,12 +71,14 @@ type Mount struct {
 }
 
 // Options are the bind mount's options, shared by the engine that creates it and the
-// evidence that records it, so the two cannot drift apart.
+// evidence that records it, so the two cannot drift apart. The bind is not recursive: a file
+// system mounted below the source (another disk, a FUSE view of a secret store) does not come
+// along — the container sees the directory it is mounted on, empty.
 func (m Mount) Options() []string {
 	if m.ReadOnly {
-		return []string{"rbind", "ro"}
+		return []string{"bind", "ro"}
 	}
-	return []string{"rbind", "rw"}
+	return []string{"bind", "rw"}
 }
 
 // Tmpfs is a writable in-memory directory (the root filesystem is read-only).
@@ -99,6 +125,8 @@ type Image struct {
 	RepoTags    []string `json:"repoTags,omitempty"`
 	// Labels are the image's labels (version, build inputs); not part of evidence.
 	Labels map[string]string `json:"-"`
+	// Env is the image's environment (NAME=value): a container has it too.
+	Env []string `json:"-"`
 }
 
 // Service is what planning needs to know about the Podman service that will run the

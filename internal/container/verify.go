@@ -23,6 +23,22 @@ type Observed struct {
 	Limits          Limits   `json:"limits"`
 	Privileged      bool     `json:"privileged"`
 	Init            bool     `json:"init"`
+
+	// Other mounts: volumes, images, anything that is neither a planned bind nor a tmpfs.
+	OtherMounts []string          `json:"otherMounts,omitempty"`
+	Namespaces  map[string]string `json:"namespaces"` // ipc, uts, pid, cgroup → mode
+	Devices     []string          `json:"devices,omitempty"`
+	Env         []string          `json:"env"` // NAME=value, as created
+	Ulimits     []Ulimit          `json:"ulimits,omitempty"`
+	ShmSize     int64             `json:"shmSize"`
+	Umask       string            `json:"umask"`
+	OOMScoreAdj int               `json:"oomScoreAdj"`
+	Hostname    string            `json:"hostname"`
+	GroupAdd    []string          `json:"groupAdd,omitempty"`
+	SecurityOpt []string          `json:"securityOpt,omitempty"`
+	AppArmor    string            `json:"appArmor,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Cgroups     string            `json:"cgroups"`
 }
 
 // Applied is what a server that applied every setting of spec reports for the container:
@@ -34,6 +50,17 @@ func Applied(spec Spec) Observed {
 	for _, t := range spec.Tmpfs {
 		o.Tmpfs = append(o.Tmpfs, t.Target)
 	}
+	o.Namespaces = map[string]string{}
+	for _, ns := range spec.Namespaces {
+		o.Namespaces[ns] = "private"
+	}
+	o.Env = []string{"container=podman", "HOSTNAME=" + spec.Hostname}
+	for k, v := range spec.Env {
+		o.Env = append(o.Env, k+"="+v)
+	}
+	o.ShmSize, o.Umask, o.OOMScoreAdj, o.Hostname = spec.ShmSizeBytes, spec.Umask, spec.OOMScoreAdj, spec.Hostname
+	o.SecurityOpt = []string{"no-new-privileges"}
+	o.Cgroups = "default"
 	return o
 }
 
@@ -42,10 +69,12 @@ func Applied(spec Spec) Observed {
 // them one by one rather than as ALL).
 var defaultCaps = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
 
-// Verify compares what the server created with the spec and returns every difference. An
-// empty result means the server applied every security property; anything else means the
-// server silently weakened the spec and the container must not start.
-func Verify(want Spec, got Observed) []string {
+// Verify compares what the server created with the spec, as an allowlist: anything present
+// that the spec did not ask for, or that differs, is a difference, each naming the field. An
+// empty result means the server applied the plan; anything else means it did not — its own
+// configuration added or weakened something — and the container must not start. image is the
+// image the container was created from: its environment is part of what is expected.
+func Verify(want Spec, image Image, got Observed) []string {
 	var diffs []string
 	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
 	if got.Privileged {
@@ -94,6 +123,13 @@ func Verify(want Spec, got Observed) []string {
 	if got.Network != want.Network {
 		add("network is %q (want %q)", got.Network, want.Network)
 	}
+	for _, ns := range want.Namespaces {
+		// Podman reports a private IPC namespace as "shareable" (its default: own namespace,
+		// joinable by a pod's other containers, of which a session has none).
+		if mode := got.Namespaces[ns]; mode != "private" && !(ns == "ipc" && mode == "shareable") {
+			add("%s namespace is %q (want private)", ns, mode)
+		}
+	}
 	if w, g := mountSet(want.Mounts), mountSet(got.Binds); w != g {
 		add("bind mounts are [%s] (want [%s])", g, w)
 	}
@@ -104,6 +140,14 @@ func Verify(want Spec, got Observed) []string {
 	if w, g := sortedJoin(wantTmpfs), sortedJoin(got.Tmpfs); w != g {
 		add("tmpfs mounts are [%s] (want [%s])", g, w)
 	}
+	for _, m := range got.OtherMounts {
+		add("mount %s was not planned", m)
+	}
+	for _, dev := range got.Devices {
+		add("device %s was not planned", dev)
+	}
+	diffs = append(diffs, verifyEnv(want, image, got.Env)...)
+	diffs = append(diffs, verifySettings(want, got)...)
 	if want.Limits.BestEffort && got.Limits == (Limits{}) {
 		return diffs // the server applies no limits at all, as the profile accepted
 	}
@@ -117,6 +161,124 @@ func Verify(want Spec, got Observed) []string {
 		add("cpu limit is %g (want %g)", got.Limits.CPUs, want.Limits.CPUs)
 	}
 	return diffs
+}
+
+// verifySettings compares what the spec asked for explicitly so no server default applies.
+func verifySettings(want Spec, got Observed) []string {
+	var diffs []string
+	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
+	if want.Hostname != "" && got.Hostname != want.Hostname {
+		add("hostname is %q (want %q)", got.Hostname, want.Hostname)
+	}
+	if want.ShmSizeBytes > 0 && got.ShmSize != want.ShmSizeBytes {
+		add("/dev/shm is %d bytes (want %d)", got.ShmSize, want.ShmSizeBytes)
+	}
+	if want.Umask != "" && got.Umask != want.Umask {
+		add("umask is %s (want %s)", got.Umask, want.Umask)
+	}
+	if got.OOMScoreAdj != want.OOMScoreAdj {
+		add("OOM score adjustment is %d (want %d)", got.OOMScoreAdj, want.OOMScoreAdj)
+	}
+	if len(got.GroupAdd) > 0 {
+		add("supplementary groups %s were not planned", strings.Join(got.GroupAdd, ","))
+	}
+	if got.Cgroups != "" && got.Cgroups != "default" && got.Cgroups != "enabled" {
+		add("cgroups are %q: resource limits would not apply", got.Cgroups)
+	}
+	if got.AppArmor == "unconfined" {
+		add("AppArmor profile is unconfined")
+	}
+	for _, opt := range got.SecurityOpt {
+		switch {
+		case opt == "no-new-privileges", opt == "no-new-privileges:true", opt == "no-new-privileges=true":
+		case want.SecurityLabel != "" && opt == "label="+want.SecurityLabel:
+		case want.SeccompProfile != "" && opt == "seccomp="+want.SeccompProfile:
+		default:
+			add("security option %s was not planned", opt)
+		}
+	}
+	// Open files and processes keep the service's own limits (a session cannot set them
+	// higher than the service's hard limits, which it cannot know); any other is a grant.
+	for _, u := range got.Ulimits {
+		if u.Name != "RLIMIT_NOFILE" && u.Name != "RLIMIT_NPROC" {
+			add("ulimit %s=%d:%d was not planned", u.Name, u.Soft, u.Hard)
+		}
+	}
+	for _, k := range sortedKeys(got.Annotations) {
+		if !runtimeAnnotation(k) {
+			add("annotation %s was not planned", k)
+		}
+	}
+	return diffs
+}
+
+// runtimeAnnotation reports whether an annotation is one Podman itself sets on every
+// container (bookkeeping); others, such as run.oci.keep_original_groups, change what the
+// runtime does.
+func runtimeAnnotation(key string) bool {
+	switch {
+	case key == "io.container.manager", strings.HasPrefix(key, "io.podman.annotations."),
+		strings.HasPrefix(key, "io.kubernetes.cri-o."), strings.HasPrefix(key, "org.opencontainers.image."):
+		return true
+	}
+	return false
+}
+
+// podmanEnv are the variables Podman adds to every container: container=podman always;
+// HOSTNAME, TERM (when the spec sets none) and PATH (when the image sets none) with the values
+// it chooses.
+var podmanEnv = map[string]bool{"HOSTNAME": true, "TERM": true, "PATH": true}
+
+// verifyEnv checks the created environment as an allowlist: the spec's variables and the
+// image's with their values, Podman's own, and the secrets' variables by name. Values are
+// never printed: a variable may hold a secret.
+func verifyEnv(want Spec, image Image, env []string) []string {
+	var diffs []string
+	imageEnv := map[string]string{}
+	for _, kv := range image.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		imageEnv[k] = v
+	}
+	secrets := map[string]bool{}
+	for _, s := range want.Secrets {
+		secrets[s.EnvVar] = true
+	}
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		switch w, planned := want.Env[name]; {
+		case planned:
+			if value != w {
+				diffs = append(diffs, fmt.Sprintf("environment variable %s has another value than planned", name))
+			}
+		case secrets[name]:
+		case name == "container":
+			if value != "podman" {
+				diffs = append(diffs, "environment variable container has another value than podman")
+			}
+		case hasKey(imageEnv, name):
+			if value != imageEnv[name] {
+				diffs = append(diffs, fmt.Sprintf("environment variable %s has another value than the image's", name))
+			}
+		case podmanEnv[name]:
+		default:
+			diffs = append(diffs, fmt.Sprintf("environment variable %s was not planned", name))
+		}
+	}
+	return diffs
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func mountSet(ms []Mount) string {

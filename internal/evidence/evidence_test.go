@@ -31,7 +31,7 @@ func testPredicate() *Predicate {
 		Image:      Image{Ref: "localhost/x:1", ID: strings.Repeat("d", 64), Digest: "sha256:" + strings.Repeat("e", 64)},
 		Tool:       Tool{Name: "shell", Binary: "true", VersionAbsent: "the shell has no version"},
 		Command:    []string{"true"}, User: "1000:1000",
-		Mounts:       []Mount{{Source: "/home/u/dev/app", Target: "/workspace", Options: []string{"rbind", "rw"}}},
+		Mounts:       []Mount{{Source: "/home/u/dev/app", Target: "/workspace", Options: []string{"bind", "rw"}}},
 		Network:      "none",
 		Capabilities: Caps{Drop: []string{"ALL"}, Add: []string{}}, SecurityOptions: []string{"no-new-privileges"},
 		Limits: Limits{CPUs: 2, MemoryBytes: 1 << 30, Pids: 100, Enforced: true}, Secrets: []string{"api-key"},
@@ -157,6 +157,27 @@ func TestTamperingIsCaught(t *testing.T) {
 		}, CheckArtifacts},
 		{"added artifact", func(t *testing.T, dir string, key *Key) string {
 			_ = os.WriteFile(filepath.Join(dir, ArtifactsDir, "extra.txt"), []byte("x"), 0o644)
+			return pubVerifier(t, key)
+		}, CheckUnreferenc},
+		{"a file beside the attestation files", func(t *testing.T, dir string, key *Key) string {
+			_ = os.WriteFile(filepath.Join(dir, "README.txt"), []byte("trust me"), 0o644)
+			return pubVerifier(t, key)
+		}, CheckUnreferenc},
+		{"a directory beside artifacts/", func(t *testing.T, dir string, key *Key) string {
+			_ = os.Mkdir(filepath.Join(dir, "more"), 0o755)
+			return pubVerifier(t, key)
+		}, CheckUnreferenc},
+		{"a directory inside artifacts/", func(t *testing.T, dir string, key *Key) string {
+			_ = os.Mkdir(filepath.Join(dir, ArtifactsDir, "nested"), 0o755)
+			return pubVerifier(t, key)
+		}, CheckUnreferenc},
+		{"a signed artifact's name as a symlink elsewhere", func(t *testing.T, dir string, key *Key) string {
+			p := filepath.Join(dir, ArtifactsDir, "policy.json")
+			b, _ := os.ReadFile(p)
+			other := filepath.Join(t.TempDir(), "policy.json")
+			_ = os.WriteFile(other, b, 0o644)
+			_ = os.Remove(p)
+			_ = os.Symlink(other, p)
 			return pubVerifier(t, key)
 		}, CheckUnreferenc},
 		{"bare envelope differs", func(t *testing.T, dir string, key *Key) string {

@@ -33,6 +33,7 @@ type Predicate struct {
 	Network         string      `json:"network"`
 	Capabilities    Caps        `json:"capabilities"`
 	SecurityOptions []string    `json:"securityOptions"`
+	Checks          *Checks     `json:"checks,omitempty"`
 	Limits          Limits      `json:"limits"`
 	Secrets         []string    `json:"secrets"`
 	Host            Host        `json:"host"`
@@ -54,6 +55,16 @@ type Session struct {
 	TimesSelfAsserted bool   `json:"timesSelfAsserted"`
 	Container         string `json:"container"`
 	ContainerID       string `json:"containerId,omitempty"`
+}
+
+// Checks says how the container was checked before the tool started: the server's inspect
+// compared with the plan, then the helper from inside the container.
+type Checks struct {
+	Inspect            string   `json:"inspect"` // as-planned, differs, not-reached
+	InspectDifferences []string `json:"inspectDifferences,omitempty"`
+	Inside             string   `json:"inside"` // passed, refused, no-helper, not-reached
+	InsideDifferences  []string `json:"insideDifferences,omitempty"`
+	Helper             string   `json:"helper,omitempty"` // the helper's digest
 }
 
 type ProfileRef struct {

@@ -163,8 +163,20 @@ func checkArtifacts(dir string, st *Statement) error {
 	}
 	var extra []string
 	for _, e := range entries {
-		if !referenced[e.Name()] {
-			extra = append(extra, e.Name())
+		if !referenced[e.Name()] || !e.Type().IsRegular() {
+			extra = append(extra, ArtifactsDir+"/"+e.Name())
+		}
+	}
+	// Beside artifacts/, only the two attestation files (which carry the signature) belong.
+	top, err := os.ReadDir(dir)
+	if err != nil {
+		return &VerifyError{CheckArtifacts, cause.Root(err).Error()}
+	}
+	for _, e := range top {
+		switch name := e.Name(); {
+		case name == ArtifactsDir && e.IsDir(), (name == BundleFile || name == EnvelopeFile) && e.Type().IsRegular():
+		default:
+			extra = append(extra, name)
 		}
 	}
 	if len(extra) > 0 {

@@ -155,11 +155,12 @@ func StripCredentials(remote string) string {
 	return remote
 }
 
-// Diff returns the work tree's changes against HEAD (binary-safe), with the git CLI only;
-// without git it returns nil and the reason.
+// Diff returns the work tree's changes against HEAD (binary-safe), with the git CLI when it
+// may read the repository, else — without git, or for another user's repository, which git
+// refuses and whose configuration must not run programs as us — with go-git.
 func Diff(ctx context.Context, repo, git string) ([]byte, string) {
-	if git == "" {
-		return nil, "git is not installed: no diff recorded"
+	if git == "" || ownedByAnother(repo) {
+		return diffWithGoGit(repo)
 	}
 	cmd := exec.CommandContext(ctx, git, "-C", repo, "-c", "core.fsmonitor=false", "diff", "--binary", "--no-ext-diff", "--no-textconv", "HEAD")
 	out, err := cmd.Output()

@@ -187,7 +187,11 @@ func (c *Client) Image(ctx context.Context, ref string) (img container.Image, fo
 	if labels == nil && rep.Config != nil {
 		labels = rep.Config.Labels
 	}
-	return container.Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags, Labels: labels}, true, nil
+	var env []string
+	if rep.Config != nil {
+		env = rep.Config.Env
+	}
+	return container.Image{ID: rep.ID, Digest: rep.Digest.String(), RepoDigests: rep.RepoDigests, RepoTags: rep.RepoTags, Labels: labels, Env: env}, true, nil
 }
 
 // Pull fetches ref, writing the service's progress lines to progress. A pull takes as long

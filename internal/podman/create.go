@@ -83,6 +83,33 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: t.Options()})
 	}
 	g.ResourceLimits = limits(s.Limits)
+	g.Hostname = s.Hostname
+	g.SeccompProfilePath = s.SeccompProfile
+	for _, ns := range s.Namespaces {
+		private := specgen.Namespace{NSMode: specgen.Private}
+		switch ns {
+		case "ipc":
+			g.IpcNS = private
+		case "uts":
+			g.UtsNS = private
+		case "pid":
+			g.PidNS = private
+		case "cgroup":
+			g.CgroupNS = private
+		default:
+			return nil, fmt.Errorf("container %s: unknown namespace %q", s.Name, ns)
+		}
+	}
+	if s.ShmSizeBytes > 0 {
+		shm := s.ShmSizeBytes
+		g.ShmSize = &shm
+	}
+	g.Umask = s.Umask
+	oom := s.OOMScoreAdj
+	g.OOMScoreAdj = &oom
+	if len(s.Sysctls) > 0 {
+		g.Sysctl = s.Sysctls
+	}
 	return g, nil
 }
 

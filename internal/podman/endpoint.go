@@ -148,12 +148,25 @@ func (r Resolver) named(ctx context.Context, name, source string) (Endpoint, err
 		}
 		names = append(names, c.Name)
 	}
-	known := "none are defined"
-	if len(names) > 0 {
-		known = "known: " + strings.Join(names, ", ")
-	}
-	return Endpoint{}, fmt.Errorf("%s: no Podman connection named %q (%s); list them with: podman system connection list", source, name, known)
+	return Endpoint{}, &UnknownConnectionError{Source: source, Name: name, Known: names}
 }
+
+// UnknownConnectionError names a connection the podman CLI does not know: a usage error.
+type UnknownConnectionError struct {
+	Source, Name string
+	Known        []string
+}
+
+func (e *UnknownConnectionError) Error() string {
+	known := "none are defined"
+	if len(e.Known) > 0 {
+		known = "known: " + strings.Join(e.Known, ", ")
+	}
+	return fmt.Sprintf("%s: no Podman connection named %q (%s); list them with: podman system connection list", e.Source, e.Name, known)
+}
+
+// BadInput marks the error as the user's input, not the service's state: a dry run fails too.
+func (e *UnknownConnectionError) BadInput() bool { return true }
 
 // Connections lists the podman CLI's named connections.
 func (r Resolver) Connections(ctx context.Context) ([]Connection, error) {
@@ -170,6 +183,9 @@ func (r Resolver) Connections(ctx context.Context) ([]Connection, error) {
 
 // BadURIError is a connection URI the API client cannot use: a usage error.
 type BadURIError struct{ Source, URI string }
+
+// BadInput marks the error as the user's input, not the service's state: a dry run fails too.
+func (e *BadURIError) BadInput() bool { return true }
 
 func (e *BadURIError) Error() string {
 	return fmt.Sprintf("%s: %q is not a Podman URI; use unix:///path/podman.sock, tcp://host:port or ssh://user@host/path (npipe:// is not supported by the API client)", e.Source, e.URI)

@@ -30,15 +30,16 @@ func (c *Client) Inspect(ctx context.Context, id string) (container.Observed, []
 }
 
 func observe(d *define.InspectContainerData) container.Observed {
-	o := container.Observed{EffectiveCaps: d.EffectiveCaps}
-	if d.Config != nil {
-		o.User = d.Config.User
+	o := container.Observed{EffectiveCaps: d.EffectiveCaps, AppArmor: d.AppArmorProfile, Namespaces: map[string]string{}}
+	if c := d.Config; c != nil {
+		o.User, o.Env, o.Umask, o.Hostname, o.Annotations = c.User, c.Env, c.Umask, c.Hostname, c.Annotations
 	}
 	if hc := d.HostConfig; hc != nil {
 		o.CapAdd, o.CapDrop = hc.CapAdd, hc.CapDrop
 		o.ReadOnlyRoot = hc.ReadonlyRootfs
 		o.Privileged = hc.Privileged
 		o.Init = hc.Init
+		o.SecurityOpt = hc.SecurityOpt
 		for _, opt := range hc.SecurityOpt {
 			if opt == "no-new-privileges" || opt == "no-new-privileges:true" || opt == "no-new-privileges=true" {
 				o.NoNewPrivileges = true
@@ -46,6 +47,7 @@ func observe(d *define.InspectContainerData) container.Observed {
 		}
 		o.UserNS = hc.UsernsMode
 		o.Network = hc.NetworkMode
+		o.Namespaces["ipc"], o.Namespaces["uts"], o.Namespaces["pid"], o.Namespaces["cgroup"] = hc.IpcMode, hc.UTSMode, hc.PidMode, hc.CgroupMode
 		for target := range hc.Tmpfs {
 			o.Tmpfs = append(o.Tmpfs, target)
 		}
@@ -56,6 +58,13 @@ func observe(d *define.InspectContainerData) container.Observed {
 		case hc.CpuQuota > 0 && hc.CpuPeriod > 0:
 			o.Limits.CPUs = float64(hc.CpuQuota) / float64(hc.CpuPeriod)
 		}
+		for _, dev := range hc.Devices {
+			o.Devices = append(o.Devices, dev.PathOnHost+":"+dev.PathInContainer)
+		}
+		for _, u := range hc.Ulimits {
+			o.Ulimits = append(o.Ulimits, container.Ulimit{Name: u.Name, Soft: uint64(u.Soft), Hard: uint64(u.Hard)})
+		}
+		o.ShmSize, o.OOMScoreAdj, o.GroupAdd, o.Cgroups = hc.ShmSize, hc.OomScoreAdj, hc.GroupAdd, hc.Cgroups
 	}
 	for _, m := range d.Mounts {
 		switch m.Type {
@@ -63,6 +72,8 @@ func observe(d *define.InspectContainerData) container.Observed {
 			o.Binds = append(o.Binds, container.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
 		case "tmpfs":
 			o.Tmpfs = appendUnique(o.Tmpfs, m.Destination)
+		default:
+			o.OtherMounts = append(o.OtherMounts, fmt.Sprintf("%s %s (%s)", m.Destination, m.Name+m.Source, m.Type))
 		}
 	}
 	return o

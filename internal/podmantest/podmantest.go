@@ -39,8 +39,11 @@ type Env struct {
 	UID, GID int
 
 	globalArgs []string
-	service    *exec.Cmd
-	logPath    string
+	// home is the rootless user's HOME while running commands (its storage lives there):
+	// Dir/home, or the Env it was derived from (Weakened).
+	home    string
+	service *exec.Cmd
+	logPath string
 }
 
 // shared is the test binary's Env, started by Main: a test binary is one process running
@@ -317,7 +320,11 @@ func (e *Env) command(name string, args ...string) *exec.Cmd {
 		return cmd
 	}
 	// runuser drops to the user; env re-applies the configuration, which runuser resets.
-	full := append([]string{"-u", e.User, "--", "env", "HOME=" + filepath.Join(e.Dir, "home")}, e.ConfEnv...)
+	home := e.home
+	if home == "" {
+		home = filepath.Join(e.Dir, "home")
+	}
+	full := append([]string{"-u", e.User, "--", "env", "HOME=" + home}, e.ConfEnv...)
 	full = append(full, name)
 	cmd := exec.Command("runuser", append(full, args...)...)
 	cmd.Env = envv

@@ -24,9 +24,10 @@ type Host struct {
 	RuntimeDir string // XDG_RUNTIME_DIR, for the rootless sockets
 	// Extra are protected paths known only at run time, such as the Podman socket in use.
 	Extra []Protected
-	// EvalSymlinks and Lstat are the file system; nil means the real one.
+	// EvalSymlinks, Lstat and Stat are the file system; nil means the real one.
 	EvalSymlinks func(string) (string, error)
 	Lstat        func(string) (fs.FileInfo, error)
+	Stat         func(string) (fs.FileInfo, error)
 }
 
 func (h Host) evalSymlinks(p string) (string, error) {
@@ -34,6 +35,13 @@ func (h Host) evalSymlinks(p string) (string, error) {
 		return h.EvalSymlinks(p)
 	}
 	return filepath.EvalSymlinks(p)
+}
+
+func (h Host) stat(p string) (fs.FileInfo, error) {
+	if h.Stat != nil {
+		return h.Stat(p)
+	}
+	return os.Stat(p)
 }
 
 func (h Host) lstat(p string) (fs.FileInfo, error) {
@@ -139,6 +147,7 @@ const (
 	RuleParentProtected = "parent-of-protected-path"
 	RuleSymlinkOutside  = "symlink-outside-allowlist"
 	RuleMissing         = "source-missing"
+	RuleNotADirectory   = "not-a-directory"
 	RuleToolDisabled    = "tool-not-enabled"
 	RuleSecretDoor      = "secrets-door"
 	RuleSensitiveEnv    = "sensitive-env"
@@ -254,17 +263,31 @@ func (d *Decision) judge(r requested, protected []protectedPath, roots, optIns [
 		return md
 	}
 	md.Source = resolved
-	rule, reason := checkProtected(md.Declared, resolved, protected)
+	rule, reason, always := checkProtected(md.Declared, resolved, protected)
 	if rule == "" {
 		if fi, err := h.lstat(md.Declared); err == nil && fi.Mode()&fs.ModeSymlink != 0 && !insideAny(resolved, roots) {
 			rule, reason = RuleSymlinkOutside, fmt.Sprintf("is a symlink to %s, outside the allowlisted paths", resolved)
 		}
 	}
+	if rule == "" && r.role == RoleWorkspace {
+		if fi, err := h.stat(resolved); err == nil && !fi.IsDir() {
+			rule, reason = RuleNotADirectory, "is a file, not a directory: the workspace is a repository's directory"
+		}
+	}
 	switch {
 	case rule == "":
 		md.Allowed, md.Rule, md.Reason = true, RuleAllowlisted, "declared by the "+declaredBy(r.role)
-	case rule != RuleSymlinkOutside && r.allowProtected && (contains(optIns, md.Declared) || contains(optIns, resolved)):
-		md.Allowed, md.Rule, md.Reason = true, RuleOptIn, reason+"; allowed by allowProtected in the profile and --allow-protected"
+	case rule == RuleProtected || rule == RuleParentProtected:
+		if !always && r.allowProtected && (contains(optIns, md.Declared) || contains(optIns, resolved)) {
+			md.Allowed, md.Rule, md.Reason = true, RuleOptIn, reason+"; allowed by allowProtected in the profile and --allow-protected"
+			break
+		}
+		md.Rule, md.Reason = rule, reason
+		fix := fixFor(rule, r, md)
+		if always {
+			fix = "nothing can allow it: a session that could reach sourceosctl's own state could forge its record; mount another directory"
+		}
+		d.refuse(Refusal{Subject: subject, Rule: rule, Reason: reason, Fix: fix})
 	default:
 		md.Rule, md.Reason = rule, reason
 		d.refuse(Refusal{Subject: subject, Rule: rule, Reason: reason, Fix: fixFor(rule, r, md)})
@@ -292,8 +315,9 @@ func fixFor(rule string, r requested, md MountDecision) string {
 }
 
 // checkProtected judges both the declared and the resolved path against both forms of every
-// protected path, so neither a symlink nor a symlinked protected path slips through.
-func checkProtected(declared, resolved string, protected []protectedPath) (rule, reason string) {
+// protected path, so neither a symlink nor a symlinked protected path slips through. always
+// is set when the path matched is one nothing can allow (or lies below one).
+func checkProtected(declared, resolved string, protected []protectedPath) (rule, reason string, always bool) {
 	// Being (inside) a protected path is the stronger finding; look for it across the whole
 	// list before looking for protected paths below the requested one.
 	for _, p := range protected {
@@ -301,23 +325,33 @@ func checkProtected(declared, resolved string, protected []protectedPath) (rule,
 			for _, pp := range []string{p.lexical, p.resolved} {
 				switch {
 				case path == pp:
-					return RuleProtected, fmt.Sprintf("is %s (%s), a protected path", pp, p.What)
+					return RuleProtected, fmt.Sprintf("is %s (%s), a protected path", pp, p.What), p.Always
 				case !p.Exact && within(path, pp):
-					return RuleProtected, fmt.Sprintf("is inside %s (%s), a protected path", pp, p.What)
+					return RuleProtected, fmt.Sprintf("is inside %s (%s), a protected path", pp, p.What), p.Always
 				}
 			}
 		}
 	}
+	// A parent of something nothing can allow is itself never allowed: report that first.
+	var found string
 	for _, p := range protected {
 		for _, path := range []string{declared, resolved} {
 			for _, pp := range []string{p.lexical, p.resolved} {
 				if within(pp, path) {
-					return RuleParentProtected, fmt.Sprintf("contains %s (%s), a protected path", pp, p.What)
+					if p.Always {
+						return RuleParentProtected, fmt.Sprintf("contains %s (%s), a protected path", pp, p.What), true
+					}
+					if found == "" {
+						found = fmt.Sprintf("contains %s (%s), a protected path", pp, p.What)
+					}
 				}
 			}
 		}
 	}
-	return "", ""
+	if found != "" {
+		return RuleParentProtected, found, false
+	}
+	return "", "", false
 }
 
 func insideAny(path string, roots []string) bool {

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,4 +76,42 @@ func expandAll(h policy.Host) []expanded {
 func inside(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// FuzzHardLinks links a file of a protected entry (chosen by the input) to a path inside the
+// repository (also the input's) and expects the hard-link check to refuse the session.
+func FuzzHardLinks(f *testing.F) {
+	for i, s := range []string{"k", "src/.hidden", ".git/objects/ab/cd", "a b/c\td", "deep/er/and/deeper/x", "..x", "-rf"} {
+		f.Add(uint(i*7), s, i%2 == 0)
+	}
+	var entries []policy.Protected
+	for _, p := range policy.ProtectedPaths {
+		if strings.HasPrefix(p.Path, "~/") && !p.Exact && !p.Bulky && (len(p.OS) == 0 || slices.Contains(p.OS, "linux")) {
+			entries = append(entries, p)
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint, at string, below bool) {
+		rel := filepath.Clean(at)
+		if at == "" || strings.ContainsRune(at, 0) || len(at) > 200 || filepath.IsAbs(rel) || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			return
+		}
+		h, home, prof := linkHome(t)
+		p := entries[which%uint(len(entries))]
+		secret := filepath.Join(home, p.Path[2:])
+		if below {
+			secret = filepath.Join(secret, "x")
+		}
+		write(t, secret, "secret")
+		linked := filepath.Join(home, "dev/app", rel)
+		if err := os.MkdirAll(filepath.Dir(linked), 0o755); err != nil {
+			return // a path component the file system rejects (too long, or a file already)
+		}
+		if err := os.Link(secret, linked); err != nil {
+			return
+		}
+		r := hardLinks(t, h, home, prof)
+		if len(r) != 1 || !strings.Contains(r[0].Reason, linked+" is a hard link to ") {
+			t.Fatalf("%s linked at %s: refusals %+v", secret, linked, r)
+		}
+	})
 }

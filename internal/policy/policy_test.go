@@ -54,13 +54,17 @@ func expand(p policy.Protected, h policy.Host) string {
 	return p.Path
 }
 
-// TestEveryProtectedPathIsRefused has one subtest per entry of the list, on the OS it
-// belongs to: as the repository, as a mount, below it (unless exact), and its parent.
+// TestEveryProtectedPathIsRefused has one subtest per entry of the list and OS it applies to
+// (an entry without an OS applies to all three): as the repository, as a mount, below it
+// (unless exact), and its parent. Every entry names its source.
 func TestEveryProtectedPathIsRefused(t *testing.T) {
 	for _, p := range policy.ProtectedPaths {
+		if p.Source == "" || p.What == "" {
+			t.Errorf("%s: every entry says what it holds and where that comes from", p.Path)
+		}
 		oses := p.OS
 		if len(oses) == 0 {
-			oses = []string{"linux"}
+			oses = []string{"linux", "darwin", "windows"}
 		}
 		for _, goos := range oses {
 			t.Run(goos+":"+p.Path, func(t *testing.T) {
@@ -288,4 +292,66 @@ func TestHashIsStable(t *testing.T) {
 
 func profileMount(source string) profile.Mount {
 	return profile.Mount{Source: source, Target: "/m"}
+}
+
+// TestSourceosctlsOwnStateCannotBeAllowed: its configuration (signing key, profiles), state
+// (evidence) and data (image manifest) are refused as the repository or a mount, and so is
+// any parent, even when the profile marks the mount allowProtected and the command line
+// repeats it — unlike a credential store, which that double opt-in allows.
+func TestSourceosctlsOwnStateCannotBeAllowed(t *testing.T) {
+	own := []policy.Protected{
+		{Path: "/home/u/.config/sourceos/agent-machine", What: "sourceosctl's configuration", Always: true},
+		{Path: "/home/u/.local/state/sourceos/agent-machine", What: "sourceosctl's state", Always: true},
+		{Path: "/srv/evidence", What: "the profile's evidence directory", Always: true},
+	}
+	h := identityFS(policy.Host{OS: "linux", Home: "/home/u", RuntimeDir: "/run/user/1000", Extra: own})
+	for _, path := range []string{
+		"/home/u/.config/sourceos/agent-machine", "/home/u/.config/sourceos/agent-machine/keys",
+		"/home/u/.config/sourceos", "/home/u/.local/state/sourceos/agent-machine/evidence", "/home/u/.local/state",
+		"/srv/evidence", "/srv/evidence/20261129t120000z-x", "/srv",
+	} {
+		t.Run(path, func(t *testing.T) {
+			prof := mustProfile(t, "  mounts:\n    - {source: \""+path+"\", target: /m, allowProtected: true}\n")
+			d := policy.Decide(prof, policy.Request{Tool: "shell", Repo: "/home/u/dev/app", AllowProtected: []string{path}}, h)
+			if d.Mounts[1].Allowed {
+				t.Fatalf("%s was allowed with the double opt-in: %+v", path, d.Mounts[1])
+			}
+			var fix string
+			for _, r := range d.Refusals {
+				if strings.HasPrefix(r.Subject, "mount ") {
+					fix = r.Fix
+				}
+			}
+			if !strings.HasPrefix(fix, "nothing can allow it") {
+				t.Errorf("fix = %q", fix)
+			}
+			d = policy.Decide(mustProfile(t, ""), policy.Request{Tool: "shell", Repo: path}, h)
+			if d.Mounts[0].Allowed {
+				t.Errorf("%s as the repository was allowed", path)
+			}
+		})
+	}
+	// The double opt-in still works for an ordinary protected path beside them.
+	prof := mustProfile(t, "  mounts:\n    - {source: /home/u/.aws, target: /m, allowProtected: true}\n")
+	if d := policy.Decide(prof, policy.Request{Tool: "shell", Repo: "/home/u/dev/app", AllowProtected: []string{"/home/u/.aws"}}, h); !d.Mounts[1].Allowed {
+		t.Errorf("~/.aws with the double opt-in was refused: %+v", d.Mounts[1])
+	}
+}
+
+// TestTheWorkspaceMustBeADirectory: --repo naming a file is refused by the policy, so a dry
+// run fails exactly where the real run would.
+func TestTheWorkspaceMustBeADirectory(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "README.md")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := policy.Decide(mustProfile(t, ""), policy.Request{Tool: "shell", Repo: file}, policy.Host{OS: "linux", Home: "/home/nobody"})
+	if d.Mounts[0].Allowed || d.Mounts[0].Rule != policy.RuleNotADirectory {
+		t.Fatalf("a file as the workspace: %+v", d.Mounts[0])
+	}
+	prof := mustProfile(t, "  mounts:\n    - {source: \""+file+"\", target: /m/readme}\n")
+	if d := policy.Decide(prof, policy.Request{Tool: "shell", Repo: dir}, policy.Host{OS: "linux", Home: "/home/nobody"}); !d.Mounts[1].Allowed {
+		t.Errorf("a file as an extra mount is fine: %+v", d.Mounts[1])
+	}
 }

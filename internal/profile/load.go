@@ -10,12 +10,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
@@ -262,17 +264,7 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		}
 	}
 
-	targets := map[string]string{s.Workspace.MountPath: "spec.workspace.mountPath"}
-	for i, m := range s.Mounts {
-		ptr := fmt.Sprintf("/spec/mounts/%d/target", i)
-		clean := filepath.ToSlash(filepath.Clean(m.Target))
-		if prev, dup := targets[clean]; dup {
-			l := at(ptr)
-			le.add(l.line, l.field, "%s is already used by %s; give each mount its own target", m.Target, prev)
-			continue
-		}
-		targets[clean] = at(ptr).field
-	}
+	checkTargets(s, at, le)
 
 	declared := map[string]bool{}
 	for i, sec := range s.Secrets {
@@ -308,6 +300,35 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		}
 		names[ct.Name] = true
 		checkTool(&ct.Tool, ptr)
+	}
+}
+
+// checkTargets refuses mount targets that would replace part of the container (system
+// directories, the tool's home, the tmpfs for temporary files) and targets that coincide
+// with or lie inside another mount's: Podman would mount one over the other.
+func checkTargets(s *Spec, at func(string) location, le *LoadError) {
+	type target struct{ path, field, ptr string }
+	all := []target{{s.Workspace.MountPath, "spec.workspace.mountPath", "/spec/workspace/mountPath"}}
+	for i := range s.Mounts {
+		all = append(all, target{s.Mounts[i].Target, fmt.Sprintf("spec.mounts[%d].target", i), fmt.Sprintf("/spec/mounts/%d/target", i)})
+	}
+	for i, t := range all {
+		l := at(t.ptr)
+		if problem := container.TargetProblem(t.path); problem != "" {
+			le.add(l.line, t.field, "%s %s", t.path, problem)
+			continue
+		}
+		for _, prev := range all[:i] {
+			switch {
+			case path.Clean(t.path) == path.Clean(prev.path):
+				le.add(l.line, t.field, "%s is already used by %s; give each mount its own target", t.path, prev.field)
+			case container.Nested(t.path, prev.path):
+				le.add(l.line, t.field, "%s overlaps %s (%s): give each mount a target of its own, neither inside the other", t.path, prev.path, prev.field)
+			default:
+				continue
+			}
+			break
+		}
 	}
 }
 

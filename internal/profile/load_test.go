@@ -282,3 +282,48 @@ func TestResolvePathKeepsDriveLetterPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestMountTargets: a target that would replace part of the container, or coincide with or
+// nest inside another mount, is a profile error naming the line and the field.
+func TestMountTargets(t *testing.T) {
+	mount := func(target string) string {
+		return valid + "  mounts:\n    - {source: /srv/data, target: " + target + "}\n"
+	}
+	tests := []struct {
+		name, yaml, want string // want "" means the profile is valid
+	}{
+		{"under /mnt", mount("/mnt/data"), ""},
+		{"under /srv", mount("/srv/x"), ""},
+		{"/etc", mount("/etc"), "p.yaml:11: spec.mounts[0].target: /etc is the image's system directory /etc; mount elsewhere, e.g. under /mnt or /srv"},
+		{"inside /etc", mount("/etc/ssl/certs"), "p.yaml:11: spec.mounts[0].target: /etc/ssl/certs is inside the image's system directory /etc; mount elsewhere, e.g. under /mnt or /srv"},
+		{"/proc", mount("/proc"), "p.yaml:11: spec.mounts[0].target: /proc is the image's system directory /proc"},
+		{"/dev/shm", mount("/dev/shm"), "p.yaml:11: spec.mounts[0].target: /dev/shm is inside the image's system directory /dev"},
+		{"/run/podman-init", mount("/run/podman-init"), "is inside the image's system directory /run"},
+		{"/usr/local/bin", mount("/usr/local/bin"), "is inside the image's system directory /usr"},
+		{"/lib64", mount("/lib64"), "is the image's system directory /lib64"},
+		{"/var covers nothing of ours but is the image's", mount("/var/tmp"), "is inside the image's system directory /var"},
+		{"/tmp", mount("/tmp"), "p.yaml:11: spec.mounts[0].target: /tmp is the tmpfs for temporary files; mount elsewhere, e.g. under /mnt or /srv"},
+		{"inside /tmp", mount("/tmp/cache"), "is inside the tmpfs for temporary files"},
+		{"the tool home", mount("/home/agent"), "p.yaml:11: spec.mounts[0].target: /home/agent is the tool's home (a private tmpfs)"},
+		{"inside the tool home", mount("/home/agent/.ssh"), "is inside the tool's home (a private tmpfs)"},
+		{"covering the tool home", mount("/home"), "p.yaml:11: spec.mounts[0].target: /home would cover the tool's home (a private tmpfs) at /home/agent"},
+		{"dots are cleaned", mount("/mnt/./x/../../etc"), "is the image's system directory /etc"},
+		{"the workspace itself", mount("/workspace"), "p.yaml:11: spec.mounts[0].target: /workspace is already used by spec.workspace.mountPath; give each mount its own target"},
+		{"inside the workspace", mount("/workspace/vendor"), "/workspace/vendor overlaps /workspace (spec.workspace.mountPath)"},
+		{"two nested mounts", valid + "  mounts:\n    - {source: /srv/a, target: /mnt/a}\n    - {source: /srv/b, target: /mnt/a/b}\n",
+			"p.yaml:12: spec.mounts[1].target: /mnt/a/b overlaps /mnt/a (spec.mounts[0].target)"},
+		{"a workspace over a system directory", valid + "  workspace: {mountPath: /usr/src}\n",
+			"p.yaml:10: spec.workspace.mountPath: /usr/src is inside the image's system directory /usr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := profile.Parse("p.yaml", []byte(tt.yaml))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v\nwant %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+package agentmachine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/guard"
+)
+
+// withHelper returns the spec with the helper mounted read-only and the command run through
+// it: the helper checks the container from inside against what the spec planned and only then
+// becomes the tool. The expectation holds secrets' variable names, never their values.
+func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string) container.Spec {
+	s.Mounts = append(append([]container.Mount{}, s.Mounts...), container.Mount{Source: h.Path, Target: container.HelperTarget, ReadOnly: true})
+	e := expectation(s, image, nonce)
+	s.Command = append([]string{container.HelperTarget, "check", e.Encode(), "--"}, s.Command...)
+	return s
+}
+
+// expectation is what the container must look like from inside.
+func expectation(s container.Spec, image container.Image, nonce string) guard.Expectation {
+	uid, gid := userIDs(s.User)
+	e := guard.Expectation{Nonce: nonce, UID: uid, GID: gid, Groups: []int{gid}, Env: map[string]string{"container": "podman"},
+		EnvNames: []string{"HOSTNAME", "TERM"}, Hostname: s.Hostname}
+	e.Umask, _ = parseOctal(s.Umask)
+	hasPath := false
+	for _, kv := range image.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		e.Env[k] = v
+		hasPath = hasPath || k == "PATH"
+	}
+	if !hasPath {
+		e.EnvNames = append(e.EnvNames, "PATH") // Podman's default PATH
+	}
+	for k, v := range s.Env {
+		e.Env[k] = v
+	}
+	for _, sec := range s.Secrets {
+		e.EnvNames = append(e.EnvNames, sec.EnvVar)
+	}
+	for _, m := range s.Mounts {
+		e.Mounts = append(e.Mounts, m.Target)
+	}
+	for _, t := range s.Tmpfs {
+		e.Mounts = append(e.Mounts, t.Target)
+	}
+	switch s.Network {
+	case "none":
+		e.Interfaces = []string{"lo"}
+	case "bridge":
+		e.Interfaces = []string{"lo", "eth0"}
+	}
+	return e
+}
+
+func userIDs(user string) (uid, gid int) {
+	u, g, _ := strings.Cut(user, ":")
+	uid, _ = strconv.Atoi(u)
+	gid, _ = strconv.Atoi(g)
+	return uid, gid
+}
+
+func parseOctal(s string) (int, error) {
+	n, err := strconv.ParseInt(s, 8, 32)
+	return int(n), err
+}
+
+func newNonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// verdictWatch reads the helper's verdict, the first line of its stream, and passes the rest
+// through untouched. The verdict line itself is not shown: a refusal becomes the session's
+// error. A first line that is not a verdict (the helper never ran) is passed on as it is.
+type verdictWatch struct {
+	w     io.Writer
+	nonce string
+
+	mu      sync.Mutex
+	decided bool
+	line    []byte
+	verdict bool
+	diffs   []string
+}
+
+// maxVerdict bounds the first line kept while waiting for its end.
+const maxVerdict = 64 << 10
+
+func (v *verdictWatch) Write(p []byte) (int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.decided {
+		return v.w.Write(p)
+	}
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 && len(v.line)+len(p) < maxVerdict {
+		v.line = append(v.line, p...)
+		return len(p), nil
+	}
+	v.decided = true
+	rest := p
+	if i >= 0 {
+		v.line, rest = append(v.line, p[:i+1]...), p[i+1:]
+		v.diffs, v.verdict = guard.ParseVerdict(string(v.line), v.nonce)
+	}
+	if !v.verdict {
+		rest = append(v.line, rest...)
+	}
+	v.line = nil
+	if len(rest) > 0 {
+		if _, err := v.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flush passes on a first line that never ended (the stream closed mid-line).
+func (v *verdictWatch) flush() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.decided && len(v.line) > 0 {
+		_, _ = v.w.Write(v.line)
+	}
+	v.decided, v.line = true, nil
+}
+
+// result is whether the helper gave its verdict and, for a refusal, what it named.
+func (v *verdictWatch) result() (verdict bool, diffs []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.verdict, v.diffs
+}

@@ -1,0 +1,332 @@
+// Package guard checks, from inside a governed container and with the kernel's own view,
+// that the container is what its plan asked for — before the tool runs. A Podman service can
+// apply settings that its `inspect` does not show (a seccomp profile of "unconfined", default
+// sysctls, a host IPC namespace, on Podman 4.3): the post-create comparison of the inspected
+// container cannot see those, this check can. It imports only the standard library, because
+// it is compiled into the small helper binary that runs first in every container.
+package guard
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Expectation is what the container must be. It travels on the helper's command line, so it
+// holds no secret values: secrets are known by their variable names only.
+type Expectation struct {
+	// Nonce tags the refusal line, so the session recognises the helper's verdict.
+	Nonce string `json:"nonce"`
+	UID   int    `json:"uid"`
+	GID   int    `json:"gid"`
+	// Groups are the supplementary groups allowed (a subset is fine).
+	Groups []int `json:"groups,omitempty"`
+	// Env are variables that must have exactly these values when present; EnvNames are
+	// variables allowed with any value (secrets, and what Podman adds itself).
+	Env      map[string]string `json:"env"`
+	EnvNames []string          `json:"envNames"`
+	// Mounts are the planned mount points; the runtime's own are known (see standardMounts).
+	Mounts   []string `json:"mounts"`
+	Hostname string   `json:"hostname"`
+	Umask    int      `json:"umask"`
+	// Interfaces are the network interfaces allowed: ["lo"] for a session without network.
+	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+// Encode is the expectation as one command-line argument.
+func (e Expectation) Encode() string {
+	raw, _ := json.Marshal(e)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// Decode reads an expectation written by Encode.
+func Decode(s string) (Expectation, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Expectation{}, fmt.Errorf("expectation: %w", err)
+	}
+	var e Expectation
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return Expectation{}, fmt.Errorf("expectation: %w", err)
+	}
+	return e, nil
+}
+
+// The helper's verdict is the first line it writes to standard error (the terminal when the
+// session has one), before the tool exists: the tool runs as the same user and could forge a
+// refusal line later, never before the verdict. ExitRefused is the helper's exit code when it
+// refuses.
+const (
+	passedPrefix  = "sourceos-helper: checked "
+	refusedPrefix = "sourceos-helper: refused "
+	ExitRefused   = 121
+)
+
+// PassLine is the helper's verdict when the container is as planned.
+func PassLine(nonce string) string { return passedPrefix + nonce }
+
+// RefusalLine is the helper's verdict naming what differs.
+func RefusalLine(nonce string, diffs []string) string {
+	return refusedPrefix + nonce + ": " + strings.Join(diffs, "; ")
+}
+
+// ParseVerdict reads the first line of the helper's stream: whether it is the helper's
+// verdict for nonce, and if it is a refusal, the differences it names.
+func ParseVerdict(line, nonce string) (diffs []string, verdict bool) {
+	line = strings.TrimRight(line, "\r\n")
+	if line == PassLine(nonce) {
+		return nil, true
+	}
+	rest, ok := strings.CutPrefix(line, refusedPrefix+nonce+": ")
+	if !ok {
+		return nil, false
+	}
+	return strings.Split(rest, "; "), true
+}
+
+// System is the container as the process sees it (the real one reads /proc, /sys, /dev).
+type System struct {
+	Status     func() (string, error) // /proc/self/status
+	MountInfo  func() (string, error) // /proc/self/mountinfo
+	IDs        func() (uid, gid int, groups []int)
+	Environ    func() []string
+	Limits     func() (map[string][2]uint64, error)
+	Hostname   func() (string, error)
+	Umask      func() int
+	Interfaces func() ([]string, error) // names in /sys/class/net
+	Devices    func() ([]string, error) // names in /dev
+	// ICMPSocket opens (and closes) an unprivileged ICMP socket: nil means the kernel let
+	// this user open one, which only a widened net.ipv4.ping_group_range allows.
+	ICMPSocket func() error
+}
+
+// Check compares the container with e and returns every difference, each naming the field.
+func Check(e Expectation, s System) []string {
+	var d []string
+	add := func(format string, args ...any) { d = append(d, fmt.Sprintf(format, args...)) }
+	status, err := s.Status()
+	if err != nil {
+		add("cannot read /proc/self/status: %v", err)
+	} else {
+		fields := statusFields(status)
+		if v := fields["Seccomp"]; v != "2" {
+			add("seccomp mode is %s (want 2, a filter)", orUnknown(v))
+		}
+		if v := fields["NoNewPrivs"]; v != "1" {
+			add("no-new-privileges is %s (want 1)", orUnknown(v))
+		}
+		for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+			if v := fields[c]; strings.Trim(v, "0") != "" || v == "" {
+				add("capabilities %s are %s (want none)", c, orUnknown(v))
+			}
+		}
+	}
+	uid, gid, groups := s.IDs()
+	if uid != e.UID || gid != e.GID {
+		add("user is %d:%d (want %d:%d)", uid, gid, e.UID, e.GID)
+	}
+	for _, g := range groups {
+		if !containsInt(e.Groups, g) && g != e.GID {
+			add("supplementary group %d was not planned", g)
+		}
+	}
+	d = append(d, checkEnv(e, s.Environ())...)
+	if mi, err := s.MountInfo(); err != nil {
+		add("cannot read /proc/self/mountinfo: %v", err)
+	} else {
+		d = append(d, checkMounts(e, mi)...)
+	}
+	if devs, err := s.Devices(); err != nil {
+		add("cannot list /dev: %v", err)
+	} else {
+		for _, name := range devs {
+			if !standardDevices[name] {
+				add("device /dev/%s was not planned", name)
+			}
+		}
+	}
+	if limits, err := s.Limits(); err != nil {
+		add("cannot read the resource limits: %v", err)
+	} else {
+		d = append(d, checkLimits(limits)...)
+	}
+	if h, err := s.Hostname(); err != nil || h != e.Hostname {
+		add("hostname is %q (want %q): the UTS namespace is not the container's own", h, e.Hostname)
+	}
+	if u := s.Umask(); u != e.Umask {
+		add("umask is %04o (want %04o)", u, e.Umask)
+	}
+	if e.Interfaces != nil {
+		if ifs, err := s.Interfaces(); err != nil {
+			add("cannot list the network interfaces: %v", err)
+		} else {
+			for _, name := range ifs {
+				if !containsString(e.Interfaces, name) {
+					add("network interface %s was not planned", name)
+				}
+			}
+		}
+	}
+	// A server's default_sysctls is invisible to inspect. The namespaced settings of a private
+	// namespace only touch the container itself, except ping_group_range, which grants
+	// unprivileged ICMP sockets: tried, not read (a rootless reader sees the range's ends as
+	// unmapped ids whatever they are).
+	if s.ICMPSocket() == nil {
+		add("unprivileged ICMP sockets are allowed (net.ipv4.ping_group_range was widened)")
+	}
+	return d
+}
+
+func statusFields(status string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(status, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// checkEnv names (never the values of) variables that were not planned, and planned ones
+// whose value differs.
+func checkEnv(e Expectation, environ []string) []string {
+	var d []string
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		want, planned := e.Env[name]
+		switch {
+		case planned && value != want:
+			d = append(d, fmt.Sprintf("environment variable %s has another value than planned", name))
+		case !planned && !containsString(e.EnvNames, name):
+			d = append(d, fmt.Sprintf("environment variable %s was not planned", name))
+		}
+	}
+	return d
+}
+
+// standardMounts are the mount points the runtime itself makes in every container; masks and
+// kernel file systems below /proc, /sys and /dev are the runtime's too.
+var standardMounts = map[string]bool{
+	"/": true, "/proc": true, "/sys": true, "/dev": true, "/etc/hostname": true, "/etc/hosts": true,
+	"/etc/resolv.conf": true, "/run/.containerenv": true, "/run/podman-init": true,
+	// Podman binds its own copies when it adds the session's user (keep-id, or a uid the image
+	// does not list).
+	"/etc/passwd": true, "/etc/group": true,
+}
+
+// kernelFS are the file systems a runtime mounts below /proc, /sys and /dev: anything else
+// there (a bind of a host directory) was not the runtime's doing.
+var kernelFS = map[string]bool{"proc": true, "sysfs": true, "tmpfs": true, "devpts": true, "mqueue": true,
+	"cgroup": true, "cgroup2": true, "shm": true, "securityfs": true}
+
+// standardDevices are the device nodes a runtime gives every container.
+var standardDevices = map[string]bool{"console": true, "core": true, "fd": true, "full": true, "mqueue": true, "null": true,
+	"ptmx": true, "pts": true, "random": true, "shm": true, "stderr": true, "stdin": true, "stdout": true, "tty": true,
+	"urandom": true, "zero": true}
+
+// rootlessDevices are bound from the host by a rootless runtime, which cannot create nodes.
+var rootlessDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/tty": true,
+	"/dev/random": true, "/dev/urandom": true, "/dev/console": true}
+
+func checkMounts(e Expectation, mountinfo string) []string {
+	var d []string
+	for _, line := range strings.Split(strings.TrimSpace(mountinfo), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 10 {
+			continue
+		}
+		point := unescapeMount(fields[4])
+		sep := 6
+		for sep < len(fields) && fields[sep] != "-" {
+			sep++
+		}
+		fstype := ""
+		if sep+1 < len(fields) {
+			fstype = fields[sep+1]
+		}
+		switch {
+		case standardMounts[point], containsString(e.Mounts, point):
+		case (within(point, "/proc") || within(point, "/sys") || within(point, "/dev")) && kernelFS[fstype]:
+		case rootlessDevices[point], (within(point, "/proc") || within(point, "/sys")) && fstype == "devtmpfs":
+			// a rootless runtime binds the host's /dev/null over masked paths
+		default:
+			d = append(d, fmt.Sprintf("mount %s (%s) was not planned", point, fstype))
+		}
+	}
+	return d
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space, and so on).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// privilegedLimits grant what no session needs: scheduling at real-time or raised priority.
+var privilegedLimits = []string{"rtprio", "nice"}
+
+func checkLimits(got map[string][2]uint64) []string {
+	var d []string
+	for _, name := range privilegedLimits {
+		if g := got[name]; g[0] != 0 || g[1] != 0 {
+			d = append(d, fmt.Sprintf("limit %s is %d:%d (want 0:0)", name, g[0], g[1]))
+		}
+	}
+	return d
+}
+
+func within(p, dir string) bool {
+	p = path.Clean(p)
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsInt(list []int, n int) bool {
+	for _, x := range list {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
+}
