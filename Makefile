@@ -10,9 +10,13 @@ LDFLAGS   := -s -w -X $(PKG)/internal/cli.version=$(VERSION) -X $(PKG)/internal/
 GOBUILD   := $(GO) build -tags "$(TAGS)" -trimpath -ldflags "$(LDFLAGS)"
 GOTEST    := $(GO) test -tags "$(TAGS)"
 BIN       := bin/sourceosctl
-# Fuzz targets as package:Target; `make test` runs each briefly, `make fuzz` longer.
-FUZZ      := ./internal/profile:FuzzParse ./internal/policy:FuzzMountPolicy ./internal/policy:FuzzHardLinks ./internal/guard:FuzzExpectation ./internal/evidence:FuzzEnvelopeParsing ./internal/image:FuzzCatalog
-FUZZTIME  ?= 10s
+# Fuzz targets as package:Target:executions; `make test` runs each that many times (about
+# ten seconds here), `make fuzz` FUZZSCALE times more. Counts, not durations: Go 1.26's fuzz
+# coordinator can fail a duration-bounded run with "context deadline exceeded" at the
+# deadline (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
+FUZZ      := ./internal/profile:FuzzParse:40 ./internal/policy:FuzzMountPolicy:1500 ./internal/policy:FuzzHardLinks:1200 \
+             ./internal/guard:FuzzExpectation:200000 ./internal/evidence:FuzzEnvelopeParsing:6000 ./internal/image:FuzzCatalog:80000
+FUZZSCALE ?= 1
 CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 
 .PHONY: all build helper test test-unit cosign fuzz fuzz-short validate fmt-check vet examples cross bench install clean
@@ -53,13 +57,13 @@ $(COSIGN):
 
 fuzz-short: helper
 	@for t in $(FUZZ); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GOTEST) -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$$(( $${rest##*:} * $(FUZZSCALE) )); \
+		echo "fuzz $$pkg $$name, $$n inputs"; \
+		$(GOTEST) -run '^$$' -fuzz "^$$name$$" -fuzztime $${n}x $$pkg || exit 1; \
 	done
 
 fuzz:
-	$(MAKE) fuzz-short FUZZTIME=5m
+	$(MAKE) fuzz-short FUZZSCALE=30
 
 validate: fmt-check vet examples cross test
 
