@@ -34,7 +34,7 @@ func TestIntegrationTheHelperSeesWhatInspectCannot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := guard.Expectation{Nonce: "it", UID: 1000, GID: 1000, Groups: []int{1000},
-		Env:      map[string]string{"container": "podman", "PATH": "/usr/local/bin:/bin", "HOME": "/home/agent"},
+		Env:      map[string]string{"container": "podman", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/agent"},
 		EnvNames: []string{"HOSTNAME", "TERM"}, Mounts: []string{container.HelperTarget, "/tmp"},
 		Hostname: "sourceos-agent", Umask: 0o022, Interfaces: []string{"lo"}}
 	hardened := []string{"run", "--rm", "--init", "--user", "1000:1000", "--userns", "", "--cap-drop", "ALL",
