@@ -4,17 +4,16 @@
 package fingerprint
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/go-git/go-git/v5"
+
+	"github.com/sourceos/sourceosctl/internal/gitrun"
 )
 
 // GitState is a repository's state at one moment.
@@ -30,40 +29,38 @@ type GitState struct {
 }
 
 // ReadGit reads repo's state with the git CLI when it is installed (fast, and it handles
-// linked worktrees, sparse checkouts and partial clones), else with go-git. Another user's
-// repository is always read with go-git, which runs nothing: git would refuse it (its
-// ownership check), and overriding that would let the repository's configuration run
-// programs as us.
+// linked worktrees, sparse checkouts and partial clones), else with go-git. Root reads
+// another user's repository with git run as that user (gitrun), so its configuration can
+// never run a program as root; anyone else reads it with go-git, which runs nothing.
 func ReadGit(ctx context.Context, repo string, gitBinary string) GitState {
-	if gitBinary != "" && !ownedByAnother(repo) {
-		return readWithCLI(ctx, repo, gitBinary)
+	if gitBinary == "" {
+		return readWithGoGit(repo)
 	}
-	return readWithGoGit(repo)
+	s, err := readWithCLI(ctx, repo, gitrun.Git{Binary: gitBinary})
+	if err != nil {
+		return readWithGoGit(repo)
+	}
+	return s
 }
 
-func readWithCLI(ctx context.Context, repo, git string) GitState {
+// readWithCLI fails only when git cannot be run as the repository's owner.
+func readWithCLI(ctx context.Context, repo string, g gitrun.Git) (GitState, error) {
 	run := func(args ...string) (string, error) {
 		// A repository's own config can name programs to run (fsmonitor): never here.
-		cmd := exec.CommandContext(ctx, git, append([]string{"-C", repo, "-c", "core.fsmonitor=false"}, args...)...)
-		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return strings.TrimSpace(out.String()), nil
+		out, err := g.Output(ctx, repo, append([]string{"-c", "core.fsmonitor=false"}, args...)...)
+		return strings.TrimSpace(out), err
 	}
 	s := GitState{Reader: "git"}
 	// One pass gives commit, branch and dirtiness: status --porcelain=v2 --branch.
 	status, err := run("status", "--porcelain=v2", "--branch", "--untracked-files=normal")
-	if err != nil && strings.Contains(err.Error(), "dubious ownership") {
-		// Another user's repository (a rootful session run by root). Overriding
-		// safe.directory would let that repository's config run commands as us; go-git
-		// reads it without running anything.
-		return readWithGoGit(repo)
+	if errors.Is(err, gitrun.ErrAnotherUser) || err != nil && strings.Contains(err.Error(), "dubious ownership") {
+		// Another user's repository, and we cannot be them: overriding safe.directory would
+		// let its configuration run programs as us.
+		return s, gitrun.ErrAnotherUser
 	}
 	if err != nil {
 		s.Absent = "not a git work tree"
-		return s
+		return s, nil
 	}
 	for _, line := range strings.Split(status, "\n") {
 		switch {
@@ -81,7 +78,7 @@ func readWithCLI(ctx context.Context, repo, git string) GitState {
 	}
 	if s.Commit == "" {
 		s.Absent, s.Branch, s.Dirty = "the repository has no commit yet", "", false
-		return s
+		return s, nil
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -93,7 +90,7 @@ func readWithCLI(ctx context.Context, repo, git string) GitState {
 		}
 	}()
 	wg.Wait()
-	return s
+	return s, nil
 }
 
 func readWithGoGit(repo string) GitState {
@@ -155,15 +152,16 @@ func StripCredentials(remote string) string {
 	return remote
 }
 
-// Diff returns the work tree's changes against HEAD (binary-safe), with the git CLI when it
-// may read the repository, else — without git, or for another user's repository, which git
-// refuses and whose configuration must not run programs as us — with go-git.
+// Diff returns the work tree's changes against HEAD (binary-safe), with the git CLI run as
+// the repository's owner when it can be, else with go-git (see ReadGit).
 func Diff(ctx context.Context, repo, git string) ([]byte, string) {
-	if git == "" || ownedByAnother(repo) {
+	if git == "" {
 		return diffWithGoGit(repo)
 	}
-	cmd := exec.CommandContext(ctx, git, "-C", repo, "-c", "core.fsmonitor=false", "diff", "--binary", "--no-ext-diff", "--no-textconv", "HEAD")
-	out, err := cmd.Output()
+	out, err := gitrun.Git{Binary: git}.Raw(ctx, repo, "-c", "core.fsmonitor=false", "diff", "--binary", "--no-ext-diff", "--no-textconv", "HEAD")
+	if errors.Is(err, gitrun.ErrAnotherUser) {
+		return diffWithGoGit(repo)
+	}
 	if err != nil {
 		return nil, "git diff failed: " + err.Error()
 	}
