@@ -20,9 +20,12 @@ type Spec struct {
 	Env     map[string]string `json:"env,omitempty"`    // non-secret values only (HOME, TERM, …)
 	Secrets []Secret          `json:"secrets,omitempty"`
 	Mounts  []Mount           `json:"mounts"`
-	Tmpfs   []Tmpfs           `json:"tmpfs"`
-	Labels  map[string]string `json:"labels"`
-	Network string            `json:"network"` // "none" or "bridge"
+	// Overlays are copy-on-write views of a host directory: the container sees Source and
+	// writes into Upper, never into Source (the session's copy of the repository).
+	Overlays []Overlay         `json:"overlays,omitempty"`
+	Tmpfs    []Tmpfs           `json:"tmpfs"`
+	Labels   map[string]string `json:"labels"`
+	Network  string            `json:"network"` // "none" or "bridge"
 	// CapDrop is always ["ALL"]; CapAdd is always empty. Both are kept as data so that the
 	// post-create inspection can compare them with what the server applied.
 	CapDrop         []string `json:"capDrop"`
@@ -79,6 +82,20 @@ func (m Mount) Options() []string {
 		return []string{"bind", "ro"}
 	}
 	return []string{"bind", "rw"}
+}
+
+// Overlay mounts Source at Target with its writes going to Upper (Work is the overlay's
+// scratch directory, on Upper's file system).
+type Overlay struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	Upper  string `json:"upper"`
+	Work   string `json:"work"`
+}
+
+// Options are the overlay volume's options, as Podman takes them.
+func (o Overlay) Options() []string {
+	return []string{"upperdir=" + o.Upper, "workdir=" + o.Work}
 }
 
 // Tmpfs is a writable in-memory directory (the root filesystem is read-only).

@@ -24,6 +24,8 @@ type Observed struct {
 	Privileged      bool     `json:"privileged"`
 	Init            bool     `json:"init"`
 
+	// Overlays are overlay volumes, when the server lists them (Podman 4.3 does not).
+	Overlays []Overlay `json:"overlays,omitempty"`
 	// Other mounts: volumes, images, anything that is neither a planned bind nor a tmpfs.
 	OtherMounts []string          `json:"otherMounts,omitempty"`
 	Namespaces  map[string]string `json:"namespaces"` // ipc, uts, pid, cgroup → mode
@@ -142,6 +144,11 @@ func Verify(want Spec, image Image, got Observed) []string {
 	}
 	for _, m := range got.OtherMounts {
 		add("mount %s was not planned", m)
+	}
+	for _, o := range got.Overlays {
+		if !plannedOverlay(want.Overlays, o) {
+			add("overlay mount %s at %s was not planned", o.Source, o.Target)
+		}
 	}
 	for _, dev := range got.Devices {
 		add("device %s was not planned", dev)
@@ -309,6 +316,15 @@ func listOrNone(s []string) string {
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func plannedOverlay(planned []Overlay, o Overlay) bool {
+	for _, p := range planned {
+		if path.Clean(p.Target) == path.Clean(o.Target) && (o.Source == "" || path.Clean(p.Source) == path.Clean(o.Source)) {
 			return true
 		}
 	}

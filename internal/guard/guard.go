@@ -29,11 +29,22 @@ type Expectation struct {
 	Env      map[string]string `json:"env"`
 	EnvNames []string          `json:"envNames"`
 	// Mounts are the planned mount points; the runtime's own are known (see standardMounts).
-	Mounts   []string `json:"mounts"`
-	Hostname string   `json:"hostname"`
-	Umask    int      `json:"umask"`
+	Mounts []string `json:"mounts"`
+	// Overlays are planned copy-on-write mounts: the mount point must be an overlay of
+	// exactly that lower directory into that upper one (the session's copy, not the
+	// repository itself).
+	Overlays []Overlay `json:"overlays,omitempty"`
+	Hostname string    `json:"hostname"`
+	Umask    int       `json:"umask"`
 	// Interfaces are the network interfaces allowed: ["lo"] for a session without network.
 	Interfaces []string `json:"interfaces,omitempty"`
+}
+
+// Overlay is one planned overlay mount, with host paths as the kernel reports them.
+type Overlay struct {
+	Target string `json:"target"`
+	Lower  string `json:"lower"`
+	Upper  string `json:"upper"`
 }
 
 // Encode is the expectation as one command-line argument.
@@ -138,6 +149,7 @@ func Check(e Expectation, s System) []string {
 		add("cannot read /proc/self/mountinfo: %v", err)
 	} else {
 		d = append(d, checkMounts(e, mi)...)
+		d = append(d, checkOverlays(e, mi)...)
 	}
 	if devs, err := s.Devices(); err != nil {
 		add("cannot list /dev: %v", err)
@@ -329,4 +341,40 @@ func orUnknown(v string) string {
 		return "unknown"
 	}
 	return v
+}
+
+// checkOverlays finds each planned overlay's mount point and checks that it is an overlay of
+// the planned lower directory into the planned upper one.
+func checkOverlays(e Expectation, mountinfo string) []string {
+	var d []string
+	for _, o := range e.Overlays {
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(mountinfo), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 10 || unescapeMount(fields[4]) != o.Target {
+				continue
+			}
+			found = true
+			sep := 6
+			for sep < len(fields) && fields[sep] != "-" {
+				sep++
+			}
+			if sep+3 >= len(fields) || fields[sep+1] != "overlay" {
+				d = append(d, fmt.Sprintf("%s is not the session's copy (an overlay): it is %s", o.Target, strings.Join(fields[sep+1:], " ")))
+				continue
+			}
+			opts := map[string]string{}
+			for _, kv := range strings.Split(fields[sep+3], ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				opts[k] = unescapeMount(v)
+			}
+			if lowers := strings.Split(opts["lowerdir"], ":"); lowers[0] != o.Lower || opts["upperdir"] != o.Upper {
+				d = append(d, fmt.Sprintf("%s is an overlay of %s into %s (want %s into %s)", o.Target, opts["lowerdir"], opts["upperdir"], o.Lower, o.Upper))
+			}
+		}
+		if !found {
+			d = append(d, fmt.Sprintf("%s is not mounted (want the session's copy)", o.Target))
+		}
+	}
+	return d
 }

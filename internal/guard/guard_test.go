@@ -171,3 +171,30 @@ func FuzzExpectation(f *testing.F) {
 		}
 	})
 }
+
+// The session's copy as a real Podman 4.3 overlay volume mounted it (recorded rootful).
+const overlayLine = "79 74 0:44 / /workspace rw,relatime - overlay /var/lib/containers/storage/overlay-containers/b5ba/userdata/overlay/1380747183/merge " +
+	"rw,lowerdir=/home/dev/repo,upperdir=/root/.local/state/sourceos/agent-machine/copies/s1/upper,workdir=/root/.local/state/sourceos/agent-machine/copies/s1/work,uuid=on"
+
+// TestCheckOverlays: the workspace must be the planned overlay — of the user's repository,
+// into the session's upper layer — not a bind mount of the repository itself (a weakened
+// server, or a plan ignored), nor another upper layer, nor absent.
+func TestCheckOverlays(t *testing.T) {
+	want := Overlay{Target: "/workspace", Lower: "/home/dev/repo", Upper: "/root/.local/state/sourceos/agent-machine/copies/s1/upper"}
+	e := Expectation{Overlays: []Overlay{want}}
+	if d := checkOverlays(e, overlayLine); len(d) != 0 {
+		t.Fatalf("the planned overlay was refused: %v", d)
+	}
+	for name, tc := range map[string]struct{ mountinfo, refusal string }{
+		"a bind of the repository": {"100 97 254:0 /home/dev/repo /workspace rw,relatime - ext4 /dev/vda rw", "/workspace is not the session's copy (an overlay): it is ext4"},
+		"another upper layer":      {strings.Replace(overlayLine, "copies/s1/upper", "copies/s2/upper", 1), "/workspace is an overlay of /home/dev/repo into"},
+		"another repository":       {strings.Replace(overlayLine, "lowerdir=/home/dev/repo", "lowerdir=/home/dev/other", 1), "(want /home/dev/repo into"},
+		"not mounted":              {"", "/workspace is not mounted"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if d := strings.Join(checkOverlays(e, tc.mountinfo), "; "); !strings.Contains(d, tc.refusal) {
+				t.Errorf("refusal %q, want one containing %q", d, tc.refusal)
+			}
+		})
+	}
+}

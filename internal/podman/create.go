@@ -76,6 +76,9 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 	default:
 		return nil, fmt.Errorf("container %s: unknown network %q", s.Name, s.Network)
 	}
+	for _, o := range s.Overlays {
+		g.OverlayVolumes = append(g.OverlayVolumes, &specgen.OverlayVolume{Source: o.Source, Destination: o.Target, Options: o.Options()})
+	}
 	for _, m := range s.Mounts {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: m.Options()})
 	}

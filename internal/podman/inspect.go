@@ -72,6 +72,9 @@ func observe(d *define.InspectContainerData) container.Observed {
 			o.Binds = append(o.Binds, container.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
 		case "tmpfs":
 			o.Tmpfs = appendUnique(o.Tmpfs, m.Destination)
+		case "overlay":
+			// Podman 4.3 does not list overlay volumes at all; later servers may.
+			o.Overlays = append(o.Overlays, container.Overlay{Source: m.Source, Target: m.Destination})
 		default:
 			o.OtherMounts = append(o.OtherMounts, fmt.Sprintf("%s %s (%s)", m.Destination, m.Name+m.Source, m.Type))
 		}
