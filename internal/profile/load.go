@@ -265,6 +265,16 @@ func (p *Profile) check(t *tree, le *LoadError) {
 	}
 
 	checkTargets(s, at, le)
+	for i, inc := range s.Workspace.Include {
+		if clean := path.Clean(inc); clean == ".." || strings.HasPrefix(clean, "../") || clean == "." || clean == ".git" || strings.HasPrefix(clean, ".git/") {
+			l := at(fmt.Sprintf("/spec/workspace/include/%d", i))
+			le.add(l.line, l.field, "%q is not an ignored path inside the repository; name one such as node_modules", inc)
+		}
+	}
+	if s.Workspace.Mode != "" && s.Workspace.Mode != "copy" && s.Workspace.Mode != "direct" {
+		l := at("/spec/workspace/mode")
+		le.add(l.line, l.field, "must be copy or direct")
+	}
 
 	declared := map[string]bool{}
 	for i, sec := range s.Secrets {

@@ -97,6 +97,12 @@ type Workspace struct {
 	Repo      string `json:"repo,omitempty" yaml:"repo,omitempty"`
 	MountPath string `json:"mountPath" yaml:"mountPath"`
 	ReadOnly  bool   `json:"readOnly,omitempty" yaml:"readOnly,omitempty"`
+	// Mode is copy (the default: the session works on its own copy and branch) or direct
+	// (the live work tree, its .git read-only).
+	Mode string `json:"mode,omitempty" yaml:"mode,omitempty"`
+	// Include are ignored paths the copy shows the session (node_modules); the others are
+	// hidden.
+	Include []string `json:"include,omitempty" yaml:"include,omitempty"`
 }
 
 // Mount is an extra allowlisted host path.
