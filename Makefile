@@ -26,7 +26,7 @@ all: build
 # The helper that runs first in every container (cmd/sourceos-helper), built static for each
 # Linux architecture and embedded into sourceosctl: every target that compiles sourceosctl
 # needs it first.
-HELPER_SRC := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go)
+HELPER_SRC := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go internal/collect/*.go)
 HELPERS    := internal/helper/bin/sourceos-helper-linux-amd64 internal/helper/bin/sourceos-helper-linux-arm64
 
 helper: $(HELPERS)

@@ -1,0 +1,338 @@
+package repocopy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/gitrun"
+)
+
+// IsRepository reports whether dir is the top level of a git work tree with its own .git
+// directory — what a copy needs (a linked worktree's or submodule's .git file points to
+// objects outside it).
+func IsRepository(dir string) bool {
+	st, err := os.Lstat(filepath.Join(dir, ".git"))
+	return err == nil && st.IsDir()
+}
+
+// Prepare makes the copy: the snapshot of uncommitted changes, the whiteouts over ignored
+// paths, and the copy's own .git state in the upper layer (HEAD on the session's branch, a
+// configuration without credentials or programs). git runs in the user's repository only,
+// as its owner. include are ignored paths (relative, slash-separated) the session sees.
+// It returns the repository's state as found, for the evidence.
+func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now time.Time) (fingerprint.GitState, error) {
+	st := fingerprint.GitState{Reader: "git"}
+	c.Created = now.UTC()
+	owner, err := ownerOf(c.Repo)
+	if err != nil {
+		return st, err
+	}
+	if exists, err := BranchExists(ctx, g, c.Repo, c.Branch); err != nil || exists {
+		if err == nil {
+			err = fmt.Errorf("branch %s %w", c.Branch, ErrBranchExists)
+		}
+		return st, err
+	}
+	// The user's repository is trusted, but its fsmonitor is a program sourceosctl has no
+	// reason to start.
+	g = g.WithConfig("core.fsmonitor=false")
+	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--ignored=traditional", "--untracked-files=normal")
+	if err != nil {
+		return st, fmt.Errorf("read the repository's state: %w", err)
+	}
+	s := parseStatus(status)
+	st.Commit, st.Branch, st.Dirty = s.head, s.branch, s.dirty
+	if s.head == "" {
+		return st, fmt.Errorf("%s has no commit yet: commit something first (a session's branch starts from a commit)", c.Repo)
+	}
+	if tree, err := g.Output(ctx, c.Repo, "rev-parse", "HEAD^{tree}"); err == nil {
+		st.Tree = tree
+	}
+	c.Head, c.Base = s.head, s.head
+	for _, d := range []string{c.Upper(), c.Work(), c.Out()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return st, err
+		}
+	}
+	up := upperWriter{upper: c.Upper(), lower: c.Repo, owner: owner}
+	if err := up.mirrorDir("."); err != nil {
+		return st, err
+	}
+	if err := lchown(c.Out(), owner); err != nil {
+		return st, err
+	}
+	if s.dirty {
+		if err := c.snapshot(ctx, g, up, now); err != nil {
+			return st, err
+		}
+	}
+	for _, p := range s.ignored {
+		if includes(include, p) {
+			c.Included = append(c.Included, p)
+			continue
+		}
+		if err := up.whiteout(p); err != nil {
+			return st, fmt.Errorf("hide ignored %s: %w", p, err)
+		}
+		c.Masked = append(c.Masked, p)
+	}
+	if err := c.writeGitState(ctx, g, up); err != nil {
+		return st, err
+	}
+	return st, c.Save()
+}
+
+// status is what one `git status --porcelain=v2 --branch --ignored` says.
+type status struct {
+	head, branch string
+	dirty        bool
+	ignored      []string // directories end with /
+}
+
+func parseStatus(raw []byte) status {
+	var s status
+	fields := bytes.Split(raw, []byte{0})
+	for i := 0; i < len(fields); i++ {
+		line := string(fields[i])
+		switch {
+		case strings.HasPrefix(line, "# branch.oid "):
+			if oid := strings.TrimPrefix(line, "# branch.oid "); oid != "(initial)" {
+				s.head = oid
+			}
+		case strings.HasPrefix(line, "# branch.head "):
+			if b := strings.TrimPrefix(line, "# branch.head "); b != "(detached)" {
+				s.branch = b
+			}
+		case strings.HasPrefix(line, "! "):
+			s.ignored = append(s.ignored, strings.TrimPrefix(line, "! "))
+		case strings.HasPrefix(line, "2 "):
+			s.dirty = true
+			i++ // a rename's original path is the next field
+		case line != "" && !strings.HasPrefix(line, "#"):
+			s.dirty = true
+		}
+	}
+	return s
+}
+
+// snapshot commits the user's uncommitted changes — tracked and untracked, not ignored —
+// from a copy of their index, without touching their work tree, index or refs; the copy's
+// index is the result, so the session finds a clean work tree on its branch.
+func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, now time.Time) error {
+	// git runs as the repository's owner: its scratch index lives where they can write.
+	scratch, err := ownedTempDir(up.owner)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	index := filepath.Join(scratch, "index")
+	if b, err := os.ReadFile(filepath.Join(c.GitDir, "index")); err == nil {
+		if err := os.WriteFile(index, b, 0o600); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := lchown(index, up.owner); err != nil {
+		return err
+	}
+	withIndex := g.With("GIT_INDEX_FILE=" + index)
+	if _, err := withIndex.Output(ctx, c.Repo, "add", "--all", "--", "."); err != nil {
+		return fmt.Errorf("snapshot uncommitted changes: %w", err)
+	}
+	tree, err := withIndex.Output(ctx, c.Repo, "write-tree")
+	if err != nil {
+		return fmt.Errorf("snapshot uncommitted changes: %w", err)
+	}
+	msg := fmt.Sprintf("sourceosctl: uncommitted changes at the start of session %s\n\n%s: %s\n", c.Session, Trailer, c.Session)
+	commit, err := sourceosctlIdentity(g, now).Output(ctx, c.Repo, "commit-tree", tree, "-p", c.Head, "-m", msg)
+	if err != nil {
+		return fmt.Errorf("snapshot uncommitted changes: %w", err)
+	}
+	c.Snapshot, c.Base = commit, commit
+	b, err := os.ReadFile(index)
+	if err != nil {
+		return err
+	}
+	return up.writeFile(".git/index", b, 0o644)
+}
+
+// ownedTempDir is a new private temporary directory that o can write (git, run as the
+// repository's owner, cannot enter root's state directory).
+func ownedTempDir(o owner) (string, error) {
+	dir, err := os.MkdirTemp("", "sourceosctl-copy-")
+	if err != nil {
+		return "", err
+	}
+	if err := lchown(dir, o); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// sourceosctlIdentity is git with sourceosctl as the author and committer of the commits it
+// makes, at now.
+func sourceosctlIdentity(g gitrun.Git, now time.Time) gitrun.Git {
+	date := now.UTC().Format(time.RFC3339)
+	return g.With("GIT_AUTHOR_NAME=sourceosctl", "GIT_AUTHOR_EMAIL=sourceosctl@localhost", "GIT_AUTHOR_DATE="+date,
+		"GIT_COMMITTER_NAME=sourceosctl", "GIT_COMMITTER_EMAIL=sourceosctl@localhost", "GIT_COMMITTER_DATE="+date)
+}
+
+// writeGitState puts the copy's own .git state in the upper layer: HEAD on the session's
+// branch at Base, and a configuration of its own — the repository's format and remotes
+// (without credentials), an identity for the agent's commits, and nothing that names a
+// program or another file.
+func (c *Copy) writeGitState(ctx context.Context, g gitrun.Git, up upperWriter) error {
+	if err := up.writeFile(".git/HEAD", []byte("ref: refs/heads/"+c.Branch+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := up.writeFile(path.Join(".git/refs/heads", c.Branch), []byte(c.Base+"\n"), 0o644); err != nil {
+		return err
+	}
+	cfg, err := g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
+	if err != nil {
+		var ge *gitrun.Error
+		if !errors.As(err, &ge) { // an empty or absent config is fine
+			return err
+		}
+	}
+	return up.writeFile(".git/config", []byte(copyConfig(cfg, c.Session)), 0o644)
+}
+
+// copyConfig is the copy's .git/config from the repository's (`git config --list -z`
+// output): core's format settings, extensions, and remotes' URLs without credentials and
+// their fetch specs. Everything else — hooks, fsmonitor, filters, credential helpers,
+// includes, aliases, http headers — is left out.
+func copyConfig(list, session string) string {
+	var b strings.Builder
+	b.WriteString("# The copy's configuration, written by sourceosctl for session " + session + ".\n")
+	version := "0"
+	var rest strings.Builder
+	remotes := map[string][]string{}
+	var names []string
+	for _, entry := range strings.Split(list, "\x00") {
+		key, value, _ := strings.Cut(entry, "\n")
+		switch {
+		case key == "core.repositoryformatversion" && (value == "0" || value == "1"):
+			version = value // one value: git refuses a configuration that names it twice
+		case strings.HasPrefix(key, "extensions.") && safeValue(value) && key != "extensions.worktreeconfig":
+			rest.WriteString("[extensions]\n\t" + strings.TrimPrefix(key, "extensions.") + " = " + value + "\n")
+		case strings.HasPrefix(key, "remote.") && (strings.HasSuffix(key, ".url") || strings.HasSuffix(key, ".fetch")):
+			name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(key, "remote."), ".url"), ".fetch")
+			if !safeValue(name) || strings.ContainsAny(name, `"\`) {
+				continue
+			}
+			if _, seen := remotes[name]; !seen {
+				names = append(names, name)
+			}
+			if strings.HasSuffix(key, ".url") {
+				value = fingerprint.StripCredentials(value)
+				if strings.HasPrefix(value, "ext::") || strings.HasPrefix(value, "fd::") {
+					continue // transports that run programs
+				}
+				remotes[name] = append(remotes[name], "\turl = "+value)
+			} else if safeValue(value) {
+				remotes[name] = append(remotes[name], "\tfetch = "+value)
+			}
+		}
+	}
+	b.WriteString("[core]\n\trepositoryformatversion = " + version + "\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n")
+	b.WriteString(rest.String())
+	for _, name := range names {
+		if lines := remotes[name]; len(lines) > 0 {
+			b.WriteString("[remote \"" + name + "\"]\n" + strings.Join(lines, "\n") + "\n")
+		}
+	}
+	b.WriteString("[user]\n\tname = agent (sourceosctl session " + session + ")\n\temail = agent@sourceos.invalid\n")
+	return b.String()
+}
+
+// safeValue is a configuration value that cannot break out of its line.
+func safeValue(v string) bool { return !strings.ContainsAny(v, "\n\r\x00") }
+
+// includes reports whether the ignored path p is one the profile carries into the copy:
+// p is an included path or below one (a directory entry ends with /).
+func includes(include []string, p string) bool {
+	p = strings.TrimSuffix(p, "/")
+	for _, inc := range include {
+		inc = strings.Trim(inc, "/")
+		if p == inc || strings.HasPrefix(p, inc+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// upperWriter writes into the upper layer with the owner and the directory attributes the
+// merged view must show: a directory created in the upper layer replaces the attributes of
+// the lower one it merges with.
+type upperWriter struct {
+	upper, lower string
+	owner        owner
+}
+
+// mirrorDir creates rel (slash-separated) and its parents in the upper layer with the
+// modes and owners of the lower layer's directories (or of the repository's top level, for
+// one that is only in the copy, such as .git/refs/heads/agent).
+func (u upperWriter) mirrorDir(rel string) error {
+	rel = path.Clean(rel)
+	if rel != "." {
+		if err := u.mirrorDir(path.Dir(rel)); err != nil {
+			return err
+		}
+	}
+	dst := filepath.Join(u.upper, filepath.FromSlash(rel))
+	if st, err := os.Lstat(dst); err == nil && st.IsDir() {
+		return nil
+	}
+	mode, own := fs.FileMode(0o755), u.owner
+	if st, err := os.Lstat(filepath.Join(u.lower, filepath.FromSlash(rel))); err == nil && st.IsDir() {
+		mode, own = st.Mode().Perm(), ownerFromInfo(st, u.owner)
+	}
+	if rel == "." {
+		if err := os.Chmod(dst, mode); err != nil {
+			return err
+		}
+		return lchown(dst, own)
+	}
+	if err := os.Mkdir(dst, mode); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := os.Chmod(dst, mode); err != nil { // Mkdir's mode passes through the umask
+		return err
+	}
+	return lchown(dst, own)
+}
+
+func (u upperWriter) writeFile(rel string, data []byte, mode fs.FileMode) error {
+	if err := u.mirrorDir(path.Dir(rel)); err != nil {
+		return err
+	}
+	dst := filepath.Join(u.upper, filepath.FromSlash(rel))
+	if err := os.WriteFile(dst, data, mode); err != nil {
+		return err
+	}
+	return lchown(dst, u.owner)
+}
+
+// whiteout hides rel (a file, or a directory when it ends with /) from the merged view.
+func (u upperWriter) whiteout(rel string) error {
+	rel = strings.TrimSuffix(rel, "/")
+	if rel == "" || rel == "." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+		return fmt.Errorf("%q is not a path inside the repository", rel)
+	}
+	if err := u.mirrorDir(path.Dir(rel)); err != nil {
+		return err
+	}
+	return mkWhiteout(filepath.Join(u.upper, filepath.FromSlash(rel)))
+}

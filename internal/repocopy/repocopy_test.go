@@ -1,0 +1,210 @@
+package repocopy_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/gitrun"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
+)
+
+func gitIn(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=u", "-c", "user.email=u@example.com", "-c", "core.fsmonitor=false"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func put(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// userRepo is a committed repository with a remote holding a token, config that names
+// programs, an ignored .env and build directory, and an untracked and a modified file.
+func userRepo(t *testing.T) string {
+	t.Helper()
+	repo := filepath.Join(t.TempDir(), "app")
+	put(t, filepath.Join(repo, "main.go"), "package main\n")
+	put(t, filepath.Join(repo, ".gitignore"), ".env\nbuild/\nnode_modules/\n")
+	gitIn(t, filepath.Dir(repo), "init", "-q", "-b", "main", repo)
+	gitIn(t, repo, "add", "-A")
+	gitIn(t, repo, "commit", "-q", "-m", "base")
+	for _, kv := range [][2]string{{"remote.origin.url", "https://user:ghp_secret@github.com/o/app.git"},
+		{"remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"}, {"core.fsmonitor", "touch /tmp/fired"},
+		{"core.hooksPath", "/tmp/hooks"}, {"credential.helper", "store"}, {"http.extraHeader", "Authorization: Bearer x"},
+		{"include.path", "/etc/evil"}, {"alias.st", "!sh -c id"}, {"remote.evil.url", "ext::sh -c touch% /tmp/fired"}} {
+		gitIn(t, repo, "config", kv[0], kv[1])
+	}
+	put(t, filepath.Join(repo, ".env"), "API_KEY=secret\n")
+	put(t, filepath.Join(repo, "build", "out.bin"), "bin")
+	put(t, filepath.Join(repo, "node_modules", "x", "index.js"), "x")
+	put(t, filepath.Join(repo, "main.go"), "package main // edited\n")
+	put(t, filepath.Join(repo, "notes.txt"), "untracked\n")
+	return repo
+}
+
+func prepare(t *testing.T, repo string, include ...string) (*repocopy.Copy, string) {
+	t.Helper()
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git is required")
+	}
+	state := t.TempDir()
+	c := repocopy.Plan(state, "s1", repo, "")
+	st, err := repocopy.Prepare(context.Background(), gitrun.Git{Binary: git}, c, include, time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Dirty || st.Commit != c.Head || st.Branch != "main" {
+		t.Fatalf("state = %+v, want the dirty main branch at %s", st, c.Head)
+	}
+	return c, state
+}
+
+func TestPrepareSnapshotsUncommittedChangesWithoutTouchingTheRepository(t *testing.T) {
+	repo := userRepo(t)
+	before := gitIn(t, repo, "status", "--porcelain", "--ignored")
+	refsBefore := gitIn(t, repo, "for-each-ref")
+	c, _ := prepare(t, repo)
+	if c.Snapshot == "" || c.Base != c.Snapshot || c.Branch != "agent/s1" {
+		t.Fatalf("copy = %+v, want a snapshot as the base of agent/s1", c)
+	}
+	if got := gitIn(t, repo, "status", "--porcelain", "--ignored"); got != before {
+		t.Errorf("the user's status changed:\nbefore %s\nafter  %s", before, got)
+	}
+	if got := gitIn(t, repo, "for-each-ref"); got != refsBefore {
+		t.Errorf("the user's refs changed:\n%s", got)
+	}
+	// The snapshot holds the edit and the untracked file, never the ignored ones.
+	files := gitIn(t, repo, "ls-tree", "-r", "--name-only", c.Snapshot)
+	if files != ".gitignore\nmain.go\nnotes.txt" {
+		t.Errorf("snapshot files:\n%s", files)
+	}
+	if got := gitIn(t, repo, "show", c.Snapshot+":main.go"); got != "package main // edited" {
+		t.Errorf("snapshot main.go = %q", got)
+	}
+	if msg := gitIn(t, repo, "log", "-1", "--format=%an <%ae>%n%B", c.Snapshot); !strings.Contains(msg, "sourceosctl <sourceosctl@localhost>") || !strings.Contains(msg, "Sourceos-Session: s1") {
+		t.Errorf("snapshot commit:\n%s", msg)
+	}
+}
+
+func TestTheCopysGitStateNamesNoProgramAndNoCredential(t *testing.T) {
+	c, _ := prepare(t, userRepo(t))
+	up := c.Upper()
+	head, _ := os.ReadFile(filepath.Join(up, ".git", "HEAD"))
+	ref, _ := os.ReadFile(filepath.Join(up, ".git", "refs", "heads", "agent", "s1"))
+	if string(head) != "ref: refs/heads/agent/s1\n" || strings.TrimSpace(string(ref)) != c.Base {
+		t.Errorf("HEAD %q, branch %q", head, ref)
+	}
+	cfg, err := os.ReadFile(filepath.Join(up, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, banned := range []string{"ghp_secret", "user:", "fsmonitor", "hooksPath", "credential", "extraHeader", "Bearer", "include", "alias", "ext::", "evil"} {
+		if strings.Contains(strings.ToLower(string(cfg)), strings.ToLower(banned)) {
+			t.Errorf("the copy's config holds %q:\n%s", banned, cfg)
+		}
+	}
+	if !strings.Contains(string(cfg), "url = https://github.com/o/app.git") || !strings.Contains(string(cfg), "fetch = +refs/heads/*:refs/remotes/origin/*") {
+		t.Errorf("the copy's config lost the remote:\n%s", cfg)
+	}
+	// git itself reads it: the copy's config parses, and names the agent.
+	out, err := exec.Command("git", "config", "--file", filepath.Join(up, ".git", "config"), "user.email").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "agent@sourceos.invalid" {
+		t.Errorf("git config --file: %q %v", out, err)
+	}
+	// One format version: git config cannot set a key named twice, so an agent's (or a
+	// tool's) ordinary git config in the copy would fail.
+	out, _ = exec.Command("git", "config", "--file", filepath.Join(up, ".git", "config"), "--get-all", "core.repositoryformatversion").Output()
+	if strings.Count(string(out), "\n") != 1 {
+		t.Errorf("core.repositoryformatversion is named %d times:\n%s", strings.Count(string(out), "\n"), cfg)
+	}
+}
+
+func TestIgnoredPathsAreHiddenUnlessIncluded(t *testing.T) {
+	c, _ := prepare(t, userRepo(t), "node_modules")
+	for _, p := range []string{".env", "build"} {
+		st, err := os.Lstat(filepath.Join(c.Upper(), p))
+		if err != nil {
+			t.Fatalf("%s has no whiteout: %v", p, err)
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if st.Mode()&os.ModeCharDevice == 0 || sys.Rdev != 0 {
+			t.Errorf("%s: mode %v rdev %d, want a 0:0 character device", p, st.Mode(), sys.Rdev)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(c.Upper(), "node_modules")); !os.IsNotExist(err) {
+		t.Errorf("node_modules is included by the profile, but hidden: %v", err)
+	}
+	if strings.Join(c.Masked, ",") != ".env,build/" || strings.Join(c.Included, ",") != "node_modules/" {
+		t.Errorf("masked %v, included %v", c.Masked, c.Included)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	c, state := prepare(t, userRepo(t))
+	changed := func() bool {
+		t.Helper()
+		got, err := c.Changed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if changed() {
+		t.Fatal("a fresh copy counts as changed")
+	}
+	put(t, filepath.Join(c.Upper(), ".git", "index"), "rewritten by git status")
+	put(t, filepath.Join(c.Upper(), ".git", "objects", "ab", "cdef"), "an unreferenced object")
+	put(t, filepath.Join(c.Upper(), ".git", "COMMIT_EDITMSG"), "x")
+	if changed() {
+		t.Fatal("an index rewrite, a loose object or git's bookkeeping counts as a change")
+	}
+	put(t, filepath.Join(c.Upper(), ".git", "refs", "heads", "agent", "s1"), "0123456789012345678901234567890123456789\n")
+	if !changed() {
+		t.Fatal("a commit on the branch is not a change")
+	}
+	put(t, filepath.Join(c.Upper(), ".git", "refs", "heads", "agent", "s1"), c.Base+"\n")
+	put(t, filepath.Join(c.Upper(), "src", "new.go"), "package src\n")
+	if !changed() {
+		t.Fatal("a new file is not a change")
+	}
+	loaded, err := repocopy.Load(state, "s1")
+	if err != nil || loaded.Base != c.Base || len(loaded.Masked) != len(c.Masked) {
+		t.Fatalf("Load = %+v, %v", loaded, err)
+	}
+	if err := c.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if list, _, _ := repocopy.List(state); len(list) != 0 {
+		t.Fatalf("after Remove: %v", list)
+	}
+}
+
+func TestCheckBranch(t *testing.T) {
+	for _, ok := range []string{"agent/x", "feature/a.b-c_d", "x"} {
+		if err := repocopy.CheckBranch(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-x", "a..b", "a/", "a.lock", "a b", "a/.b", "a//b", "refs/../x", "a:b", "a~1", "a^", "a\\b"} {
+		if repocopy.CheckBranch(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

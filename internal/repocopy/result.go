@@ -1,0 +1,218 @@
+package repocopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/gitrun"
+)
+
+// Changed reports whether the session left anything in its copy: a path outside .git, or a
+// branch, HEAD or packed refs of its own. It reads the upper layer's names only (never
+// following a link, never running anything), so an untouched copy of a 50,000-file
+// repository costs a few directory reads. The copy's index and new unreferenced objects
+// do not count: git rewrites the index on every status.
+func (c *Copy) Changed() (bool, error) {
+	masked := map[string]bool{}
+	for _, m := range c.Masked {
+		masked[strings.TrimSuffix(m, "/")] = true
+	}
+	ours := map[string]string{".git/HEAD": "ref: refs/heads/" + c.Branch + "\n", path.Join(".git/refs/heads", c.Branch): c.Base + "\n"}
+	changed := false
+	upper := c.Upper()
+	err := filepath.WalkDir(upper, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(upper, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case rel == "." || rel == ".git" || rel == ".git/refs" || rel == ".git/refs/heads":
+			return nil
+		case rel == ".git/index" || rel == ".git/config" || strings.HasPrefix(rel, ".git/objects") || strings.HasPrefix(rel, ".git/logs"):
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		case masked[rel] && e.Type()&fs.ModeCharDevice != 0:
+			return nil // our whiteout, still there
+		case e.IsDir() && (strings.HasPrefix(path.Join(".git/refs/heads", c.Branch), rel+"/") || isMaskedParent(masked, rel)):
+			return nil // a directory we made
+		}
+		if want, ok := ours[rel]; ok {
+			if b, err := os.ReadFile(p); err == nil && string(b) == want {
+				return nil
+			}
+		}
+		if strings.HasPrefix(rel, ".git/") && !strings.HasPrefix(rel, ".git/refs/") && rel != ".git/HEAD" && rel != ".git/packed-refs" {
+			if e.IsDir() {
+				return fs.SkipDir // git's own bookkeeping (ORIG_HEAD, COMMIT_EDITMSG, hooks …) is not work
+			}
+			return nil
+		}
+		changed = true
+		return fs.SkipAll
+	})
+	return changed, err
+}
+
+// isMaskedParent reports whether dir is a parent directory of a masked path (made to hold
+// its whiteout).
+func isMaskedParent(masked map[string]bool, dir string) bool {
+	for m := range masked {
+		if strings.HasPrefix(m, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// Manifest is what the collector writes beside the bundle (internal/collect).
+type Manifest struct {
+	Head     string   `json:"head"`
+	Commits  []string `json:"commits"`
+	Leftover string   `json:"leftover,omitempty"`
+}
+
+// BundleFile and ManifestFile are the collector's output, in the copy's out directory.
+const (
+	BundleFile   = "agent.bundle"
+	ManifestFile = "manifest.json"
+)
+
+var hexID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// Import fetches the collector's bundle into the user's repository as the session's branch —
+// git's transport, with every object checked (transfer.fsckObjects) — and reads the result:
+// the commits, the patch and its stat. It runs git in the user's repository only, as its owner.
+// The returned patch is `git diff Base Head` (binary-safe, no external diff or textconv).
+func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []byte, err error) {
+	if !hexID.MatchString(m.Head) {
+		return nil, fmt.Errorf("the collector named no valid head commit (%q)", m.Head)
+	}
+	owner, err := ownerOf(c.Repo)
+	if err != nil {
+		return nil, err
+	}
+	// git runs as the repository's owner, who may not enter sourceosctl's state directory.
+	scratch, err := ownedTempDir(owner)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	bundle := filepath.Join(scratch, BundleFile)
+	if err := copyFile(filepath.Join(c.Out(), BundleFile), bundle, owner); err != nil {
+		return nil, fmt.Errorf("read the collector's bundle: %w", err)
+	}
+	ref := "refs/heads/" + c.Branch
+	if _, err := g.Output(ctx, c.Repo, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",
+		"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", bundle, ref+":"+ref); err != nil {
+		return nil, fmt.Errorf("bring the session's branch into %s: %w", c.Repo, err)
+	}
+	got, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+	if err != nil || got != m.Head {
+		return nil, fmt.Errorf("the branch %s is at %q after the fetch, want %s", c.Branch, got, m.Head)
+	}
+	commits, err := g.Output(ctx, c.Repo, "rev-list", "--reverse", c.Base+".."+m.Head)
+	if err != nil {
+		return nil, err
+	}
+	stat, err := g.Output(ctx, c.Repo, "diff", "--shortstat", "--no-ext-diff", "--no-textconv", c.Base, m.Head)
+	if err != nil {
+		return nil, err
+	}
+	patch, err = g.Raw(ctx, c.Repo, "diff", "--binary", "--no-ext-diff", "--no-textconv", "--no-color", c.Base, m.Head)
+	if err != nil {
+		return nil, err
+	}
+	c.Result = &Result{Changed: true, Head: m.Head, Commits: strings.Fields(commits), Leftover: m.Leftover, Stat: strings.TrimSpace(stat)}
+	return patch, c.Save()
+}
+
+// Unchanged records that the session left the copy as it found it: no branch is made.
+func (c *Copy) Unchanged() error {
+	c.Result = &Result{Changed: false}
+	return c.Save()
+}
+
+// BranchExists reports whether the user's repository already has branch.
+func BranchExists(ctx context.Context, g gitrun.Git, repo, branch string) (bool, error) {
+	_, err := g.Output(ctx, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
+	var ge *gitrun.Error
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ge):
+		return false, nil
+	}
+	return false, err
+}
+
+// Remove deletes the copy's layers and description. Files the session created below the
+// upper layer may belong to ids of the user namespace (rootless): those are made writable
+// first, and what still cannot be removed is named.
+func (c *Copy) Remove() error {
+	err := os.RemoveAll(c.Dir)
+	if err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(c.Dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(c.Dir); err != nil {
+		return fmt.Errorf("remove the copy %s: %w (files made in the container by another id of the user namespace: podman unshare rm -rf %s)", c.Dir, err, c.Dir)
+	}
+	return nil
+}
+
+// ErrBranchExists says the session's branch is already in the user's repository.
+var ErrBranchExists = errors.New("already exists in the repository")
+
+// Check fails where Prepare would, without writing anything: a repository without a commit,
+// or a branch name already taken (dry runs fail where real runs do).
+func Check(ctx context.Context, g gitrun.Git, repo, branch string) error {
+	if _, err := g.Output(ctx, repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"); err != nil {
+		var ge *gitrun.Error
+		if errors.As(err, &ge) {
+			return fmt.Errorf("%s has no commit yet: commit something first (a session's branch starts from a commit)", repo)
+		}
+		return err
+	}
+	exists, err := BranchExists(ctx, g, repo, branch)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return fmt.Errorf("branch %s %w", branch, ErrBranchExists)
+	}
+	return nil
+}
+
+// copyFile copies a regular file (never through a symlink) to a new file owned by o.
+func copyFile(from, to string, o owner) error {
+	st, err := os.Lstat(from)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", from)
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		return err
+	}
+	return lchown(to, o)
+}
