@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
 
 	"github.com/sourceos/sourceosctl/internal/machine"
 )
@@ -122,6 +123,7 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 		probe{"repo", "Repository", d.checkRepo},
 		probe{"profile", "Profile", func(context.Context) Check { return checkProfile(prof, profErr) }},
 		probe{"signing-key", "Signing key", d.checkKey},
+		probe{"copies", "Session copies", d.checkCopies},
 	)
 	if prof != nil {
 		probes = append(probes, probe{"image", "Image", func(ctx context.Context) Check { return d.checkImage(ctx, prof.Spec.Image.Ref) }})
@@ -440,6 +442,61 @@ func (d DoctorDeps) checkKey(context.Context) Check {
 		return fail(fmt.Sprintf("%s is readable by others (mode %v)", priv, st.Mode().Perm()), "chmod 600 "+priv)
 	}
 	return ok(priv)
+}
+
+// checkCopies reports the sessions' copies sourceosctl keeps (see internal/repocopy): how
+// many wait for review and what they hold on disk. A copy whose work could not be brought
+// back, or whose session ended without a result, is a warning: it holds work only its copy
+// has, or it is left over.
+func (d DoctorDeps) checkCopies(context.Context) Check {
+	copies, broken, err := repocopy.List(d.Dirs.State)
+	if err != nil {
+		return warn(fmt.Sprintf("cannot read the session copies in %s: %v", repocopy.CopiesDir(d.Dirs.State), err), "")
+	}
+	if len(copies) == 0 && len(broken) == 0 {
+		return ok("no session copies")
+	}
+	states := map[string]int{}
+	var stuck []string
+	var size int64
+	for _, c := range copies {
+		states[c.State()]++
+		if st := c.State(); st == repocopy.StateFailed || st == repocopy.StatePreparing {
+			stuck = append(stuck, c.Session)
+		}
+		size += c.DiskUsage()
+	}
+	var parts []string
+	for _, st := range []string{repocopy.StateReview, repocopy.StateFailed, repocopy.StatePreparing, repocopy.StateMerged, repocopy.StateNoChanges} {
+		if n := states[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	if len(broken) > 0 {
+		parts = append(parts, fmt.Sprintf("%d unreadable", len(broken)))
+	}
+	finding := fmt.Sprintf("%s (%s on disk in %s)", strings.Join(parts, ", "), humanBytes(size), repocopy.CopiesDir(d.Dirs.State))
+	if len(stuck) > 0 || len(broken) > 0 {
+		return warn(finding, "look with: sourceosctl agent-machine sessions; a copy not collected holds the agent's work (its upper directory); remove one with: sourceosctl agent-machine discard SESSION")
+	}
+	if states[repocopy.StateReview] > 0 {
+		return Check{Status: StatusOK, Finding: finding, Fix: "review with: sourceosctl agent-machine sessions, then merge or discard each"}
+	}
+	return ok(finding)
+}
+
+// humanBytes is n in the largest binary unit that keeps it at least 1.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func (d DoctorDeps) checkImage(ctx context.Context, ref string) Check {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
 // scriptedRunner answers commands from a table.
@@ -59,7 +61,7 @@ func baseDeps(t *testing.T) DoctorDeps {
 		},
 		ImagePresent: func(context.Context, string) (bool, error) { return true, nil },
 		Profile:      func() (*profile.Profile, error) { return prof, nil },
-		Dirs:         Dirs{Config: t.TempDir()},
+		Dirs:         Dirs{Config: t.TempDir(), State: t.TempDir()},
 		Repo:         repo,
 		Timeout:      2 * time.Second,
 		Git:          fakeGit{},
@@ -233,5 +235,38 @@ func TestParseVersion(t *testing.T) {
 		if !ok || maj != want[0] || min != want[1] {
 			t.Errorf("ParseVersion(%q) = %d.%d %v", in, maj, min, ok)
 		}
+	}
+}
+
+// TestDoctorReportsLeftoverCopies: a copy waiting for review is counted; one whose work could
+// not be brought back (it holds work only it has) or whose session left no result is a
+// warning that says how to look and remove.
+func TestDoctorReportsLeftoverCopies(t *testing.T) {
+	d := baseDeps(t)
+	if got := find(Doctor(context.Background(), d), "copies"); got.Status != StatusOK || got.Finding != "no session copies" {
+		t.Fatalf("no copies: %+v", got)
+	}
+	save := func(session string, change func(*repocopy.Copy)) {
+		c := &repocopy.Copy{Session: session, Repo: "/home/u/app", Branch: "agent/" + session, Dir: filepath.Join(repocopy.CopiesDir(d.Dirs.State), session)}
+		change(c)
+		if err := os.MkdirAll(filepath.Join(c.Dir, "upper"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, "upper", "work.txt"), make([]byte, 2048), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Save(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("s1", func(c *repocopy.Copy) { c.Result = &repocopy.Result{Changed: true, Head: strings.Repeat("a", 40)} })
+	got := find(Doctor(context.Background(), d), "copies")
+	if got.Status != StatusOK || !strings.Contains(got.Finding, "1 to review") || !strings.Contains(got.Finding, "KiB on disk") || !strings.Contains(got.Fix, "merge or discard") {
+		t.Errorf("one to review: %+v", got)
+	}
+	save("s2", func(c *repocopy.Copy) { c.CollectError = "the collector exited 1" })
+	got = find(Doctor(context.Background(), d), "copies")
+	if got.Status != StatusWarn || !strings.Contains(got.Finding, "1 not collected") || !strings.Contains(got.Fix, "discard SESSION") {
+		t.Errorf("one not collected: %+v", got)
 	}
 }

@@ -15,6 +15,8 @@ type Engine interface {
 	Service(ctx context.Context) (container.Service, error)
 	Image(ctx context.Context, ref string) (container.Image, bool, error)
 	Pull(ctx context.Context, ref string, progress io.Writer) error
+	// Import makes an image from a root filesystem tarball (the collector's, see copy.go).
+	Import(ctx context.Context, r io.Reader, ref string, changes []string) (string, error)
 	CreateSecret(ctx context.Context, name string, value []byte) error
 	Create(ctx context.Context, spec container.Spec) (string, error)
 	Inspect(ctx context.Context, id string) (container.Observed, []byte, error)

@@ -50,6 +50,10 @@ func expectation(s container.Spec, image container.Image, nonce string) guard.Ex
 	for _, t := range s.Tmpfs {
 		e.Mounts = append(e.Mounts, t.Target)
 	}
+	for _, o := range s.Overlays {
+		e.Mounts = append(e.Mounts, o.Target)
+		e.Overlays = append(e.Overlays, guard.Overlay{Target: o.Target, Lower: o.Source, Upper: o.Upper})
+	}
 	switch s.Network {
 	case "none":
 		e.Interfaces = []string{"lo"}

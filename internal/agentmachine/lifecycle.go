@@ -63,6 +63,10 @@ type sessionRun struct {
 	spec                        container.Spec // the plan's spec with pass-through values filled in
 	box                         *containerRun  // the session's container, once created
 	weakened                    bool           // the server did not apply the plan
+	// copyErr is why the session's copy could not be made; copyCollectErr why its work could
+	// not be brought back (the copy is kept); patch is the branch's diff.
+	copyErr, copyCollectErr error
+	patch                   []byte
 	// linksDone is closed once the hard-link check of the mounts is done (see checkLinks).
 	linksDone    chan struct{}
 	linkRefusals []policy.Refusal

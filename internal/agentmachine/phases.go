@@ -41,7 +41,11 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 	r.hostTools = make(chan hostTools, 1)
 	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()
 	go evidence.PrepareSchema()
-	r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
+	if c := r.plan.Workspace.Copy; c != nil {
+		r.prepareCopy(ctx, c)
+	} else {
+		r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
+	}
 	r.linksDone = make(chan struct{})
 	go func() {
 		defer close(r.linksDone)
@@ -74,14 +78,27 @@ func (r *sessionRun) checkLinks() error {
 // its diff) in the background, bounded by gitTimeout whatever happens to ctx; the channel
 // closes when it is done.
 func (r *sessionRun) readGit(ctx context.Context, st *fingerprint.GitState, diff *[]byte) chan struct{} {
+	return r.readGitWith(ctx, r.Git, st, diff)
+}
+
+// safeGit reads repositories without running anything from them (go-git), unless a test
+// replaced the reader.
+func (r *sessionRun) safeGit() GitReader {
+	if _, real := r.Git.(fingerprint.Git); real {
+		return fingerprint.Git{}
+	}
+	return r.Git
+}
+
+func (r *sessionRun) readGitWith(ctx context.Context, g GitReader, st *fingerprint.GitState, diff *[]byte) chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
 		defer cancel()
-		*st = r.Git.State(gctx, r.plan.Repo)
+		*st = g.State(gctx, r.plan.Repo)
 		if diff != nil && st.Dirty {
-			*diff = r.Git.Diff(gctx, r.plan.Repo)
+			*diff = g.Diff(gctx, r.plan.Repo)
 		}
 	}()
 	return done
@@ -282,6 +299,9 @@ func (r *sessionRun) run(ctx context.Context) (func(), error) {
 	if err := r.checkLinks(); err != nil {
 		return nil, err
 	}
+	if err := r.checkCopy(); err != nil {
+		return nil, err
+	}
 	<-r.gitBeforeDone
 	r.event("repository state before the session: commit %s", orDash(r.gitBefore.Commit))
 	res, err := r.box.run(ctx, r.IO.In, r.IO.Out, r.IO.ErrOut, r.StopTimeout, func() { r.out.Ran = true; r.event("started") })
@@ -323,7 +343,18 @@ func (r *sessionRun) run(ctx context.Context) (func(), error) {
 func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 	r.measureTool(ctx)
 	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
-	r.gitAfterDone = r.readGit(ctx, &r.gitAfter, &r.diff)
+	switch {
+	case r.plan.Workspace.Copy != nil:
+		if r.out.Ran {
+			r.collectCopy(ctx)
+		}
+		r.gitAfterDone = r.readGit(ctx, &r.gitAfter, nil) // the user's repository, untouched
+	case r.plan.Workspace.Mode == WorkspaceDirect:
+		// The session could write the work tree: read it with a reader that runs nothing.
+		r.gitAfterDone = r.readGitWith(ctx, r.safeGit(), &r.gitAfter, &r.diff)
+	default:
+		r.gitAfterDone = r.readGit(ctx, &r.gitAfter, &r.diff)
+	}
 	r.host = <-r.hostTools
 	return nil, nil
 }

@@ -3,8 +3,10 @@ package agentmachine
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
@@ -67,6 +70,10 @@ type Facts struct {
 	// Helper is the in-container helper that checks the container from inside before the
 	// tool runs; zero when none can be used (another host, a machine).
 	Helper HelperRef
+	// StateDir is sourceosctl's state directory, where copies live; GitCLI says git is
+	// installed (a copy is made and brought back with it).
+	StateDir string
+	GitCLI   bool
 }
 
 // HelperRef is the helper binary a session mounts: where it is on the host and its digest.
@@ -116,6 +123,10 @@ type SessionRequest struct {
 	AllowProtected []string
 	Keep           bool
 	WorkDir        string // for a relative --repo
+	// Direct asks for the live work tree instead of a copy (--direct); Branch names the
+	// copy's branch (--branch; default agent/<session-id>).
+	Direct bool
+	Branch string
 }
 
 // Plan is everything a session will do, as plain data.
@@ -138,6 +149,9 @@ type Plan struct {
 	Keep            bool                    `json:"keep"`
 	// Helper runs first in the container and checks it from inside (absent: inspect only).
 	Helper *HelperRef `json:"helper,omitempty"`
+	// Workspace says how the session sees the repository: its own copy (and branch), the
+	// live work tree, or read-only.
+	Workspace WorkspacePlan `json:"workspace"`
 
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
@@ -148,6 +162,23 @@ type Plan struct {
 	// Warnings are what the user must know before the session runs: a real run prints them.
 	Warnings []string `json:"warnings"`
 }
+
+// WorkspacePlan is how the session sees the repository.
+type WorkspacePlan struct {
+	// Mode is copy, direct or read-only.
+	Mode string `json:"mode"`
+	// Copy is where the copy will be and its branch (copy mode).
+	Copy *repocopy.Copy `json:"copy,omitempty"`
+	// Include are the ignored paths the copy shows.
+	Include []string `json:"include,omitempty"`
+}
+
+// Workspace modes as the plan shows them.
+const (
+	WorkspaceCopy     = repocopy.ModeCopy
+	WorkspaceDirect   = repocopy.ModeDirect
+	WorkspaceReadOnly = "read-only"
+)
 
 type ProfileInfo struct {
 	Name   string `json:"name"`
@@ -250,6 +281,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		pl.Warnings = append(pl.Warnings, userNote)
 	case userNote != "":
 		pl.Notes = append(pl.Notes, userNote)
+	}
+	if err := planWorkspace(p, req, f, pl); err != nil {
+		return pl, err
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
 	if f.OS == "windows" {
@@ -420,7 +454,18 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		s.Env["TERM"] = term
 	}
 	for _, m := range dec.Mounts {
-		s.Mounts = append(s.Mounts, container.Mount{Source: MachinePath(f.OS, m.Source), Target: m.Target, ReadOnly: m.ReadOnly})
+		source := MachinePath(f.OS, m.Source)
+		switch {
+		case m.Role == policy.RoleWorkspace && pl.Workspace.Copy != nil:
+			c := pl.Workspace.Copy
+			s.Overlays = append(s.Overlays, container.Overlay{Source: source, Target: m.Target, Upper: c.Upper(), Work: c.Work()})
+		case m.Role == policy.RoleWorkspace && pl.Workspace.Mode == WorkspaceDirect && repocopy.IsRepository(m.Source):
+			// The live work tree, but never its configuration, hooks or refs.
+			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target, ReadOnly: m.ReadOnly},
+				container.Mount{Source: MachinePath(f.OS, filepath.Join(m.Source, ".git")), Target: path.Join(m.Target, ".git"), ReadOnly: true})
+		default:
+			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target, ReadOnly: m.ReadOnly})
+		}
 	}
 	return s
 }
@@ -496,4 +541,66 @@ func mountSummary(ms []container.Mount) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// planWorkspace decides how the session sees the repository. A copy needs a git repository's
+// top level, a Podman service on this Linux host (the overlay's layers are local paths) and
+// the helper (which collects the work); without them the session works on the live tree,
+// and a warning says why.
+func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) error {
+	w := &pl.Workspace
+	mode := firstNonEmpty(p.Spec.Workspace.Mode, WorkspaceCopy)
+	if req.Direct {
+		mode = WorkspaceDirect
+	}
+	reason := ""
+	switch {
+	case p.Spec.Workspace.ReadOnly:
+		mode = WorkspaceReadOnly
+	case mode != WorkspaceCopy:
+	case !repocopy.IsRepository(pl.Repo):
+		reason = pl.Repo + " is not the top level of a git repository with its own .git directory"
+	case !f.Local || f.OS != "linux":
+		reason = "a copy needs a Podman service on this Linux host (its layers are local directories), and this one is " + orDash(f.Connection.URI)
+	case f.Helper.Path == "":
+		reason = "this sourceosctl was built without its container helper, which collects a copy's work (build it with make build)"
+	case !f.GitCLI:
+		reason = "git is not installed (a copy is made and brought back with it)"
+	case f.StateDir == "":
+		reason = "sourceosctl's state directory is unknown"
+	}
+	if reason != "" {
+		mode = WorkspaceDirect
+		if req.Branch != "" {
+			return &InputError{Flag: "--branch", Err: fmt.Errorf("needs a copy, and %s", reason), Fix: "leave out --branch"}
+		}
+		pl.Warnings = append(pl.Warnings, "the session works on the live directory, not a copy: "+reason)
+	}
+	w.Mode = mode
+	switch mode {
+	case WorkspaceCopy:
+		if req.Branch != "" {
+			if err := repocopy.CheckBranch(req.Branch); err != nil {
+				return &InputError{Flag: "--branch", Err: err, Fix: "use a name such as agent/fix-login"}
+			}
+		}
+		w.Copy = repocopy.Plan(f.StateDir, pl.SessionID, pl.Repo, req.Branch)
+		w.Include = append([]string{}, p.Spec.Workspace.Include...)
+		hidden := "every ignored path is hidden (.env files, build output)"
+		if len(w.Include) > 0 {
+			hidden = "ignored paths are hidden except " + strings.Join(w.Include, ", ")
+		}
+		pl.Notes = append(pl.Notes, fmt.Sprintf("the session works on its own copy (%s) on branch %s, from your HEAD and uncommitted changes; your work tree and .git are never written; %s; afterwards: sourceosctl agent-machine diff %s, merge %s or discard %s",
+			w.Copy.Dir, w.Copy.Branch, hidden, pl.SessionID, pl.SessionID, pl.SessionID))
+	case WorkspaceDirect:
+		if req.Branch != "" && reason == "" {
+			return &InputError{Flag: "--branch", Err: errors.New("names the branch of a copy, and this session is direct"), Fix: "leave out --branch or --direct"}
+		}
+		if reason == "" {
+			pl.Warnings = append(pl.Warnings, "direct mode: the session writes your live work tree. Its .git is read-only (configuration, hooks and refs cannot be changed) and sourceosctl reads git state afterwards with go-git, which runs nothing; but the session can leave files your tools act on — a nested repository with its own configuration, a .gitattributes naming a filter you configured — so review before running git in it")
+		}
+	case WorkspaceReadOnly:
+		pl.Notes = append(pl.Notes, "the repository is mounted read-only (workspace.readOnly): no copy is needed")
+	}
+	return nil
 }

@@ -50,6 +50,7 @@ func (r *sessionRun) recordInput(runErr error) RecordInput {
 	out.Events = append([]Event(nil), r.out.Events...)
 	return RecordInput{
 		Plan: r.plan, Outcome: &out, RunErr: runErr, GitBefore: r.gitBefore, GitAfter: r.gitAfter, Diff: r.diff,
+		Workspace: r.workspaceRecord(), Patch: r.patch,
 		Host: evidence.Host{OS: r.Host.OS, Arch: r.Host.Arch, Sourceosctl: r.Version,
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
 			GitVersion: r.host.git, PodmanClient: r.host.podmanClient, Kernel: r.host.kernel, CgroupVersion: r.facts.CgroupsVersion},
@@ -205,9 +206,12 @@ func (d Dirs) HostToolCache() string { return filepath.Join(d.State, "host-tools
 
 // RecordInput is everything a session's evidence bundle is made of.
 type RecordInput struct {
-	Plan       *Plan
-	Outcome    *Outcome
-	RunErr     error
+	Plan    *Plan
+	Outcome *Outcome
+	RunErr  error
+	// Workspace is how the session saw the repository; Patch the diff of its branch.
+	Workspace  *evidence.Workspace
+	Patch      []byte
 	GitBefore  fingerprint.GitState
 	GitAfter   fingerprint.GitState
 	Host       evidence.Host
@@ -247,7 +251,7 @@ func Record(in RecordInput) (string, error) {
 		Limits:       evidence.Limits{CPUs: s.Limits.CPUs, MemoryBytes: s.Limits.MemoryBytes, Pids: s.Limits.Pids, Enforced: !s.Limits.BestEffort},
 		Secrets:      []string{},
 		Host:         in.Host,
-		Git:          evidence.Git{Before: in.GitBefore, After: in.GitAfter},
+		Git:          evidence.Git{Before: in.GitBefore, After: in.GitAfter, Workspace: in.Workspace},
 		Environment:  evidence.MaskEnvironment(in.Environ),
 	}
 	if out.Ran {
@@ -256,6 +260,10 @@ func Record(in RecordInput) (string, error) {
 	}
 	if in.RunErr != nil {
 		pred.Session.Error = in.RunErr.Error()
+	}
+	// The copy's overlay first: in copy mode it is the workspace.
+	for _, o := range s.Overlays {
+		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: o.Source, Target: o.Target, Options: append([]string{"overlay"}, o.Options()...)})
 	}
 	for _, m := range s.Mounts {
 		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options()})
@@ -332,6 +340,9 @@ func artifactsOf(in RecordInput) ([]evidence.Artifact, error) {
 	if len(in.Outcome.Inspect) > 0 {
 		arts = append(arts, evidence.Artifact{Name: "container-inspect.json", Data: maskInspect(in.Outcome.Inspect, in.Plan)})
 	}
+	if len(in.Patch) > 0 {
+		arts = append(arts, evidence.Artifact{Name: "branch.patch", Data: in.Patch})
+	}
 	if len(in.Diff) > 0 {
 		diff := in.Diff
 		if len(diff) > maxDiff {
@@ -355,3 +366,23 @@ func maskInspect(raw []byte, pl *Plan) []byte {
 
 // ErrNoEvidence wraps a failure to write a session's bundle.
 var ErrNoEvidence = errors.New("the session's evidence bundle could not be written")
+
+// workspaceRecord is the evidence's account of how the session saw the repository.
+func (r *sessionRun) workspaceRecord() *evidence.Workspace {
+	w := &evidence.Workspace{Mode: r.plan.Workspace.Mode}
+	c := r.plan.Workspace.Copy
+	if c == nil {
+		return w
+	}
+	w.Branch, w.Head, w.Snapshot, w.Base, w.Masked, w.Included = c.Branch, c.Head, c.Snapshot, c.Base, c.Masked, c.Included
+	if res := c.Result; res != nil {
+		w.Result = &evidence.BranchResult{Changed: res.Changed, Head: res.Head, Commits: res.Commits, Leftover: res.Leftover, Stat: res.Stat}
+	}
+	switch {
+	case r.copyErr != nil:
+		w.Error = r.copyErr.Error()
+	case r.copyCollectErr != nil:
+		w.Error = r.copyCollectErr.Error()
+	}
+	return w
+}

@@ -76,6 +76,9 @@ func PodmanArgs(pl *Plan) []string {
 	for _, t := range s.Tmpfs {
 		args = append(args, "--tmpfs", t.Target+":"+strings.Join(t.Options(), ","))
 	}
+	for _, o := range s.Overlays {
+		args = append(args, "--volume", o.Source+":"+o.Target+":O,"+strings.Join(o.Options(), ","))
+	}
 	for _, m := range s.Mounts {
 		opt := "type=bind,source=" + m.Source + ",destination=" + m.Target
 		if m.ReadOnly {
@@ -138,8 +141,12 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("Container", s.Name)
 	row("User", s.User+userNS(s.UserNS))
 	row("Working dir", s.WorkDir)
+	row("Workspace", workspaceSummary(pl.Workspace))
 	for i, m := range mountSummary(s.Mounts) {
 		row(label(i, "Mounts"), m)
+	}
+	for i, o := range s.Overlays {
+		row(label(i+len(s.Mounts), "Mounts"), fmt.Sprintf("%s -> %s (copy-on-write, writes to %s)", o.Source, o.Target, o.Upper))
 	}
 	for i, t := range s.Tmpfs {
 		row(label(i, "Writable tmpfs"), fmt.Sprintf("%s (%d MiB)", t.Target, t.SizeBytes>>20))
@@ -242,4 +249,17 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// workspaceSummary is how the session sees the repository, in one line.
+func workspaceSummary(w WorkspacePlan) string {
+	switch {
+	case w.Copy != nil:
+		return fmt.Sprintf("its own copy at %s, branch %s", w.Copy.Dir, w.Copy.Branch)
+	case w.Mode == WorkspaceDirect:
+		return "direct: the live work tree (its .git read-only)"
+	case w.Mode == WorkspaceReadOnly:
+		return "read-only"
+	}
+	return "-"
 }

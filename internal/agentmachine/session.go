@@ -10,8 +10,10 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/gitrun"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
 // Session runs governed sessions: Load's result → Decide → Plan → Execute → Record. Its
@@ -29,6 +31,9 @@ type Session struct {
 	// TempDir is the system's temporary directory: the evidence's last resort.
 	TempDir string
 	Git     GitReader
+	// GitBinary is the git CLI that makes and brings back a session's copy, run in the user's
+	// repository as its owner ("" when git is not installed: sessions are then direct).
+	GitBinary string
 	// Runner asks host tools (found with LookPath) their versions, for the evidence.
 	Runner   Runner
 	LookPath func(string) (string, error)
@@ -114,12 +119,28 @@ func (s *Session) Plan(ctx context.Context, p *profile.Profile, req SessionReque
 	if err != nil {
 		return pl, err
 	}
+	if c := pl.Workspace.Copy; c != nil {
+		if err := repocopy.Check(ctx, s.gitrun(), c.Repo, c.Branch); err != nil {
+			return pl, copyError(err)
+		}
+	}
 	// The real run walks the mounts for hard links beside its other phases; a dry run has
 	// nothing else to do, and fails where the real run would.
 	if refusals, err := policy.HardLinks(ctx, pl.Decision, pl.policyHost); err != nil || len(refusals) > 0 {
 		return pl, errors.Join(err, refusedOrNil(refusals))
 	}
 	return pl, nil
+}
+
+// gitrun is git as the session runs it in the user's repository: as its owner.
+func (s *Session) gitrun() gitrun.Git { return gitrun.Git{Binary: s.GitBinary} }
+
+// copyError makes a taken branch name the bad input it is (exit code 2).
+func copyError(err error) error {
+	if errors.Is(err, repocopy.ErrBranchExists) {
+		return &InputError{Flag: "--branch", Err: err, Fix: "name another branch with --branch, or remove that one (sourceosctl agent-machine discard, or git branch -D)"}
+	}
+	return err
 }
 
 // refusedOrNil is the refusals as an error, or nil when there are none.
@@ -172,9 +193,12 @@ func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionReques
 	bundle, recErr := r.record(in)
 	<-cleaned
 	res.Bundle = bundle
+	r.reportCopy()
 	switch {
 	case runErr != nil || recErr != nil:
 		return res, errors.Join(runErr, recErr)
+	case r.copyCollectErr != nil && r.out.ExitCode == 0 && !r.out.Interrupted:
+		return res, r.copyCollectErr
 	case r.out.Interrupted:
 		return res, &Interrupt{Signal: r.out.Cause}
 	case r.out.ExitCode != 0:
@@ -214,6 +238,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 		f.Connection.Source = "none found"
 	}
 	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && machineOf(p) == ""
+	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {
 			if ref, herr := s.Helper(h.Arch, false); herr == nil {

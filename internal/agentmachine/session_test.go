@@ -147,6 +147,10 @@ func (e *fakeEngine) Stop(ctx context.Context, id string, _ time.Duration) error
 	return e.record(ctx, "stop", id)
 }
 func (e *fakeEngine) Remove(ctx context.Context, id string) error { return e.record(ctx, "remove", id) }
+func (e *fakeEngine) Import(ctx context.Context, _ io.Reader, _ string, _ []string) (string, error) {
+	return "sha256:collector", e.record(ctx, "import", "")
+}
+
 func (e *fakeEngine) Containers(context.Context, string, bool) ([]container.Summary, error) {
 	return nil, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/container"
 )
 
 // ToolFacts is a tool's version and the SHA-256 of its binary, measured in the image.
@@ -46,6 +47,7 @@ func (r *sessionRun) probeTool(ctx context.Context) (ToolFacts, error) {
 	spec.Name += "-probe"
 	spec.Command = []string{"sh", "-c", probeScript, "sh", r.plan.Tool.Binary}
 	spec.Secrets, spec.Stdin, spec.TTY = nil, false, false
+	spec.Mounts, spec.Overlays = []container.Mount{}, nil // the tool's version needs no workspace
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	var out bytes.Buffer

@@ -230,6 +230,7 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		TempDir:     f.TempDir,
 		Helper:      containerHelper(filepath.Join(dirs.State, "helper")),
 		Git:         fingerprint.Git{Binary: git},
+		GitBinary:   git,
 		Runner:      f.Runner,
 		LookPath:    f.LookPath,
 		Version:     f.Build.Version + " (" + f.Build.Commit + ")",

@@ -110,7 +110,7 @@ network and limits a session may use. Every session runs in a container with all
 capabilities dropped, no-new-privileges, a read-only root filesystem, your own uid and no
 network unless the profile grants one, and leaves a signed evidence bundle behind.
 
-Mutating commands (init, start, stop, shell, run) accept --dry-run, which prints exactly
+Mutating commands (init, start, stop, shell, run, merge, discard) accept --dry-run, which prints exactly
 what would happen and changes nothing.
 
 ` + exitCodesHelp,
@@ -120,6 +120,11 @@ what would happen and changes nothing.
   # Write a profile for a repository, then review a session before running it
   sourceosctl agent-machine init --profile linux-rootless --repo ~/dev/app
   sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --dry-run
+
+  # Review what a session did on its branch, then take it or drop it
+  sourceosctl agent-machine sessions
+  sourceosctl agent-machine diff SESSION
+  sourceosctl agent-machine merge SESSION --squash
 
   # Verify a session's evidence later
   sourceosctl agent-machine evidence verify BUNDLE_DIR --key agent.pub`,
@@ -134,6 +139,10 @@ what would happen and changes nothing.
 		newStatusCmd(f, g),
 		newShellCmd(f, g),
 		newRunCmd(f, g),
+		newSessionsCmd(f),
+		newDiffCmd(f),
+		newMergeCmd(f),
+		newDiscardCmd(f),
 		newFingerprintCmd(f, g),
 		newEvidenceCmd(f, g),
 		newImageCmd(f, g),

@@ -29,6 +29,8 @@ type sessionOptions struct {
 	DryRun         bool
 	Output         string
 	Keep           bool
+	Direct         bool
+	Branch         string
 	// toolFlag: the tool came from --tool (run), not from the command (shell).
 	toolFlag bool
 }
@@ -47,6 +49,8 @@ func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl.StringArrayVar(&opts.AllowProtected, "allow-protected", nil, "confirm mounting a protected `PATH` that the profile marks allowProtected (repeatable)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (mounts, user, limits, command) and change nothing")
 	fl.BoolVar(&opts.Keep, "keep", false, "keep the container after the session instead of removing it")
+	fl.BoolVar(&opts.Direct, "direct", false, "work on the live work tree (its .git read-only) instead of the session's own copy and branch")
+	fl.StringVar(&opts.Branch, "branch", "", "name of the session's branch `NAME` (default agent/SESSION-ID)")
 	addOutputFlag(cmd, &opts.Output, outTable, outJSON, outPodman)
 }
 
@@ -58,6 +62,11 @@ func newShellCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		Short: "Open a shell (or run a command) in a governed container on a repository",
 		Long: `Open an interactive shell in a governed container with the repository mounted as the
 workspace, or run COMMAND there with its output streamed and its exit code returned.
+
+The session works on its own copy of the repository, on its own branch (agent/SESSION-ID
+or --branch), starting from your HEAD and uncommitted changes; your work tree and .git are
+never written. Afterwards the branch is in your repository: review it with diff, take it
+with merge, or drop it with discard. --direct works on the live work tree instead.
 
 The container sees only the repository and the profile's allowlisted mounts, runs as your
 uid with all capabilities dropped, no-new-privileges, a read-only root and no network
@@ -123,6 +132,9 @@ func (o *sessionOptions) validate() error {
 	if o.Output != outTable && !o.DryRun {
 		return usageErrorf("--output %s describes a plan: add --dry-run", o.Output)
 	}
+	if o.Direct && o.Branch != "" {
+		return usageErrorf("--branch names the branch of the session's copy: leave out --direct or --branch")
+	}
 	if o.Keep && len(o.Secrets) > 0 {
 		return usageErrorf("--keep cannot be combined with --secret: a kept container would keep the secret's value readable through podman inspect")
 	}
@@ -140,7 +152,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	}
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
-		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd}
+		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch}
 	if opts.DryRun {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)

@@ -129,6 +129,32 @@ type Host struct {
 type Git struct {
 	Before fingerprint.GitState `json:"before"`
 	After  fingerprint.GitState `json:"after"`
+	// Workspace says how the session saw the repository (absent in bundles written before
+	// sessions had copies).
+	Workspace *Workspace `json:"workspace,omitempty"`
+}
+
+// Workspace is the session's view of the repository: in copy mode its branch, where it
+// started and what came back.
+type Workspace struct {
+	Mode     string        `json:"mode"`
+	Branch   string        `json:"branch,omitempty"`
+	Head     string        `json:"head,omitempty"`
+	Snapshot string        `json:"snapshot,omitempty"`
+	Base     string        `json:"base,omitempty"`
+	Result   *BranchResult `json:"result,omitempty"`
+	Masked   []string      `json:"masked,omitempty"`
+	Included []string      `json:"included,omitempty"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// BranchResult is the session's branch as it arrived in the user's repository.
+type BranchResult struct {
+	Changed  bool     `json:"changed"`
+	Head     string   `json:"head,omitempty"`
+	Commits  []string `json:"commits,omitempty"`
+	Leftover string   `json:"leftover,omitempty"`
+	Stat     string   `json:"stat,omitempty"`
 }
 
 // Environment records the host's environment variable names; values are masked unless
