@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/cosigntest"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
@@ -122,8 +124,13 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 		if p.Session.Outcome != "tool-failed" || p.Session.ExitCode == nil || *p.Session.ExitCode != 1 {
 			t.Errorf("session = %+v", p.Session)
 		}
-		if !p.Git.After.Dirty {
-			t.Error("the tree changed but git.after.dirty is false")
+		// A git repository is a copy-mode session: the user's tree is as it was, and what the
+		// tool wrote (before failing) is on the session's branch.
+		if p.Git.After.Dirty {
+			t.Error("the session wrote in its copy, but the user's tree is recorded dirty")
+		}
+		if ws := p.Git.Workspace; ws == nil || ws.Mode != "copy" || ws.Result == nil || !ws.Result.Changed || len(ws.Result.Commits) != 1 {
+			t.Errorf("workspace = %+v: want the copy's branch with the leftover commit", ws)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "artifacts", "container-inspect.json")); err != nil {
 			t.Error("no container inspect artifact")
@@ -134,8 +141,18 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			Mounts []struct{ Source, Destination string }
 		}
 		_ = json.Unmarshal(raw, &inspect)
-		if len(inspect.Mounts) == 0 || inspect.Mounts[0].Source != p.Mounts[0].Source {
-			t.Errorf("inspect mounts %+v, predicate %+v", inspect.Mounts, p.Mounts)
+		// Every mount Podman reported is recorded (Podman 4.3 does not report overlay
+		// volumes: the copy's overlay is checked from inside, by the helper).
+		for _, m := range inspect.Mounts {
+			if m.Destination != container.HelperTarget && !slices.ContainsFunc(p.Mounts, func(r evidence.Mount) bool { return r.Source == m.Source && r.Target == m.Destination }) {
+				t.Errorf("inspect mount %+v is not in the predicate's %+v", m, p.Mounts)
+			}
+		}
+		if len(p.Mounts) == 0 || p.Mounts[0].Source != w.repo || p.Mounts[0].Target != "/workspace" || !slices.Contains(p.Mounts[0].Options, "overlay") {
+			t.Errorf("the workspace's overlay is not the first recorded mount: %+v", p.Mounts)
+		}
+		if p.Checks == nil || p.Checks.Inside != "passed" {
+			t.Errorf("checks = %+v: the overlay is verified from inside", p.Checks)
 		}
 	})
 	t.Run("an interrupted session is recorded", func(t *testing.T) {

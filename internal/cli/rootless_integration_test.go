@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,5 +150,89 @@ func chownTree(t *testing.T, root string, uid, gid int) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIntegrationRootlessCopySession is the repository escape under rootless Podman, the
+// primary Linux mode: an unprivileged user's session on their own repository plants every
+// mechanism the kit knows in its copy; nothing fires when the session ends, under the
+// user's ordinary git, or after they merge the branch — which arrives with the agent's
+// commit and leftovers — and their repository is unchanged but for the branch.
+func TestIntegrationRootlessCopySession(t *testing.T) {
+	user := os.Getenv("SOURCEOSCTL_TEST_USER")
+	switch {
+	case os.Getuid() != 0:
+		t.Skip("not root: the package's harness service is already rootless, so TestIntegrationNothingTheAgentWritesRunsOnTheHost covers this mode")
+	case user == "" && os.Getenv("CI") == "true":
+		t.Fatal("CI runs as root: set SOURCEOSCTL_TEST_USER (see scripts/ci-test-user.sh) so the rootless path is tested")
+	case user == "":
+		t.Skip("set SOURCEOSCTL_TEST_USER to an unprivileged user with subuid ranges to test rootless mode as root")
+	}
+	podmantest.Need(t)
+	re, err := podmantest.StartAs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	bin := filepath.Join(re.Dir, "sourceosctl")
+	copyFile(t, os.Args[0], bin, 0o755)
+	home := filepath.Join(re.Dir, "copy-home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := &gitWorkspace{workspace: &workspace{home: home, repo: filepath.Join(home, "dev", "app"), profile: filepath.Join(home, "profile.yaml")},
+		ownerHome: home, uid: re.UID, gid: re.GID}
+	body := fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: rl}\nspec:\n  host: {os: linux}\n  image: {ref: %s}\n  resources: {memoryMiB: 256, pids: 64, enforce: best-effort}\n", podmantest.Image)
+	if err := os.WriteFile(w.profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, home, re.UID, re.GID)
+	w.initRepo(t)
+	kit := newEscapeKit(t, w, filepath.Join(home, "kit"))
+	before := w.state(t, "")
+	cli := func(args ...string) (string, int) {
+		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + re.URI, "HOME=" + home, bin}, args...)
+		cmd := re.Command("env", full...)
+		cmd.Dir = w.repo
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	script := `cd /workspace && test -e .env && echo "SAW .env"
+echo "agent work" > agent.txt && git add agent.txt && git commit -q -m "agent: add agent.txt" && echo COMMITTED
+echo leftover > leftover.txt
+` + kit.plant(w.origin)
+	out, code := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "COMMITTED") || !strings.Contains(out, "PLANTED") || strings.Contains(out, "SAW .env") {
+		t.Fatalf("rootless copy session: exit %d:\n%s", code, out)
+	}
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("ending the rootless session ran what the agent planted: %v", fired)
+	}
+	out, code = cli("am", "sessions", "--repo", w.repo, "-o", "json")
+	var rows []sessionRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 || rows[0].State != "to review" {
+		t.Fatalf("sessions: exit %d:\n%s", code, out)
+	}
+	if after := w.state(t, rows[0].Branch); after != before {
+		t.Errorf("the user's repository changed beyond the session's branch:\nbefore %+v\nafter  %+v", before, after)
+	}
+	tree := strings.Split(w.git(t, w.repo, "ls-tree", "-r", "--name-only", rows[0].Branch), "\n")
+	for _, want := range []string{"agent.txt", "leftover.txt", "notes.txt"} {
+		if !slices.Contains(tree, want) {
+			t.Errorf("the branch lacks %s: %v", want, tree)
+		}
+	}
+	if log := w.ordinaryGit(t, w.repo, false); len(kit.fired(t)) > 0 || kit.movedWorkTree(log) {
+		t.Fatalf("the user's ordinary git ran what the agent planted: %v\n%s", kit.fired(t), log)
+	}
+	w.git(t, w.repo, "stash", "--quiet", "--include-untracked")
+	if out, code = cli("am", "merge", rows[0].Session); code != 0 {
+		t.Fatalf("merge: exit %d:\n%s", code, out)
+	}
+	if log := w.ordinaryGit(t, w.repo, true); len(kit.fired(t)) > 0 || kit.movedWorkTree(log) {
+		t.Fatalf("after the merge, the user's ordinary git ran what the agent planted: %v\n%s", kit.fired(t), log)
+	}
+	if names, _ := re.Podman("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(names) != "" {
+		t.Errorf("containers left: %s", names)
 	}
 }

@@ -44,8 +44,14 @@ func newWorkspace(t testing.TB, e *podmantest.Env, extraSpec string) *workspace 
 	if err := os.WriteFile(w.canary, []byte("canary"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Rootful CI: the session runs as the repository's owner, so give it to a normal uid.
+	// Rootful CI: the session runs as the repository's owner, so give it to a normal uid,
+	// who must be able to reach it (sourceosctl runs git in it as them).
 	if os.Getuid() == 0 {
+		for d := filepath.Dir(home); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := os.Chown(w.repo, 1000, 1000); err != nil {
 			t.Fatal(err)
 		}

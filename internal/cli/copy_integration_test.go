@@ -1,0 +1,824 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/podmantest"
+)
+
+// A git repository for copy-mode sessions: the workspace's repository made a real one, owned
+// (when the suite runs as root) by uid 1000 as a developer's would be, with an origin to
+// fetch from, ignored secrets and build output, and uncommitted changes of the user's.
+type gitWorkspace struct {
+	*workspace
+	origin    string
+	ownerHome string // the owner's HOME when they run git (the workspace's home is sourceosctl's)
+	uid, gid  int
+}
+
+const userUncommitted = "a line the user has not committed"
+
+func newGitWorkspace(t *testing.T, e *podmantest.Env, extraSpec string) *gitWorkspace {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is needed on the host for copy-mode sessions:", err)
+	}
+	w := &gitWorkspace{workspace: newWorkspace(t, e, extraSpec), uid: os.Getuid(), gid: os.Getgid()}
+	if w.uid == 0 {
+		w.uid, w.gid = 1000, 1000
+	}
+	w.ownerHome = filepath.Join(w.home, "owner")
+	if err := os.Mkdir(w.ownerHome, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, w.ownerHome)
+	w.initRepo(t)
+	return w
+}
+
+// initRepo makes the workspace's repository, as its owner.
+func (w *gitWorkspace) initRepo(t *testing.T) {
+	t.Helper()
+	w.origin = filepath.Join(w.home, "origin.git")
+	files := map[string]string{
+		"README.md":                  "# app\nline one\n",
+		"src/main.go":                "package main\n\nfunc main() {}\n",
+		"data.txt":                   "data\n",
+		"config.json":                "{}\n",
+		".gitignore":                 ".env\nbuild/\nnode_modules/\n",
+		".env":                       "SECRET=" + testSecretValue + "\n",
+		"build/out.bin":              "built\n",
+		"node_modules/lib/index.js":  "module.exports = 1\n",
+		"docs/guide.md":              "guide\n",
+		"src/internal/deep/deep.txt": "deep\n",
+	}
+	for name, body := range files {
+		w.write(t, name, body)
+	}
+	w.git(t, w.repo, "init", "--quiet", "--initial-branch=main")
+	w.git(t, w.repo, "config", "user.name", "Developer")
+	w.git(t, w.repo, "config", "user.email", "dev@example.com")
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "initial")
+	if err := os.Mkdir(w.origin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, w.origin)
+	w.git(t, w.origin, "init", "--quiet", "--bare")
+	w.git(t, w.repo, "remote", "add", "origin", w.origin)
+	w.git(t, w.repo, "push", "--quiet", "origin", "main")
+	w.write(t, "README.md", "# app\nline one\n"+userUncommitted+"\n")
+	w.write(t, "notes.txt", "untracked notes\n")
+}
+
+// write writes a file in the repository as its owner would have.
+func (w *gitWorkspace) write(t *testing.T, name, body string) {
+	t.Helper()
+	p := filepath.Join(w.repo, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, w.repo)
+}
+
+func (w *gitWorkspace) own(t *testing.T, root string) {
+	t.Helper()
+	if os.Getuid() == 0 {
+		chownTree(t, root, w.uid, w.gid)
+	}
+}
+
+// asOwner is a command run in dir as the repository's owner, as they would run it: their
+// uid, their environment (HOME is theirs), nothing of sourceosctl's in between.
+func (w *gitWorkspace) asOwner(dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + w.ownerHome, "LANG=C", "GIT_TERMINAL_PROMPT=0"}
+	if os.Getuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(w.uid), Gid: uint32(w.gid)}}
+	}
+	return cmd
+}
+
+// git runs git as the owner and fails the test if it fails.
+func (w *gitWorkspace) git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := w.asOwner(dir, "git", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %s in %s: %v\n%s%s", strings.Join(args, " "), dir, err, out, &stderr)
+	}
+	return strings.TrimRight(string(out), "\n")
+}
+
+// repoState is what a session must never change in the user's repository: its
+// configuration, hooks, work tree status, HEAD and every ref but the session's branch.
+type repoState struct {
+	config, hooks, status, head, refs string
+}
+
+func (w *gitWorkspace) state(t *testing.T, except string) repoState {
+	t.Helper()
+	config, err := os.ReadFile(filepath.Join(w.repo, ".git", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, _ := os.ReadDir(filepath.Join(w.repo, ".git", "hooks"))
+	var names []string
+	for _, h := range hooks {
+		names = append(names, h.Name())
+	}
+	var refs []string
+	for _, r := range strings.Split(w.git(t, w.repo, "for-each-ref", "--format=%(refname) %(objectname)"), "\n") {
+		if except == "" || !strings.HasPrefix(r, "refs/heads/"+except+" ") {
+			refs = append(refs, r)
+		}
+	}
+	return repoState{config: string(config), hooks: strings.Join(names, ","),
+		status: w.git(t, w.repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all"),
+		head:   w.git(t, w.repo, "rev-parse", "HEAD"), refs: strings.Join(refs, "\n")}
+}
+
+// sessionRow reads the one session the CLI lists for the repository.
+func (w *gitWorkspace) sessions(t *testing.T, e *podmantest.Env) []sessionRow {
+	t.Helper()
+	f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+	if code := run(t, f, "am", "sessions", "--repo", w.repo, "-o", "json"); code != 0 {
+		t.Fatalf("sessions: exit %d: %s", code, errOut)
+	}
+	var rows []sessionRow
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("sessions -o json: %v\n%s", err, out)
+	}
+	return rows
+}
+
+// escapeKit holds, on the host, a program for every way we know a repository's contents
+// can name one to run — each leaves a mark in fired/ when it runs — and the shell script
+// that plants all of them in a repository from inside it (as an agent in a session would,
+// in its copy). The same script planted by the owner in a throwaway clone (the control)
+// shows the kit is live: there the marks appear.
+type escapeKit struct{ dir string }
+
+// gitHooks are every hook git (2.39) knows, and the p4 ones git-p4 runs.
+var gitHooks = []string{"applypatch-msg", "pre-applypatch", "post-applypatch", "pre-commit",
+	"pre-merge-commit", "prepare-commit-msg", "commit-msg", "post-commit", "pre-rebase",
+	"post-checkout", "post-merge", "pre-push", "pre-receive", "update", "proc-receive",
+	"post-receive", "post-update", "reference-transaction", "push-to-checkout", "pre-auto-gc",
+	"post-rewrite", "sendemail-validate", "fsmonitor-watchman", "post-index-change",
+	"p4-changelist", "p4-prepare-changelist", "p4-post-changelist", "p4-pre-submit"}
+
+// escapeConfig are configuration keys whose values git runs (or that change what it runs),
+// each pointing at the kit's program of the same name.
+var escapeConfig = [][2]string{
+	{"core.fsmonitor", "bin/fsmonitor"},
+	{"core.sshCommand", "bin/sshCommand"},
+	{"core.gitProxy", "bin/gitProxy"},
+	{"core.pager", "bin/pager"},
+	{"core.editor", "bin/editor"},
+	{"core.askPass", "bin/askPass"},
+	{"core.alternateRefsCommand", "bin/alternateRefsCommand"},
+	{"sequence.editor", "bin/sequenceEditor"},
+	{"pager.status", "bin/pagerStatus"},
+	{"pager.log", "bin/pagerLog"},
+	{"diff.external", "bin/diffExternal"},
+	{"diff.tool", "evil"},
+	{"difftool.evil.cmd", "bin/difftool"},
+	{"merge.tool", "evil"},
+	{"mergetool.evil.cmd", "bin/mergetool"},
+	{"filter.evilc.clean", "bin/filterClean"},
+	{"filter.evilc.smudge", "bin/filterSmudge"},
+	{"filter.evilp.process", "bin/filterProcess"},
+	{"diff.evil.textconv", "bin/textconv"},
+	{"diff.evil.command", "bin/diffDriver"},
+	{"merge.evil.driver", "bin/mergeDriver"},
+	{"credential.helper", "bin/credentialHelper"},
+	{"gpg.program", "bin/gpgProgram"},
+	{"gpg.ssh.program", "bin/gpgSshProgram"},
+	{"commit.gpgSign", "true"},
+	{"tag.gpgSign", "true"},
+	{"log.showSignature", "true"},
+	{"protocol.ext.allow", "always"},
+	{"protocol.allow", "always"},
+	{"remote.origin.uploadpack", "bin/uploadpack"},
+	{"remote.origin.receivepack", "bin/receivepack"},
+	{"uploadpack.packObjectsHook", "bin/packObjectsHook"},
+	{"trailer.evil.command", "bin/trailerCommand"},
+	{"trailer.evil.ifMissing", "add"},
+	{"submodule.evil.update", "!bin/submoduleUpdate"},
+	{"gc.auto", "1"},
+	{"gc.autoDetach", "false"},
+	{"include.path", "include"},
+	{`includeIf.gitdir:/.path`, "include-if"},
+	{"extensions.worktreeConfig", "true"},
+	{"core.repositoryFormatVersion", "1"},
+}
+
+func newEscapeKit(t *testing.T, w *gitWorkspace, dir string) *escapeKit {
+	t.Helper()
+	k := &escapeKit{dir: dir}
+	for _, d := range []string{"bin", "hooks", "fired", "worktree"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"fired", "worktree"} {
+		if err := os.Chmod(filepath.Join(dir, d), 0o1777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each program leaves its mark and then behaves: filters and textconv pass the content
+	// through, so the repository keeps working and later mechanisms get their turn.
+	program := func(path, mark string) {
+		body := fmt.Sprintf("#!/bin/sh\n: > %s/fired/%s\n", dir, mark)
+		switch {
+		case strings.Contains(mark, "Filter") || mark == "filterClean" || mark == "filterSmudge":
+			body += "exec cat\n"
+		case mark == "textconv":
+			body += "exec cat \"$1\"\n"
+		case strings.Contains(strings.ToLower(mark), "fsmonitor"):
+			body += "exit 1\n" // a failed monitor: git scans the tree itself
+		}
+		body += "exit 0\n"
+		if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, kv := range escapeConfig {
+		if v := strings.TrimPrefix(kv[1], "!"); strings.HasPrefix(v, "bin/") {
+			program(filepath.Join(dir, v), strings.TrimPrefix(v, "bin/"))
+		}
+	}
+	for _, name := range []string{"extRemote", "insteadOf", "includeFilter", "includeIfFilter", "worktreeConfigFilter", "gitmodulesUpdate"} {
+		program(filepath.Join(dir, "bin", name), name)
+	}
+	for _, h := range gitHooks {
+		program(filepath.Join(dir, "hooks", h), "hooksPath-"+h)
+	}
+	// A repository of the kit's, for a .git file to point at: its settings run the kit too.
+	fake := filepath.Join(dir, "fakerepo", ".git")
+	if out, err := exec.Command("git", "init", "--quiet", filepath.Dir(fake)).CombinedOutput(); err != nil {
+		t.Fatalf("git init %s: %v %s", fake, err, out)
+	}
+	program(filepath.Join(dir, "bin", "fakegitFsmonitor"), "fakegitFsmonitor")
+	if out, err := exec.Command("git", "config", "--file", filepath.Join(fake, "config"), "core.fsmonitor", filepath.Join(dir, "bin", "fakegitFsmonitor")).CombinedOutput(); err != nil {
+		t.Fatalf("git config: %v %s", err, out)
+	}
+	for _, h := range gitHooks {
+		program(filepath.Join(fake, "hooks", h), "fakegit-"+h)
+	}
+	for name, body := range map[string]string{
+		"include":    fmt.Sprintf("[filter \"incl\"]\n\tclean = %s/bin/includeFilter\n", dir),
+		"include-if": fmt.Sprintf("[filter \"incif\"]\n\tclean = %s/bin/includeIfFilter\n", dir),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.own(t, dir) // the owner's git would refuse a repository of root's (safe.directory)
+	return k
+}
+
+// plant is the script that plants everything in the repository at the working directory:
+// configuration, hooks in .git/hooks, the worktree configuration, attributes naming the
+// drivers, a .gitmodules naming a command, remotes through ext::, and a nested repository
+// with its own hooks. It ends by printing PLANTED.
+func (k *escapeKit) plant(origin string) string {
+	var b strings.Builder
+	// git config runs outside the repository: what is planted must not stop the planting.
+	b.WriteString("set -e\nK=" + k.dir + "\nR=$PWD\ncfg() { (cd / && git config --file \"$R/.git/config\" \"$@\"); }\n")
+	for _, kv := range escapeConfig {
+		v := kv[1]
+		switch {
+		case strings.HasPrefix(v, "!"):
+			v = "!$K/" + v[1:]
+		case strings.HasPrefix(v, "bin/") || v == "hooks" || v == "worktree" || strings.HasPrefix(v, "include"):
+			v = "$K/" + v
+		}
+		fmt.Fprintf(&b, "cfg '%s' \"%s\"\n", kv[0], v)
+	}
+	b.WriteString(`cfg remote.origin.url "ext::$K/bin/extRemote %S"
+cfg url."ext::$K/bin/insteadOf %S #".insteadOf "` + origin + `"
+(cd / && git config --file "$R/.git/config.worktree" filter.wt.clean "$K/bin/worktreeConfigFilter")
+mkdir -p .git/hooks
+for h in ` + strings.Join(gitHooks, " ") + `; do
+	printf '#!/bin/sh\n: > %s/fired/hook-%s\n' "$K" "$h" > ".git/hooks/$h"
+	chmod 0755 ".git/hooks/$h"
+done
+printf '*.md filter=evilc diff=evil merge=evil\n*.go diff\nsrc/internal/** filter=evilp\n*.txt filter=incl diff=evil merge=evil\n*.json filter=incif\ndocs/** filter=wt\n' > .gitattributes
+printf '[submodule "evil"]\n\tpath = evilsub\n\turl = ./evilsub\n\tupdate = !%s/bin/gitmodulesUpdate\n' "$K" > .gitmodules
+mkdir -p nested && (cd nested && git init -q && echo n > n.txt && git add n.txt && git -c user.name=a -c user.email=a@example.com commit -qm n && mkdir -p .git/hooks && git config core.fsmonitor "$K/bin/fsmonitor" && printf '#!/bin/sh\n: > %s/fired/nested-hook\n' "$K" > .git/hooks/post-checkout && chmod 0755 .git/hooks/post-checkout)
+echo PLANTED
+`)
+	return b.String()
+}
+
+// fired lists the marks the kit's programs left.
+func (k *escapeKit) fired(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(k.dir, "fired"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ordinaryGit is what a developer does in their repository in a day, each command as
+// they would type it: look, switch branches, fetch and pull, and (with edits) edit, commit
+// and push. Failures are kept (a planted setting may make a command fail) but do not stop
+// the rest.
+func (w *gitWorkspace) ordinaryGit(t *testing.T, dir string, edits bool) string {
+	t.Helper()
+	var log strings.Builder
+	step := func(name string, args ...string) {
+		out, err := w.asOwner(dir, name, args...).CombinedOutput()
+		fmt.Fprintf(&log, "$ %s %s (%v)\n%s", name, strings.Join(args, " "), err, out)
+	}
+	step("git", "rev-parse", "--show-toplevel")
+	step("git", "status")
+	step("git", "log", "-1")
+	step("git", "diff")
+	step("git", "checkout", "--quiet", "-b", "look")
+	step("git", "checkout", "--quiet", "main")
+	step("git", "fetch", "origin")
+	step("git", "pull", "--no-rebase", "--no-edit", "origin", "main")
+	if !edits {
+		return log.String()
+	}
+	step("sh", "-c", "for f in README.md src/main.go data.txt config.json notes.txt docs/guide.md; do echo edit >> $f; done")
+	step("git", "diff")
+	step("git", "add", "-A")
+	step("git", "diff", "--cached", "--stat")
+	step("git", "commit", "--quiet", "-m", "user's work", "--trailer", "evil: x")
+	step("git", "log", "-p", "-2")
+	step("git", "checkout", "--quiet", "-b", "side")
+	step("sh", "-c", "echo side >> data.txt && git commit --quiet -am side")
+	step("git", "checkout", "--quiet", "main")
+	step("git", "merge", "--no-edit", "--quiet", "side")
+	step("git", "fetch", "origin")
+	step("git", "pull", "--no-rebase", "--no-edit", "origin", "main")
+	step("git", "push", "--quiet", "origin", "main")
+	step("sh", "-c", "echo edit >> src/internal/deep/deep.txt")
+	step("git", "status")
+	step("git", "diff")
+	step("git", "submodule", "update", "--init")
+	return log.String()
+}
+
+// TestIntegrationNothingTheAgentWritesRunsOnTheHost is the repository escape, class by
+// class: from inside a copy-mode session the agent commits, leaves work uncommitted and then
+// plants every mechanism the kit knows in its repository. None may fire — not while
+// sourceosctl collects the work, not under the user's ordinary git commands afterwards, not
+// after the user merges the agent's branch. The control plants the same in a clone and runs
+// the same commands there, so the kit is shown to be live.
+func TestIntegrationNothingTheAgentWritesRunsOnTheHost(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	kit := newEscapeKit(t, w, filepath.Join(w.home, "kit"))
+	before := w.state(t, "")
+
+	t.Run("control: planted in the user's own repository, the kit fires", func(t *testing.T) {
+		control := newEscapeKit(t, w, filepath.Join(w.home, "control-kit"))
+		clone := filepath.Join(w.home, "control")
+		if out, err := exec.Command("cp", "-a", w.repo, clone).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		w.own(t, clone)
+		if out, err := w.asOwner(clone, "sh", "-c", control.plant(w.origin)).CombinedOutput(); err != nil || !strings.Contains(string(out), "PLANTED") {
+			t.Fatalf("plant in the control: %v\n%s", err, out)
+		}
+		log := w.ordinaryGit(t, clone, true)
+		fired := control.fired(t)
+		// Not every planted mechanism fires here (a filter process needs git's protocol
+		// spoken back; git itself refuses a .gitmodules update command), so the control
+		// names those the commands do reach.
+		t.Logf("the control's git fired %d: %v", len(fired), fired)
+		for _, want := range []string{"fsmonitor", "hook-pre-commit", "hook-post-checkout", "hook-reference-transaction", "diffExternal", "gpgProgram", "extRemote", "filterClean", "includeFilter", "includeIfFilter", "worktreeConfigFilter"} {
+			if !slices.ContainsFunc(fired, func(f string) bool { return strings.HasPrefix(f, want) }) {
+				t.Errorf("the control did not fire %s: the kit or the commands no longer exercise it\n%s", want, log)
+			}
+		}
+	})
+
+	f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+	script := `cd /workspace
+test -e .env && echo "SAW .env"
+test -e build/out.bin && echo "SAW build"
+test -e node_modules && echo "SAW node_modules"
+grep -q "` + userUncommitted + `" README.md && echo "SAW the user's uncommitted line"
+test -e notes.txt && echo "SAW the untracked notes"
+echo "branch=$(git branch --show-current)"
+touch .git/probe && echo ".git writable in the copy"
+echo "agent work" > agent.txt && git add agent.txt && git commit -q -m "agent: add agent.txt" && echo COMMITTED
+echo "left for sourceosctl to commit" > leftover.txt && echo "agent line" >> README.md
+` + kit.plant(w.origin)
+	code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", script)
+	if code != 0 {
+		t.Fatalf("session: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"SAW the user's uncommitted line", "SAW the untracked notes", "branch=agent/", ".git writable in the copy", "COMMITTED", "PLANTED"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inside the copy: want %q in:\n%s", want, out)
+		}
+	}
+	for _, leak := range []string{"SAW .env", "SAW build", "SAW node_modules"} {
+		if strings.Contains(out.String(), leak) {
+			t.Errorf("an ignored path crossed into the copy: %s", leak)
+		}
+	}
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("ending the session ran what the agent planted: %v", fired)
+	}
+	rows := w.sessions(t, e)
+	if len(rows) != 1 || rows[0].State != "to review" || rows[0].Commits != 2 {
+		t.Fatalf("sessions: %+v", rows)
+	}
+	row := rows[0]
+	if after := w.state(t, row.Branch); after != before {
+		t.Errorf("the user's repository changed beyond the session's branch:\nbefore %+v\nafter  %+v", before, after)
+	}
+	// The branch: the user's snapshot, the agent's commit and the leftovers, each with the trailer.
+	msgs := w.git(t, w.repo, "log", "--format=%(trailers:key=Sourceos-Session,valueonly)", "main.."+row.Branch)
+	if f := strings.Fields(msgs); len(f) != 3 || strings.Count(msgs, row.Session) != 3 {
+		t.Errorf("want the snapshot, the agent's commit and the leftovers each with the trailer naming %s, got:\n%s", row.Session, msgs)
+	}
+	tree := w.git(t, w.repo, "ls-tree", "-r", "--name-only", row.Branch)
+	for _, want := range []string{"agent.txt", "leftover.txt", "notes.txt", ".gitattributes", ".gitmodules"} {
+		if !slices.Contains(strings.Split(tree, "\n"), want) {
+			t.Errorf("the branch lacks %s:\n%s", want, tree)
+		}
+	}
+	for _, never := range []string{".env", "build/out.bin", "nested/n.txt", "nested"} {
+		if slices.Contains(strings.Split(tree, "\n"), never) {
+			t.Errorf("the branch holds %s", never)
+		}
+	}
+	readme := w.git(t, w.repo, "show", row.Branch+":README.md")
+	if !strings.Contains(readme, userUncommitted) || !strings.Contains(readme, "agent line") {
+		t.Errorf("README.md on the branch:\n%s", readme)
+	}
+	// The evidence: base, every commit, and the patch equal to git diff base..branch.
+	p := lastPredicate(t, w.workspace)
+	ws := p.Git.Workspace
+	if ws == nil || ws.Mode != "copy" || ws.Result == nil || ws.Branch != row.Branch {
+		t.Fatalf("evidence workspace: %+v", ws)
+	}
+	head := w.git(t, w.repo, "rev-parse", row.Branch)
+	commits := strings.Fields(w.git(t, w.repo, "rev-list", ws.Base+".."+row.Branch))
+	slices.Sort(commits)
+	recorded := slices.Clone(ws.Result.Commits)
+	slices.Sort(recorded)
+	if ws.Result.Head != head || !slices.Equal(commits, recorded) {
+		t.Errorf("evidence: head %s commits %v; the branch: %s %v", ws.Result.Head, ws.Result.Commits, head, commits)
+	}
+	patch, err := os.ReadFile(filepath.Join(newestBundle(t, w.workspace), "artifacts", "branch.patch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, err := w.asOwner(w.repo, "git", "diff", "--binary", ws.Base, row.Branch).Output()
+	if err != nil || !bytes.Equal(patch, diff) {
+		t.Errorf("branch.patch differs from git diff base..branch (%v):\n%s\n---\n%s", err, patch, diff)
+	}
+
+	log := w.ordinaryGit(t, w.repo, false)
+	if fired := kit.fired(t); len(fired) > 0 || kit.movedWorkTree(log) {
+		t.Fatalf("the user's ordinary git ran or used what the agent planted: %v\n%s", fired, log)
+	}
+	// The branch starts from the user's uncommitted changes: they stash them to merge (the
+	// branch holds them), as the merge's refusal tells them to.
+	f, out, errOut = sessionFactory(t, e, w.workspace, nil)
+	if code := run(t, f, "am", "merge", row.Session, "--no-ff"); code != 1 || !strings.Contains(errOut.String(), "git stash") {
+		t.Errorf("merge over the uncommitted changes the session started from: exit %d, want 1 telling to stash\n%s", code, errOut)
+	}
+	w.git(t, w.repo, "stash", "--quiet", "--include-untracked")
+	f, out, errOut = sessionFactory(t, e, w.workspace, nil)
+	if code := run(t, f, "am", "merge", row.Session, "--no-ff"); code != 0 {
+		t.Fatalf("merge: exit %d\n%s\n%s", code, out, errOut)
+	}
+	w.git(t, w.repo, "stash", "drop", "--quiet")
+	if _, err := os.Stat(filepath.Join(w.repo, ".gitattributes")); err != nil {
+		t.Fatalf("the merge did not bring the agent's files: %v", err)
+	}
+	log = w.ordinaryGit(t, w.repo, true)
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("after the merge, the user's ordinary git ran what the agent planted: %v\n%s", fired, log)
+	}
+}
+
+// newestBundle is the newest evidence bundle's directory.
+func newestBundle(t *testing.T, w *workspace) string {
+	t.Helper()
+	dir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("no evidence in %s: %v", dir, err)
+	}
+	return filepath.Join(dir, entries[len(entries)-1].Name())
+}
+
+// TestIntegrationTheAgentCannotRedirectTheUsersGit plants, each in a session of its own, what
+// changes where git looks rather than what it runs: the hooks directory and the work tree
+// moved to the kit, and the copy's .git replaced by a file pointing at a repository of the
+// kit's, or removed. Each session ends with its work brought back (the agent's files; its
+// commits went with its .git); nothing fires, then or under the user's ordinary git, and the user's
+// repository is as it was apart from the session's branch. Where a plant can be shown live,
+// its control plants it in a clone and expects the kit to fire.
+func TestIntegrationTheAgentCannotRedirectTheUsersGit(t *testing.T) {
+	e := podmantest.Need(t)
+	variants := []struct {
+		name    string
+		plant   string // run in the repository; K is the kit
+		control []string
+	}{
+		{"core.hooksPath and core.worktree point at the kit",
+			`(cd / && git config --file "$R/.git/config" core.hooksPath "$K/hooks" && git config --file "$R/.git/config" core.worktree "$K/worktree")`,
+			[]string{"hooksPath-pre-commit", "core.worktree"}},
+		{"core.hooksPath alone",
+			`(cd / && git config --file "$R/.git/config" core.hooksPath "$K/hooks")`,
+			[]string{"hooksPath-pre-commit", "hooksPath-post-checkout", "hooksPath-reference-transaction"}},
+		{".git replaced by a file pointing at the kit's repository",
+			`rm -rf .git && echo "gitdir: $K/fakerepo/.git" > .git`,
+			[]string{"fakegitFsmonitor"}},
+		{".git removed", `rm -rf .git`, nil},
+		{".git made a symlink to the kit's repository", `rm -rf .git && ln -s "$K/fakerepo/.git" .git`, []string{"fakegitFsmonitor"}},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			w := newGitWorkspace(t, e, "")
+			kit := newEscapeKit(t, w, filepath.Join(w.home, "kit"))
+			plant := "set -e\nK=" + kit.dir + "\nR=$PWD\necho work > agent-work.txt\n" + v.plant + "\necho PLANTED\n"
+			if v.control != nil {
+				control := newEscapeKit(t, w, filepath.Join(w.home, "control-kit"))
+				clone := filepath.Join(w.home, "control")
+				if out, err := exec.Command("cp", "-a", w.repo, clone).CombinedOutput(); err != nil {
+					t.Fatalf("cp: %v %s", err, out)
+				}
+				w.own(t, clone)
+				cplant := strings.Replace(plant, "K="+kit.dir, "K="+control.dir, 1)
+				if out, err := w.asOwner(clone, "sh", "-c", cplant).CombinedOutput(); err != nil || !strings.Contains(string(out), "PLANTED") {
+					t.Fatalf("plant in the control: %v\n%s", err, out)
+				}
+				log := w.ordinaryGit(t, clone, true)
+				fired := control.fired(t)
+				if strings.Contains(log, "\n"+control.dir+"/worktree\n") {
+					fired = append(fired, "core.worktree")
+				}
+				for _, want := range v.control {
+					if !slices.ContainsFunc(fired, func(f string) bool { return strings.HasPrefix(f, want) }) {
+						t.Errorf("the control did not fire %s (fired %v)\n%s", want, fired, log)
+					}
+				}
+			}
+			before := w.state(t, "")
+			f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+			code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "cd /workspace && "+plant)
+			t.Logf("session: exit %d\n%s\n%s", code, out, errOut)
+			if !strings.Contains(out.String(), "PLANTED") {
+				t.Fatalf("the plant did not run in the session")
+			}
+			if fired := kit.fired(t); len(fired) > 0 {
+				t.Fatalf("ending the session ran what the agent planted: %v", fired)
+			}
+			rows := w.sessions(t, e)
+			if len(rows) != 1 {
+				t.Fatalf("sessions: %+v", rows)
+			}
+			// The agent's commits went with its .git; its files still come back.
+			if code != 0 || rows[0].State != "to review" {
+				t.Errorf("session exit %d, state %q: want 0 and the work brought back", code, rows[0].State)
+			} else if tree := w.git(t, w.repo, "ls-tree", "-r", "--name-only", rows[0].Branch); !slices.Contains(strings.Split(tree, "\n"), "agent-work.txt") {
+				t.Errorf("the branch lacks the agent's file:\n%s", tree)
+			}
+			if after := w.state(t, rows[0].Branch); after != before {
+				t.Errorf("the user's repository changed beyond the session's branch:\nbefore %+v\nafter  %+v", before, after)
+			}
+			log := w.ordinaryGit(t, w.repo, true)
+			if fired := kit.fired(t); len(fired) > 0 || kit.movedWorkTree(log) {
+				t.Fatalf("the user's ordinary git ran or used what the agent planted: %v\n%s", fired, log)
+			}
+		})
+	}
+}
+
+// TestIntegrationReviewAndMergeBack is the workflow after sessions: two sessions at once on
+// one repository get their own copies and branches; sessions lists them; merge --dry-run
+// changes nothing; a fast-forward, a squash, a conflict refused with nothing changed, and
+// discard removing the copy and the branch but never the evidence.
+func TestIntegrationReviewAndMergeBack(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	// A clean start: the user commits what they had.
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	cli := func(args ...string) (int, string, string) {
+		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+		code := run(t, f, args...)
+		return code, out.String(), errOut.String()
+	}
+	session := func(script string) (int, string, string) {
+		return cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "cd /workspace && "+script)
+	}
+
+	// Concurrent sessions.
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	results := make(chan result, 2)
+	for _, s := range []string{
+		`echo one > one.txt && git add one.txt && git commit -qm "agent one" && echo "branch=$(git branch --show-current)"`,
+		`echo two > two.txt && echo "branch=$(git branch --show-current)"`,
+	} {
+		go func() {
+			code, out, errOut := session(s)
+			results <- result{code, out, errOut}
+		}()
+	}
+	branches := map[string]bool{}
+	for range 2 {
+		r := <-results
+		if r.code != 0 {
+			t.Fatalf("concurrent session: exit %d\n%s\n%s", r.code, r.out, r.errOut)
+		}
+		branches[strings.TrimSpace(strings.TrimPrefix(r.out, "branch="))] = true
+	}
+	rows := w.sessions(t, e)
+	if len(rows) != 2 || len(branches) != 2 || rows[0].Copy == rows[1].Copy {
+		t.Fatalf("two concurrent sessions: branches %v, sessions %+v", branches, rows)
+	}
+	var one, two sessionRow
+	for _, r := range rows {
+		if !branches[r.Branch] || r.State != "to review" {
+			t.Errorf("session %+v: not one of the branches the sessions saw (%v), or not to review", r, branches)
+		}
+		switch w.git(t, w.repo, "ls-tree", "--name-only", r.Branch, "one.txt", "two.txt") {
+		case "one.txt":
+			one = r
+		case "two.txt":
+			two = r
+		}
+	}
+	if one.Session == "" || two.Session == "" {
+		t.Fatalf("each branch should hold its own session's file only: %+v", rows)
+	}
+
+	head := w.git(t, w.repo, "rev-parse", "HEAD")
+	code, out, errOut := cli("am", "merge", one.Session, "--dry-run")
+	if code != 0 || !strings.Contains(out, "fast-forward") || w.git(t, w.repo, "rev-parse", "HEAD") != head {
+		t.Fatalf("merge --dry-run: exit %d, HEAD moved or no plan:\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = cli("am", "diff", one.Session)
+	if code != 0 || !strings.Contains(out, "+one") {
+		t.Errorf("diff: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut = cli("am", "merge", one.Session); code != 0 {
+		t.Fatalf("merge: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := w.git(t, w.repo, "rev-parse", "HEAD"); got != w.git(t, w.repo, "rev-parse", one.Branch) {
+		t.Errorf("a fast-forward should leave HEAD at the branch")
+	}
+	if code, out, errOut = cli("am", "merge", two.Session, "--squash"); code != 0 {
+		t.Fatalf("merge --squash: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if n := w.git(t, w.repo, "rev-list", "--count", "--no-merges", one.Branch+"..HEAD"); n != "1" {
+		t.Errorf("a squash should add one commit, added %s", n)
+	}
+	if msg := w.git(t, w.repo, "log", "-1", "--format=%(trailers:key=Sourceos-Session,valueonly)"); msg != two.Session {
+		t.Errorf("the squash commit's trailer: %q", msg)
+	}
+	for _, r := range w.sessions(t, e) {
+		if r.State != "merged" {
+			t.Errorf("after merging: %+v", r)
+		}
+	}
+
+	// A conflict: the session and the user change the same line.
+	code, out, errOut = session(`sed -i 's/line one/line one, the agent/' README.md`)
+	if code != 0 {
+		t.Fatalf("session: %d\n%s", code, errOut)
+	}
+	w.write(t, "README.md", "# app\nline one, the user\n")
+	w.git(t, w.repo, "commit", "--quiet", "-am", "user's line")
+	var three sessionRow
+	for _, r := range w.sessions(t, e) {
+		if r.State == "to review" {
+			three = r
+		}
+	}
+	before := w.state(t, "")
+	for _, args := range [][]string{{"--dry-run"}, nil, {"--squash"}, {"--no-ff"}} {
+		code, out, errOut = cli(append([]string{"am", "merge", three.Session}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "conflicts with your branch in README.md") || !strings.Contains(errOut, "nothing was changed") {
+			t.Errorf("merge %v over a conflict: exit %d, want 1 naming README.md:\n%s%s", args, code, out, errOut)
+		}
+	}
+	if after := w.state(t, ""); after != before {
+		t.Errorf("a refused merge changed the repository:\nbefore %+v\nafter  %+v", before, after)
+	}
+
+	// Discard: the copy and the branch go, the evidence stays.
+	evidenceDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+	bundlesBefore, _ := os.ReadDir(evidenceDir)
+	if code, out, errOut = cli("am", "discard", three.Session, "--dry-run"); code != 0 || w.git(t, w.repo, "branch", "--list", three.Branch) == "" {
+		t.Errorf("discard --dry-run: exit %d or the branch went:\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut = cli("am", "discard", three.Session); code != 0 {
+		t.Fatalf("discard: exit %d\n%s%s", code, out, errOut)
+	}
+	if b := w.git(t, w.repo, "branch", "--list", three.Branch); b != "" {
+		t.Errorf("the branch is still there: %s", b)
+	}
+	if _, err := os.Stat(three.Copy); !os.IsNotExist(err) {
+		t.Errorf("the copy is still there: %v", err)
+	}
+	if bundlesAfter, _ := os.ReadDir(evidenceDir); len(bundlesAfter) != len(bundlesBefore) {
+		t.Errorf("discard touched the evidence: %d bundles, was %d", len(bundlesAfter), len(bundlesBefore))
+	}
+	if code, _, errOut = cli("am", "diff", three.Session); code != ExitUsage && code != 1 || !strings.Contains(errOut, "sessions") {
+		t.Errorf("diff of a discarded session: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestIntegrationDirectModeAndThePlan: the dry run says where the copy goes and its branch;
+// --direct mounts the live work tree with .git read-only; profile-included ignored paths
+// cross into the copy; a branch name already taken is refused before anything starts.
+func TestIntegrationDirectModeAndThePlan(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "  workspace:\n    include: [node_modules]\n")
+	cli := func(args ...string) (int, string, string) {
+		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+		code := run(t, f, args...)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--branch", "agent/feature-x", "--dry-run")
+	copies := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "copies")
+	if code != 0 || !strings.Contains(out, "agent/feature-x") || !strings.Contains(out, copies) || !strings.Contains(out, "node_modules") {
+		t.Errorf("dry run: exit %d, want the branch, the copy under %s and the included path:\n%s%s", code, copies, out, errOut)
+	}
+	if entries, _ := os.ReadDir(copies); len(entries) != 0 {
+		t.Errorf("the dry run made a copy: %v", entries)
+	}
+
+	code, out, errOut = cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--branch", "agent/feature-x", "--",
+		"sh", "-c", "cd /workspace && test -e node_modules/lib/index.js && echo INCLUDED; test -e .env || echo NO-ENV; echo x > feature.txt")
+	if code != 0 || !strings.Contains(out, "INCLUDED") || !strings.Contains(out, "NO-ENV") {
+		t.Fatalf("session with --branch: exit %d\n%s%s", code, out, errOut)
+	}
+	if w.git(t, w.repo, "branch", "--list", "agent/feature-x") == "" {
+		t.Fatalf("no branch agent/feature-x")
+	}
+	for _, dry := range []bool{true, false} {
+		args := []string{"--profile", w.profile, "am", "shell", "--repo", w.repo, "--branch", "agent/feature-x"}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		code, out, errOut = cli(append(args, "--", "sh", "-c", "echo TOOL-RAN")...)
+		if code != ExitUsage || !strings.Contains(errOut, "agent/feature-x") || strings.Contains(out, "TOOL-RAN") {
+			t.Errorf("a taken branch name (dry run %v): exit %d, want %d naming it:\n%s%s", dry, code, ExitUsage, out, errOut)
+		}
+	}
+
+	code, out, errOut = cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--direct", "--dry-run")
+	if code != 0 || !strings.Contains(out, "direct") || !strings.Contains(out, ".git") {
+		t.Errorf("direct dry run: exit %d, want the mode and .git read-only said:\n%s%s", code, out, errOut)
+	}
+	before := w.state(t, "")
+	code, out, errOut = cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--direct", "--",
+		"sh", "-c", "cd /workspace && echo live > live.txt && echo WROTE; touch .git/x 2>/dev/null || echo GIT-READ-ONLY; git config core.fsmonitor /bin/false 2>/dev/null || echo CONFIG-READ-ONLY")
+	if code != 0 || !strings.Contains(out, "WROTE") || !strings.Contains(out, "GIT-READ-ONLY") || !strings.Contains(out, "CONFIG-READ-ONLY") {
+		t.Errorf("direct session: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(w.repo, "live.txt")); err != nil {
+		t.Errorf("direct mode did not write the live tree: %v", err)
+	}
+	after := w.state(t, "")
+	if after.config != before.config || after.hooks != before.hooks || after.refs != before.refs || after.head != before.head {
+		t.Errorf("direct mode changed .git")
+	}
+}
+
+// movedWorkTree reports whether the commands' log shows git using the kit's directory as
+// the work tree (core.worktree planted and honoured).
+func (k *escapeKit) movedWorkTree(log string) bool {
+	return strings.Contains(log, "\n"+k.dir+"/worktree\n")
+}
