@@ -348,7 +348,12 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 		if r.out.Ran {
 			r.collectCopy(ctx)
 		}
-		r.gitAfterDone = r.readGit(ctx, &r.gitAfter, nil) // the user's repository, untouched
+		// The session could not write the user's repository (it was the copy's read-only
+		// lower layer, checked from inside), so it is not read again: on a large repository
+		// that is a git status for nothing. What the session did is the branch.
+		r.gitAfter = fingerprint.GitState{Reader: r.gitBefore.Reader, Absent: "not read again: the session worked on its own copy, over the repository mounted read-only; its work is the branch in git.workspace.result"}
+		r.gitAfterDone = make(chan struct{})
+		close(r.gitAfterDone)
 	case r.plan.Workspace.Mode == WorkspaceDirect:
 		// The session could write the work tree: read it with a reader that runs nothing.
 		r.gitAfterDone = r.readGitWith(ctx, r.safeGit(), &r.gitAfter, &r.diff)

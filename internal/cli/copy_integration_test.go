@@ -483,6 +483,9 @@ echo "left for sourceosctl to commit" > leftover.txt && echo "agent line" >> REA
 	if ws == nil || ws.Mode != "copy" || ws.Result == nil || ws.Branch != row.Branch {
 		t.Fatalf("evidence workspace: %+v", ws)
 	}
+	if !strings.Contains(p.Git.After.Absent, "own copy") || p.Git.Before.Commit == "" {
+		t.Errorf("git before %+v, after %+v: want the state before, and after not read again (the session could not write it)", p.Git.Before, p.Git.After)
+	}
 	head := w.git(t, w.repo, "rev-parse", row.Branch)
 	commits := strings.Fields(w.git(t, w.repo, "rev-list", ws.Base+".."+row.Branch))
 	slices.Sort(commits)

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
@@ -36,26 +37,44 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	if err != nil {
 		return st, err
 	}
-	if exists, err := BranchExists(ctx, g, c.Repo, c.Branch); err != nil || exists {
-		if err == nil {
-			err = fmt.Errorf("branch %s %w", c.Branch, ErrBranchExists)
-		}
-		return st, err
-	}
 	// The user's repository is trusted, but its fsmonitor is a program sourceosctl has no
 	// reason to start.
 	g = g.WithConfig("core.fsmonitor=false")
+	// The small reads run beside the status (each git process costs tens of milliseconds
+	// to start here; the status of a large tree, hundreds).
+	var (
+		wg        sync.WaitGroup
+		exists    bool
+		existsErr error
+		tree, cfg string
+		cfgErr    error
+	)
+	wg.Add(3)
+	go func() { defer wg.Done(); exists, existsErr = BranchExists(ctx, g, c.Repo, c.Branch) }()
+	go func() { defer wg.Done(); tree, _ = g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "HEAD^{tree}") }()
+	go func() {
+		defer wg.Done()
+		cfg, cfgErr = g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
+	}()
 	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--ignored=traditional", "--untracked-files=normal")
+	wg.Wait()
+	if existsErr != nil || exists {
+		if existsErr == nil {
+			existsErr = fmt.Errorf("branch %s %w", c.Branch, ErrBranchExists)
+		}
+		return st, existsErr
+	}
 	if err != nil {
 		return st, fmt.Errorf("read the repository's state: %w", err)
 	}
+	var ge *gitrun.Error
+	if cfgErr != nil && !errors.As(cfgErr, &ge) { // an empty or absent config is fine
+		return st, cfgErr
+	}
 	s := parseStatus(status)
-	st.Commit, st.Branch, st.Dirty = s.head, s.branch, s.dirty
+	st.Commit, st.Branch, st.Dirty, st.Tree = s.head, s.branch, s.dirty, tree
 	if s.head == "" {
 		return st, fmt.Errorf("%s has no commit yet: commit something first (a session's branch starts from a commit)", c.Repo)
-	}
-	if tree, err := g.Output(ctx, c.Repo, "rev-parse", "HEAD^{tree}"); err == nil {
-		st.Tree = tree
 	}
 	c.Head, c.Base = s.head, s.head
 	for _, d := range []string{c.Upper(), c.Work(), c.Out()} {
@@ -85,7 +104,7 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		}
 		c.Masked = append(c.Masked, p)
 	}
-	if err := c.writeGitState(ctx, g, up); err != nil {
+	if err := c.writeGitState(up, cfg); err != nil {
 		return st, err
 	}
 	return st, c.Save()
@@ -192,19 +211,12 @@ func sourceosctlIdentity(g gitrun.Git, now time.Time) gitrun.Git {
 // branch at Base, and a configuration of its own — the repository's format and remotes
 // (without credentials), an identity for the agent's commits, and nothing that names a
 // program or another file.
-func (c *Copy) writeGitState(ctx context.Context, g gitrun.Git, up upperWriter) error {
+func (c *Copy) writeGitState(up upperWriter, cfg string) error {
 	if err := up.writeFile(".git/HEAD", []byte("ref: refs/heads/"+c.Branch+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := up.writeFile(path.Join(".git/refs/heads", c.Branch), []byte(c.Base+"\n"), 0o644); err != nil {
 		return err
-	}
-	cfg, err := g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
-	if err != nil {
-		var ge *gitrun.Error
-		if !errors.As(err, &ge) { // an empty or absent config is fine
-			return err
-		}
 	}
 	return up.writeFile(".git/config", []byte(copyConfig(cfg, c.Session)), 0o644)
 }
