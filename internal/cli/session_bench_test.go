@@ -5,11 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/benchtest"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -17,7 +17,8 @@ import (
 // process: profile, policy, plan, image check, create, inspect-and-verify, attach, start,
 // wait, remove, git state, signing the evidence) with the equivalent raw `podman run --rm`
 // printed by the tool's own --dry-run -o podman, alternating runs, and reports medians and
-// their ratio, with network none and bridge.
+// their ratio, with network none and bridge, and on a 50,000-file git repository — where the
+// session makes and checks its copy, and the raw line bind-mounts the repository.
 func BenchmarkColdSession(b *testing.B) {
 	env := podmantest.Need(b)
 	for _, c := range []struct {
@@ -35,10 +36,19 @@ func BenchmarkColdSession(b *testing.B) {
 			if c.files > 0 {
 				fillRepository(b, w.repo, c.files)
 			}
-			podmanLine := dryRunLine(b, env, w)
+			// The raw line bind-mounts the repository (--direct): on a git repository the
+			// session itself works on a copy, and that is what is measured against it.
+			var direct []string
+			if c.files > 0 {
+				direct = []string{"--direct"}
+			}
+			podmanLine := dryRunLine(b, env, w, direct...)
 			tool := func() error {
 				cmd := cliProcess(b, env, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true")
-				return cmd.Run()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					return fmt.Errorf("%w:\n%s", err, out)
+				}
+				return nil
 			}
 			raw := func() error {
 				cmd := exec.Command("sh", "-c", podmanLine)
@@ -50,72 +60,23 @@ func BenchmarkColdSession(b *testing.B) {
 	}
 }
 
-// abCompare warms up both paths once (image layers, runtime binaries in the page cache),
-// then times 7 alternating pairs per iteration and reports both medians, their ratio, the
-// median of the pairs' own ratios and, since process start differs between machines, the
-// median time of `podman --version` here. Every pair is logged (go test -bench -v).
+// abCompare times the tool against the raw path in alternating pairs (benchtest.Pairs) and
+// adds, since process start differs between machines, the median time of `podman --version`
+// here. Every pair is logged (go test -bench -v).
 func abCompare(b *testing.B, tool, raw func() error, rawMetric string) {
-	if err := tool(); err != nil {
-		b.Fatal(err)
-	}
-	if err := raw(); err != nil {
-		b.Fatal(err)
-	}
-	var tTool, tRaw []time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for pair := 0; pair < 7; pair++ {
-			s := time.Now()
-			if err := tool(); err != nil {
-				b.Fatal(err)
-			}
-			tTool = append(tTool, time.Since(s))
-			s = time.Now()
-			if err := raw(); err != nil {
-				b.Fatal(err)
-			}
-			tRaw = append(tRaw, time.Since(s))
-		}
-	}
-	b.StopTimer()
-	var pairs []string
-	var ratios []time.Duration // pair ratios, scaled by 1000 to reuse medianOf
-	for i := range tTool {
-		pairs = append(pairs, fmt.Sprintf("%d/%d", tTool[i].Milliseconds(), tRaw[i].Milliseconds()))
-		ratios = append(ratios, time.Duration(1000*float64(tTool[i])/float64(tRaw[i])))
-	}
+	benchtest.Pairs(b, tool, raw, "sourceosctl", strings.TrimPrefix(rawMetric, "ms-"))
 	var version []time.Duration
 	for i := 0; i < 7; i++ {
 		s := time.Now()
 		_ = exec.Command("podman", "--version").Run()
 		version = append(version, time.Since(s))
 	}
-	b.Logf("pairs (sourceosctl/%s, ms): %s; podman --version %d ms", rawMetric, strings.Join(pairs, " "), medianOf(version).Milliseconds())
-	b.ReportMetric(float64(medianOf(tTool).Milliseconds()), "ms-sourceosctl")
-	b.ReportMetric(float64(medianOf(tRaw).Milliseconds()), rawMetric)
-	b.ReportMetric(float64(medianOf(tTool))/float64(medianOf(tRaw)), "ratio")
-	b.ReportMetric(float64(medianOf(ratios))/1000, "pair-ratio")
-	b.ReportMetric(float64(medianOf(version).Milliseconds()), "ms-podman-version")
+	b.ReportMetric(float64(benchtest.Median(version).Milliseconds()), "ms-podman-version")
 }
 
 // fillRepository makes dir a git repository of n committed files, owned like the workspace.
 func fillRepository(b *testing.B, dir string, n int) {
-	for i := 0; i < n; i++ {
-		sub := filepath.Join(dir, fmt.Sprintf("d%03d", i/500))
-		if i%500 == 0 {
-			if err := os.MkdirAll(sub, 0o755); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%05d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "files"}} {
-		if out, err := exec.Command("git", append([]string{"-C", dir, "-c", "gc.auto=0", "-c", "safe.directory=*"}, args...)...).CombinedOutput(); err != nil {
-			b.Fatalf("git %v: %v: %s", args, err, out)
-		}
-	}
+	benchtest.Repository(b, dir, n)
 	if os.Getuid() == 0 { // as newWorkspace: the session runs as the repository's owner
 		_ = filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
 			if err == nil {
@@ -126,15 +87,10 @@ func fillRepository(b *testing.B, dir string, n int) {
 	}
 }
 
-func medianOf(d []time.Duration) time.Duration {
-	s := append([]time.Duration{}, d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func dryRunLine(b *testing.B, env *podmantest.Env, w *workspace) string {
+func dryRunLine(b *testing.B, env *podmantest.Env, w *workspace, extra ...string) string {
 	f, out, errOut := sessionFactory(b, env, w, nil)
-	if code := run(b, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "podman", "--", "true"); code != 0 {
+	args := append([]string{"--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "podman"}, extra...)
+	if code := run(b, f, append(args, "--", "true")...); code != 0 {
 		b.Fatalf("dry run: exit %d: %s", code, errOut)
 	}
 	return strings.TrimSpace(out.String())

@@ -2,14 +2,14 @@ package fingerprint
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sourceos/sourceosctl/internal/benchtest"
 )
 
 var (
@@ -26,22 +26,7 @@ func fiftyThousandFiles(b *testing.B) string {
 			bigRepoErr = err
 			return
 		}
-		for i := 0; i < 50_000; i++ {
-			sub := filepath.Join(dir, fmt.Sprintf("d%03d", i/500))
-			if i%500 == 0 {
-				_ = os.MkdirAll(sub, 0o755)
-			}
-			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%05d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644); err != nil {
-				bigRepoErr = err
-				return
-			}
-		}
-		for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "50k"}} {
-			if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
-				bigRepoErr = fmt.Errorf("git %v: %v: %s", args, err, out)
-				return
-			}
-		}
+		benchtest.Repository(b, dir, 50_000)
 		bigRepo = dir
 	})
 	if bigRepoErr != nil {

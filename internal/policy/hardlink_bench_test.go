@@ -2,15 +2,14 @@ package policy_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/benchtest"
 	"github.com/sourceos/sourceosctl/internal/policy"
 )
 
@@ -22,7 +21,7 @@ func BenchmarkHardLinks50k(b *testing.B) {
 	if err != nil {
 		b.Skip("git is not installed")
 	}
-	home, repo := fiftyThousandFiles(b, git)
+	home, repo := fiftyThousandFiles(b)
 	h := policy.Host{OS: "linux", Home: home}
 	d := policy.Decide(mustProfile(b, ""), policy.Request{Tool: "shell", Repo: repo}, h)
 	check := func() {
@@ -40,9 +39,9 @@ func BenchmarkHardLinks50k(b *testing.B) {
 		tOurs = append(tOurs, timed(check))
 		tGit = append(tGit, timed(status))
 	}
-	b.ReportMetric(float64(medianDuration(tOurs).Milliseconds()), "ms-hardlinks")
-	b.ReportMetric(float64(medianDuration(tGit).Milliseconds()), "ms-git-status")
-	b.ReportMetric(float64(medianDuration(tOurs))/float64(medianDuration(tGit)), "ratio")
+	b.ReportMetric(float64(benchtest.Median(tOurs).Milliseconds()), "ms-hardlinks")
+	b.ReportMetric(float64(benchtest.Median(tGit).Milliseconds()), "ms-git-status")
+	b.ReportMetric(float64(benchtest.Median(tOurs))/float64(benchtest.Median(tGit)), "ratio")
 }
 
 var (
@@ -53,37 +52,16 @@ var (
 
 // fiftyThousandFiles generates, once per run, a home holding a committed repository of
 // 50,000 files (left in the temporary directory for the run's other benchmarks).
-func fiftyThousandFiles(b *testing.B, git string) (home, repo string) {
+func fiftyThousandFiles(b *testing.B) (home, repo string) {
 	bigOnce.Do(func() {
 		if bigHome, bigErr = os.MkdirTemp("", "sosctl-bench-links-"); bigErr != nil {
 			return
 		}
 		bigRepo = filepath.Join(bigHome, "dev", "app")
-		for i := 0; i < 50_000 && bigErr == nil; i++ {
-			sub := filepath.Join(bigRepo, fmt.Sprintf("d%03d", i/500))
-			if i%500 == 0 {
-				bigErr = os.MkdirAll(sub, 0o755)
-			}
-			if bigErr == nil {
-				bigErr = os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%05d.txt", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o644)
-			}
-		}
-		for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "50k"}} {
-			if bigErr == nil {
-				if out, err := exec.Command(git, append([]string{"-C", bigRepo, "-c", "gc.auto=0", "-c", "maintenance.auto=false"}, args...)...).CombinedOutput(); err != nil {
-					bigErr = fmt.Errorf("git %v: %v: %s", args, err, out)
-				}
-			}
-		}
+		benchtest.Repository(b, bigRepo, 50_000)
 	})
 	if bigErr != nil {
 		b.Fatal(bigErr)
 	}
 	return bigHome, bigRepo
-}
-
-func medianDuration(d []time.Duration) time.Duration {
-	s := append([]time.Duration{}, d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
 }
