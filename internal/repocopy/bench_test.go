@@ -76,4 +76,3 @@ func BenchmarkCopy(b *testing.B) {
 		}, status, "sourceosctl", "git-status")
 	})
 }
-

@@ -51,7 +51,10 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	)
 	wg.Add(3)
 	go func() { defer wg.Done(); exists, existsErr = BranchExists(ctx, g, c.Repo, c.Branch) }()
-	go func() { defer wg.Done(); tree, _ = g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "HEAD^{tree}") }()
+	go func() {
+		defer wg.Done()
+		tree, _ = g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
+	}()
 	go func() {
 		defer wg.Done()
 		cfg, cfgErr = g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
