@@ -321,7 +321,7 @@ for h in ` + strings.Join(gitHooks, " ") + `; do
 	chmod 0755 ".git/hooks/$h"
 done
 printf '*.md filter=evilc diff=evil merge=evil\n*.go diff\nsrc/internal/** filter=evilp\n*.txt filter=incl diff=evil merge=evil\n*.json filter=incif\ndocs/** filter=wt\n' > .gitattributes
-printf '[submodule "evil"]\n\tpath = evilsub\n\turl = ./evilsub\n\tupdate = !%s/bin/gitmodulesUpdate\n' "$K" > .gitmodules
+printf '[submodule "evil"]\n\tpath = evilsub\n\turl = ./evilsub\n\tbranch = main\n' > .gitmodules
 mkdir -p nested && (cd nested && git init -q && echo n > n.txt && git add n.txt && git -c user.name=a -c user.email=a@example.com commit -qm n && mkdir -p .git/hooks && git config core.fsmonitor "$K/bin/fsmonitor" && printf '#!/bin/sh\n: > %s/fired/nested-hook\n' "$K" > .git/hooks/post-checkout && chmod 0755 .git/hooks/post-checkout)
 echo PLANTED
 `)
@@ -824,4 +824,56 @@ func TestIntegrationDirectModeAndThePlan(t *testing.T) {
 // the work tree (core.worktree planted and honoured).
 func (k *escapeKit) movedWorkTree(log string) bool {
 	return strings.Contains(log, "\n"+k.dir+"/worktree\n")
+}
+
+// TestIntegrationForgedObjectsAreRefusedByTheFetch: the agent commits, with git's plumbing,
+// what git would refuse to make itself — a tree holding .git/hooks/post-checkout, a
+// .gitmodules naming a command for "git submodule update". The collector brings its commits
+// as they are (it rewrites only their messages), and the user's repository receives them over
+// git's pack protocol with every object checked: the branch is refused, naming git's check,
+// the copy is kept, nothing fires and the user's repository is as it was.
+func TestIntegrationForgedObjectsAreRefusedByTheFetch(t *testing.T) {
+	e := podmantest.Need(t)
+	for _, tc := range []struct{ name, forge, check string }{
+		{"a tree holding .git", `blob=$(printf '#!/bin/sh\n: > %s/fired/dotgit-hook\n' "$K" | git hash-object -w --stdin)
+hooks=$(printf '100755 blob %s\tpost-checkout\n' "$blob" | git mktree)
+dotgit=$(printf '040000 tree %s\thooks\n' "$hooks" | git mktree)
+root=$( (git ls-tree HEAD; printf '040000 tree %s\t.git\n' "$dotgit") | git mktree)
+commit=$(git commit-tree "$root" -p HEAD -m "a tree holding .git")
+git update-ref "refs/heads/$(git branch --show-current)" "$commit"`, "hasDotgit"},
+		{".gitmodules naming a command", `printf '[submodule "evil"]\n\tpath = evilsub\n\turl = ./evilsub\n\tupdate = !%s/bin/gitmodulesUpdate\n' "$K" > .gitmodules
+git add .gitmodules && git commit -q -m "a submodule update command"`, "gitmodulesUpdate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newGitWorkspace(t, e, "")
+			kit := newEscapeKit(t, w, filepath.Join(w.home, "kit"))
+			before := w.state(t, "")
+			script := "set -e; cd /workspace; K=" + kit.dir + "\n" + tc.forge + "\necho FORGED"
+			f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+			code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", script)
+			if !strings.Contains(out.String(), "FORGED") {
+				t.Fatalf("the forged commit was not made: exit %d\n%s\n%s", code, out, errOut)
+			}
+			if code != 1 || !strings.Contains(errOut.String(), "git refused the session's branch") || !strings.Contains(errOut.String(), tc.check) {
+				t.Errorf("want exit 1, the branch refused naming %s and the copy kept, got %d:\n%s", tc.check, code, errOut)
+			}
+			rows := w.sessions(t, e)
+			if len(rows) != 1 || rows[0].State != "not collected" {
+				t.Fatalf("sessions: %+v", rows)
+			}
+			if _, err := os.Stat(rows[0].Copy); err != nil {
+				t.Errorf("the copy is gone: %v", err)
+			}
+			if after := w.state(t, ""); after != before {
+				t.Errorf("the user's repository changed:\nbefore %+v\nafter  %+v", before, after)
+			}
+			log := w.ordinaryGit(t, w.repo, true)
+			if fired := kit.fired(t); len(fired) > 0 {
+				t.Fatalf("the forged objects ran: %v\n%s", fired, log)
+			}
+			if ws := lastPredicate(t, w.workspace).Git.Workspace; ws == nil || !strings.Contains(ws.Error, tc.check) {
+				t.Errorf("evidence workspace: %+v", ws)
+			}
+		})
+	}
 }

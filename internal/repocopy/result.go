@@ -87,6 +87,14 @@ const (
 	ManifestFile = "manifest.json"
 )
 
+// strictFsck are the checks git's fsck only warns about by default that a session's branch
+// must pass: tree entries named ".", "..", ".git" (in any case or NTFS/HFS spelling) or a
+// full path, bad or zero-padded modes, and links named .gitattributes, .gitignore or .mailmap
+// (a .gitmodules link is already an error). git never checks such entries out, but the user's
+// repository should not hold them at all.
+var strictFsck = []string{"hasDot", "hasDotdot", "hasDotgit", "fullPathname", "emptyName", "badFilemode",
+	"zeroPaddedFilemode", "gitattributesSymlink", "gitignoreSymlink", "mailmapSymlink"}
+
 var hexID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 // Import fetches the collector's bundle into the user's repository as the session's branch —
@@ -112,8 +120,35 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 		return nil, fmt.Errorf("read the collector's bundle: %w", err)
 	}
 	ref := "refs/heads/" + c.Branch
-	if _, err := g.Output(ctx, c.Repo, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",
-		"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", bundle, ref+":"+ref); err != nil {
+	// git (2.39 at least) does not check the objects of a bundle it fetches, whatever
+	// fetch.fsckObjects says. So the bundle is unpacked into a quarantine repository first —
+	// empty but for the user's objects as alternates, so the agent's commits' parents resolve —
+	// and the user's repository fetches from it over git's pack protocol, where every received
+	// object is checked (index-pack --strict, with the checks below made errors).
+	quarantine := filepath.Join(scratch, "incoming.git")
+	if _, err := g.Output(ctx, scratch, "init", "--quiet", "--bare", quarantine); err != nil {
+		return nil, fmt.Errorf("make the quarantine for the session's branch: %w", err)
+	}
+	alternates := filepath.Join(quarantine, "objects", "info", "alternates")
+	if err := os.WriteFile(alternates, []byte(filepath.Join(c.GitDir, "objects")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := lchown(alternates, owner); err != nil {
+		return nil, err
+	}
+	if _, err := g.Output(ctx, quarantine, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", bundle, ref+":"+ref); err != nil {
+		return nil, fmt.Errorf("unpack the collector's bundle: %w", err)
+	}
+	args := []string{"-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true"}
+	for _, id := range strictFsck {
+		args = append(args, "-c", "fetch.fsck."+id+"=error")
+	}
+	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine, ref+":"+ref)
+	if _, err := g.Output(ctx, c.Repo, args...); err != nil {
+		var ge *gitrun.Error
+		if errors.As(err, &ge) && ge.Stderr != "" {
+			return nil, fmt.Errorf("git refused the session's branch (every object is checked on its way into %s): %s", c.Repo, ge.Stderr)
+		}
 		return nil, fmt.Errorf("bring the session's branch into %s: %w", c.Repo, err)
 	}
 	got, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
