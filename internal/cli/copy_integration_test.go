@@ -685,8 +685,12 @@ func TestIntegrationReviewAndMergeBack(t *testing.T) {
 		t.Fatalf("each branch should hold its own session's file only: %+v", rows)
 	}
 
+	code, out, errOut := cli("am", "sessions")
+	if code != 0 || !strings.Contains(out, "SESSION") || !strings.Contains(out, one.Branch) || !strings.Contains(out, two.Branch) || !strings.Contains(out, "to review") {
+		t.Errorf("sessions (table): exit %d\n%s%s", code, out, errOut)
+	}
 	head := w.git(t, w.repo, "rev-parse", "HEAD")
-	code, out, errOut := cli("am", "merge", one.Session, "--dry-run")
+	code, out, errOut = cli("am", "merge", one.Session, "--dry-run")
 	if code != 0 || !strings.Contains(out, "fast-forward") || w.git(t, w.repo, "rev-parse", "HEAD") != head {
 		t.Fatalf("merge --dry-run: exit %d, HEAD moved or no plan:\n%s\n%s", code, out, errOut)
 	}
