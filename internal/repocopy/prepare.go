@@ -107,6 +107,9 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		}
 		c.Masked = append(c.Masked, p)
 	}
+	if err := c.shadowSubmoduleConfigs(up); err != nil {
+		return st, fmt.Errorf("shadow the submodules' configurations: %w", err)
+	}
 	if err := c.writeGitState(up, cfg); err != nil {
 		return st, err
 	}

@@ -208,3 +208,40 @@ func TestCheckBranch(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmoduleConfigurationsAreShadowed: a submodule's own configuration (under
+// .git/modules) can hold a token in its remote URL and a credential helper; the copy shadows
+// it with one that keeps what git needs (format, work tree, remotes without credentials).
+func TestSubmoduleConfigurationsAreShadowed(t *testing.T) {
+	root := t.TempDir()
+	lib := filepath.Join(root, "lib")
+	put(t, filepath.Join(lib, "lib.txt"), "lib\n")
+	gitIn(t, root, "init", "-q", "-b", "main", lib)
+	gitIn(t, lib, "add", "-A")
+	gitIn(t, lib, "commit", "-q", "-m", "lib")
+	repo := userRepo(t)
+	gitIn(t, repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
+	gitIn(t, repo, "commit", "-q", "-m", "submodule")
+	modCfg := filepath.Join(repo, ".git", "modules", "vendor", "lib", "config")
+	for _, kv := range [][2]string{{"remote.origin.url", "https://user:ghp_subtoken@example.com/lib.git"}, {"credential.helper", "store"}, {"core.fsmonitor", "touch /tmp/x"}} {
+		gitIn(t, repo, "config", "--file", modCfg, kv[0], kv[1])
+	}
+	c, _ := prepare(t, repo)
+	shadow, err := os.ReadFile(filepath.Join(c.Upper(), ".git", "modules", "vendor", "lib", "config"))
+	if err != nil {
+		t.Fatalf("no shadow of the submodule's configuration: %v", err)
+	}
+	for _, banned := range []string{"ghp_subtoken", "user:", "credential", "fsmonitor"} {
+		if strings.Contains(string(shadow), banned) {
+			t.Errorf("the shadow holds %q:\n%s", banned, shadow)
+		}
+	}
+	for _, want := range []string{"worktree = ../../../../vendor/lib", "url = https://example.com/lib.git"} {
+		if !strings.Contains(string(shadow), want) {
+			t.Errorf("the shadow lacks %q:\n%s", want, shadow)
+		}
+	}
+	if out, err := exec.Command("git", "config", "--file", filepath.Join(c.Upper(), ".git", "modules", "vendor", "lib", "config"), "--list").CombinedOutput(); err != nil {
+		t.Errorf("git cannot read the shadow: %v %s", err, out)
+	}
+}
