@@ -187,10 +187,12 @@ func newMergeCmd(f *Factory) *cobra.Command {
 		Long: `Merge a session's branch into the branch you have checked out: a fast-forward when
 your branch has not moved, else a merge commit (--no-ff always makes one; --squash makes one
 commit of all the session's changes). It first checks with git merge-tree that the branches
-merge cleanly: on a conflict nothing is changed and the files are named.
+merge cleanly: on a conflict nothing is changed and the files are named. The session started
+from your uncommitted changes too (its first commit holds them): if you still have them, git
+will not overwrite them — stash them (git stash -u), merge, then drop the stash.
 
 git runs in your repository as you would run it; the branch arrived as git objects
-(git fetch from a bundle), never by running anything the session wrote.`,
+(fetched with every object checked), never by running anything the session wrote.`,
 		Example: `  sourceosctl agent-machine merge 20261129t120000.000000z-0123456789ab --dry-run
   sourceosctl agent-machine merge 20261129t120000.000000z-0123456789ab --squash`,
 		Args: usageArgs(cobra.ExactArgs(1)),

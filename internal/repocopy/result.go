@@ -97,9 +97,10 @@ var strictFsck = []string{"hasDot", "hasDotdot", "hasDotgit", "fullPathname", "e
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
-// Import fetches the collector's bundle into the user's repository as the session's branch —
-// git's transport, with every object checked (transfer.fsckObjects) — and reads the result:
-// the commits, the patch and its stat. It runs git in the user's repository only, as its owner.
+// Import brings the collector's bundle into the user's repository as the session's branch —
+// through a quarantine repository and git's pack protocol, every object checked — and reads
+// the result: the commits, the patch and its stat. It runs git only in the user's repository
+// and in the quarantine it made, as the repository's owner.
 // The returned patch is `git diff Base Head` (binary-safe, no external diff or textconv).
 func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []byte, err error) {
 	if !hexID.MatchString(m.Head) {
