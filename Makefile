@@ -23,16 +23,21 @@ CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 
 all: build
 
-# The helper that runs first in every container (cmd/sourceos-helper), built static for each
-# Linux architecture and embedded into sourceosctl: every target that compiles sourceosctl
-# needs it first.
-HELPER_SRC := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go internal/collect/*.go)
-HELPERS    := internal/helper/bin/sourceos-helper-linux-amd64 internal/helper/bin/sourceos-helper-linux-arm64
+# The helper that runs first in every container (cmd/sourceos-helper) and the collector that
+# brings a copy's work back (cmd/sourceos-collect), built static for each Linux architecture
+# and embedded into sourceosctl: every target that compiles sourceosctl needs them first.
+HELPER_SRC  := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go)
+COLLECT_SRC := $(wildcard cmd/sourceos-collect/*.go internal/collect/*.go)
+HELPERS     := $(foreach p,sourceos-helper sourceos-collect,$(foreach a,amd64 arm64,internal/helper/bin/$(p)-linux-$(a)))
 
 helper: $(HELPERS)
 
 internal/helper/bin/sourceos-helper-linux-%: $(HELPER_SRC)
 	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-helper
+	sha256sum $@ | cut -d' ' -f1 > $@.sha256
+
+internal/helper/bin/sourceos-collect-linux-%: $(COLLECT_SRC)
+	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-collect
 	sha256sum $@ | cut -d' ' -f1 > $@.sha256
 
 build: helper

@@ -8,8 +8,6 @@
 package main
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,16 +15,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sourceos/sourceosctl/internal/collect"
 	"github.com/sourceos/sourceosctl/internal/guard"
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "collect" {
-		os.Exit(runCollect(os.Args[2]))
-	}
 	if len(os.Args) < 5 || os.Args[1] != "check" || os.Args[3] != "--" {
-		fmt.Fprintln(os.Stderr, "usage: sourceos-helper check EXPECTATION -- COMMAND [ARG...]\n       sourceos-helper collect REQUEST")
+		fmt.Fprintln(os.Stderr, "usage: sourceos-helper check EXPECTATION -- COMMAND [ARG...]")
 		os.Exit(2)
 	}
 	e, err := guard.Decode(os.Args[2])
@@ -98,23 +92,4 @@ func system() guard.System {
 			return err
 		},
 	}
-}
-
-// runCollect collects a session's work from its copy (internal/collect); request is the
-// base64url JSON of a collect.Request.
-func runCollect(request string) int {
-	raw, err := base64.RawURLEncoding.DecodeString(request)
-	var r collect.Request
-	if err == nil {
-		err = json.Unmarshal(raw, &r)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sourceos-helper collect: request:", err)
-		return 2
-	}
-	if _, err := collect.Run(r); err != nil {
-		fmt.Fprintln(os.Stderr, "sourceos-helper collect:", err)
-		return 1
-	}
-	return 0
 }

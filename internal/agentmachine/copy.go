@@ -18,8 +18,9 @@ import (
 	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
-// Where the collector's container sees the copy's parts.
+// Where the collector's container sees the copy's parts, and the collector itself.
 const (
+	collectProgram = "/run/sourceos-collect"
 	collectUpper   = "/sourceos-collect/upper"
 	collectBaseGit = "/sourceos-collect/base-git"
 	collectOut     = "/sourceos-collect/out"
@@ -147,7 +148,7 @@ func (r *sessionRun) collectorImage(ctx context.Context) (container.Image, error
 	return img, err
 }
 
-// runCollector runs sourceos-helper collect in a container made like the session's — the
+// runCollector runs sourceos-collect (checked first by the helper) in a container made like the session's — the
 // same user, limits and copy — from the collector's empty image, with the upper layer and
 // the user's .git read-only and an output directory, no network, no secrets, no terminal.
 func (r *sessionRun) runCollector(ctx context.Context, c *repocopy.Copy) (collect.Manifest, error) {
@@ -158,6 +159,13 @@ func (r *sessionRun) runCollector(ctx context.Context, c *repocopy.Copy) (collec
 		req.Workspace = o[0].Target
 	}
 	raw, _ := json.Marshal(req)
+	if r.Collector == nil {
+		return m, errors.New("this sourceosctl was built without its collector: build it with make build")
+	}
+	program, err := r.Collector(r.Host.Arch)
+	if err != nil {
+		return m, err
+	}
 	img, err := r.collectorImage(ctx)
 	if err != nil {
 		return m, err
@@ -165,11 +173,12 @@ func (r *sessionRun) runCollector(ctx context.Context, c *repocopy.Copy) (collec
 	spec := r.plan.Container
 	spec.Image = img.ID
 	spec.Name += "-collect"
-	spec.Command = []string{container.HelperTarget, "collect", base64.RawURLEncoding.EncodeToString(raw)}
+	spec.Command = []string{collectProgram, base64.RawURLEncoding.EncodeToString(raw)}
 	spec.Secrets, spec.Stdin, spec.TTY = nil, false, false
 	spec.Network = "none"
 	spec.Labels = copyLabels(spec.Labels, LabelTool, "collect")
 	spec.Mounts = []container.Mount{
+		{Source: program.Path, Target: collectProgram, ReadOnly: true},
 		{Source: c.Upper(), Target: collectUpper, ReadOnly: true},
 		{Source: c.GitDir, Target: collectBaseGit, ReadOnly: true},
 		{Source: c.Out(), Target: collectOut},

@@ -45,6 +45,9 @@ type Session struct {
 	// Helper locates the in-container helper for a Linux architecture, writing it to disk when
 	// install is true; nil when this build has none.
 	Helper func(arch string, install bool) (HelperRef, error)
+	// Collector installs the program that brings a copy's work back (cmd/sourceos-collect)
+	// for a Linux architecture; nil when this build has none.
+	Collector func(arch string) (HelperRef, error)
 }
 
 // GitReader reads a repository's state; fingerprint.Git is the real one.

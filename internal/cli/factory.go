@@ -229,6 +229,7 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		Dirs:        dirs,
 		TempDir:     f.TempDir,
 		Helper:      containerHelper(filepath.Join(dirs.State, "helper")),
+		Collector:   collector(filepath.Join(dirs.State, "helper")),
 		Git:         fingerprint.Git{Binary: git},
 		GitBinary:   git,
 		Runner:      f.Runner,
@@ -247,6 +248,14 @@ func containerHelper(dir string) func(arch string, install bool) (agentmachine.H
 			locate = helper.Install
 		}
 		path, digest, err := locate(dir, arch)
+		return agentmachine.HelperRef{Path: path, Digest: digest}, err
+	}
+}
+
+// collector installs the program that collects a copy's work below dir.
+func collector(dir string) func(arch string) (agentmachine.HelperRef, error) {
+	return func(arch string) (agentmachine.HelperRef, error) {
+		path, digest, err := helper.InstallCollector(dir, arch)
 		return agentmachine.HelperRef{Path: path, Digest: digest}, err
 	}
 }

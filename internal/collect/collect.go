@@ -1,5 +1,5 @@
 // Package collect turns what an agent did in its copy of a repository into a git bundle. It
-// runs inside a short-lived, network-less container (sourceos-helper collect), never on the
+// runs inside a short-lived, network-less container (cmd/sourceos-collect), never on the
 // host: the copy's .git is the agent's to write, and reading it is left to go-git, which
 // runs nothing, in a place where even a reader's bug could reach nothing but the copy.
 //

@@ -25,41 +25,24 @@ const Target = container.HelperTarget
 // ErrNotBuilt says this sourceosctl was built without its helper (go build instead of make).
 var ErrNotBuilt = errors.New("this sourceosctl was built without its container helper: build it with make build")
 
+// The programs carried: the helper every container starts with, and the collector.
+const (
+	helperName    = "sourceos-helper"
+	collectorName = "sourceos-collect"
+)
+
 // Binary returns the helper built for a Linux architecture (amd64, arm64).
-func Binary(arch string) ([]byte, error) {
-	b, err := builds.ReadFile("bin/sourceos-helper-linux-" + arch)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w (no build for linux/%s)", ErrNotBuilt, arch)
-	}
-	return b, err
-}
+func Binary(arch string) ([]byte, error) { return binary(helperName, arch) }
 
 // Digest is the helper's SHA-256 for arch, computed when it was built (make helper): a
-// session names the helper without reading its 2 MB, which costs tens of milliseconds of
-// page faults and hashing on a small virtual machine.
-func Digest(arch string) (string, error) {
-	b, err := builds.ReadFile("bin/sourceos-helper-linux-" + arch + ".sha256")
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%w (no digest for linux/%s)", ErrNotBuilt, arch)
-	}
-	if err != nil {
-		return "", err
-	}
-	sum := strings.TrimSpace(string(b))
-	if len(sum) != 64 {
-		return "", fmt.Errorf("%w (a malformed digest for linux/%s)", ErrNotBuilt, arch)
-	}
-	return "sha256:" + sum, nil
-}
+// session names the helper without reading it, which costs tens of milliseconds of page
+// faults and hashing on a small virtual machine.
+func Digest(arch string) (string, error) { return digest(helperName, arch) }
 
 // Located is where Install puts the helper for arch below dir, and its digest, without
 // writing or reading the helper itself (for plans and dry runs).
 func Located(dir, arch string) (path, digest string, err error) {
-	digest, err = Digest(arch)
-	if err != nil {
-		return "", "", err
-	}
-	return filepath.Join(dir, "sourceos-helper-"+strings.TrimPrefix(digest, "sha256:")[:16]+"-linux-"+arch), digest, nil
+	return located(helperName, dir, arch)
 }
 
 // Install writes the helper for arch below dir (mode 0755, content-addressed by name) unless
@@ -67,23 +50,64 @@ func Located(dir, arch string) (path, digest string, err error) {
 // sourceosctl's own state, which no session can mount; a process running as the user could
 // replace it, as it could replace sourceosctl itself.
 func Install(dir, arch string) (path, digest string, err error) {
-	path, digest, err = Located(dir, arch)
+	return install(helperName, dir, arch)
+}
+
+// InstallCollector is Install for the collector (cmd/sourceos-collect), which a session runs
+// only when it has work to bring back from its copy.
+func InstallCollector(dir, arch string) (path, digest string, err error) {
+	return install(collectorName, dir, arch)
+}
+
+func binary(name, arch string) ([]byte, error) {
+	b, err := builds.ReadFile("bin/" + name + "-linux-" + arch)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (no %s for linux/%s)", ErrNotBuilt, name, arch)
+	}
+	return b, err
+}
+
+func digest(name, arch string) (string, error) {
+	b, err := builds.ReadFile("bin/" + name + "-linux-" + arch + ".sha256")
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w (no digest of %s for linux/%s)", ErrNotBuilt, name, arch)
+	}
+	if err != nil {
+		return "", err
+	}
+	sum := strings.TrimSpace(string(b))
+	if len(sum) != 64 {
+		return "", fmt.Errorf("%w (a malformed digest of %s for linux/%s)", ErrNotBuilt, name, arch)
+	}
+	return "sha256:" + sum, nil
+}
+
+func located(name, dir, arch string) (path, sum string, err error) {
+	sum, err = digest(name, arch)
 	if err != nil {
 		return "", "", err
 	}
-	built, err := fs.Stat(builds, "bin/sourceos-helper-linux-"+arch)
+	return filepath.Join(dir, name+"-"+strings.TrimPrefix(sum, "sha256:")[:16]+"-linux-"+arch), sum, nil
+}
+
+func install(name, dir, arch string) (path, sum string, err error) {
+	path, sum, err = located(name, dir, arch)
 	if err != nil {
-		return "", "", fmt.Errorf("%w (no build for linux/%s)", ErrNotBuilt, arch)
+		return "", "", err
+	}
+	built, err := fs.Stat(builds, "bin/"+name+"-linux-"+arch)
+	if err != nil {
+		return "", "", fmt.Errorf("%w (no %s for linux/%s)", ErrNotBuilt, name, arch)
 	}
 	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Size() == built.Size() && st.Mode().Perm() == 0o755 {
-		return path, digest, nil
+		return path, sum, nil
 	}
-	b, err := Binary(arch)
+	b, err := binary(name, arch)
 	if err != nil {
 		return "", "", err
 	}
 	if err := atomicfile.Write(path, b, 0o755, atomicfile.Options{}); err != nil {
-		return "", "", fmt.Errorf("install the container helper: %w", err)
+		return "", "", fmt.Errorf("install %s: %w", name, err)
 	}
-	return path, digest, nil
+	return path, sum, nil
 }
