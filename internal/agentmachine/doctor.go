@@ -80,7 +80,7 @@ type DoctorDeps struct {
 	ImagePresent func(ctx context.Context, ref string) (bool, error)
 	// Machine reports the profile's Podman machine (macOS, Windows, or a Linux profile
 	// that names one).
-	Machine func(ctx context.Context, name string) (machine.Info, error)
+	Machine func(ctx context.Context, m machine.Ref) (machine.Info, error)
 	Profile func() (*profile.Profile, error)
 	Dirs    Dirs
 	Repo    string // resolved; "" when none was given and the profile names none
@@ -111,8 +111,8 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 		{"podman-cli", "Podman CLI", d.checkPodmanCLI},
 		{"podman-api", "Podman API", d.checkAPI},
 	}
-	if name := machineOf(prof); name != "" || d.GOOS == "darwin" || d.GOOS == "windows" {
-		probes = append(probes, probe{"machine", "Podman machine", func(ctx context.Context) Check { return d.checkMachine(ctx, name) }})
+	if ref := machineOf(prof); ref.Name != "" || d.GOOS == "darwin" || d.GOOS == "windows" {
+		probes = append(probes, probe{"machine", "Podman machine", func(ctx context.Context) Check { return d.checkMachine(ctx, ref) }})
 	}
 	if d.GOOS == "linux" {
 		probes = append(probes, probe{"rootless", "Rootless readiness", d.checkRootless})
@@ -171,11 +171,12 @@ func (d DoctorDeps) runProbe(ctx context.Context, p probe) Check {
 	return c
 }
 
-func machineOf(p *profile.Profile) string {
+// machineOf is the profile's machine, if it uses one.
+func machineOf(p *profile.Profile) machine.Ref {
 	if p == nil || p.Spec.Machine == nil {
-		return ""
+		return machine.Ref{}
 	}
-	return p.Spec.Machine.Name
+	return machine.Ref{Name: p.Spec.Machine.Name, Provider: p.Spec.Host.Provider}
 }
 
 func ok(finding string) Check { return Check{Status: StatusOK, Finding: finding} }
@@ -261,29 +262,34 @@ func (d DoctorDeps) checkAPI(ctx context.Context) Check {
 	return ok(fmt.Sprintf("%s (%s), server %s, %s, cgroups %s", st.URI, st.Source, st.ServerVersion, mode, st.CgroupsVersion))
 }
 
-func (d DoctorDeps) checkMachine(ctx context.Context, name string) Check {
-	if name == "" {
+func (d DoctorDeps) checkMachine(ctx context.Context, ref machine.Ref) Check {
+	if ref.Name == "" {
 		return fail("the profile names no Podman machine, and this OS needs one", "add spec.machine.name to the profile (see profiles/examples)")
 	}
 	if d.Machine == nil {
 		return fail("cannot inspect Podman machines here", "")
 	}
-	m, err := d.Machine(ctx, name)
+	m, err := d.Machine(ctx, ref)
 	if err != nil {
 		fix := ""
-		var me *MissingError
-		if errors.As(err, &me) {
-			fix = me.Fix
+		var h interface{ Hint() string }
+		if errors.As(err, &h) {
+			fix = h.Hint()
 		}
 		return fail(firstLine(err.Error()), fix)
 	}
-	finding := fmt.Sprintf("%s (%s): %s, %d cpus, %d MiB", m.Name, m.Provider, m.State, m.CPUs, m.MemoryMiB)
-	if len(m.Mounts) > 0 {
+	finding := fmt.Sprintf("%s (%s): %s, %s", m.Name, m.Provider, m.State, m.Resources())
+	switch {
+	case m.MountsUnknown != "":
+		// Unknown is not "none": the machine may share the whole home directory.
+		return warn(finding+"; its shared folders are unknown ("+m.MountsUnknown+"), so a share of your whole home directory cannot be ruled out",
+			"see what the VM mounts: "+machine.Command{Provider: m.Provider, Args: []string{"machine", "ssh", m.Name, "findmnt", "-t", "virtiofs,9p,drvfs"}}.Shell(d.GOOS, ShellQuote))
+	case len(m.Mounts) > 0:
 		finding += ", shares " + strings.Join(m.Mounts, ", ")
 	}
 	if wide := wideShares(m, d.Getenv); wide != "" {
 		return warn(finding+"; it shares "+wide+", so the container allowlist is the only wall around your files",
-			"recreate the machine sharing only your workspace roots: "+initHint(m))
+			"recreate the machine sharing only your workspace roots: "+initHint(m, d.GOOS))
 	}
 	if m.State != machine.Running {
 		return warn(finding, "sourceosctl agent-machine start")

@@ -187,7 +187,7 @@ func TestDoctorFindings(t *testing.T) {
 		{"machine shares /Users", func(d *DoctorDeps) {
 			d.GOOS = "darwin"
 			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
-			d.Machine = func(context.Context, string) (machine.Info, error) {
+			d.Machine = func(context.Context, machine.Ref) (machine.Info, error) {
 				return machine.Info{Name: "m", Provider: "applehv", State: machine.Running, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users", "/private"}}, nil
 			}
 			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))
@@ -196,7 +196,7 @@ func TestDoctorFindings(t *testing.T) {
 		{"machine shares only ~/dev", func(d *DoctorDeps) {
 			d.GOOS = "darwin"
 			d.Getenv = func(k string) string { return map[string]string{"HOME": "/Users/u"}[k] }
-			d.Machine = func(context.Context, string) (machine.Info, error) {
+			d.Machine = func(context.Context, machine.Ref) (machine.Info, error) {
 				return machine.Info{Name: "m", Provider: "applehv", State: machine.Running, CPUs: 4, MemoryMiB: 8192, Mounts: []string{"/Users/u/dev"}}, nil
 			}
 			prof, _ := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "host: {os: linux}", "host: {os: darwin}\n  machine: {name: m}", 1)))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/machine"
 )
 
 // Engine is what sessions, status and stop need from Podman. internal/podman's Client
@@ -35,7 +36,7 @@ type Engine interface {
 // resolving the connection the way the podman CLI would; it never starts a service. The
 // Connection it resolved is returned even when the service does not answer, and has an
 // empty URI when none was found.
-type Connector func(ctx context.Context, machine string) (Engine, Connection, error)
+type Connector func(ctx context.Context, m machine.Ref) (Engine, Connection, error)
 
 // Host is the machine sourceosctl runs on, as the caller sees it.
 type Host struct {

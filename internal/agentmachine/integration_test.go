@@ -13,6 +13,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 	"github.com/sourceos/sourceosctl/internal/policy"
@@ -63,7 +64,7 @@ func TestIntegrationWeakenedSpecIsRefusedBeforeStart(t *testing.T) {
 			var out bytes.Buffer
 			home := t.TempDir()
 			s := &agentmachine.Session{
-				Connect: func(context.Context, string) (agentmachine.Engine, agentmachine.Connection, error) {
+				Connect: func(context.Context, machine.Ref) (agentmachine.Engine, agentmachine.Connection, error) {
 					return weakening{client, weaken}, agentmachine.Connection{URI: env.URI, Source: "test"}, nil
 				},
 				Host:   agentmachine.Host{OS: "linux", Arch: "amd64", UID: 1000, GID: 1000, Home: home, WorkDir: repo},

@@ -1,7 +1,6 @@
 package agentmachine
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -21,6 +20,13 @@ func wideShares(m machine.Info, getenv func(string) string) string {
 	return ""
 }
 
-func initHint(m machine.Info) string {
-	return fmt.Sprintf("podman machine rm %s && podman machine init %s --volume ~/dev:~/dev", m.Name, m.Name)
+// initHint recreates the machine sharing only ~/dev, under its own provider.
+func initHint(m machine.Info, goos string) string {
+	plain := func(a []string) string { return strings.Join(a, " ") } // ~ must stay unquoted for the shell
+	rm := machine.Command{Provider: m.Provider, Args: []string{"machine", "rm", m.Name}}.Shell(goos, plain)
+	init := machine.Command{Provider: m.Provider, Args: []string{"machine", "init", m.Name, "--volume", "~/dev:~/dev"}}.Shell(goos, plain)
+	if goos == "windows" {
+		return rm + "; " + init
+	}
+	return rm + " && " + init
 }

@@ -19,22 +19,20 @@ import (
 // adapted by the CLI).
 type MachineOps interface {
 	List(ctx context.Context) ([]machine.Info, error)
-	Get(ctx context.Context, name string) (machine.Info, bool, error)
-	StartMachine(ctx context.Context, name string) error
-	StopMachine(ctx context.Context, name string) error
+	Get(ctx context.Context, name, provider string) (machine.Info, bool, error)
+	StartMachine(ctx context.Context, m machine.Info) error
+	StopMachine(ctx context.Context, m machine.Info) error
 }
-
-// defaultProviders are the providers Podman uses when none is configured.
-var defaultProviders = map[string]string{"darwin": "applehv", "windows": "wsl", "linux": "qemu"}
 
 // InitCommand is the exact `podman machine init` that creates the profile's machine: its
 // cpus, memory (MiB) and disk (GiB), and --volume for only the workspace roots the profile
 // allows — any --volume replaces the default shares (/Users, /private, /var/folders on
 // macOS), so the VM does not see the whole home directory. WSL mounts drives itself and takes
-// no --volume. A provider other than the OS's default is selected by environment variable.
+// no --volume. The profile's provider is selected by environment variable, as every other
+// machine command is run: the user's containers.conf may name another.
 func InitCommand(p *profile.Profile, goos, repo string) string {
 	m := p.Spec.Machine
-	argv := []string{"podman", "machine", "init", m.Name}
+	argv := []string{"machine", "init", m.Name}
 	if m.CPUs > 0 {
 		argv = append(argv, "--cpus", strconv.Itoa(m.CPUs))
 	}
@@ -54,14 +52,7 @@ func InitCommand(p *profile.Profile, goos, repo string) string {
 			argv = append(argv, "--volume", r+":"+r)
 		}
 	}
-	line := ShellQuote(argv)
-	if provider != "" && provider != defaultProviders[goos] {
-		if goos == "windows" {
-			return fmt.Sprintf(`$env:CONTAINERS_MACHINE_PROVIDER="%s"; %s`, provider, line)
-		}
-		return "CONTAINERS_MACHINE_PROVIDER=" + provider + " " + line
-	}
-	return line
+	return machine.Command{Provider: provider, Args: argv}.Shell(goos, ShellQuote)
 }
 
 // MachineRequest asks for the profile's machine to be started.
@@ -78,14 +69,18 @@ type MachineRequest struct {
 type MachineResult struct {
 	Action  string       `json:"action"` // already-running, starting, started, would-start
 	Machine machine.Info `json:"machine"`
-	Command string       `json:"command,omitempty"`
-	Stopped string       `json:"stoppedOther,omitempty"`
-	DryRun  bool         `json:"dryRun"`
+	// Command is the start command as it runs, environment included, for the client's OS
+	// shell; StopCommand stops the other machine first (--force).
+	Command     string `json:"command,omitempty"`
+	Stopped     string `json:"stoppedOther,omitempty"`
+	StopCommand string `json:"stopCommand,omitempty"`
+	DryRun      bool   `json:"dryRun"`
 }
 
 // MachineConflictError says another machine is running where only one can run at a time.
 type MachineConflictError struct {
 	Running, Wanted, Provider string
+	Stop                      string // the command that stops the running one
 }
 
 func (e *MachineConflictError) Error() string {
@@ -95,13 +90,13 @@ func (e *MachineConflictError) Error() string {
 // Hint is the command that frees the way (sourceosctl never stops a machine it did not
 // start without --force).
 func (e *MachineConflictError) Hint() string {
-	return "podman machine stop " + e.Running + "   # or: sourceosctl agent-machine start --force"
+	return e.Stop + "   # or: sourceosctl agent-machine start --force"
 }
 
 // StartMachine starts the profile's machine if it is stopped, never creating one.
 func StartMachine(ctx context.Context, ops MachineOps, req MachineRequest) (*MachineResult, error) {
 	name := req.Profile.Spec.Machine.Name
-	m, found, err := ops.Get(ctx, name)
+	m, found, err := ops.Get(ctx, name, req.Profile.Spec.Host.Provider)
 	if err != nil {
 		return nil, err
 	}
@@ -118,62 +113,71 @@ func StartMachine(ctx context.Context, ops MachineOps, req MachineRequest) (*Mac
 		res.Action = "starting"
 		return res, nil
 	}
+	// Podman runs one VM at a time, across providers (5.4 and later say so naming the
+	// provider: "podman-machine-wsl already starting or running on the wsl provider"); only
+	// WSL machines, which are WSL distributions, do not require it.
+	var other machine.Info
 	if m.Provider != "wsl" {
 		all, err := ops.List(ctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, other := range all {
-			if other.Name != name && other.State == machine.Running {
+		for _, o := range all {
+			if (o.Name != name || o.Provider != m.Provider) && o.State == machine.Running {
+				other = o
+				stop := machine.Stop(o).Shell(req.GOOS, ShellQuote)
 				if !req.Force {
-					return nil, &MachineConflictError{Running: other.Name, Wanted: name, Provider: m.Provider}
+					return nil, &MachineConflictError{Running: o.Name, Wanted: name, Provider: m.Provider, Stop: stop}
 				}
-				res.Stopped = other.Name
+				res.Stopped, res.StopCommand = o.Name, stop
 			}
 		}
 	}
-	res.Command = ShellQuote([]string{"podman", "machine", "start", name, "--no-info", "-q"})
+	res.Command = machine.Start(m).Shell(req.GOOS, ShellQuote)
 	if req.DryRun {
 		res.Action = "would-start"
 		return res, nil
 	}
 	if res.Stopped != "" {
-		if err := ops.StopMachine(ctx, res.Stopped); err != nil {
+		if err := ops.StopMachine(ctx, other); err != nil {
 			return nil, err
 		}
 	}
-	if err := ops.StartMachine(ctx, name); err != nil {
+	if err := ops.StartMachine(ctx, m); err != nil {
 		return nil, err
 	}
 	if err := remember(req.Ledger, name); err != nil {
 		return nil, err
 	}
-	if res.Machine, _, err = ops.Get(ctx, name); err != nil {
+	if res.Machine, _, err = ops.Get(ctx, name, m.Provider); err != nil {
 		return nil, err
 	}
 	res.Action = "started"
 	return res, nil
 }
 
-// StopMachine stops the profile's machine if this tool started it (or with force).
-func StopMachine(ctx context.Context, ops MachineOps, req MachineRequest) (string, error) {
+// StopMachine stops the profile's machine if this tool started it (or with force). It
+// returns what it did and the stop command, environment included.
+func StopMachine(ctx context.Context, ops MachineOps, req MachineRequest) (string, string, error) {
 	name := req.Profile.Spec.Machine.Name
-	m, found, err := ops.Get(ctx, name)
+	m, found, err := ops.Get(ctx, name, req.Profile.Spec.Host.Provider)
+	if err != nil {
+		return "", "", err
+	}
+	command := machine.Stop(m).Shell(req.GOOS, ShellQuote)
 	switch {
-	case err != nil:
-		return "", err
 	case !found || m.State != machine.Running:
-		return "not-running", nil
+		return "not-running", "", nil
 	case !req.Force && !slices.Contains(startedBy(req.Ledger), name):
-		return "", &InputError{Err: fmt.Errorf("Podman machine %s was not started by sourceosctl, so it is left running", name),
-			Fix: "sourceosctl agent-machine stop --machine --force   # or: podman machine stop " + name}
+		return "", "", &InputError{Err: fmt.Errorf("Podman machine %s was not started by sourceosctl, so it is left running", name),
+			Fix: "sourceosctl agent-machine stop --machine --force   # or: " + command}
 	case req.DryRun:
-		return "would-stop", nil
+		return "would-stop", command, nil
 	}
-	if err := ops.StopMachine(ctx, name); err != nil {
-		return "", err
+	if err := ops.StopMachine(ctx, m); err != nil {
+		return "", "", err
 	}
-	return "stopped", nil
+	return "stopped", command, nil
 }
 
 func startedBy(ledger string) []string {

@@ -240,7 +240,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	if conn.URI == "" {
 		f.Connection.Source = "none found"
 	}
-	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && machineOf(p) == ""
+	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && machineOf(p).Name == ""
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
@@ -268,7 +269,7 @@ func newSessionEnv(t *testing.T, e *fakeEngine, env map[string]string, extra str
 	clock := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	se.session = &Session{
-		Connect: func(context.Context, string) (Engine, Connection, error) {
+		Connect: func(context.Context, machine.Ref) (Engine, Connection, error) {
 			return e, Connection{URI: "unix:///run/user/1000/podman/podman.sock", Source: "rootless socket"}, nil
 		},
 		Host:    Host{OS: "linux", Arch: "amd64", UID: 1000, GID: 1000, Home: home, WorkDir: home, RuntimeDir: "/run/user/1000"},
@@ -759,7 +760,7 @@ func TestAWarningIsPrintedBeforeAReadOnlySession(t *testing.T) {
 	e := &fakeEngine{image: pinned, present: true}
 	se := newSessionEnv(t, e, nil, "")
 	se.session.Host.UID, se.session.Host.GID = 0, 0
-	se.session.Connect = func(context.Context, string) (Engine, Connection, error) {
+	se.session.Connect = func(context.Context, machine.Ref) (Engine, Connection, error) {
 		return rootful{e}, Connection{URI: "unix:///run/podman/podman.sock", Source: "rootful socket"}, nil
 	}
 	if _, err := se.run(t, context.Background(), SessionRequest{Tool: "shell"}); err != nil {

@@ -77,8 +77,8 @@ type StatusDeps struct {
 // be asked (status then exits non-zero).
 func Status(ctx context.Context, d StatusDeps, p *profile.Profile) (StatusReport, error) {
 	r := StatusReport{SchemaVersion: StatusSchemaVersion, Sessions: []StatusEntry{}, Image: StatusImage{Ref: p.Spec.Image.Ref}}
-	if name := machineOf(p); name != "" && d.Machines != nil {
-		r.Machine = machineStatus(ctx, d, name)
+	if ref := machineOf(p); ref.Name != "" && d.Machines != nil {
+		r.Machine = machineStatus(ctx, d, ref)
 	}
 	engine, conn, err := d.Connect(ctx, machineOf(p))
 	r.Connection = StatusAPI{URI: conn.URI, Source: conn.Source}
@@ -91,8 +91,9 @@ func Status(ctx context.Context, d StatusDeps, p *profile.Profile) (StatusReport
 	return r, err
 }
 
-func machineStatus(ctx context.Context, d StatusDeps, name string) *StatusMachine {
-	m, found, err := d.Machines.Get(ctx, name)
+func machineStatus(ctx context.Context, d StatusDeps, ref machine.Ref) *StatusMachine {
+	name := ref.Name
+	m, found, err := d.Machines.Get(ctx, name, ref.Provider)
 	switch {
 	case err != nil:
 		return &StatusMachine{Name: name, Error: err.Error()}
@@ -135,7 +136,7 @@ func fillStatus(ctx context.Context, now time.Time, e Engine, r *StatusReport) e
 // WriteStatus prints the report for a human.
 func WriteStatus(w io.Writer, r StatusReport) error {
 	if m := r.Machine; m != nil {
-		line := fmt.Sprintf("%s (%s): %s, %d cpus, %d MiB", m.Name, m.Provider, m.State, m.CPUs, m.MemoryMiB)
+		line := fmt.Sprintf("%s (%s): %s, %s", m.Name, m.Provider, m.State, machine.Info{CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}.Resources())
 		if m.Uptime != "" {
 			line += ", up " + m.Uptime
 		}

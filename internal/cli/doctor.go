@@ -57,8 +57,8 @@ when nothing fails and 1 otherwise.`,
 
 // serverStatus resolves and connects as a session would (never starting a service) and asks
 // the service for its status, within ctx: each check's time limit reaches the Podman call.
-func serverStatus(ctx context.Context, f *Factory, connection, machine string) (Engine, agentmachine.APIStatus, error) {
-	e, ep, err := f.Connect(ctx, connection, machine)
+func serverStatus(ctx context.Context, f *Factory, connection string, m machinepkg.Ref) (Engine, agentmachine.APIStatus, error) {
+	e, ep, err := f.Connect(ctx, connection, m)
 	if err != nil {
 		return nil, agentmachine.APIStatus{}, err
 	}
@@ -101,7 +101,7 @@ func (f *Factory) doctorDeps(g *GlobalOptions, opts *doctorOptions) agentmachine
 		username = u.Username
 	}
 	git, _ := f.LookPath("git")
-	machine := machineName(prof)
+	machine := machineRef(prof)
 	return agentmachine.DoctorDeps{
 		GOOS: f.GOOS, GOARCH: f.GOARCH, Getenv: f.Getenv, UID: f.UID, Username: username,
 		Runner: f.Runner, LookPath: f.LookPath, ReadFile: f.ReadFile, Stat: f.Stat,
@@ -116,10 +116,10 @@ func (f *Factory) doctorDeps(g *GlobalOptions, opts *doctorOptions) agentmachine
 			_, st, err := serverStatus(ctx, f, g.Connection, machine)
 			return st, err
 		},
-		Machine: func(ctx context.Context, name string) (machinepkg.Info, error) {
-			m, found, err := f.Machines().Get(ctx, name)
+		Machine: func(ctx context.Context, ref machinepkg.Ref) (machinepkg.Info, error) {
+			m, found, err := f.Machines().Get(ctx, ref.Name, ref.Provider)
 			if err == nil && !found {
-				err = &agentmachine.MissingError{Component: "Podman machine " + name, Detail: "does not exist",
+				err = &agentmachine.MissingError{Component: "Podman machine " + ref.Name, Detail: "does not exist",
 					Fix: agentmachine.InitCommand(prof, f.GOOS, repo)}
 			}
 			return m, err

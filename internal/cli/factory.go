@@ -19,6 +19,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/helper"
 	"github.com/sourceos/sourceosctl/internal/image"
+	machinepkg "github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/profiles"
@@ -74,6 +75,9 @@ type Factory struct {
 	// Engine connects to a resolved endpoint. NewFactory's keeps one client per endpoint, so
 	// the checks and steps of one command share a connection.
 	Engine func(ctx context.Context, ep podman.Endpoint) (Engine, error)
+
+	machinesOnce sync.Once
+	machines     podman.Machines
 }
 
 // BuildInfo identifies the binary; Version and Commit are set by the linker (see Makefile).
@@ -159,8 +163,8 @@ func (f *Factory) LoadProfile(path string) (*profile.Profile, error) {
 // Resolver finds the Podman API the way this host's podman CLI would, machines included.
 func (f *Factory) Resolver() podman.Resolver {
 	r := podman.Resolver{Getenv: f.Getenv, GOOS: f.GOOS, UID: f.UID, Runner: f.Runner, Stat: f.Stat, EvalSymlinks: f.EvalSymlinks, TempDir: f.TempDir}
-	r.Machine = func(ctx context.Context, name string) (podman.Endpoint, error) {
-		return r.MachineEndpoint(ctx, f.Machines(), name)
+	r.Machine = func(ctx context.Context, m machinepkg.Ref) (podman.Endpoint, error) {
+		return r.MachineEndpoint(ctx, f.Machines(), m)
 	}
 	return r
 }
@@ -168,8 +172,8 @@ func (f *Factory) Resolver() podman.Resolver {
 // Connect resolves the endpoint for the --connection flag (or the environment, or the
 // profile's machine) and connects to it. The endpoint is returned even when the service does
 // not answer.
-func (f *Factory) Connect(ctx context.Context, connection, machine string) (Engine, podman.Endpoint, error) {
-	ep, err := f.Resolver().Resolve(ctx, connection, machine)
+func (f *Factory) Connect(ctx context.Context, connection string, m machinepkg.Ref) (Engine, podman.Endpoint, error) {
+	ep, err := f.Resolver().Resolve(ctx, connection, m)
 	if err != nil {
 		return nil, ep, err
 	}
@@ -179,8 +183,8 @@ func (f *Factory) Connect(ctx context.Context, connection, machine string) (Engi
 
 // Connector is Connect as a session, status or stop uses it.
 func (f *Factory) Connector(connection string) agentmachine.Connector {
-	return func(ctx context.Context, machine string) (agentmachine.Engine, agentmachine.Connection, error) {
-		e, ep, err := f.Connect(ctx, connection, machine)
+	return func(ctx context.Context, m machinepkg.Ref) (agentmachine.Engine, agentmachine.Connection, error) {
+		e, ep, err := f.Connect(ctx, connection, m)
 		conn := agentmachine.Connection{URI: ep.URI, Source: ep.Source}
 		if err != nil {
 			return nil, conn, err
@@ -190,8 +194,16 @@ func (f *Factory) Connector(connection string) agentmachine.Connector {
 }
 
 // Machines drives `podman machine`.
+// The first Machines made learns how the client lists machines; later ones share it.
 func (f *Factory) Machines() podman.Machines {
-	return podman.Machines{Runner: f.Runner, ReadFile: f.ReadFile}
+	f.machinesOnce.Do(func() {
+		r, ok := f.Runner.(podman.EnvRunner)
+		if !ok {
+			r = podman.ExecRunner{}
+		}
+		f.machines = podman.NewMachines(r, f.ReadFile, f.GOOS)
+	})
+	return f.machines
 }
 
 // RuntimeDir is the rootless runtime directory Podman uses for this user ("" for root, or
@@ -263,12 +275,12 @@ func collector(dir string) func(arch string) (agentmachine.HelperRef, error) {
 // stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.
 const stopTimeout = 10 * time.Second
 
-// machineName is the profile's Podman machine, if it uses one.
-func machineName(p *profile.Profile) string {
+// machineRef is the profile's Podman machine, if it uses one.
+func machineRef(p *profile.Profile) machinepkg.Ref {
 	if p == nil || p.Spec.Machine == nil {
-		return ""
+		return machinepkg.Ref{}
 	}
-	return p.Spec.Machine.Name
+	return machinepkg.Ref{Name: p.Spec.Machine.Name, Provider: p.Spec.Host.Provider}
 }
 
 func systemIO() *IOStreams {

@@ -51,7 +51,7 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 // fingerprintProbes are the fingerprint's probes on this host, each read-only.
 func (f *Factory) fingerprintProbes(g *GlobalOptions, repo string) fingerprint.Probes {
 	prof, profErr := f.LoadProfile(g.Profile)
-	machine := machineName(prof)
+	machine := machineRef(prof)
 	version := func(name string, args ...string) func(context.Context) (string, error) {
 		return func(ctx context.Context) (string, error) {
 			if _, err := f.LookPath(name); err != nil {
@@ -104,12 +104,12 @@ func (f *Factory) fingerprintProbes(g *GlobalOptions, repo string) fingerprint.P
 	}
 	if prof != nil && usesMachine(f.GOOS, prof) {
 		probes.Machine = func(ctx context.Context) *fingerprint.Machine {
-			m, found, err := f.Machines().Get(ctx, machine)
+			m, found, err := f.Machines().Get(ctx, machine.Name, machine.Provider)
 			switch {
 			case err != nil:
-				return &fingerprint.Machine{Name: machine, Absent: firstLineOf(err)}
+				return &fingerprint.Machine{Name: machine.Name, Absent: firstLineOf(err)}
 			case !found:
-				return &fingerprint.Machine{Name: machine, Absent: "the machine does not exist"}
+				return &fingerprint.Machine{Name: machine.Name, Absent: "the machine does not exist"}
 			}
 			return &fingerprint.Machine{Name: m.Name, Provider: m.Provider, State: m.State, CPUs: m.CPUs, MemoryMiB: m.MemoryMiB}
 		}

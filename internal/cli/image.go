@@ -61,7 +61,7 @@ func interrupted(ctx context.Context, err error) error {
 // engineFor connects to the Podman service a command's profile uses.
 func (f *Factory) engineFor(g *GlobalOptions) func(ctx context.Context, p *profile.Profile) (Engine, error) {
 	return func(ctx context.Context, p *profile.Profile) (Engine, error) {
-		e, _, err := f.Connect(ctx, g.Connection, machineName(p))
+		e, _, err := f.Connect(ctx, g.Connection, machineRef(p))
 		return e, err
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	machinepkg "github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
 // usesMachine reports whether the profile's sessions run in a Podman machine.
 func usesMachine(goos string, p *profile.Profile) bool {
-	return goos == "darwin" || goos == "windows" || machineName(p) != ""
+	return goos == "darwin" || goos == "windows" || machineRef(p).Name != ""
 }
 
 type startOptions struct {
@@ -26,7 +27,7 @@ type startOptions struct {
 	Machines    agentmachine.MachineOps
 	Dirs        func() (agentmachine.Dirs, error)
 	// Ping connects to the API the command resolves (for a machine: once it runs).
-	Ping func(ctx context.Context, machine string) (podman.Endpoint, podman.ServerInfo, error)
+	Ping func(ctx context.Context, m machinepkg.Ref) (podman.Endpoint, podman.ServerInfo, error)
 
 	Profile string
 	DryRun  bool
@@ -37,8 +38,8 @@ type startOptions struct {
 func newStartCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := &startOptions{IO: f.IO, GOOS: f.GOOS, LoadProfile: f.LoadProfile, Machines: f.Machines(), Dirs: f.Dirs,
 		Native: func() (agentmachine.StartDeps, error) { return f.startDeps(g) },
-		Ping: func(ctx context.Context, machine string) (podman.Endpoint, podman.ServerInfo, error) {
-			return f.ping(ctx, g.Connection, machine)
+		Ping: func(ctx context.Context, m machinepkg.Ref) (podman.Endpoint, podman.ServerInfo, error) {
+			return f.ping(ctx, g.Connection, m)
 		}}
 	cmd := &cobra.Command{
 		Use:   "start [--dry-run]",
@@ -82,7 +83,7 @@ func (f *Factory) startDeps(g *GlobalOptions) (agentmachine.StartDeps, error) {
 	return agentmachine.StartDeps{
 		UID: f.UID, RuntimeDir: runtime.Path, RuntimeDirErr: runtimeErr, Dirs: dirs, Stat: f.Stat, ReadFile: f.ReadFile,
 		Resolve: func(ctx context.Context) (string, string, error) {
-			ep, err := f.Resolver().Resolve(ctx, g.Connection, "")
+			ep, err := f.Resolver().Resolve(ctx, g.Connection, machinepkg.Ref{})
 			return ep.URI, ep.Source, err
 		},
 		Ping: func(ctx context.Context, uri string) (agentmachine.APIStatus, error) {
@@ -112,10 +113,10 @@ func apiStatus(ctx context.Context, f *Factory, ep podman.Endpoint) (agentmachin
 }
 
 // ping resolves and connects as a session would, and asks the service for its version.
-func (f *Factory) ping(ctx context.Context, connection, machine string) (podman.Endpoint, podman.ServerInfo, error) {
+func (f *Factory) ping(ctx context.Context, connection string, m machinepkg.Ref) (podman.Endpoint, podman.ServerInfo, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	e, ep, err := f.Connect(cctx, connection, machine)
+	e, ep, err := f.Connect(cctx, connection, m)
 	if err != nil {
 		return ep, podman.ServerInfo{}, err
 	}
@@ -181,7 +182,7 @@ func runStartMachine(ctx context.Context, opts *startOptions, prof *profile.Prof
 	}
 	out := opts.IO.Out
 	m := res.Machine
-	desc := fmt.Sprintf("%s (%s, %d cpus, %d MiB)", m.Name, m.Provider, m.CPUs, m.MemoryMiB)
+	desc := fmt.Sprintf("%s (%s, %s)", m.Name, m.Provider, m.Resources())
 	switch res.Action {
 	case "already-running":
 		fmt.Fprintf(out, "✓ Podman machine %s is already running\n", desc)
@@ -190,7 +191,7 @@ func runStartMachine(ctx context.Context, opts *startOptions, prof *profile.Prof
 		return nil
 	case "would-start":
 		if res.Stopped != "" {
-			fmt.Fprintf(out, "dry run: would run podman machine stop %s\n", res.Stopped)
+			fmt.Fprintf(out, "dry run: would run %s\n", res.StopCommand)
 		}
 		fmt.Fprintf(out, "dry run: would run %s\n", res.Command)
 		return nil
@@ -200,7 +201,7 @@ func runStartMachine(ctx context.Context, opts *startOptions, prof *profile.Prof
 		}
 		fmt.Fprintf(out, "✓ Started Podman machine %s\n", desc)
 	}
-	ep, info, err := opts.Ping(ctx, m.Name)
+	ep, info, err := opts.Ping(ctx, machinepkg.Ref{Name: m.Name, Provider: m.Provider})
 	if err != nil {
 		return err
 	}
@@ -253,7 +254,7 @@ func runStop(ctx context.Context, opts *stopOptions) error {
 	if opts.Machine {
 		return runStopMachine(ctx, opts, prof)
 	}
-	engine, _, err := opts.Connect()(ctx, machineName(prof))
+	engine, _, err := opts.Connect()(ctx, machineRef(prof))
 	if err != nil {
 		return err
 	}
@@ -269,7 +270,7 @@ func runStopMachine(ctx context.Context, opts *stopOptions, prof *profile.Profil
 	if err != nil {
 		return err
 	}
-	action, err := agentmachine.StopMachine(ctx, opts.Machines, agentmachine.MachineRequest{
+	action, command, err := agentmachine.StopMachine(ctx, opts.Machines, agentmachine.MachineRequest{
 		Profile: prof, GOOS: opts.GOOS, DryRun: opts.DryRun, Force: opts.Force, Ledger: dirs.MachineLedger()})
 	if err != nil {
 		return err
@@ -279,7 +280,7 @@ func runStopMachine(ctx context.Context, opts *stopOptions, prof *profile.Profil
 	case "not-running":
 		fmt.Fprintf(opts.IO.Out, "Podman machine %s is not running\n", name)
 	case "would-stop":
-		fmt.Fprintf(opts.IO.Out, "dry run: would run podman machine stop %s\n", name)
+		fmt.Fprintf(opts.IO.Out, "dry run: would run %s\n", command)
 	default:
 		fmt.Fprintf(opts.IO.Out, "✓ Stopped Podman machine %s\n", name)
 	}

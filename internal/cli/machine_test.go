@@ -126,24 +126,24 @@ func TestMachineStartAcrossProviders(t *testing.T) {
 		{name: "applehv absent: exact init command, exit 4", goos: "darwin", provider: "applehv",
 			fixture: machineFixture{list: "list-empty.json"}, code: ExitMissing,
 			stderr: []string{"Podman machine sourceos-agent: does not exist; sourceosctl never creates one unasked",
-				"hint: podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60 --volume /Users/u/dev:/Users/u/dev"}},
+				"hint: CONTAINERS_MACHINE_PROVIDER=applehv podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60 --volume /Users/u/dev:/Users/u/dev"}},
 		{name: "libkrun absent: provider selected by environment", goos: "darwin", provider: "libkrun",
 			fixture: machineFixture{list: "list-empty.json"}, code: ExitMissing,
 			stderr: []string{"hint: CONTAINERS_MACHINE_PROVIDER=libkrun podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60 --volume /Users/u/dev:/Users/u/dev"}},
 		{name: "wsl absent: no --volume (WSL mounts drives itself)", goos: "windows", provider: "wsl",
 			fixture: machineFixture{list: "list-empty.json"}, code: ExitMissing,
-			stderr: []string{"hint: podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60\n"}},
+			stderr: []string{`hint: $env:CONTAINERS_MACHINE_PROVIDER="wsl"; podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60` + "\n"}},
 		{name: "hyperv absent: PowerShell provider selection", goos: "windows", provider: "hyperv",
 			fixture: machineFixture{list: "list-empty.json"}, code: ExitMissing,
 			stderr: []string{`hint: $env:CONTAINERS_MACHINE_PROVIDER="hyperv"; podman machine init sourceos-agent --cpus 4 --memory 8192 --disk-size 60 --volume 'C:\Users\u\dev:C:\Users\u\dev'`}},
 		{name: "applehv stopped, dry run: prints the start command", goos: "darwin", provider: "applehv",
 			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json"}, args: []string{"--dry-run"},
-			stdout: []string{"dry run: would run podman machine start sourceos-agent --no-info -q"}},
+			stdout: []string{"dry run: would run CONTAINERS_MACHINE_PROVIDER=applehv podman machine start sourceos-agent --no-info -q"}},
 		{name: "applehv stopped: start issued, then the socket is tried", goos: "darwin", provider: "applehv",
-			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json", listAfter: "list-libkrun-running.json", inspectAfter: "inspect-libkrun-running.json"},
+			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json", listAfter: "list-applehv-running.json", inspectAfter: "inspect-applehv-running.json"},
 			code:    ExitMissing, started: true,
 			stdout: []string{"✓ Started Podman machine sourceos-agent"},
-			stderr: []string{"cannot reach the Podman API at unix:///Users/jacksparrow/.local/share/containers/podman/machine/sourceos-agent/podman.sock (machine sourceos-agent)",
+			stderr: []string{"cannot reach the Podman API at unix:///var/folders/9r/n3056v597wv2cq8s2j80bdnw0000gn/T/podman/sourceos-agent-api.sock (machine sourceos-agent)",
 				"hint: sourceosctl agent-machine start"}},
 		{name: "libkrun running: nothing started", goos: "darwin", provider: "libkrun",
 			fixture: machineFixture{list: "list-libkrun-running.json", inspect: "inspect-libkrun-running.json"}, code: ExitMissing,
@@ -157,7 +157,7 @@ func TestMachineStartAcrossProviders(t *testing.T) {
 			stderr: []string{"ssh://user@127.0.0.1:53298/run/user/1000/podman/podman.sock (machine sourceos-agent (connection sourceos-agent))"}},
 		{name: "hyperv stopped and rootful, dry run", goos: "windows", provider: "hyperv",
 			fixture: machineFixture{list: "list-hyperv-stopped.json", inspect: "inspect-hyperv-stopped.json"}, args: []string{"--dry-run"},
-			stdout: []string{"would run podman machine start sourceos-agent --no-info -q"}},
+			stdout: []string{`would run $env:CONTAINERS_MACHINE_PROVIDER="hyperv"; podman machine start sourceos-agent --no-info -q`}},
 		{name: "failed start: the error is podman's", goos: "darwin", provider: "applehv",
 			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json"},
 			env:     map[string]string{"STUB_START_FAIL": "vfkit exited unexpectedly"}, code: ExitFailure, started: true,
@@ -166,11 +166,11 @@ func TestMachineStartAcrossProviders(t *testing.T) {
 			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json", extraList: "list-libkrun-running.json"},
 			code:    ExitFailure,
 			stderr: []string{"Podman machine other-machine is running, and applehv machines run one at a time; sourceos-agent was not started",
-				"hint: podman machine stop other-machine   # or: sourceosctl agent-machine start --force"}},
+				"hint: CONTAINERS_MACHINE_PROVIDER=libkrun podman machine stop other-machine   # or: sourceosctl agent-machine start --force"}},
 		{name: "another machine running, --force --dry-run: would stop it first", goos: "darwin", provider: "applehv",
 			fixture: machineFixture{list: "list-applehv-stopped.json", inspect: "inspect-applehv-stopped.json", extraList: "list-libkrun-running.json"},
 			args:    []string{"--force", "--dry-run"},
-			stdout:  []string{"dry run: would run podman machine stop other-machine", "dry run: would run podman machine start sourceos-agent --no-info -q"}},
+			stdout:  []string{"dry run: would run CONTAINERS_MACHINE_PROVIDER=libkrun podman machine stop other-machine", "dry run: would run CONTAINERS_MACHINE_PROVIDER=applehv podman machine start sourceos-agent --no-info -q"}},
 		{name: "WSL machines may run side by side", goos: "windows", provider: "wsl",
 			fixture: machineFixture{list: "list-wsl-running.json", inspect: "inspect-wsl-running.json", extraList: "list-wsl-running.json"}, code: ExitMissing,
 			stdout: []string{"is already running"}},
@@ -220,7 +220,7 @@ func TestMachineUnitsFromListAndInspect(t *testing.T) {
 	if len(list) != 1 || list[0].MemoryMiB != 2048 || list[0].DiskGiB != 10 || list[0].State != "stopped" || list[0].Provider != "qemu" {
 		t.Errorf("list = %+v", list)
 	}
-	m, found, err := f.Machines().Get(t.Context(), "podman-machine-default")
+	m, found, err := f.Machines().Get(t.Context(), "podman-machine-default", "")
 	if err != nil || !found {
 		t.Fatalf("get: %v %v", found, err)
 	}
@@ -259,7 +259,7 @@ func TestMachineSharesComeFromItsConfigFile(t *testing.T) {
 		asked = p
 		return []byte(`{"Mounts": [{"Source": "/Users", "Target": "/Users"}, {"Source": "/private", "Target": "/private"}]}`), nil
 	}}
-	got, found, err := m.Get(t.Context(), "sourceos-agent")
+	got, found, err := m.Get(t.Context(), "sourceos-agent", "libkrun")
 	if err != nil || !found {
 		t.Fatalf("get: %v %v", found, err)
 	}

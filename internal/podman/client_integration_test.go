@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
@@ -26,7 +27,7 @@ func connect(t *testing.T, e *podmantest.Env) *podman.Client {
 		},
 		GOOS: "linux", UID: os.Getuid(), Stat: os.Stat, Runner: podman.ExecRunner{},
 	}
-	ep, err := r.Resolve(ctx, "", "")
+	ep, err := r.Resolve(ctx, "", machine.Ref{})
 	if err != nil {
 		t.Fatalf("resolve: %v", err)
 	}

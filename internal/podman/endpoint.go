@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/machine"
 )
 
 // Endpoint is a resolved Podman API address.
@@ -54,14 +56,14 @@ type Resolver struct {
 	TempDir      string
 	// Owner reports a file's owner uid; nil means FileOwner.
 	Owner func(fs.FileInfo) (int, bool)
-	// Machine resolves a Podman machine's endpoint by name (macOS, Windows, or a Linux
-	// profile that names a machine). Nil when machines are not in use.
-	Machine func(ctx context.Context, name string) (Endpoint, error)
+	// Machine resolves a Podman machine's endpoint (macOS, Windows, or a Linux profile that
+	// names a machine). Nil when machines are not in use.
+	Machine func(ctx context.Context, m machine.Ref) (Endpoint, error)
 }
 
 // Resolve applies, in order: the --connection flag (URI or name), CONTAINER_CONNECTION,
 // CONTAINER_HOST, the profile's machine, then on Linux the rootless and rootful sockets.
-func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, error) {
+func (r Resolver) Resolve(ctx context.Context, flag string, m machine.Ref) (Endpoint, error) {
 	if flag != "" {
 		if strings.Contains(flag, "://") {
 			return r.fromURI(flag, "--connection")
@@ -76,8 +78,8 @@ func (r Resolver) Resolve(ctx context.Context, flag, machine string) (Endpoint, 
 		ep.Identity = r.Getenv("CONTAINER_SSHKEY")
 		return ep, err
 	}
-	if machine != "" && r.Machine != nil {
-		return r.Machine(ctx, machine)
+	if m.Name != "" && r.Machine != nil {
+		return r.Machine(ctx, m)
 	}
 	if r.GOOS != "linux" {
 		return Endpoint{}, &NotFoundError{Tried: []string{"--connection", "CONTAINER_CONNECTION", "CONTAINER_HOST", "a Podman machine"},

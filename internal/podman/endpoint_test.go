@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/podman"
 )
 
@@ -120,7 +121,7 @@ func TestResolve(t *testing.T) {
 				Stat:   dirsAndSockets(tt.uid, tt.sockets...),
 				Owner:  fakeOwner,
 			}
-			got, err := r.Resolve(context.Background(), tt.flag, "")
+			got, err := r.Resolve(context.Background(), tt.flag, machine.Ref{})
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("error = %v, want %s", err, tt.wantErr)
@@ -150,7 +151,7 @@ func dirsAndSockets(uid int, paths ...string) func(string) (fs.FileInfo, error) 
 func TestResolveHintsAtStart(t *testing.T) {
 	for _, uid := range []int{0, 1000} {
 		r := podman.Resolver{Getenv: func(string) string { return "" }, GOOS: "linux", UID: uid, Stat: statSockets(), Owner: fakeOwner}
-		_, err := r.Resolve(context.Background(), "", "")
+		_, err := r.Resolve(context.Background(), "", machine.Ref{})
 		var nf *podman.NotFoundError
 		if !errors.As(err, &nf) || nf.Hint() != "sourceosctl agent-machine start" {
 			t.Errorf("uid %d: error %v, want the hint to run start", uid, err)

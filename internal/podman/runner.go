@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -38,4 +40,13 @@ func (r ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byt
 		return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
 	}
 	return stdout.Bytes(), nil
+}
+
+// RunEnv implements EnvRunner: the command runs with env added to the environment.
+func (r ExecRunner) RunEnv(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
+	base := r.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	return ExecRunner{Env: append(slices.Clip(base), env...)}.Run(ctx, name, args...)
 }

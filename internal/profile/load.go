@@ -222,7 +222,7 @@ var defaultProvider = map[string]string{"linux": "native", "darwin": "applehv", 
 // providersFor lists the providers Podman offers on each host OS.
 var providersFor = map[string][]string{
 	"linux":   {"native", "qemu"},
-	"darwin":  {"applehv", "libkrun"},
+	"darwin":  {"applehv", "libkrun", "qemu"}, // qemu: Podman 4 on macOS
 	"windows": {"wsl", "hyperv"},
 }
 
