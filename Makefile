@@ -15,7 +15,8 @@ BIN       := bin/sourceosctl
 # coordinator can fail a duration-bounded run with "context deadline exceeded" at the
 # deadline (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZ      := ./internal/profile:FuzzParse:40 ./internal/policy:FuzzMountPolicy:1500 ./internal/policy:FuzzHardLinks:1200 \
-             ./internal/guard:FuzzExpectation:200000 ./internal/evidence:FuzzEnvelopeParsing:6000 ./internal/image:FuzzCatalog:80000
+             ./internal/guard:FuzzExpectation:200000 ./internal/evidence:FuzzEnvelopeParsing:6000 ./internal/image:FuzzCatalog:80000 \
+             ./internal/egress:FuzzDecide:30000
 FUZZSCALE ?= 1
 CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 

@@ -5,6 +5,8 @@ go 1.26
 require (
 	github.com/containers/podman/v5 v5.7.0
 	github.com/creack/pty v1.1.24
+	// The egress gateway's HTTP CONNECT and plain-HTTP proxying (v1.7.2 is in Podman's graph).
+	github.com/elazarl/goproxy v1.9.3
 	// go-git v5.19+ pulls go-billy v5.9 and filepath-securejoin v0.6, which removed OpenInRoot
 	// and Reopen; Podman v5.7's storage package still calls them ("undefined:
 	// securejoin.OpenInRoot"). go-git, go-billy v5.8.0 and securejoin v0.5.1 move together.
@@ -56,7 +58,7 @@ require (
 	github.com/felixge/httpsnoop v1.0.4 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/go-git/gcfg v1.5.1-0.20230307220236-3a3c6141e376 // indirect
-	github.com/go-git/go-billy/v5 v5.8.0 // indirect; pinned with go-git, see above
+	github.com/go-git/go-billy/v5 v5.8.0 // pinned with go-git, see above
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -106,7 +108,7 @@ require (
 	github.com/proglottis/gpgme v0.1.5 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/secure-systems-lab/go-securesystemslib v0.11.1 // indirect
-	github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3 // indirect
+	github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3
 	github.com/sigstore/fulcio v1.7.1 // indirect
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/skeema/knownhosts v1.3.2 // indirect
@@ -130,9 +132,9 @@ require (
 	go.podman.io/storage v1.61.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
-	golang.org/x/net v0.57.0 // indirect
+	golang.org/x/net v0.57.0
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/sys v0.47.0
 	golang.org/x/time v0.11.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260727163830-6c54dddc4772 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260720155508-bb71a54f79dc // indirect

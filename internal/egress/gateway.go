@@ -1,0 +1,334 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// Verdicts recorded for a connection attempt.
+const (
+	Allowed = "allowed"
+	Denied  = "denied"
+	Failed  = "failed" // allowed by the policy, but no checked address could be dialled
+)
+
+// Event is one connection attempt, as the evidence records it.
+type Event struct {
+	Time     time.Time     `json:"time"`
+	Method   string        `json:"method"` // CONNECT, or the plain HTTP method
+	Host     string        `json:"host"`
+	Port     int           `json:"port"`
+	Address  string        `json:"address,omitempty"` // the address dialled (or refused)
+	Verdict  string        `json:"verdict"`
+	Rule     string        `json:"rule,omitempty"`
+	Source   string        `json:"source,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
+	BytesOut int64         `json:"bytesOut"` // from the container to the destination
+	BytesIn  int64         `json:"bytesIn"`
+	Duration time.Duration `json:"durationNs"`
+}
+
+// Gateway is one session's egress proxy.
+type Gateway struct {
+	Policy Policy
+	// Resolve looks a name up (net.DefaultResolver.LookupNetIP when nil); tests resolve
+	// names to chosen addresses to play DNS rebinding.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Own reports the host's own addresses (refused like private ones); nil: none.
+	Own func(netip.Addr) bool
+	// OnDeny is told each refusal as it happens (the session prints one line).
+	OnDeny func(Event)
+	// DialTimeout bounds each dial (10 s when zero).
+	DialTimeout time.Duration
+
+	mu     sync.Mutex
+	events []*Event
+	open   sync.WaitGroup
+	proxy  *goproxy.ProxyHttpServer
+	server *http.Server
+}
+
+// Events returns every attempt so far, in the order they began; a connection still open is
+// reported with the bytes it has moved.
+func (g *Gateway) Events() []Event {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Event, len(g.events))
+	for i, e := range g.events {
+		out[i] = *e
+		out[i].BytesIn, out[i].BytesOut = atomic.LoadInt64(&e.BytesIn), atomic.LoadInt64(&e.BytesOut)
+	}
+	return out
+}
+
+func (g *Gateway) record(e *Event) {
+	g.mu.Lock()
+	g.events = append(g.events, e)
+	g.mu.Unlock()
+	if e.Verdict == Denied && g.OnDeny != nil {
+		g.OnDeny(*e)
+	}
+}
+
+// Serve answers proxy requests on l until Shutdown.
+func (g *Gateway) Serve(l net.Listener) error {
+	g.init()
+	err := g.server.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes every connection and waits for their records.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.init()
+	err := g.server.Close() // tunnels are hijacked: Close does not wait for them
+	done := make(chan struct{})
+	go func() { g.open.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(err, fmt.Errorf("egress gateway: connections still open: %w", ctx.Err()))
+	}
+	return err
+}
+
+var initMu sync.Mutex
+
+func (g *Gateway) init() {
+	initMu.Lock()
+	defer initMu.Unlock()
+	if g.proxy != nil {
+		return
+	}
+	p := goproxy.NewProxyHttpServer()
+	p.Logger = discard{}
+	p.Tr = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4}
+	p.ConnectDialWithReq = func(req *http.Request, _, addr string) (net.Conn, error) {
+		return g.dial(req.Context(), http.MethodConnect, addr)
+	}
+	p.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		if e := g.decide(http.MethodConnect, host); e != nil {
+			ctx.Resp = denial(ctx.Req, e)
+			return goproxy.RejectConnect, host
+		}
+		return goproxy.OkConnect, host
+	})
+	p.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		host := r.URL.Host
+		if r.URL.Port() == "" {
+			host = net.JoinHostPort(r.URL.Hostname(), "80")
+		}
+		if r.URL.Scheme != "http" {
+			return r, denial(r, &Event{Reason: "only http:// URLs are proxied in plain form; https goes through CONNECT"})
+		}
+		if e := g.decide(r.Method, host); e != nil {
+			return r, denial(r, e)
+		}
+		return r.WithContext(context.WithValue(r.Context(), methodKey{}, r.Method)), nil
+	})
+	// A dial the policy allowed but could not make (refused address, no route) answers 502
+	// with its reason, for CONNECT and for plain requests alike.
+	p.ConnectionErrHandler = func(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+		_ = badGateway(ctx.Req, err).Write(w)
+	}
+	p.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		if resp == nil && ctx.Error != nil {
+			return badGateway(ctx.Req, ctx.Error)
+		}
+		return resp
+	})
+	g.proxy = p
+	g.server = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
+}
+
+type methodKey struct{}
+
+type discard struct{}
+
+func (discard) Printf(string, ...any) {}
+
+// denial is the 403 a client sees, with the reason in its body and a header.
+func denial(r *http.Request, e *Event) *http.Response {
+	body := "sourceosctl egress gateway: " + e.Reason + "\n"
+	resp := goproxy.NewResponse(r, goproxy.ContentTypeText, http.StatusForbidden, body)
+	resp.Header.Set("X-Sourceos-Egress", "denied")
+	return resp
+}
+
+func badGateway(r *http.Request, err error) *http.Response {
+	resp := denial(r, &Event{Reason: err.Error()})
+	resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
+	return resp
+}
+
+// decide records and returns a denial for host:port, or nil when the policy allows it (the
+// dial records the rest).
+func (g *Gateway) decide(method, hostport string) *Event {
+	host, port, err := splitHostPort(hostport)
+	e := &Event{Time: time.Now(), Method: method, Host: host, Port: port, Verdict: Denied}
+	if err != nil {
+		e.Reason = err.Error()
+		g.record(e)
+		return e
+	}
+	v := g.Policy.Decide(host, port)
+	if v.Allowed {
+		return nil
+	}
+	e.Rule, e.Source, e.Reason = v.Rule, v.Source, v.Reason
+	g.record(e)
+	return e
+}
+
+func splitHostPort(hostport string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", hostport)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: bad port", hostport)
+	}
+	return host, port, nil
+}
+
+func (g *Gateway) dialPlain(ctx context.Context, _, addr string) (net.Conn, error) {
+	method, _ := ctx.Value(methodKey{}).(string)
+	if method == "" {
+		method = "GET"
+	}
+	return g.dial(ctx, method, addr)
+}
+
+// dial decides again (the one place every connection passes), resolves the name itself,
+// checks each address and dials only an address it checked. Every outcome is recorded.
+func (g *Gateway) dial(ctx context.Context, method, hostport string) (net.Conn, error) {
+	host, port, err := splitHostPort(hostport)
+	e := &Event{Time: time.Now(), Method: method, Host: host, Port: port}
+	if err != nil {
+		e.Verdict, e.Reason = Denied, err.Error()
+		g.record(e)
+		return nil, errors.New(e.Reason)
+	}
+	v := g.Policy.Decide(host, port)
+	e.Rule, e.Source = v.Rule, v.Source
+	if !v.Allowed {
+		e.Verdict, e.Reason = Denied, v.Reason
+		g.record(e)
+		return nil, errors.New(e.Reason)
+	}
+	addrs, err := g.lookup(ctx, host)
+	if err != nil {
+		e.Verdict, e.Reason = Failed, fmt.Sprintf("resolve %s: %v", host, err)
+		g.record(e)
+		return nil, errors.New(e.Reason)
+	}
+	var refused []string
+	var lastErr error
+	timeout := g.DialTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	for _, a := range addrs {
+		if err := g.Policy.CheckAddress(a, port, g.Own); err != nil {
+			refused = append(refused, err.Error())
+			continue
+		}
+		target := net.JoinHostPort(a.String(), strconv.Itoa(port))
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		e.Verdict, e.Address = Allowed, a.String()
+		g.record(e)
+		g.open.Add(1)
+		return &countedConn{Conn: c, e: e, g: g, start: time.Now()}, nil
+	}
+	if len(refused) > 0 && lastErr == nil {
+		e.Verdict, e.Reason = Denied, fmt.Sprintf("%s resolves only to refused addresses: %s", host, refused[0])
+		e.Address = addrs[0].String()
+		g.record(e)
+		return nil, errors.New(e.Reason)
+	}
+	e.Verdict, e.Reason = Failed, fmt.Sprintf("dial %s: %v", host, lastErr)
+	g.record(e)
+	return nil, errors.New(e.Reason)
+}
+
+func (g *Gateway) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	if g.Resolve != nil {
+		return g.Resolve(ctx, host)
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err == nil && len(addrs) == 0 {
+		err = fmt.Errorf("no addresses")
+	}
+	return addrs, err
+}
+
+// countedConn counts bytes each way and records the duration when closed.
+type countedConn struct {
+	net.Conn
+	e     *Event
+	g     *Gateway
+	start time.Time
+	once  sync.Once
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	atomic.AddInt64(&c.e.BytesIn, int64(n))
+	return n, err
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	atomic.AddInt64(&c.e.BytesOut, int64(n))
+	return n, err
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.g.mu.Lock()
+		c.e.Duration = time.Since(c.start)
+		c.g.mu.Unlock()
+		c.g.open.Done()
+	})
+	return err
+}
+
+// CloseWrite half-closes the destination side when the client finishes sending, as a
+// tunnel relays it.
+func (c *countedConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return nil
+}
+
+// CloseRead is the other half.
+func (c *countedConn) CloseRead() error {
+	if hc, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		return hc.CloseRead()
+	}
+	return nil
+}

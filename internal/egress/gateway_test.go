@@ -1,0 +1,200 @@
+package egress
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// names is the test's DNS: every name the tests use, resolved by the gateway only.
+var names = map[string][]netip.Addr{
+	"allowed.test":  {netip.MustParseAddr("127.0.0.1")},
+	"other.test":    {netip.MustParseAddr("127.0.0.1")},
+	"rebind.test":   {netip.MustParseAddr("127.0.0.1")},
+	"metadata.test": {netip.MustParseAddr("169.254.169.254")},
+	"bad.ok.test":   {netip.MustParseAddr("127.0.0.1")},
+	"a.ok.test":     {netip.MustParseAddr("127.0.0.1")},
+}
+
+func resolve(_ context.Context, host string) ([]netip.Addr, error) {
+	if a, ok := names[host]; ok {
+		return a, nil
+	}
+	return nil, fmt.Errorf("no such host %s", host)
+}
+
+// startGateway serves the policy on a Unix socket, as a session does, and returns a client
+// whose every request goes through it.
+func startGateway(t *testing.T, p Policy, tlsConfig *tls.Config) (*Gateway, *http.Client, string, *[]Event) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "egress.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var denied []Event
+	g := &Gateway{Policy: p, Resolve: resolve, OnDeny: func(e Event) { mu.Lock(); denied = append(denied, e); mu.Unlock() }}
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	tr := &http.Transport{
+		Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) },
+		TLSClientConfig:   tlsConfig,
+		DisableKeepAlives: true,
+	}
+	return g, &http.Client{Transport: tr, Timeout: 10 * time.Second}, sock, &denied
+}
+
+// rawConnect sends a CONNECT by hand, to read the gateway's refusal as a client sees it.
+func rawConnect(t *testing.T, sock, target string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func port(t *testing.T, u string) string {
+	t.Helper()
+	p, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Port()
+}
+
+func TestGatewayAllowsOnlyThePolicy(t *testing.T) {
+	var hits sync.Map
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Store(r.Host, true)
+		_, _ = io.WriteString(w, strings.Repeat("x", 4096))
+	})
+	https := httptest.NewTLSServer(handler)
+	defer https.Close()
+	plain := httptest.NewServer(handler)
+	defer plain.Close()
+	hp, pp := port(t, https.URL), port(t, plain.URL)
+
+	// The test servers are on loopback: an explicit address rule allows 127.0.0.1 (on the two
+	// ports only), as the tests do for their stand-ins for the internet.
+	p := mustPolicy(t, []string{"allowed.test", "*.ok.test", "rebind.test", "metadata.test", "127.0.0.1:" + hp, "127.0.0.1:" + pp}, []string{"bad.ok.test"})
+	tlsConf := https.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	tlsConf.InsecureSkipVerify = true // the test certificate names 127.0.0.1 and example.com, not allowed.test
+	g, client, sock, denied := startGateway(t, p, tlsConf)
+
+	for _, u := range []string{"https://allowed.test:" + hp + "/", "http://allowed.test:" + pp + "/", "https://a.ok.test:" + hp + "/"} {
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s through the gateway: %v", u, err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n != 4096 {
+			t.Errorf("GET %s: %d, %d bytes", u, resp.StatusCode, n)
+		}
+	}
+
+	for _, tc := range []struct{ target, reason string }{
+		{"other.test:" + hp, "is not in the session's egress allowlist; to allow it: --allow-host other.test:" + hp},
+		{"bad.ok.test:" + hp, "is denied by rule bad.ok.test (test); deny rules win over allow rules"},
+		{"rebind.test:443", "rebind.test resolves only to refused addresses: 127.0.0.1 is a loopback address"}, // 127.0.0.1 is named only with the test ports
+		{"metadata.test:80", "metadata.test resolves only to refused addresses: 169.254.169.254 is a cloud metadata address"},
+		{"127.0.0.1:22", "is not in the session's egress allowlist"},
+		{"169.254.169.254:80", "is not in the session's egress allowlist"},
+		{"not-a-target", "is not host:port"},
+	} {
+		resp, body := rawConnect(t, sock, tc.target)
+		wantStatus := http.StatusForbidden
+		if strings.Contains(tc.reason, "resolves only to refused") {
+			wantStatus = http.StatusBadGateway // allowed by name, refused at the dial: the address is what was wrong
+		}
+		if resp.StatusCode != wantStatus || !strings.Contains(body, tc.reason) {
+			t.Errorf("CONNECT %s: %d %q; want %d with %q", tc.target, resp.StatusCode, body, wantStatus, tc.reason)
+		}
+	}
+	resp, err := client.Get("http://other.test:" + pp + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.Header.Get("X-Sourceos-Egress") != "denied" || !strings.Contains(string(body), "--allow-host other.test:"+pp) {
+		t.Errorf("plain GET of a denied host: %d %s %q", resp.StatusCode, resp.Header, body)
+	}
+	if _, ok := hits.Load("other.test:" + pp); ok {
+		t.Error("a denied request reached the server")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events := g.Events()
+	byVerdict := map[string]int{}
+	for _, e := range events {
+		byVerdict[e.Verdict]++
+		switch e.Verdict {
+		case Allowed:
+			if e.Address != "127.0.0.1" || e.BytesIn < 4096 || e.BytesOut == 0 || e.Duration <= 0 || e.Rule == "" {
+				t.Errorf("allowed connection recorded as %+v", e)
+			}
+		case Denied:
+			if e.Reason == "" {
+				t.Errorf("denial without a reason: %+v", e)
+			}
+		}
+	}
+	if byVerdict[Allowed] != 3 || byVerdict[Denied] != 8 {
+		t.Errorf("verdicts %v, want 3 allowed and 8 denied; events:\n%+v", byVerdict, events)
+	}
+	if len(*denied) != 8 {
+		t.Errorf("OnDeny told %d denials, want 8", len(*denied))
+	}
+}
+
+// A name the policy allows never reaches an address it did not check: the gateway dials the
+// address it resolved, and a host name in the request cannot steer it to another.
+func TestGatewayDialsTheCheckedAddress(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	defer srv.Close()
+	pp := port(t, srv.URL)
+	p := mustPolicy(t, []string{"allowed.test:" + pp, "127.0.0.2:" + pp}, nil) // 127.0.0.1 is not named
+	_, client, _, _ := startGateway(t, p, nil)
+	resp, err := client.Get("http://allowed.test:" + pp + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "127.0.0.1 is a loopback address, refused unless an allow rule names it") {
+		t.Errorf("allowed.test (127.0.0.1, not named by an address rule) answered %d %q; want 502 with the reason", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,248 @@
+// Package egress is the session's egress gateway: a policy of allowed and denied destinations,
+// and an HTTP proxy (CONNECT and plain HTTP) that resolves names itself, dials only the address
+// it checked, refuses private and metadata addresses unless a rule names them, and records every
+// connection attempt for the evidence.
+package egress
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// Rule is one destination: an exact host, a "*.suffix" wildcard (subdomains only, never the
+// suffix itself), an IP address or CIDR prefix, and an optional port (0: any).
+type Rule struct {
+	Host   string       // normalised: lower case, ASCII (IDNs in punycode), no trailing dot
+	Prefix netip.Prefix // set when the rule is an address or prefix
+	Port   int
+	Source string // where the rule comes from: "profile", "tool claude-code", "--allow-host"
+}
+
+// String is the rule as written.
+func (r Rule) String() string {
+	h := r.Host
+	if r.Prefix.IsValid() {
+		h = r.Prefix.String()
+		if r.Prefix.IsSingleIP() {
+			h = r.Prefix.Addr().String()
+		}
+		if r.Port != 0 && r.Prefix.Addr().Is6() {
+			h = "[" + h + "]"
+		}
+	}
+	if r.Port != 0 {
+		return h + ":" + strconv.Itoa(r.Port)
+	}
+	return h
+}
+
+// ParseRule reads "host", "*.suffix", "host:port", an IPv4 or [IPv6] address with an optional
+// port, or a CIDR prefix.
+func ParseRule(s, source string) (Rule, error) {
+	r := Rule{Source: source}
+	raw := strings.TrimSpace(s)
+	if raw == "" {
+		return r, fmt.Errorf("empty destination")
+	}
+	hostPart, port := raw, ""
+	switch {
+	case strings.HasPrefix(raw, "["):
+		end := strings.Index(raw, "]")
+		if end < 0 {
+			return r, fmt.Errorf("%q: missing ] after the IPv6 address", s)
+		}
+		hostPart, port = raw[1:end], strings.TrimPrefix(raw[end+1:], ":")
+		if rest := raw[end+1:]; rest != "" && !strings.HasPrefix(rest, ":") {
+			return r, fmt.Errorf("%q: unexpected %q after the IPv6 address", s, rest)
+		}
+	case strings.Count(raw, ":") == 1:
+		hostPart, port, _ = strings.Cut(raw, ":")
+	}
+	if port != "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return r, fmt.Errorf("%q: port must be 1-65535", s)
+		}
+		r.Port = p
+	}
+	if pfx, err := netip.ParsePrefix(hostPart); err == nil {
+		r.Prefix = pfx.Masked()
+		return r, nil
+	}
+	if a, err := netip.ParseAddr(hostPart); err == nil {
+		r.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		return r, nil
+	}
+	wild := strings.HasPrefix(hostPart, "*.")
+	name, err := normalise(strings.TrimPrefix(hostPart, "*."))
+	if err != nil {
+		return r, fmt.Errorf("%q: %v", s, err)
+	}
+	if strings.Contains(name, "*") {
+		return r, fmt.Errorf("%q: a wildcard is allowed only as a leading \"*.\"", s)
+	}
+	if wild {
+		if !strings.Contains(name, ".") {
+			return r, fmt.Errorf("%q: a wildcard needs a suffix of two labels or more, such as *.example.com", s)
+		}
+		name = "*." + name
+	}
+	r.Host = name
+	return r, nil
+}
+
+// normalise lower-cases a host name, converts an IDN to ASCII and drops a trailing dot.
+func normalise(h string) (string, error) {
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if h == "" {
+		return "", fmt.Errorf("empty host")
+	}
+	if strings.ContainsAny(h, " /\\@?#%") {
+		return "", fmt.Errorf("%q is not a host name", h)
+	}
+	if strings.Contains(strings.TrimPrefix(h, "*."), "*") {
+		return "", fmt.Errorf("a wildcard is allowed only as a leading \"*.\"")
+	}
+	ascii, err := idna.Lookup.ToASCII(strings.TrimPrefix(h, "*."))
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid host name: %v", h, err)
+	}
+	if strings.HasPrefix(h, "*.") {
+		ascii = "*." + ascii
+	}
+	return ascii, nil
+}
+
+// matches reports whether the rule covers host (normalised, or an address) and port.
+func (r Rule) matches(host string, addr netip.Addr, port int) bool {
+	if r.Port != 0 && r.Port != port {
+		return false
+	}
+	if r.Prefix.IsValid() {
+		return addr.IsValid() && r.Prefix.Contains(addr)
+	}
+	if addr.IsValid() {
+		return false // a name rule never covers an address the client gave literally
+	}
+	if suffix, ok := strings.CutPrefix(r.Host, "*."); ok {
+		return strings.HasSuffix(host, "."+suffix)
+	}
+	return host == r.Host
+}
+
+// Policy is the session's egress policy. Deny wins over allow; nothing is allowed by default.
+type Policy struct {
+	Allow []Rule
+	Deny  []Rule
+}
+
+// Verdict is the policy's answer for one destination.
+type Verdict struct {
+	Allowed bool
+	Rule    string // the rule that decided ("" when nothing matched)
+	Source  string // where that rule comes from
+	Reason  string // for a human and an agent: why, and how to allow it
+}
+
+// Decide applies the policy to a destination as the client named it.
+func (p Policy) Decide(host string, port int) Verdict {
+	name, addr, err := destination(host)
+	if err != nil {
+		return Verdict{Reason: err.Error()}
+	}
+	for _, r := range p.Deny {
+		if r.matches(name, addr, port) {
+			return Verdict{Rule: r.String(), Source: r.Source,
+				Reason: fmt.Sprintf("%s:%d is denied by rule %s (%s); deny rules win over allow rules", host, port, r, r.Source)}
+		}
+	}
+	for _, r := range p.Allow {
+		if r.matches(name, addr, port) {
+			return Verdict{Allowed: true, Rule: r.String(), Source: r.Source}
+		}
+	}
+	return Verdict{Reason: fmt.Sprintf("%s:%d is not in the session's egress allowlist; to allow it: --allow-host %s:%d, or add it to spec.network.egress.allow in the profile", host, port, host, port)}
+}
+
+// destination splits what a client asked for into a normalised name or an address.
+func destination(host string) (string, netip.Addr, error) {
+	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" {
+			return "", netip.Addr{}, fmt.Errorf("%s: addresses with a zone are refused", host)
+		}
+		return "", a.Unmap(), nil
+	}
+	name, err := normalise(h)
+	if err != nil {
+		return "", netip.Addr{}, err
+	}
+	if strings.HasPrefix(name, "*.") {
+		return "", netip.Addr{}, fmt.Errorf("%s is not a host name", host)
+	}
+	return name, netip.Addr{}, nil
+}
+
+// metadata are the cloud metadata services' addresses outside the special ranges below.
+var metadata = []netip.Prefix{
+	netip.MustParsePrefix("169.254.169.254/32"), // AWS, GCP, Azure, OpenStack (also link-local)
+	netip.MustParsePrefix("fd00:ec2::254/128"),  // AWS IPv6
+	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud
+}
+
+// special names why an address is not on the public internet ("" when it is).
+func special(a netip.Addr) string {
+	for _, m := range metadata {
+		if m.Contains(a) {
+			return "a cloud metadata address"
+		}
+	}
+	switch {
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast():
+		return "a link-local address"
+	case a.IsPrivate():
+		return "a private address"
+	case a.IsUnspecified():
+		return "the unspecified address"
+	case a.IsMulticast() || a.IsInterfaceLocalMulticast():
+		return "a multicast address"
+	case netip.MustParsePrefix("100.64.0.0/10").Contains(a):
+		return "a carrier-grade NAT address"
+	case a.Is4() && a.As4()[0] == 0, netip.MustParsePrefix("240.0.0.0/4").Contains(a):
+		return "a reserved address"
+	}
+	return ""
+}
+
+// CheckAddress says whether the gateway may dial addr for a destination the policy allowed:
+// an address that is not on the public internet (loopback, link-local, private, metadata,
+// reserved) or is one of the host's own is refused unless an allow rule names that address
+// explicitly (an address or prefix rule — never a host name, which a resolver controls).
+func (p Policy) CheckAddress(a netip.Addr, port int, own func(netip.Addr) bool) error {
+	a = a.Unmap()
+	for _, r := range p.Deny {
+		if r.Prefix.IsValid() && r.matches("", a, port) {
+			return fmt.Errorf("%s is denied by rule %s (%s)", a, r, r.Source)
+		}
+	}
+	why := special(a)
+	if why == "" && own != nil && own(a) {
+		why = "one of this host's own addresses"
+	}
+	if why == "" {
+		return nil
+	}
+	for _, r := range p.Allow {
+		if r.Prefix.IsValid() && r.matches("", a, port) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is %s, refused unless an allow rule names it (such as %s)", a, why, net.JoinHostPort(a.String(), strconv.Itoa(port)))
+}
