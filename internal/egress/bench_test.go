@@ -39,8 +39,10 @@ func benchClients(b *testing.B, srv *httptest.Server) (via, direct *http.Client,
 	tlsConf := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	tlsConf.InsecureSkipVerify = true // the certificate does not name allowed.test
 	via = &http.Client{Transport: &http.Transport{
-		Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) },
+		Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
 		TLSClientConfig:   tlsConf,
 		DisableKeepAlives: true,
 	}}

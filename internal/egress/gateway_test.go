@@ -56,8 +56,10 @@ func startGateway(t *testing.T, p Policy, tlsConfig *tls.Config) (*Gateway, *htt
 		}
 	})
 	tr := &http.Transport{
-		Proxy:             http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) },
+		Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
 		TLSClientConfig:   tlsConfig,
 		DisableKeepAlives: true,
 	}
