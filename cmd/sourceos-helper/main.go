@@ -1,26 +1,54 @@
 //go:build linux
 
 // Command sourceos-helper runs first in every governed container, mounted read-only by
-// sourceosctl: `sourceos-helper check EXPECTATION -- TOOL [ARG...]` checks the container from
-// inside against its plan (see internal/guard) and then becomes the tool (exec), or refuses
-// with a line the session recognises and exit code 121. It is small on purpose: it adds about
-// a millisecond to a session.
+// sourceosctl: `sourceos-helper check EXPECTATION [--forward 127.0.0.1:PORT=SOCKET]... -- TOOL
+// [ARG...]` checks the container from inside against its plan (see internal/guard), starts a
+// forwarder for each --forward (TCP on loopback to a mounted Unix socket: the way to the
+// session's egress gateway from a container with no network), and then becomes the tool
+// (exec); or it refuses with a line the session recognises and exit code 121. It is small on
+// purpose: it adds about a millisecond to a session.
 package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sourceos/sourceosctl/internal/forward"
 	"github.com/sourceos/sourceosctl/internal/guard"
 )
 
+const usage = "usage: sourceos-helper check EXPECTATION [--forward 127.0.0.1:PORT=SOCKET]... -- COMMAND [ARG...]"
+
+// exitForward is the exit code when a planned forwarder cannot start: the tool never runs
+// without the egress path its plan gave it.
+const exitForward = 122
+
 func main() {
-	if len(os.Args) < 5 || os.Args[1] != "check" || os.Args[3] != "--" {
-		fmt.Fprintln(os.Stderr, "usage: sourceos-helper check EXPECTATION -- COMMAND [ARG...]")
+	if len(os.Args) >= 2 && os.Args[1] == forwarderArg {
+		serveForwarders(os.Args[2:])
+		return
+	}
+	if len(os.Args) < 5 || os.Args[1] != "check" {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	rest := os.Args[3:]
+	var forwards []forward.Spec
+	for len(rest) >= 2 && rest[0] == "--forward" {
+		spec, err := forward.Parse(rest[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sourceos-helper:", err)
+			os.Exit(2)
+		}
+		forwards, rest = append(forwards, spec), rest[2:]
+	}
+	if len(rest) < 2 || rest[0] != "--" {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	e, err := guard.Decode(os.Args[2])
@@ -33,7 +61,11 @@ func main() {
 		os.Exit(guard.ExitRefused)
 	}
 	fmt.Fprintln(os.Stderr, guard.PassLine(e.Nonce))
-	argv := os.Args[4:]
+	if err := startForwarders(forwards); err != nil {
+		fmt.Fprintln(os.Stderr, "sourceos-helper: egress forwarder:", err)
+		os.Exit(exitForward)
+	}
+	argv := rest[1:]
 	bin, err := exec.LookPath(argv[0])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sourceos-helper: %s: %v\n", argv[0], err)
@@ -42,6 +74,58 @@ func main() {
 	err = syscall.Exec(bin, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "sourceos-helper: exec %s: %v\n", bin, err)
 	os.Exit(126)
+}
+
+// forwarderArg runs the helper as the forwarders' process: its listeners arrive as open
+// files from 3 on, one per socket argument.
+const forwarderArg = "__forward"
+
+// startForwarders binds each listener here — so a tool that connects at once finds it
+// listening — and hands them to a child process of this binary that serves them while the
+// tool runs; the child lives as long as the container.
+func startForwarders(specs []forward.Spec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	files := []*os.File{nil, nil, os.Stderr}
+	args := []string{"sourceos-helper", forwarderArg}
+	for _, s := range specs {
+		l, err := net.Listen("tcp", s.Listen)
+		if err != nil {
+			return err
+		}
+		f, err := l.(*net.TCPListener).File()
+		_ = l.Close()
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		files, args = append(files, f), append(args, s.Socket)
+	}
+	p, err := os.StartProcess(self, args, &os.ProcAttr{Files: files})
+	if err != nil {
+		return err
+	}
+	return p.Release()
+}
+
+func serveForwarders(sockets []string) {
+	done := make(chan error, len(sockets))
+	for i, sock := range sockets {
+		l, err := net.FileListener(os.NewFile(uintptr(3+i), "forward"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sourceos-helper: egress forwarder:", err)
+			os.Exit(exitForward)
+		}
+		go func() { done <- forward.Serve(l, sock) }()
+	}
+	err := <-done
+	fmt.Fprintln(os.Stderr, "sourceos-helper: egress forwarder stopped:", err)
+	os.Exit(exitForward)
 }
 
 func system() guard.System {

@@ -21,32 +21,12 @@ func TestMain(m *testing.M) { podmantest.Main(m) }
 // own view, and never runs the command.
 func TestIntegrationTheHelperSeesWhatInspectCannot(t *testing.T) {
 	e := podmantest.Need(t)
-	bin, err := helper.Binary(runtime.GOARCH)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "sourceos-helper")
-	if err := os.WriteFile(path, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	path := installHelper(t)
 	want := guard.Expectation{Nonce: "it", UID: 1000, GID: 1000, Groups: []int{1000},
 		Env:      map[string]string{"container": "podman", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/agent"},
 		EnvNames: []string{"HOSTNAME", "TERM"}, Mounts: []string{container.HelperTarget, "/tmp"},
 		Hostname: "sourceos-agent", Umask: 0o022, Interfaces: []string{"lo"}}
-	hardened := []string{"run", "--rm", "--init", "--user", "1000:1000", "--userns", "", "--cap-drop", "ALL",
-		"--security-opt", "no-new-privileges", "--read-only", "--read-only-tmpfs=false", "--network", "none",
-		"--hostname", "sourceos-agent", "--umask", "0022", "--env", "HOME=/home/agent",
-		"--sysctl", "net.ipv4.ping_group_range=1 0",
-		"--tmpfs", "/tmp:rw,nosuid,nodev,size=1m,mode=1777", "--mount", "type=bind,source=" + path + ",destination=" + container.HelperTarget + ",ro=true"}
-	if e.User == "" && os.Getuid() == 0 {
-		hardened = removeUserns(hardened)
-	} else {
-		hardened = setUserns(hardened, "keep-id")
-	}
+	hardened := hardenedArgs(e, path)
 	runHelper := func(extra ...string) (string, error) {
 		base := hardened
 		if len(extra) > 0 && extra[0] == "--uts" {
@@ -90,6 +70,38 @@ func TestIntegrationTheHelperSeesWhatInspectCannot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// installHelper writes the helper for this architecture where a container can mount it.
+func installHelper(t *testing.T) string {
+	t.Helper()
+	bin, err := helper.Binary(runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sourceos-helper")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// hardenedArgs are a session's container settings, as `podman run` flags, with the helper
+// mounted: no network but loopback, all capabilities dropped, read-only root.
+func hardenedArgs(e *podmantest.Env, helperPath string) []string {
+	args := []string{"run", "--rm", "--init", "--user", "1000:1000", "--userns", "", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges", "--read-only", "--read-only-tmpfs=false", "--network", "none",
+		"--hostname", "sourceos-agent", "--umask", "0022", "--env", "HOME=/home/agent",
+		"--sysctl", "net.ipv4.ping_group_range=1 0",
+		"--tmpfs", "/tmp:rw,nosuid,nodev,size=1m,mode=1777", "--mount", "type=bind,source=" + helperPath + ",destination=" + container.HelperTarget + ",ro=true"}
+	if e.User == "" && os.Getuid() == 0 {
+		return removeUserns(args)
+	}
+	return setUserns(args, "keep-id")
 }
 
 // A real-time priority limit is not among the cases: the runtime cannot raise it above the
