@@ -44,8 +44,19 @@ func TestIntegrationEgressThroughTheForwarder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The container's user is not the test's: only in this test is the socket open to all.
-	if err := os.Chmod(sock, 0o666); err != nil {
+	// The socket belongs to the user the container runs as, mode 0600, as a session will
+	// make it: uid 1000 on a root service (no user namespace). A rootless service maps the
+	// container's user to its own account, which this (root) test process is not: there
+	// only, the socket is opened to all.
+	mode := os.FileMode(0o600)
+	if e.User == "" && os.Getuid() == 0 {
+		if err := os.Chown(sock, 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		mode = 0o666
+	}
+	if err := os.Chmod(sock, mode); err != nil {
 		t.Fatal(err)
 	}
 	var policy egress.Policy
@@ -79,7 +90,8 @@ func TestIntegrationEgressThroughTheForwarder(t *testing.T) {
 	for _, k := range []string{"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"} {
 		args = append(args, "--env", k+"="+proxy)
 	}
-	args = append(args, "--mount", "type=bind,source="+sockDir+",destination=/run/sourceos",
+	// Read-only: connecting to a socket needs no write access to its file system.
+	args = append(args, "--mount", "type=bind,source="+sockDir+",destination=/run/sourceos,ro=true",
 		"--entrypoint", container.HelperTarget, podmantest.Image,
 		"check", want.Encode(), "--forward", "127.0.0.1:3128=/run/sourceos/egress.sock", "--", "sh", "-c",
 		fmt.Sprintf(`wget -q -O- http://allowed.test:%[1]d/ ; echo " wget-allowed=$? ."
