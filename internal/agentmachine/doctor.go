@@ -111,7 +111,7 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 		{"podman-cli", "Podman CLI", d.checkPodmanCLI},
 		{"podman-api", "Podman API", d.checkAPI},
 	}
-	if ref := machineOf(prof); ref.Name != "" || d.GOOS == "darwin" || d.GOOS == "windows" {
+	if ref := MachineOf(prof); ref.Name != "" || d.GOOS == "darwin" || d.GOOS == "windows" {
 		probes = append(probes, probe{"machine", "Podman machine", func(ctx context.Context) Check { return d.checkMachine(ctx, ref) }})
 	}
 	if d.GOOS == "linux" {
@@ -171,8 +171,8 @@ func (d DoctorDeps) runProbe(ctx context.Context, p probe) Check {
 	return c
 }
 
-// machineOf is the profile's machine, if it uses one.
-func machineOf(p *profile.Profile) machine.Ref {
+// MachineOf is the profile's machine (its name and provider), if it uses one.
+func MachineOf(p *profile.Profile) machine.Ref {
 	if p == nil || p.Spec.Machine == nil {
 		return machine.Ref{}
 	}

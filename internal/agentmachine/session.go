@@ -235,12 +235,12 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 		cctx, cancel = context.WithTimeout(ctx, dryRunConnect)
 		defer cancel()
 	}
-	engine, conn, err := s.Connect(cctx, machineOf(p))
+	engine, conn, err := s.Connect(cctx, MachineOf(p))
 	f.Connection = conn
 	if conn.URI == "" {
 		f.Connection.Source = "none found"
 	}
-	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && machineOf(p).Name == ""
+	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && MachineOf(p).Name == ""
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {

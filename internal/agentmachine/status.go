@@ -77,10 +77,10 @@ type StatusDeps struct {
 // be asked (status then exits non-zero).
 func Status(ctx context.Context, d StatusDeps, p *profile.Profile) (StatusReport, error) {
 	r := StatusReport{SchemaVersion: StatusSchemaVersion, Sessions: []StatusEntry{}, Image: StatusImage{Ref: p.Spec.Image.Ref}}
-	if ref := machineOf(p); ref.Name != "" && d.Machines != nil {
+	if ref := MachineOf(p); ref.Name != "" && d.Machines != nil {
 		r.Machine = machineStatus(ctx, d, ref)
 	}
-	engine, conn, err := d.Connect(ctx, machineOf(p))
+	engine, conn, err := d.Connect(ctx, MachineOf(p))
 	r.Connection = StatusAPI{URI: conn.URI, Source: conn.Source}
 	if err == nil {
 		err = fillStatus(ctx, d.Now(), engine, &r)

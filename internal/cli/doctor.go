@@ -101,7 +101,7 @@ func (f *Factory) doctorDeps(g *GlobalOptions, opts *doctorOptions) agentmachine
 		username = u.Username
 	}
 	git, _ := f.LookPath("git")
-	machine := machineRef(prof)
+	machine := agentmachine.MachineOf(prof)
 	return agentmachine.DoctorDeps{
 		GOOS: f.GOOS, GOARCH: f.GOARCH, Getenv: f.Getenv, UID: f.UID, Username: username,
 		Runner: f.Runner, LookPath: f.LookPath, ReadFile: f.ReadFile, Stat: f.Stat,

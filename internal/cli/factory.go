@@ -275,14 +275,6 @@ func collector(dir string) func(arch string) (agentmachine.HelperRef, error) {
 // stopTimeout is how long a container gets to stop after Ctrl-C or SIGTERM.
 const stopTimeout = 10 * time.Second
 
-// machineRef is the profile's Podman machine, if it uses one.
-func machineRef(p *profile.Profile) machinepkg.Ref {
-	if p == nil || p.Spec.Machine == nil {
-		return machinepkg.Ref{}
-	}
-	return machinepkg.Ref{Name: p.Spec.Machine.Name, Provider: p.Spec.Host.Provider}
-}
-
 func systemIO() *IOStreams {
 	isTTY := func(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 	s := &IOStreams{

@@ -51,7 +51,7 @@ func runFingerprint(ctx context.Context, opts *fingerprintOptions) error {
 // fingerprintProbes are the fingerprint's probes on this host, each read-only.
 func (f *Factory) fingerprintProbes(g *GlobalOptions, repo string) fingerprint.Probes {
 	prof, profErr := f.LoadProfile(g.Profile)
-	machine := machineRef(prof)
+	machine := agentmachine.MachineOf(prof)
 	version := func(name string, args ...string) func(context.Context) (string, error) {
 		return func(ctx context.Context) (string, error) {
 			if _, err := f.LookPath(name); err != nil {

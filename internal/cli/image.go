@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
@@ -61,7 +62,7 @@ func interrupted(ctx context.Context, err error) error {
 // engineFor connects to the Podman service a command's profile uses.
 func (f *Factory) engineFor(g *GlobalOptions) func(ctx context.Context, p *profile.Profile) (Engine, error) {
 	return func(ctx context.Context, p *profile.Profile) (Engine, error) {
-		e, _, err := f.Connect(ctx, g.Connection, machineRef(p))
+		e, _, err := f.Connect(ctx, g.Connection, agentmachine.MachineOf(p))
 		return e, err
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 // usesMachine reports whether the profile's sessions run in a Podman machine.
 func usesMachine(goos string, p *profile.Profile) bool {
-	return goos == "darwin" || goos == "windows" || machineRef(p).Name != ""
+	return goos == "darwin" || goos == "windows" || agentmachine.MachineOf(p).Name != ""
 }
 
 type startOptions struct {
@@ -254,7 +254,7 @@ func runStop(ctx context.Context, opts *stopOptions) error {
 	if opts.Machine {
 		return runStopMachine(ctx, opts, prof)
 	}
-	engine, _, err := opts.Connect()(ctx, machineRef(prof))
+	engine, _, err := opts.Connect()(ctx, agentmachine.MachineOf(prof))
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ type Gateway struct {
 	mu     sync.Mutex
 	events []*Event
 	open   sync.WaitGroup
-	proxy  *goproxy.ProxyHttpServer
+	once   sync.Once
 	server *http.Server
 }
 
@@ -83,7 +83,7 @@ func (g *Gateway) record(e *Event) {
 
 // Serve answers proxy requests on l until Shutdown.
 func (g *Gateway) Serve(l net.Listener) error {
-	g.init()
+	g.once.Do(g.init)
 	err := g.server.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -93,7 +93,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 
 // Shutdown stops accepting, closes every connection and waits for their records.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.init()
+	g.once.Do(g.init)
 	err := g.server.Close() // tunnels are hijacked: Close does not wait for them
 	done := make(chan struct{})
 	go func() { g.open.Wait(); close(done) }()
@@ -105,14 +105,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
-var initMu sync.Mutex
-
+// init builds the proxy; it runs once, at the first Serve or Shutdown.
 func (g *Gateway) init() {
-	initMu.Lock()
-	defer initMu.Unlock()
-	if g.proxy != nil {
-		return
-	}
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = discard{}
 	p.Tr = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4}
@@ -150,7 +144,6 @@ func (g *Gateway) init() {
 		}
 		return resp
 	})
-	g.proxy = p
 	g.server = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 }
 

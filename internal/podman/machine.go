@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/machine"
@@ -67,18 +67,14 @@ type Machines struct {
 	Runner   EnvRunner
 	ReadFile func(string) ([]byte, error)
 	GOOS     string // the client's OS: which providers exist
-	how      *listing
-}
-
-// listing remembers, for one process, whether the client refused --all-providers.
-type listing struct {
-	mu      sync.Mutex
-	refused bool
+	// refused remembers, for one process, that the client refused --all-providers (nil: ask
+	// every time).
+	refused *atomic.Bool
 }
 
 // NewMachines returns a Machines that learns at its first list how the client lists machines.
 func NewMachines(r EnvRunner, readFile func(string) ([]byte, error), goos string) Machines {
-	return Machines{Runner: r, ReadFile: readFile, GOOS: goos, how: &listing{}}
+	return Machines{Runner: r, ReadFile: readFile, GOOS: goos, refused: &atomic.Bool{}}
 }
 
 // Providers are the machine providers Podman has on each client OS, default first. qemu is
@@ -101,12 +97,17 @@ func (m Machines) ListCommands(refused bool) []machine.Command {
 	}
 	var cmds []machine.Command
 	for _, p := range Providers[m.GOOS] {
-		cmds = append(cmds, machine.Command{Provider: p, Args: []string{"machine", "list", "--format", "json"}})
+		cmds = append(cmds, listScoped(p))
 	}
 	if len(cmds) == 0 { // an OS without machine providers: the user's default
-		cmds = []machine.Command{{Args: []string{"machine", "list", "--format", "json"}}}
+		cmds = []machine.Command{listScoped("")}
 	}
 	return cmds
+}
+
+// listScoped lists the machines of one provider ("" the user's default).
+func listScoped(provider string) machine.Command {
+	return machine.Command{Provider: provider, Args: []string{"machine", "list", "--format", "json"}}
 }
 
 func (m Machines) run(ctx context.Context, c machine.Command) ([]byte, error) {
@@ -128,7 +129,7 @@ func (m Machines) List(ctx context.Context) ([]machine.Info, error) {
 // listAll asks with --all-providers unless the client refused it before; ok is false when
 // it refuses (now or before).
 func (m Machines) listAll(ctx context.Context) ([]machine.Info, bool, error) {
-	if m.how != nil && m.refused() {
+	if m.refused != nil && m.refused.Load() {
 		return nil, false, nil
 	}
 	out, err := m.run(ctx, m.ListCommands(false)[0])
@@ -139,10 +140,8 @@ func (m Machines) listAll(ctx context.Context) ([]machine.Info, bool, error) {
 	case !flagRefused(err):
 		return nil, false, fmt.Errorf("list Podman machines: %w", err)
 	}
-	if m.how != nil {
-		m.how.mu.Lock()
-		m.how.refused = true
-		m.how.mu.Unlock()
+	if m.refused != nil {
+		m.refused.Store(true)
 	}
 	return nil, false, nil
 }
@@ -175,12 +174,6 @@ func (m Machines) listEach(ctx context.Context, cmds []machine.Command) ([]machi
 		return nil, firstErr
 	}
 	return all, nil
-}
-
-func (m Machines) refused() bool {
-	m.how.mu.Lock()
-	defer m.how.mu.Unlock()
-	return m.how.refused
 }
 
 // flagRefused reports whether podman refused --all-providers as an unknown flag.
@@ -321,7 +314,7 @@ func (m Machines) candidates(ctx context.Context, name, provider string) ([]mach
 		return all, err
 	}
 	if provider != "" {
-		own, err := m.listEach(ctx, []machine.Command{{Provider: provider, Args: []string{"machine", "list", "--format", "json"}}})
+		own, err := m.listEach(ctx, []machine.Command{listScoped(provider)})
 		if err == nil && slices.ContainsFunc(own, func(x machine.Info) bool { return x.Name == name && x.Provider == provider }) {
 			return own, nil
 		}
