@@ -15,11 +15,16 @@ import (
 
 // withHelper returns the spec with the helper mounted read-only and the command run through
 // it: the helper checks the container from inside against what the spec planned and only then
-// becomes the tool. The expectation holds secrets' variable names, never their values.
-func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string) container.Spec {
+// becomes the tool. The expectation holds secrets' variable names, never their values. Each
+// forward (127.0.0.1:PORT=SOCKET) is a relay the helper starts before the tool.
+func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string, forwards ...string) container.Spec {
 	s.Mounts = append(append([]container.Mount{}, s.Mounts...), container.Mount{Source: h.Path, Target: container.HelperTarget, ReadOnly: true})
 	e := expectation(s, image, nonce)
-	s.Command = append([]string{container.HelperTarget, "check", e.Encode(), "--"}, s.Command...)
+	cmd := []string{container.HelperTarget, "check", e.Encode()}
+	for _, f := range forwards {
+		cmd = append(cmd, "--forward", f)
+	}
+	s.Command = append(append(cmd, "--"), s.Command...)
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
@@ -30,6 +31,7 @@ type phase struct {
 func lifecycle() []phase {
 	return []phase{
 		{name: "prepare", run: (*sessionRun).prepare, required: true},
+		{name: "gateway", run: (*sessionRun).gateway},
 		{name: "image", run: (*sessionRun).image},
 		{name: "secrets", run: (*sessionRun).secrets},
 		{name: "create", run: (*sessionRun).create},
@@ -53,6 +55,14 @@ type sessionRun struct {
 	err error
 	// undo are the clean-ups of the phases that ran, in the order they ran.
 	undo []func()
+
+	// fail stops the session with a cause (the gateway failed); stopping is closed when the
+	// session stops its gateway itself.
+	fail     context.CancelCauseFunc
+	stopping chan struct{}
+	gw       *sessionGateway
+	// listenGateway replaces the gateway's socket listener (tests).
+	listenGateway func(path string, uid int) (net.Listener, error)
 
 	key         *evidence.Key
 	madeSecrets []string // the ephemeral secrets created, by name
@@ -81,6 +91,10 @@ type sessionRun struct {
 
 // live runs the phases and returns the first failure; their clean-ups wait in r.undo.
 func (r *sessionRun) live(ctx context.Context) error {
+	// Cancelled with a cause when the gateway fails; the clean-ups still use it, so it ends
+	// with them (cleanUp).
+	ctx, r.fail = context.WithCancelCause(ctx)
+	r.stopping = make(chan struct{})
 	for _, p := range lifecycle() {
 		if r.err != nil && !p.always {
 			continue
@@ -108,6 +122,9 @@ func (r *sessionRun) cleanUp() {
 		r.undo[i]()
 	}
 	r.undo = nil
+	if r.fail != nil {
+		r.fail(nil)
+	}
 }
 
 func (r *sessionRun) event(format string, args ...any) {
@@ -115,10 +132,14 @@ func (r *sessionRun) event(format string, args ...any) {
 }
 
 // interrupted marks the outcome when err happened because ctx was cancelled by a signal,
-// and returns the signal instead.
+// and returns the signal instead; a failed gateway is the session's failure, not a signal.
 func (r *sessionRun) interrupted(ctx context.Context, err error) error {
 	if ctx.Err() == nil {
 		return err
+	}
+	var ge *GatewayError
+	if errors.As(context.Cause(ctx), &ge) {
+		return ge
 	}
 	r.out.Interrupted, r.out.Cause = true, causeOf(ctx)
 	return context.Cause(ctx)

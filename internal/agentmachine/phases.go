@@ -2,6 +2,7 @@ package agentmachine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -245,7 +246,11 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 	box := &containerRun{engine: r.engine, spec: r.spec, image: r.out.Image}
 	if h := r.plan.Helper; h != nil {
 		box.nonce = newNonce()
-		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce)
+		var forwards []string
+		if e := r.plan.Egress; e != nil {
+			forwards = append(forwards, forwardArg(e))
+		}
+		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce, forwards...)
 		r.spec = box.spec
 	}
 	if err := box.create(ctx); err != nil {
@@ -328,6 +333,11 @@ func (r *sessionRun) run(ctx context.Context) (func(), error) {
 		}}}
 	}
 	r.out.ExitCode = res.Code
+	var ge *GatewayError
+	if res.Interrupted && errors.As(context.Cause(ctx), &ge) {
+		r.event("stopped: %v; exit code %d", ge, res.Code)
+		return nil, ge
+	}
 	if res.Interrupted {
 		r.out.Interrupted, r.out.Cause = true, causeOf(ctx)
 		r.event("interrupted by %s; exit code %d", r.out.Cause, res.Code)
@@ -342,6 +352,7 @@ func (r *sessionRun) run(ctx context.Context) (func(), error) {
 // while the clean-ups run; record joins it), and the host's tool versions.
 func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 	r.measureTool(ctx)
+	egressErr := r.collectEgress()
 	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
 	switch {
 	case r.plan.Workspace.Copy != nil:
@@ -361,7 +372,7 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 		r.gitAfterDone = r.readGit(ctx, &r.gitAfter, &r.diff)
 	}
 	r.host = <-r.hostTools
-	return nil, nil
+	return nil, egressErr
 }
 
 // measureTool records the tool's version and binary digest, or why there are none. A

@@ -127,6 +127,8 @@ type SessionRequest struct {
 	// copy's branch (--branch; default agent/<session-id>).
 	Direct bool
 	Branch string
+	// AllowHosts are egress rules for this session only (--allow-host).
+	AllowHosts []string
 }
 
 // Plan is everything a session will do, as plain data.
@@ -152,6 +154,8 @@ type Plan struct {
 	// Workspace says how the session sees the repository: its own copy (and branch), the
 	// live work tree, or read-only.
 	Workspace WorkspacePlan `json:"workspace"`
+	// Egress is how the session reaches its egress gateway (network gateway only).
+	Egress *EgressPlan `json:"egress,omitempty"`
 
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
@@ -218,6 +222,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		}
 		optIns = append(optIns, r)
 	}
+	if err := checkAllowHosts(p, req.AllowHosts); err != nil {
+		return nil, err
+	}
 	host := policy.Host{OS: f.OS, Home: f.Home, RuntimeDir: f.RuntimeDir, Extra: append([]policy.Protected{}, f.Own...)}
 	if f.FS != nil {
 		host.EvalSymlinks, host.Lstat, host.Stat = f.FS.EvalSymlinks, f.FS.Lstat, f.FS.Stat
@@ -225,7 +232,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	if sock, ok := strings.CutPrefix(f.Connection.URI, "unix://"); ok {
 		host.Extra = append(host.Extra, policy.Protected{Path: sock, What: "the Podman socket in use"})
 	}
-	dec := policy.Decide(p, policy.Request{Tool: req.Tool, Repo: repo, Secrets: req.Secrets, AllowProtected: optIns}, host)
+	dec := policy.Decide(p, policy.Request{Tool: req.Tool, Repo: repo, Secrets: req.Secrets, AllowProtected: optIns, AllowHosts: req.AllowHosts}, host)
 
 	id := f.SessionID
 	if id == "" {
@@ -286,6 +293,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		return pl, err
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
+	if err := planEgress(f, pl); err != nil {
+		return pl, err
+	}
 	if f.OS == "windows" {
 		pl.Notes = append(pl.Notes, "hard links in the mounts are not checked on Windows (it reports no link counts); on Linux and macOS a hard link to a protected file refuses the session")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/cause"
+	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 )
@@ -55,7 +56,26 @@ func (r *sessionRun) recordInput(runErr error) RecordInput {
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
 			GitVersion: r.host.git, PodmanClient: r.host.podmanClient, Kernel: r.host.kernel, CgroupVersion: r.facts.CgroupsVersion},
 		Environ: r.Environ(), Key: r.key, Tool: r.tool, ToolAbsent: r.toolAbsent,
+		Egress: r.egressEvents(),
 	}
+}
+
+// egressEvents are the gateway's records for the evidence (none when it never started).
+func (r *sessionRun) egressEvents() *EgressEvents {
+	if r.plan.Egress == nil {
+		return nil
+	}
+	ev := &EgressEvents{}
+	if sg := r.gw; sg != nil {
+		ev.Events, ev.Unaccounted = sg.events, sg.err
+	}
+	return ev
+}
+
+// EgressEvents are the gateway's connection attempts and what it could not account for.
+type EgressEvents struct {
+	Events      []egress.Event
+	Unaccounted error
 }
 
 // cleanUpSummary says what the clean-ups will remove.
@@ -221,6 +241,8 @@ type RecordInput struct {
 	Dir        string    // the evidence directory
 	Tool       ToolFacts // measured in the image; zero when not measured
 	ToolAbsent string    // why the tool's version was not measured
+	// Egress is the gateway's account (network gateway only).
+	Egress *EgressEvents
 }
 
 // maxDiff bounds the diff artifact; a larger diff is cut and says so.
@@ -286,6 +308,11 @@ func Record(in RecordInput) (string, error) {
 	artifacts, err := artifactsOf(in)
 	if err != nil {
 		return "", err
+	}
+	if in.Egress != nil {
+		rec, log := egressRecord(pl, in.Egress.Events, in.Egress.Unaccounted)
+		pred.Egress = rec
+		artifacts = append(artifacts, evidence.Artifact{Name: EgressLog, Data: log})
 	}
 	return evidence.Write(in.Dir, evidence.BundleName(pl.SessionID), pred, artifacts, in.Key)
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/sourceos/sourceosctl/internal/policy"
 )
 
 // PodmanArgs is the `podman run` command line equivalent to the plan, for a reviewer to read
@@ -162,7 +164,10 @@ func WriteTable(w io.Writer, pl *Plan) error {
 		check = "sourceos-helper " + short(strings.TrimPrefix(pl.Helper.Digest, "sha256:")) + ", before the tool"
 	}
 	row("Inside check", check)
-	row("Network", s.Network)
+	row("Network", networkSummary(pl))
+	if d := pl.Decision.Egress; d != nil {
+		writeEgressRules(row, d)
+	}
 	row("Limits", fmt.Sprintf("cpus %g, memory %d MiB, pids %d", s.Limits.CPUs, s.Limits.MemoryBytes>>20, s.Limits.Pids))
 	row("Environment", strings.Join(append(sortedKeys(s.Env), pl.PassEnv...), ", "))
 	var secrets []string
@@ -184,6 +189,31 @@ func WriteTable(w io.Writer, pl *Plan) error {
 		row(label(i, "WARNINGS"), n)
 	}
 	return tw.Flush()
+}
+
+// networkSummary is the container's network and, with the gateway, how it is reached.
+func networkSummary(pl *Plan) string {
+	if pl.Egress == nil {
+		return pl.Container.Network
+	}
+	return fmt.Sprintf("%s but the egress gateway (proxy %s, socket %s)", pl.Container.Network, pl.Egress.Proxy, pl.Egress.Socket)
+}
+
+// writeEgressRules prints the effective egress policy, each rule with its source.
+func writeEgressRules(row func(k, v string), d *policy.EgressDecision) {
+	if len(d.Allow) == 0 {
+		row("Egress allow", "nothing: every destination is refused (add spec.network.egress.allow or --allow-host)")
+	}
+	for i, r := range d.Allow {
+		row(label(i, "Egress allow"), r.Rule+"  ("+r.Source+")")
+	}
+	for i, r := range d.Deny {
+		row(label(i, "Egress deny"), r.Rule+"  ("+r.Source+"; deny wins)")
+	}
+	for i, r := range d.Unallowed {
+		row(label(i, "Not allowed"), r.Rule+"  ("+r.Source+": listed, not allowed unless a rule adds it)")
+	}
+	row("Egress refuses", "loopback, link-local, private, CGNAT, metadata and this host's addresses, unless an address rule names them")
 }
 
 // WriteRefusals prints a refused plan's decisions so a reviewer sees every mount's verdict.

@@ -240,7 +240,9 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	if conn.URI == "" {
 		f.Connection.Source = "none found"
 	}
-	f.Local = h.OS == "linux" && strings.HasPrefix(conn.URI, "unix://") && MachineOf(p).Name == ""
+	// No connection found on Linux without a machine: the service, once started, is the
+	// local one (a dry run before `start` plans for it; a real run stops at connecting).
+	f.Local = h.OS == "linux" && (strings.HasPrefix(conn.URI, "unix://") || conn.URI == "") && MachineOf(p).Name == ""
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,6 +245,9 @@ func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 		row(label, fmt.Sprintf("%s -> %s (%s)", m.Source, m.Target, strings.Join(m.Options, ",")))
 	}
 	row("Network", p.Network)
+	if e := p.Egress; e != nil {
+		writeEgressSummary(row, e)
+	}
 	row("Capabilities", "drop "+strings.Join(p.Capabilities.Drop, ",")+", add "+orNone(strings.Join(p.Capabilities.Add, ",")))
 	row("Security", strings.Join(p.SecurityOptions, ", "))
 	if c := p.Checks; c != nil {
@@ -263,6 +267,17 @@ func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// writeEgressSummary shows the gateway's account: the totals, then each destination.
+func writeEgressSummary(row func(k, v string), e *evidence.Egress) {
+	row("Egress", fmt.Sprintf("gateway: %d attempts, %d allowed, %d denied, %d failed (every attempt: artifact %s)", e.Attempts, e.Allowed, e.Denied, e.Failed, e.Log))
+	if e.Unaccounted != "" {
+		row("", "UNACCOUNTED: "+e.Unaccounted)
+	}
+	for _, d := range e.Destinations {
+		row("", fmt.Sprintf("%s  allowed %d, denied %d, failed %d; %d bytes out, %d in", net.JoinHostPort(d.Host, fmt.Sprint(d.Port)), d.Allowed, d.Denied, d.Failed, d.BytesOut, d.BytesIn))
+	}
 }
 
 func writeBundleTable(w io.Writer, items []evidence.Inspected) error {

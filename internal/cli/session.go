@@ -26,6 +26,7 @@ type sessionOptions struct {
 	Args           []string
 	Secrets        []string
 	AllowProtected []string
+	AllowHosts     []string
 	DryRun         bool
 	Output         string
 	Keep           bool
@@ -47,6 +48,7 @@ func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl.StringVar(&opts.Repo, "repo", "", "repository `PATH` to mount as the workspace (default: the profile's spec.workspace.repo)")
 	fl.StringArrayVar(&opts.Secrets, "secret", nil, "hand the declared secret `NAME` to the tool (repeatable; the profile must allow it)")
 	fl.StringArrayVar(&opts.AllowProtected, "allow-protected", nil, "confirm mounting a protected `PATH` that the profile marks allowProtected (repeatable)")
+	fl.StringArrayVar(&opts.AllowHosts, "allow-host", nil, "let this session reach `HOST[:PORT]` through the egress gateway (also *.suffix, an address or CIDR; repeatable; recorded as a command-line rule; needs spec.network: gateway)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (mounts, user, limits, command) and change nothing")
 	fl.BoolVar(&opts.Keep, "keep", false, "keep the container after the session instead of removing it")
 	fl.BoolVar(&opts.Direct, "direct", false, "work on the live work tree (its .git read-only) instead of the session's own copy and branch")
@@ -70,9 +72,13 @@ with merge, or drop it with discard. --direct works on the live work tree instea
 
 The container sees only the repository and the profile's allowlisted mounts, runs as your
 uid with all capabilities dropped, no-new-privileges, a read-only root and no network
-unless the profile grants one. Ctrl-C stops the container; it is removed afterwards.`,
+unless the profile grants one. With spec.network: gateway (the default profile's) it has
+no network but the session's egress gateway, which lets out only the allowed hosts,
+answers others with 403 and the reason, and records every connection in the evidence.
+Ctrl-C stops the container; it is removed afterwards.`,
 		Example: `  sourceosctl agent-machine shell --repo ~/dev/app
   sourceosctl agent-machine shell --repo . -- git log -1
+  sourceosctl agent-machine shell --repo . --allow-host registry.npmjs.org -- npm ci
   sourceosctl agent-machine shell --repo . --dry-run -o podman`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Profile, opts.Args = g.Profile, args
@@ -101,9 +107,14 @@ Both built-in tools bring their own Linux sandbox, which cannot start inside an
 unprivileged container; the built-in definitions switch it off so that this container is
 the boundary, and the plan says so.
 
+With spec.network: gateway, a built-in tool reaches its own API and sign-in hosts (listed by
+'image stacks', with where each comes from) and what the profile and --allow-host add;
+nothing else.
+
 The tool's exit code becomes sourceosctl's exit code.`,
 		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --secret anthropic-api-key
   sourceosctl agent-machine run --tool codex --repo . -- --version
+  sourceosctl agent-machine run --tool claude-code --repo . --allow-host '*.githubusercontent.com'
   sourceosctl agent-machine run --tool claude-code --repo . --dry-run -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Profile, opts.Args = g.Profile, args
@@ -152,7 +163,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	}
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
-		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch}
+		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts}
 	if opts.DryRun {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)

@@ -65,3 +65,12 @@ func Nested(a, b string) bool {
 // HelperTarget is where sourceos-helper, which checks a container from inside before the
 // tool runs, is mounted.
 const HelperTarget = "/run/sourceos-helper"
+
+// EgressTarget is where the directory holding the session's egress gateway socket is mounted
+// (read-only: connecting to a socket writes nothing), and EgressListen where the helper's
+// forwarder listens inside for the tools' HTTP(S)_PROXY.
+const (
+	EgressTarget = "/run/sourceos-egress"
+	EgressSocket = "gateway.sock"
+	EgressListen = "127.0.0.1:3128"
+)

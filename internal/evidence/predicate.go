@@ -31,6 +31,7 @@ type Predicate struct {
 	User            string      `json:"user"`
 	Mounts          []Mount     `json:"mounts"`
 	Network         string      `json:"network"`
+	Egress          *Egress     `json:"egress,omitempty"`
 	Capabilities    Caps        `json:"capabilities"`
 	SecurityOptions []string    `json:"securityOptions"`
 	Checks          *Checks     `json:"checks,omitempty"`
@@ -39,6 +40,41 @@ type Predicate struct {
 	Host            Host        `json:"host"`
 	Git             Git         `json:"git"`
 	Environment     Environment `json:"environment"`
+}
+
+// Egress is the egress gateway's account of a session: the policy it applied and, per
+// destination, how many connection attempts it allowed, denied or could not complete, and the
+// bytes moved. Every attempt is in the artifact named by Log.
+type Egress struct {
+	Allow    []EgressRule `json:"allow"`
+	Deny     []EgressRule `json:"deny"`
+	Log      string       `json:"log"` // the artifact holding every attempt, one JSON object per line
+	Attempts int          `json:"attempts"`
+	Allowed  int          `json:"allowed"`
+	Denied   int          `json:"denied"`
+	Failed   int          `json:"failed"`
+	// Destinations sums the attempts per host and port, in order of first attempt.
+	Destinations []EgressDestination `json:"destinations"`
+	// Unaccounted is set when the gateway could not account for every connection (it was
+	// stopped with connections still open); the session then failed.
+	Unaccounted string `json:"unaccounted,omitempty"`
+}
+
+// EgressRule is one rule of the policy and where it comes from.
+type EgressRule struct {
+	Rule   string `json:"rule"`
+	Source string `json:"source"`
+}
+
+// EgressDestination is one host and port's attempts.
+type EgressDestination struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Allowed  int    `json:"allowed"`
+	Denied   int    `json:"denied"`
+	Failed   int    `json:"failed"`
+	BytesOut int64  `json:"bytesOut"`
+	BytesIn  int64  `json:"bytesIn"`
 }
 
 type Session struct {

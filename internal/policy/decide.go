@@ -72,6 +72,9 @@ type Request struct {
 	Repo           string   // absolute, cleaned (not yet symlink-resolved)
 	Secrets        []string // --secret NAME
 	AllowProtected []string // --allow-protected PATH, absolute and cleaned
+	// AllowHosts are egress rules added for this session only (--allow-host), already
+	// checked with egress.ParseRule.
+	AllowHosts []string
 }
 
 // Decision is everything the policy decided for one session. Its canonical JSON (see Hash)
@@ -81,6 +84,7 @@ type Decision struct {
 	Tool            string           `json:"tool"`
 	Mounts          []MountDecision  `json:"mounts"`
 	Network         string           `json:"network"`
+	Egress          *EgressDecision  `json:"egress,omitempty"`
 	CapDrop         []string         `json:"capDrop"`
 	CapAdd          []string         `json:"capAdd"`
 	NoNewPrivileges bool             `json:"noNewPrivileges"`
@@ -164,7 +168,7 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 	d := &Decision{
 		Profile:         ProfileRef{Name: p.Metadata.Name, SHA256: p.SHA256},
 		Tool:            req.Tool,
-		Network:         s.Network,
+		Network:         s.Network.Mode,
 		CapDrop:         []string{capabilitiesDropped},
 		CapAdd:          []string{},
 		NoNewPrivileges: true,
@@ -180,6 +184,9 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 	d.decideSecrets(p, entry, req)
 	if entry != nil {
 		d.decideEnv(entry.Env)
+	}
+	if s.Network.Mode == profile.NetworkGateway {
+		d.Egress = decideEgress(s.Network.Egress, req)
 	}
 	return d
 }

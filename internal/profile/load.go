@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
@@ -192,8 +193,11 @@ func (p *Profile) applyDefaults() {
 	if s.Workspace.MountPath == "" {
 		s.Workspace.MountPath = DefaultMountPath
 	}
-	if s.Network == "" {
-		s.Network = DefaultNetwork
+	if s.Network.Mode == "" {
+		s.Network.Mode = DefaultNetwork
+		if s.Network.Egress != nil {
+			s.Network.Mode = NetworkGateway
+		}
 	}
 	if s.Resources.CPUs == 0 {
 		s.Resources.CPUs = DefaultCPUs
@@ -276,6 +280,8 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		le.add(l.line, l.field, "must be copy or direct")
 	}
 
+	checkEgress(s.Network, at, le)
+
 	declared := map[string]bool{}
 	for i, sec := range s.Secrets {
 		l := at(fmt.Sprintf("/spec/secrets/%d", i))
@@ -310,6 +316,29 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		}
 		names[ct.Name] = true
 		checkTool(&ct.Tool, ptr)
+	}
+}
+
+// checkEgress parses every egress rule where it is written; an egress policy needs the
+// gateway mode, the only one that applies it.
+func checkEgress(n Network, at func(string) location, le *LoadError) {
+	if n.Egress == nil {
+		return
+	}
+	if n.Mode != NetworkGateway {
+		l := at("/spec/network/mode")
+		le.add(l.line, "spec.network.mode", "is %s, which ignores spec.network.egress: set mode: gateway (or leave it out) to apply the egress policy, or remove the egress rules", n.Mode)
+	}
+	for _, list := range []struct {
+		name  string
+		rules []string
+	}{{"allow", n.Egress.Allow}, {"deny", n.Egress.Deny}} {
+		for i, r := range list.rules {
+			if _, err := egress.ParseRule(r, "profile"); err != nil {
+				l := at(fmt.Sprintf("/spec/network/egress/%s/%d", list.name, i))
+				le.add(l.line, l.field, "%v; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)", err)
+			}
+		}
 	}
 }
 

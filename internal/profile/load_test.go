@@ -53,7 +53,13 @@ func TestParseErrors(t *testing.T) {
 		{"mount target /", valid + "  mounts:\n    - source: /a\n      target: /\n", "p.yaml:12: spec.mounts[0].target: must be an absolute path inside the container, other than /"},
 		{"mount without target", valid + "  mounts:\n    - source: /a\n", "p.yaml:11: spec.mounts[0].target: is required; add it under spec.mounts[0]"},
 		{"duplicate mount target", valid + "  mounts:\n    - source: /a\n      target: /workspace\n", "p.yaml:12: spec.mounts[0].target: /workspace is already used by spec.workspace.mountPath; give each mount its own target"},
-		{"unknown network", valid + "  network: host\n", "p.yaml:10: spec.network: must be one of none, bridge; got \"host\""},
+		{"unknown network", valid + "  network: host\n", "p.yaml:10: spec.network: must be one of none, bridge, gateway; got \"host\""},
+		{"network as a number", valid + "  network: 3\n", "p.yaml:10: spec.network: must be a string or object, not a number"},
+		{"unknown network mode", valid + "  network:\n    mode: host\n", "p.yaml:11: spec.network.mode: must be one of none, bridge, gateway; got \"host\""},
+		{"misspelt egress field", valid + "  network:\n    egress:\n      alow: [a.example]\n", "p.yaml:12: spec.network.egress.alow: unknown field (did you mean \"allow\"?); allowed here: allow, deny, toolHosts"},
+		{"bad egress port", valid + "  network:\n    egress:\n      allow:\n        - ok.example\n        - github.com:99999\n", "p.yaml:14: spec.network.egress.allow[1]: \"github.com:99999\": port must be 1-65535; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)"},
+		{"inner wildcard", valid + "  network:\n    egress:\n      deny: [\"a.*.example\"]\n", "p.yaml:12: spec.network.egress.deny[0]: \"a.*.example\": a wildcard is allowed only as a leading \"*.\"; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)"},
+		{"egress rules without the gateway", valid + "  network:\n    mode: bridge\n    egress:\n      allow: [a.example]\n", "p.yaml:11: spec.network.mode: is bridge, which ignores spec.network.egress: set mode: gateway (or leave it out) to apply the egress policy, or remove the egress rules"},
 		{"cpus as string", valid + "  resources:\n    cpus: \"2\"\n", "p.yaml:11: spec.resources.cpus: must be a number, not a string"},
 		{"cpus zero", valid + "  resources:\n    cpus: 0\n", "p.yaml:11: spec.resources.cpus: must be greater than 0; got 0"},
 		{"memory too small", valid + "  resources:\n    memoryMiB: 8\n", "p.yaml:11: spec.resources.memoryMiB: must be at least 64; got 8"},
@@ -104,7 +110,7 @@ func TestParseReportsEveryProblemSortedByLine(t *testing.T) {
 	yaml := valid + "  network: host\n  resources:\n    cpus: \"2\"\n  mountz: []\n"
 	_, err := profile.Parse("p.yaml", []byte(yaml))
 	want := `p.yaml: 3 problems:
-  p.yaml:10: spec.network: must be one of none, bridge; got "host"
+  p.yaml:10: spec.network: must be one of none, bridge, gateway; got "host"
   p.yaml:12: spec.resources.cpus: must be a number, not a string
   p.yaml:13: spec.mountz: unknown field (did you mean "mounts"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`
 	if err == nil || err.Error() != want {
@@ -128,8 +134,8 @@ func TestParseAppliesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := p.Spec
-	if s.Network != "none" || s.Workspace.MountPath != "/workspace" || s.Host.Provider != "native" {
-		t.Errorf("network %q, mountPath %q, provider %q: want none, /workspace, native", s.Network, s.Workspace.MountPath, s.Host.Provider)
+	if s.Network.Mode != "none" || s.Workspace.MountPath != "/workspace" || s.Host.Provider != "native" {
+		t.Errorf("network %q, mountPath %q, provider %q: want none, /workspace, native", s.Network.Mode, s.Workspace.MountPath, s.Host.Provider)
 	}
 	if s.Resources != (profile.Resources{CPUs: 2, MemoryMiB: 4096, Pids: 1024, Enforce: "required"}) {
 		t.Errorf("resources = %+v", s.Resources)
@@ -239,8 +245,9 @@ func TestExamples(t *testing.T) {
 	}
 }
 
-// TestDefaults checks the embedded per-OS defaults are valid and safe: no network, no extra
-// mounts, no secrets.
+// TestDefaults checks the embedded per-OS defaults are valid and safe: no network (Linux: none
+// but the egress gateway, with no rule of its own beyond the tools' hosts), no extra mounts,
+// no secrets.
 func TestDefaults(t *testing.T) {
 	for _, goos := range []string{"linux", "darwin", "windows", "freebsd"} {
 		t.Run(goos, func(t *testing.T) {
@@ -256,8 +263,12 @@ func TestDefaults(t *testing.T) {
 			if p.Spec.Host.OS != want {
 				t.Errorf("host.os = %q, want %q", p.Spec.Host.OS, want)
 			}
-			if p.Spec.Network != "none" || len(p.Spec.Mounts) != 0 || len(p.Spec.Secrets) != 0 || p.Spec.Workspace.Repo != "" {
-				t.Errorf("default is not minimal: network %q, %d mounts, %d secrets, repo %q", p.Spec.Network, len(p.Spec.Mounts), len(p.Spec.Secrets), p.Spec.Workspace.Repo)
+			network := "none"
+			if want == "linux" {
+				network = "gateway"
+			}
+			if p.Spec.Network.Mode != network || p.Spec.Network.Egress != nil || len(p.Spec.Mounts) != 0 || len(p.Spec.Secrets) != 0 || p.Spec.Workspace.Repo != "" {
+				t.Errorf("default is not minimal: network %+v, %d mounts, %d secrets, repo %q", p.Spec.Network, len(p.Spec.Mounts), len(p.Spec.Secrets), p.Spec.Workspace.Repo)
 			}
 		})
 	}

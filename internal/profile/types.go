@@ -3,6 +3,8 @@
 package profile
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/tool"
@@ -17,7 +19,7 @@ const (
 // Defaults applied when a profile leaves a field out.
 const (
 	DefaultMountPath  = "/workspace"
-	DefaultNetwork    = "none"
+	DefaultNetwork    = NetworkNone
 	DefaultCPUs       = 2.0
 	DefaultMemoryMiB  = 4096
 	DefaultPids       = 1024
@@ -51,7 +53,7 @@ type Spec struct {
 	Mounts    []Mount   `json:"mounts,omitempty" yaml:"mounts,omitempty"`
 	Tools     Tools     `json:"tools" yaml:"tools"`
 	Secrets   []Secret  `json:"secrets,omitempty" yaml:"secrets,omitempty"`
-	Network   string    `json:"network" yaml:"network"`
+	Network   Network   `json:"network" yaml:"network"`
 	Resources Resources `json:"resources" yaml:"resources"`
 	Evidence  Evidence  `json:"evidence" yaml:"evidence"`
 }
@@ -174,6 +176,61 @@ type Secret struct {
 	// Target is the environment variable name inside the container (default: FromEnv, or the
 	// name upper-cased with '-' as '_').
 	Target string `json:"target,omitempty" yaml:"target,omitempty"`
+}
+
+// Network modes: no network at all, Podman's bridge (everything open), or no network but the
+// session's egress gateway, which lets out only what the egress policy allows.
+const (
+	NetworkNone    = "none"
+	NetworkBridge  = "bridge"
+	NetworkGateway = "gateway"
+)
+
+// Network is spec.network: a mode, written as a plain string (network: none), or a mapping
+// with the gateway's egress policy (network: {mode: gateway, egress: {allow: […]}}).
+type Network struct {
+	Mode   string  `json:"mode" yaml:"mode"`
+	Egress *Egress `json:"egress,omitempty" yaml:"egress,omitempty"`
+}
+
+// Egress is the gateway's policy: destinations as egress rules ("host", "*.suffix",
+// "host:port", an address or CIDR prefix with an optional port). Deny wins over allow.
+type Egress struct {
+	Allow []string `json:"allow,omitempty" yaml:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty" yaml:"deny,omitempty"`
+	// ToolHosts adds the hosts the session's tool needs (its API and sign-in hosts, from
+	// the tool catalog) unless false.
+	ToolHosts *bool `json:"toolHosts,omitempty" yaml:"toolHosts,omitempty"`
+}
+
+// UseToolHosts reports whether the tool's own hosts are allowed (the default).
+func (e *Egress) UseToolHosts() bool { return e == nil || e.ToolHosts == nil || *e.ToolHosts }
+
+// UnmarshalJSON reads the plain string form as the mode.
+func (n *Network) UnmarshalJSON(b []byte) error {
+	var mode string
+	if err := json.Unmarshal(b, &mode); err == nil {
+		*n = Network{Mode: mode}
+		return nil
+	}
+	type plain Network
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*n = Network(p)
+	return nil
+}
+
+// MarshalJSON writes a mode without a policy in the plain string form.
+func (n Network) MarshalJSON() ([]byte, error) {
+	if n.Egress == nil {
+		return json.Marshal(n.Mode)
+	}
+	type plain Network
+	return json.Marshal(plain(n))
 }
 
 type Resources struct {

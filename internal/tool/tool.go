@@ -20,7 +20,29 @@ type Def struct {
 	Note string
 	// BuildArg is the image build argument that pins the tool's version (images/tools).
 	BuildArg string
+	// Hosts are the destinations the tool itself needs, for the egress gateway's per-tool
+	// preset: each names its purpose and where it comes from.
+	Hosts []Host
 }
+
+// Host is one destination a tool needs. Purpose is api, auth or telemetry; the preset
+// allows api and auth hosts and lists telemetry hosts without allowing them (a profile or
+// --allow-host can). Source says where the host comes from.
+type Host struct {
+	Host    string `json:"host"` // host:port as an egress rule
+	Purpose string `json:"purpose"`
+	Source  string `json:"source"`
+}
+
+// Purposes of a tool's hosts.
+const (
+	PurposeAPI       = "api"
+	PurposeAuth      = "auth"
+	PurposeTelemetry = "telemetry"
+)
+
+// Allowed reports whether the tool's preset allows the host (telemetry it does not).
+func (h Host) Allowed() bool { return h.Purpose != PurposeTelemetry }
 
 // builtins is ordered as help texts and messages list the tools. Both tools ship a Linux
 // sandbox of their own (bubblewrap / Landlock) that cannot start in an unprivileged,
@@ -32,6 +54,17 @@ var builtins = [...]Def{
 		Args:     []string{"--settings", `{"sandbox":{"enabled":false}}`},
 		Note:     "claude-code's own bubblewrap sandbox cannot start without capabilities; it is turned off (sandbox.enabled=false) and this container is the boundary",
 		BuildArg: "CLAUDE_CODE_VERSION",
+		// Claude Code's documentation, "Enterprise network configuration" (network access
+		// requirements): the API, and the two sign-in hosts for claude.ai and Console
+		// accounts. Its "Data usage" page names the telemetry (Statsig) and error reporting
+		// (Sentry) hosts; CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC turns both off.
+		Hosts: []Host{
+			{Host: "api.anthropic.com:443", Purpose: PurposeAPI, Source: "code.claude.com/docs/en/network-config"},
+			{Host: "claude.ai:443", Purpose: PurposeAuth, Source: "code.claude.com/docs/en/network-config"},
+			{Host: "platform.claude.com:443", Purpose: PurposeAuth, Source: "code.claude.com/docs/en/network-config"},
+			{Host: "statsig.anthropic.com:443", Purpose: PurposeTelemetry, Source: "code.claude.com/docs/en/data-usage"},
+			{Host: "sentry.io:443", Purpose: PurposeTelemetry, Source: "code.claude.com/docs/en/data-usage"},
+		},
 	},
 	{
 		Name:     Codex,
@@ -39,6 +72,14 @@ var builtins = [...]Def{
 		Args:     []string{"--sandbox", "danger-full-access"},
 		Note:     "codex's own bubblewrap/Landlock sandbox cannot start without capabilities; it runs with --sandbox danger-full-access and this container is the boundary",
 		BuildArg: "CODEX_VERSION",
+		// The Codex CLI's defaults in openai/codex (codex-rs): the OpenAI API for API-key
+		// use, chatgpt.com's backend API for ChatGPT sign-in, and auth.openai.com, the
+		// sign-in issuer. Its OpenTelemetry export is off unless configured: no telemetry host.
+		Hosts: []Host{
+			{Host: "api.openai.com:443", Purpose: PurposeAPI, Source: "openai/codex codex-rs: default OpenAI provider base URL"},
+			{Host: "chatgpt.com:443", Purpose: PurposeAPI, Source: "openai/codex codex-rs: ChatGPT sign-in backend (backend-api/codex)"},
+			{Host: "auth.openai.com:443", Purpose: PurposeAuth, Source: "openai/codex codex-rs login: the sign-in issuer"},
+		},
 	},
 }
 
@@ -58,6 +99,7 @@ func Builtins() []Def {
 	copy(out, builtins[:])
 	for i := range out {
 		out[i].Args = append([]string(nil), out[i].Args...)
+		out[i].Hosts = append([]Host(nil), out[i].Hosts...)
 	}
 	return out
 }

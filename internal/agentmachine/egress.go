@@ -1,0 +1,114 @@
+package agentmachine
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/egress"
+	"github.com/sourceos/sourceosctl/internal/profile"
+)
+
+// EgressPlan is how the session reaches its egress gateway: the socket the gateway listens
+// on (on this host), its directory mounted read-only into the container, and the forwarder
+// inside that the tools' proxy variables name.
+type EgressPlan struct {
+	// Socket is the gateway's Unix socket on the host; its directory is the mount's source.
+	Socket string `json:"socket"`
+	// SocketUID owns the socket (mode 0600): the uid the container's user has on the host
+	// (-1: the invoking user, whom a rootless service maps to the container's user).
+	SocketUID int `json:"socketUid"`
+	// Proxy is the proxy URL the tools are given: the forwarder on the container's loopback.
+	Proxy string `json:"proxy"`
+}
+
+// maxSocketPath is the longest Unix socket path every platform accepts (sun_path is 104
+// bytes on macOS and BSDs, 108 on Linux, both with the terminating NUL).
+const maxSocketPath = 103
+
+// proxyVars are the variables tools read their proxy from; curl and Python read the lower-case
+// forms, Node, Go and Rust the upper-case ones; NO_PROXY keeps the container's own loopback
+// direct (nothing else listens there).
+var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"}
+
+const noProxy = "localhost,127.0.0.1,::1"
+
+// checkAllowHosts reads --allow-host values as egress rules; they need the gateway mode.
+func checkAllowHosts(p *profile.Profile, hosts []string) error {
+	if len(hosts) == 0 {
+		return nil
+	}
+	if mode := p.Spec.Network.Mode; mode != profile.NetworkGateway {
+		return &InputError{Flag: "--allow-host", Err: fmt.Errorf("adds to the egress gateway's allowlist, and profile %s has network %s", p.Metadata.Name, mode),
+			Fix: "set spec.network: gateway in the profile (the container then has no network but the gateway), or leave out --allow-host"}
+	}
+	for _, h := range hosts {
+		if _, err := egress.ParseRule(h, "--allow-host"); err != nil {
+			return &InputError{Flag: "--allow-host", Err: err, Fix: "write host, *.suffix, host:port, an address or a CIDR prefix, e.g. --allow-host registry.npmjs.org:443"}
+		}
+	}
+	return nil
+}
+
+// egressDir is the directory of the session's gateway socket: in the runtime directory when
+// there is one (tmpfs, removed at logout), else in sourceosctl's state directory. The name is
+// the session ID's random part, which keeps the socket path short.
+func egressDir(f Facts, sessionID string) string {
+	base := filepath.Join(f.StateDir, "egress")
+	if f.RuntimeDir != "" && filepath.IsAbs(f.RuntimeDir) {
+		base = filepath.Join(f.RuntimeDir, "sourceos", "egress")
+	}
+	name := sessionID
+	if i := strings.LastIndexByte(sessionID, '-'); i >= 0 {
+		name = sessionID[i+1:]
+	}
+	return filepath.Join(base, name)
+}
+
+// planEgress gives a gateway session its socket, the mount of its directory and the proxy
+// variables. The gateway runs on this host and the forwarder is the helper's: a session on a
+// machine or another host, or without the helper, is refused rather than run open.
+func planEgress(f Facts, pl *Plan) error {
+	if pl.Decision.Egress == nil {
+		return nil
+	}
+	if !f.Local || f.Helper.Path == "" {
+		where := "this Podman service is " + orDash(f.Connection.URI) + ", not a local Linux one"
+		if f.Local {
+			where = "this sourceosctl was built without its container helper, whose forwarder is the container's way to the gateway (build it with make build)"
+		}
+		return &MissingError{Component: "egress gateway", Detail: "spec.network gateway needs the gateway on the same host as the container: " + where,
+			Fix: "run on a local Linux Podman service, or set spec.network to none (no network) or bridge (unfiltered)"}
+	}
+	if f.StateDir == "" && f.RuntimeDir == "" {
+		return &MissingError{Component: "egress gateway", Detail: "no runtime or state directory for its socket"}
+	}
+	dir := egressDir(f, pl.SessionID)
+	sock := filepath.Join(dir, container.EgressSocket)
+	if len(sock) > maxSocketPath {
+		return &HintError{Err: fmt.Errorf("the egress gateway's socket path %s is %d bytes, longer than a Unix socket path may be (%d)", sock, len(sock), maxSocketPath),
+			Fix: "set XDG_RUNTIME_DIR (or XDG_STATE_HOME) to a shorter directory"}
+	}
+	uid := -1
+	if !f.Rootless {
+		uid, _ = userIDs(pl.Container.User)
+	}
+	proxy := "http://" + container.EgressListen
+	pl.Egress = &EgressPlan{Socket: sock, SocketUID: uid, Proxy: proxy}
+	s := &pl.Container
+	s.Network = profile.NetworkNone
+	for _, k := range proxyVars {
+		s.Env[k] = proxy
+	}
+	s.Env["NO_PROXY"], s.Env["no_proxy"] = noProxy, noProxy
+	s.Mounts = append(s.Mounts, container.Mount{Source: dir, Target: container.EgressTarget, ReadOnly: true})
+	pl.Notes = append(pl.Notes, fmt.Sprintf("egress: the container has no network; the tools' proxy %s is sourceos-helper's forwarder, relaying to this session's gateway on %s, which allows only the rules below, refuses private, loopback and metadata addresses unless a rule names them, and records every connection in the evidence", proxy, sock))
+	return nil
+}
+
+// forwardArg is the helper's --forward for the plan's gateway.
+func forwardArg(e *EgressPlan) string {
+	return container.EgressListen + "=" + path.Join(container.EgressTarget, container.EgressSocket)
+}

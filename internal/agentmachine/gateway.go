@@ -1,0 +1,217 @@
+package agentmachine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/egress"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+)
+
+// gatewayShutdown bounds waiting for the gateway's connections to close once the container has
+// gone: a connection still open then cannot be accounted for, and fails the session.
+const gatewayShutdown = 5 * time.Second
+
+// EgressLog is the artifact holding every connection attempt, one JSON object per line.
+const EgressLog = "egress.jsonl"
+
+// GatewayError is the gateway failing during the session: the session is stopped and fails
+// (closed, never open).
+type GatewayError struct{ Err error }
+
+func (e *GatewayError) Error() string { return "the egress gateway failed: " + e.Err.Error() }
+func (e *GatewayError) Unwrap() error { return e.Err }
+
+// sessionGateway is the running gateway of one session.
+type sessionGateway struct {
+	g      *egress.Gateway
+	dir    string
+	served chan error
+	once   sync.Once
+	events []egress.Event
+	err    error // what stopping found: connections it could not account for
+}
+
+// gateway starts the session's egress gateway on its socket, before the container exists;
+// should it stop on its own while the session runs, the session is stopped and fails.
+func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
+	e := r.plan.Egress
+	if e == nil {
+		return nil, nil
+	}
+	pol, err := r.plan.Decision.Egress.Policy()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(e.Socket)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return nil, fmt.Errorf("egress gateway: %w", err)
+	}
+	// A directory of its own, new: nothing planted there beforehand is used. Others may pass
+	// through it (a root service's container user), never list or change it.
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("egress gateway: %w", err)
+	}
+	undo := func() { _ = os.RemoveAll(dir) }
+	listen := r.listenGateway
+	if listen == nil {
+		listen = listenSocket
+	}
+	l, err := listen(e.Socket, e.SocketUID)
+	if err != nil {
+		undo()
+		return nil, fmt.Errorf("egress gateway: %w", err)
+	}
+	own := ownAddresses()
+	sg := &sessionGateway{dir: dir, served: make(chan error, 1), g: &egress.Gateway{
+		Policy: pol,
+		Own:    func(a netip.Addr) bool { return own[a] },
+		OnDeny: func(ev egress.Event) { fmt.Fprintf(r.IO.ErrOut, "! egress: %s\n", ev.Reason) },
+	}}
+	r.gw = sg
+	go func() { sg.served <- sg.g.Serve(l) }()
+	go func() {
+		select {
+		case err := <-sg.served:
+			select {
+			case <-r.stopping:
+				return // stopped by the session itself
+			default:
+			}
+			if err == nil {
+				err = errors.New("it stopped serving")
+			}
+			r.event("egress gateway stopped during the session: %v", err)
+			r.fail(&GatewayError{Err: err})
+		case <-r.stopping:
+		}
+	}()
+	r.event("egress gateway listening on %s: %d allow and %d deny rules", e.Socket, len(pol.Allow), len(pol.Deny))
+	return func() { r.stopGateway(); undo() }, nil
+}
+
+// listenSocket listens on a new Unix socket that only uid (or, for -1, this user) may use.
+func listenSocket(path string, uid int) (net.Listener, error) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if uid >= 0 && uid != os.Getuid() {
+		if err := os.Chown(path, uid, -1); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("give the socket to the container's user %d: %w", uid, err)
+		}
+	}
+	return l, nil
+}
+
+// stopGateway stops the gateway once the container is gone, waits for its records and keeps
+// them; it runs once (from collect, and from the clean-up when collect never came).
+func (r *sessionRun) stopGateway() {
+	sg := r.gw
+	if sg == nil {
+		return
+	}
+	sg.once.Do(func() {
+		close(r.stopping)
+		ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
+		defer cancel()
+		if err := sg.g.Shutdown(ctx); err != nil {
+			sg.err = err
+		}
+		sg.events = sg.g.Events()
+	})
+}
+
+// collectEgress stops the gateway and accounts for its connections: a connection it could not
+// account for fails the session.
+func (r *sessionRun) collectEgress() error {
+	if r.gw == nil {
+		return nil
+	}
+	r.stopGateway()
+	sg := r.gw
+	var allowed, denied int
+	for _, e := range sg.events {
+		switch e.Verdict {
+		case egress.Allowed:
+			allowed++
+		case egress.Denied:
+			denied++
+		}
+	}
+	r.event("egress gateway stopped: %d connection attempts, %d allowed, %d denied", len(sg.events), allowed, denied)
+	if sg.err != nil {
+		r.event("egress gateway could not account for every connection: %v", sg.err)
+		return &GatewayError{Err: fmt.Errorf("could not account for every connection: %w", sg.err)}
+	}
+	return nil
+}
+
+// ownAddresses are this host's addresses, which the gateway refuses like private ones.
+func ownAddresses() map[netip.Addr]bool {
+	own := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own[p.Addr().Unmap()] = true
+		}
+	}
+	return own
+}
+
+// egressRecord is the evidence's account of the gateway, and its log artifact.
+func egressRecord(pl *Plan, events []egress.Event, unaccounted error) (*evidence.Egress, []byte) {
+	d := pl.Decision.Egress
+	rec := &evidence.Egress{Allow: []evidence.EgressRule{}, Deny: []evidence.EgressRule{}, Log: EgressLog, Destinations: []evidence.EgressDestination{}}
+	for _, r := range d.Allow {
+		rec.Allow = append(rec.Allow, evidence.EgressRule{Rule: r.Rule, Source: r.Source})
+	}
+	for _, r := range d.Deny {
+		rec.Deny = append(rec.Deny, evidence.EgressRule{Rule: r.Rule, Source: r.Source})
+	}
+	if unaccounted != nil {
+		rec.Unaccounted = unaccounted.Error()
+	}
+	index := map[string]int{}
+	var log []byte
+	for _, e := range events {
+		line, _ := json.Marshal(e)
+		log = append(append(log, line...), '\n')
+		key := net.JoinHostPort(e.Host, fmt.Sprint(e.Port))
+		i, ok := index[key]
+		if !ok {
+			i = len(rec.Destinations)
+			index[key] = i
+			rec.Destinations = append(rec.Destinations, evidence.EgressDestination{Host: e.Host, Port: e.Port})
+		}
+		dst := &rec.Destinations[i]
+		switch e.Verdict {
+		case egress.Allowed:
+			rec.Allowed++
+			dst.Allowed++
+		case egress.Denied:
+			rec.Denied++
+			dst.Denied++
+		default:
+			rec.Failed++
+			dst.Failed++
+		}
+		dst.BytesIn += e.BytesIn
+		dst.BytesOut += e.BytesOut
+	}
+	rec.Attempts = len(events)
+	return rec, log
+}
