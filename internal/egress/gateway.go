@@ -52,11 +52,12 @@ type Gateway struct {
 	// DialTimeout bounds each dial (10 s when zero).
 	DialTimeout time.Duration
 
-	mu     sync.Mutex
-	events []*Event
-	open   sync.WaitGroup
-	once   sync.Once
-	server *http.Server
+	mu        sync.Mutex
+	events    []*Event
+	open      sync.WaitGroup
+	once      sync.Once
+	server    *http.Server
+	transport *http.Transport // plain HTTP's connections to destinations
 }
 
 // Events returns every attempt so far, in the order they began; a connection still open is
@@ -97,19 +98,29 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	err := g.server.Close() // tunnels are hijacked: Close does not wait for them
 	done := make(chan struct{})
 	go func() { g.open.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return errors.Join(err, fmt.Errorf("egress gateway: connections still open: %w", ctx.Err()))
+	// Plain HTTP requests leave kept-alive connections to their destinations idle in the
+	// transport; a request finishing meanwhile can return one, so they are closed until
+	// every connection is.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		g.transport.CloseIdleConnections()
+		select {
+		case <-done:
+			return err
+		case <-ctx.Done():
+			return errors.Join(err, fmt.Errorf("egress gateway: connections still open: %w", ctx.Err()))
+		case <-tick.C:
+		}
 	}
-	return err
 }
 
 // init builds the proxy; it runs once, at the first Serve or Shutdown.
 func (g *Gateway) init() {
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = discard{}
-	p.Tr = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4}
+	g.transport = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4}
+	p.Tr = g.transport
 	p.ConnectDialWithReq = func(req *http.Request, _, addr string) (net.Conn, error) {
 		return g.dial(req.Context(), http.MethodConnect, addr)
 	}

@@ -200,3 +200,40 @@ func TestGatewayDialsTheCheckedAddress(t *testing.T) {
 		t.Errorf("allowed.test (127.0.0.1, not named by an address rule) answered %d %q; want 502 with the reason", resp.StatusCode, body)
 	}
 }
+
+// TestShutdownAccountsForKeptAliveConnections: a plain HTTP request from a client that keeps
+// its connection alive leaves the gateway's connection to the destination idle in its
+// transport; stopping the gateway closes it and records its bytes and duration, rather than
+// waiting for it until it counts as unaccounted.
+func TestShutdownAccountsForKeptAliveConnections(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "kept alive") }))
+	defer plain.Close()
+	sock := filepath.Join(t.TempDir(), "egress.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{Policy: mustPolicy(t, []string{"127.0.0.1:" + port(t, plain.URL)}, nil)}
+	go func() { _ = g.Serve(l) }()
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) }}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(plain.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "kept alive" {
+		t.Fatalf("body %q", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a kept-alive connection: %v", err)
+	}
+	ev := g.Events()
+	if len(ev) != 1 || ev[0].Verdict != Allowed || ev[0].BytesIn == 0 || ev[0].Duration <= 0 {
+		t.Errorf("events %+v", ev)
+	}
+}
