@@ -24,10 +24,6 @@ type EgressPlan struct {
 	Proxy string `json:"proxy"`
 }
 
-// maxSocketPath is the longest Unix socket path every platform accepts (sun_path is 104
-// bytes on macOS and BSDs, 108 on Linux, both with the terminating NUL).
-const maxSocketPath = 103
-
 // proxyVars are the variables tools read their proxy from; curl and Python read the lower-case
 // forms, Node, Go and Rust the upper-case ones; NO_PROXY keeps the container's own loopback
 // direct (nothing else listens there).
@@ -87,10 +83,6 @@ func planEgress(f Facts, pl *Plan) error {
 	}
 	dir := egressDir(f, pl.SessionID)
 	sock := filepath.Join(dir, container.EgressSocket)
-	if len(sock) > maxSocketPath {
-		return &HintError{Err: fmt.Errorf("the egress gateway's socket path %s is %d bytes, longer than a Unix socket path may be (%d)", sock, len(sock), maxSocketPath),
-			Fix: "set XDG_RUNTIME_DIR (or XDG_STATE_HOME) to a shorter directory"}
-	}
 	uid := -1
 	if !f.Rootless {
 		uid, _ = userIDs(pl.Container.User)

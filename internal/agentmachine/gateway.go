@@ -17,8 +17,9 @@ import (
 )
 
 // gatewayShutdown bounds waiting for the gateway's connections to close once the container has
-// gone: a connection still open then cannot be accounted for, and fails the session.
-const gatewayShutdown = 5 * time.Second
+// gone: a connection still open then cannot be accounted for, and fails the session. (A
+// variable: tests shorten it.)
+var gatewayShutdown = 5 * time.Second
 
 // EgressLog is the artifact holding every connection attempt, one JSON object per line.
 const EgressLog = "egress.jsonl"
@@ -98,12 +99,30 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	return func() { r.stopGateway(); undo() }, nil
 }
 
-// listenSocket listens on a new Unix socket that only uid (or, for -1, this user) may use.
+// maxSocketPath is the longest Unix socket path Linux accepts (sun_path is 108 bytes with
+// the terminating NUL).
+const maxSocketPath = 107
+
+// listenSocket listens on a new Unix socket that only uid (or, for -1, this user) may use. A
+// path longer than a socket address can hold (a deep home directory) is reached through the
+// directory's descriptor, /proc/self/fd/N/NAME, which the kernel resolves to the same place.
 func listenSocket(path string, uid int) (net.Listener, error) {
-	l, err := net.Listen("unix", path)
+	addr := path
+	if len(path) > maxSocketPath {
+		dir, err := os.Open(filepath.Dir(path))
+		if err != nil {
+			return nil, err
+		}
+		defer dir.Close() // bound once Listen returns
+		addr = fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path))
+	}
+	l, err := net.Listen("unix", addr)
 	if err != nil {
 		return nil, err
 	}
+	// Never unlink by the address: the descriptor it names is closed by then. The session
+	// removes the socket's directory itself.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
@@ -61,8 +60,6 @@ type sessionRun struct {
 	fail     context.CancelCauseFunc
 	stopping chan struct{}
 	gw       *sessionGateway
-	// listenGateway replaces the gateway's socket listener (tests).
-	listenGateway func(path string, uid int) (net.Listener, error)
 
 	key         *evidence.Key
 	madeSecrets []string // the ephemeral secrets created, by name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ type Session struct {
 	// Collector installs the program that brings a copy's work back (cmd/sourceos-collect)
 	// for a Linux architecture; nil when this build has none.
 	Collector func(arch string) (HelperRef, error)
+
+	// listenGateway replaces the egress gateway's socket listener (tests).
+	listenGateway func(path string, uid int) (net.Listener, error)
 }
 
 // GitReader reads a repository's state; fingerprint.Git is the real one.

@@ -46,6 +46,8 @@ type fakeEngine struct {
 	signal   func()
 	// cancelled lists the calls that arrived with a cancelled context.
 	cancelled []string
+	// during plays the session's container while it runs, given its spec.
+	during func(container.Spec)
 }
 
 func (e *fakeEngine) record(ctx context.Context, call, name string) error {
@@ -131,6 +133,12 @@ func (e *fakeEngine) Attach(ctx context.Context, id string, _ io.Reader, out, _ 
 	if strings.HasSuffix(id, "-probe") {
 		fmt.Fprint(out, e.probeOut)
 		return nil
+	}
+	if e.during != nil {
+		e.mu.Lock()
+		s := e.created[id]
+		e.mu.Unlock()
+		e.during(s)
 	}
 	if e.block {
 		<-ctx.Done()
