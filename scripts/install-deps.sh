@@ -3,11 +3,12 @@
 # runc (crun cannot start containers on hosts with hybrid cgroups), catatonit (the --init that
 # forwards Ctrl-C to the tool), rootless support (uidmap,
 # slirp4netns), busybox-static for the locally built test image, debootstrap for the
-# workspace image's root filesystem (no container registry needed), git and make. Idempotent:
+# workspace image's root filesystem (no container registry needed), git, curl (both copied into
+# the test image) and make. Idempotent:
 # nothing is installed twice, and apt is not touched when everything is present.
 set -euo pipefail
 
-pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git make ca-certificates)
+pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

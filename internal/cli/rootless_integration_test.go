@@ -95,6 +95,24 @@ func TestIntegrationRootlessSession(t *testing.T) {
 		t.Errorf("containers left: %s", names)
 	}
 
+	// The egress gateway as the user runs it: its socket is the user's own (keep-id maps the
+	// container's user to them), and an allowed address on the host's loopback answers.
+	srv := startEgressServers(t)
+	gw := filepath.Join(home, "gateway.yaml")
+	body, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gw, append(body, fmt.Sprintf("  network: {egress: {allow: [\"127.0.0.1:%d\"]}}\n", srv.p)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, home, re.UID, re.GID)
+	out, code = cli("--profile", gw, "am", "shell", "--repo", repo, "--", "sh", "-c", fmt.Sprintf(`wget -q -O- http://127.0.0.1:%d/rootless; echo " rl=$?"; wget -q -O- http://127.0.0.1:%d/ 2>&1; echo " other=$?"`, srv.p, srv.op))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("REACHED 127.0.0.1:%d/rootless rl=0", srv.p)) || !strings.Contains(out, "403 Forbidden") || !strings.Contains(out, " other=1") ||
+		!strings.Contains(out, "! egress: 127.0.0.1:") {
+		t.Errorf("rootless session through the gateway: exit %d:\n%s", code, out)
+	}
+
 	// The user's own service, weakened by its containers.conf: the helper sees from inside
 	// what inspect does not (a volume), and the plan's explicit settings override the rest.
 	cliOn := func(uri string, args ...string) (string, int) {

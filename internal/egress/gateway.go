@@ -137,7 +137,7 @@ func (g *Gateway) init() {
 			host = net.JoinHostPort(r.URL.Hostname(), "80")
 		}
 		if r.URL.Scheme != "http" {
-			return r, denial(r, &Event{Reason: "only http:// URLs are proxied in plain form; https goes through CONNECT"})
+			return r, denial(r, g.refuse(r.Method, host, fmt.Sprintf("%s: only http:// URLs are proxied as plain requests; a client must tunnel %s:// with CONNECT", r.URL.Redacted(), r.URL.Scheme)))
 		}
 		if e := g.decide(r.Method, host); e != nil {
 			return r, denial(r, e)
@@ -176,6 +176,14 @@ func badGateway(r *http.Request, err error) *http.Response {
 	resp := denial(r, &Event{Reason: err.Error()})
 	resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
 	return resp
+}
+
+// refuse records a request refused before the policy was asked, and returns its event.
+func (g *Gateway) refuse(method, hostport, reason string) *Event {
+	host, port, _ := splitHostPort(hostport)
+	e := &Event{Time: time.Now(), Method: method, Host: host, Port: port, Verdict: Denied, Reason: reason}
+	g.record(e)
+	return e
 }
 
 // decide records and returns a denial for host:port, or nil when the policy allows it (the
@@ -284,6 +292,9 @@ func (g *Gateway) lookup(ctx context.Context, host string) ([]netip.Addr, error)
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err == nil && len(addrs) == 0 {
 		err = fmt.Errorf("no addresses")
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap() // the resolver may give IPv4 as ::ffff:a.b.c.d
 	}
 	return addrs, err
 }

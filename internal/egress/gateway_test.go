@@ -216,7 +216,9 @@ func TestShutdownAccountsForKeptAliveConnections(t *testing.T) {
 	g := &Gateway{Policy: mustPolicy(t, []string{"127.0.0.1:" + port(t, plain.URL)}, nil)}
 	go func() { _ = g.Serve(l) }()
 	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "unix", sock) }}
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get(plain.URL + "/")
 	if err != nil {

@@ -292,7 +292,7 @@ func (e *Env) buildImage() error {
 	}
 	file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
 	file("etc/group", 0o644, []byte("root:x:0:\nagent:x:1000:\nnogroup:x:65534:\n"))
-	if err := addGit(tw, "usr"); err != nil {
+	if err := addPrograms(tw, "usr"); err != nil {
 		return err
 	}
 	file("usr/local/bin/claude", 0o755, []byte(StubTool))
@@ -386,53 +386,60 @@ func (e *Env) KillService() {
 	}
 }
 
-// addGit copies the host's git and the shared libraries it loads (as ldd lists them) into
-// the image, so an agent in a test session can commit as a real one does. Tests never pull:
-// this is how the test image gets a real git without a registry. existing are the
-// directories the archive already holds (a tar with a path twice does not import).
-func addGit(tw *tar.Writer, existing ...string) error {
-	git, err := exec.LookPath("git")
-	if err != nil {
-		return fmt.Errorf("git is needed for the test image: %w", err)
-	}
-	out, err := exec.Command("ldd", git).Output()
-	if err != nil {
-		return fmt.Errorf("ldd %s: %w", git, err)
-	}
-	files := []string{git}
-	for _, line := range strings.Split(string(out), "\n") {
-		for _, f := range strings.Fields(line) {
-			if strings.HasPrefix(f, "/") {
-				files = append(files, f)
-			}
-		}
-	}
+// addPrograms copies the host's git and curl and the shared libraries they load (as ldd
+// lists them) into the image, so an agent in a test session can commit as a real one does and
+// reach HTTPS through a proxy as real tools do (CONNECT). Tests never pull: this is how the
+// test image gets real programs without a registry. existing are the directories the archive
+// already holds (a tar with a path twice does not import).
+func addPrograms(tw *tar.Writer, existing ...string) error {
 	made := map[string]bool{}
 	for _, d := range existing {
 		made[d] = true
 	}
-	for _, f := range files {
-		real, err := filepath.EvalSymlinks(f)
+	for _, prog := range []string{"git", "curl"} {
+		bin, err := exec.LookPath(prog)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s is needed for the test image: %w", prog, err)
 		}
-		data, err := os.ReadFile(real)
+		out, err := exec.Command("ldd", bin).Output()
 		if err != nil {
-			return err
+			return fmt.Errorf("ldd %s: %w", bin, err)
 		}
-		name := strings.TrimPrefix(f, "/")
-		if f == git {
-			name = "usr/bin/git"
+		files := []string{bin}
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "/") {
+					files = append(files, f)
+				}
+			}
 		}
-		for d := filepath.Dir(name); d != "." && !made[d]; d = filepath.Dir(d) {
-			made[d] = true
-			_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755})
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(data))}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(data); err != nil {
-			return err
+		for _, f := range files {
+			name := strings.TrimPrefix(f, "/")
+			if f == bin {
+				name = "usr/bin/" + prog
+			}
+			if made[name] {
+				continue // a library both programs load
+			}
+			real, err := filepath.EvalSymlinks(f)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(real)
+			if err != nil {
+				return err
+			}
+			for d := filepath.Dir(name); d != "." && !made[d]; d = filepath.Dir(d) {
+				made[d] = true
+				_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755})
+			}
+			made[name] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: int64(len(data))}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(data); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
