@@ -3,12 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +312,30 @@ func TestInitRepoProblems(t *testing.T) {
 				t.Errorf("stderr:\n got: %s\nwant: %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestImageStacksListsToolHosts: the hosts the gateway allows for each tool are visible, with
+// their purpose and source, as a table and in the JSON.
+func TestImageStacksListsToolHosts(t *testing.T) {
+	f, out, errOut := testFactory(t)
+	if code := run(t, f, "am", "image", "stacks"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, re := range []string{`claude-code\s+api\.anthropic\.com:443\s+api\s+yes\s+code\.claude\.com`, `claude-code\s+statsig\.anthropic\.com:443\s+telemetry\s+no`, `codex\s+api\.openai\.com:443\s+api\s+yes`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("image stacks lacks %s:\n%s", re, out)
+		}
+	}
+	f, out, _ = testFactory(t)
+	if code := run(t, f, "am", "image", "stacks", "-o", "json"); code != 0 {
+		t.Fatal(code)
+	}
+	var doc struct {
+		Stacks    []json.RawMessage `json:"stacks"`
+		ToolHosts map[string][]struct{ Host, Purpose, Source string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || len(doc.Stacks) == 0 || len(doc.ToolHosts["codex"]) == 0 || doc.ToolHosts["codex"][0].Source == "" {
+		t.Errorf("json: %v %+v", err, doc)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 func newImageCmd(f *Factory, g *GlobalOptions) *cobra.Command {
@@ -459,6 +460,24 @@ func runImageList(ctx context.Context, opts *imageListOptions) error {
 	return tw.Flush()
 }
 
+// writeToolHosts prints each built-in tool's hosts: what spec.network: gateway allows for it
+// (its API and sign-in hosts) and what it lists without allowing, with where each comes from.
+func writeToolHosts(w io.Writer) error {
+	fmt.Fprintln(w, "\nTool hosts (spec.network: gateway allows api and auth hosts for the session's tool; toolHosts: false turns this off):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOOL\tHOST\tPURPOSE\tALLOWED\tSOURCE")
+	for _, d := range tool.Builtins() {
+		for _, h := range d.Hosts {
+			allowed := "no"
+			if h.Allowed() {
+				allowed = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Name, h.Host, h.Purpose, allowed, h.Source)
+		}
+	}
+	return tw.Flush()
+}
+
 func newImageStacksCmd(f *Factory) *cobra.Command {
 	var catalogPath, output string
 	cmd := &cobra.Command{
@@ -466,7 +485,11 @@ func newImageStacksCmd(f *Factory) *cobra.Command {
 		Short: "List the runtimes `image build --stack` can add, from the catalog",
 		Long: `Print the runtime catalog: the tool versions the default image pins and each stack with
 its versions and Debian packages. The first version of a stack is its default. --catalog reads
-a replacement catalog (same JSON shape) instead of the embedded one.`,
+a replacement catalog (same JSON shape) instead of the embedded one.
+
+Then the hosts each built-in tool needs or contacts, with where each comes from: with
+spec.network: gateway a session's tool may reach its api and auth hosts; the others are
+listed so that a denial of one is no surprise (allow one with --allow-host).`,
 		Example: `  sourceosctl agent-machine image stacks
   sourceosctl agent-machine image stacks -o json`,
 		Args: usageArgs(cobra.NoArgs),
@@ -478,8 +501,15 @@ a replacement catalog (same JSON shape) instead of the embedded one.`,
 			if err != nil {
 				return err
 			}
+			hosts := map[string][]tool.Host{}
+			for _, d := range tool.Builtins() {
+				hosts[d.Name] = d.Hosts
+			}
 			if output == outJSON {
-				return writeJSON(f.IO.Out, cat)
+				return writeJSON(f.IO.Out, struct {
+					*image.Catalog
+					ToolHosts map[string][]tool.Host `json:"toolHosts"`
+				}{cat, hosts})
 			}
 			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; %s)\n", cat.Source, cat.Suite, cat.ToolVersions())
 			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
@@ -493,7 +523,10 @@ a replacement catalog (same JSON shape) instead of the embedded one.`,
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, v.Version, strings.Join(v.Packages, " "), s.Description)
 				}
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeToolHosts(f.IO.Out)
 		},
 	}
 	cmd.Flags().StringVar(&catalogPath, "catalog", "", "runtime catalog JSON replacing the embedded one")

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,19 @@ type Gateway struct {
 	once      sync.Once
 	server    *http.Server
 	transport *http.Transport // plain HTTP's connections to destinations
+	live      map[*countedConn]bool
+}
+
+// openConnections names the connections still open, for the error that says so.
+func (g *Gateway) openConnections() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for c := range g.live {
+		out = append(out, fmt.Sprintf("%s %s:%d since %s", c.e.Method, c.e.Host, c.e.Port, c.e.Time.Format(time.RFC3339)))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Events returns every attempt so far, in the order they began; a connection still open is
@@ -109,7 +124,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		case <-done:
 			return err
 		case <-ctx.Done():
-			return errors.Join(err, fmt.Errorf("egress gateway: connections still open: %w", ctx.Err()))
+			return errors.Join(err, fmt.Errorf("egress gateway: connections still open (%s): %w", strings.Join(g.openConnections(), ", "), ctx.Err()))
 		case <-tick.C:
 		}
 	}
@@ -269,7 +284,14 @@ func (g *Gateway) dial(ctx context.Context, method, hostport string) (net.Conn, 
 		e.Verdict, e.Address = Allowed, a.String()
 		g.record(e)
 		g.open.Add(1)
-		return &countedConn{Conn: c, e: e, g: g, start: time.Now()}, nil
+		cc := &countedConn{Conn: c, e: e, g: g, start: time.Now()}
+		g.mu.Lock()
+		if g.live == nil {
+			g.live = map[*countedConn]bool{}
+		}
+		g.live[cc] = true
+		g.mu.Unlock()
+		return cc, nil
 	}
 	if len(refused) > 0 && lastErr == nil {
 		e.Verdict, e.Reason = Denied, fmt.Sprintf("%s resolves only to refused addresses: %s", host, refused[0])
@@ -325,6 +347,7 @@ func (c *countedConn) Close() error {
 	c.once.Do(func() {
 		c.g.mu.Lock()
 		c.e.Duration = time.Since(c.start)
+		delete(c.g.live, c)
 		c.g.mu.Unlock()
 		c.g.open.Done()
 	})

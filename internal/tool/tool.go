@@ -25,24 +25,26 @@ type Def struct {
 	Hosts []Host
 }
 
-// Host is one destination a tool needs. Purpose is api, auth or telemetry; the preset
-// allows api and auth hosts and lists telemetry hosts without allowing them (a profile or
-// --allow-host can). Source says where the host comes from.
+// Host is one destination a tool needs or contacts. Purpose is api, auth, telemetry or
+// observed; the preset allows api and auth hosts and lists the others without allowing them
+// (a profile or --allow-host can). Source says where the host comes from.
 type Host struct {
 	Host    string `json:"host"` // host:port as an egress rule
 	Purpose string `json:"purpose"`
 	Source  string `json:"source"`
 }
 
-// Purposes of a tool's hosts.
+// Purposes of a tool's hosts: the preset allows api and auth hosts only. observed hosts are
+// ones the tool was seen to contact in a session that no documentation names.
 const (
 	PurposeAPI       = "api"
 	PurposeAuth      = "auth"
 	PurposeTelemetry = "telemetry"
+	PurposeObserved  = "observed"
 )
 
-// Allowed reports whether the tool's preset allows the host (telemetry it does not).
-func (h Host) Allowed() bool { return h.Purpose != PurposeTelemetry }
+// Allowed reports whether the tool's preset allows the host (its API and sign-in hosts).
+func (h Host) Allowed() bool { return h.Purpose == PurposeAPI || h.Purpose == PurposeAuth }
 
 // builtins is ordered as help texts and messages list the tools. Both tools ship a Linux
 // sandbox of their own (bubblewrap / Landlock) that cannot start in an unprivileged,
@@ -74,11 +76,16 @@ var builtins = [...]Def{
 		BuildArg: "CODEX_VERSION",
 		// The Codex CLI's defaults in openai/codex (codex-rs): the OpenAI API for API-key
 		// use, chatgpt.com's backend API for ChatGPT sign-in, and auth.openai.com, the
-		// sign-in issuer. Its OpenTelemetry export is off unless configured: no telemetry host.
+		// sign-in issuer. Its OpenTelemetry export is off unless configured.
 		Hosts: []Host{
 			{Host: "api.openai.com:443", Purpose: PurposeAPI, Source: "openai/codex codex-rs: default OpenAI provider base URL"},
 			{Host: "chatgpt.com:443", Purpose: PurposeAPI, Source: "openai/codex codex-rs: ChatGPT sign-in backend (backend-api/codex)"},
 			{Host: "auth.openai.com:443", Purpose: PurposeAuth, Source: "openai/codex codex-rs login: the sign-in issuer"},
+			// Seen in the egress log of a codex-cli 0.169.0 session (exec, API key, fake API):
+			// contacted at start and at exit; the turn completes without them.
+			{Host: "ab.chatgpt.com:443", Purpose: PurposeObserved, Source: "egress log of a codex-cli 0.169.0 session"},
+			{Host: "github.com:443", Purpose: PurposeObserved, Source: "egress log of a codex-cli 0.169.0 session"},
+			{Host: "api.github.com:443", Purpose: PurposeObserved, Source: "egress log of a codex-cli 0.169.0 session"},
 		},
 	},
 }
