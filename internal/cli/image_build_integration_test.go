@@ -23,7 +23,9 @@ func hostCACerts() []string {
 
 // TestIntegrationImageBuildFromScratch builds the default image on a clean Podman storage
 // (debootstrap from the host's mirror, npm for the tools), then runs the real claude and codex
-// in governed sessions. It takes minutes; CI runs it once per run.
+// in governed sessions — their versions, and a turn each against a fake API through the egress
+// gateway — and curl, git, npm and Python through the gateway in a stack image. It takes
+// minutes; CI runs it once per run.
 func TestIntegrationImageBuildFromScratch(t *testing.T) {
 	e := podmantest.Need(t)
 	if os.Getenv("CI") != "true" && os.Getenv("SOURCEOSCTL_IMAGE_BUILD_TEST") != "1" {
@@ -87,6 +89,7 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 			t.Errorf("run --tool %s -- --version: exit %d, stdout %q, stderr:\n%s", tool, code, stdout, stderr)
 		}
 	}
+	checkRealToolsThroughTheGateway(t, e, w, image.DefaultRef)
 	code, stdout, stderr = runCLI(t, e, w, "agent-machine", "shell", "--repo", w.repo, "--", "sh", "-c", "id -un; git --version; ls -ld /workspace")
 	if code != 0 || !strings.Contains(stdout, "git version") {
 		t.Errorf("shell: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
@@ -107,6 +110,7 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Python 3.11") {
 		t.Errorf("python in the stack image: %v %q", err, out)
 	}
+	checkClientsThroughTheGateway(t, e, w, "localhost/sourceos/agent-workspace:python-3.11")
 
 	// A stage that fails (its check cannot pass) leaves no image under its name, no temporary
 	// name and no manifest entry, and the images before it intact.
