@@ -128,6 +128,9 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 	if prof != nil {
 		probes = append(probes, probe{"image", "Image", func(ctx context.Context) Check { return d.checkImage(ctx, prof.Spec.Image.Ref) }})
 	}
+	if prof != nil && prof.Spec.Network.Mode == profile.NetworkGateway {
+		probes = append(probes, probe{"egress-gateway", "Egress gateway", func(ctx context.Context) Check { return d.checkGateway(ctx, prof) }})
+	}
 	checks := make([]Check, len(probes))
 	var wg sync.WaitGroup
 	for i, p := range probes {
@@ -492,6 +495,21 @@ func (d DoctorDeps) checkCopies(context.Context) Check {
 }
 
 // humanBytes is n in the largest binary unit that keeps it at least 1.
+// checkGateway proves a session's egress gateway can start here: on a local Linux service it
+// starts one on a socket where sessions put theirs, is refused a destination through it, and
+// removes it; elsewhere it says why sessions with spec.network gateway are refused.
+func (d DoctorDeps) checkGateway(ctx context.Context, p *profile.Profile) Check {
+	if d.GOOS != "linux" || MachineOf(p).Name != "" {
+		return fail("profile "+p.Metadata.Name+" sets spec.network: gateway, which needs the gateway on the same Linux host as the containers; on a Podman machine sessions are refused",
+			"set spec.network to none (no network) or bridge (unfiltered) in the profile")
+	}
+	base := EgressBase(d.Getenv("XDG_RUNTIME_DIR"), d.Dirs.State)
+	if err := ProbeGateway(ctx, base); err != nil {
+		return fail("the egress gateway cannot start: "+err.Error(), "make "+base+" a directory you can write, or set XDG_RUNTIME_DIR")
+	}
+	return ok("a gateway started on a socket in " + base + ", refused a destination no rule allows, and was removed")
+}
+
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {

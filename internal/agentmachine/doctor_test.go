@@ -270,3 +270,48 @@ func TestDoctorReportsLeftoverCopies(t *testing.T) {
 		t.Errorf("one not collected: %+v", got)
 	}
 }
+
+// TestDoctorStartsTheGateway: with spec.network gateway, doctor starts a gateway where
+// sessions put theirs, is refused through it, and leaves nothing behind; an unwritable place
+// or a machine profile fails with the reason. Without the gateway there is no such check.
+func TestDoctorStartsTheGateway(t *testing.T) {
+	withNetwork := func(t *testing.T, d *DoctorDeps, network string) {
+		prof, err := profile.Parse("p.yaml", []byte(strings.Replace(testProfile, "spec:\n", "spec:\n  network: "+network+"\n", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Profile = func() (*profile.Profile, error) { return prof, nil }
+	}
+	d := baseDeps(t)
+	runtime := t.TempDir()
+	d.Getenv = func(k string) string { return map[string]string{"XDG_RUNTIME_DIR": runtime}[k] }
+	withNetwork(t, &d, "gateway")
+	c := find(Doctor(context.Background(), d), "egress-gateway")
+	base := filepath.Join(runtime, "sourceos", "egress")
+	if c.Status != StatusOK || !strings.Contains(c.Finding, "refused a destination no rule allows") {
+		t.Fatalf("check %+v", c)
+	}
+	if left, _ := os.ReadDir(base); len(left) != 0 {
+		t.Errorf("doctor left %v in %s", left, base)
+	}
+
+	blocked := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Getenv = func(k string) string { return map[string]string{"XDG_RUNTIME_DIR": blocked}[k] }
+	if c := find(Doctor(context.Background(), d), "egress-gateway"); c.Status != StatusFail || !strings.Contains(c.Finding, "cannot start") || c.Fix == "" {
+		t.Errorf("unwritable base: %+v", c)
+	}
+
+	d.GOOS = "darwin"
+	if c := find(Doctor(context.Background(), d), "egress-gateway"); c.Status != StatusFail || !strings.Contains(c.Finding, "on a Podman machine sessions are refused") {
+		t.Errorf("machine: %+v", c)
+	}
+
+	d = baseDeps(t)
+	withNetwork(t, &d, "none")
+	if c := find(Doctor(context.Background(), d), "egress-gateway"); c.ID != "" {
+		t.Errorf("a gateway check without the gateway: %+v", c)
+	}
+}

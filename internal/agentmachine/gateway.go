@@ -1,11 +1,13 @@
 package agentmachine
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -233,4 +235,57 @@ func egressRecord(pl *Plan, events []egress.Event, unaccounted error) (*evidence
 	}
 	rec.Attempts = len(events)
 	return rec, log
+}
+
+// ProbeGateway starts a gateway with no allow rule on a socket in a new directory under
+// base, asks it through the socket for a destination, and expects its refusal; it stops the
+// gateway and removes the directory whatever happens. It is doctor's proof that sessions can
+// start their gateway here.
+func ProbeGateway(ctx context.Context, base string) error {
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(base, "doctor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "gateway.sock")
+	l, err := listenSocket(sock, -1)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	g := &egress.Gateway{}
+	go func() { _ = g.Serve(l) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = g.Shutdown(sctx)
+	}()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", sock, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprint(c, "CONNECT doctor.invalid:443 HTTP/1.1\r\nHost: doctor.invalid:443\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return fmt.Errorf("read its answer: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Sourceos-Egress") != "denied" {
+		return fmt.Errorf("it answered %s, not the refusal of a destination no rule allows", resp.Status)
+	}
+	return nil
+}
+
+// EgressBase is where sessions put their gateway sockets (see egressDir).
+func EgressBase(runtimeDir, stateDir string) string {
+	return filepath.Dir(egressDir(Facts{RuntimeDir: runtimeDir, StateDir: stateDir}, "x"))
 }
