@@ -116,16 +116,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// Plain HTTP requests leave kept-alive connections to their destinations idle in the
 	// transport; a request finishing meanwhile can return one, so they are closed until
 	// every connection is.
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
 		g.transport.CloseIdleConnections()
 		select {
 		case <-done:
 			return err
 		case <-ctx.Done():
 			return errors.Join(err, fmt.Errorf("egress gateway: connections still open (%s): %w", strings.Join(g.openConnections(), ", "), ctx.Err()))
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }
