@@ -64,11 +64,15 @@ echo
 echo "== What a governed session on this repository will do (nothing is created)"
 "$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool codex --repo . --dry-run
 echo
-echo "== Governed sessions on this repository (built-in default profile, no network, no secrets)"
+echo "== Governed sessions on this repository (built-in default profile: no secrets, no network but the egress gateway)"
 log=.try/sessions.log
 "$bin" agent-machine shell ${profile[@]+"${profile[@]}"} --repo . -- git log -1 --format='last commit: %h %s' 2> >(tee "$log" >&2)
 "$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool codex --repo . -- --version 2> >(tee -a "$log" >&2)
 "$bin" agent-machine run ${profile[@]+"${profile[@]}"} --tool claude-code --repo . -- --version 2> >(tee -a "$log" >&2)
+echo
+echo "== Egress: a host the policy does not allow is refused by the session's gateway, with the reason, and recorded"
+"$bin" agent-machine shell ${profile[@]+"${profile[@]}"} --repo . -- curl -sS -o /dev/null https://example.com 2> >(tee -a "$log" >&2) ||
+  echo "(exit code $?: curl was refused)"
 sleep 0.2
 bundle=$(sed -n 's/^evidence: //p' "$log" | tail -n1)
 echo
