@@ -317,7 +317,7 @@ func TestAFailedGatewayFailsTheSessionClosed(t *testing.T) {
 	withFakeHelper(se)
 	fail := make(chan struct{})
 	se.session.listenGateway = func(path string, uid int) (net.Listener, error) {
-		l, err := listenSocket(path, uid)
+		l, err := egress.Listen(path, uid)
 		return failingListener{Listener: l, fail: fail}, err
 	}
 	e.during = func(container.Spec) { close(fail) }

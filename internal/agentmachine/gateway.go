@@ -66,7 +66,7 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	undo := func() { _ = os.RemoveAll(dir) }
 	listen := r.listenGateway
 	if listen == nil {
-		listen = listenSocket
+		listen = egress.Listen
 	}
 	l, err := listen(e.Socket, e.SocketUID)
 	if err != nil {
@@ -99,43 +99,6 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	}()
 	r.event("egress gateway listening on %s: %d allow and %d deny rules", e.Socket, len(pol.Allow), len(pol.Deny))
 	return func() { r.stopGateway(); undo() }, nil
-}
-
-// maxSocketPath is the longest Unix socket path Linux accepts (sun_path is 108 bytes with
-// the terminating NUL).
-const maxSocketPath = 107
-
-// listenSocket listens on a new Unix socket that only uid (or, for -1, this user) may use. A
-// path longer than a socket address can hold (a deep home directory) is reached through the
-// directory's descriptor, /proc/self/fd/N/NAME, which the kernel resolves to the same place.
-func listenSocket(path string, uid int) (net.Listener, error) {
-	addr := path
-	if len(path) > maxSocketPath {
-		dir, err := os.Open(filepath.Dir(path))
-		if err != nil {
-			return nil, err
-		}
-		defer dir.Close() // bound once Listen returns
-		addr = fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path))
-	}
-	l, err := net.Listen("unix", addr)
-	if err != nil {
-		return nil, err
-	}
-	// Never unlink by the address: the descriptor it names is closed by then. The session
-	// removes the socket's directory itself.
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	if uid >= 0 && uid != os.Getuid() {
-		if err := os.Chown(path, uid, -1); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("give the socket to the container's user %d: %w", uid, err)
-		}
-	}
-	return l, nil
 }
 
 // stopGateway stops the gateway once the container is gone, waits for its records and keeps
@@ -251,7 +214,7 @@ func ProbeGateway(ctx context.Context, base string) error {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "gateway.sock")
-	l, err := listenSocket(sock, -1)
+	l, err := egress.Listen(sock, -1)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", sock, err)
 	}

@@ -17,10 +17,7 @@ type EgressDecision struct {
 }
 
 // EgressRule is one rule as written, and its source.
-type EgressRule struct {
-	Rule   string `json:"rule"`
-	Source string `json:"source"`
-}
+type EgressRule = egress.RuleText
 
 // Sources of egress rules.
 const (
@@ -57,21 +54,9 @@ func decideEgress(e *profile.Egress, req Request) *EgressDecision {
 	return d
 }
 
+// Rules is the decision as a gateway is given it.
+func (d *EgressDecision) Rules() egress.Rules { return egress.Rules{Allow: d.Allow, Deny: d.Deny} }
+
 // Policy is the decision as the gateway applies it. The rules were checked when the profile
 // and the command line were read; one that does not parse is an error here too.
-func (d *EgressDecision) Policy() (egress.Policy, error) {
-	var p egress.Policy
-	for _, list := range []struct {
-		from []EgressRule
-		to   *[]egress.Rule
-	}{{d.Allow, &p.Allow}, {d.Deny, &p.Deny}} {
-		for _, r := range list.from {
-			rule, err := egress.ParseRule(r.Rule, r.Source)
-			if err != nil {
-				return egress.Policy{}, err
-			}
-			*list.to = append(*list.to, rule)
-		}
-	}
-	return p, nil
-}
+func (d *EgressDecision) Policy() (egress.Policy, error) { return d.Rules().Policy() }

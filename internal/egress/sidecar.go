@@ -1,0 +1,192 @@
+package egress
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// RuleText is a rule as written and where it comes from: the form a policy is decided,
+// recorded and handed to a gateway in.
+type RuleText struct {
+	Rule   string `json:"rule"`
+	Source string `json:"source"`
+}
+
+// Rules is a policy as text.
+type Rules struct {
+	Allow []RuleText `json:"allow"`
+	Deny  []RuleText `json:"deny"`
+}
+
+// Policy parses every rule; one that does not parse is an error.
+func (r Rules) Policy() (Policy, error) {
+	var p Policy
+	for _, list := range []struct {
+		from []RuleText
+		to   *[]Rule
+	}{{r.Allow, &p.Allow}, {r.Deny, &p.Deny}} {
+		for _, t := range list.from {
+			rule, err := ParseRule(t.Rule, t.Source)
+			if err != nil {
+				return Policy{}, err
+			}
+			*list.to = append(*list.to, rule)
+		}
+	}
+	return p, nil
+}
+
+// maxSocketPath is the longest Unix socket path Linux accepts (sun_path is 108 bytes with
+// the terminating NUL).
+const maxSocketPath = 107
+
+// Listen listens on a new Unix socket that only uid (or, for -1, this process's user) may use.
+// A path longer than a socket address can hold (a deep home directory) is reached through its
+// directory's descriptor, /proc/self/fd/N/NAME, which the kernel resolves to the same place.
+// The listener never removes the socket: its directory is the caller's to remove.
+func Listen(path string, uid int) (net.Listener, error) {
+	addr := path
+	if len(path) > maxSocketPath {
+		dir, err := os.Open(filepath.Dir(path))
+		if err != nil {
+			return nil, err
+		}
+		defer dir.Close() // bound once Listen returns
+		addr = fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(path))
+	}
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, err
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if uid >= 0 && uid != os.Getuid() {
+		if err := os.Chown(path, uid, -1); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("give the socket to the container's user %d: %w", uid, err)
+		}
+	}
+	return l, nil
+}
+
+// Sidecar is a gateway run as a program of its own, next to the container rather than in
+// sourceosctl (a Podman machine, a remote service): it serves on Socket until ctx ends, then
+// writes every attempt to Log, one JSON object per line, and a last line that accounts for them.
+type Sidecar struct {
+	Socket string
+	UID    int
+	Rules  Rules
+	// Ready is told one line once the socket accepts connections.
+	Ready io.Writer
+	// Log receives the records when the gateway stops.
+	Log io.Writer
+	// Grace bounds waiting for open connections once ctx ends (5 s when zero).
+	Grace time.Duration
+}
+
+// Account is the last line of a sidecar's log: how many attempts it recorded, and what it
+// could not account for. A log without it is incomplete.
+type Account struct {
+	Attempts    int    `json:"attempts"`
+	Unaccounted string `json:"unaccounted,omitempty"`
+}
+
+// Run serves until ctx ends and writes the log; it fails when it could not start, could not
+// write the log, or could not account for every connection.
+func (s Sidecar) Run(ctx context.Context) error {
+	p, err := s.Rules.Policy()
+	if err != nil {
+		return err
+	}
+	l, err := Listen(s.Socket, s.UID)
+	if err != nil {
+		return err
+	}
+	g := &Gateway{Policy: p}
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(l) }()
+	fmt.Fprintln(s.Ready, "ready", s.Socket)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		if serveErr == nil {
+			serveErr = fmt.Errorf("the gateway stopped serving")
+		}
+	}
+	grace := s.Grace
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	shutErr := g.Shutdown(sctx)
+	events := g.Events()
+	enc := json.NewEncoder(s.Log)
+	for _, e := range events {
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("write the log: %w", err)
+		}
+	}
+	acc := Account{Attempts: len(events)}
+	if shutErr != nil {
+		acc.Unaccounted = shutErr.Error()
+	}
+	if err := enc.Encode(acc); err != nil {
+		return fmt.Errorf("write the log: %w", err)
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	if shutErr != nil {
+		return fmt.Errorf("could not account for every connection: %w", shutErr)
+	}
+	return nil
+}
+
+// ReadSidecarLog reads a sidecar's log: its records, and an error when the log is incomplete
+// (no account line, or a count that does not match) or says connections were unaccounted.
+func ReadSidecarLog(r io.Reader) ([]Event, error) {
+	dec := json.NewDecoder(r)
+	var events []Event
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err == io.EOF {
+			return events, fmt.Errorf("the gateway's log ends without its account: it did not stop cleanly")
+		} else if err != nil {
+			return events, fmt.Errorf("the gateway's log: %w", err)
+		}
+		var probe map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &probe); err != nil {
+			return events, fmt.Errorf("the gateway's log: %w", err)
+		}
+		if _, isEvent := probe["verdict"]; isEvent {
+			var e Event
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return events, fmt.Errorf("the gateway's log: %w", err)
+			}
+			events = append(events, e)
+			continue
+		}
+		var acc Account
+		if err := json.Unmarshal(raw, &acc); err != nil {
+			return events, fmt.Errorf("the gateway's log: %w", err)
+		}
+		switch {
+		case acc.Attempts != len(events):
+			return events, fmt.Errorf("the gateway's log holds %d attempts but accounts for %d", len(events), acc.Attempts)
+		case acc.Unaccounted != "":
+			return events, fmt.Errorf("could not account for every connection: %s", acc.Unaccounted)
+		}
+		return events, nil
+	}
+}
