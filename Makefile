@@ -24,12 +24,15 @@ CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 
 all: build
 
-# The helper that runs first in every container (cmd/sourceos-helper) and the collector that
-# brings a copy's work back (cmd/sourceos-collect), built static for each Linux architecture
-# and embedded into sourceosctl: every target that compiles sourceosctl needs them first.
-HELPER_SRC  := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go)
+# The helper that runs first in every container (cmd/sourceos-helper), the collector that
+# brings a copy's work back (cmd/sourceos-collect) and the egress gateway as a sidecar for
+# machines and remote services (cmd/sourceos-gateway), built static for each Linux
+# architecture and embedded into sourceosctl: every target that compiles sourceosctl needs
+# them first.
+HELPER_SRC  := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go internal/forward/*.go)
 COLLECT_SRC := $(wildcard cmd/sourceos-collect/*.go internal/collect/*.go)
-HELPERS     := $(foreach p,sourceos-helper sourceos-collect,$(foreach a,amd64 arm64,internal/helper/bin/$(p)-linux-$(a)))
+GATEWAY_SRC := $(wildcard cmd/sourceos-gateway/*.go internal/egress/*.go)
+HELPERS     := $(foreach p,sourceos-helper sourceos-collect sourceos-gateway,$(foreach a,amd64 arm64,internal/helper/bin/$(p)-linux-$(a)))
 
 helper: $(HELPERS)
 
@@ -39,6 +42,10 @@ internal/helper/bin/sourceos-helper-linux-%: $(HELPER_SRC)
 
 internal/helper/bin/sourceos-collect-linux-%: $(COLLECT_SRC)
 	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-collect
+	sha256sum $@ | cut -d' ' -f1 > $@.sha256
+
+internal/helper/bin/sourceos-gateway-linux-%: $(GATEWAY_SRC)
+	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-gateway
 	sha256sum $@ | cut -d' ' -f1 > $@.sha256
 
 build: helper

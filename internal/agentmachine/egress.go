@@ -22,6 +22,9 @@ type EgressPlan struct {
 	SocketUID int `json:"socketUid"`
 	// Proxy is the proxy URL the tools are given: the forwarder on the container's loopback.
 	Proxy string `json:"proxy"`
+	// Sidecar is the gateway's own container, where the service is not on this host (a
+	// Podman machine, a remote service); Socket is then a path inside the containers.
+	Sidecar *SidecarPlan `json:"sidecar,omitempty"`
 }
 
 // proxyVars are the variables tools read their proxy from; curl and Python read the lower-case
@@ -63,20 +66,27 @@ func egressDir(f Facts, sessionID string) string {
 	return filepath.Join(base, name)
 }
 
-// planEgress gives a gateway session its socket, the mount of its directory and the proxy
-// variables. The gateway runs on this host and the forwarder is the helper's: a session on a
-// machine or another host, or without the helper, is refused rather than run open.
-func planEgress(f Facts, pl *Plan) error {
+// planEgress gives a gateway session its socket, the proxy variables and the way to the
+// gateway: on a local Linux service, the gateway runs in sourceosctl and its socket's
+// directory is mounted; on a machine or another host, it runs in a sidecar container there
+// (planSidecar). Without the programs that needs, the session is refused rather than run open.
+func planEgress(p *profile.Profile, f Facts, pl *Plan) error {
 	if pl.Decision.Egress == nil {
 		return nil
 	}
-	if !f.Local || f.Helper.Path == "" {
-		where := "this Podman service is " + orDash(f.Connection.URI) + ", not a local Linux one"
-		if f.Local {
-			where = "this sourceosctl was built without its container helper, whose forwarder is the container's way to the gateway (build it with make build)"
-		}
-		return &MissingError{Component: "egress gateway", Detail: "spec.network gateway needs the gateway on the same host as the container: " + where,
-			Fix: "run on a local Linux Podman service, or set spec.network to none (no network) or bridge (unfiltered)"}
+	proxy := "http://" + container.EgressListen
+	s := &pl.Container
+	s.Network = profile.NetworkNone
+	for _, k := range proxyVars {
+		s.Env[k] = proxy
+	}
+	s.Env["NO_PROXY"], s.Env["no_proxy"] = noProxy, noProxy
+	if !f.Local {
+		return planSidecar(p, f, pl, proxy)
+	}
+	if f.Helper.Path == "" {
+		return &MissingError{Component: "egress gateway", Detail: "this sourceosctl was built without its container helper, whose forwarder is the container's way to the gateway",
+			Fix: "build it with make build, or set spec.network to none (no network) or bridge (unfiltered)"}
 	}
 	if f.StateDir == "" && f.RuntimeDir == "" {
 		return &MissingError{Component: "egress gateway", Detail: "no runtime or state directory for its socket"}
@@ -87,14 +97,7 @@ func planEgress(f Facts, pl *Plan) error {
 	if !f.Rootless {
 		uid, _ = userIDs(pl.Container.User)
 	}
-	proxy := "http://" + container.EgressListen
 	pl.Egress = &EgressPlan{Socket: sock, SocketUID: uid, Proxy: proxy}
-	s := &pl.Container
-	s.Network = profile.NetworkNone
-	for _, k := range proxyVars {
-		s.Env[k] = proxy
-	}
-	s.Env["NO_PROXY"], s.Env["no_proxy"] = noProxy, noProxy
 	s.Mounts = append(s.Mounts, container.Mount{Source: dir, Target: container.EgressTarget, ReadOnly: true})
 	pl.Notes = append(pl.Notes, fmt.Sprintf("egress: the container has no network; the tools' proxy %s is sourceos-helper's forwarder, relaying to this session's gateway on %s, which allows only the rules below, refuses private, loopback and metadata addresses unless a rule names them, and records every connection in the evidence", proxy, sock))
 	return nil

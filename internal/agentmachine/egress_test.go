@@ -153,7 +153,7 @@ func TestGatewayRefusals(t *testing.T) {
 		{"allow-host with bridge", "  network: bridge\n", []string{"a.example"}, "", true, "and profile t has network bridge", true},
 		{"bad allow-host", "  network: gateway\n", []string{"a.*.example"}, "", true, `--allow-host: "a.*.example": a wildcard is allowed only as a leading "*."`, true},
 		{"bad allow-host port", "  network: gateway\n", []string{"a.example:0"}, "", true, `"a.example:0": port must be 1-65535`, true},
-		{"remote service", "  network: gateway\n", nil, "ssh://u@host/run/podman.sock", true, "needs the gateway on the same host as the container: this Podman service is ssh://u@host/run/podman.sock", false},
+		{"remote service without the programs to ship", "  network: gateway\n", nil, "ssh://u@host/run/podman.sock", true, "on ssh://u@host/run/podman.sock the gateway runs in a sidecar container, and this sourceosctl was built without the programs it ships there", false},
 		{"no helper", "  network: gateway\n", nil, "", false, "built without its container helper", false},
 	}
 	for _, c := range cases {

@@ -30,6 +30,15 @@ type Engine interface {
 	Remove(ctx context.Context, id string) error
 	RemoveSecret(ctx context.Context, name string) error
 	Containers(ctx context.Context, label string, all bool) ([]container.Summary, error)
+	// Named volumes carry what a service on another machine cannot get from a host path: the
+	// programs a session ships there, the egress gateway's socket and its log.
+	VolumeExists(ctx context.Context, name string) (bool, error)
+	CreateVolume(ctx context.Context, name string, labels map[string]string) error
+	// ImportVolume and ExportVolume may need a container of image (never started) where the
+	// server lacks the volume import/export endpoints.
+	ImportVolume(ctx context.Context, name, image string, tar io.Reader) error
+	ExportVolume(ctx context.Context, name, image string, w io.Writer) error
+	RemoveVolume(ctx context.Context, name string) error
 }
 
 // Connector reaches the Podman service for a profile's machine ("" when it names none),

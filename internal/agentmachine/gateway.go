@@ -2,6 +2,7 @@ package agentmachine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,14 +34,17 @@ type GatewayError struct{ Err error }
 func (e *GatewayError) Error() string { return "the egress gateway failed: " + e.Err.Error() }
 func (e *GatewayError) Unwrap() error { return e.Err }
 
-// sessionGateway is the running gateway of one session.
+// sessionGateway is the running gateway of one session: in this process (g), or in a
+// sidecar container on the service (sidecar, box).
 type sessionGateway struct {
-	g      *egress.Gateway
-	dir    string
-	served chan error
-	once   sync.Once
-	events []egress.Event
-	err    error // what stopping found: connections it could not account for
+	g       *egress.Gateway
+	served  chan error
+	sidecar *SidecarPlan
+	box     *containerRun
+	stderr  syncBuffer // what the sidecar says on its standard error
+	once    sync.Once
+	events  []egress.Event
+	err     error // what stopping found: connections it could not account for
 }
 
 // gateway starts the session's egress gateway on its socket, before the container exists;
@@ -49,6 +53,9 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	e := r.plan.Egress
 	if e == nil {
 		return nil, nil
+	}
+	if e.Sidecar != nil {
+		return r.startSidecar(ctx, e.Sidecar)
 	}
 	pol, err := r.plan.Decision.Egress.Policy()
 	if err != nil {
@@ -74,7 +81,7 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
 	own := ownAddresses()
-	sg := &sessionGateway{dir: dir, served: make(chan error, 1), g: &egress.Gateway{
+	sg := &sessionGateway{served: make(chan error, 1), g: &egress.Gateway{
 		Policy: pol,
 		Own:    func(a netip.Addr) bool { return own[a] },
 		OnDeny: func(ev egress.Event) { fmt.Fprintf(r.IO.ErrOut, "! egress: %s\n", ev.Reason) },
@@ -110,6 +117,10 @@ func (r *sessionRun) stopGateway() {
 	}
 	sg.once.Do(func() {
 		close(r.stopping)
+		if sg.sidecar != nil {
+			r.stopSidecar(sg)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), gatewayShutdown)
 		defer cancel()
 		if err := sg.g.Shutdown(ctx); err != nil {
@@ -251,4 +262,26 @@ func ProbeGateway(ctx context.Context, base string) error {
 // EgressBase is where sessions put their gateway sockets (see egressDir).
 func EgressBase(runtimeDir, stateDir string) string {
 	return filepath.Dir(egressDir(Facts{RuntimeDir: runtimeDir, StateDir: stateDir}, "x"))
+}
+
+// syncBuffer keeps the first 64 KiB written to it, safe for one writer and readers: what the
+// gateway's sidecar says on its standard error, to say why it failed.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() < 64<<10 {
+		s.b.Write(p)
+	}
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

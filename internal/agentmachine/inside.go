@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,9 +19,17 @@ import (
 // becomes the tool. The expectation holds secrets' variable names, never their values. Each
 // forward (127.0.0.1:PORT=SOCKET) is a relay the helper starts before the tool.
 func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string, forwards ...string) container.Spec {
-	s.Mounts = append(append([]container.Mount{}, s.Mounts...), container.Mount{Source: h.Path, Target: container.HelperTarget, ReadOnly: true})
+	bin := container.HelperTarget
+	if h.Volume != "" {
+		bin = path.Join(container.ShippedTarget, shippedHelper) // the spec mounts the volume already
+		if !hasVolume(s.Volumes, h.Volume) {
+			s.Volumes = append(append([]container.Volume{}, s.Volumes...), container.Volume{Name: h.Volume, Target: container.ShippedTarget, ReadOnly: true})
+		}
+	} else {
+		s.Mounts = append(append([]container.Mount{}, s.Mounts...), container.Mount{Source: h.Path, Target: container.HelperTarget, ReadOnly: true})
+	}
 	e := expectation(s, image, nonce)
-	cmd := []string{container.HelperTarget, "check", e.Encode()}
+	cmd := []string{bin, "check", e.Encode()}
 	for _, f := range forwards {
 		cmd = append(cmd, "--forward", f)
 	}
@@ -55,6 +64,9 @@ func expectation(s container.Spec, image container.Image, nonce string) guard.Ex
 	for _, t := range s.Tmpfs {
 		e.Mounts = append(e.Mounts, t.Target)
 	}
+	for _, v := range s.Volumes {
+		e.Mounts = append(e.Mounts, v.Target)
+	}
 	for _, o := range s.Overlays {
 		e.Mounts = append(e.Mounts, o.Target)
 		e.Overlays = append(e.Overlays, guard.Overlay{Target: o.Target, Lower: o.Source, Upper: o.Upper})
@@ -66,6 +78,15 @@ func expectation(s container.Spec, image container.Image, nonce string) guard.Ex
 		e.Interfaces = []string{"lo", "eth0"}
 	}
 	return e
+}
+
+func hasVolume(vs []container.Volume, name string) bool {
+	for _, v := range vs {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func userIDs(user string) (uid, gid int) {

@@ -30,8 +30,8 @@ type phase struct {
 func lifecycle() []phase {
 	return []phase{
 		{name: "prepare", run: (*sessionRun).prepare, required: true},
-		{name: "gateway", run: (*sessionRun).gateway},
 		{name: "image", run: (*sessionRun).image},
+		{name: "gateway", run: (*sessionRun).gateway},
 		{name: "secrets", run: (*sessionRun).secrets},
 		{name: "create", run: (*sessionRun).create},
 		{name: "compare", run: (*sessionRun).compare},

@@ -29,7 +29,7 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	r.key, r.prepared = key, true
-	if h := r.plan.Helper; h != nil {
+	if h := r.plan.Helper; h != nil && h.Volume == "" {
 		ref, err := r.Helper(r.Host.Arch, true)
 		if err != nil {
 			return nil, err

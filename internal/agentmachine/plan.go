@@ -74,12 +74,17 @@ type Facts struct {
 	// installed (a copy is made and brought back with it).
 	StateDir string
 	GitCLI   bool
+	// Shipped are the programs a session on another machine ships there (nil when local,
+	// or when this build carries none).
+	Shipped *ShippedRef
 }
 
-// HelperRef is the helper binary a session mounts: where it is on the host and its digest.
+// HelperRef is the helper binary a session mounts: where it is on the host and its digest,
+// or the volume of shipped programs it comes from on another machine.
 type HelperRef struct {
-	Path   string `json:"path"`
+	Path   string `json:"path,omitempty"`
 	Digest string `json:"digest"`
+	Volume string `json:"volume,omitempty"`
 }
 
 // OwnState lists sourceosctl's own state — its configuration (signing key, profiles), state
@@ -293,17 +298,20 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		return pl, err
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
-	if err := planEgress(f, pl); err != nil {
+	if err := planEgress(p, f, pl); err != nil {
 		return pl, err
 	}
 	if f.OS == "windows" {
 		pl.Notes = append(pl.Notes, "hard links in the mounts are not checked on Windows (it reports no link counts); on Linux and macOS a hard link to a protected file refuses the session")
 	}
-	if f.Helper.Path != "" {
+	switch {
+	case pl.Helper != nil: // shipped with the egress gateway's sidecar
+		pl.Notes = append(pl.Notes, "the tool runs through sourceos-helper (sha256:"+short(strings.TrimPrefix(pl.Helper.Digest, "sha256:"))+", shipped in volume "+pl.Helper.Volume+"), which first checks the container from inside and refuses (exit 3) if the server applied anything else")
+	case f.Helper.Path != "":
 		h := f.Helper
 		pl.Helper = &h
 		pl.Notes = append(pl.Notes, "the tool runs through sourceos-helper (sha256:"+short(strings.TrimPrefix(h.Digest, "sha256:"))+"), which first checks the container from inside — seccomp, capabilities, user, environment, mounts, devices, limits, namespaces — and refuses (exit 3) if the server applied anything else; the -o podman line leaves it out")
-	} else {
+	default:
 		pl.Notes = append(pl.Notes, "no in-container check: its helper cannot be mounted from this host into that service's containers (another machine, or a build without the helper); the server's inspect is still compared with the plan")
 	}
 	return pl, nil

@@ -290,6 +290,9 @@ func Record(in RecordInput) (string, error) {
 	for _, m := range s.Mounts {
 		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, Options: m.Options()})
 	}
+	for _, v := range s.Volumes {
+		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: "volume:" + v.Name, Target: v.Target, ReadOnly: v.ReadOnly, Options: v.Options()})
+	}
 	for _, t := range s.Tmpfs {
 		pred.Mounts = append(pred.Mounts, evidence.Mount{Source: "tmpfs", Target: t.Target, Options: t.Options()})
 	}

@@ -81,6 +81,9 @@ func PodmanArgs(pl *Plan) []string {
 	for _, o := range s.Overlays {
 		args = append(args, "--volume", o.Source+":"+o.Target+":O,"+strings.Join(o.Options(), ","))
 	}
+	for _, v := range s.Volumes {
+		args = append(args, "--volume", v.Name+":"+v.Target+":"+strings.Join(v.Options(), ","))
+	}
 	for _, m := range s.Mounts {
 		opt := "type=bind,source=" + m.Source + ",destination=" + m.Target
 		if m.ReadOnly {

@@ -50,6 +50,10 @@ type Session struct {
 	// for a Linux architecture; nil when this build has none.
 	Collector func(arch string) (HelperRef, error)
 
+	// Ship returns the programs a session ships to a service on another machine (the helper
+	// and the egress gateway, for its architecture); nil when this build has none.
+	Ship ShipFunc
+
 	// listenGateway replaces the egress gateway's socket listener (tests).
 	listenGateway func(path string, uid int) (net.Listener, error)
 }
@@ -259,14 +263,30 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 		var svc container.Service
 		if svc, err = engine.Service(cctx); err == nil {
 			f.Rootless, f.ServerVersion, f.CgroupsVersion = svc.Rootless, svc.Version, svc.CgroupsVersion
+			f.Shipped = s.shipped(f, svc.Arch)
 			return engine, f, nil
 		}
 	}
+	f.Shipped = s.shipped(f, "")
 	// Unreachable: a socket under /run/podman is the rootful service; any other local one
 	// belongs to its user; a remote one is assumed rootless, the common case for machines.
 	f.Rootless = !strings.HasPrefix(conn.URI, "unix:///run/podman/") && (h.UID != 0 || !strings.HasPrefix(conn.URI, "unix://"))
 	f.RootlessAssumed = true
 	return nil, f, err
+}
+
+// shipped names the programs a session on another machine would ship there, for the
+// service's architecture (the host's when the service did not say).
+func (s *Session) shipped(f Facts, arch string) *ShippedRef {
+	if f.Local || s.Ship == nil {
+		return nil
+	}
+	arch = firstNonEmpty(arch, s.Host.Arch)
+	sh, err := s.Ship(arch)
+	if err != nil {
+		return nil
+	}
+	return &ShippedRef{Arch: arch, HelperDigest: sh.HelperDigest, GatewayDigest: sh.GatewayDigest}
 }
 
 func firstNonEmpty(a, b string) string {

@@ -1,6 +1,7 @@
 package agentmachine
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -48,6 +49,65 @@ type fakeEngine struct {
 	cancelled []string
 	// during plays the session's container while it runs, given its spec.
 	during func(container.Spec)
+	// volumes are the named volumes and what was imported into each; sidecarLog is what the
+	// gateway sidecar leaves in its volume (none when nil), sidecarOut what it prints.
+	volumes    map[string][]byte
+	sidecarLog *string
+	sidecarOut string
+	stopped    map[string]chan struct{}
+}
+
+func (e *fakeEngine) VolumeExists(ctx context.Context, name string) (bool, error) {
+	e.mu.Lock()
+	_, ok := e.volumes[name]
+	e.mu.Unlock()
+	return ok, e.record(ctx, "volume?", "")
+}
+func (e *fakeEngine) CreateVolume(ctx context.Context, name string, _ map[string]string) error {
+	e.mu.Lock()
+	if e.volumes == nil {
+		e.volumes = map[string][]byte{}
+	}
+	e.volumes[name] = nil
+	e.mu.Unlock()
+	return e.record(ctx, "volume+", "")
+}
+func (e *fakeEngine) ImportVolume(ctx context.Context, name, _ string, r io.Reader) error {
+	b, _ := io.ReadAll(r)
+	e.mu.Lock()
+	e.volumes[name] = b
+	e.mu.Unlock()
+	return e.record(ctx, "import", "")
+}
+func (e *fakeEngine) ExportVolume(ctx context.Context, name, _ string, w io.Writer) error {
+	if err := e.record(ctx, "export", ""); err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	if e.sidecarLog != nil {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "egress.jsonl", Mode: 0o600, Size: int64(len(*e.sidecarLog))})
+		_, _ = io.WriteString(tw, *e.sidecarLog)
+	}
+	return tw.Close()
+}
+func (e *fakeEngine) RemoveVolume(ctx context.Context, name string) error {
+	e.mu.Lock()
+	delete(e.volumes, name)
+	e.mu.Unlock()
+	return e.record(ctx, "volume-", "")
+}
+
+// stopChan is closed when the container id is stopped: a sidecar waits for it.
+func (e *fakeEngine) stopChan(id string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped == nil {
+		e.stopped = map[string]chan struct{}{}
+	}
+	if e.stopped[id] == nil {
+		e.stopped[id] = make(chan struct{})
+	}
+	return e.stopped[id]
 }
 
 func (e *fakeEngine) record(ctx context.Context, call, name string) error {
@@ -130,6 +190,13 @@ func (e *fakeEngine) Attach(ctx context.Context, id string, _ io.Reader, out, _ 
 		return err
 	}
 	ready <- true
+	if strings.HasSuffix(id, "-gateway") {
+		fmt.Fprint(out, e.sidecarOut)
+		if strings.HasPrefix(e.sidecarOut, "ready ") { // else it failed to start and exited
+			<-e.stopChan(id)
+		}
+		return nil
+	}
 	if strings.HasSuffix(id, "-probe") {
 		fmt.Fprint(out, e.probeOut)
 		return nil
@@ -147,12 +214,29 @@ func (e *fakeEngine) Attach(ctx context.Context, id string, _ io.Reader, out, _ 
 }
 func (e *fakeEngine) Start(ctx context.Context, id string) error { return e.record(ctx, "start", id) }
 func (e *fakeEngine) Wait(ctx context.Context, id string) (int, error) {
+	if strings.HasSuffix(id, "-gateway") {
+		if !strings.HasPrefix(e.sidecarOut, "ready ") {
+			return 1, e.record(ctx, "wait", id)
+		}
+		<-e.stopChan(id)
+		return 0, e.record(ctx, "wait", id)
+	}
 	if strings.HasSuffix(id, "-probe") {
 		return 0, e.record(ctx, "wait", id)
 	}
 	return e.exitCode, e.record(ctx, "wait", id)
 }
 func (e *fakeEngine) Stop(ctx context.Context, id string, _ time.Duration) error {
+	if strings.HasSuffix(id, "-gateway") {
+		c := e.stopChan(id)
+		e.mu.Lock()
+		select {
+		case <-c:
+		default:
+			close(c)
+		}
+		e.mu.Unlock()
+	}
 	return e.record(ctx, "stop", id)
 }
 func (e *fakeEngine) Remove(ctx context.Context, id string) error { return e.record(ctx, "remove", id) }

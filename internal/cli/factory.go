@@ -241,6 +241,7 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		Dirs:        dirs,
 		TempDir:     f.TempDir,
 		Helper:      containerHelper(filepath.Join(dirs.State, "helper")),
+		Ship:        helper.Ship,
 		Collector:   collector(filepath.Join(dirs.State, "helper")),
 		Git:         fingerprint.Git{Binary: git},
 		GitBinary:   git,

@@ -22,10 +22,14 @@ type Spec struct {
 	Mounts  []Mount           `json:"mounts"`
 	// Overlays are copy-on-write views of a host directory: the container sees Source and
 	// writes into Upper, never into Source (the session's copy of the repository).
-	Overlays []Overlay         `json:"overlays,omitempty"`
-	Tmpfs    []Tmpfs           `json:"tmpfs"`
-	Labels   map[string]string `json:"labels"`
-	Network  string            `json:"network"` // "none" or "bridge"
+	Overlays []Overlay `json:"overlays,omitempty"`
+	// Volumes are Podman named volumes, on the service's own storage: how the containers of
+	// one session on a machine or remote service share what no host path can carry (the
+	// egress gateway's socket, the programs sourceosctl ships there).
+	Volumes []Volume          `json:"volumes,omitempty"`
+	Tmpfs   []Tmpfs           `json:"tmpfs"`
+	Labels  map[string]string `json:"labels"`
+	Network string            `json:"network"` // "none", "bridge", or "host" (a gateway sidecar)
 	// CapDrop is always ["ALL"]; CapAdd is always empty. Both are kept as data so that the
 	// post-create inspection can compare them with what the server applied.
 	CapDrop         []string `json:"capDrop"`
@@ -82,6 +86,27 @@ func (m Mount) Options() []string {
 		return []string{"bind", "ro"}
 	}
 	return []string{"bind", "rw"}
+}
+
+// Volume mounts the named volume Name at Target.
+type Volume struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly"`
+	// Chown makes the container's user own the volume (Podman's U option).
+	Chown bool `json:"chown,omitempty"`
+}
+
+// Options are the volume's options, as Podman takes them.
+func (v Volume) Options() []string {
+	opts := []string{"rw"}
+	if v.ReadOnly {
+		opts = []string{"ro"}
+	}
+	if v.Chown {
+		opts = append(opts, "U")
+	}
+	return opts
 }
 
 // Overlay mounts Source at Target with its writes going to Upper (Work is the overlay's
@@ -150,6 +175,7 @@ type Image struct {
 // container: whether it is rootless, its cgroup version and its version.
 type Service struct {
 	Version        string `json:"version"`
+	Arch           string `json:"arch,omitempty"` // GOARCH of the machine the containers run on
 	Rootless       bool   `json:"rootless"`
 	CgroupsVersion string `json:"cgroupsVersion"` // "v1" or "v2"
 }

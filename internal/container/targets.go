@@ -62,6 +62,10 @@ func Nested(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
+// ShippedTarget is where the programs sourceosctl ships to a service on another machine are
+// mounted (a volume: sourceos-helper and sourceos-gateway).
+const ShippedTarget = "/run/sourceos-programs"
+
 // HelperTarget is where sourceos-helper, which checks a container from inside before the
 // tool runs, is mounted.
 const HelperTarget = "/run/sourceos-helper"

@@ -26,6 +26,8 @@ type Observed struct {
 
 	// Overlays are overlay volumes, when the server lists them (Podman 4.3 does not).
 	Overlays []Overlay `json:"overlays,omitempty"`
+	// Volumes are named volumes (Chown is not reported; it is not compared).
+	Volumes []Volume `json:"volumes,omitempty"`
 	// Other mounts: volumes, images, anything that is neither a planned bind nor a tmpfs.
 	OtherMounts []string          `json:"otherMounts,omitempty"`
 	Namespaces  map[string]string `json:"namespaces"` // ipc, uts, pid, cgroup → mode
@@ -49,6 +51,9 @@ func Applied(spec Spec) Observed {
 	o := Observed{Init: spec.Init, CapDrop: spec.CapDrop, CapAdd: spec.CapAdd, ReadOnlyRoot: spec.ReadOnlyRoot,
 		NoNewPrivileges: spec.NoNewPrivileges, User: spec.User, UserNS: spec.UserNS, Network: spec.Network,
 		Binds: spec.Mounts, Limits: spec.Limits}
+	for _, v := range spec.Volumes {
+		o.Volumes = append(o.Volumes, Volume{Name: v.Name, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
 	for _, t := range spec.Tmpfs {
 		o.Tmpfs = append(o.Tmpfs, t.Target)
 	}
@@ -141,6 +146,9 @@ func Verify(want Spec, image Image, got Observed) []string {
 	}
 	if w, g := sortedJoin(wantTmpfs), sortedJoin(got.Tmpfs); w != g {
 		add("tmpfs mounts are [%s] (want [%s])", g, w)
+	}
+	if w, g := volumeSet(want.Volumes), volumeSet(got.Volumes); w != g {
+		add("volumes are [%s] (want [%s])", g, w)
 	}
 	for _, m := range got.OtherMounts {
 		add("mount %s was not planned", m)
@@ -286,6 +294,18 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func volumeSet(vs []Volume) string {
+	var parts []string
+	for _, v := range vs {
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		parts = append(parts, v.Name+"->"+path.Clean(v.Target)+":"+mode)
+	}
+	return sortedJoin(parts)
 }
 
 func mountSet(ms []Mount) string {

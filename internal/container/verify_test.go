@@ -58,6 +58,7 @@ func TestVerifyCatchesEveryWeakening(t *testing.T) {
 		{"host userns", func(o *Observed) { o.UserNS = "host" }, `user namespace is "host"`},
 		{"network", func(o *Observed) { o.Network = "bridge" }, `network is "bridge"`},
 		{"extra bind", func(o *Observed) { o.Binds = append(o.Binds, Mount{Source: "/etc", Target: "/e"}) }, "bind mounts are"},
+		{"extra volume", func(o *Observed) { o.Volumes = append(o.Volumes, Volume{Name: "cache", Target: "/c"}) }, "volumes are [cache->/c:rw] (want [])"},
 		{"read-write instead of read-only", func(o *Observed) { o.Binds[0].ReadOnly = true }, "bind mounts are"},
 		{"missing tmpfs", func(o *Observed) { o.Tmpfs = o.Tmpfs[:1] }, "tmpfs mounts are"},
 		{"memory", func(o *Observed) { o.Limits.MemoryBytes = 0 }, "memory limit is 0"},
@@ -92,6 +93,25 @@ func TestVerifyCatchesEveryWeakening(t *testing.T) {
 				t.Fatalf("diffs = %v, want one containing %q", diffs, tt.want)
 			}
 		})
+	}
+}
+
+// TestVerifyComparesVolumes: a planned named volume must be there as planned — its name,
+// target and mode; a writable one where a read-only one was planned is a weakening.
+func TestVerifyComparesVolumes(t *testing.T) {
+	s, o := hardened()
+	s.Volumes = []Volume{{Name: "sosctl-x-egress", Target: "/run/sourceos-egress", ReadOnly: true}}
+	o.Volumes = []Volume{{Name: "sosctl-x-egress", Target: "/run/sourceos-egress/", ReadOnly: true}}
+	if diffs := Verify(s, image, o); len(diffs) != 0 {
+		t.Fatalf("the planned volume was rejected: %v", diffs)
+	}
+	o.Volumes[0].ReadOnly = false
+	if diffs := strings.Join(Verify(s, image, o), "; "); !strings.Contains(diffs, "volumes are [sosctl-x-egress->/run/sourceos-egress:rw] (want [sosctl-x-egress->/run/sourceos-egress:ro])") {
+		t.Errorf("a writable volume was accepted: %s", diffs)
+	}
+	o.Volumes = nil
+	if diffs := Verify(s, image, o); len(diffs) != 1 {
+		t.Errorf("a missing volume: %v", diffs)
 	}
 }
 

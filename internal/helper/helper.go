@@ -25,11 +25,39 @@ const Target = container.HelperTarget
 // ErrNotBuilt says this sourceosctl was built without its helper (go build instead of make).
 var ErrNotBuilt = errors.New("this sourceosctl was built without its container helper: build it with make build")
 
-// The programs carried: the helper every container starts with, and the collector.
+// The programs carried: the helper every container starts with, the collector, and the
+// egress gateway that runs as a sidecar where sourceosctl cannot serve it itself.
 const (
 	helperName    = "sourceos-helper"
 	collectorName = "sourceos-collect"
+	gatewayName   = "sourceos-gateway"
 )
+
+// Shipment is what a session on a Podman machine or remote service copies there (into a
+// Podman volume): the helper and the gateway for the service's architecture, with digests.
+type Shipment struct {
+	Helper, Gateway             []byte
+	HelperDigest, GatewayDigest string
+}
+
+// Ship returns the programs to ship to a service of architecture arch.
+func Ship(arch string) (Shipment, error) {
+	var s Shipment
+	var err error
+	for _, p := range []struct {
+		name   string
+		data   *[]byte
+		digest *string
+	}{{helperName, &s.Helper, &s.HelperDigest}, {gatewayName, &s.Gateway, &s.GatewayDigest}} {
+		if *p.data, err = binary(p.name, arch); err != nil {
+			return Shipment{}, err
+		}
+		if *p.digest, err = digest(p.name, arch); err != nil {
+			return Shipment{}, err
+		}
+	}
+	return s, nil
+}
 
 // Binary returns the helper built for a Linux architecture (amd64, arm64).
 func Binary(arch string) ([]byte, error) { return binary(helperName, arch) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -141,13 +142,13 @@ func (c *Client) ServerVersion() string {
 // it comes without the slow /info call (about 200 ms on a 4.3 server): see LocalFacts.
 func (c *Client) Service(ctx context.Context) (container.Service, error) {
 	if rootless, cgroups, ok := LocalFacts(c.endpoint); ok {
-		return container.Service{Version: c.ServerVersion(), Rootless: rootless, CgroupsVersion: cgroups}, nil
+		return container.Service{Version: c.ServerVersion(), Rootless: rootless, CgroupsVersion: cgroups, Arch: runtime.GOARCH}, nil
 	}
 	info, err := c.Info(ctx)
 	if err != nil {
 		return container.Service{}, err
 	}
-	return container.Service{Version: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups}, nil
+	return container.Service{Version: info.Version, Rootless: info.Rootless, CgroupsVersion: info.Cgroups, Arch: info.Arch}, nil
 }
 
 // Endpoint returns the endpoint the client is connected to.

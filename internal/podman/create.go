@@ -73,6 +73,8 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 		g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
 	case "bridge":
 		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+	case "host":
+		g.NetNS = specgen.Namespace{NSMode: specgen.Host}
 	default:
 		return nil, fmt.Errorf("container %s: unknown network %q", s.Name, s.Network)
 	}
@@ -81,6 +83,9 @@ func specGenerator(s container.Spec) (*specgen.SpecGenerator, error) {
 	}
 	for _, m := range s.Mounts {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "bind", Source: m.Source, Destination: m.Target, Options: m.Options()})
+	}
+	for _, v := range s.Volumes {
+		g.Volumes = append(g.Volumes, &specgen.NamedVolume{Name: v.Name, Dest: v.Target, Options: v.Options()})
 	}
 	for _, t := range s.Tmpfs {
 		g.Mounts = append(g.Mounts, spec.Mount{Type: "tmpfs", Source: "tmpfs", Destination: t.Target, Options: t.Options()})

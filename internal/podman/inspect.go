@@ -72,6 +72,8 @@ func observe(d *define.InspectContainerData) container.Observed {
 			o.Binds = append(o.Binds, container.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
 		case "tmpfs":
 			o.Tmpfs = appendUnique(o.Tmpfs, m.Destination)
+		case "volume":
+			o.Volumes = append(o.Volumes, container.Volume{Name: m.Name, Target: m.Destination, ReadOnly: !m.RW})
 		case "overlay":
 			// Podman 4.3 does not list overlay volumes at all; later servers may.
 			o.Overlays = append(o.Overlays, container.Overlay{Source: m.Source, Target: m.Destination})

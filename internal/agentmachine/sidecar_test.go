@@ -1,0 +1,169 @@
+package agentmachine
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/helper"
+	"github.com/sourceos/sourceosctl/internal/machine"
+)
+
+// remoteSession is a session env whose service is on another machine (an ssh:// connection):
+// its gateway runs in a sidecar, with programs shipped into a volume.
+func remoteSession(t *testing.T, e *fakeEngine) *sessionEnv {
+	se := newSessionEnv(t, e, nil, gatewayNetwork)
+	se.session.Connect = func(context.Context, machine.Ref) (Engine, Connection, error) {
+		return e, Connection{URI: "ssh://dev@build-host:22/run/user/1000/podman/podman.sock", Source: "--connection"}, nil
+	}
+	se.session.Ship = func(arch string) (helper.Shipment, error) {
+		return helper.Shipment{Helper: []byte("helper-" + arch), Gateway: []byte("gateway-" + arch), HelperDigest: "sha256:" + strings.Repeat("1", 64), GatewayDigest: "sha256:" + strings.Repeat("2", 64)}, nil
+	}
+	return se
+}
+
+const sidecarLogOK = `{"time":"2026-12-02T00:00:00Z","method":"CONNECT","host":"registry.npmjs.org","port":443,"address":"104.16.0.1","verdict":"allowed","rule":"registry.npmjs.org:443","source":"profile","bytesOut":10,"bytesIn":20,"durationNs":5}
+{"time":"2026-12-02T00:00:01Z","method":"CONNECT","host":"elsewhere.test","port":443,"verdict":"denied","reason":"not allowed","bytesOut":0,"bytesIn":0,"durationNs":0}
+{"attempts":2}
+`
+
+// TestSidecarPlan: on another machine, the plan gives the gateway a container of its own —
+// the service's host network, otherwise hardened, the rules as its argument — and the
+// session's container no network, the socket's volume read-only and the helper from the
+// shipped programs' volume.
+func TestSidecarPlan(t *testing.T) {
+	se := remoteSession(t, &fakeEngine{present: true})
+	pl, err := se.session.Plan(context.Background(), se.profile, SessionRequest{Tool: "codex", Repo: se.repo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := pl.Egress.Sidecar
+	if sc == nil || pl.Egress.Socket != "/run/sourceos-egress/gateway.sock" {
+		t.Fatalf("egress plan %+v", pl.Egress)
+	}
+	side, agent := sc.Container, pl.Container
+	if side.Network != "host" || !side.ReadOnlyRoot || !side.NoNewPrivileges || strings.Join(side.CapDrop, ",") != "ALL" || side.User != agent.User || side.UserNS != agent.UserNS {
+		t.Errorf("sidecar spec %+v", side)
+	}
+	if side.Command[0] != "/run/sourceos-programs/sourceos-gateway" || side.Command[1] != "/run/sourceos-egress/gateway.sock" || side.Command[4] != "/run/sourceos-egress/egress.jsonl" {
+		t.Errorf("sidecar command %v", side.Command)
+	}
+	if agent.Network != "none" || volumeSummary(agent.Volumes) != sc.Volume+"->/run/sourceos-egress:ro "+sc.Programs+"->/run/sourceos-programs:ro" {
+		t.Errorf("agent network %s, volumes %s", agent.Network, volumeSummary(agent.Volumes))
+	}
+	if volumeSummary(side.Volumes) != sc.Programs+"->/run/sourceos-programs:ro "+sc.Volume+"->/run/sourceos-egress:rw" {
+		t.Errorf("sidecar volumes %s", volumeSummary(side.Volumes))
+	}
+	if pl.Helper == nil || pl.Helper.Volume != sc.Programs || sc.Arch != "amd64" {
+		t.Errorf("helper %+v, arch %s", pl.Helper, sc.Arch)
+	}
+	spec := withHelper(agent, *pl.Helper, container.Image{}, "n", forwardArg(pl.Egress))
+	if spec.Command[0] != "/run/sourceos-programs/sourceos-helper" || len(spec.Mounts) != len(agent.Mounts) {
+		t.Errorf("helper from the volume: command %v, mounts %v", spec.Command[:1], spec.Mounts)
+	}
+	// A different program version is a different volume; the same one is shared.
+	other := programsVolume(ShippedRef{Arch: "arm64", HelperDigest: sc.HelperDigest, GatewayDigest: sc.GatewayDigest})
+	if other == sc.Programs || programsVolume(ShippedRef{Arch: sc.Arch, HelperDigest: sc.HelperDigest, GatewayDigest: sc.GatewayDigest}) != sc.Programs {
+		t.Error("programs volumes are not named by arch and digests")
+	}
+}
+
+func volumeSummary(vs []container.Volume) string {
+	var out []string
+	for _, v := range vs {
+		mode := "rw"
+		if v.ReadOnly {
+			mode = "ro"
+		}
+		out = append(out, v.Name+"->"+v.Target+":"+mode)
+	}
+	return strings.Join(out, " ")
+}
+
+// TestSidecarSessionLifecycle: the programs are shipped once (tar into a volume), the sidecar
+// starts and says ready before the session's container exists, is stopped after it, and its
+// log — read from the volume — is the session's egress record; the volumes and the sidecar
+// are removed, the programs' volume kept for the next session.
+func TestSidecarSessionLifecycle(t *testing.T) {
+	log := sidecarLogOK
+	e := &fakeEngine{present: true, sidecarOut: "ready /run/sourceos-egress/gateway.sock\n", sidecarLog: &log}
+	se := remoteSession(t, e)
+	res, err := se.run(t, context.Background(), SessionRequest{Tool: "codex"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, se.errOut)
+	}
+	calls := e.sessionCalls()
+	want := "image volume? volume+ import volume+ create inspect attach start create inspect attach start wait stop wait export"
+	if !strings.HasPrefix(calls, want) {
+		t.Errorf("calls:\n got %s\nwant %s …", calls, want)
+	}
+	for _, gone := range []string{"remove", "volume-"} {
+		if strings.Count(calls, gone) < 1 {
+			t.Errorf("no %s in %s", gone, calls)
+		}
+	}
+	if len(e.volumes) != 1 {
+		t.Errorf("volumes left: %v (want only the programs')", e.volumes)
+	}
+	for name, data := range e.volumes {
+		tr := tar.NewReader(bytes.NewReader(data))
+		var files []string
+		for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+			b, _ := io.ReadAll(tr)
+			files = append(files, h.Name+"="+string(b))
+		}
+		if strings.Join(files, ",") != "sourceos-helper=helper-amd64,sourceos-gateway=gateway-amd64" {
+			t.Errorf("volume %s holds %v", name, files)
+		}
+	}
+	pred := se.verified(t, res)
+	if pred.Egress == nil || pred.Egress.Attempts != 2 || pred.Egress.Allowed != 1 || pred.Egress.Denied != 1 {
+		t.Errorf("egress record %+v", pred.Egress)
+	}
+	// A second session finds the programs shipped.
+	e.calls = nil
+	if _, err := se.run(t, context.Background(), SessionRequest{Tool: "codex"}); err != nil {
+		t.Fatal(err)
+	}
+	if calls := e.sessionCalls(); !strings.HasPrefix(calls, "image volume? volume+ create") {
+		t.Errorf("second session shipped again: %s", calls)
+	}
+}
+
+// TestSidecarFailuresFailTheSession: a sidecar that never says ready, a log cut short, or a
+// log naming an unaccounted connection each fail the session (closed), and it is recorded.
+func TestSidecarFailuresFailTheSession(t *testing.T) {
+	cut := strings.SplitAfter(sidecarLogOK, "\n")[0]
+	unaccounted := strings.Replace(sidecarLogOK, `{"attempts":2}`, `{"attempts":2,"unaccounted":"CONNECT a.test:443 still open"}`, 1)
+	for _, c := range []struct {
+		name, out string
+		log       *string
+		want      string
+	}{
+		{"never ready", "sourceos-gateway: listen: permission denied\n", &unaccounted, "it exited before accepting connections"},
+		{"log cut short", "ready x\n", &cut, "ends without its account"},
+		{"no log", "ready x\n", nil, "egress.jsonl is not there"},
+		{"unaccounted", "ready x\n", &unaccounted, "CONNECT a.test:443 still open"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := &fakeEngine{present: true, sidecarOut: c.out, sidecarLog: c.log}
+			se := remoteSession(t, e)
+			res, err := se.run(t, context.Background(), SessionRequest{Tool: "codex"})
+			var ge *GatewayError
+			if !errors.As(err, &ge) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want a gateway error with %q", err, c.want)
+			}
+			if pred := se.verified(t, res); pred.Session.Outcome != "failed" {
+				t.Errorf("outcome %s", pred.Session.Outcome)
+			}
+			if len(e.volumes) > 1 {
+				t.Errorf("volumes left: %v", e.volumes)
+			}
+		})
+	}
+}

@@ -1,0 +1,134 @@
+package podman
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+	"github.com/containers/podman/v5/pkg/specgen"
+
+	"github.com/containers/podman/v5/pkg/bindings/volumes"
+	entitiesTypes "github.com/containers/podman/v5/pkg/domain/entities/types"
+)
+
+// VolumeExists reports whether the service has a named volume.
+func (c *Client) VolumeExists(ctx context.Context, name string) (bool, error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	ok, err := volumes.Exists(cctx, name, nil)
+	if err != nil {
+		return false, fmt.Errorf("volume %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+// CreateVolume creates a named volume on the service's storage, labelled.
+func (c *Client) CreateVolume(ctx context.Context, name string, labels map[string]string) error {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	if _, err := volumes.Create(cctx, entitiesTypes.VolumeCreateOptions{Name: name, Labels: labels}, nil); err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
+// ImportVolume unpacks a tar archive into a volume — how files reach a service whose file
+// system this host cannot see (a machine, another host). Servers without the volume import
+// endpoint (Podman 4.3) get it through a container of image that mounts the volume and is
+// never started.
+func (c *Client) ImportVolume(ctx context.Context, name, image string, tar io.Reader) error {
+	// Read once: the first attempt consumes what it sends.
+	archive, err := io.ReadAll(tar)
+	if err != nil {
+		return wrapVolume("import into", name, err)
+	}
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	err = volumes.Import(cctx, name, bytes.NewReader(archive))
+	if err == nil || !isMissingEndpoint(err) {
+		return wrapVolume("import into", name, err)
+	}
+	return wrapVolume("import into", name, c.throughContainer(ctx, name, image, func(cctx context.Context, id string) error {
+		copyFn, err := containers.CopyFromArchive(cctx, id, volumeMount, bytes.NewReader(archive))
+		if err != nil {
+			return err
+		}
+		return copyFn()
+	}))
+}
+
+// ExportVolume writes a volume's contents to w as a tar archive (through a container of
+// image where the server has no volume export endpoint).
+func (c *Client) ExportVolume(ctx context.Context, name, image string, w io.Writer) error {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	var buf bytes.Buffer
+	err := volumes.Export(cctx, name, &buf)
+	if err == nil {
+		_, err = w.Write(buf.Bytes())
+		return wrapVolume("export", name, err)
+	}
+	if !isMissingEndpoint(err) {
+		return wrapVolume("export", name, err)
+	}
+	return wrapVolume("export", name, c.throughContainer(ctx, name, image, func(cctx context.Context, id string) error {
+		copyFn, err := containers.CopyToArchive(cctx, id, volumeMount+"/.", w)
+		if err != nil {
+			return err
+		}
+		return copyFn()
+	}))
+}
+
+// volumeMount is where throughContainer mounts the volume.
+const volumeMount = "/sourceos-volume"
+
+// throughContainer creates a container of image that mounts the volume (never started: no
+// process runs), does fn with it, and removes it.
+func (c *Client) throughContainer(ctx context.Context, volume, image string, fn func(context.Context, string) error) error {
+	no := false
+	g := specgen.NewSpecGenerator(image, false)
+	g.Entrypoint, g.Command = []string{"/nonexistent"}, []string{}
+	g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
+	g.Remove = &no
+	g.Volumes = []*specgen.NamedVolume{{Name: volume, Dest: volumeMount}}
+	g.Labels = map[string]string{"dev.sourceos.agent-machine.managed": "true", "dev.sourceos.agent-machine.role": "volume-copy"}
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	resp, err := containers.CreateWithSpec(cctx, g, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Remove(ctx, resp.ID) }()
+	return fn(cctx, resp.ID)
+}
+
+// isMissingEndpoint reports a server without the endpoint (an older Podman answers 404).
+func isMissingEndpoint(err error) bool {
+	var e *errorhandling.ErrorModel
+	return errors.As(err, &e) && e.ResponseCode == http.StatusNotFound && !strings.Contains(strings.ToLower(e.Because), "no such volume")
+}
+
+func wrapVolume(what, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s volume %s: %w", what, name, err)
+}
+
+// RemoveVolume removes a volume; like Remove it still works after ctx was cancelled.
+func (c *Client) RemoveVolume(ctx context.Context, name string) error {
+	cctx, cancel := c.cleanup(ctx)
+	defer cancel()
+	err := volumes.Remove(cctx, name, new(volumes.RemoveOptions).WithForce(true))
+	if err == nil || isGone(err) {
+		return nil
+	}
+	return fmt.Errorf("remove volume %s: %w", name, err)
+}
