@@ -158,7 +158,7 @@ func (p Policy) Decide(host string, port int) Verdict {
 	for _, r := range p.Deny {
 		if r.matches(name, addr, port) {
 			return Verdict{Rule: r.String(), Source: r.Source,
-				Reason: fmt.Sprintf("%s:%d is denied by rule %s (%s); deny rules win over allow rules", host, port, r, r.Source)}
+				Reason: fmt.Sprintf("%s is denied by rule %s (%s); deny rules win over allow rules", net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port)), r, r.Source)}
 		}
 	}
 	for _, r := range p.Allow {
@@ -166,7 +166,8 @@ func (p Policy) Decide(host string, port int) Verdict {
 			return Verdict{Allowed: true, Rule: r.String(), Source: r.Source}
 		}
 	}
-	return Verdict{Reason: fmt.Sprintf("%s:%d is not in the session's egress allowlist; to allow it: --allow-host %s:%d, or add it to spec.network.egress.allow in the profile", host, port, host, port)}
+	hp := net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
+	return Verdict{Reason: fmt.Sprintf("%s is not in the session's egress allowlist; to allow it: --allow-host %s, or add it to spec.network.egress.allow in the profile", hp, hp)}
 }
 
 // destination splits what a client asked for into a normalised name or an address.
@@ -188,43 +189,52 @@ func destination(host string) (string, netip.Addr, error) {
 	return name, netip.Addr{}, nil
 }
 
-// metadata are the cloud metadata services' addresses outside the special ranges below.
-var metadata = []netip.Prefix{
-	netip.MustParsePrefix("169.254.169.254/32"), // AWS, GCP, Azure, OpenStack (also link-local)
-	netip.MustParsePrefix("fd00:ec2::254/128"),  // AWS IPv6
-	netip.MustParsePrefix("100.100.100.200/32"), // Alibaba Cloud
+// specialRange is a range of addresses that are not on the public internet. An allow rule
+// opens one of its addresses only when the rule lies entirely inside the range — 127.0.0.1:8080
+// or 10.0.0.0/8:22, never 0.0.0.0/0, which merely contains it. A never range no rule opens.
+type specialRange struct {
+	prefix netip.Prefix
+	why    string
+	never  bool
 }
 
-// special names why an address is not on the public internet ("" when it is).
-func special(a netip.Addr) string {
-	for _, m := range metadata {
-		if m.Contains(a) {
-			return "a cloud metadata address"
+// specialRanges, most specific first: the cloud metadata services sit inside link-local and
+// private ranges and need a rule naming them alone.
+var specialRanges = func() []specialRange {
+	var out []specialRange
+	add := func(why string, never bool, prefixes ...string) {
+		for _, p := range prefixes {
+			out = append(out, specialRange{netip.MustParsePrefix(p), why, never})
 		}
 	}
-	switch {
-	case a.IsLoopback():
-		return "a loopback address"
-	case a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast():
-		return "a link-local address"
-	case a.IsPrivate():
-		return "a private address"
-	case a.IsUnspecified():
-		return "the unspecified address"
-	case a.IsMulticast() || a.IsInterfaceLocalMulticast():
-		return "a multicast address"
-	case netip.MustParsePrefix("100.64.0.0/10").Contains(a):
-		return "a carrier-grade NAT address"
-	case a.Is4() && a.As4()[0] == 0, netip.MustParsePrefix("240.0.0.0/4").Contains(a):
-		return "a reserved address"
+	// AWS, GCP, Azure, OpenStack; AWS over IPv6; Alibaba Cloud.
+	add("a cloud metadata address", false, "169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32")
+	// Dialling the unspecified address (or anything in 0.0.0.0/8) reaches this host itself.
+	add("the unspecified address, which reaches this host itself", true, "0.0.0.0/32", "::/128")
+	add("a reserved address", true, "0.0.0.0/8", "240.0.0.0/4")
+	add("a multicast address", true, "224.0.0.0/4", "ff00::/8")
+	add("a loopback address", false, "127.0.0.0/8", "::1/128")
+	add("a link-local address", false, "169.254.0.0/16", "fe80::/10")
+	add("a private address", false, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+	add("a carrier-grade NAT address", false, "100.64.0.0/10")
+	return out
+}()
+
+// special is the range a not-public address belongs to (ok false for a public address).
+func special(a netip.Addr) (specialRange, bool) {
+	for _, r := range specialRanges {
+		if r.prefix.Contains(a) {
+			return r, true
+		}
 	}
-	return ""
+	return specialRange{}, false
 }
 
 // CheckAddress says whether the gateway may dial addr for a destination the policy allowed:
-// an address that is not on the public internet (loopback, link-local, private, metadata,
-// reserved) or is one of the host's own is refused unless an allow rule names that address
-// explicitly (an address or prefix rule — never a host name, which a resolver controls).
+// an address that is not on the public internet (loopback, link-local, private, metadata) or
+// is one of the host's own is refused unless an allow rule names it explicitly — an address or
+// a prefix inside its range, never a host name (a resolver controls those) nor a wider prefix;
+// unspecified, reserved and multicast addresses are refused whatever the rules.
 func (p Policy) CheckAddress(a netip.Addr, port int, own func(netip.Addr) bool) error {
 	a = a.Unmap()
 	for _, r := range p.Deny {
@@ -232,15 +242,19 @@ func (p Policy) CheckAddress(a netip.Addr, port int, own func(netip.Addr) bool) 
 			return fmt.Errorf("%s is denied by rule %s (%s)", a, r, r.Source)
 		}
 	}
-	why := special(a)
-	if why == "" && own != nil && own(a) {
-		why = "one of this host's own addresses"
-	}
-	if why == "" {
+	rng, isSpecial := special(a)
+	switch {
+	case isSpecial && rng.never:
+		return fmt.Errorf("%s is %s, refused whatever the rules say", a, rng.why)
+	case !isSpecial && own != nil && own(a):
+		// Only a rule naming the address alone opens one of the host's own.
+		rng, isSpecial = specialRange{prefix: netip.PrefixFrom(a, a.BitLen()), why: "one of this host's own addresses"}, true
+	case !isSpecial:
 		return nil
 	}
+	why := rng.why
 	for _, r := range p.Allow {
-		if r.Prefix.IsValid() && r.matches("", a, port) {
+		if r.Prefix.IsValid() && r.matches("", a, port) && r.Prefix.Bits() >= rng.prefix.Bits() && rng.prefix.Contains(r.Prefix.Addr()) {
 			return nil
 		}
 	}

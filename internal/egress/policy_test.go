@@ -131,7 +131,7 @@ func TestCheckAddress(t *testing.T) {
 		{"0.1.2.3", 80, "reserved"},
 		{"240.0.0.1", 80, "reserved"},
 		{"239.1.2.3", 80, "multicast"},
-		{"224.0.0.251", 80, "link-local"},
+		{"224.0.0.251", 80, "multicast"},
 		{"198.51.100.7", 443, "own"},
 		{"203.0.113.9", 443, "denied by rule"},
 	} {
@@ -139,6 +139,57 @@ func TestCheckAddress(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("CheckAddress(%s, %d) = %v; want %q", tc.addr, tc.port, err, tc.want)
 		}
+	}
+}
+
+// TestWideRulesDoNotOpenSpecialAddresses: a rule opens a loopback, private, link-local,
+// metadata or own address only when it lies inside that address's range; 0.0.0.0/0 or ::/0
+// ("the internet") opens none of them, and the unspecified, reserved and multicast addresses
+// (0.0.0.0 reaches the host itself) no rule opens. Found by a probe: --allow-host 0.0.0.0/0
+// reached the host's loopback services and the metadata address.
+func TestWideRulesDoNotOpenSpecialAddresses(t *testing.T) {
+	own := func(a netip.Addr) bool { return a == netip.MustParseAddr("198.51.100.7") }
+	for _, tc := range []struct {
+		rules []string
+		addr  string
+		want  string // "" allowed, else a word of the refusal
+	}{
+		{[]string{"0.0.0.0/0"}, "93.184.216.34", ""},
+		{[]string{"0.0.0.0/0"}, "127.0.0.1", "loopback"},
+		{[]string{"0.0.0.0/0"}, "0.0.0.0", "unspecified"},
+		{[]string{"0.0.0.0/0"}, "169.254.169.254", "metadata"},
+		{[]string{"0.0.0.0/0"}, "10.1.2.3", "private"},
+		{[]string{"0.0.0.0/0"}, "198.51.100.7", "own"},
+		{[]string{"::/0"}, "::1", "loopback"},
+		{[]string{"::/0"}, "::", "unspecified"},
+		{[]string{"::/0"}, "2606:4700::1", ""},
+		{[]string{"0.0.0.0/8"}, "0.0.0.0", "unspecified"},
+		{[]string{"0.0.0.0"}, "0.0.0.0", "whatever the rules"},
+		{[]string{"::"}, "::", "whatever the rules"},
+		{[]string{"224.0.0.0/4"}, "224.0.0.1", "whatever the rules"},
+		{[]string{"255.255.255.255"}, "255.255.255.255", "whatever the rules"},
+		{[]string{"10.0.0.0/8"}, "10.1.2.3", ""},
+		{[]string{"10.0.0.0/7"}, "10.1.2.3", "private"}, // wider than the private range
+		{[]string{"127.0.0.0/8"}, "127.0.0.2", ""},
+		{[]string{"169.254.0.0/16"}, "169.254.169.254", "metadata"},
+		{[]string{"169.254.169.254"}, "169.254.169.254", ""},
+		{[]string{"198.51.100.0/24"}, "198.51.100.7", "own"},
+		{[]string{"198.51.100.7"}, "198.51.100.7", ""},
+	} {
+		p := mustPolicy(t, tc.rules, nil)
+		err := p.CheckAddress(netip.MustParseAddr(tc.addr), 443, own)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("rules %v: CheckAddress(%s) = %v; want %q", tc.rules, tc.addr, err, tc.want)
+		}
+	}
+}
+
+// TestReasonsBracketIPv6: the way to allow an IPv6 destination is written so that following
+// it allows that address and port (::1:9998 would be another address on any port).
+func TestReasonsBracketIPv6(t *testing.T) {
+	var p Policy
+	if v := p.Decide("::1", 9998); !strings.Contains(v.Reason, "--allow-host [::1]:9998") || strings.Contains(v.Reason, "::1:9998") {
+		t.Errorf("reason %q", v.Reason)
 	}
 }
 
