@@ -16,7 +16,7 @@ BIN       := bin/sourceosctl
 # deadline (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZ      := ./internal/profile:FuzzParse:40 ./internal/policy:FuzzMountPolicy:1500 ./internal/policy:FuzzHardLinks:1200 \
              ./internal/guard:FuzzExpectation:200000 ./internal/evidence:FuzzEnvelopeParsing:6000 ./internal/image:FuzzCatalog:80000 \
-             ./internal/egress:FuzzDecide:30000
+             ./internal/egress:FuzzDecide:30000 ./internal/textsafe:FuzzString:20000
 FUZZSCALE ?= 1
 CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 func newEvidenceCmd(f *Factory, g *GlobalOptions) *cobra.Command {
@@ -209,12 +210,14 @@ func status(it evidence.Inspected) string {
 
 func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 	if it.Predicate == nil {
-		_, err := fmt.Fprintf(w, "%s  %s\n  %s\n", status(it), it.Dir, it.Error)
+		_, err := fmt.Fprintf(w, "%s  %s\n  %s\n", status(it), textsafe.String(it.Dir), textsafe.String(it.Error))
 		return err
 	}
 	p := it.Predicate
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	// Every value may hold what the agent wrote (a host it asked for, a branch, a command):
+	// escaped, it cannot act on the reviewer's terminal.
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, textsafe.String(v)) }
 	head := status(it)
 	if head == "UNVERIFIED" {
 		head += " (nothing checked: pass --key PUB.pem to verify)"
@@ -293,7 +296,7 @@ func writeBundleTable(w io.Writer, items []evidence.Inspected) error {
 		if p.Session.ExitCode != nil {
 			exit = fmt.Sprint(*p.Session.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.12s\n", status(it), p.Session.ID, p.Tool.Name, p.Session.Outcome, exit, p.Repo.Path, orNone(p.Git.Before.Commit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.12s\n", status(it), textsafe.String(p.Session.ID), textsafe.String(p.Tool.Name), textsafe.String(p.Session.Outcome), exit, textsafe.String(p.Repo.Path), textsafe.String(orNone(p.Git.Before.Commit)))
 	}
 	return tw.Flush()
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 // Verdicts recorded for a connection attempt.
@@ -89,6 +91,8 @@ func (g *Gateway) Events() []Event {
 }
 
 func (g *Gateway) record(e *Event) {
+	// What a client named is the agent's text: it is printed and signed only escaped.
+	e.Host, e.Reason = textsafe.String(e.Host), textsafe.String(e.Reason)
 	g.mu.Lock()
 	g.events = append(g.events, e)
 	g.mu.Unlock()

@@ -239,3 +239,31 @@ func TestShutdownAccountsForKeptAliveConnections(t *testing.T) {
 		t.Errorf("events %+v", ev)
 	}
 }
+
+// TestRecordsEscapeWhatTheClientNamed: a CONNECT target holding terminal control characters
+// (C1 CSI, OSC) is refused and recorded — escaped, so neither the terminal line nor the record
+// can act on a reviewer's terminal. Found by a probe: evidence inspect printed them raw.
+func TestRecordsEscapeWhatTheClientNamed(t *testing.T) {
+	var p Policy
+	g, _, sock, denied := startGateway(t, p, nil)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "CONNECT \u009b2J\u009bH.x.example:443 HTTP/1.1\r\n\r\n") // as the probe sent it: no Host
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("answer %v %v", resp, err)
+	}
+	for _, e := range append(g.Events(), *denied...) {
+		for _, s := range []string{e.Host, e.Reason} {
+			if strings.ContainsAny(s, "\u009b\u009d\x1b") {
+				t.Errorf("a control character was recorded raw: %q", s)
+			}
+		}
+	}
+	if len(g.Events()) == 0 {
+		t.Error("the refusal was not recorded")
+	}
+}
