@@ -401,3 +401,35 @@ func TestToolHostsCanBeLeftOut(t *testing.T) {
 		t.Errorf("egress decision %+v, want no rules", d.Egress)
 	}
 }
+
+// TestDenialLinesDoNotFloodTheTerminal: one line per refused destination, for the first 20;
+// repeats and the rest are said once, at the end, as a count — every one is in the record.
+func TestDenialLinesDoNotFloodTheTerminal(t *testing.T) {
+	e := &fakeEngine{present: true}
+	se := newSessionEnv(t, e, nil, gatewayNetwork)
+	withFakeHelper(se)
+	e.during = func(s container.Spec) {
+		for _, m := range s.Mounts {
+			if m.Target != container.EgressTarget {
+				continue
+			}
+			sock := filepath.Join(m.Source, container.EgressSocket)
+			for i := 0; i < 60; i++ {
+				proxyRequest(t, sock, http.MethodConnect, fmt.Sprintf("h%d.test:443", i%30))
+			}
+		}
+	}
+	res, err := se.run(t, context.Background(), SessionRequest{Tool: "codex", Direct: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(se.errOut.String(), "! egress: h"); n != 20 {
+		t.Errorf("%d denial lines, want 20:\n%s", n, se.errOut)
+	}
+	if !strings.Contains(se.errOut.String(), "! egress: 40 more refusals not shown") {
+		t.Errorf("no count of the rest:\n%s", se.errOut)
+	}
+	if pred := se.verified(t, res); pred.Egress.Denied != 60 || pred.Egress.Itemized != 60 || len(pred.Egress.Destinations) != 30 {
+		t.Errorf("record %+v", pred.Egress)
+	}
+}

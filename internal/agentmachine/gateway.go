@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -43,7 +44,8 @@ type sessionGateway struct {
 	box     *containerRun
 	stderr  syncBuffer // what the sidecar says on its standard error
 	once    sync.Once
-	events  []egress.Event
+	events  []egress.Event // the itemized attempts
+	summary egress.Summary // every attempt, counted
 	err     error // what stopping found: connections it could not account for
 }
 
@@ -54,6 +56,7 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	if e == nil {
 		return nil, nil
 	}
+	r.denials = &denialLines{w: r.IO.ErrOut}
 	if e.Sidecar != nil {
 		return r.startSidecar(ctx, e.Sidecar)
 	}
@@ -84,7 +87,7 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	sg := &sessionGateway{served: make(chan error, 1), g: &egress.Gateway{
 		Policy: pol,
 		Own:    func(a netip.Addr) bool { return own[a] },
-		OnDeny: func(ev egress.Event) { fmt.Fprintf(r.IO.ErrOut, "! egress: %s\n", ev.Reason) },
+		OnDeny: r.denials.deny,
 	}}
 	r.gw = sg
 	go func() { sg.served <- sg.g.Serve(l) }()
@@ -126,7 +129,7 @@ func (r *sessionRun) stopGateway() {
 		if err := sg.g.Shutdown(ctx); err != nil {
 			sg.err = err
 		}
-		sg.events = sg.g.Events()
+		sg.events, sg.summary = sg.g.Events(), sg.g.Summary()
 	})
 }
 
@@ -138,16 +141,16 @@ func (r *sessionRun) collectEgress() error {
 	}
 	r.stopGateway()
 	sg := r.gw
-	var allowed, denied int
-	for _, e := range sg.events {
-		switch e.Verdict {
-		case egress.Allowed:
-			allowed++
-		case egress.Denied:
-			denied++
+	if sg.sidecar != nil { // its refusals come back with its log
+		for _, e := range sg.events {
+			if e.Verdict == egress.Denied {
+				r.denials.deny(e)
+			}
 		}
 	}
-	r.event("egress gateway stopped: %d connection attempts, %d allowed, %d denied", len(sg.events), allowed, denied)
+	r.denials.close()
+	sum := sg.summary
+	r.event("egress gateway stopped: %d connection attempts, %d allowed, %d denied, %d failed (%d itemized)", sum.Attempts, sum.Allowed, sum.Denied, sum.Failed, sum.Itemized)
 	if sg.err != nil {
 		r.event("egress gateway could not account for every connection: %v", sg.err)
 		return &GatewayError{Err: fmt.Errorf("could not account for every connection: %w", sg.err)}
@@ -167,48 +170,75 @@ func ownAddresses() map[netip.Addr]bool {
 	return own
 }
 
-// egressRecord is the evidence's account of the gateway, and its log artifact.
-func egressRecord(pl *Plan, events []egress.Event, unaccounted error) (*evidence.Egress, []byte) {
+// egressRecord is the evidence's account of the gateway, and its log artifact (the itemized
+// attempts, one JSON object per line).
+func egressRecord(pl *Plan, ev *EgressEvents) (*evidence.Egress, []byte) {
 	d := pl.Decision.Egress
-	rec := &evidence.Egress{Allow: []evidence.EgressRule{}, Deny: []evidence.EgressRule{}, Log: EgressLog, Destinations: []evidence.EgressDestination{}}
+	sum := ev.Summary
+	rec := &evidence.Egress{Allow: []evidence.EgressRule{}, Deny: []evidence.EgressRule{}, Log: EgressLog, Destinations: []evidence.EgressDestination{},
+		Attempts: sum.Attempts, Allowed: sum.Allowed, Denied: sum.Denied, Failed: sum.Failed, Itemized: len(ev.Events)}
 	for _, r := range d.Allow {
 		rec.Allow = append(rec.Allow, evidence.EgressRule{Rule: r.Rule, Source: r.Source})
 	}
 	for _, r := range d.Deny {
 		rec.Deny = append(rec.Deny, evidence.EgressRule{Rule: r.Rule, Source: r.Source})
 	}
-	if unaccounted != nil {
-		rec.Unaccounted = unaccounted.Error()
+	if ev.Unaccounted != nil {
+		rec.Unaccounted = ev.Unaccounted.Error()
 	}
-	index := map[string]int{}
+	for _, x := range sum.Destinations {
+		rec.Destinations = append(rec.Destinations, evidence.EgressDestination(x))
+	}
+	if o := sum.Other; o != nil {
+		other := evidence.EgressDestination(*o)
+		rec.OtherDestinations = &other
+	}
 	var log []byte
-	for _, e := range events {
+	for _, e := range ev.Events {
 		line, _ := json.Marshal(e)
 		log = append(append(log, line...), '\n')
-		key := net.JoinHostPort(e.Host, fmt.Sprint(e.Port))
-		i, ok := index[key]
-		if !ok {
-			i = len(rec.Destinations)
-			index[key] = i
-			rec.Destinations = append(rec.Destinations, evidence.EgressDestination{Host: e.Host, Port: e.Port})
-		}
-		dst := &rec.Destinations[i]
-		switch e.Verdict {
-		case egress.Allowed:
-			rec.Allowed++
-			dst.Allowed++
-		case egress.Denied:
-			rec.Denied++
-			dst.Denied++
-		default:
-			rec.Failed++
-			dst.Failed++
-		}
-		dst.BytesIn += e.BytesIn
-		dst.BytesOut += e.BytesOut
 	}
-	rec.Attempts = len(events)
 	return rec, log
+}
+
+// maxDenialLines bounds the denial lines a session prints: one per destination, for the first
+// destinations; the rest are counted and said once at the end (all are in the evidence).
+const maxDenialLines = 20
+
+// denialLines prints the gateway's refusals on the user's terminal without flooding it.
+type denialLines struct {
+	w          io.Writer
+	mu         sync.Mutex
+	seen       map[string]bool
+	suppressed int
+}
+
+func (d *denialLines) deny(ev egress.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := net.JoinHostPort(ev.Host, fmt.Sprint(ev.Port))
+	if d.seen[key] || len(d.seen) >= maxDenialLines {
+		d.suppressed++
+		return
+	}
+	if d.seen == nil {
+		d.seen = map[string]bool{}
+	}
+	d.seen[key] = true
+	fmt.Fprintf(d.w, "! egress: %s\n", ev.Reason)
+}
+
+// close says how many refusals were not printed.
+func (d *denialLines) close() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.suppressed > 0 {
+		fmt.Fprintf(d.w, "! egress: %d more refusals not shown (repeats, or beyond the first %d destinations); every one is counted in the evidence\n", d.suppressed, maxDenialLines)
+		d.suppressed = 0
+	}
 }
 
 // ProbeGateway starts a gateway with no allow rule on a socket in a new directory under

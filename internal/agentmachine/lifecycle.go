@@ -60,6 +60,7 @@ type sessionRun struct {
 	fail     context.CancelCauseFunc
 	stopping chan struct{}
 	gw       *sessionGateway
+	denials  *denialLines
 
 	key         *evidence.Key
 	madeSecrets []string // the ephemeral secrets created, by name

@@ -67,14 +67,15 @@ func (r *sessionRun) egressEvents() *EgressEvents {
 	}
 	ev := &EgressEvents{}
 	if sg := r.gw; sg != nil {
-		ev.Events, ev.Unaccounted = sg.events, sg.err
+		ev.Events, ev.Summary, ev.Unaccounted = sg.events, sg.summary, sg.err
 	}
 	return ev
 }
 
 // EgressEvents are the gateway's connection attempts and what it could not account for.
 type EgressEvents struct {
-	Events      []egress.Event
+	Events      []egress.Event // itemized
+	Summary     egress.Summary // every attempt, counted
 	Unaccounted error
 }
 
@@ -313,7 +314,7 @@ func Record(in RecordInput) (string, error) {
 		return "", err
 	}
 	if in.Egress != nil {
-		rec, log := egressRecord(pl, in.Egress.Events, in.Egress.Unaccounted)
+		rec, log := egressRecord(pl, in.Egress)
 		pred.Egress = rec
 		artifacts = append(artifacts, evidence.Artifact{Name: EgressLog, Data: log})
 	}

@@ -262,7 +262,7 @@ func (r *sessionRun) stopSidecar(sg *sessionGateway) {
 		sg.err = fmt.Errorf("its log: %w", err)
 		return
 	}
-	sg.events, sg.err = egress.ReadSidecarLog(bytes.NewReader(log))
+	sg.events, sg.summary, sg.err = egress.ReadSidecarLog(bytes.NewReader(log))
 	if sg.err == nil && code != 0 {
 		sg.err = fmt.Errorf("its container exited with code %d", code)
 	}

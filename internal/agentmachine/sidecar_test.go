@@ -29,7 +29,7 @@ func remoteSession(t *testing.T, e *fakeEngine) *sessionEnv {
 
 const sidecarLogOK = `{"time":"2026-12-02T00:00:00Z","method":"CONNECT","host":"registry.npmjs.org","port":443,"address":"104.16.0.1","verdict":"allowed","rule":"registry.npmjs.org:443","source":"profile","bytesOut":10,"bytesIn":20,"durationNs":5}
 {"time":"2026-12-02T00:00:01Z","method":"CONNECT","host":"elsewhere.test","port":443,"verdict":"denied","reason":"not allowed","bytesOut":0,"bytesIn":0,"durationNs":0}
-{"attempts":2}
+{"attempts":2,"summary":{"attempts":2,"allowed":1,"denied":1,"itemized":2,"destinations":[{"host":"registry.npmjs.org","port":443,"allowed":1,"bytesOut":10,"bytesIn":20},{"host":"elsewhere.test","port":443,"denied":1}]}}
 `
 
 // TestSidecarPlan: on another machine, the plan gives the gateway a container of its own —
@@ -139,7 +139,7 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 // log naming an unaccounted connection each fail the session (closed), and it is recorded.
 func TestSidecarFailuresFailTheSession(t *testing.T) {
 	cut := strings.SplitAfter(sidecarLogOK, "\n")[0]
-	unaccounted := strings.Replace(sidecarLogOK, `{"attempts":2}`, `{"attempts":2,"unaccounted":"CONNECT a.test:443 still open"}`, 1)
+	unaccounted := strings.Replace(sidecarLogOK, `{"attempts":2,`, `{"attempts":2,"unaccounted":"CONNECT a.test:443 still open",`, 1)
 	for _, c := range []struct {
 		name, out string
 		log       *string

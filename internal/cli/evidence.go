@@ -274,12 +274,22 @@ func writeBundleSummary(w io.Writer, it evidence.Inspected) error {
 
 // writeEgressSummary shows the gateway's account: the totals, then each destination.
 func writeEgressSummary(row func(k, v string), e *evidence.Egress) {
-	row("Egress", fmt.Sprintf("gateway: %d attempts, %d allowed, %d denied, %d failed (every attempt: artifact %s)", e.Attempts, e.Allowed, e.Denied, e.Failed, e.Log))
+	itemized := "every attempt"
+	if e.Itemized < e.Attempts {
+		itemized = fmt.Sprintf("the first %d attempts", e.Itemized)
+	}
+	row("Egress", fmt.Sprintf("gateway: %d attempts, %d allowed, %d denied, %d failed (%s: artifact %s)", e.Attempts, e.Allowed, e.Denied, e.Failed, itemized, e.Log))
 	if e.Unaccounted != "" {
 		row("", "UNACCOUNTED: "+e.Unaccounted)
 	}
+	dest := func(name string, d evidence.EgressDestination) {
+		row("", fmt.Sprintf("%s  allowed %d, denied %d, failed %d; %d bytes out, %d in", name, d.Allowed, d.Denied, d.Failed, d.BytesOut, d.BytesIn))
+	}
 	for _, d := range e.Destinations {
-		row("", fmt.Sprintf("%s  allowed %d, denied %d, failed %d; %d bytes out, %d in", net.JoinHostPort(d.Host, fmt.Sprint(d.Port)), d.Allowed, d.Denied, d.Failed, d.BytesOut, d.BytesIn))
+		dest(net.JoinHostPort(d.Host, fmt.Sprint(d.Port)), d)
+	}
+	if o := e.OtherDestinations; o != nil {
+		dest("all other destinations", *o)
 	}
 }
 

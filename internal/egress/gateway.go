@@ -55,9 +55,13 @@ type Gateway struct {
 	OnDeny func(Event)
 	// DialTimeout bounds each dial (10 s when zero).
 	DialTimeout time.Duration
+	// MaxRecords and MaxDestinations bound what is kept (see DefaultMaxRecords).
+	MaxRecords, MaxDestinations int
 
 	mu        sync.Mutex
 	events    []*Event
+	summary   Summary
+	destIndex map[string]int
 	open      sync.WaitGroup
 	once      sync.Once
 	server    *http.Server
@@ -77,8 +81,8 @@ func (g *Gateway) openConnections() []string {
 	return out
 }
 
-// Events returns every attempt so far, in the order they began; a connection still open is
-// reported with the bytes it has moved.
+// Events returns the itemized attempts (the first MaxRecords), in the order they began; a
+// connection still open is reported with the bytes it has moved.
 func (g *Gateway) Events() []Event {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -90,15 +94,21 @@ func (g *Gateway) Events() []Event {
 	return out
 }
 
-func (g *Gateway) record(e *Event) {
+// record counts an attempt and itemizes it while under the limit; it returns where the
+// attempt's bytes are summed (see tally).
+func (g *Gateway) record(e *Event) int {
 	// What a client named is the agent's text: it is printed and signed only escaped.
 	e.Host, e.Reason = textsafe.String(e.Host), textsafe.String(e.Reason)
 	g.mu.Lock()
-	g.events = append(g.events, e)
+	dest := g.tally(e)
+	if len(g.events) < g.limit(g.MaxRecords, DefaultMaxRecords) {
+		g.events = append(g.events, e)
+	}
 	g.mu.Unlock()
 	if e.Verdict == Denied && g.OnDeny != nil {
 		g.OnDeny(*e)
 	}
+	return dest
 }
 
 // Serve answers proxy requests on l until Shutdown.
@@ -284,9 +294,9 @@ func (g *Gateway) dial(ctx context.Context, method, hostport string) (net.Conn, 
 			continue
 		}
 		e.Verdict, e.Address = Allowed, a.String()
-		g.record(e)
+		dest := g.record(e)
 		g.open.Add(1)
-		cc := &countedConn{Conn: c, e: e, g: g, start: time.Now()}
+		cc := &countedConn{Conn: c, e: e, g: g, start: time.Now(), dest: dest}
 		g.mu.Lock()
 		if g.live == nil {
 			g.live = map[*countedConn]bool{}
@@ -330,6 +340,7 @@ type countedConn struct {
 	g     *Gateway
 	start time.Time
 	once  sync.Once
+	dest  int // the summary's destination its bytes go to (-1: Other)
 }
 
 func (c *countedConn) Read(b []byte) (int, error) {
@@ -350,6 +361,7 @@ func (c *countedConn) Close() error {
 		c.g.mu.Lock()
 		c.e.Duration = time.Since(c.start)
 		delete(c.g.live, c)
+		c.g.addBytes(c.dest, c.e)
 		c.g.mu.Unlock()
 		c.g.open.Done()
 	})

@@ -93,11 +93,12 @@ type Sidecar struct {
 	Grace time.Duration
 }
 
-// Account is the last line of a sidecar's log: how many attempts it recorded, and what it
-// could not account for. A log without it is incomplete.
+// Account is the last line of a sidecar's log: how many attempts it itemized above it, the
+// counts of all of them, and what it could not account for. A log without it is incomplete.
 type Account struct {
-	Attempts    int    `json:"attempts"`
-	Unaccounted string `json:"unaccounted,omitempty"`
+	Attempts    int     `json:"attempts"`
+	Summary     Summary `json:"summary"`
+	Unaccounted string  `json:"unaccounted,omitempty"`
 }
 
 // Run serves until ctx ends and writes the log; it fails when it could not start, could not
@@ -137,7 +138,7 @@ func (s Sidecar) Run(ctx context.Context) error {
 			return fmt.Errorf("write the log: %w", err)
 		}
 	}
-	acc := Account{Attempts: len(events)}
+	acc := Account{Attempts: len(events), Summary: g.Summary()}
 	if shutErr != nil {
 		acc.Unaccounted = shutErr.Error()
 	}
@@ -153,40 +154,44 @@ func (s Sidecar) Run(ctx context.Context) error {
 	return nil
 }
 
-// ReadSidecarLog reads a sidecar's log: its records, and an error when the log is incomplete
-// (no account line, or a count that does not match) or says connections were unaccounted.
-func ReadSidecarLog(r io.Reader) ([]Event, error) {
+// ReadSidecarLog reads a sidecar's log: its records and the counts of every attempt, and an
+// error when the log is incomplete (no account line, or counts that do not match the records)
+// or says connections were unaccounted.
+func ReadSidecarLog(r io.Reader) ([]Event, Summary, error) {
 	dec := json.NewDecoder(r)
 	var events []Event
 	for {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err == io.EOF {
-			return events, fmt.Errorf("the gateway's log ends without its account: it did not stop cleanly")
+			return events, Summary{}, fmt.Errorf("the gateway's log ends without its account: it did not stop cleanly")
 		} else if err != nil {
-			return events, fmt.Errorf("the gateway's log: %w", err)
+			return events, Summary{}, fmt.Errorf("the gateway's log: %w", err)
 		}
 		var probe map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &probe); err != nil {
-			return events, fmt.Errorf("the gateway's log: %w", err)
+			return events, Summary{}, fmt.Errorf("the gateway's log: %w", err)
 		}
 		if _, isEvent := probe["verdict"]; isEvent {
 			var e Event
 			if err := json.Unmarshal(raw, &e); err != nil {
-				return events, fmt.Errorf("the gateway's log: %w", err)
+				return events, Summary{}, fmt.Errorf("the gateway's log: %w", err)
 			}
 			events = append(events, e)
 			continue
 		}
 		var acc Account
 		if err := json.Unmarshal(raw, &acc); err != nil {
-			return events, fmt.Errorf("the gateway's log: %w", err)
+			return events, Summary{}, fmt.Errorf("the gateway's log: %w", err)
 		}
+		s := acc.Summary
 		switch {
-		case acc.Attempts != len(events):
-			return events, fmt.Errorf("the gateway's log holds %d attempts but accounts for %d", len(events), acc.Attempts)
+		case acc.Attempts != len(events) || s.Itemized != len(events):
+			return events, s, fmt.Errorf("the gateway's log holds %d records but accounts for %d (its counts itemize %d)", len(events), acc.Attempts, s.Itemized)
+		case s.Attempts < s.Itemized || s.Allowed+s.Denied+s.Failed != s.Attempts:
+			return events, s, fmt.Errorf("the gateway's counts do not add up: %d attempts, %d allowed, %d denied, %d failed, %d itemized", s.Attempts, s.Allowed, s.Denied, s.Failed, s.Itemized)
 		case acc.Unaccounted != "":
-			return events, fmt.Errorf("could not account for every connection: %s", acc.Unaccounted)
+			return events, s, fmt.Errorf("could not account for every connection: %s", acc.Unaccounted)
 		}
-		return events, nil
+		return events, s, nil
 	}
 }

@@ -68,8 +68,8 @@ func TestSidecarRunLogsAndAccounts(t *testing.T) {
 	if !strings.HasPrefix(ready.String(), "ready "+sock) {
 		t.Errorf("ready line %q", ready.String())
 	}
-	events, err := ReadSidecarLog(strings.NewReader(log.String()))
-	if err != nil || len(events) != 2 || events[0].Verdict != Allowed || events[1].Verdict != Denied {
+	events, sum, err := ReadSidecarLog(strings.NewReader(log.String()))
+	if err != nil || len(events) != 2 || events[0].Verdict != Allowed || events[1].Verdict != Denied || sum.Attempts != 2 || len(sum.Destinations) != 2 {
 		t.Errorf("log %v %+v:\n%s", err, events, log.String())
 	}
 }
@@ -82,17 +82,20 @@ func (w syncWriter) Write(p []byte) (int, error) { return w.b.Write(p) }
 // records, or one that says a connection was unaccounted is an error — never a silent gap.
 func TestReadSidecarLogRefusesGaps(t *testing.T) {
 	ev := `{"time":"2026-12-02T00:00:00Z","method":"CONNECT","host":"a.test","port":443,"verdict":"denied","bytesOut":0,"bytesIn":0,"durationNs":0}` + "\n"
+	one := `"summary":{"attempts":1,"denied":1,"itemized":1,"destinations":[{"host":"a.test","port":443,"denied":1}]}`
 	for _, c := range []struct{ name, log, want string }{
-		{"complete", ev + `{"attempts":1}` + "\n", ""},
-		{"empty but accounted", `{"attempts":0}` + "\n", ""},
+		{"complete", ev + `{"attempts":1,` + one + `}` + "\n", ""},
+		{"empty but accounted", `{"attempts":0,"summary":{}}` + "\n", ""},
+		{"more counted than itemized", ev + `{"attempts":1,"summary":{"attempts":5000,"denied":5000,"itemized":1}}` + "\n", ""},
 		{"cut short", ev, "ends without its account"},
 		{"nothing at all", "", "ends without its account"},
-		{"count mismatch", ev + ev + `{"attempts":1}` + "\n", "holds 2 attempts but accounts for 1"},
-		{"unaccounted", ev + `{"attempts":1,"unaccounted":"GET a.test:443 still open"}` + "\n", "could not account for every connection: GET a.test:443 still open"},
+		{"count mismatch", ev + ev + `{"attempts":1,` + one + `}` + "\n", "holds 2 records but accounts for 1"},
+		{"counts that do not add up", ev + `{"attempts":1,"summary":{"attempts":3,"denied":1,"itemized":1}}` + "\n", "do not add up"},
+		{"unaccounted", ev + `{"attempts":1,` + one + `,"unaccounted":"GET a.test:443 still open"}` + "\n", "could not account for every connection: GET a.test:443 still open"},
 		{"garbage", ev + "not json\n", "the gateway's log"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ReadSidecarLog(strings.NewReader(c.log))
+			_, _, err := ReadSidecarLog(strings.NewReader(c.log))
 			if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err %v, want %q", err, c.want)
 			}

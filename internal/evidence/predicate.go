@@ -53,8 +53,13 @@ type Egress struct {
 	Allowed  int          `json:"allowed"`
 	Denied   int          `json:"denied"`
 	Failed   int          `json:"failed"`
-	// Destinations sums the attempts per host and port, in order of first attempt.
-	Destinations []EgressDestination `json:"destinations"`
+	// Itemized attempts are in the log (the first ones, up to the gateway's limit); all are
+	// counted.
+	Itemized int `json:"itemized"`
+	// Destinations sums the attempts per host and port, in order of first attempt, up to the
+	// gateway's limit; OtherDestinations sums the rest.
+	Destinations      []EgressDestination `json:"destinations"`
+	OtherDestinations *EgressDestination  `json:"otherDestinations,omitempty"`
 	// Unaccounted is set when the gateway could not account for every connection (it was
 	// stopped with connections still open); the session then failed.
 	Unaccounted string `json:"unaccounted,omitempty"`
