@@ -46,7 +46,7 @@ type sessionGateway struct {
 	once    sync.Once
 	events  []egress.Event // the itemized attempts
 	summary egress.Summary // every attempt, counted
-	err     error // what stopping found: connections it could not account for
+	err     error          // what stopping found: connections it could not account for
 }
 
 // gateway starts the session's egress gateway on its socket, before the container exists;
