@@ -1,7 +1,7 @@
 // Package forward relays TCP connections accepted inside a network-less container to a Unix
 // socket mounted into it — the container's only way to the session's egress gateway. It is
 // linked into the in-container helper, so it imports nothing beyond the standard library's
-// net and io.
+// net, io and time.
 package forward
 
 import (
@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Spec is one forward: a TCP address to listen on inside the container (always loopback) and
@@ -39,18 +40,34 @@ func Parse(v string) (Spec, error) {
 	return Spec{Listen: listen, Socket: socket}, nil
 }
 
+// maxRelays bounds the connections relayed at once; more wait in the listen backlog.
+const maxRelays = 1024
+
 // Serve accepts on l until it is closed, relaying each connection to socket in both
-// directions with half-closes, so a client that finishes sending still reads the answer.
+// directions with half-closes, so a client that finishes sending still reads the answer. At
+// most maxRelays are relayed at once, and a failed accept (out of descriptors) is retried
+// after a pause that grows to a second: a flood of connections delays the tool's traffic,
+// it does not end it.
 func Serve(l net.Listener, socket string) error {
+	slots := make(chan struct{}, maxRelays)
+	pause := time.Duration(0)
 	for {
+		slots <- struct{}{}
 		c, err := l.Accept()
 		if err != nil {
+			<-slots
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
 		}
-		go relay(c, socket)
+		pause = 0
+		go func() {
+			defer func() { <-slots }()
+			relay(c, socket)
+		}()
 	}
 }
 

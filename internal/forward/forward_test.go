@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -75,5 +76,61 @@ func TestServeRelays(t *testing.T) {
 	c.Close()
 	if !strings.HasPrefix(line, "HTTP/1.1 502") {
 		t.Errorf("with the gateway gone: %q", line)
+	}
+}
+
+// flakyListener fails its first accepts as a process out of descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails int
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, errors.New("accept4: too many open files")
+	}
+	return f.Listener.Accept()
+}
+
+// TestServeOutlivesFailedAccepts: failed accepts are retried, so the forwarder keeps relaying
+// after running out of descriptors. Found by a probe: the first such error stopped it for the
+// rest of the session.
+func TestServeOutlivesFailedAccepts(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "up.sock")
+	up, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("up"))
+			c.Close()
+		}
+	}()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan error, 1)
+	go func() { done <- Serve(&flakyListener{Listener: l, fails: 5}, sock) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "up" {
+		t.Errorf("relayed %q after failed accepts", got)
+	}
+	l.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Serve after its listener closed: %v", err)
 	}
 }
