@@ -176,7 +176,8 @@ func egressRecord(pl *Plan, ev *EgressEvents) (*evidence.Egress, []byte) {
 	d := pl.Decision.Egress
 	sum := ev.Summary
 	rec := &evidence.Egress{Allow: []evidence.EgressRule{}, Deny: []evidence.EgressRule{}, Log: EgressLog, Destinations: []evidence.EgressDestination{},
-		Attempts: sum.Attempts, Allowed: sum.Allowed, Denied: sum.Denied, Failed: sum.Failed, Itemized: len(ev.Events)}
+		Attempts: sum.Attempts, Allowed: sum.Allowed, Denied: sum.Denied, Failed: sum.Failed, Itemized: len(ev.Events),
+		Connections: sum.Connections, Unparsed: sum.Unparsed}
 	for _, r := range d.Allow {
 		rec.Allow = append(rec.Allow, evidence.EgressRule{Rule: r.Rule, Source: r.Source})
 	}

@@ -279,6 +279,7 @@ func writeEgressSummary(row func(k, v string), e *evidence.Egress) {
 		itemized = fmt.Sprintf("the first %d attempts", e.Itemized)
 	}
 	row("Egress", fmt.Sprintf("gateway: %d attempts, %d allowed, %d denied, %d failed (%s: artifact %s)", e.Attempts, e.Allowed, e.Denied, e.Failed, itemized, e.Log))
+	row("", fmt.Sprintf("%d connections to the gateway; %d requests refused by its parser before naming a destination (sent nowhere)", e.Connections, e.Unparsed))
 	if e.Unaccounted != "" {
 		row("", "UNACCOUNTED: "+e.Unaccounted)
 	}
@@ -286,7 +287,11 @@ func writeEgressSummary(row func(k, v string), e *evidence.Egress) {
 		row("", fmt.Sprintf("%s  allowed %d, denied %d, failed %d; %d bytes out, %d in", name, d.Allowed, d.Denied, d.Failed, d.BytesOut, d.BytesIn))
 	}
 	for _, d := range e.Destinations {
-		dest(net.JoinHostPort(d.Host, fmt.Sprint(d.Port)), d)
+		name := net.JoinHostPort(d.Host, fmt.Sprint(d.Port))
+		if d.Host == "" {
+			name = "(no host named)"
+		}
+		dest(name, d)
 	}
 	if o := e.OtherDestinations; o != nil {
 		dest("all other destinations", *o)

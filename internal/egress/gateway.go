@@ -67,6 +67,9 @@ type Gateway struct {
 	server    *http.Server
 	transport *http.Transport // plain HTTP's connections to destinations
 	live      map[*countedConn]bool
+	// connections accepted, requests begun (the parser read a byte of one), requests the
+	// proxy handled: see Summary.
+	connections, requests, handled int64
 }
 
 // openConnections names the connections still open, for the error that says so.
@@ -182,7 +185,22 @@ func (g *Gateway) init() {
 		}
 		return resp
 	})
-	g.server = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
+	// Every connection is counted, and every request the parser refuses before the proxy sees
+	// it (malformed, headers too large, too slow): no attempt goes unaccounted, even one that
+	// never named a destination.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt64(&g.handled, 1)
+		p.ServeHTTP(w, r)
+	})
+	g.server = &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				atomic.AddInt64(&g.connections, 1)
+			case http.StateActive:
+				atomic.AddInt64(&g.requests, 1)
+			}
+		}}
 }
 
 type methodKey struct{}
@@ -199,9 +217,12 @@ func denial(r *http.Request, e *Event) *http.Response {
 	return resp
 }
 
+// badGateway is the 502 of a destination the policy allowed but that could not be reached,
+// or only at a refused address.
 func badGateway(r *http.Request, err error) *http.Response {
 	resp := denial(r, &Event{Reason: err.Error()})
 	resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
+	resp.Header.Set("X-Sourceos-Egress", "failed")
 	return resp
 }
 

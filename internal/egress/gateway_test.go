@@ -325,3 +325,30 @@ func TestAFloodIsCountedNotKept(t *testing.T) {
 		t.Errorf("destinations %+v, other %+v", s.Destinations, s.Other)
 	}
 }
+
+// TestRequestsTheParserRefusesAreCounted: connections that never make a request, and requests
+// the HTTP parser refuses before the proxy sees them (a malformed line, headers too large),
+// are counted in the summary — no attempt goes unaccounted. Found by a probe: they left no
+// trace at all.
+func TestRequestsTheParserRefusesAreCounted(t *testing.T) {
+	var p Policy
+	g, _, sock, _ := startGateway(t, p, nil)
+	send := func(raw string) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, raw)
+		_ = c.(*net.UnixConn).CloseWrite()
+		_, _ = io.ReadAll(c)
+	}
+	send("")                                                                // a connection, no request
+	send("CONNECT \x1b[2J HTTP/1.1\r\nHost: \x1b\r\n\r\n")                  // refused by the parser
+	send("GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 2<<20) + "\r\n\r\n") // headers too large
+	send("CONNECT a.test:443 HTTP/1.1\r\n\r\n")                             // a proper refusal, itemized
+	s := g.Summary()
+	if s.Connections != 4 || s.Unparsed != 2 || s.Attempts != 1 {
+		t.Errorf("summary %+v: want 4 connections, 2 unparsed, 1 attempt", s)
+	}
+}

@@ -38,6 +38,11 @@ type Summary struct {
 	// destinations beyond the limit (its Host is empty).
 	Destinations []Destination `json:"destinations"`
 	Other        *Destination  `json:"other,omitempty"`
+	// Connections are those made to the gateway; Unparsed are requests its HTTP parser
+	// refused before any destination was named (malformed, oversized or too slow headers):
+	// they reached nothing, and are counted rather than itemized.
+	Connections int64 `json:"connections"`
+	Unparsed    int64 `json:"unparsed"`
 }
 
 func (d *Destination) count(verdict string) {
@@ -118,6 +123,8 @@ func (g *Gateway) Summary() Summary {
 		}
 	}
 	s.Itemized = len(g.events)
+	s.Connections = atomic.LoadInt64(&g.connections)
+	s.Unparsed = max(atomic.LoadInt64(&g.requests)-atomic.LoadInt64(&g.handled), 0)
 	return s
 }
 

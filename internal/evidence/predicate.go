@@ -60,6 +60,10 @@ type Egress struct {
 	// gateway's limit; OtherDestinations sums the rest.
 	Destinations      []EgressDestination `json:"destinations"`
 	OtherDestinations *EgressDestination  `json:"otherDestinations,omitempty"`
+	// Connections made to the gateway, and requests its HTTP parser refused before any
+	// destination was named (they reached nothing).
+	Connections int64 `json:"connections"`
+	Unparsed    int64 `json:"unparsed"`
 	// Unaccounted is set when the gateway could not account for every connection (it was
 	// stopped with connections still open); the session then failed.
 	Unaccounted string `json:"unaccounted,omitempty"`
