@@ -120,11 +120,11 @@ touch %s/x 2>/dev/null; echo " write=$?"`, port, port+1, container.EgressTarget)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
-	events, err := egress.ReadSidecarLog(strings.NewReader(log))
+	events, sum, err := egress.ReadSidecarLog(strings.NewReader(log))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
-	if len(events) != 2 || events[0].Verdict != egress.Allowed || events[0].BytesIn == 0 || events[1].Verdict != egress.Denied {
+	if len(events) != 2 || events[0].Verdict != egress.Allowed || events[0].BytesIn == 0 || events[1].Verdict != egress.Denied || sum.Attempts != 2 || sum.Connections < 2 {
 		t.Errorf("sidecar log: %+v", events)
 	}
 }
