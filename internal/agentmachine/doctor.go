@@ -497,11 +497,10 @@ func (d DoctorDeps) checkCopies(context.Context) Check {
 // humanBytes is n in the largest binary unit that keeps it at least 1.
 // checkGateway proves a session's egress gateway can start here: on a local Linux service it
 // starts one on a socket where sessions put theirs, is refused a destination through it, and
-// removes it; elsewhere it says why sessions with spec.network gateway are refused.
+// removes it; on a machine it says the gateway runs there, in a sidecar.
 func (d DoctorDeps) checkGateway(ctx context.Context, p *profile.Profile) Check {
-	if d.GOOS != "linux" || MachineOf(p).Name != "" {
-		return fail("profile "+p.Metadata.Name+" sets spec.network: gateway, which needs the gateway on the same Linux host as the containers; on a Podman machine sessions are refused",
-			"set spec.network to none (no network) or bridge (unfiltered) in the profile")
+	if m := MachineOf(p); d.GOOS != "linux" || m.Name != "" {
+		return ok("sessions run the egress gateway in a sidecar container on machine " + orDash(m.Name) + ", next to theirs (shipped there by the first session; not started by doctor)")
 	}
 	base := EgressBase(d.Getenv("XDG_RUNTIME_DIR"), d.Dirs.State)
 	if err := ProbeGateway(ctx, base); err != nil {

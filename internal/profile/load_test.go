@@ -245,9 +245,8 @@ func TestExamples(t *testing.T) {
 	}
 }
 
-// TestDefaults checks the embedded per-OS defaults are valid and safe: no network (Linux: none
-// but the egress gateway, with no rule of its own beyond the tools' hosts), no extra mounts,
-// no secrets.
+// TestDefaults checks the embedded per-OS defaults are valid and safe: no network but the
+// egress gateway, with no rule of its own beyond the tools' hosts, no extra mounts, no secrets.
 func TestDefaults(t *testing.T) {
 	for _, goos := range []string{"linux", "darwin", "windows", "freebsd"} {
 		t.Run(goos, func(t *testing.T) {
@@ -263,11 +262,7 @@ func TestDefaults(t *testing.T) {
 			if p.Spec.Host.OS != want {
 				t.Errorf("host.os = %q, want %q", p.Spec.Host.OS, want)
 			}
-			network := "none"
-			if want == "linux" {
-				network = "gateway"
-			}
-			if p.Spec.Network.Mode != network || p.Spec.Network.Egress != nil || len(p.Spec.Mounts) != 0 || len(p.Spec.Secrets) != 0 || p.Spec.Workspace.Repo != "" {
+			if p.Spec.Network.Mode != "gateway" || p.Spec.Network.Egress != nil || len(p.Spec.Mounts) != 0 || len(p.Spec.Secrets) != 0 || p.Spec.Workspace.Repo != "" {
 				t.Errorf("default is not minimal: network %+v, %d mounts, %d secrets, repo %q", p.Spec.Network, len(p.Spec.Mounts), len(p.Spec.Secrets), p.Spec.Workspace.Repo)
 			}
 		})
