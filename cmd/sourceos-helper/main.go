@@ -4,8 +4,9 @@
 // sourceosctl: `sourceos-helper check EXPECTATION [--forward 127.0.0.1:PORT=SOCKET]... -- TOOL
 // [ARG...]` checks the container from inside against its plan (see internal/guard), starts a
 // forwarder for each --forward (TCP on loopback to a mounted Unix socket: the way to the
-// session's egress gateway from a container with no network), and then becomes the tool
-// (exec); or it refuses with a line the session recognises and exit code 121. It is small on
+// session's egress gateway from a container with no network), refuses AF_VSOCK sockets with a
+// seccomp filter (a way to the hypervisor outside any network namespace), and then becomes the
+// tool (exec); or it refuses with a line the session recognises and exit code 121. It is small on
 // purpose: it adds about a millisecond to a session.
 package main
 
@@ -33,6 +34,10 @@ func main() {
 		serveForwarders(os.Args[2:])
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == "__probe-vsock" {
+		probeVsock()
+		return
+	}
 	if len(os.Args) < 5 || os.Args[1] != "check" {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -56,7 +61,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sourceos-helper:", err)
 		os.Exit(2)
 	}
-	if diffs := guard.Check(e, system()); len(diffs) > 0 {
+	// Then the filter that refuses vsock: the tool (and the forwarders) run under it.
+	diffs := guard.Check(e, system())
+	if err := denyVsock(); err != nil {
+		diffs = append(diffs, err.Error())
+	}
+	if len(diffs) > 0 {
 		fmt.Fprintln(os.Stderr, guard.RefusalLine(e.Nonce, diffs))
 		os.Exit(guard.ExitRefused)
 	}

@@ -42,6 +42,18 @@ func TestIntegrationTheHelperSeesWhatInspectCannot(t *testing.T) {
 			t.Fatalf("the hardened container was refused: %v\n%s", err, out)
 		}
 	})
+	// The tool runs under the helper's seccomp filter: no AF_VSOCK socket, a channel to the
+	// hypervisor that the container's network namespace does not close. Without the helper
+	// the runtime's default profile allows one (found by a probe).
+	t.Run("vsock is refused to the tool", func(t *testing.T) {
+		direct, _ := e.Podman(append(append([]string{}, hardened...), "--entrypoint", container.HelperTarget, podmantest.Image, "__probe-vsock")...)
+		t.Logf("without the helper's filter: %s", strings.TrimSpace(direct))
+		out, err := e.Podman(append(append([]string{}, hardened...), "--entrypoint", container.HelperTarget, podmantest.Image,
+			"check", want.Encode(), "--", container.HelperTarget, "__probe-vsock")...)
+		if err != nil || !strings.Contains(out, "vsock: address family not supported by protocol") {
+			t.Fatalf("under the helper: %v\n%s", err, out)
+		}
+	})
 	weakenings := []struct {
 		name, want string
 		flags      []string
