@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,8 @@ const usage = "usage: sourceos-helper check EXPECTATION [--forward 127.0.0.1:POR
 const exitForward = 122
 
 func main() {
+	// One thread from the filter to the exec, besides the filter covering all of them.
+	runtime.LockOSThread()
 	if len(os.Args) >= 2 && os.Args[1] == forwarderArg {
 		serveForwarders(os.Args[2:])
 		return

@@ -74,14 +74,16 @@ func vsockFilter() []unix.SockFilter {
 	return append(prog, allow)
 }
 
-// denyVsock installs vsockFilter for this process and what it becomes (the tool), and proves
-// it: an AF_VSOCK socket must then fail. No-new-privileges, which every session sets, is what
-// lets an unprivileged process install a filter.
+// denyVsock installs vsockFilter on every thread of this process — a Go program's exec can
+// happen on any of them, and a filter set with prctl covers only the calling one (found when a
+// session's tool, exec'd from another thread, could still open vsock) — and proves it: an
+// AF_VSOCK socket must then fail. No-new-privileges, which every session sets, is what lets an
+// unprivileged process install a filter.
 func denyVsock() error {
 	prog := vsockFilter()
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
-		return fmt.Errorf("vsock: cannot install the seccomp filter that refuses it: %v", err)
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return fmt.Errorf("vsock: cannot install the seccomp filter that refuses it: %v", errno)
 	}
 	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0)
 	if err == nil {
