@@ -2,7 +2,6 @@ package agentmachine
 
 import (
 	"fmt"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -103,7 +102,6 @@ func planEgress(p *profile.Profile, f Facts, pl *Plan) error {
 	return nil
 }
 
-// forwardArg is the helper's --forward for the plan's gateway.
-func forwardArg(e *EgressPlan) string {
-	return container.EgressListen + "=" + path.Join(container.EgressTarget, container.EgressSocket)
-}
+// egressForward is the helper's --forward for a gateway session: the proxy address inside,
+// relayed to the socket where the mount or the volume puts it (the same path either way).
+const egressForward = container.EgressListen + "=" + container.EgressTarget + "/" + container.EgressSocket

@@ -247,8 +247,8 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 	if h := r.plan.Helper; h != nil {
 		box.nonce = newNonce()
 		var forwards []string
-		if e := r.plan.Egress; e != nil {
-			forwards = append(forwards, forwardArg(e))
+		if r.plan.Egress != nil {
+			forwards = append(forwards, egressForward)
 		}
 		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce, forwards...)
 		r.spec = box.spec
