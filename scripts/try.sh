@@ -56,7 +56,7 @@ profile=()
 if [ "$(id -u)" -ne 0 ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
   # Rootless Podman on cgroups v1 cannot enforce limits: sourceosctl refuses such sessions
   # unless the profile accepts that, and the plan and evidence then say the limits are off.
-  printf 'apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: try-rootless-cgroups-v1}\nspec:\n  host: {os: linux}\n  image: {ref: localhost/sourceos/agent-workspace:latest}\n  tools: {claude-code: {enabled: true}, codex: {enabled: true}}\n  resources: {enforce: best-effort}\n' >.try/profile.yaml
+  printf 'apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: try-rootless-cgroups-v1}\nspec:\n  host: {os: linux}\n  image: {ref: localhost/sourceos/agent-workspace:latest}\n  tools: {claude-code: {enabled: true}, codex: {enabled: true}}\n  network: gateway\n  resources: {enforce: best-effort}\n' >.try/profile.yaml
   profile=(--profile .try/profile.yaml)
   echo "note: rootless Podman on cgroups v1 cannot enforce limits; this run uses .try/profile.yaml (resources.enforce: best-effort)"
 fi
@@ -72,7 +72,7 @@ log=.try/sessions.log
 echo
 echo "== Egress: a host the policy does not allow is refused by the session's gateway, with the reason, and recorded"
 "$bin" agent-machine shell ${profile[@]+"${profile[@]}"} --repo . -- curl -sS -o /dev/null https://example.com 2> >(tee -a "$log" >&2) ||
-  echo "(exit code $?: curl was refused)"
+  echo "(exit code $?: curl did not reach example.com)"
 sleep 0.2
 bundle=$(sed -n 's/^evidence: //p' "$log" | tail -n1)
 echo
