@@ -5,19 +5,14 @@ package agentmachine
 import (
 	"io/fs"
 	"os"
-	"syscall"
+
+	"github.com/sourceos/sourceosctl/internal/fileowner"
 )
 
 // PathOwner returns the uid and gid owning path (0, 0 when unknown).
 func PathOwner(path string) (uid, gid int) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0, 0
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		return int(sys.Uid), int(sys.Gid)
-	}
-	return 0, 0
+	uid, gid, _ = fileowner.Of(path)
+	return uid, gid
 }
 
 // PathMode returns path's permission bits (0 when unknown).

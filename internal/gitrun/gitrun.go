@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/fileowner"
 )
 
 // ErrAnotherUser says the repository belongs to another user and this process cannot run
@@ -92,7 +94,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // RunsAsAnother reports whether git would run as another user than this process in repo
 // (root on another user's repository).
 func RunsAsAnother(repo string) bool {
-	uid, _, ok := owner(repo)
+	uid, _, ok := fileowner.Of(repo)
 	return ok && uid != euid()
 }
 

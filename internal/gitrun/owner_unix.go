@@ -9,26 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/sourceos/sourceosctl/internal/fileowner"
 )
 
 func euid() int { return os.Geteuid() }
 
-// owner is path's owner.
-func owner(path string) (uid, gid int, ok bool) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0, 0, false
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, 0, false
-	}
-	return int(sys.Uid), int(sys.Gid), true
-}
-
 // asOwner makes cmd run as repo's owner when that is another user: possible only for root.
 func asOwner(cmd *exec.Cmd, repo string) error {
-	uid, gid, ok := owner(repo)
+	uid, gid, ok := fileowner.Of(repo)
 	if !ok || uid == os.Geteuid() {
 		return nil
 	}

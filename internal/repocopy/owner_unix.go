@@ -5,9 +5,10 @@ package repocopy
 import (
 	"io/fs"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sourceos/sourceosctl/internal/fileowner"
 )
 
 // owner is a file's uid and gid.
@@ -22,8 +23,8 @@ func ownerOf(path string) (owner, error) {
 }
 
 func ownerFromInfo(st fs.FileInfo, fallback owner) owner {
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		return owner{int(sys.Uid), int(sys.Gid)}
+	if uid, gid, ok := fileowner.FromInfo(st); ok {
+		return owner{uid, gid}
 	}
 	return fallback
 }
