@@ -78,6 +78,9 @@ func ParseRule(s, source string) (Rule, error) {
 		r.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		return r, nil
 	}
+	if numericLooking(hostPart) {
+		return r, fmt.Errorf("%q looks like an IP address in a form the gateway does not read (decimal, octal, hexadecimal or shortened); write it as a dotted address such as 127.0.0.1", s)
+	}
 	wild := strings.HasPrefix(hostPart, "*.")
 	name, err := normalise(strings.TrimPrefix(hostPart, "*."))
 	if err != nil {
@@ -94,6 +97,16 @@ func ParseRule(s, source string) (Rule, error) {
 	}
 	r.Host = name
 	return r, nil
+}
+
+// numericLooking reports a name made only of digits and dots, or a 0x number: something a
+// C resolver would read as an address (127.1, 2130706433, 0x7f000001) but no DNS name is.
+func numericLooking(h string) bool {
+	h = strings.ToLower(h)
+	if rest, ok := strings.CutPrefix(h, "0x"); ok {
+		return rest != "" && strings.Trim(rest, "0123456789abcdef.") == ""
+	}
+	return h != "" && strings.Trim(h, "0123456789.") == ""
 }
 
 // normalise lower-cases a host name, converts an IDN to ASCII and drops a trailing dot.

@@ -47,6 +47,13 @@ func TestParseRule(t *testing.T) {
 		{in: "[::1]x", err: "unexpected"},
 		{in: "user@host", err: "not a host name"},
 		{in: "ex ample.com", err: "not a host name"},
+		{in: "2130706433:9999", err: "write it as a dotted address"},
+		{in: "127.1", err: "write it as a dotted address"},
+		{in: "0x7f000001", err: "write it as a dotted address"},
+		{in: "017700000001", err: "write it as a dotted address"},
+		{in: "1.2.3.4.5", err: "write it as a dotted address"},
+		{in: "123.example", want: "123.example"},
+		{in: "0xdead.example", want: "0xdead.example"},
 	} {
 		r, err := ParseRule(tc.in, "test")
 		if tc.err != "" {
