@@ -55,6 +55,8 @@ type fakeEngine struct {
 	sidecarLog *string
 	sidecarOut string
 	stopped    map[string]chan struct{}
+	// listed is what Containers answers.
+	listed []container.Summary
 }
 
 func (e *fakeEngine) VolumeExists(ctx context.Context, name string) (bool, error) {
@@ -245,7 +247,7 @@ func (e *fakeEngine) Import(ctx context.Context, _ io.Reader, _ string, _ []stri
 }
 
 func (e *fakeEngine) Containers(context.Context, string, bool) ([]container.Summary, error) {
-	return nil, nil
+	return e.listed, nil
 }
 
 // sessionCalls are the calls made for the session's own container, in order.

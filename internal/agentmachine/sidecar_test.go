@@ -167,3 +167,20 @@ func TestSidecarFailuresFailTheSession(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusShowsTheGatewaySidecar: status lists a session's gateway sidecar with its role in
+// the tool column, never as a tool-less session.
+func TestStatusShowsTheGatewaySidecar(t *testing.T) {
+	e := &fakeEngine{present: true, listed: []container.Summary{
+		{Name: "sosctl-codex-s1", Labels: map[string]string{LabelManaged: "true", LabelSession: "s1", LabelTool: "codex"}},
+		{Name: "sosctl-codex-s1-gateway", Labels: map[string]string{LabelManaged: "true", LabelSession: "s1", LabelRole: "egress-gateway"}},
+	}}
+	se := remoteSession(t, e)
+	r, err := Status(context.Background(), StatusDeps{Connect: se.session.Connect, Now: se.session.Now}, se.profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Sessions) != 2 || r.Sessions[1].Tool != "egress-gateway" || r.Sessions[0].Tool != "codex" {
+		t.Errorf("sessions %+v", r.Sessions)
+	}
+}

@@ -119,12 +119,13 @@ func fillStatus(ctx context.Context, now time.Time, e Engine, r *StatusReport) e
 	}
 	for _, s := range sessions {
 		r.Sessions = append(r.Sessions, StatusEntry{
-			Name: s.Name, Session: s.Labels[LabelSession], Tool: s.Labels[LabelTool],
+			// A session's other containers (its egress gateway sidecar) show their role.
+			Name: s.Name, Session: s.Labels[LabelSession], Tool: firstNonEmpty(s.Labels[LabelTool], s.Labels[LabelRole]),
 			Repo: s.Labels[LabelRepo], Profile: s.Labels[LabelProfile],
 			Started: s.Started, Uptime: now.Sub(s.Started).Round(time.Second).String(),
 		})
 	}
-	sort.Slice(r.Sessions, func(i, j int) bool { return r.Sessions[i].Started.Before(r.Sessions[j].Started) })
+	sort.SliceStable(r.Sessions, func(i, j int) bool { return r.Sessions[i].Started.Before(r.Sessions[j].Started) })
 	img, found, err := e.Image(ctx, r.Image.Ref)
 	if err != nil {
 		return err
