@@ -50,14 +50,19 @@ func checkAllowHosts(p *profile.Profile, hosts []string) error {
 	return nil
 }
 
-// egressDir is the directory of the session's gateway socket: in the runtime directory when
-// there is one (tmpfs, removed at logout), else in sourceosctl's state directory. The name is
-// the session ID's random part, which keeps the socket path short.
-func egressDir(f Facts, sessionID string) string {
-	base := filepath.Join(f.StateDir, "egress")
-	if f.RuntimeDir != "" && filepath.IsAbs(f.RuntimeDir) {
-		base = filepath.Join(f.RuntimeDir, "sourceos", "egress")
+// EgressBase is where sessions put their gateway sockets: the runtime directory when there
+// is one (tmpfs, removed at logout), else sourceosctl's state directory.
+func EgressBase(runtimeDir, stateDir string) string {
+	if runtimeDir != "" && filepath.IsAbs(runtimeDir) {
+		return filepath.Join(runtimeDir, "sourceos", "egress")
 	}
+	return filepath.Join(stateDir, "egress")
+}
+
+// egressDir is the directory of the session's gateway socket, in EgressBase; its name is the
+// session ID's random part, which keeps the socket path short.
+func egressDir(f Facts, sessionID string) string {
+	base := EgressBase(f.RuntimeDir, f.StateDir)
 	name := sessionID
 	if i := strings.LastIndexByte(sessionID, '-'); i >= 0 {
 		name = sessionID[i+1:]

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +38,6 @@ func (e *GatewayError) Unwrap() error { return e.Err }
 // sidecar container on the service (sidecar, box).
 type sessionGateway struct {
 	g       *egress.Gateway
-	served  chan error
 	sidecar *SidecarPlan
 	box     *containerRun
 	stderr  syncBuffer // what the sidecar says on its standard error
@@ -84,31 +82,33 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("egress gateway: %w", err)
 	}
 	own := ownAddresses()
-	sg := &sessionGateway{served: make(chan error, 1), g: &egress.Gateway{
+	sg := &sessionGateway{g: &egress.Gateway{
 		Policy: pol,
 		Own:    func(a netip.Addr) bool { return own[a] },
 		OnDeny: r.denials.deny,
 	}}
 	r.gw = sg
-	go func() { sg.served <- sg.g.Serve(l) }()
 	go func() {
-		select {
-		case err := <-sg.served:
-			select {
-			case <-r.stopping:
-				return // stopped by the session itself
-			default:
-			}
-			if err == nil {
-				err = errors.New("it stopped serving")
-			}
-			r.event("egress gateway stopped during the session: %v", err)
-			r.fail(&GatewayError{Err: err})
-		case <-r.stopping:
+		err := sg.g.Serve(l) // returns when the session shuts it down, or when it breaks
+		if err == nil {
+			err = errors.New("it stopped serving")
 		}
+		r.gatewayEnded(err)
 	}()
 	r.event("egress gateway listening on %s: %d allow and %d deny rules", e.Socket, len(pol.Allow), len(pol.Deny))
 	return func() { r.stopGateway(); undo() }, nil
+}
+
+// gatewayEnded fails the session because its gateway ended while the session ran — unless
+// the session stopped it itself.
+func (r *sessionRun) gatewayEnded(err error) {
+	select {
+	case <-r.stopping:
+		return
+	default:
+	}
+	r.event("egress gateway ended during the session: %v", err)
+	r.fail(&GatewayError{Err: err})
 }
 
 // stopGateway stops the gateway once the container is gone, waits for its records and keeps
@@ -194,12 +194,9 @@ func egressRecord(pl *Plan, ev *EgressEvents) (*evidence.Egress, []byte) {
 		other := evidence.EgressDestination(*o)
 		rec.OtherDestinations = &other
 	}
-	var log []byte
-	for _, e := range ev.Events {
-		line, _ := json.Marshal(e)
-		log = append(append(log, line...), '\n')
-	}
-	return rec, log
+	var log bytes.Buffer
+	_ = egress.WriteLog(&log, ev.Events) // a buffer takes every write
+	return rec, log.Bytes()
 }
 
 // maxDenialLines bounds the denial lines a session prints: one per destination, for the first
@@ -288,11 +285,6 @@ func ProbeGateway(ctx context.Context, base string) error {
 		return fmt.Errorf("it answered %s, not the refusal of a destination no rule allows", resp.Status)
 	}
 	return nil
-}
-
-// EgressBase is where sessions put their gateway sockets (see egressDir).
-func EgressBase(runtimeDir, stateDir string) string {
-	return filepath.Dir(egressDir(Facts{RuntimeDir: runtimeDir, StateDir: stateDir}, "x"))
 }
 
 // syncBuffer keeps the first 64 KiB written to it, safe for one writer and readers: what the

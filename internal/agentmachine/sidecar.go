@@ -127,12 +127,16 @@ func (r *sessionRun) shipPrograms(ctx context.Context, sc *SidecarPlan) error {
 	if sh.HelperDigest != sc.HelperDigest || sh.GatewayDigest != sc.GatewayDigest {
 		return fmt.Errorf("the programs to ship are not the ones planned (%s, %s)", sh.HelperDigest, sh.GatewayDigest)
 	}
+	helperBin, gatewayBin, err := sh.Load()
+	if err != nil {
+		return err
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{shippedHelper, sh.Helper}, {shippedGateway, sh.Gateway}} {
+	}{{shippedHelper, helperBin}, {shippedGateway, gatewayBin}} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o755, Size: int64(len(f.data))}); err != nil {
 			return err
 		}
@@ -187,52 +191,55 @@ func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(),
 		r.weakened = true
 		return undo, &GatewayError{Err: fmt.Errorf("the Podman service did not create its container as planned: %s", strings.Join(diffs, "; "))}
 	}
+	if err := r.startReady(ctx, box, &sg.stderr); err != nil {
+		return undo, err
+	}
+	go func() {
+		code, err := r.engine.Wait(context.WithoutCancel(ctx), box.id)
+		r.gatewayEnded(fmt.Errorf("its container exited (code %d) %v", code, err))
+	}()
+	r.event("egress gateway sidecar %s ready: %d allow and %d deny rules", short(box.id), len(r.plan.Decision.Egress.Allow), len(r.plan.Decision.Egress.Deny))
+	return undo, nil
+}
+
+// startReady attaches to the sidecar, starts it and waits for the line it prints once it
+// accepts connections; its standard error goes to stderr, to say why it failed.
+func (r *sessionRun) startReady(ctx context.Context, box *containerRun, stderr *syncBuffer) error {
 	pr, pw := io.Pipe()
 	attached := make(chan bool, 1)
 	go func() {
-		err := r.engine.Attach(context.WithoutCancel(ctx), box.id, nil, pw, &sg.stderr, attached)
+		err := r.engine.Attach(context.WithoutCancel(ctx), box.id, nil, pw, stderr, attached)
 		pw.CloseWithError(err)
 	}()
 	select {
 	case <-attached:
 	case <-time.After(sidecarReady):
-		return undo, &GatewayError{Err: errors.New("its container could not be attached")}
+		return &GatewayError{Err: errors.New("its container could not be attached")}
 	}
 	if err := r.engine.Start(ctx, box.id); err != nil {
-		return undo, fmt.Errorf("egress gateway: %w", err)
+		return fmt.Errorf("egress gateway: %w", err)
 	}
 	ready := make(chan error, 1)
 	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "ready ") {
+		lines := bufio.NewScanner(pr)
+		for lines.Scan() {
+			if strings.HasPrefix(lines.Text(), "ready ") {
 				ready <- nil
-				_, _ = io.Copy(io.Discard, pr)
+				_, _ = io.Copy(io.Discard, pr) // keep the stream flowing until it exits
 				return
 			}
 		}
-		ready <- fmt.Errorf("it exited before accepting connections: %s", firstNonEmpty(strings.TrimSpace(sg.stderr.String()), fmt.Sprint(sc.Err())))
+		ready <- fmt.Errorf("it exited before accepting connections: %s", firstNonEmpty(strings.TrimSpace(stderr.String()), fmt.Sprint(lines.Err())))
 	}()
 	select {
 	case err := <-ready:
 		if err != nil {
-			return undo, &GatewayError{Err: err}
+			return &GatewayError{Err: err}
 		}
+		return nil
 	case <-time.After(sidecarReady):
-		return undo, &GatewayError{Err: fmt.Errorf("it did not accept connections within %s", sidecarReady)}
+		return &GatewayError{Err: fmt.Errorf("it did not accept connections within %s", sidecarReady)}
 	}
-	go func() {
-		code, err := r.engine.Wait(context.WithoutCancel(ctx), box.id)
-		select {
-		case <-r.stopping:
-			return
-		default:
-		}
-		r.event("egress gateway sidecar exited during the session: code %d %v", code, err)
-		r.fail(&GatewayError{Err: fmt.Errorf("its container exited (code %d)", code)})
-	}()
-	r.event("egress gateway sidecar %s ready: %d allow and %d deny rules", short(box.id), len(r.plan.Decision.Egress.Allow), len(r.plan.Decision.Egress.Deny))
-	return undo, nil
 }
 
 // stopSidecar stops the gateway's container (it writes its log on SIGTERM) and reads the log

@@ -22,7 +22,8 @@ func remoteSession(t *testing.T, e *fakeEngine) *sessionEnv {
 		return e, Connection{URI: "ssh://dev@build-host:22/run/user/1000/podman/podman.sock", Source: "--connection"}, nil
 	}
 	se.session.Ship = func(arch string) (helper.Shipment, error) {
-		return helper.Shipment{Helper: []byte("helper-" + arch), Gateway: []byte("gateway-" + arch), HelperDigest: "sha256:" + strings.Repeat("1", 64), GatewayDigest: "sha256:" + strings.Repeat("2", 64)}, nil
+		return helper.Shipment{HelperDigest: "sha256:" + strings.Repeat("1", 64), GatewayDigest: "sha256:" + strings.Repeat("2", 64),
+			Load: func() ([]byte, []byte, error) { return []byte("helper-" + arch), []byte("gateway-" + arch), nil }}, nil
 	}
 	return se
 }

@@ -132,17 +132,14 @@ func (s Sidecar) Run(ctx context.Context) error {
 	defer cancel()
 	shutErr := g.Shutdown(sctx)
 	events := g.Events()
-	enc := json.NewEncoder(s.Log)
-	for _, e := range events {
-		if err := enc.Encode(e); err != nil {
-			return fmt.Errorf("write the log: %w", err)
-		}
-	}
 	acc := Account{Attempts: len(events), Summary: g.Summary()}
 	if shutErr != nil {
 		acc.Unaccounted = shutErr.Error()
 	}
-	if err := enc.Encode(acc); err != nil {
+	if err := WriteLog(s.Log, events); err != nil {
+		return fmt.Errorf("write the log: %w", err)
+	}
+	if err := json.NewEncoder(s.Log).Encode(acc); err != nil {
 		return fmt.Errorf("write the log: %w", err)
 	}
 	if serveErr != nil {
@@ -150,6 +147,17 @@ func (s Sidecar) Run(ctx context.Context) error {
 	}
 	if shutErr != nil {
 		return fmt.Errorf("could not account for every connection: %w", shutErr)
+	}
+	return nil
+}
+
+// WriteLog writes events as the log artifact holds them: one JSON object per line.
+func WriteLog(w io.Writer, events []Event) error {
+	enc := json.NewEncoder(w)
+	for _, e := range events {
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

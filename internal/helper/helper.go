@@ -34,29 +34,31 @@ const (
 )
 
 // Shipment is what a session on a Podman machine or remote service copies there (into a
-// Podman volume): the helper and the gateway for the service's architecture, with digests.
+// Podman volume): the helper and the gateway for the service's architecture. Planning needs
+// their digests only; Load reads the programs (megabytes) when they are shipped.
 type Shipment struct {
-	Helper, Gateway             []byte
 	HelperDigest, GatewayDigest string
+	Load                        func() (helperBin, gatewayBin []byte, err error)
 }
 
 // Ship returns the programs to ship to a service of architecture arch.
 func Ship(arch string) (Shipment, error) {
-	var s Shipment
-	var err error
-	for _, p := range []struct {
-		name   string
-		data   *[]byte
-		digest *string
-	}{{helperName, &s.Helper, &s.HelperDigest}, {gatewayName, &s.Gateway, &s.GatewayDigest}} {
-		if *p.data, err = binary(p.name, arch); err != nil {
-			return Shipment{}, err
-		}
-		if *p.digest, err = digest(p.name, arch); err != nil {
-			return Shipment{}, err
-		}
+	h, err := digest(helperName, arch)
+	if err != nil {
+		return Shipment{}, err
 	}
-	return s, nil
+	g, err := digest(gatewayName, arch)
+	if err != nil {
+		return Shipment{}, err
+	}
+	return Shipment{HelperDigest: h, GatewayDigest: g, Load: func() ([]byte, []byte, error) {
+		hb, err := binary(helperName, arch)
+		if err != nil {
+			return nil, nil, err
+		}
+		gb, err := binary(gatewayName, arch)
+		return hb, gb, err
+	}}, nil
 }
 
 // Binary returns the helper built for a Linux architecture (amd64, arm64).
