@@ -6,7 +6,9 @@
 // SOCKET (owned by UID, mode 0600) the policy RULES (the base64url JSON of egress.Rules) until
 // SIGTERM or SIGINT, then writes every connection attempt to LOG, one JSON object per line,
 // and a last line that accounts for them. It prints "ready SOCKET" once it accepts
-// connections. Exit codes: 0 when every connection was accounted for, 1 when the gateway
+// connections. When RULES inject secrets, it first reads their placeholders and values as one
+// JSON line on standard input (never an argument or a file) and puts the session CA's
+// certificate, ca.pem, beside SOCKET; the CA's key stays in its memory. Exit codes: 0 when every connection was accounted for, 1 when the gateway
 // failed or could not account for one, 2 for bad arguments.
 package main
 
@@ -50,7 +52,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = egress.Sidecar{Socket: os.Args[1], UID: uid, Rules: rules, Ready: os.Stdout, Log: log}.Run(ctx)
+	err = egress.Sidecar{Socket: os.Args[1], UID: uid, Rules: rules, Ready: os.Stdout, Log: log, Values: os.Stdin}.Run(ctx)
 	if cerr := log.Close(); err == nil {
 		err = cerr
 	}

@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"crypto/tls"
+	"crypto/x509"
+
 	"github.com/elazarl/goproxy"
 
 	"github.com/sourceos/sourceosctl/internal/textsafe"
@@ -41,6 +44,9 @@ type Event struct {
 	BytesOut int64         `json:"bytesOut"` // from the container to the destination
 	BytesIn  int64         `json:"bytesIn"`
 	Duration time.Duration `json:"durationNs"`
+	// Intercepted marks a connection the gateway made for requests it read (TLS ended with
+	// the session's CA, to inject a secret); every other connection is a tunnel it cannot read.
+	Intercepted bool `json:"intercepted,omitempty"`
 }
 
 // Gateway is one session's egress proxy.
@@ -57,6 +63,14 @@ type Gateway struct {
 	DialTimeout time.Duration
 	// MaxRecords and MaxDestinations bound what is kept (see DefaultMaxRecords).
 	MaxRecords, MaxDestinations int
+	// Inject are the secrets put into requests to their hosts; CA (required with Inject)
+	// signs the certificates those hosts are intercepted with. Every other host is a tunnel.
+	Inject []Injection
+	CA     *CA
+	// UpstreamRoots verifies intercepted hosts' certificates (the system's when nil).
+	UpstreamRoots *x509.CertPool
+
+	inj       *injector
 
 	mu        sync.Mutex
 	events    []*Event
@@ -149,8 +163,16 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 func (g *Gateway) init() {
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = discard{}
-	g.transport = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4}
+	g.inj = &injector{list: g.Inject, refused: func(l *LaunderingError, method string) {
+		l.event = &Event{Time: time.Now(), Method: method, Host: l.Host, Port: l.Port, Verdict: Denied, Rule: "secret " + l.Secret, Source: "secret injection", Reason: l.Error()}
+		g.record(l.event)
+	}}
+	g.transport = &http.Transport{Proxy: nil, DialContext: g.dialPlain, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 4,
+		TLSClientConfig: &tls.Config{RootCAs: g.UpstreamRoots, MinVersion: tls.VersionTLS12}}
 	p.Tr = g.transport
+	if g.CA != nil {
+		p.CertStore = &g.CA.store
+	}
 	p.ConnectDialWithReq = func(req *http.Request, _, addr string) (net.Conn, error) {
 		return g.dial(req.Context(), http.MethodConnect, addr)
 	}
@@ -159,9 +181,18 @@ func (g *Gateway) init() {
 			ctx.Resp = denial(ctx.Req, e)
 			return goproxy.RejectConnect, host
 		}
+		// Only a host a secret is injected for is intercepted; the dial of each request
+		// read inside decides and records again.
+		if h, port, err := splitHostPort(host); err == nil && g.CA != nil && g.inj.interceptFor(h, port) {
+			ctx.UserData = interception{host: h, port: port}
+			return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(&g.CA.cert)}, host
+		}
 		return goproxy.OkConnect, host
 	})
 	p.OnRequest().DoFunc(func(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		if in, ok := ctx.UserData.(interception); ok {
+			return g.intercepted(r, in)
+		}
 		host := r.URL.Host
 		if r.URL.Port() == "" {
 			host = net.JoinHostPort(r.URL.Hostname(), "80")
@@ -172,6 +203,10 @@ func (g *Gateway) init() {
 		if e := g.decide(r.Method, host); e != nil {
 			return r, denial(r, e)
 		}
+		h, port, _ := splitHostPort(host)
+		if err := g.inj.prepare(r, h, port, false); err != nil {
+			return r, denial(r, g.refusedEvent(err))
+		}
 		return r.WithContext(context.WithValue(r.Context(), methodKey{}, r.Method)), nil
 	})
 	// A dial the policy allowed but could not make (refused address, no route) answers 502
@@ -181,6 +216,10 @@ func (g *Gateway) init() {
 	}
 	p.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 		if resp == nil && ctx.Error != nil {
+			var l *LaunderingError
+			if errors.As(ctx.Error, &l) && l.event != nil {
+				return denial(ctx.Req, l.event)
+			}
 			return badGateway(ctx.Req, ctx.Error)
 		}
 		return resp
@@ -204,6 +243,43 @@ func (g *Gateway) init() {
 }
 
 type methodKey struct{}
+
+// interceptKey marks a request read inside an intercepted connection, for its dial's record.
+type interceptKey struct{}
+
+// interception is the host and port a CONNECT named, for the requests read inside it.
+type interception struct {
+	host string
+	port int
+}
+
+// intercepted handles a request read inside an intercepted connection: it goes to the host
+// the CONNECT named, whatever its own Host says, and only over TLS; its secrets are swapped in.
+func (g *Gateway) intercepted(r *http.Request, in interception) (*http.Request, *http.Response) {
+	hostport := net.JoinHostPort(in.host, strconv.Itoa(in.port))
+	if r.URL.Scheme != "https" {
+		return r, denial(r, g.refuse(r.Method, hostport, "a connection to "+hostport+", where a secret is injected, must be TLS (https://)"))
+	}
+	r.URL.Host, r.Host = hostport, hostport
+	if in.port == 443 {
+		r.Host = in.host
+	}
+	if err := g.inj.prepare(r, in.host, in.port, true); err != nil {
+		return r, denial(r, g.refusedEvent(err))
+	}
+	ctx := context.WithValue(context.WithValue(r.Context(), methodKey{}, r.Method), interceptKey{}, true)
+	return r.WithContext(ctx), nil
+}
+
+// refusedEvent is the event of a request prepare refused (recorded there).
+func (g *Gateway) refusedEvent(err error) *Event {
+	var l *LaunderingError
+	if errors.As(err, &l) && l.event != nil {
+		return l.event
+	}
+	return &Event{Verdict: Denied, Reason: err.Error()}
+}
+
 
 type discard struct{}
 
@@ -278,6 +354,7 @@ func (g *Gateway) dialPlain(ctx context.Context, _, addr string) (net.Conn, erro
 func (g *Gateway) dial(ctx context.Context, method, hostport string) (net.Conn, error) {
 	host, port, err := splitHostPort(hostport)
 	e := &Event{Time: time.Now(), Method: method, Host: host, Port: port}
+	e.Intercepted, _ = ctx.Value(interceptKey{}).(bool)
 	if err != nil {
 		e.Verdict, e.Reason = Denied, err.Error()
 		g.record(e)

@@ -1,8 +1,10 @@
 package egress
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +24,8 @@ type RuleText struct {
 type Rules struct {
 	Allow []RuleText `json:"allow"`
 	Deny  []RuleText `json:"deny"`
+	// Inject are the secrets injected for their hosts (never their values).
+	Inject []Injection `json:"inject,omitempty"`
 }
 
 // Policy parses every rule; one that does not parse is an error.
@@ -91,6 +95,52 @@ type Sidecar struct {
 	Log io.Writer
 	// Grace bounds waiting for open connections once ctx ends (5 s when zero).
 	Grace time.Duration
+	// Values gives the injected secrets' placeholders and values, one JSON line of
+	// SecretValue (read before serving when Rules inject any); never an argument or a file.
+	Values io.Reader
+}
+
+// SecretValue is an injected secret's placeholder and value, as a sidecar reads them.
+type SecretValue struct {
+	Name        string `json:"name"`
+	Placeholder string `json:"placeholder"`
+	Value       string `json:"value"`
+}
+
+// CAFile is the session CA's certificate beside the gateway's socket, for the container.
+const CAFile = "ca.pem"
+
+// WriteCA puts the CA's certificate in dir (the socket's directory, which the container
+// mounts read-only), readable by the container's user; a file already there is an error.
+func WriteCA(dir string, ca *CA) error {
+	f, err := os.OpenFile(filepath.Join(dir, CAFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(ca.CertPEM())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// WithValues fills injections with their placeholders and values, by name; every injection
+// must have one.
+func WithValues(list []Injection, values []SecretValue) ([]Injection, error) {
+	byName := map[string]SecretValue{}
+	for _, v := range values {
+		byName[v.Name] = v
+	}
+	out := make([]Injection, len(list))
+	for i, in := range list {
+		v, ok := byName[in.Name]
+		if !ok || v.Value == "" || len(v.Placeholder) != len(v.Value) {
+			return nil, fmt.Errorf("no value (or a placeholder of another length) for injected secret %s", in.Name)
+		}
+		in.Placeholder, in.Value = v.Placeholder, v.Value
+		out[i] = in
+	}
+	return out, nil
 }
 
 // Account is the last line of a sidecar's log: how many attempts it itemized above it, the
@@ -108,11 +158,33 @@ func (s Sidecar) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	g := &Gateway{Policy: p}
+	if len(s.Rules.Inject) > 0 {
+		var values []SecretValue
+		if s.Values == nil {
+			return errors.New("secrets are injected, and no values were given")
+		}
+		line, err := bufio.NewReader(s.Values).ReadBytes('\n')
+		if err == nil {
+			err = json.Unmarshal(line, &values)
+		}
+		if err != nil {
+			return fmt.Errorf("read the injected secrets' values: %w", err)
+		}
+		if g.Inject, err = WithValues(s.Rules.Inject, values); err != nil {
+			return err
+		}
+		if g.CA, err = NewCA(CALifetime); err != nil {
+			return err
+		}
+		if err := WriteCA(filepath.Dir(s.Socket), g.CA); err != nil {
+			return err
+		}
+	}
 	l, err := Listen(s.Socket, s.UID)
 	if err != nil {
 		return err
 	}
-	g := &Gateway{Policy: p}
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(l) }()
 	fmt.Fprintln(s.Ready, "ready", s.Socket)

@@ -43,6 +43,8 @@ type Summary struct {
 	// they reached nothing, and are counted rather than itemized.
 	Connections int64 `json:"connections"`
 	Unparsed    int64 `json:"unparsed"`
+	// Injected counts the requests each injected secret was put into, per host.
+	Injected []Injected `json:"injected,omitempty"`
 }
 
 func (d *Destination) count(verdict string) {
@@ -125,6 +127,9 @@ func (g *Gateway) Summary() Summary {
 	s.Itemized = len(g.events)
 	s.Connections = atomic.LoadInt64(&g.connections)
 	s.Unparsed = max(atomic.LoadInt64(&g.requests)-atomic.LoadInt64(&g.handled), 0)
+	if g.inj != nil {
+		s.Injected = g.inj.injected()
+	}
 	return s
 }
 

@@ -1,0 +1,312 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// seen is what an upstream server received.
+type seen struct {
+	mu   sync.Mutex
+	reqs []string // header lines and body of each request
+}
+
+func (s *seen) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s\n", r.Method, r.URL.RequestURI())
+	_ = r.Header.Write(&b)
+	b.Write(body)
+	s.mu.Lock()
+	s.reqs = append(s.reqs, b.String())
+	s.mu.Unlock()
+	fmt.Fprint(w, "upstream answered")
+}
+
+func (s *seen) all() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.reqs, "\n----\n")
+}
+
+// injectionRig is a gateway with injected secrets between a client that trusts only the
+// session's CA and two TLS servers: one a secret is injected for, one it is not.
+type injectionRig struct {
+	g                *Gateway
+	client           *http.Client // trusts the session CA and nothing else
+	sock             string
+	injected, other  *httptest.Server
+	plainHost        string // a plain HTTP server, allowed; it records into seenOut
+	seenIn, seenOut  *seen
+	injHost, outHost string
+}
+
+func newInjectionRig(t *testing.T, inject []Injection) *injectionRig {
+	t.Helper()
+	r := &injectionRig{seenIn: &seen{}, seenOut: &seen{}}
+	r.injected = httptest.NewTLSServer(r.seenIn)
+	r.other = httptest.NewTLSServer(r.seenOut)
+	t.Cleanup(r.injected.Close)
+	t.Cleanup(r.other.Close)
+	plain := httptest.NewServer(r.seenOut)
+	t.Cleanup(plain.Close)
+	r.plainHost = strings.TrimPrefix(plain.URL, "http://")
+	r.injHost = strings.TrimPrefix(r.injected.URL, "https://")
+	r.outHost = strings.TrimPrefix(r.other.URL, "https://")
+	for i := range inject {
+		for j, h := range inject[i].Hosts {
+			inject[i].Hosts[j] = strings.ReplaceAll(h, "INJECTED", r.injHost)
+		}
+	}
+	ca, err := NewCA(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(r.injected.Certificate())
+	roots.AddCert(r.other.Certificate())
+	pol := Policy{Allow: []Rule{mustRule(t, r.injHost), mustRule(t, r.outHost), mustRule(t, r.plainHost)}}
+	r.g = &Gateway{Policy: pol, Inject: inject, CA: ca, UpstreamRoots: roots}
+	r.sock = filepath.Join(t.TempDir(), "egress.sock")
+	l, err := net.Listen("unix", r.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = r.g.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.g.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	trust := x509.NewCertPool()
+	trust.AppendCertsFromPEM(ca.CertPEM())
+	r.client = r.clientTrusting(trust)
+	return r
+}
+
+func (r *injectionRig) clientTrusting(roots *x509.CertPool) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", r.sock)
+		},
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		DisableKeepAlives: true,
+	}}
+}
+
+func mustRule(t *testing.T, s string) Rule {
+	t.Helper()
+	r, err := ParseRule(s, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestPlaceholderKeepsShapeAndRefusesShortValues(t *testing.T) {
+	for _, v := range []string{"sk-ant-api03-" + strings.Repeat("x", 90), "ghp_" + strings.Repeat("Z", 36), strings.Repeat("k", 40)} {
+		p, err := Placeholder(v)
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		q, _ := Placeholder(v)
+		prefix := v[:strings.LastIndexAny(v[:min(len(v), 16)], "-_")+1]
+		if len(p) != len(v) || !strings.HasPrefix(p, prefix) || p == v || p == q || strings.Contains(p[len(prefix):], "x") && strings.Count(p, "x") > 10 {
+			t.Errorf("placeholder of %q = %q (second %q): want the same length and prefix %q, random and unique", v, p, q, prefix)
+		}
+	}
+	if _, err := Placeholder("short-123"); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Errorf("a short value: %v", err)
+	}
+}
+
+func TestInjectionSwapsOnlyForItsHostsAndRefusesLaundering(t *testing.T) {
+	const value = "sk-real-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	ph, err := Placeholder(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "ghp_REALTOKEN0123456789abcdefghijklmnop"
+	tph, _ := Placeholder(token)
+	r := newInjectionRig(t, []Injection{
+		{Name: "api", Hosts: []string{"INJECTED"}, Placeholder: ph, Value: value},
+		{Name: "gh", Hosts: []string{"127.0.0.1:1"}, Header: "Authorization", Scheme: "Basic", User: "x-access-token", Placeholder: tph, Value: token},
+	})
+
+	// To the injected host: the placeholder in a header, the query and a body (split across
+	// reads) arrives as the value; the header-mode secret is set whatever the client sent.
+	body := io.MultiReader(strings.NewReader(`{"key":"`+ph[:7]), strings.NewReader(ph[7:]+`"}`))
+	req, _ := http.NewRequest("POST", "https://"+r.injHost+"/v1/messages?k="+ph, io.NopCloser(body))
+	req.ContentLength = int64(len(`{"key":""}`) + len(ph))
+	req.Header.Set("X-Api-Key", ph)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	got := r.seenIn.all()
+	want := []string{"X-Api-Key: " + value, "?k=" + value, `{"key":"` + value + `"}`}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("the injected host did not receive %q; it received:\n%s", w, got)
+		}
+	}
+	if strings.Contains(got, ph) || strings.Contains(got, tph) {
+		t.Errorf("a placeholder reached the injected host:\n%s", got)
+	}
+
+	// To the other allowed host: the placeholder anywhere is refused, recorded with the
+	// secret's name, and nothing arrives.
+	for _, tc := range []struct {
+		name, where string
+		make        func() *http.Request
+	}{
+		{"header over plain http", "header X-Api-Key", func() *http.Request {
+			q, _ := http.NewRequest("GET", "http://"+r.plainHost+"/", nil)
+			q.Header.Set("X-Api-Key", ph)
+			return q
+		}},
+		{"URL over plain http", "URL", func() *http.Request { q, _ := http.NewRequest("GET", "http://"+r.plainHost+"/?k="+ph, nil); return q }},
+		{"body over plain http", "body", func() *http.Request {
+			q, _ := http.NewRequest("POST", "http://"+r.plainHost+"/", bytes.NewReader([]byte(strings.Repeat("a", 50000)+ph)))
+			return q
+		}},
+		{"its own host in plain text", "only over TLS", func() *http.Request {
+			q, _ := http.NewRequest("GET", "http://"+r.injHost+"/", nil)
+			q.Header.Set("X-Api-Key", ph)
+			return q
+		}},
+		{"gh's placeholder to the api's intercepted host", "placeholder of secret gh", func() *http.Request {
+			q, _ := http.NewRequest("GET", "https://"+r.injHost+"/x", nil)
+			q.Header.Set("X-Other", tph)
+			return q
+		}},
+	} {
+		before := len(r.g.Events())
+		inBefore, outBefore := r.seenIn.all(), r.seenOut.all()
+		resp, err := r.client.Do(tc.make())
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(msg), tc.where) || resp.Header.Get("X-Sourceos-Egress") != "denied" {
+			t.Errorf("%s: %d %q; want 403 naming %q", tc.name, resp.StatusCode, msg, tc.where)
+		}
+		var rec *Event
+		for _, e := range r.g.Events()[before:] {
+			if e.Verdict == Denied && strings.HasPrefix(e.Rule, "secret ") {
+				rec = &e
+			}
+		}
+		if rec == nil || !strings.Contains(rec.Reason, "placeholder of secret") {
+			t.Errorf("%s: no record of the refusal: %+v", tc.name, r.g.Events()[before:])
+		}
+		// A body is refused as it streams: what came before the placeholder may have been
+		// sent (the request is then aborted); a placeholder never is.
+		time.Sleep(50 * time.Millisecond) // let the server record what it got
+		if tc.where != "body" && (r.seenIn.all() != inBefore || r.seenOut.all() != outBefore) {
+			t.Errorf("%s: a refused request reached a server", tc.name)
+		}
+		if strings.Contains(r.seenIn.all()+r.seenOut.all(), ph) || strings.Contains(r.seenIn.all()+r.seenOut.all(), tph) {
+			t.Errorf("%s: a placeholder reached a server", tc.name)
+		}
+		if strings.Contains(fmt.Sprint(r.g.Events()), value) || strings.Contains(fmt.Sprint(r.g.Events()), token) {
+			t.Errorf("%s: a secret's value is in the records", tc.name)
+		}
+	}
+	// The other host is a tunnel (not intercepted): a client trusting only the session CA
+	// cannot reach it, one that pins the server's own certificate can.
+	if _, err := r.client.Get("https://" + r.outHost + "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("the non-injected host was intercepted: a client trusting only the session CA got %v", err)
+	}
+	pinned := x509.NewCertPool()
+	pinned.AddCert(r.other.Certificate())
+	resp, err = r.clientTrusting(pinned).Get("https://" + r.outHost + "/tunnel")
+	if err != nil {
+		t.Fatalf("the non-injected host with its own certificate pinned: %v", err)
+	}
+	resp.Body.Close()
+	if n := r.g.Summary().Injected; len(n) != 1 || n[0].Name != "api" || n[0].Count != 1 || n[0].Host != r.injHost {
+		t.Errorf("injected counts = %+v", n)
+	}
+}
+
+func TestHeaderInjectionSetsTheHeaderWhateverTheClientSent(t *testing.T) {
+	const token = "ghp_REALTOKEN0123456789abcdefghijklmnop"
+	tph, _ := Placeholder(token)
+	r := newInjectionRig(t, []Injection{
+		{Name: "gh-api", Hosts: []string{"INJECTED"}, Header: "Authorization", Scheme: "Bearer", Placeholder: tph, Value: token},
+	})
+	for _, sent := range []string{"token " + tph, ""} {
+		req, _ := http.NewRequest("GET", "https://"+r.injHost+"/user", nil)
+		if sent != "" {
+			req.Header.Set("Authorization", sent)
+		}
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	got := r.seenIn.all()
+	if strings.Count(got, "Authorization: Bearer "+token) != 2 || strings.Contains(got, tph) {
+		t.Errorf("the host received:\n%s", got)
+	}
+	// A request inside the intercepted connection that names another Host still goes to
+	// the host the CONNECT named.
+	req, _ := http.NewRequest("GET", "https://"+r.injHost+"/elsewhere", nil)
+	req.Host = r.outHost
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(r.seenIn.all(), "GET /elsewhere") || strings.Contains(r.seenOut.all(), "/elsewhere") {
+		t.Errorf("a Host header moved an intercepted request: in %q, out %q", r.seenIn.all(), r.seenOut.all())
+	}
+	for _, e := range r.g.Events() {
+		if e.Host == strings.Split(r.injHost, ":")[0] && e.Verdict == Allowed && !e.Intercepted {
+			t.Errorf("a connection to the injected host is not marked intercepted: %+v", e)
+		}
+	}
+}
+
+func TestCheckInjection(t *testing.T) {
+	for _, tc := range []struct {
+		in   Injection
+		want string
+	}{
+		{Injection{}, "names no hosts"},
+		{Injection{Hosts: []string{"*.example.com"}}, "never sent to a pattern"},
+		{Injection{Hosts: []string{"api.example.com:99999"}}, "bad port"},
+		{Injection{Hosts: []string{"a.example"}, Scheme: "Digest", Header: "Authorization"}, "use Bearer, Basic"},
+		{Injection{Hosts: []string{"a.example"}, Scheme: "Bearer"}, "scheme needs header"},
+		{Injection{Hosts: []string{"a.example"}, Header: "X Api"}, "not a header name"},
+		{Injection{Hosts: []string{"a.example"}, Header: "Authorization", Scheme: "Bearer", User: "u"}, "Basic only"},
+		{Injection{Hosts: []string{"a.example", "b.example:8443"}, Header: "Authorization", Scheme: "Basic", User: "x"}, ""},
+	} {
+		err := CheckInjection(tc.in)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v; want %q", tc.in, err, tc.want)
+		}
+	}
+}
