@@ -8,8 +8,9 @@
 // and a last line that accounts for them. It prints "ready SOCKET" once it accepts
 // connections. When RULES inject secrets, it first reads their placeholders and values as one
 // JSON line on standard input (never an argument or a file) and puts the session CA's
-// certificate, ca.pem, beside SOCKET; the CA's key stays in its memory. Exit codes: 0 when every connection was accounted for, 1 when the gateway
-// failed or could not account for one, 2 for bad arguments.
+// certificate, ca.pem, beside SOCKET; the CA's key stays in its memory. Exit codes: 0 when
+// every connection was accounted for, 1 when the gateway failed or could not account for one,
+// 2 for bad arguments.
 package main
 
 import (

@@ -70,7 +70,7 @@ type Gateway struct {
 	// UpstreamRoots verifies intercepted hosts' certificates (the system's when nil).
 	UpstreamRoots *x509.CertPool
 
-	inj       *injector
+	inj *injector
 
 	mu        sync.Mutex
 	events    []*Event
@@ -279,7 +279,6 @@ func (g *Gateway) refusedEvent(err error) *Event {
 	}
 	return &Event{Verdict: Denied, Reason: err.Error()}
 }
-
 
 type discard struct{}
 
