@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +25,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/guard"
 )
 
-const usage = "usage: sourceos-helper check EXPECTATION [--forward 127.0.0.1:PORT=SOCKET]... -- COMMAND [ARG...]"
+const usage = "usage: sourceos-helper check EXPECTATION [--forward 127.0.0.1:PORT=SOCKET]... [--ca-bundle CA=BUNDLE]... -- COMMAND [ARG...]"
 
 // exitForward is the exit code when a planned forwarder cannot start: the tool never runs
 // without the egress path its plan gave it.
@@ -55,6 +56,10 @@ func main() {
 		}
 		forwards, rest = append(forwards, spec), rest[2:]
 	}
+	var bundles []string
+	for len(rest) >= 2 && rest[0] == "--ca-bundle" {
+		bundles, rest = append(bundles, rest[1]), rest[2:]
+	}
 	if len(rest) < 2 || rest[0] != "--" {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -74,6 +79,12 @@ func main() {
 		os.Exit(guard.ExitRefused)
 	}
 	fmt.Fprintln(os.Stderr, guard.PassLine(e.Nonce))
+	for _, b := range bundles {
+		if err := caBundle(b); err != nil {
+			fmt.Fprintln(os.Stderr, "sourceos-helper: the session CA bundle:", err)
+			os.Exit(exitForward)
+		}
+	}
 	if err := startForwarders(forwards); err != nil {
 		fmt.Fprintln(os.Stderr, "sourceos-helper: egress forwarder:", err)
 		os.Exit(exitForward)
@@ -189,4 +200,37 @@ func system() guard.System {
 			return err
 		},
 	}
+}
+
+// systemBundles are where Linux distributions keep the trusted roots, the first found used.
+var systemBundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"}
+
+// caBundle writes BUNDLE (new, read-only) as the image's trusted roots followed by the session
+// CA's certificate CA, for the tools that read one file of roots (SSL_CERT_FILE and the like):
+// hosts the gateway intercepts verify with the session CA, every other host as before.
+func caBundle(arg string) error {
+	ca, bundle, ok := strings.Cut(arg, "=")
+	if !ok || ca == "" || bundle == "" {
+		return fmt.Errorf("%q is not CA=BUNDLE", arg)
+	}
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		return err
+	}
+	var roots []byte
+	for _, p := range systemBundles {
+		if roots, err = os.ReadFile(p); err == nil {
+			break
+		}
+	}
+	out := append(append(roots, '\n'), caPEM...)
+	f, err := os.OpenFile(bundle, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(out)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

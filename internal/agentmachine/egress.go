@@ -24,6 +24,40 @@ type EgressPlan struct {
 	// Sidecar is the gateway's own container, where the service is not on this host (a
 	// Podman machine, a remote service); Socket is then a path inside the containers.
 	Sidecar *SidecarPlan `json:"sidecar,omitempty"`
+	// Intercept: secrets are injected, so the gateway has a session CA whose certificate the
+	// container trusts (a file beside the socket, and a bundle the helper makes with the
+	// image's roots).
+	Intercept bool `json:"intercept,omitempty"`
+}
+
+// Where the container finds the session CA: its certificate beside the socket, and the bundle
+// the helper writes at start (the image's roots and the CA) in the temporary directory.
+var (
+	caInside     = container.EgressTarget + "/" + egress.CAFile
+	bundleInside = container.TmpDir + "/sourceos-egress-ca.pem"
+)
+
+// caVars name the session CA for the tools that read one: Node adds its file to the roots it
+// has; OpenSSL, curl, Python requests and git read one bundle of every root.
+var caVars = map[string]string{
+	"NODE_EXTRA_CA_CERTS": caInside,
+	"SSL_CERT_FILE":       bundleInside,
+	"CURL_CA_BUNDLE":      bundleInside,
+	"REQUESTS_CA_BUNDLE":  bundleInside,
+	"GIT_SSL_CAINFO":      bundleInside,
+}
+
+// helperArgs are the helper's options for the session's egress: the forwarder to the gateway,
+// and the CA bundle when secrets are injected.
+func (e *EgressPlan) helperArgs() []string {
+	if e == nil {
+		return nil
+	}
+	args := []string{"--forward", egressForward}
+	if e.Intercept {
+		args = append(args, "--ca-bundle", caInside+"="+bundleInside)
+	}
+	return args
 }
 
 // proxyVars are the variables tools read their proxy from; curl and Python read the lower-case
@@ -85,8 +119,24 @@ func planEgress(p *profile.Profile, f Facts, pl *Plan) error {
 		s.Env[k] = proxy
 	}
 	s.Env["NO_PROXY"], s.Env["no_proxy"] = noProxy, noProxy
+	intercept := len(pl.Decision.Egress.Inject) > 0
+	if intercept {
+		for k, v := range caVars {
+			s.Env[k] = v
+		}
+		var names []string
+		for _, in := range pl.Decision.Egress.Inject {
+			names = append(names, in.Name+" for "+strings.Join(in.Hosts, ", "))
+		}
+		pl.Notes = append(pl.Notes, "secrets injected by the gateway (the container holds placeholders; the values stay in the gateway's memory): "+strings.Join(names, "; ")+
+			". Only these hosts are intercepted, with a CA made for this session whose key never enters the container; every other host is an end-to-end TLS tunnel")
+	}
 	if !f.Local {
-		return planSidecar(p, f, pl, proxy)
+		if err := planSidecar(p, f, pl, proxy); err != nil {
+			return err
+		}
+		pl.Egress.Intercept = intercept
+		return nil
 	}
 	if f.Helper.Path == "" {
 		return &MissingError{Component: "egress gateway", Detail: "this sourceosctl was built without its container helper, whose forwarder is the container's way to the gateway",
@@ -101,7 +151,7 @@ func planEgress(p *profile.Profile, f Facts, pl *Plan) error {
 	if !f.Rootless {
 		uid, _ = userIDs(pl.Container.User)
 	}
-	pl.Egress = &EgressPlan{Socket: sock, SocketUID: uid, Proxy: proxy}
+	pl.Egress = &EgressPlan{Socket: sock, SocketUID: uid, Proxy: proxy, Intercept: intercept}
 	s.Mounts = append(s.Mounts, container.Mount{Source: dir, Target: container.EgressTarget, ReadOnly: true})
 	pl.Notes = append(pl.Notes, fmt.Sprintf("egress: the container has no network; the tools' proxy %s is sourceos-helper's forwarder, relaying to this session's gateway on %s, which allows only the rules below, refuses private, loopback and metadata addresses unless a rule names them, and records every connection in the evidence", proxy, sock))
 	return nil

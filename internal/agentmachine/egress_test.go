@@ -90,7 +90,7 @@ func TestGatewayPlan(t *testing.T) {
 		t.Error("--allow-host did not change the policy hash")
 	}
 	// The forwarder is started by the helper, before the tool.
-	spec := withHelper(s, *pl.Helper, container.Image{}, "n", egressForward)
+	spec := withHelper(s, *pl.Helper, container.Image{}, "n", pl.Egress.helperArgs()...)
 	if cmd := strings.Join(spec.Command, " "); !strings.Contains(cmd, " --forward 127.0.0.1:3128=/run/sourceos-egress/gateway.sock -- codex ") {
 		t.Errorf("helper command: %s", cmd)
 	}

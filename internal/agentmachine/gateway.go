@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -87,6 +88,13 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 		Own:    func(a netip.Addr) bool { return own[a] },
 		OnDeny: r.denials.deny,
 	}}
+	if e.Intercept {
+		if err := r.interception(sg.g, dir); err != nil {
+			l.Close()
+			undo()
+			return nil, fmt.Errorf("egress gateway: %w", err)
+		}
+	}
 	r.gw = sg
 	go func() {
 		err := sg.g.Serve(l) // returns when the session shuts it down, or when it breaks
@@ -97,6 +105,42 @@ func (r *sessionRun) gateway(ctx context.Context) (func(), error) {
 	}()
 	r.event("egress gateway listening on %s: %d allow and %d deny rules", e.Socket, len(pol.Allow), len(pol.Deny))
 	return func() { r.stopGateway(); undo() }, nil
+}
+
+// interception gives the in-process gateway the injected secrets, a session CA and the roots
+// it verifies intercepted hosts with, and puts the CA's certificate beside the socket.
+func (r *sessionRun) interception(g *egress.Gateway, dir string) error {
+	var err error
+	if g.Inject, err = egress.WithValues(r.plan.Decision.Egress.Inject, r.injected); err != nil {
+		return err
+	}
+	if g.CA, err = egress.NewCA(egress.CALifetime); err != nil {
+		return err
+	}
+	if g.UpstreamRoots, err = upstreamRoots(r.Getenv("SSL_CERT_FILE"), r.ReadFile); err != nil {
+		return err
+	}
+	return egress.WriteCA(dir, g.CA)
+}
+
+// upstreamRoots are the roots intercepted hosts are verified with: the system's, and those of
+// the host's SSL_CERT_FILE (a TLS-inspecting proxy's, say) when it names one.
+func upstreamRoots(file string, read func(string) ([]byte, error)) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if file == "" {
+		return roots, nil
+	}
+	pem, err := read(file)
+	if err != nil {
+		return nil, fmt.Errorf("SSL_CERT_FILE: %w", err)
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("SSL_CERT_FILE %s holds no certificate", file)
+	}
+	return roots, nil
 }
 
 // gatewayEnded fails the session because its gateway ended while the session ran — unless
@@ -193,6 +237,25 @@ func egressRecord(pl *Plan, ev *EgressEvents) (*evidence.Egress, []byte) {
 	if o := sum.Other; o != nil {
 		other := evidence.EgressDestination(*o)
 		rec.OtherDestinations = &other
+	}
+	for _, in := range d.Inject {
+		var inj *evidence.EgressInjection
+		for i := range rec.Injected {
+			if rec.Injected[i].Name == in.Name {
+				inj = &rec.Injected[i]
+			}
+		}
+		if inj == nil {
+			rec.Injected = append(rec.Injected, evidence.EgressInjection{Name: in.Name, Hosts: []string{}, PerHost: []evidence.InjectedHost{}})
+			inj = &rec.Injected[len(rec.Injected)-1]
+			for _, n := range sum.Injected {
+				if n.Name == in.Name {
+					inj.Requests += n.Count
+					inj.PerHost = append(inj.PerHost, evidence.InjectedHost{Host: n.Host, Count: n.Count})
+				}
+			}
+		}
+		inj.Hosts = append(inj.Hosts, in.Hosts...)
 	}
 	var log bytes.Buffer
 	_ = egress.WriteLog(&log, ev.Events) // a buffer takes every write

@@ -16,9 +16,9 @@ import (
 
 // withHelper returns the spec with the helper mounted read-only and the command run through
 // it: the helper checks the container from inside against what the spec planned and only then
-// becomes the tool. The expectation holds secrets' variable names, never their values. Each
-// forward (127.0.0.1:PORT=SOCKET) is a relay the helper starts before the tool.
-func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string, forwards ...string) container.Spec {
+// becomes the tool. The expectation holds secrets' variable names, never their values. args
+// are the helper's options before the tool (EgressPlan.helperArgs).
+func withHelper(s container.Spec, h HelperRef, image container.Image, nonce string, args ...string) container.Spec {
 	bin := container.HelperTarget
 	if h.Volume != "" {
 		bin = path.Join(container.ShippedTarget, shippedHelper) // the spec mounts the volume already
@@ -29,10 +29,7 @@ func withHelper(s container.Spec, h HelperRef, image container.Image, nonce stri
 		s.Mounts = append(append([]container.Mount{}, s.Mounts...), container.Mount{Source: h.Path, Target: container.HelperTarget, ReadOnly: true})
 	}
 	e := expectation(s, image, nonce)
-	cmd := []string{bin, "check", e.Encode()}
-	for _, f := range forwards {
-		cmd = append(cmd, "--forward", f)
-	}
+	cmd := append([]string{bin, "check", e.Encode()}, args...)
 	s.Command = append(append(cmd, "--"), s.Command...)
 	return s
 }

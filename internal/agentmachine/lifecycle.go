@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/policy"
@@ -31,8 +32,8 @@ func lifecycle() []phase {
 	return []phase{
 		{name: "prepare", run: (*sessionRun).prepare, required: true},
 		{name: "image", run: (*sessionRun).image},
-		{name: "gateway", run: (*sessionRun).gateway},
 		{name: "secrets", run: (*sessionRun).secrets},
+		{name: "gateway", run: (*sessionRun).gateway},
 		{name: "create", run: (*sessionRun).create},
 		{name: "compare", run: (*sessionRun).compare},
 		{name: "run", run: (*sessionRun).run},
@@ -64,6 +65,9 @@ type sessionRun struct {
 
 	key         *evidence.Key
 	madeSecrets []string // the ephemeral secrets created, by name
+	// injected are the secrets the gateway injects: placeholders and values, in memory only.
+	injected    []egress.SecretValue
+	gitIdentity map[string]string // --auth git: the host's git identity variables
 	hostTools   chan hostTools
 	// gitBeforeDone and gitAfterDone are closed once gitBefore and gitAfter are read: both are
 	// read beside the session's critical path, and joined before the record.

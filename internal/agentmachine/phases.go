@@ -9,6 +9,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/policy"
@@ -191,13 +192,22 @@ func (r *sessionRun) secrets(ctx context.Context) (func(), error) {
 			}
 		}
 	}
-	for i, src := range r.plan.SecretSources {
-		value, err := r.secretValue(src)
+	for _, src := range r.plan.SecretSources {
+		value, err := r.secretValue(ctx, src)
 		if err != nil {
 			r.event("secrets: %v", err)
 			return undo, err
 		}
-		name := r.plan.Secrets[i].Name
+		if len(src.Inject) > 0 {
+			// Never a Podman secret: the container gets a placeholder, the gateway the value.
+			ph, err := egress.Placeholder(string(value))
+			if err != nil {
+				return undo, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("from %s: %v", src.Source, err), Fix: "check the secret's source holds the whole key"}
+			}
+			r.injected = append(r.injected, egress.SecretValue{Name: src.Name, Placeholder: ph, Value: string(value)})
+			continue
+		}
+		name := secretName(r.plan.SessionID, src.Name)
 		if err := r.engine.CreateSecret(ctx, name, value); err != nil {
 			// It may exist although the request failed (a lost response): never leave a
 			// secret's value behind.
@@ -207,30 +217,86 @@ func (r *sessionRun) secrets(ctx context.Context) (func(), error) {
 		}
 		r.madeSecrets = append(r.madeSecrets, name)
 	}
-	if len(r.madeSecrets) == 0 {
-		return nil, nil
+	if r.plan.Decision.GitIdentity {
+		id, err := r.readGitIdentity(ctx)
+		if err != nil {
+			return undo, err
+		}
+		r.gitIdentity = id
 	}
-	r.event("ephemeral secrets created: %d", len(r.madeSecrets))
+	if len(r.madeSecrets) > 0 {
+		r.event("ephemeral secrets created: %d", len(r.madeSecrets))
+	}
+	if len(r.injected) > 0 {
+		r.event("secrets for the gateway to inject: %d (the container gets placeholders)", len(r.injected))
+	}
 	return undo, nil
 }
 
-func (r *sessionRun) secretValue(src policy.SecretDecision) ([]byte, error) {
+// secretCommandTimeout bounds a secret's fromCommand (gh auth token).
+const secretCommandTimeout = 30 * time.Second
+
+func (r *sessionRun) secretValue(ctx context.Context, src policy.SecretDecision) ([]byte, error) {
 	kind, from, _ := strings.Cut(src.Source, ":")
 	var value []byte
-	if kind == "file" {
+	switch kind {
+	case "file":
 		b, err := r.ReadFile(from)
 		if err != nil {
 			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("cannot read its source file %s: %v", from, cause.Root(err))}
 		}
 		value = []byte(strings.TrimRight(string(b), "\r\n"))
-	} else {
+	case "command":
+		out, err := r.hostCommand(ctx, src.Command)
+		if err != nil {
+			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source command %s failed: %v", from, err),
+				Fix: "run it yourself to see why (for gh: gh auth login)"}
+		}
+		value = []byte(strings.TrimSpace(string(out)))
+	default:
 		value = []byte(r.Getenv(from))
 	}
 	if len(value) == 0 {
-		return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source %s is empty or unset", src.Source),
-			Fix: "set it first, e.g. export " + from + "=…"}
+		fix := "set it first, e.g. export " + from + "=…"
+		if kind != "env" {
+			fix = "check " + from + " gives the value"
+		}
+		return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source %s is empty or unset", src.Source), Fix: fix}
 	}
 	return value, nil
+}
+
+// hostCommand runs a program on the host (no shell), bounded in time, for its standard output.
+func (r *sessionRun) hostCommand(ctx context.Context, argv []string) ([]byte, error) {
+	if len(argv) == 0 || r.Runner == nil || r.LookPath == nil {
+		return nil, errors.New("no command runner")
+	}
+	bin, err := r.LookPath(argv[0])
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, secretCommandTimeout)
+	defer cancel()
+	return r.Runner.Run(ctx, bin, argv[1:]...)
+}
+
+// readGitIdentity reads the host's global git user.name and user.email (--auth git): the
+// identity only, never a credential; either may be unset.
+func (r *sessionRun) readGitIdentity(ctx context.Context) (map[string]string, error) {
+	id := map[string]string{}
+	for key, vars := range map[string][]string{"user.name": {"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"}, "user.email": {"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"}} {
+		out, _ := r.hostCommand(ctx, []string{"git", "config", "--global", "--get", key})
+		if v := strings.TrimSpace(string(out)); v != "" {
+			for _, k := range vars {
+				id[k] = v
+			}
+		}
+	}
+	if len(id) == 0 {
+		return nil, &InputError{Flag: "--auth git", Err: errors.New("the host's git has no global user.name or user.email"),
+			Fix: "git config --global user.name 'Your Name'; git config --global user.email you@example.com"}
+	}
+	return id, nil
 }
 
 // create creates the container from the plan, with the values of the pass-through variables;
@@ -243,14 +309,20 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 			r.spec.Env[name] = v
 		}
 	}
+	for _, v := range r.injected {
+		for _, src := range r.plan.SecretSources {
+			if src.Name == v.Name {
+				r.spec.Env[src.EnvVar] = v.Placeholder
+			}
+		}
+	}
+	for k, v := range r.gitIdentity {
+		r.spec.Env[k] = v
+	}
 	box := &containerRun{engine: r.engine, spec: r.spec, image: r.out.Image}
 	if h := r.plan.Helper; h != nil {
 		box.nonce = newNonce()
-		var forwards []string
-		if r.plan.Egress != nil {
-			forwards = append(forwards, egressForward)
-		}
-		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce, forwards...)
+		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce, r.plan.Egress.helperArgs()...)
 		r.spec = box.spec
 	}
 	if err := box.create(ctx); err != nil {

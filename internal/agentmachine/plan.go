@@ -134,6 +134,8 @@ type SessionRequest struct {
 	Branch string
 	// AllowHosts are egress rules for this session only (--allow-host).
 	AllowHosts []string
+	// Auth are the credentials asked for with --auth (policy.AuthNames).
+	Auth []string
 }
 
 // Plan is everything a session will do, as plain data.
@@ -237,7 +239,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	if sock, ok := strings.CutPrefix(f.Connection.URI, "unix://"); ok {
 		host.Extra = append(host.Extra, policy.Protected{Path: sock, What: "the Podman socket in use"})
 	}
-	dec := policy.Decide(p, policy.Request{Tool: req.Tool, Repo: repo, Secrets: req.Secrets, AllowProtected: optIns, AllowHosts: req.AllowHosts}, host)
+	dec := policy.Decide(p, policy.Request{Tool: req.Tool, Repo: repo, Secrets: req.Secrets, AllowProtected: optIns, AllowHosts: req.AllowHosts, Auth: req.Auth}, host)
 
 	id := f.SessionID
 	if id == "" {
@@ -278,8 +280,10 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		pl.PassEnv = append(pl.PassEnv, e.Name)
 	}
 	for _, s := range dec.Secrets {
-		pl.Secrets = append(pl.Secrets, container.Secret{Name: secretName(id, s.Name), EnvVar: s.EnvVar})
 		pl.SecretSources = append(pl.SecretSources, s)
+		if len(s.Inject) == 0 { // an injected one reaches the container as a placeholder
+			pl.Secrets = append(pl.Secrets, container.Secret{Name: secretName(id, s.Name), EnvVar: s.EnvVar})
+		}
 	}
 	if len(pl.Secrets) > 0 && leaksEnvSecrets(f.ServerVersion) {
 		pl.Notes = append(pl.Notes, fmt.Sprintf("Podman %s shows env secret values in 'podman inspect' of a running container (containers/podman#23788, fixed in 5.3); they are visible there to your own user until the session ends and the container is removed", f.ServerVersion))

@@ -175,7 +175,18 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("Environment", strings.Join(append(sortedKeys(s.Env), pl.PassEnv...), ", "))
 	var secrets []string
 	for _, sd := range pl.SecretSources {
-		secrets = append(secrets, fmt.Sprintf("%s as $%s (from %s)", sd.Name, sd.EnvVar, sd.Source))
+		if len(sd.Inject) == 0 {
+			secrets = append(secrets, fmt.Sprintf("%s as $%s (from %s)", sd.Name, sd.EnvVar, sd.Source))
+			continue
+		}
+		var hosts []string
+		for _, in := range sd.Inject {
+			hosts = append(hosts, in.Hosts...)
+		}
+		secrets = append(secrets, fmt.Sprintf("%s injected by the gateway for %s (from %s; $%s holds a placeholder)", sd.Name, strings.Join(hosts, ", "), sd.Source, sd.EnvVar))
+	}
+	if pl.Decision.GitIdentity {
+		secrets = append(secrets, "git identity (--auth git: the host's user.name and user.email as GIT_AUTHOR_*/GIT_COMMITTER_*)")
 	}
 	row("Secrets", orDash(strings.Join(secrets, "; ")))
 	row("TTY", strconv.FormatBool(s.TTY))

@@ -96,6 +96,8 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 		Network: "host", CapDrop: agent.CapDrop, CapAdd: agent.CapAdd, NoNewPrivileges: true, ReadOnlyRoot: true,
 		Limits: container.Limits{CPUs: 1, MemoryBytes: 256 << 20, Pids: 256, BestEffort: agent.Limits.BestEffort},
 		Init:   true,
+		// The injected secrets' values arrive on its standard input.
+		Stdin: len(pl.Decision.Egress.Inject) > 0,
 	}
 	explicitSettings(&side, f)
 	side.Hostname = sessionHostname + "-gateway"
@@ -191,7 +193,15 @@ func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(),
 		r.weakened = true
 		return undo, &GatewayError{Err: fmt.Errorf("the Podman service did not create its container as planned: %s", strings.Join(diffs, "; "))}
 	}
-	if err := r.startReady(ctx, box, &sg.stderr); err != nil {
+	var values io.Reader
+	if len(r.injected) > 0 { // one line on its standard input, never an argument or a file
+		line, err := json.Marshal(r.injected)
+		if err != nil {
+			return undo, err
+		}
+		values = bytes.NewReader(append(line, '\n'))
+	}
+	if err := r.startReady(ctx, box, values, &sg.stderr); err != nil {
 		return undo, err
 	}
 	go func() {
@@ -202,13 +212,14 @@ func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(),
 	return undo, nil
 }
 
-// startReady attaches to the sidecar, starts it and waits for the line it prints once it
-// accepts connections; its standard error goes to stderr, to say why it failed.
-func (r *sessionRun) startReady(ctx context.Context, box *containerRun, stderr *syncBuffer) error {
+// startReady attaches to the sidecar (with stdin, the injected secrets' values, when there
+// are any), starts it and waits for the line it prints once it accepts connections; its
+// standard error goes to stderr, to say why it failed.
+func (r *sessionRun) startReady(ctx context.Context, box *containerRun, stdin io.Reader, stderr *syncBuffer) error {
 	pr, pw := io.Pipe()
 	attached := make(chan bool, 1)
 	go func() {
-		err := r.engine.Attach(context.WithoutCancel(ctx), box.id, nil, pw, stderr, attached)
+		err := r.engine.Attach(context.WithoutCancel(ctx), box.id, stdin, pw, stderr, attached)
 		pw.CloseWithError(err)
 	}()
 	select {

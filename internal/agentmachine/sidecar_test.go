@@ -63,7 +63,7 @@ func TestSidecarPlan(t *testing.T) {
 	if pl.Helper == nil || pl.Helper.Volume != sc.Programs || sc.Arch != "amd64" {
 		t.Errorf("helper %+v, arch %s", pl.Helper, sc.Arch)
 	}
-	spec := withHelper(agent, *pl.Helper, container.Image{}, "n", egressForward)
+	spec := withHelper(agent, *pl.Helper, container.Image{}, "n", pl.Egress.helperArgs()...)
 	if spec.Command[0] != "/run/sourceos-programs/sourceos-helper" || len(spec.Mounts) != len(agent.Mounts) {
 		t.Errorf("helper from the volume: command %v, mounts %v", spec.Command[:1], spec.Mounts)
 	}

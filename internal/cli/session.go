@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +29,7 @@ type sessionOptions struct {
 	Secrets        []string
 	AllowProtected []string
 	AllowHosts     []string
+	Auth           []string
 	DryRun         bool
 	Output         string
 	Keep           bool
@@ -47,6 +50,7 @@ func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Repo, "repo", "", "repository `PATH` to mount as the workspace (default: the profile's spec.workspace.repo)")
 	fl.StringArrayVar(&opts.Secrets, "secret", nil, "hand the declared secret `NAME` to the tool (repeatable; the profile must allow it)")
+	fl.StringSliceVar(&opts.Auth, "auth", nil, "hand the tool credentials the profile consents to: `NAMES` among "+strings.Join(policy.AuthNames(), ", ")+" (comma-separated; keys are injected by the egress gateway, never put in the container; git is the host's user.name and user.email)")
 	fl.StringArrayVar(&opts.AllowProtected, "allow-protected", nil, "confirm mounting a protected `PATH` that the profile marks allowProtected (repeatable)")
 	fl.StringArrayVar(&opts.AllowHosts, "allow-host", nil, "let this session reach `HOST[:PORT]` through the egress gateway (also *.suffix, an address or CIDR; repeatable; recorded as a command-line rule; needs spec.network: gateway)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan (mounts, user, limits, command) and change nothing")
@@ -146,6 +150,11 @@ func (o *sessionOptions) validate() error {
 	if o.Direct && o.Branch != "" {
 		return usageErrorf("--branch names the branch of the session's copy: leave out --direct or --branch")
 	}
+	for _, a := range o.Auth {
+		if !slices.Contains(policy.AuthNames(), a) {
+			return usageErrorf("--auth %s: not a known credential; use %s", a, strings.Join(policy.AuthNames(), ", "))
+		}
+	}
 	if o.Keep && len(o.Secrets) > 0 {
 		return usageErrorf("--keep cannot be combined with --secret: a kept container would keep the secret's value readable through podman inspect")
 	}
@@ -163,7 +172,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	}
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
-		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts}
+		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth}
 	if opts.DryRun {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)

@@ -80,7 +80,9 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
-// injectHost reads an injection's host: a name or address, and a port (443 by default).
+// SplitInjectHost reads an injection's host: a name or address, and a port (443 by default).
+func SplitInjectHost(h string) (string, int, error) { return injectHost(h) }
+
 func injectHost(h string) (string, int, error) {
 	host, port := h, 443
 	if hh, p, err := net.SplitHostPort(h); err == nil {
@@ -254,7 +256,7 @@ func (e *LaunderingError) Error() string {
 func (in *injector) launder(i int, host string, port int, where, method string) error {
 	l := &LaunderingError{Secret: in.list[i].Name, Host: host, Port: port, Where: where}
 	for _, j := range in.forHost(host, port) {
-		l.Plain = l.Plain || j == i
+		l.Plain = l.Plain || in.list[j].Name == in.list[i].Name
 	}
 	if in.refused != nil {
 		in.refused(l, method)
@@ -269,10 +271,15 @@ func (in *injector) prepare(r *http.Request, host string, port int, intercepted 
 	if len(in.list) == 0 {
 		return nil
 	}
-	mine := map[int]bool{}
+	// A secret with several entries (a header for one host, another for the next) is
+	// injected here when any of its entries names this host; headers come from those entries.
+	mine, headers := map[int]bool{}, map[int]bool{}
 	if intercepted {
 		for _, i := range in.forHost(host, port) {
-			mine[i] = true
+			headers[i] = true
+			for j := range in.list {
+				mine[j] = mine[j] || in.list[j].Name == in.list[i].Name
+			}
 		}
 	}
 	used := map[int]bool{}
@@ -305,7 +312,7 @@ func (in *injector) prepare(r *http.Request, host string, port int, intercepted 
 		}
 		*u = nv
 	}
-	for i := range mine {
+	for i := range headers {
 		sec := in.list[i]
 		if sec.Header == "" {
 			continue
@@ -333,8 +340,12 @@ func (in *injector) count(used map[int]bool, host string, port int) {
 	if in.counts == nil {
 		in.counts = map[[2]string]int{}
 	}
+	names := map[string]bool{} // one count per secret and request, however many entries applied
 	for i := range used {
-		in.counts[[2]string{in.list[i].Name, net.JoinHostPort(host, strconv.Itoa(port))}]++
+		names[in.list[i].Name] = true
+	}
+	for n := range names {
+		in.counts[[2]string{n, net.JoinHostPort(host, strconv.Itoa(port))}]++
 	}
 }
 

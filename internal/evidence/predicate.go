@@ -67,6 +67,23 @@ type Egress struct {
 	// Unaccounted is set when the gateway could not account for every connection (it was
 	// stopped with connections still open); the session then failed.
 	Unaccounted string `json:"unaccounted,omitempty"`
+	// Injected are the secrets the gateway put into requests (by name, never the value).
+	Injected []EgressInjection `json:"injected,omitempty"`
+}
+
+// EgressInjection is one injected secret: the hosts it was declared for, and the requests it
+// was put into, in all and per host.
+type EgressInjection struct {
+	Name     string         `json:"name"`
+	Hosts    []string       `json:"hosts"`
+	Requests int            `json:"requests"`
+	PerHost  []InjectedHost `json:"perHost"`
+}
+
+// InjectedHost counts one secret's injections into requests to one host and port.
+type InjectedHost struct {
+	Host  string `json:"host"`
+	Count int    `json:"count"`
 }
 
 // EgressRule is one rule of the policy and where it comes from.

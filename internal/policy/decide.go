@@ -75,6 +75,8 @@ type Request struct {
 	// AllowHosts are egress rules added for this session only (--allow-host), already
 	// checked with egress.ParseRule.
 	AllowHosts []string
+	// Auth are the --auth names: credentials the profile declares for injection, and git.
+	Auth []string
 }
 
 // Decision is everything the policy decided for one session. Its canonical JSON (see Hash)
@@ -92,7 +94,9 @@ type Decision struct {
 	Limits          Limits           `json:"limits"`
 	Secrets         []SecretDecision `json:"secrets"`
 	Env             []EnvDecision    `json:"env"`
-	Refusals        []Refusal        `json:"refusals"`
+	// GitIdentity gives the tool the host's git user.name and user.email (--auth git).
+	GitIdentity bool      `json:"gitIdentity,omitempty"`
+	Refusals    []Refusal `json:"refusals"`
 }
 
 type ProfileRef struct {
@@ -121,11 +125,16 @@ type Limits struct {
 
 // SecretDecision records an admitted (or refused) secret by name and source kind only.
 type SecretDecision struct {
-	Name    string `json:"name"`
-	EnvVar  string `json:"envVar"`
-	Source  string `json:"source"` // env:NAME or file:PATH; never the value
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason"`
+	Name   string `json:"name"`
+	EnvVar string `json:"envVar"`
+	Source string `json:"source"` // env:NAME, file:PATH or command:ARGV; never the value
+	// Command is the program (and arguments) a command: source runs.
+	Command []string `json:"command,omitempty"`
+	Allowed bool     `json:"allowed"`
+	Reason  string   `json:"reason"`
+	// Inject: the container gets a placeholder, and the gateway puts the value into requests
+	// to these hosts only.
+	Inject []profile.Inject `json:"inject,omitempty"`
 }
 
 // EnvDecision is a host environment variable passed through by name.
@@ -181,6 +190,8 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 	}
 	entry := d.decideTool(p, req.Tool)
 	d.decideMounts(p, req, h)
+	req.Secrets = append([]string(nil), req.Secrets...)
+	d.decideAuth(p, entry, &req)
 	d.decideSecrets(p, entry, req)
 	if entry != nil {
 		d.decideEnv(entry.Env)
@@ -188,6 +199,7 @@ func Decide(p *profile.Profile, req Request, h Host) *Decision {
 	if s.Network.Mode == profile.NetworkGateway {
 		d.Egress = decideEgress(s.Network.Egress, req)
 	}
+	d.decideInjection(p)
 	return d
 }
 
@@ -394,6 +406,9 @@ func (d *Decision) decideSecrets(p *profile.Profile, entry *profile.Tool, req Re
 			sd.Source = "env:" + sec.FromEnv
 			if sec.FromFile != "" {
 				sd.Source = "file:" + sec.FromFile
+			}
+			if len(sec.FromCommand) > 0 {
+				sd.Source, sd.Command = "command:"+strings.Join(sec.FromCommand, " "), sec.FromCommand
 			}
 		}
 		if reason == "" {

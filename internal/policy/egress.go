@@ -14,6 +14,8 @@ type EgressDecision struct {
 	// Unallowed are hosts the tool's catalog entry lists without allowing them (its
 	// telemetry): shown so that a denial of one is no surprise.
 	Unallowed []EgressRule `json:"unallowed,omitempty"`
+	// Inject are the secrets the gateway injects, for which hosts and how (never values).
+	Inject []egress.Injection `json:"inject,omitempty"`
 }
 
 // EgressRule is one rule as written, and its source.
@@ -55,7 +57,9 @@ func decideEgress(e *profile.Egress, req Request) *EgressDecision {
 }
 
 // Rules is the decision as a gateway is given it.
-func (d *EgressDecision) Rules() egress.Rules { return egress.Rules{Allow: d.Allow, Deny: d.Deny} }
+func (d *EgressDecision) Rules() egress.Rules {
+	return egress.Rules{Allow: d.Allow, Deny: d.Deny, Inject: d.Inject}
+}
 
 // Policy is the decision as the gateway applies it. The rules were checked when the profile
 // and the command line were read; one that does not parse is an error here too.

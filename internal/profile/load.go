@@ -230,6 +230,13 @@ var providersFor = map[string][]string{
 	"windows": {"wsl", "hyperv"},
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (s Secret) defaultTarget() string {
 	if s.FromEnv != "" {
 		return s.FromEnv
@@ -289,8 +296,17 @@ func (p *Profile) check(t *tree, le *LoadError) {
 			le.add(l.line, l.field+".name", "secret %q is declared twice; keep one", sec.Name)
 		}
 		declared[sec.Name] = true
-		if (sec.FromEnv == "") == (sec.FromFile == "") {
-			le.add(l.line, l.field, "set exactly one of fromEnv (a host environment variable) or fromFile (a host file) for the value's source")
+		if n := btoi(sec.FromEnv != "") + btoi(sec.FromFile != "") + btoi(len(sec.FromCommand) > 0); n != 1 {
+			le.add(l.line, l.field, "set exactly one of fromEnv (a host environment variable), fromFile (a host file) or fromCommand (a host program's output, e.g. [gh, auth, token]) for the value's source")
+		}
+		for j, in := range sec.Inject {
+			li := at(fmt.Sprintf("/spec/secrets/%d/inject/%d", i, j))
+			if err := egress.CheckInjection(egress.Injection{Name: sec.Name, Hosts: in.Hosts, Header: in.Header, Scheme: in.Scheme, User: in.User}); err != nil {
+				le.add(li.line, li.field, "%v", err)
+			}
+		}
+		if len(sec.Inject) > 0 && s.Network.Mode != NetworkGateway {
+			le.add(l.line, l.field+".inject", "needs spec.network: gateway (the egress gateway injects the value); it is %s", s.Network.Mode)
 		}
 	}
 	checkTool := func(tool *Tool, ptr string) {

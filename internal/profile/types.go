@@ -161,6 +161,8 @@ type Tool struct {
 	Command []string `json:"command,omitempty" yaml:"command,omitempty"`
 	Env     []string `json:"env,omitempty" yaml:"env,omitempty"`
 	Secrets []string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
+	// GitIdentity lets --auth git give the tool the host's git user.name and user.email.
+	GitIdentity bool `json:"gitIdentity,omitempty" yaml:"gitIdentity,omitempty"`
 }
 
 type CustomTool struct {
@@ -173,9 +175,25 @@ type Secret struct {
 	Name     string `json:"name" yaml:"name"`
 	FromEnv  string `json:"fromEnv,omitempty" yaml:"fromEnv,omitempty"`
 	FromFile string `json:"fromFile,omitempty" yaml:"fromFile,omitempty"`
+	// FromCommand runs a program on the host (no shell) and takes its standard output, such
+	// as [gh, auth, token].
+	FromCommand []string `json:"fromCommand,omitempty" yaml:"fromCommand,omitempty"`
 	// Target is the environment variable name inside the container (default: FromEnv, or the
 	// name upper-cased with '-' as '_').
 	Target string `json:"target,omitempty" yaml:"target,omitempty"`
+	// Inject keeps the value out of the container: the variable holds a placeholder, and the
+	// egress gateway puts the value into requests to these hosts only.
+	Inject []Inject `json:"inject,omitempty" yaml:"inject,omitempty"`
+}
+
+// Inject is where and how the gateway puts a secret into requests: to Hosts ("host" for
+// port 443, or "host:port"), in Header (after Scheme: Bearer, or Basic with User), or, with
+// no Header, wherever the tool put the placeholder.
+type Inject struct {
+	Hosts  []string `json:"hosts" yaml:"hosts"`
+	Header string   `json:"header,omitempty" yaml:"header,omitempty"`
+	Scheme string   `json:"scheme,omitempty" yaml:"scheme,omitempty"`
+	User   string   `json:"user,omitempty" yaml:"user,omitempty"`
 }
 
 // Network modes: no network at all, Podman's bridge (everything open), or no network but the
