@@ -328,7 +328,20 @@ func (in *injector) prepare(r *http.Request, host string, port int, intercepted 
 		used[i] = true
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &swapBody{ReadCloser: r.Body, in: in, mine: mine, host: host, port: port, used: used, method: r.Method}
+		// A body up to maxBufferedBody is read whole and decided before anything is sent; a
+		// longer one is swapped as it streams, and aborted at a placeholder not its own.
+		head, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
+		if err != nil {
+			return err
+		}
+		b := &swapBody{ReadCloser: r.Body, in: in, mine: mine, host: host, port: port, used: used, method: r.Method, buf: head}
+		if len(head) <= maxBufferedBody {
+			b.eof = true
+			if err := b.scan(); err != nil {
+				return err
+			}
+		}
+		r.Body = b
 	}
 	in.count(used, host, port)
 	return nil
@@ -366,6 +379,9 @@ func (in *injector) injected() []Injected {
 	return out
 }
 
+// maxBufferedBody is the longest request body decided whole, before it is sent.
+const maxBufferedBody = 4 << 20
+
 // swapBody swaps placeholders in a body as it streams: a placeholder split across reads is
 // found because the last len-1 bytes are held back until more arrive. Placeholders and values
 // have the same length, so the body's length does not change. A placeholder of a secret not
@@ -398,7 +414,11 @@ func (b *swapBody) Read(p []byte) (int, error) {
 			return 0, b.err
 		}
 		if b.eof {
-			return 0, io.EOF
+			if len(b.buf) == 0 {
+				return 0, io.EOF
+			}
+			b.pending, b.buf = b.buf, nil // scanned already
+			break
 		}
 		chunk := make([]byte, 32<<10)
 		n, err := b.ReadCloser.Read(chunk)
