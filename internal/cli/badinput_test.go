@@ -45,7 +45,7 @@ func TestBadInput(t *testing.T) {
 		{"pids too low", goodProfile + "  resources: {pids: 1}\n", nil, 2, "Error: {file}:10: spec.resources.pids: must be at least 16; got 1"},
 		{"bad digest", strings.Replace(goodProfile, "ref: localhost/x:1", "ref: localhost/x:1\n    digest: md5:abc", 1), nil, 2, "Error: {file}:10: spec.image.digest: must be sha256: followed by 64 lowercase hex digits (see: podman image inspect --format '{{.Digest}}' REF)"},
 		{"provider for macOS on Linux", strings.Replace(goodProfile, "os: linux", "os: linux\n    provider: applehv", 1), nil, 2, "Error: {file}:8: spec.host.provider: applehv does not run on linux; use one of native, qemu"},
-		{"secret with no source", goodProfile + "  secrets:\n    - {name: k}\n", nil, 2, "Error: {file}:11: spec.secrets[0]: set exactly one of fromEnv (a host environment variable) or fromFile (a host file) for the value's source"},
+		{"secret with no source", goodProfile + "  secrets:\n    - {name: k}\n", nil, 2, "Error: {file}:11: spec.secrets[0]: set exactly one of fromEnv (a host environment variable), fromFile (a host file) or fromCommand (a host program's output, e.g. [gh, auth, token]) for the value's source"},
 		{"tool secret undeclared", goodProfile + "  tools:\n    codex: {enabled: true, secrets: [k]}\n", nil, 2, `Error: {file}:11: spec.tools.codex.secrets[0]: secret "k" is not declared in spec.secrets; declare it there (name and fromEnv or fromFile) or remove it`},
 		{"duplicate field", goodProfile + "  network: none\n  network: bridge\n", nil, 2, "Error: {file}:11: spec.network: is set twice (first on line 10); keep one"},
 		{"two documents", goodProfile + "---\n" + goodProfile, nil, 2, "Error: {file}:10: holds more than one YAML document; keep one profile per file"},
@@ -61,6 +61,9 @@ func TestBadInput(t *testing.T) {
 		{"-o podman without --dry-run", goodProfile, []string{"shell", "--repo", ".", "-o", "podman"}, 2, "Error: --output podman describes a plan: add --dry-run"},
 		{"-o yaml", goodProfile, []string{"shell", "--repo", ".", "--dry-run", "-o", "yaml"}, 2, `Error: --output must be one of table, json, podman, not "yaml"`},
 		{"--keep with --secret", goodProfile, []string{"shell", "--repo", ".", "--keep", "--secret", "k"}, 2, "Error: --keep cannot be combined with --secret: a kept container would keep the secret's value readable through podman inspect"},
+		{"--auth unknown", goodProfile, []string{"run", "--tool", "codex", "--repo", ".", "--auth", "bogus", "--dry-run"}, 2, "Error: --auth bogus: not a known credential; use anthropic, gh, git, openai"},
+		{"--auth without the profile's consent", goodProfile + "  tools:\n    codex: {enabled: true}\n", []string{"run", "--tool", "codex", "--repo", ".", "--auth", "openai", "--dry-run"}, 3, "Error: refused by policy:"},
+		{"injected secret's host not allowed", goodProfile + "  tools:\n    codex: {enabled: true, secrets: [k]}\n  network: gateway\n  secrets:\n    - {name: k, fromEnv: K, inject: [{hosts: [api.example.com]}]}\n", []string{"run", "--tool", "codex", "--repo", ".", "--secret", "k", "--dry-run"}, 3, "Error: refused by policy:"},
 		{"unknown flag", goodProfile, []string{"shell", "--mount", "/x"}, 2, "Error: unknown flag: --mount"},
 		{"unknown subcommand", goodProfile, []string{"launch"}, 2, `Error: unknown command "launch" for "sourceosctl agent-machine"; run 'sourceosctl agent-machine --help' for the list`},
 		{"evidence verify of a plain directory", goodProfile, []string{"evidence", "verify", "."}, 2, "Error: . is not an evidence bundle (no attestation.sigstore.json)"},
@@ -103,7 +106,46 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if len(tests) < 30 {
+	if len(tests) < 33 {
 		t.Fatalf("%d cases; the suite promises at least 30", len(tests))
+	}
+}
+
+// TestAuthRefusalsSayWhatToAdd: --auth the profile has not consented to is refused (exit 3)
+// with the profile lines that would consent, and an injected secret's host the egress policy
+// does not allow is refused with the rule to add; nothing is created.
+func TestAuthRefusalsSayWhatToAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name, profile string
+		args          []string
+		want          []string
+	}{
+		{"gh", goodProfile + "  tools:\n    codex: {enabled: true}\n", []string{"--auth", "gh"},
+			[]string{"--auth gh", "the profile does not declare secret gh", "fromCommand: [gh, auth, token]", "{hosts: [github.com], header: Authorization, scheme: Basic, user: x-access-token}", "list gh in spec.tools.codex.secrets"}},
+		{"anthropic declared without inject", goodProfile + "  tools:\n    codex: {enabled: true, secrets: [anthropic]}\n  secrets:\n    - {name: anthropic, fromEnv: ANTHROPIC_API_KEY}\n", []string{"--auth", "anthropic"},
+			[]string{"declares secret anthropic without inject (its value would enter the container)", "inject: [{hosts: [api.anthropic.com]}]"}},
+		{"git without gitIdentity", goodProfile + "  tools:\n    codex: {enabled: true}\n", []string{"--auth", "git"},
+			[]string{"--auth git", "does not let tool codex have the host's git identity", "add gitIdentity: true under spec.tools.codex"}},
+		{"host outside the policy", goodProfile + "  tools:\n    codex: {enabled: true, secrets: [k]}\n  network: gateway\n  secrets:\n    - {name: k, fromEnv: K, inject: [{hosts: [api.example.com]}]}\n", []string{"--secret", "k"},
+			[]string{"secret k", "is injected for api.example.com, which the egress policy does not allow", "add api.example.com to spec.network.egress.allow (or --allow-host api.example.com)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _, errOut := testFactory(t)
+			home, _ := f.Home()
+			f.WorkDir = func() (string, error) { return home, nil }
+			file := filepath.Join(home, "profile.yaml")
+			if err := os.WriteFile(file, []byte(tc.profile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code := run(t, f, append([]string{"--profile", file, "am", "run", "--tool", "codex", "--repo", home, "--dry-run"}, tc.args...)...)
+			if code != 3 {
+				t.Errorf("exit %d, want 3; stderr:\n%s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+		})
 	}
 }

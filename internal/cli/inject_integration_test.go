@@ -206,3 +206,81 @@ func assertNoKeyIn(t *testing.T, dir, key string) {
 		return nil
 	})
 }
+
+// TestIntegrationAuthGhAndGit: --auth gh takes its token from the gh on PATH (a stub here),
+// and the gateway sets it as the Authorization header for the host the profile injects it
+// for while the container holds a placeholder; --auth git hands over the host's git identity
+// and nothing else.
+func TestIntegrationAuthGhAndGit(t *testing.T) {
+	e := podmantest.Need(t)
+	const token = "ghp_STUBTOKEN0123456789abcdefghijklmnopq"
+	api := &recorder{}
+	srv := httptest.NewTLSServer(api)
+	t.Cleanup(srv.Close)
+	host := srv.Listener.Addr().String()
+
+	w := newWorkspace(t, e, "")
+	stubs := t.TempDir()
+	gh := "#!/bin/sh\n[ \"$1 $2\" = \"auth token\" ] || { echo \"unexpected: $*\" >&2; exit 1; }\necho " + token + "\n"
+	if err := os.WriteFile(filepath.Join(stubs, "gh"), []byte(gh), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", stubs+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("HOME", w.home) // the host's git reads its global identity there
+	t.Setenv("XDG_CONFIG_HOME", "")
+	if err := os.WriteFile(filepath.Join(w.home, ".gitconfig"), []byte("[user]\n\tname = Ada Host\n\temail = ada@host.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(w.home, "roots.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`apiVersion: sourceos.dev/v1alpha1
+kind: AgentMachineProfile
+metadata: {name: auth}
+spec:
+  host: {os: linux}
+  image: {ref: %s}
+  tools:
+    custom:
+      - {name: probe, enabled: true, command: [sh, -c], secrets: [gh], gitIdentity: true}
+  secrets:
+    - name: gh
+      fromCommand: [gh, auth, token]
+      target: GH_TOKEN
+      inject: [{hosts: ["%s"], header: Authorization, scheme: Bearer}]
+  network:
+    mode: gateway
+    egress: {allow: ["%s"]}
+  resources: {cpus: 1, memoryMiB: 256, pids: 64}
+`, podmantest.Image, host, host)
+	if err := os.WriteFile(w.profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf(`export no_proxy= NO_PROXY=
+curl -sS -H "Authorization: token $GH_TOKEN" https://%s/user; echo " api=$?"
+echo "token=$GH_TOKEN"
+echo "author=$GIT_AUTHOR_NAME <$GIT_AUTHOR_EMAIL> committer=$GIT_COMMITTER_NAME <$GIT_COMMITTER_EMAIL>"
+`, host)
+	f, out, errOut := sessionFactory(t, e, w, map[string]string{"SSL_CERT_FILE": roots})
+	code := run(t, f, "--profile", w.profile, "am", "run", "--tool", "probe", "--auth", "gh,git", "--repo", w.repo, "--", script)
+	got := out.String()
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, got, errOut)
+	}
+	for _, want := range []string{"REACHED /user api=0", "token=ghp_", "author=Ada Host <ada@host.example> committer=Ada Host <ada@host.example>"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("inside: want %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got+errOut.String(), token) {
+		t.Errorf("the token reached the container or the terminal:\n%s\n%s", got, errOut)
+	}
+	if !strings.Contains(api.all(), "Authorization: Bearer "+token) {
+		t.Errorf("the API did not get the token as a Bearer header:\n%s", api.all())
+	}
+	pred := verifyBundle(t, w, bundleFrom(t, errOut.String()))
+	if eg := pred.Egress; eg == nil || len(eg.Injected) != 1 || eg.Injected[0].Name != "gh" || eg.Injected[0].Requests != 1 {
+		t.Errorf("evidence: %+v", pred.Egress)
+	}
+}

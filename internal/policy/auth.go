@@ -89,7 +89,7 @@ func (d *Decision) decideAuth(p *profile.Profile, entry *profile.Tool, req *Requ
 				what = "declares secret " + name + " without inject (its value would enter the container)"
 			}
 			d.refuse(Refusal{Subject: subject, Rule: RuleAuthDoor, Reason: "the profile " + what,
-				Fix: fmt.Sprintf("add to the profile:\n%s\nand list %s in spec.tools.%s.secrets", preset.Lines, name, toolOrName(req.Tool))})
+				Fix: fmt.Sprintf("add to the profile (its network must be gateway):\n    %s\n  and list %s in spec.tools.%s.secrets", strings.ReplaceAll(preset.Lines, "\n", "\n    "), name, toolOrName(req.Tool))})
 		case !contains(req.Secrets, name):
 			req.Secrets = append(req.Secrets, name) // the secrets door decides the rest
 		}
