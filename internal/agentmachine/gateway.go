@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -117,30 +116,29 @@ func (r *sessionRun) interception(g *egress.Gateway, dir string) error {
 	if g.CA, err = egress.NewCA(egress.CALifetime); err != nil {
 		return err
 	}
-	if g.UpstreamRoots, err = upstreamRoots(r.Getenv("SSL_CERT_FILE"), r.ReadFile); err != nil {
+	extra, err := r.extraRoots()
+	if err != nil {
 		return err
+	}
+	if g.UpstreamRoots, err = egress.SystemRootsAnd(extra); err != nil {
+		return fmt.Errorf("SSL_CERT_FILE %s: %w", r.Getenv("SSL_CERT_FILE"), err)
 	}
 	return egress.WriteCA(dir, g.CA)
 }
 
-// upstreamRoots are the roots intercepted hosts are verified with: the system's, and those of
-// the host's SSL_CERT_FILE (a TLS-inspecting proxy's, say) when it names one.
-func upstreamRoots(file string, read func(string) ([]byte, error)) (*x509.CertPool, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
+// extraRoots are the PEM certificates of the host's SSL_CERT_FILE, when it names one: the
+// gateway trusts them for intercepted hosts besides the system's roots (a TLS-inspecting
+// proxy's, say).
+func (r *sessionRun) extraRoots() ([]byte, error) {
+	file := r.Getenv("SSL_CERT_FILE")
 	if file == "" {
-		return roots, nil
+		return nil, nil
 	}
-	pem, err := read(file)
+	pem, err := r.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("SSL_CERT_FILE: %w", err)
 	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("SSL_CERT_FILE %s holds no certificate", file)
-	}
-	return roots, nil
+	return pem, nil
 }
 
 // gatewayEnded fails the session because its gateway ended while the session ran — unless

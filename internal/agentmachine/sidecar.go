@@ -195,7 +195,11 @@ func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(),
 	}
 	var values io.Reader
 	if len(r.injected) > 0 { // one line on its standard input, never an argument or a file
-		line, err := json.Marshal(r.injected)
+		extra, err := r.extraRoots()
+		if err != nil {
+			return undo, &GatewayError{Err: err}
+		}
+		line, err := json.Marshal(egress.SidecarInput{Secrets: r.injected, Roots: string(extra)})
 		if err != nil {
 			return undo, err
 		}

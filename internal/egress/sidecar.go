@@ -3,6 +3,7 @@ package egress
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,9 +96,18 @@ type Sidecar struct {
 	Log io.Writer
 	// Grace bounds waiting for open connections once ctx ends (5 s when zero).
 	Grace time.Duration
-	// Values gives the injected secrets' placeholders and values, one JSON line of
-	// SecretValue (read before serving when Rules inject any); never an argument or a file.
+	// Values gives the injected secrets' placeholders and values, and the roots the
+	// intercepted hosts are verified with besides the system's: one JSON line of SidecarInput
+	// (read before serving when Rules inject any); never an argument or a file.
 	Values io.Reader
+}
+
+// SidecarInput is what a sidecar that injects secrets reads on its standard input.
+type SidecarInput struct {
+	Secrets []SecretValue `json:"secrets"`
+	// Roots are PEM certificates trusted for intercepted hosts besides the system's (the
+	// host's SSL_CERT_FILE: a TLS-inspecting proxy's, say).
+	Roots string `json:"roots,omitempty"`
 }
 
 // SecretValue is an injected secret's placeholder and value, as a sidecar reads them.
@@ -160,19 +170,24 @@ func (s Sidecar) Run(ctx context.Context) error {
 	}
 	g := &Gateway{Policy: p}
 	if len(s.Rules.Inject) > 0 {
-		var values []SecretValue
+		var in SidecarInput
 		if s.Values == nil {
 			return errors.New("secrets are injected, and no values were given")
 		}
 		line, err := bufio.NewReader(s.Values).ReadBytes('\n')
 		if err == nil {
-			err = json.Unmarshal(line, &values)
+			err = json.Unmarshal(line, &in)
 		}
 		if err != nil {
 			return fmt.Errorf("read the injected secrets' values: %w", err)
 		}
-		if g.Inject, err = WithValues(s.Rules.Inject, values); err != nil {
+		if g.Inject, err = WithValues(s.Rules.Inject, in.Secrets); err != nil {
 			return err
+		}
+		if in.Roots != "" {
+			if g.UpstreamRoots, err = SystemRootsAnd([]byte(in.Roots)); err != nil {
+				return err
+			}
 		}
 		if g.CA, err = NewCA(CALifetime); err != nil {
 			return err
@@ -274,4 +289,16 @@ func ReadSidecarLog(r io.Reader) ([]Event, Summary, error) {
 		}
 		return events, s, nil
 	}
+}
+
+// SystemRootsAnd is the system's trusted roots and the PEM certificates extra.
+func SystemRootsAnd(extra []byte) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if len(extra) > 0 && !roots.AppendCertsFromPEM(extra) {
+		return nil, errors.New("the extra roots hold no certificate")
+	}
+	return roots, nil
 }
