@@ -39,6 +39,8 @@ type Engine interface {
 	ImportVolume(ctx context.Context, name, image string, tar io.Reader) error
 	ExportVolume(ctx context.Context, name, image string, w io.Writer) error
 	RemoveVolume(ctx context.Context, name string) error
+	// Volumes lists the volumes carrying label (key=value): the tools' state.
+	Volumes(ctx context.Context, label string) ([]container.VolumeSummary, error)
 }
 
 // Connector reaches the Podman service for a profile's machine ("" when it names none),

@@ -325,6 +325,10 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 		box.spec = withHelper(r.spec, *h, r.out.Image, box.nonce, r.plan.Egress.helperArgs()...)
 		r.spec = box.spec
 	}
+	if err := r.ensureStateVolume(ctx); err != nil {
+		r.event("tool state: %v", err)
+		return nil, err
+	}
 	if err := box.create(ctx); err != nil {
 		r.event("create failed: %v", err)
 		return nil, err

@@ -158,6 +158,8 @@ type Plan struct {
 	Keep            bool                    `json:"keep"`
 	// Helper runs first in the container and checks it from inside (absent: inspect only).
 	Helper *HelperRef `json:"helper,omitempty"`
+	// ToolState is the volume keeping the tool's login, settings and history (absent: none).
+	ToolState *ToolStatePlan `json:"toolState,omitempty"`
 	// Workspace says how the session sees the repository: its own copy (and branch), the
 	// live work tree, or read-only.
 	Workspace WorkspacePlan `json:"workspace"`
@@ -302,6 +304,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		return pl, err
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
+	planToolState(p, pl)
 	if err := planEgress(p, f, pl); err != nil {
 		return pl, err
 	}

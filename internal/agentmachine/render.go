@@ -189,6 +189,9 @@ func WriteTable(w io.Writer, pl *Plan) error {
 		secrets = append(secrets, "git identity (--auth git: the host's user.name and user.email as GIT_AUTHOR_*/GIT_COMMITTER_*)")
 	}
 	row("Secrets", orDash(strings.Join(secrets, "; ")))
+	if ts := pl.ToolState; ts != nil {
+		row("Tool state", fmt.Sprintf("volume %s at %s ($%s), kept across this profile's sessions", ts.Volume, ts.Target, ts.Env))
+	}
 	row("TTY", strconv.FormatBool(s.TTY))
 	row("Policy hash", pl.PolicyHash)
 	keep := "removed after the session"

@@ -92,6 +92,15 @@ func (e *fakeEngine) ExportVolume(ctx context.Context, name, _ string, w io.Writ
 	}
 	return tw.Close()
 }
+func (e *fakeEngine) Volumes(ctx context.Context, label string) ([]container.VolumeSummary, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []container.VolumeSummary
+	for n := range e.volumes {
+		out = append(out, container.VolumeSummary{Name: n})
+	}
+	return out, e.record(ctx, "volumes", "")
+}
 func (e *fakeEngine) RemoveVolume(ctx context.Context, name string) error {
 	e.mu.Lock()
 	delete(e.volumes, name)
@@ -437,7 +446,7 @@ func TestSessionLivesItsPhasesInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.sessionCalls(), "image secret+ create inspect attach start wait remove secret-"; got != want {
+	if got, want := e.sessionCalls(), "image secret+ volume? volume+ create inspect attach start wait remove secret-"; got != want {
 		t.Errorf("calls = %s\n want %s", got, want)
 	}
 	if got, want := e.probeCalls(), "create inspect attach start wait remove"; got != want {
@@ -478,11 +487,11 @@ func TestSessionCleansUpAfterAFailureAtEveryPhase(t *testing.T) {
 	}{
 		{"image", "image", "failed", false},
 		{"secret+", "image secret+ secret-", "failed", false},
-		{"create", "image secret+ create secret-", "failed", false},
-		{"inspect", "image secret+ create inspect remove secret-", "failed", false},
-		{"attach", "image secret+ create inspect attach remove secret-", "failed", false},
-		{"start", "image secret+ create inspect attach start remove secret-", "failed", false},
-		{"wait", "image secret+ create inspect attach start wait remove secret-", "failed", true},
+		{"create", "image secret+ volume? volume+ create secret-", "failed", false},
+		{"inspect", "image secret+ volume? volume+ create inspect remove secret-", "failed", false},
+		{"attach", "image secret+ volume? volume+ create inspect attach remove secret-", "failed", false},
+		{"start", "image secret+ volume? volume+ create inspect attach start remove secret-", "failed", false},
+		{"wait", "image secret+ volume? volume+ create inspect attach start wait remove secret-", "failed", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.failAt, func(t *testing.T) {

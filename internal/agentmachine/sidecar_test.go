@@ -54,7 +54,8 @@ func TestSidecarPlan(t *testing.T) {
 	if side.Command[0] != "/run/sourceos-programs/sourceos-gateway" || side.Command[1] != "/run/sourceos-egress/gateway.sock" || side.Command[4] != "/run/sourceos-egress/egress.jsonl" {
 		t.Errorf("sidecar command %v", side.Command)
 	}
-	if agent.Network != "none" || volumeSummary(agent.Volumes) != sc.Volume+"->/run/sourceos-egress:ro "+sc.Programs+"->/run/sourceos-programs:ro" {
+	// The tool's state volume, then the gateway's and the programs'.
+	if agent.Network != "none" || volumeSummary(agent.Volumes) != "sosctl-state-t-codex->/run/sourceos-state:rw "+sc.Volume+"->/run/sourceos-egress:ro "+sc.Programs+"->/run/sourceos-programs:ro" {
 		t.Errorf("agent network %s, volumes %s", agent.Network, volumeSummary(agent.Volumes))
 	}
 	if volumeSummary(side.Volumes) != sc.Programs+"->/run/sourceos-programs:ro "+sc.Volume+"->/run/sourceos-egress:rw" {
@@ -99,7 +100,7 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 		t.Fatalf("%v\n%s", err, se.errOut)
 	}
 	calls := e.sessionCalls()
-	want := "image volume? volume+ import volume+ create inspect attach start create inspect attach start wait stop wait export"
+	want := "image volume? volume+ import volume+ create inspect attach start volume? volume+ create inspect attach start wait stop wait export"
 	if !strings.HasPrefix(calls, want) {
 		t.Errorf("calls:\n got %s\nwant %s …", calls, want)
 	}
@@ -108,10 +109,13 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 			t.Errorf("no %s in %s", gone, calls)
 		}
 	}
-	if len(e.volumes) != 1 {
-		t.Errorf("volumes left: %v (want only the programs')", e.volumes)
+	if _, ok := e.volumes["sosctl-state-t-codex"]; len(e.volumes) != 2 || !ok {
+		t.Errorf("volumes left: %v (want only the programs' and the tool's state)", volumeNames(e.volumes))
 	}
 	for name, data := range e.volumes {
+		if name == "sosctl-state-t-codex" {
+			continue
+		}
 		tr := tar.NewReader(bytes.NewReader(data))
 		var files []string
 		for h, err := tr.Next(); err == nil; h, err = tr.Next() {
@@ -162,8 +166,8 @@ func TestSidecarFailuresFailTheSession(t *testing.T) {
 			if pred := se.verified(t, res); pred.Session.Outcome != "failed" {
 				t.Errorf("outcome %s", pred.Session.Outcome)
 			}
-			if len(e.volumes) > 1 {
-				t.Errorf("volumes left: %v", e.volumes)
+			if _, ok := e.volumes[res.Plan.Egress.Sidecar.Volume]; ok {
+				t.Errorf("the session's egress volume is left: %v", volumeNames(e.volumes))
 			}
 		})
 	}
@@ -184,4 +188,12 @@ func TestStatusShowsTheGatewaySidecar(t *testing.T) {
 	if len(r.Sessions) != 2 || r.Sessions[1].Tool != "egress-gateway" || r.Sessions[0].Tool != "codex" {
 		t.Errorf("sessions %+v", r.Sessions)
 	}
+}
+
+func volumeNames(m map[string][]byte) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	return out
 }

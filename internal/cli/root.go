@@ -146,6 +146,7 @@ what would happen and changes nothing.
 		newFingerprintCmd(f, g),
 		newEvidenceCmd(f, g),
 		newImageCmd(f, g),
+		newStateCmd(f, g),
 	)
 	return cmd
 }

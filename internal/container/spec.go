@@ -199,3 +199,10 @@ type Summary struct {
 	Created time.Time         `json:"created"`
 	Started time.Time         `json:"started"`
 }
+
+// VolumeSummary is a named volume as a listing shows it.
+type VolumeSummary struct {
+	Name    string            `json:"name"`
+	Labels  map[string]string `json:"labels"`
+	Created time.Time         `json:"created"`
+}

@@ -62,6 +62,10 @@ func Nested(a, b string) bool {
 	return a == b || strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")
 }
 
+// StateTarget is where a tool's state volume is mounted: its login, settings and history,
+// kept across sessions (the tool's StateEnv names it).
+const StateTarget = "/run/sourceos-state"
+
 // ShippedTarget is where the programs sourceosctl ships to a service on another machine are
 // mounted (a volume: sourceos-helper and sourceos-gateway).
 const ShippedTarget = "/run/sourceos-programs"

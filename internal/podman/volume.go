@@ -15,6 +15,8 @@ import (
 
 	"github.com/containers/podman/v5/pkg/bindings/volumes"
 	entitiesTypes "github.com/containers/podman/v5/pkg/domain/entities/types"
+
+	"github.com/sourceos/sourceosctl/internal/container"
 )
 
 // VolumeExists reports whether the service has a named volume.
@@ -122,13 +124,32 @@ func wrapVolume(what, name string, err error) error {
 	return fmt.Errorf("%s volume %s: %w", what, name, err)
 }
 
-// RemoveVolume removes a volume; like Remove it still works after ctx was cancelled.
+// RemoveVolume removes a volume no container uses (a container using it is never removed
+// with it); like Remove it still works after ctx was cancelled.
 func (c *Client) RemoveVolume(ctx context.Context, name string) error {
 	cctx, cancel := c.cleanup(ctx)
 	defer cancel()
-	err := volumes.Remove(cctx, name, new(volumes.RemoveOptions).WithForce(true))
-	if err == nil || isGone(err) {
+	err := volumes.Remove(cctx, name, nil)
+	switch {
+	case err == nil || isGone(err):
 		return nil
+	case strings.Contains(err.Error(), "being used"):
+		return fmt.Errorf("volume %s is in use by a container (a running session?): it can be removed once that ends", name)
 	}
 	return fmt.Errorf("remove volume %s: %w", name, err)
+}
+
+// Volumes lists the named volumes carrying label (key=value).
+func (c *Client) Volumes(ctx context.Context, label string) ([]container.VolumeSummary, error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	list, err := volumes.List(cctx, new(volumes.ListOptions).WithFilters(map[string][]string{"label": {label}}))
+	if err != nil {
+		return nil, fmt.Errorf("list volumes: %w", err)
+	}
+	out := make([]container.VolumeSummary, 0, len(list))
+	for _, v := range list {
+		out = append(out, container.VolumeSummary{Name: v.Name, Labels: v.Labels, Created: v.CreatedAt})
+	}
+	return out, nil
 }

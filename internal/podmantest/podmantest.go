@@ -251,6 +251,10 @@ echo "tool=$name"
 echo "argv=$*"
 echo "uid=$(id -u) gid=$(id -g)"
 echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
+# Like the real tools, it keeps a history in its state directory when it has one.
+state="${CLAUDE_CONFIG_DIR:-$CODEX_HOME}"
+for word; do last=$word; done
+if [ -n "$state" ]; then echo "$last" >> "$state/history" && echo "history=$(tr '\n' '|' < "$state/history")"; fi
 exit "${STUB_EXIT:-0}"
 `
 

@@ -163,7 +163,13 @@ type Tool struct {
 	Secrets []string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 	// GitIdentity lets --auth git give the tool the host's git user.name and user.email.
 	GitIdentity bool `json:"gitIdentity,omitempty" yaml:"gitIdentity,omitempty"`
+	// State keeps a built-in tool's configuration directory (its login, settings, history)
+	// in a volume of this profile's across sessions; false: a fresh one each session.
+	State *bool `json:"state,omitempty" yaml:"state,omitempty"`
 }
+
+// KeepsState reports whether the tool's state persists (the default).
+func (t *Tool) KeepsState() bool { return t == nil || t.State == nil || *t.State }
 
 type CustomTool struct {
 	Name string `json:"name" yaml:"name"`

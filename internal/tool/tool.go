@@ -23,6 +23,9 @@ type Def struct {
 	// Hosts are the destinations the tool itself needs, for the egress gateway's per-tool
 	// preset: each names its purpose and where it comes from.
 	Hosts []Host
+	// StateEnv names the variable that moves the tool's configuration directory (its login,
+	// settings and history) to where the session keeps its state volume.
+	StateEnv string
 }
 
 // Host is one destination a tool needs or contacts. Purpose is api, auth, telemetry or
@@ -56,6 +59,7 @@ var builtins = [...]Def{
 		Args:     []string{"--settings", `{"sandbox":{"enabled":false}}`},
 		Note:     "claude-code's own bubblewrap sandbox cannot start without capabilities; it is turned off (sandbox.enabled=false) and this container is the boundary",
 		BuildArg: "CLAUDE_CODE_VERSION",
+		StateEnv: "CLAUDE_CONFIG_DIR",
 		// Claude Code's documentation, "Enterprise network configuration" (network access
 		// requirements): the API, and the two sign-in hosts for claude.ai and Console
 		// accounts. Its "Data usage" page names the telemetry (Statsig) and error reporting
@@ -74,6 +78,7 @@ var builtins = [...]Def{
 		Args:     []string{"--sandbox", "danger-full-access"},
 		Note:     "codex's own bubblewrap/Landlock sandbox cannot start without capabilities; it runs with --sandbox danger-full-access and this container is the boundary",
 		BuildArg: "CODEX_VERSION",
+		StateEnv: "CODEX_HOME",
 		// The Codex CLI's defaults in openai/codex (codex-rs): the OpenAI API for API-key
 		// use, chatgpt.com's backend API for ChatGPT sign-in, and auth.openai.com, the
 		// sign-in issuer. Its OpenTelemetry export is off unless configured.
