@@ -296,6 +296,14 @@ func writeEgressSummary(row func(k, v string), e *evidence.Egress) {
 	if o := e.OtherDestinations; o != nil {
 		dest("all other destinations", *o)
 	}
+	for _, in := range e.Injected {
+		var per []string
+		for _, h := range in.PerHost {
+			per = append(per, fmt.Sprintf("%s ×%d", h.Host, h.Count))
+		}
+		row("", fmt.Sprintf("secret %s injected into %d requests (%s); declared for %s", textsafe.String(in.Name), in.Requests,
+			orDashString(strings.Join(per, ", ")), strings.Join(in.Hosts, ", ")))
+	}
 }
 
 func writeBundleTable(w io.Writer, items []evidence.Inspected) error {

@@ -192,6 +192,10 @@ head -1 /run/sourceos-egress/ca.pem
 		t.Errorf("the evidence's injection record: %+v", pred.Egress)
 	}
 	assertNoKeyIn(t, dir, injectKey)
+	f2, out2, _ := testFactory(t)
+	if code := run(t, f2, "am", "evidence", "inspect", dir); code != 0 || !strings.Contains(out2.String(), "secret api injected into 1 requests ("+injHost+" ×1)") {
+		t.Errorf("evidence inspect: exit %d\n%s", code, out2)
+	}
 }
 
 // assertNoKeyIn fails when any file below dir holds key.

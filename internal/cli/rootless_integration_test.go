@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,8 +56,9 @@ func TestIntegrationRootlessSession(t *testing.T) {
 	required, bestEffort := writeProfile("required.yaml", "required"), writeProfile("best-effort.yaml", "best-effort")
 	chownTree(t, home, re.UID, re.GID)
 
+	const rlKey = "sk-rootless-Kq2Wn4Xe6Rb8Tc0Ym1Uv3Id5Of7Pg9" // the injected secret's value, below
 	cli := func(args ...string) (string, int) {
-		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + re.URI, "HOME=" + home, bin}, args...)
+		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + re.URI, "HOME=" + home, "RL_KEY=" + rlKey, "SSL_CERT_FILE=" + filepath.Join(home, "roots.pem"), bin}, args...)
 		cmd := re.Command("env", full...)
 		cmd.Dir = repo
 		out, _ := cmd.CombinedOutput()
@@ -111,6 +114,40 @@ func TestIntegrationRootlessSession(t *testing.T) {
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("REACHED 127.0.0.1:%d/rootless rl=0", srv.p)) || !strings.Contains(out, "403 Forbidden") || !strings.Contains(out, " other=1") ||
 		!strings.Contains(out, "! egress: 127.0.0.1:") {
 		t.Errorf("rootless session through the gateway: exit %d:\n%s", code, out)
+	}
+
+	// Tool state and an injected secret as the user runs them: codex's state volume (the
+	// user's through keep-id) keeps its history across sessions, and the injected host gets
+	// the key while the container holds a placeholder.
+	api := &recorder{}
+	apiSrv := httptest.NewTLSServer(api)
+	defer apiSrv.Close()
+	apiHost := apiSrv.Listener.Addr().String()
+	roots := filepath.Join(home, "roots.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: apiSrv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(home, "creds.yaml")
+	if err := os.WriteFile(creds, append(body, fmt.Sprintf(`  tools:
+    codex: {enabled: true}
+    custom: [{name: probe, enabled: true, command: [sh, -c], secrets: [api]}]
+  secrets: [{name: api, fromEnv: RL_KEY, target: API_KEY, inject: [{hosts: ["%s"]}]}]
+  network: {egress: {allow: ["%s"]}}
+`, apiHost, apiHost)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, home, re.UID, re.GID)
+	defer func() { _, _ = re.Podman("volume", "rm", "sosctl-state-rl-codex") }()
+	for i, want := range []string{"history=one|", "history=one|two|"} {
+		out, code := cli("--profile", creds, "am", "run", "--tool", "codex", "--repo", repo, "--", []string{"one", "two"}[i])
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("rootless codex session %d: exit %d, want %q:\n%s", i+1, code, want, out)
+		}
+	}
+	out, code = cli("--profile", creds, "am", "run", "--tool", "probe", "--secret", "api", "--repo", repo, "--",
+		fmt.Sprintf(`export no_proxy= NO_PROXY=; curl -sS -H "x-api-key: $API_KEY" https://%s/rl; echo " api=$?"; echo "key=$API_KEY"`, apiHost))
+	if code != 0 || !strings.Contains(out, "REACHED /rl api=0") || strings.Contains(out, rlKey) || !strings.Contains(api.all(), "X-Api-Key: "+rlKey) {
+		t.Errorf("rootless injected secret: exit %d:\n%s\nthe host got:\n%s", code, out, api.all())
 	}
 
 	// The user's own service, weakened by its containers.conf: the helper sees from inside

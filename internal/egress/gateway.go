@@ -215,6 +215,9 @@ func (g *Gateway) init() {
 		_ = badGateway(ctx.Req, err).Write(w)
 	}
 	p.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		if in, ok := ctx.UserData.(interception); ok && resp != nil {
+			g.inj.scrub(resp, in.host, in.port)
+		}
 		if resp == nil && ctx.Error != nil {
 			var l *LaunderingError
 			if errors.As(ctx.Error, &l) && l.event != nil {
@@ -267,6 +270,9 @@ func (g *Gateway) intercepted(r *http.Request, in interception) (*http.Request, 
 	if err := g.inj.prepare(r, in.host, in.port, true); err != nil {
 		return r, denial(r, g.refusedEvent(err))
 	}
+	// An unencoded response, so that scrub can read it: the transport asks for gzip itself
+	// and decodes it.
+	r.Header.Del("Accept-Encoding")
 	ctx := context.WithValue(context.WithValue(r.Context(), methodKey{}, r.Method), interceptKey{}, true)
 	return r.WithContext(ctx), nil
 }

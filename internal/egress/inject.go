@@ -474,3 +474,87 @@ func (b *swapBody) scan() error {
 func indexBytes(s, sep []byte) int {
 	return strings.Index(string(s), string(sep))
 }
+
+// scrub hides, in a response from an intercepted host, the values of the secrets injected
+// there: a host that echoes a request (an error quoting its headers) must not hand the value
+// to the container. Each value becomes its placeholder, in headers and in the body as it
+// streams (the request asked for an unencoded body, so the text can be read).
+func (in *injector) scrub(resp *http.Response, host string, port int) {
+	var pairs [][2]string
+	seen := map[string]bool{}
+	for _, i := range in.forHost(host, port) {
+		s := in.list[i]
+		if !seen[s.Name] && s.Value != "" {
+			seen[s.Name] = true
+			pairs = append(pairs, [2]string{s.Value, s.Placeholder})
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	for _, values := range resp.Header {
+		for j := range values {
+			for _, p := range pairs {
+				values[j] = strings.ReplaceAll(values[j], p[0], p[1])
+			}
+		}
+	}
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &scrubBody{ReadCloser: resp.Body, pairs: pairs}
+	}
+}
+
+// scrubBody replaces each value with its placeholder (the same length) as the body streams,
+// holding back the last len-1 bytes until more arrive so that a value split across reads is
+// found.
+type scrubBody struct {
+	io.ReadCloser
+	pairs   [][2]string
+	buf     []byte
+	pending []byte
+	eof     bool
+	err     error
+}
+
+func (b *scrubBody) Read(p []byte) (int, error) {
+	hold := 0
+	for _, pr := range b.pairs {
+		hold = max(hold, len(pr[0])-1)
+	}
+	for len(b.pending) == 0 {
+		if b.eof || b.err != nil {
+			if len(b.buf) > 0 {
+				b.pending, b.buf = b.buf, nil
+				break
+			}
+			if b.err != nil {
+				return 0, b.err
+			}
+			return 0, io.EOF
+		}
+		chunk := make([]byte, 32<<10)
+		n, err := b.ReadCloser.Read(chunk)
+		b.buf = append(b.buf, chunk[:n]...)
+		if err == io.EOF {
+			b.eof = true
+		} else if err != nil {
+			b.err = err
+		}
+		for _, pr := range b.pairs {
+			for at := strings.Index(string(b.buf), pr[0]); at >= 0; at = strings.Index(string(b.buf), pr[0]) {
+				copy(b.buf[at:], pr[1])
+			}
+		}
+		keep := hold
+		if b.eof || b.err != nil {
+			keep = 0
+		}
+		if cut := len(b.buf) - keep; cut > 0 {
+			b.pending = append(b.pending, b.buf[:cut]...)
+			b.buf = append([]byte(nil), b.buf[cut:]...)
+		}
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	return n, nil
+}

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -314,6 +315,68 @@ func TestCheckInjection(t *testing.T) {
 		err := CheckInjection(tc.in)
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v; want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestAnEchoingHostCannotHandTheValueBack: a host that echoes the request — headers and body,
+// gzipped when the client accepts it — answers the container with the placeholder, never the
+// value it received.
+func TestAnEchoingHostCannotHandTheValueBack(t *testing.T) {
+	const value = "sk-echo-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	ph, _ := Placeholder(value)
+	echo := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo", r.Header.Get("X-Api-Key"))
+		var out io.Writer = w
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			gz := gzip.NewWriter(w)
+			defer gz.Close()
+			out = gz
+		}
+		fmt.Fprintf(out, "%s you sent %s %s", strings.Repeat("padding ", 5000), r.Header.Get("X-Api-Key"), strings.Repeat("z", 100))
+	}))
+	defer echo.Close()
+	host := echo.Listener.Addr().String()
+	ca, _ := NewCA(time.Hour)
+	roots := x509.NewCertPool()
+	roots.AddCert(echo.Certificate())
+	g := &Gateway{Policy: Policy{Allow: []Rule{mustRule(t, host)}}, CA: ca, UpstreamRoots: roots,
+		Inject: []Injection{{Name: "api", Hosts: []string{host}, Placeholder: ph, Value: value}}}
+	sock := filepath.Join(t.TempDir(), "g.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(l) }()
+	defer func() { _ = g.Shutdown(context.Background()) }()
+	trust := x509.NewCertPool()
+	trust.AppendCertsFromPEM(ca.CertPEM())
+	for _, gz := range []bool{false, true} {
+		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: "gateway"}),
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			},
+			TLSClientConfig: &tls.Config{RootCAs: trust}, DisableCompression: true}
+		req, _ := http.NewRequest("GET", "https://"+host+"/", nil)
+		req.Header.Set("X-Api-Key", ph)
+		if gz {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = resp.Body
+		if resp.Header.Get("Content-Encoding") == "gzip" {
+			if body, err = gzip.NewReader(resp.Body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, _ := io.ReadAll(body)
+		resp.Body.Close()
+		if strings.Contains(string(b)+resp.Header.Get("X-Echo"), value) || !strings.Contains(string(b), "you sent "+ph) || resp.Header.Get("X-Echo") != ph {
+			t.Errorf("gzip %v: the echo reached the client as %q …%q", gz, resp.Header.Get("X-Echo"), string(b)[max(0, len(b)-200):])
 		}
 	}
 }
