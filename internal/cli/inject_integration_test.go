@@ -106,7 +106,8 @@ spec:
 export no_proxy= NO_PROXY=
 i=0; until curl -sS http://%[3]s/go | grep -q GO || [ $i -gt 600 ]; do sleep 0.2; i=$((i+1)); done
 echo "placeholder=$API_KEY"
-curl -sS -v -H "x-api-key: $API_KEY" "https://%[1]s/injected?key=$API_KEY" 2>/tmp/v1; echo " injected=$?"
+curl -sS -v -H "x-api-key: $API_KEY" "https://%[1]s/injected" 2>/tmp/v1; echo " injected=$?"
+curl -sS "https://%[1]s/stored?key=$API_KEY"; echo " inurl=$?"
 grep -i 'issuer:' /tmp/v1 | sed 's/^/injected /'
 curl -sS -k -v -H "x-api-key: $API_KEY" https://%[2]s/tunnel 2>/tmp/v2; echo " tunnel=$?"
 grep -i 'issuer:' /tmp/v2 | sed 's/^/tunnel /'
@@ -158,6 +159,7 @@ head -1 /run/sourceos-egress/ca.pem
 		"REACHED /tunnel tunnel=0",
 		"tunnel *  issuer: O=Acme Co", // the server's own certificate: not intercepted
 		"placeholder of secret api", " launder=0", " launderbody=0",
+		"which is put only into request headers for " + injHost, // never the URL: a host could store it
 		"environ-hits=0", "file-hits=0", "files-searched=2", "ca-hits=0", // the search reached the CA bundle and the workspace
 		"bundle=/tmp/sourceos-egress-ca.pem node=/run/sourceos-egress/ca.pem",
 		"-----BEGIN CERTIFICATE-----",
@@ -169,8 +171,8 @@ head -1 /run/sourceos-egress/ca.pem
 	if strings.Contains(got, injectKey) || !strings.Contains(got, "placeholder=sk-test-") {
 		t.Errorf("the container saw the real key, or no placeholder of its shape:\n%s", got)
 	}
-	if !strings.Contains(injected.all(), "X-Api-Key: "+injectKey) || !strings.Contains(injected.all(), "?key="+injectKey) {
-		t.Errorf("the injected host did not receive the real key:\n%s", injected.all())
+	if !strings.Contains(injected.all(), "X-Api-Key: "+injectKey) || strings.Contains(injected.all(), "/stored") {
+		t.Errorf("the injected host did not receive the real key in the header, or received the URL that carried it:\n%s", injected.all())
 	}
 	if strings.Contains(other.all()+plain.all(), injectKey) {
 		t.Errorf("the real key reached another host:\n%s\n%s", other.all(), plain.all())

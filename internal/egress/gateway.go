@@ -177,6 +177,12 @@ func (g *Gateway) init() {
 		return g.dial(req.Context(), http.MethodConnect, addr)
 	}
 	p.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+		if h, port, err := splitHostPort(host); err == nil {
+			if err := g.inj.checkHost(h, port, http.MethodConnect); err != nil {
+				ctx.Resp = denial(ctx.Req, g.refusedEvent(err))
+				return goproxy.RejectConnect, host
+			}
+		}
 		if e := g.decide(http.MethodConnect, host); e != nil {
 			ctx.Resp = denial(ctx.Req, e)
 			return goproxy.RejectConnect, host
@@ -200,10 +206,13 @@ func (g *Gateway) init() {
 		if r.URL.Scheme != "http" {
 			return r, denial(r, g.refuse(r.Method, host, fmt.Sprintf("%s: only http:// URLs are proxied as plain requests; a client must tunnel %s:// with CONNECT", r.URL.Redacted(), r.URL.Scheme)))
 		}
+		h, port, _ := splitHostPort(host)
+		if err := g.inj.checkHost(h, port, r.Method); err != nil {
+			return r, denial(r, g.refusedEvent(err))
+		}
 		if e := g.decide(r.Method, host); e != nil {
 			return r, denial(r, e)
 		}
-		h, port, _ := splitHostPort(host)
 		if err := g.inj.prepare(r, h, port, false); err != nil {
 			return r, denial(r, g.refusedEvent(err))
 		}
@@ -216,7 +225,10 @@ func (g *Gateway) init() {
 	}
 	p.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 		if in, ok := ctx.UserData.(interception); ok && resp != nil {
-			g.inj.scrub(resp, in.host, in.port)
+			if err := g.inj.scrub(resp, in.host, in.port); err != nil {
+				resp.Body.Close()
+				return badGateway(ctx.Req, err)
+			}
 		}
 		if resp == nil && ctx.Error != nil {
 			var l *LaunderingError
@@ -261,7 +273,10 @@ type interception struct {
 func (g *Gateway) intercepted(r *http.Request, in interception) (*http.Request, *http.Response) {
 	hostport := net.JoinHostPort(in.host, strconv.Itoa(in.port))
 	if r.URL.Scheme != "https" {
-		return r, denial(r, g.refuse(r.Method, hostport, "a connection to "+hostport+", where a secret is injected, must be TLS (https://)"))
+		e := &Event{Time: time.Now(), Method: r.Method, Host: in.host, Port: in.port, Verdict: Denied, Rule: "secret injection", Source: "secret injection",
+			Reason: "a connection to " + hostport + ", where a secret is injected, must be TLS (https://)"}
+		g.record(e)
+		return r, denial(r, e)
 	}
 	r.URL.Host, r.Host = hostport, hostport
 	if in.port == 443 {

@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -233,30 +235,34 @@ func (in *injector) forHost(host string, port int) []int {
 	return out
 }
 
-// LaunderingError is a placeholder on its way to a host its secret is not injected for.
+// LaunderingError is a placeholder where the gateway will not put its secret: on its way to
+// a host the secret is not injected for, or anywhere but a request header.
 type LaunderingError struct {
 	Secret, Host string
 	Port         int
-	Where        string // header NAME, the URL, the body
-	// Plain is a request to one of the secret's hosts, not over TLS.
-	Plain bool
+	Where        string // header NAME, the URL, the body, the host name
+	// Own: the host is one of the secret's own; Plain: without TLS.
+	Own, Plain bool
 
 	event *Event // its record
 }
 
 func (e *LaunderingError) Error() string {
 	to := net.JoinHostPort(e.Host, strconv.Itoa(e.Port))
-	if e.Plain {
+	switch {
+	case e.Own && e.Plain:
 		return fmt.Sprintf("the %s carries the placeholder of secret %s, which is injected for %s only over TLS (https://), never in plain text", e.Where, e.Secret, to)
+	case e.Own:
+		return fmt.Sprintf("the %s carries the placeholder of secret %s, which is put only into request headers for %s, never the URL or the body (where a host could store or echo it)", e.Where, e.Secret, to)
 	}
 	return fmt.Sprintf("the %s carries the placeholder of secret %s, which is injected only for its own hosts, not %s", e.Where, e.Secret, to)
 }
 
-// launder records and returns the refusal of a placeholder of secret i on its way to host.
-func (in *injector) launder(i int, host string, port int, where, method string) error {
-	l := &LaunderingError{Secret: in.list[i].Name, Host: host, Port: port, Where: where}
+// launder records and returns the refusal of a placeholder of secret i.
+func (in *injector) launder(i int, host string, port int, where, method string, plain bool) error {
+	l := &LaunderingError{Secret: in.list[i].Name, Host: host, Port: port, Where: where, Plain: plain}
 	for _, j := range in.forHost(host, port) {
-		l.Plain = l.Plain || in.list[j].Name == in.list[i].Name
+		l.Own = l.Own || in.list[j].Name == in.list[i].Name
 	}
 	if in.refused != nil {
 		in.refused(l, method)
@@ -264,80 +270,91 @@ func (in *injector) launder(i int, host string, port int, where, method string) 
 	return l
 }
 
-// prepare swaps placeholders in a request to host:port: for the secrets injected there (when
-// the request was intercepted, over TLS), each placeholder becomes its value and each header
-// is set; any other placeholder refuses the request. The body is swapped as it streams.
+// carried returns the first secret whose placeholder s holds, or -1.
+func (in *injector) carried(s string) int {
+	for i, sec := range in.list {
+		if sec.Placeholder != "" && strings.Contains(s, sec.Placeholder) {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkHost refuses a destination whose name carries a placeholder (split across labels or
+// not): resolving it would send the placeholder out in DNS.
+func (in *injector) checkHost(host string, port int, method string) error {
+	name := strings.ToLower(strings.ReplaceAll(host, ".", "")) // names are case-blind
+	for i, sec := range in.list {
+		if sec.Placeholder != "" && strings.Contains(name, strings.ToLower(sec.Placeholder)) {
+			return in.launder(i, host, port, "host name", method, false)
+		}
+	}
+	return nil
+}
+
+// prepare puts secrets into a request to host:port the gateway can read. Only request
+// headers ever carry a value, and only on an intercepted (TLS) connection to one of the
+// secret's hosts: a header entry sets its header; an entry without one swaps the placeholder
+// in whatever header the tool put it. A placeholder anywhere else — another host, the URL,
+// the body, a trailer — refuses the request: a host that stores or echoes what it is sent
+// (a gist, a model asked to repeat it) must never be handed the value to give back.
 func (in *injector) prepare(r *http.Request, host string, port int, intercepted bool) error {
 	if len(in.list) == 0 {
 		return nil
 	}
-	// A secret with several entries (a header for one host, another for the next) is
-	// injected here when any of its entries names this host; headers come from those entries.
-	mine, headers := map[int]bool{}, map[int]bool{}
+	// Trailers arrive after a request is checked: never forwarded here. (The request sent on
+	// is a copy made after prepare, so trailers the client sends later stay behind.)
+	r.Trailer = nil
+	// The entries for this host; a secret swaps in headers when one of its entries for this
+	// host names no header.
+	setters, swaps := []int{}, map[string]bool{}
 	if intercepted {
 		for _, i := range in.forHost(host, port) {
-			headers[i] = true
-			for j := range in.list {
-				mine[j] = mine[j] || in.list[j].Name == in.list[i].Name
+			if in.list[i].Header != "" {
+				setters = append(setters, i)
+				r.Header.Del(in.list[i].Header) // whatever the tool put there is replaced
+			} else {
+				swaps[in.list[i].Name] = true
 			}
 		}
 	}
 	used := map[int]bool{}
-	swap := func(s, where string) (string, error) {
-		for i, sec := range in.list {
-			if sec.Placeholder == "" || !strings.Contains(s, sec.Placeholder) {
-				continue
-			}
-			if !mine[i] {
-				return "", in.launder(i, host, port, where, r.Method)
-			}
-			s = strings.ReplaceAll(s, sec.Placeholder, sec.Value)
-			used[i] = true
-		}
-		return s, nil
-	}
 	for name, values := range r.Header {
 		for j, v := range values {
-			nv, err := swap(v, "header "+name)
-			if err != nil {
-				return err
+			for i := in.carried(v); i >= 0; i = in.carried(v) {
+				sec := in.list[i]
+				if !swaps[sec.Name] {
+					return in.launder(i, host, port, "header "+name, r.Method, !intercepted)
+				}
+				v = strings.ReplaceAll(v, sec.Placeholder, sec.Value)
+				used[i] = true
 			}
-			values[j] = nv
+			values[j] = v
 		}
 	}
-	for _, u := range []*string{&r.URL.Path, &r.URL.RawPath, &r.URL.RawQuery} {
-		nv, err := swap(*u, "URL")
-		if err != nil {
-			return err
+	query, _ := url.QueryUnescape(r.URL.RawQuery)
+	for _, u := range []string{r.URL.Path, r.URL.RawPath, r.URL.RawQuery, query, r.URL.Fragment} {
+		if i := in.carried(u); i >= 0 {
+			return in.launder(i, host, port, "URL", r.Method, !intercepted)
 		}
-		*u = nv
 	}
-	for i := range headers {
+	for _, i := range setters {
 		sec := in.list[i]
-		if sec.Header == "" {
-			continue
-		}
-		v := sec.Value
-		switch strings.ToLower(sec.Scheme) {
-		case "bearer":
-			v = "Bearer " + v
-		case "basic":
-			v = "Basic " + base64.StdEncoding.EncodeToString([]byte(sec.User+":"+v))
-		}
-		r.Header.Set(sec.Header, v)
+		r.Header.Set(sec.Header, headerValue(sec))
 		used[i] = true
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		// A body up to maxBufferedBody is read whole and decided before anything is sent; a
-		// longer one is swapped as it streams, and aborted at a placeholder not its own.
+		// A body up to maxBufferedBody is read whole and checked before anything is sent; a
+		// longer one is checked as it streams, and aborted at a placeholder.
 		head, err := io.ReadAll(io.LimitReader(r.Body, maxBufferedBody+1))
 		if err != nil {
 			return err
 		}
-		b := &swapBody{ReadCloser: r.Body, in: in, mine: mine, host: host, port: port, used: used, method: r.Method, buf: head}
+		r.Trailer = nil // reading to the end filled them in again
+		b := &checkedBody{ReadCloser: r.Body, in: in, host: host, port: port, method: r.Method, plain: !intercepted, buf: head}
 		if len(head) <= maxBufferedBody {
 			b.eof = true
-			if err := b.scan(); err != nil {
+			if err := b.check(); err != nil {
 				return err
 			}
 		}
@@ -345,6 +362,21 @@ func (in *injector) prepare(r *http.Request, host string, port int, intercepted 
 	}
 	in.count(used, host, port)
 	return nil
+}
+
+// headerValue is what a header entry sets: the value after its scheme.
+func headerValue(sec Injection) string {
+	switch strings.ToLower(sec.Scheme) {
+	case "bearer":
+		return "Bearer " + sec.Value
+	case "basic":
+		return "Basic " + basic(sec.User, sec.Value)
+	}
+	return sec.Value
+}
+
+func basic(user, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + secret))
 }
 
 func (in *injector) count(used map[int]bool, host string, port int) {
@@ -379,153 +411,33 @@ func (in *injector) injected() []Injected {
 	return out
 }
 
-// maxBufferedBody is the longest request body decided whole, before it is sent.
+// maxBufferedBody is the longest request body checked whole, before it is sent.
 const maxBufferedBody = 4 << 20
 
-// swapBody swaps placeholders in a body as it streams: a placeholder split across reads is
-// found because the last len-1 bytes are held back until more arrive. Placeholders and values
-// have the same length, so the body's length does not change. A placeholder of a secret not
-// injected here ends the body with a LaunderingError: the request is aborted.
-type swapBody struct {
+// heldReader hands out a stream after fix has seen it, holding back the last hold bytes until
+// more arrive so that a string split across reads is seen whole. fix may change the held bytes
+// (keeping their length) or fail, which ends the stream with its error.
+type heldReader struct {
 	io.ReadCloser
-	in         *injector
-	mine, used map[int]bool
-	host       string
-	port       int
-	method     string
-
+	hold    int
+	fix     func(buf []byte) error
+	atEOF   func() // once, when the stream has ended
 	buf     []byte // read, not yet handed out
-	pending []byte // swapped, ready to hand out
+	pending []byte // ready to hand out
 	eof     bool
 	err     error
 }
 
-func (b *swapBody) hold() int {
-	n := 0
-	for _, s := range b.in.list {
-		n = max(n, len(s.Placeholder)-1)
-	}
-	return n
-}
-
-func (b *swapBody) Read(p []byte) (int, error) {
-	for len(b.pending) == 0 {
-		if b.err != nil {
-			return 0, b.err
-		}
-		if b.eof {
-			if len(b.buf) == 0 {
-				return 0, io.EOF
-			}
-			b.pending, b.buf = b.buf, nil // scanned already
-			break
-		}
-		chunk := make([]byte, 32<<10)
-		n, err := b.ReadCloser.Read(chunk)
-		b.buf = append(b.buf, chunk[:n]...)
-		if err == io.EOF {
-			b.eof = true
-		} else if err != nil {
-			b.err = err
-		}
-		if err := b.scan(); err != nil {
-			b.err = err
-			return 0, err
-		}
-		keep := b.hold()
-		if b.eof || b.err != nil {
-			keep = 0
-		}
-		if cut := len(b.buf) - keep; cut > 0 {
-			b.pending = append(b.pending, b.buf[:cut]...)
-			b.buf = append([]byte(nil), b.buf[cut:]...)
-		}
-	}
-	n := copy(p, b.pending)
-	b.pending = b.pending[n:]
-	return n, nil
-}
-
-// scan swaps or refuses every whole placeholder in the held bytes.
-func (b *swapBody) scan() error {
-	for i, s := range b.in.list {
-		ph := []byte(s.Placeholder)
-		if len(ph) == 0 {
-			continue
-		}
-		for {
-			at := indexBytes(b.buf, ph)
-			if at < 0 {
-				break
-			}
-			if !b.mine[i] {
-				return b.in.launder(i, b.host, b.port, "body", b.method)
-			}
-			copy(b.buf[at:], s.Value)
-			if !b.used[i] {
-				b.used[i] = true
-				b.in.count(map[int]bool{i: true}, b.host, b.port)
-			}
-		}
-	}
-	return nil
-}
-
-func indexBytes(s, sep []byte) int {
-	return strings.Index(string(s), string(sep))
-}
-
-// scrub hides, in a response from an intercepted host, the values of the secrets injected
-// there: a host that echoes a request (an error quoting its headers) must not hand the value
-// to the container. Each value becomes its placeholder, in headers and in the body as it
-// streams (the request asked for an unencoded body, so the text can be read).
-func (in *injector) scrub(resp *http.Response, host string, port int) {
-	var pairs [][2]string
-	seen := map[string]bool{}
-	for _, i := range in.forHost(host, port) {
-		s := in.list[i]
-		if !seen[s.Name] && s.Value != "" {
-			seen[s.Name] = true
-			pairs = append(pairs, [2]string{s.Value, s.Placeholder})
-		}
-	}
-	if len(pairs) == 0 {
-		return
-	}
-	for _, values := range resp.Header {
-		for j := range values {
-			for _, p := range pairs {
-				values[j] = strings.ReplaceAll(values[j], p[0], p[1])
-			}
-		}
-	}
-	if resp.Body != nil && resp.Body != http.NoBody {
-		resp.Body = &scrubBody{ReadCloser: resp.Body, pairs: pairs}
-	}
-}
-
-// scrubBody replaces each value with its placeholder (the same length) as the body streams,
-// holding back the last len-1 bytes until more arrive so that a value split across reads is
-// found.
-type scrubBody struct {
-	io.ReadCloser
-	pairs   [][2]string
-	buf     []byte
-	pending []byte
-	eof     bool
-	err     error
-}
-
-func (b *scrubBody) Read(p []byte) (int, error) {
-	hold := 0
-	for _, pr := range b.pairs {
-		hold = max(hold, len(pr[0])-1)
-	}
+func (b *heldReader) Read(p []byte) (int, error) {
 	for len(b.pending) == 0 {
 		if b.eof || b.err != nil {
 			if len(b.buf) > 0 {
 				b.pending, b.buf = b.buf, nil
 				break
+			}
+			if b.atEOF != nil {
+				b.atEOF()
+				b.atEOF = nil
 			}
 			if b.err != nil {
 				return 0, b.err
@@ -540,12 +452,11 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 		} else if err != nil {
 			b.err = err
 		}
-		for _, pr := range b.pairs {
-			for at := strings.Index(string(b.buf), pr[0]); at >= 0; at = strings.Index(string(b.buf), pr[0]) {
-				copy(b.buf[at:], pr[1])
-			}
+		if ferr := b.fix(b.buf); ferr != nil {
+			b.err, b.buf = ferr, nil
+			return 0, ferr
 		}
-		keep := hold
+		keep := b.hold
 		if b.eof || b.err != nil {
 			keep = 0
 		}
@@ -557,4 +468,110 @@ func (b *scrubBody) Read(p []byte) (int, error) {
 	n := copy(p, b.pending)
 	b.pending = b.pending[n:]
 	return n, nil
+}
+
+// checkedBody is a request body that must carry no placeholder.
+type checkedBody struct {
+	io.ReadCloser
+	in         *injector
+	host       string
+	port       int
+	method     string
+	plain, eof bool
+	buf        []byte // the body read ahead (all of it when eof)
+	stream     *heldReader
+}
+
+// check refuses a placeholder in the body read ahead.
+func (b *checkedBody) check() error {
+	if i := b.in.carried(string(b.buf)); i >= 0 {
+		return b.in.launder(i, b.host, b.port, "body", b.method, b.plain)
+	}
+	return nil
+}
+
+func (b *checkedBody) Read(p []byte) (int, error) {
+	if b.stream == nil {
+		hold := 0
+		for _, s := range b.in.list {
+			hold = max(hold, len(s.Placeholder)-1)
+		}
+		rest := b.ReadCloser
+		if b.eof {
+			rest = io.NopCloser(bytes.NewReader(nil))
+		}
+		b.stream = &heldReader{ReadCloser: rest, hold: hold, buf: b.buf, fix: func(buf []byte) error {
+			if i := b.in.carried(string(buf)); i >= 0 {
+				return b.in.launder(i, b.host, b.port, "body", b.method, b.plain)
+			}
+			return nil
+		}}
+		b.buf = nil
+	}
+	return b.stream.Read(p)
+}
+
+// ErrEncodedResponse refuses a response from an intercepted host in an encoding the gateway
+// did not ask for, and so cannot read for a secret's value.
+var ErrEncodedResponse = errors.New("an intercepted host answered in a content encoding the gateway did not ask for, which it cannot check for an injected secret's value")
+
+// scrub hides, in a response from an intercepted host, the values of the secrets injected
+// there, in every form the gateway sent them (the value, and Basic's encoding): a host that
+// echoes a request (an error quoting its headers) must not hand a value to the container.
+// Each becomes its placeholder's form (the same length) in the status line, headers, the
+// body as it streams and the trailers at its end. A body in an encoding the gateway cannot
+// read is refused.
+func (in *injector) scrub(resp *http.Response, host string, port int) error {
+	var pairs [][2]string
+	for _, i := range in.forHost(host, port) {
+		s := in.list[i]
+		if s.Value == "" {
+			continue
+		}
+		pairs = append(pairs, [2]string{s.Value, s.Placeholder})
+		if strings.EqualFold(s.Scheme, "basic") {
+			pairs = append(pairs, [2]string{basic(s.User, s.Value), basic(s.User, s.Placeholder)})
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && !resp.Uncompressed {
+		return ErrEncodedResponse
+	}
+	hide := func(s string) string {
+		for _, p := range pairs {
+			s = strings.ReplaceAll(s, p[0], p[1])
+		}
+		return s
+	}
+	hideAll := func(h http.Header) {
+		for _, values := range h {
+			for j := range values {
+				values[j] = hide(values[j])
+			}
+		}
+	}
+	resp.Status = hide(resp.Status)
+	hideAll(resp.Header)
+	hideAll(resp.Trailer)
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	hold := 0
+	for _, p := range pairs {
+		hold = max(hold, len(p[0])-1)
+	}
+	resp.Body = &heldReader{ReadCloser: resp.Body, hold: hold,
+		fix: func(buf []byte) error {
+			for _, p := range pairs {
+				for at := bytes.Index(buf, []byte(p[0])); at >= 0; at = bytes.Index(buf, []byte(p[0])) {
+					copy(buf[at:], p[1])
+				}
+			}
+			return nil
+		},
+		// The trailers arrive with the body's end, before they are sent on.
+		atEOF: func() { hideAll(resp.Trailer) }}
+	return nil
 }
