@@ -105,7 +105,14 @@ func newRunCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		Long: `Run a tool that the profile enables, inside a governed container on the repository.
 Built-in tools are claude-code (the 'claude' CLI) and codex; custom tools come from the
 profile's spec.tools.custom. A tool receives a secret only when the profile declares it,
-the tool lists it, and the command line repeats it with --secret NAME.
+the tool lists it, and the command line repeats it with --secret NAME (or --auth NAME). A
+secret the profile declares with inject never enters the container: the tool gets a
+placeholder, and the egress gateway puts the value into request headers to the secret's
+hosts only. --auth git gives a tool with gitIdentity: true your git user.name and
+user.email.
+
+claude-code and codex keep their login, settings and history in a volume of the profile's
+across sessions (see 'state list'); a login kept there is readable by the tool.
 
 Both built-in tools bring their own Linux sandbox, which cannot start inside an
 unprivileged container; the built-in definitions switch it off so that this container is
@@ -116,7 +123,7 @@ With spec.network: gateway, a built-in tool reaches its own API and sign-in host
 nothing else.
 
 The tool's exit code becomes sourceosctl's exit code.`,
-		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --secret anthropic-api-key
+		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --auth anthropic,git
   sourceosctl agent-machine run --tool codex --repo . -- --version
   sourceosctl agent-machine run --tool claude-code --repo . --allow-host '*.githubusercontent.com'
   sourceosctl agent-machine run --tool claude-code --repo . --dry-run -o json`,

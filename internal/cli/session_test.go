@@ -76,6 +76,16 @@ func (e *fakeEngine) Wait(_ context.Context, id string) (int, error) {
 }
 func (e *fakeEngine) Remove(context.Context, string) error { e.call("remove"); return nil }
 
+// The tool's state volume: absent, then made.
+func (e *fakeEngine) VolumeExists(context.Context, string) (bool, error) {
+	e.call("volume?")
+	return false, nil
+}
+func (e *fakeEngine) CreateVolume(context.Context, string, map[string]string) error {
+	e.call("volume+")
+	return nil
+}
+
 // fakeFactory is a test factory whose Podman is the fake, reached through CONTAINER_HOST, with
 // a repository in its home.
 func fakeFactory(t *testing.T, e *fakeEngine) (*Factory, string, *strings.Builder, *strings.Builder) {

@@ -26,15 +26,15 @@ import (
 
 // Injection is a secret the gateway puts into requests to its hosts, and only theirs: the
 // container holds a placeholder of the same length, which the gateway swaps for the value in
-// the requests it intercepts for those hosts (over TLS, with the session's CA). A placeholder
-// seen on its way anywhere else is refused.
+// the headers of the requests it intercepts for those hosts (over TLS, with the session's
+// CA). A placeholder seen anywhere else is refused.
 type Injection struct {
 	Name string `json:"name"`
 	// Hosts are "host" (port 443) or "host:port", names or addresses, matched exactly.
 	Hosts []string `json:"hosts"`
 	// Header, when set, is set on every request to the hosts: the value, after Scheme
 	// ("Bearer", or "Basic" with User as the user name). Without it, the placeholder is
-	// replaced wherever the tool put it (headers, URL, body).
+	// swapped in whichever request header the tool put it. Never the URL or the body.
 	Header string `json:"header,omitempty"`
 	Scheme string `json:"scheme,omitempty"`
 	User   string `json:"user,omitempty"`

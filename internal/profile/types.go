@@ -194,7 +194,7 @@ type Secret struct {
 
 // Inject is where and how the gateway puts a secret into requests: to Hosts ("host" for
 // port 443, or "host:port"), in Header (after Scheme: Bearer, or Basic with User), or, with
-// no Header, wherever the tool put the placeholder.
+// no Header, in whichever request header the tool put the placeholder (never the URL or body).
 type Inject struct {
 	Hosts  []string `json:"hosts" yaml:"hosts"`
 	Header string   `json:"header,omitempty" yaml:"header,omitempty"`
