@@ -285,7 +285,8 @@ func (r *sessionRun) hostCommand(ctx context.Context, argv []string) ([]byte, er
 func (r *sessionRun) readGitIdentity(ctx context.Context) (map[string]string, error) {
 	id := map[string]string{}
 	for key, vars := range map[string][]string{"user.name": {"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"}, "user.email": {"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"}} {
-		out, _ := r.hostCommand(ctx, []string{"git", "config", "--global", "--get", key})
+		// From /, so that no repository's configuration is read (the global one only).
+		out, _ := r.hostCommand(ctx, []string{"git", "-C", "/", "config", "--global", "--get", key})
 		if v := strings.TrimSpace(string(out)); v != "" {
 			for _, k := range vars {
 				id[k] = v
