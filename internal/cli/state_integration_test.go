@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
@@ -63,6 +64,19 @@ spec:
 	h, stderr := session(mine, "codex", "second")
 	if h != "first|second|" {
 		t.Errorf("the second session does not see the first's state: history %q", h)
+	}
+	// A symlink the agent plants in its state, naming a file of the host's (which the
+	// container cannot see): the next session's ownership fix-up of the volume changes the
+	// link, never what it names.
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("host file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(victim)
+	session(mine, "codex", "plant:"+victim)
+	session(mine, "codex", "after the plant")
+	if after, err := os.Stat(victim); err != nil || after.Sys().(*syscall.Stat_t).Uid != before.Sys().(*syscall.Stat_t).Uid || after.Mode() != before.Mode() {
+		t.Errorf("the host file a planted symlink names was changed: %v %v", err, after)
 	}
 	if h, _ := session(mine, "claude-code", "x"); h != "x|" {
 		t.Errorf("another tool sees codex's state: history %q", h)

@@ -186,12 +186,15 @@ func (p Policy) Decide(host string, port int) Verdict {
 // destination splits what a client asked for into a normalised name or an address.
 func destination(host string) (string, netip.Addr, error) {
 	h := host
+	bare := h
 	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
+		h, bare = h[1:len(h)-1], h[1:len(h)-1]
 	} else if strings.ContainsAny(h, "[]") { // brackets only around a whole IPv6 address
 		return "", netip.Addr{}, fmt.Errorf("%s is not a host name or address", host)
+	} else {
+		bare = strings.TrimSuffix(h, ".") // an address with a trailing dot, as a name may have
 	}
-	if a, err := netip.ParseAddr(h); err == nil {
+	if a, err := netip.ParseAddr(bare); err == nil {
 		if a.Zone() != "" {
 			return "", netip.Addr{}, fmt.Errorf("%s: addresses with a zone are refused", host)
 		}

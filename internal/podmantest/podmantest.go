@@ -255,6 +255,8 @@ echo "env=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
 state="${CLAUDE_CONFIG_DIR:-$CODEX_HOME}"
 for word; do last=$word; done
 if [ -n "$state" ]; then echo "$last" >> "$state/history" && echo "history=$(tr '\n' '|' < "$state/history")"; fi
+# plant:PATH leaves a symlink to PATH in the state directory, as a hostile agent would.
+case "$last" in plant:*) ln -s "${last#plant:}" "$state/planted" && echo planted;; esac
 exit "${STUB_EXIT:-0}"
 `
 
