@@ -236,24 +236,21 @@ func egressRecord(pl *Plan, ev *EgressEvents) (*evidence.Egress, []byte) {
 		other := evidence.EgressDestination(*o)
 		rec.OtherDestinations = &other
 	}
+	// One entry per secret (a secret may have several inject entries), then its counts.
+	at := map[string]int{}
 	for _, in := range d.Inject {
-		var inj *evidence.EgressInjection
-		for i := range rec.Injected {
-			if rec.Injected[i].Name == in.Name {
-				inj = &rec.Injected[i]
-			}
-		}
-		if inj == nil {
+		i, ok := at[in.Name]
+		if !ok {
+			i, at[in.Name] = len(rec.Injected), len(rec.Injected)
 			rec.Injected = append(rec.Injected, evidence.EgressInjection{Name: in.Name, Hosts: []string{}, PerHost: []evidence.InjectedHost{}})
-			inj = &rec.Injected[len(rec.Injected)-1]
-			for _, n := range sum.Injected {
-				if n.Name == in.Name {
-					inj.Requests += n.Count
-					inj.PerHost = append(inj.PerHost, evidence.InjectedHost{Host: n.Host, Count: n.Count})
-				}
-			}
 		}
-		inj.Hosts = append(inj.Hosts, in.Hosts...)
+		rec.Injected[i].Hosts = append(rec.Injected[i].Hosts, in.Hosts...)
+	}
+	for _, n := range sum.Injected {
+		if i, ok := at[n.Name]; ok {
+			rec.Injected[i].Requests += n.Count
+			rec.Injected[i].PerHost = append(rec.Injected[i].PerHost, evidence.InjectedHost{Host: n.Host, Count: n.Count})
+		}
 	}
 	var log bytes.Buffer
 	_ = egress.WriteLog(&log, ev.Events) // a buffer takes every write

@@ -51,7 +51,7 @@ func CheckInjection(in Injection) error {
 		return errors.New("names no hosts; list the hosts the secret is sent to, e.g. hosts: [api.anthropic.com]")
 	}
 	for _, h := range in.Hosts {
-		if _, _, err := injectHost(h); err != nil {
+		if _, _, err := SplitInjectHost(h); err != nil {
 			return err
 		}
 	}
@@ -83,9 +83,7 @@ func validHeaderName(s string) bool {
 }
 
 // SplitInjectHost reads an injection's host: a name or address, and a port (443 by default).
-func SplitInjectHost(h string) (string, int, error) { return injectHost(h) }
-
-func injectHost(h string) (string, int, error) {
+func SplitInjectHost(h string) (string, int, error) {
 	host, port := h, 443
 	if hh, p, err := net.SplitHostPort(h); err == nil {
 		n, err := strconv.Atoi(p)
@@ -226,7 +224,7 @@ func (in *injector) forHost(host string, port int) []int {
 	host = strings.ToLower(host)
 	for i, s := range in.list {
 		for _, h := range s.Hosts {
-			if hh, p, err := injectHost(h); err == nil && hh == host && p == port {
+			if hh, p, err := SplitInjectHost(h); err == nil && hh == host && p == port {
 				out = append(out, i)
 				break
 			}
@@ -351,14 +349,20 @@ func (in *injector) prepare(r *http.Request, host string, port int, intercepted 
 			return err
 		}
 		r.Trailer = nil // reading to the end filled them in again
-		b := &checkedBody{ReadCloser: r.Body, in: in, host: host, port: port, method: r.Method, plain: !intercepted, buf: head}
-		if len(head) <= maxBufferedBody {
-			b.eof = true
-			if err := b.check(); err != nil {
+		check := func(buf []byte) error {
+			if i := in.carried(string(buf)); i >= 0 {
+				return in.launder(i, host, port, "body", r.Method, !intercepted)
+			}
+			return nil
+		}
+		body := &heldReader{ReadCloser: r.Body, hold: in.longestPlaceholder() - 1, fix: check, buf: head}
+		if len(head) <= maxBufferedBody { // all of it: checked now, handed out as it is
+			if err := check(head); err != nil {
 				return err
 			}
+			body.eof = true
 		}
-		r.Body = b
+		r.Body = body
 	}
 	in.count(used, host, port)
 	return nil
@@ -470,45 +474,13 @@ func (b *heldReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// checkedBody is a request body that must carry no placeholder.
-type checkedBody struct {
-	io.ReadCloser
-	in         *injector
-	host       string
-	port       int
-	method     string
-	plain, eof bool
-	buf        []byte // the body read ahead (all of it when eof)
-	stream     *heldReader
-}
-
-// check refuses a placeholder in the body read ahead.
-func (b *checkedBody) check() error {
-	if i := b.in.carried(string(b.buf)); i >= 0 {
-		return b.in.launder(i, b.host, b.port, "body", b.method, b.plain)
+// longestPlaceholder is the length of the session's longest placeholder.
+func (in *injector) longestPlaceholder() int {
+	n := 0
+	for _, s := range in.list {
+		n = max(n, len(s.Placeholder))
 	}
-	return nil
-}
-
-func (b *checkedBody) Read(p []byte) (int, error) {
-	if b.stream == nil {
-		hold := 0
-		for _, s := range b.in.list {
-			hold = max(hold, len(s.Placeholder)-1)
-		}
-		rest := b.ReadCloser
-		if b.eof {
-			rest = io.NopCloser(bytes.NewReader(nil))
-		}
-		b.stream = &heldReader{ReadCloser: rest, hold: hold, buf: b.buf, fix: func(buf []byte) error {
-			if i := b.in.carried(string(buf)); i >= 0 {
-				return b.in.launder(i, b.host, b.port, "body", b.method, b.plain)
-			}
-			return nil
-		}}
-		b.buf = nil
-	}
-	return b.stream.Read(p)
+	return n
 }
 
 // ErrEncodedResponse refuses a response from an intercepted host in an encoding the gateway
