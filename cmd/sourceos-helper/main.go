@@ -6,8 +6,9 @@
 // forwarder for each --forward (TCP on loopback to a mounted Unix socket: the way to the
 // session's egress gateway from a container with no network), refuses AF_VSOCK sockets with a
 // seccomp filter (a way to the hypervisor outside any network namespace), and then becomes the
-// tool (exec); or it refuses with a line the session recognises and exit code 121. It is small on
-// purpose: it adds about a millisecond to a session.
+// tool (exec); or it refuses with a line the session recognises and exit code 121. A
+// workspace's tool is `sourceos-helper idle`, which keeps its container running until it is
+// stopped. It is small on purpose: it adds about a millisecond to a session.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
@@ -36,6 +38,10 @@ func main() {
 	runtime.LockOSThread()
 	if len(os.Args) >= 2 && os.Args[1] == forwarderArg {
 		serveForwarders(os.Args[2:])
+		return
+	}
+	if len(os.Args) == 2 && os.Args[1] == idleArg {
+		idle()
 		return
 	}
 	if len(os.Args) == 2 && os.Args[1] == "__probe-vsock" {
@@ -98,6 +104,16 @@ func main() {
 	err = syscall.Exec(bin, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "sourceos-helper: exec %s: %v\n", bin, err)
 	os.Exit(126)
+}
+
+// idleArg keeps a workspace's container running once checked: the helper waits for the
+// signal that stops the container and exits 0. Commands join it with podman exec.
+const idleArg = "idle"
+
+func idle() {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	<-stop
 }
 
 // forwarderArg runs the helper as the forwarders' process: its listeners arrive as open

@@ -1,8 +1,11 @@
 package agentmachine
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
@@ -127,6 +130,56 @@ func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Wri
 	res.Code = code
 	return res, nil
 }
+
+// startChecked starts the container, whose command runs through the helper, and returns once
+// the helper has given its verdict (the container then keeps running), or once the container
+// has exited, or after timeout. Nothing stays attached.
+func (c *containerRun) startChecked(ctx context.Context, timeout time.Duration) (res ran, err error) {
+	var out bytes.Buffer
+	watch := &verdictWatch{nonce: c.nonce, w: &out, decidedCh: make(chan struct{})}
+	attachCtx, cancelAttach := context.WithCancel(ctx)
+	defer cancelAttach()
+	ready := make(chan bool, 1)
+	attached := make(chan error, 1)
+	// A pointer: the bindings check the writers with reflect and panic on io.Discard's struct.
+	go func() { attached <- c.engine.Attach(attachCtx, c.id, nil, &discard{}, watch, ready) }()
+	select {
+	case <-ready:
+	case err := <-attached:
+		return res, err
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	if err := c.engine.Start(ctx, c.id); err != nil {
+		return res, err
+	}
+	res.Started = true
+	select {
+	case <-watch.decidedCh:
+	case <-attached:
+	case <-time.After(timeout):
+		return res, fmt.Errorf("the helper gave no verdict within %s", timeout)
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	watch.flush()
+	verdict, diffs := watch.result()
+	switch {
+	case verdict && diffs == nil:
+		res.Checked = true
+		return res, nil
+	case verdict:
+		res.Refused = diffs
+		res.Code, _ = c.engine.Wait(context.WithoutCancel(ctx), c.id)
+		return res, nil
+	}
+	return res, fmt.Errorf("the helper gave no verdict: %s", strings.TrimSpace(lastLines(out.String(), 5)))
+}
+
+// discard drops what it is given.
+type discard struct{}
+
+func (*discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // once runs the container from creation to removal and returns how it ended; a container
 // the server weakened never starts (diffs is then non-empty).

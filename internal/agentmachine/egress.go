@@ -131,7 +131,7 @@ func planEgress(p *profile.Profile, f Facts, pl *Plan) error {
 		pl.Notes = append(pl.Notes, "secrets injected by the gateway (the container holds placeholders; the values stay in the gateway's memory): "+strings.Join(names, "; ")+
 			". Only these hosts are intercepted, with a CA made for this session whose key never enters the container; every other host is an end-to-end TLS tunnel")
 	}
-	if !f.Local {
+	if !f.Local || f.Workspace {
 		if err := planSidecar(p, f, pl, proxy); err != nil {
 			return err
 		}

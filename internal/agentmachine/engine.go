@@ -41,6 +41,10 @@ type Engine interface {
 	RemoveVolume(ctx context.Context, name string) error
 	// Volumes lists the volumes carrying label (key=value): the tools' state.
 	Volumes(ctx context.Context, label string) ([]container.VolumeSummary, error)
+	// Exec runs a command in a running container (a workspace's join) and returns its exit
+	// code; Usage samples what a running container uses.
+	Exec(ctx context.Context, id string, x container.Exec, in io.Reader, out, errOut io.Writer) (int, error)
+	Usage(ctx context.Context, id string) (container.Usage, error)
 }
 
 // Connector reaches the Podman service for a profile's machine ("" when it names none),

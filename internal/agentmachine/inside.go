@@ -111,6 +111,9 @@ type verdictWatch struct {
 	w     io.Writer
 	nonce string
 
+	// decidedCh, when not nil, is closed once the first line is decided.
+	decidedCh chan struct{}
+
 	mu      sync.Mutex
 	decided bool
 	line    []byte
@@ -132,7 +135,7 @@ func (v *verdictWatch) Write(p []byte) (int, error) {
 		v.line = append(v.line, p...)
 		return len(p), nil
 	}
-	v.decided = true
+	v.decide()
 	rest := p
 	if i >= 0 {
 		v.line, rest = append(v.line, p[:i+1]...), p[i+1:]
@@ -157,7 +160,16 @@ func (v *verdictWatch) flush() {
 	if !v.decided && len(v.line) > 0 {
 		_, _ = v.w.Write(v.line)
 	}
-	v.decided, v.line = true, nil
+	v.decide()
+	v.line = nil
+}
+
+// decide marks the first line decided (with v.mu held).
+func (v *verdictWatch) decide() {
+	if !v.decided && v.decidedCh != nil {
+		close(v.decidedCh)
+	}
+	v.decided = true
 }
 
 // result is whether the helper gave its verdict and, for a refusal, what it named.

@@ -28,7 +28,34 @@ type phase struct {
 
 // lifecycle is a session's life, in order. Recording comes next and then the clean-ups, in
 // reverse order; the two overlap in time (see Session.Run), and the record says so.
-func lifecycle() []phase {
+func lifecycle(ws *workspaceRun) []phase {
+	switch {
+	case ws == nil:
+	case ws.action == actionUp: // a session whose tool idles once checked: commands join it
+		return []phase{
+			{name: "prepare", run: (*sessionRun).prepare, required: true},
+			{name: "image", run: (*sessionRun).image},
+			{name: "secrets", run: (*sessionRun).secrets},
+			{name: "gateway", run: (*sessionRun).gateway},
+			{name: "create", run: (*sessionRun).create},
+			{name: "compare", run: (*sessionRun).compare},
+			{name: "start", run: (*sessionRun).startIdle},
+			{name: "collect", run: (*sessionRun).collectWorkspace, always: true},
+		}
+	case ws.action == actionJoin:
+		return []phase{
+			{name: "prepare", run: (*sessionRun).prepare, required: true},
+			{name: "inspect", run: (*sessionRun).joinCheck},
+			{name: "exec", run: (*sessionRun).execJoin},
+			{name: "collect", run: (*sessionRun).collectWorkspace, always: true},
+		}
+	case ws.action == actionDown:
+		return []phase{
+			{name: "prepare", run: (*sessionRun).prepare, required: true},
+			{name: "stop", run: (*sessionRun).stopWorkspace},
+			{name: "collect", run: (*sessionRun).collectWorkspace, always: true},
+		}
+	}
 	return []phase{
 		{name: "prepare", run: (*sessionRun).prepare, required: true},
 		{name: "image", run: (*sessionRun).image},
@@ -48,6 +75,8 @@ type sessionRun struct {
 	plan   *Plan
 	facts  Facts
 	out    *Outcome
+	// ws is set when the run is a workspace's up, join or down.
+	ws *workspaceRun
 
 	// prepared: the session exists (its record can be signed); set by prepare.
 	prepared bool
@@ -97,7 +126,7 @@ func (r *sessionRun) live(ctx context.Context) error {
 	// with them (cleanUp).
 	ctx, r.fail = context.WithCancelCause(ctx)
 	r.stopping = make(chan struct{})
-	for _, p := range lifecycle() {
+	for _, p := range lifecycle(r.ws) {
 		if r.err != nil && !p.always {
 			continue
 		}

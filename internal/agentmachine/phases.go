@@ -43,12 +43,23 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 	r.hostTools = make(chan hostTools, 1)
 	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()
 	go evidence.PrepareSchema()
-	if c := r.plan.Workspace.Copy; c != nil {
+	r.linksDone = make(chan struct{})
+	switch c := r.plan.Workspace.Copy; {
+	case r.ws != nil && (r.ws.action != actionUp || r.ws.ws.CopySession != ""):
+		// A join or a down, or an up on the workspace's kept copy: the repository was read
+		// when the copy was made (the first up's record), and the mounts were checked then.
+		r.gitBefore = fingerprint.GitState{Reader: "git", Absent: "read when workspace " + r.ws.ws.Name + " was first brought up"}
+		r.gitBeforeDone = make(chan struct{})
+		close(r.gitBeforeDone)
+		if r.ws.action != actionUp {
+			close(r.linksDone)
+			return nil, nil
+		}
+	case c != nil:
 		r.prepareCopy(ctx, c)
-	} else {
+	default:
 		r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
 	}
-	r.linksDone = make(chan struct{})
 	go func() {
 		defer close(r.linksDone)
 		r.linkRefusals, r.linkErr = policy.HardLinks(ctx, r.plan.Decision, r.plan.policyHost)
@@ -338,7 +349,7 @@ func (r *sessionRun) create(ctx context.Context) (func(), error) {
 	r.out.ContainerID = box.id
 	r.event("container %s created", short(box.id))
 	return func() {
-		if r.plan.Keep && !r.weakened {
+		if r.plan.Keep && !r.weakened || r.ws != nil && r.ws.kept {
 			return
 		}
 		if err := box.remove(ctx); err != nil {

@@ -77,6 +77,9 @@ type Facts struct {
 	// Shipped are the programs a session on another machine ships there (nil when local,
 	// or when this build carries none).
 	Shipped *ShippedRef
+	// Workspace: the plan is a long-lived workspace's, whose egress gateway must outlive
+	// this process (a sidecar, also on this host: Shipped is then set).
+	Workspace bool
 }
 
 // HelperRef is the helper binary a session mounts: where it is on the host and its digest,
@@ -136,6 +139,11 @@ type SessionRequest struct {
 	AllowHosts []string
 	// Auth are the credentials asked for with --auth (policy.AuthNames).
 	Auth []string
+	// Workspace names the long-lived workspace the plan is for (up): its container idles once
+	// checked and commands join it. "" for a session.
+	Workspace string
+	// Copy is a workspace's copy, kept since its first up: the plan reuses it.
+	Copy *repocopy.Copy
 }
 
 // Plan is everything a session will do, as plain data.
@@ -178,6 +186,8 @@ type Plan struct {
 
 // WorkspacePlan is how the session sees the repository.
 type WorkspacePlan struct {
+	// Name is the long-lived workspace the plan is for (up); "" for a session.
+	Name string `json:"name,omitempty"`
 	// Mode is copy, direct or read-only.
 	Mode string `json:"mode"`
 	// Copy is where the copy will be and its branch (copy mode).
@@ -300,6 +310,12 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	case userNote != "":
 		pl.Notes = append(pl.Notes, userNote)
 	}
+	if req.Workspace != "" {
+		if err := workspaceSecrets(pl); err != nil {
+			return pl, err
+		}
+		pl.Workspace.Name = req.Workspace
+	}
 	if err := planWorkspace(p, req, f, pl); err != nil {
 		return pl, err
 	}
@@ -320,6 +336,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		pl.Notes = append(pl.Notes, "the tool runs through sourceos-helper (sha256:"+short(strings.TrimPrefix(h.Digest, "sha256:"))+"), which first checks the container from inside — seccomp, capabilities, user, environment, mounts, devices, limits, namespaces — and refuses (exit 3) if the server applied anything else; the -o podman line leaves it out")
 	default:
 		pl.Notes = append(pl.Notes, "no in-container check: its helper cannot be mounted from this host into that service's containers (another machine, or a build without the helper); the server's inspect is still compared with the plan")
+	}
+	if pl.Workspace.Name != "" {
+		return pl, planIdle(pl)
 	}
 	return pl, nil
 }
@@ -470,6 +489,11 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 	if f.Rootless {
 		s.UserNS = "keep-id"
 	}
+	if pl.Workspace.Name != "" {
+		s.Name = WorkspaceContainer(pl.Workspace.Name)
+		s.Labels[LabelWorkspace] = pl.Workspace.Name
+		s.TTY, s.Stdin = false, false // nothing attaches to it: commands join it with exec
+	}
 	explicitSettings(&s, f)
 	if s.TTY {
 		term := f.Term
@@ -610,6 +634,9 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 			}
 		}
 		w.Copy = repocopy.Plan(f.StateDir, pl.SessionID, pl.Repo, req.Branch)
+		if req.Copy != nil {
+			w.Copy = req.Copy
+		}
 		w.Include = append([]string{}, p.Spec.Workspace.Include...)
 		hidden := "every ignored path is hidden (.env files, build output)"
 		if len(w.Include) > 0 {

@@ -56,14 +56,14 @@ func (r *sessionRun) recordInput(runErr error) RecordInput {
 			PodmanServer: r.facts.ServerVersion, Rootless: r.facts.Rootless, Connection: r.plan.Connection.URI,
 			GitVersion: r.host.git, PodmanClient: r.host.podmanClient, Kernel: r.host.kernel, CgroupVersion: r.facts.CgroupsVersion},
 		Environ: r.Environ(), Key: r.key, Tool: r.tool, ToolAbsent: r.toolAbsent,
-		Egress: r.egressEvents(),
+		Egress: r.egressEvents(), WorkspaceAction: r.workspaceAction(),
 	}
 }
 
 // egressEvents are the gateway's records for the evidence (none when it never started).
 func (r *sessionRun) egressEvents() *EgressEvents {
-	if r.plan.Egress == nil {
-		return nil
+	if r.plan.Egress == nil || r.ws != nil && r.ws.action != actionDown {
+		return nil // a workspace's gateway keeps running: its down records what it saw
 	}
 	ev := &EgressEvents{}
 	if sg := r.gw; sg != nil {
@@ -244,6 +244,8 @@ type RecordInput struct {
 	ToolAbsent string    // why the tool's version was not measured
 	// Egress is the gateway's account (network gateway only).
 	Egress *EgressEvents
+	// WorkspaceAction is set for a workspace's up, join or down.
+	WorkspaceAction *evidence.WorkspaceAction
 }
 
 // maxDiff bounds the diff artifact; a larger diff is cut and says so.
@@ -259,7 +261,7 @@ func Record(in RecordInput) (string, error) {
 		Session: evidence.Session{
 			ID: pl.SessionID, Outcome: outcomeOf(out, in.RunErr), Ran: out.Ran, Interrupted: out.Interrupted, Cause: out.Cause,
 			StartedOn: out.Started.UTC().Format(time.RFC3339Nano), FinishedOn: out.Ended.UTC().Format(time.RFC3339Nano),
-			TimesSelfAsserted: true, Container: s.Name, ContainerID: out.ContainerID,
+			TimesSelfAsserted: true, Container: s.Name, ContainerID: out.ContainerID, Workspace: in.WorkspaceAction,
 		},
 		Profile:    evidence.ProfileRef{Name: pl.Profile.Name, Source: pl.Profile.Source, SHA256: pl.Profile.SHA256},
 		PolicyHash: pl.PolicyHash,

@@ -166,12 +166,20 @@ func refusedOrNil(refusals []policy.Refusal) error {
 // lifecycle), then records it. A refused plan returns the plan and a *policy.RefusedError;
 // a tool that failed returns *ToolExitError, a signal *Interrupt.
 func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionRequest) (*Result, error) {
+	return s.run(ctx, p, req, nil)
+}
+
+// run lives a session, or a workspace's up, join or down (ws), phase by phase.
+func (s *Session) run(ctx context.Context, p *profile.Profile, req SessionRequest, ws *workspaceRun) (*Result, error) {
 	engine, facts, err := s.facts(ctx, p, req, false)
 	if err != nil {
 		// Without the service, facts such as rootless-ness are guesses: a real run stops here.
 		return &Result{}, err
 	}
 	plan, err := NewPlan(p, req, facts)
+	if ws != nil && ws.action != actionUp {
+		plan, err = ws.plan(plan, err, s.Now())
+	}
 	if err != nil {
 		var refused *policy.RefusedError
 		if plan != nil && errors.As(err, &refused) {
@@ -185,7 +193,7 @@ func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionReques
 	if s.Verbose {
 		fmt.Fprintf(s.IO.ErrOut, "session %s: %s on %s (%s), policy %s\n", plan.SessionID, plan.Container.Name, plan.Connection.URI, plan.Connection.Source, plan.PolicyHash)
 	}
-	r := &sessionRun{Session: s, engine: engine, plan: plan, facts: facts, out: &Outcome{}}
+	r := &sessionRun{Session: s, engine: engine, plan: plan, facts: facts, out: &Outcome{}, ws: ws}
 	r.out.Checks = evidence.Checks{Inspect: "not-reached", Inside: "no-helper"}
 	if plan.Helper != nil {
 		r.out.Checks.Inside, r.out.Checks.Helper = "not-reached", plan.Helper.Digest
@@ -204,7 +212,12 @@ func (s *Session) Run(ctx context.Context, p *profile.Profile, req SessionReques
 	bundle, recErr := r.record(in)
 	<-cleaned
 	res.Bundle = bundle
-	r.reportCopy()
+	switch {
+	case ws == nil:
+		r.reportCopy()
+	case ws.action == actionDown:
+		r.reportWorkspaceCopy()
+	}
 	switch {
 	case runErr != nil || recErr != nil:
 		return res, errors.Join(runErr, recErr)
@@ -226,7 +239,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	f := Facts{
 		OS: h.OS, Arch: h.Arch, Home: h.Home, UID: h.UID, GID: h.GID, RuntimeDir: h.RuntimeDir,
 		Term: s.Getenv("TERM"), StdinTTY: s.IO.InTTY, StdoutTTY: s.IO.OutTTY, Now: s.Now(),
-		Own: OwnState(s.Dirs, s.TempDir, h.UID, p),
+		Own: OwnState(s.Dirs, s.TempDir, h.UID, p), Workspace: req.Workspace != "",
 	}
 	if h.OS == "windows" {
 		f.UID, f.GID = 1000, 1000 // the WSL machine's user; Windows has no uid
@@ -278,7 +291,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 // shipped names the programs a session on another machine would ship there, for the
 // service's architecture (the host's when the service did not say).
 func (s *Session) shipped(f Facts, arch string) *ShippedRef {
-	if f.Local || s.Ship == nil {
+	if (f.Local && !f.Workspace) || s.Ship == nil {
 		return nil
 	}
 	arch = firstNonEmpty(arch, s.Host.Arch)

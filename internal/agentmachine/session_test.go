@@ -19,6 +19,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/guard"
 	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -59,6 +60,29 @@ type fakeEngine struct {
 	listed []container.Summary
 }
 
+// Exec plays a join: the helper's pass verdict (from the expectation's nonce), then the
+// command's exit code (exitCode).
+func (e *fakeEngine) Exec(ctx context.Context, id string, x container.Exec, _ io.Reader, out, errOut io.Writer) (int, error) {
+	if err := e.record(ctx, "exec", id); err != nil {
+		return -1, err
+	}
+	if len(x.Command) < 3 || x.Command[1] != "check" {
+		return -1, fmt.Errorf("exec without the helper: %q", x.Command)
+	}
+	exp, err := guard.Decode(x.Command[2])
+	if err != nil {
+		return -1, err
+	}
+	w := errOut
+	if x.TTY {
+		w = out
+	}
+	fmt.Fprintln(w, guard.PassLine(exp.Nonce))
+	return e.exitCode, nil
+}
+func (e *fakeEngine) Usage(ctx context.Context, id string) (container.Usage, error) {
+	return container.Usage{CPUPercent: 1.5, MemoryBytes: 64 << 20, MemoryLimit: 4 << 30, PIDs: 3}, e.record(ctx, "usage", id)
+}
 func (e *fakeEngine) VolumeExists(ctx context.Context, name string) (bool, error) {
 	e.mu.Lock()
 	_, ok := e.volumes[name]

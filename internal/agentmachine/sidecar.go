@@ -99,6 +99,9 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 		// The injected secrets' values arrive on its standard input.
 		Stdin: len(pl.Decision.Egress.Inject) > 0,
 	}
+	if w := pl.Workspace.Name; w != "" {
+		side.Labels[LabelWorkspace] = w
+	}
 	explicitSettings(&side, f)
 	side.Hostname = sessionHostname + "-gateway"
 	side.Sysctls = map[string]string{} // network sysctls belong to the host's namespace it shares
@@ -173,6 +176,9 @@ func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(),
 	r.gw = sg
 	box := &containerRun{engine: r.engine, spec: sc.Container, image: r.out.Image}
 	undo := func() {
+		if r.ws != nil && r.ws.kept {
+			return // the workspace's gateway: its down stops it
+		}
 		r.stopGateway()
 		if sg.box != nil {
 			_ = sg.box.remove(ctx)

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
@@ -22,7 +23,26 @@ type StatusReport struct {
 	Machine       *StatusMachine `json:"machine,omitempty"`
 	Connection    StatusAPI      `json:"connection"`
 	Sessions      []StatusEntry  `json:"sessions"`
-	Image         StatusImage    `json:"image"`
+	// Workspaces are the workspaces made by up, running or down.
+	Workspaces []StatusWorkspace `json:"workspaces,omitempty"`
+	Image      StatusImage       `json:"image"`
+}
+
+// StatusWorkspace is one workspace: its container's state and, when running, what it uses.
+// It publishes no port (editors reach it over SSH through sourceosctl): Ports is empty.
+type StatusWorkspace struct {
+	Name      string           `json:"name"`
+	State     string           `json:"state"` // running, down (by down), stopped or gone (outside sourceosctl), unknown
+	Repo      string           `json:"repo"`
+	Profile   string           `json:"profile"`
+	Branch    string           `json:"branch"`
+	Container string           `json:"container,omitempty"`
+	Gateway   string           `json:"gateway,omitempty"` // the gateway sidecar's state
+	Started   *time.Time       `json:"started,omitempty"`
+	Uptime    string           `json:"uptime,omitempty"`
+	Usage     *container.Usage `json:"usage,omitempty"`
+	Ports     []string         `json:"ports,omitempty"`
+	Error     string           `json:"error,omitempty"`
 }
 
 // StatusMachine is the profile's Podman machine, when it uses one.
@@ -67,7 +87,9 @@ type StatusImage struct {
 
 // StatusDeps are what status reads.
 type StatusDeps struct {
-	Connect  Connector
+	Connect Connector
+	// Dirs holds the workspaces' records ("" State: none are listed).
+	Dirs     Dirs
 	Machines MachineOps // nil when the profile uses no machine
 	Now      func() time.Time
 }
@@ -88,7 +110,67 @@ func Status(ctx context.Context, d StatusDeps, p *profile.Profile) (StatusReport
 	if err != nil {
 		r.Connection.Error = err.Error()
 	}
+	r.Workspaces = workspaceStatus(ctx, d, engine, err == nil)
 	return r, err
+}
+
+// workspaceStatus lists the workspaces; with the service reachable, their containers' state
+// and what the running ones use.
+func workspaceStatus(ctx context.Context, d StatusDeps, engine Engine, reachable bool) []StatusWorkspace {
+	if d.Dirs.State == "" {
+		return nil
+	}
+	ws, skipped, err := d.Dirs.Workspaces()
+	var out []StatusWorkspace
+	for _, s := range skipped {
+		out = append(out, StatusWorkspace{Name: s, State: "unknown", Error: "unreadable record"})
+	}
+	if err != nil {
+		return append(out, StatusWorkspace{Name: d.Dirs.WorkspacesDir(), State: "unknown", Error: err.Error()})
+	}
+	for _, w := range ws {
+		sw := StatusWorkspace{Name: w.Name, Repo: w.Repo, Profile: w.Profile, Branch: "", State: "down"}
+		if w.Plan != nil {
+			sw.Branch = branchOf(w.Plan)
+		}
+		if w.Running() {
+			sw.Container, sw.State = short(w.ContainerID), "unknown"
+		}
+		if !reachable || !w.Running() {
+			out = append(out, sw)
+			continue
+		}
+		list, err := engine.Containers(ctx, LabelWorkspace+"="+w.Name, true)
+		if err != nil {
+			sw.Error = err.Error()
+			out = append(out, sw)
+			continue
+		}
+		sw.State = "gone"
+		for _, c := range list {
+			switch c.ID {
+			case w.ContainerID:
+				sw.State = c.State
+				if c.State == "running" {
+					started := c.Started.UTC()
+					sw.Started, sw.Uptime = &started, d.Now().Sub(c.Started).Round(time.Second).String()
+				} else {
+					sw.State = "stopped"
+				}
+			case w.SidecarID:
+				sw.Gateway = c.State
+			}
+		}
+		if sw.State == "running" {
+			if u, err := engine.Usage(ctx, w.ContainerID); err == nil {
+				sw.Usage = &u
+			} else {
+				sw.Error = err.Error()
+			}
+		}
+		out = append(out, sw)
+	}
+	return out
 }
 
 func machineStatus(ctx context.Context, d StatusDeps, ref machine.Ref) *StatusMachine {
@@ -118,6 +200,9 @@ func fillStatus(ctx context.Context, now time.Time, e Engine, r *StatusReport) e
 		return err
 	}
 	for _, s := range sessions {
+		if s.Labels[LabelWorkspace] != "" {
+			continue // listed with its workspace
+		}
 		r.Sessions = append(r.Sessions, StatusEntry{
 			// A session's other containers (its egress gateway sidecar) show their role.
 			Name: s.Name, Session: s.Labels[LabelSession], Tool: firstNonEmpty(s.Labels[LabelTool], s.Labels[LabelRole]),
@@ -165,6 +250,25 @@ func WriteStatus(w io.Writer, r StatusReport) error {
 		img = r.Image.Ref + ": unknown (no API)"
 	}
 	fmt.Fprintf(w, "Image       %s\n", img)
+	if len(r.Workspaces) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "WORKSPACE\tSTATE\tUPTIME\tCPU\tMEMORY\tPIDS\tBRANCH\tREPOSITORY")
+		for _, s := range r.Workspaces {
+			cpu, mem, pids := "-", "-", "-"
+			if u := s.Usage; u != nil {
+				cpu, mem, pids = fmt.Sprintf("%.1f%%", u.CPUPercent), fmt.Sprintf("%s / %s", mib(u.MemoryBytes), mib(u.MemoryLimit)), fmt.Sprint(u.PIDs)
+			}
+			state := s.State
+			if s.Error != "" {
+				state += " (" + s.Error + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, state, orDash(s.Uptime), cpu, mem, pids, orDash(s.Branch), s.Repo)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if len(r.Sessions) == 0 {
 		_, err := fmt.Fprintln(w, "Sessions    none running")
 		return err
@@ -186,6 +290,14 @@ func StopSessions(ctx context.Context, e Engine, stopTimeout time.Duration, dryR
 	if err != nil {
 		return err
 	}
+	kept := sessions[:0]
+	for _, s := range sessions {
+		// A workspace is brought down with down, which brings its work back.
+		if s.Labels[LabelWorkspace] == "" {
+			kept = append(kept, s)
+		}
+	}
+	sessions = kept
 	if len(sessions) == 0 {
 		fmt.Fprintln(errOut, "No running sessions.")
 		return nil
@@ -208,6 +320,8 @@ func StopSessions(ctx context.Context, e Engine, stopTimeout time.Duration, dryR
 	}
 	return errors.Join(errs...)
 }
+
+func mib(b uint64) string { return fmt.Sprintf("%dMiB", b>>20) }
 
 func orNone(s string) string {
 	if s == "" {

@@ -300,7 +300,11 @@ type statusOptions struct {
 func newStatusCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := &statusOptions{IO: f.IO, GOOS: f.GOOS, LoadProfile: f.LoadProfile,
 		Deps: func() agentmachine.StatusDeps {
-			return agentmachine.StatusDeps{Connect: f.Connector(g.Connection), Machines: f.Machines(), Now: f.Now}
+			deps := agentmachine.StatusDeps{Connect: f.Connector(g.Connection), Machines: f.Machines(), Now: f.Now}
+			if home, err := f.Home(); err == nil {
+				deps.Dirs = agentmachine.DirsFor(f.GOOS, f.Getenv, home)
+			}
+			return deps
 		}}
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",

@@ -180,6 +180,9 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
 		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth}
+	if joined, err := joinRunning(ctx, opts, s, prof, wd); joined || err != nil {
+		return err
+	}
 	if opts.DryRun {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)

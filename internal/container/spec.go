@@ -206,3 +206,20 @@ type VolumeSummary struct {
 	Labels  map[string]string `json:"labels"`
 	Created time.Time         `json:"created"`
 }
+
+// Exec is one command run in a running container (a join of a workspace).
+type Exec struct {
+	Command []string
+	Env     map[string]string
+	User    string
+	WorkDir string
+	TTY     bool
+}
+
+// Usage is what a running container uses, from the service's statistics.
+type Usage struct {
+	CPUPercent  float64 `json:"cpuPercent"`
+	MemoryBytes uint64  `json:"memoryBytes"`
+	MemoryLimit uint64  `json:"memoryLimitBytes"`
+	PIDs        uint64  `json:"pids"`
+}

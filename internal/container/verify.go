@@ -344,7 +344,8 @@ func contains(list []string, s string) bool {
 
 func plannedOverlay(planned []Overlay, o Overlay) bool {
 	for _, p := range planned {
-		if path.Clean(p.Target) == path.Clean(o.Target) && (o.Source == "" || path.Clean(p.Source) == path.Clean(o.Source)) {
+		if path.Clean(p.Target) == path.Clean(o.Target) && (o.Source == "" || path.Clean(p.Source) == path.Clean(o.Source)) &&
+			(o.Upper == "" || path.Clean(p.Upper) == path.Clean(o.Upper)) {
 			return true
 		}
 	}

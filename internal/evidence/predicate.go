@@ -117,6 +117,16 @@ type Session struct {
 	TimesSelfAsserted bool   `json:"timesSelfAsserted"`
 	Container         string `json:"container"`
 	ContainerID       string `json:"containerId,omitempty"`
+	// Workspace is set when the record is a long-lived workspace's.
+	Workspace *WorkspaceAction `json:"workspace,omitempty"`
+}
+
+// WorkspaceAction names the workspace a record belongs to and what it records: its up, a
+// command that joined it, or its down; Up is the session id of the up that made its container.
+type WorkspaceAction struct {
+	Name   string `json:"name"`
+	Action string `json:"action"`
+	Up     string `json:"up"`
 }
 
 // Checks says how the container was checked before the tool started: the server's inspect

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
@@ -69,6 +70,12 @@ func observe(d *define.InspectContainerData) container.Observed {
 	for _, m := range d.Mounts {
 		switch m.Type {
 		case "bind":
+			// Once running, Podman 4.3 lists an overlay volume as a bind of its merged
+			// directory, its layers in the options.
+			if lower, upper, ok := overlayLayers(m.Options); ok {
+				o.Overlays = append(o.Overlays, container.Overlay{Source: lower, Target: m.Destination, Upper: upper})
+				continue
+			}
 			o.Binds = append(o.Binds, container.Mount{Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})
 		case "tmpfs":
 			o.Tmpfs = appendUnique(o.Tmpfs, m.Destination)
@@ -82,6 +89,19 @@ func observe(d *define.InspectContainerData) container.Observed {
 		}
 	}
 	return o
+}
+
+// overlayLayers are an overlay mount's lower and upper directories, from its options.
+func overlayLayers(options []string) (lower, upper string, ok bool) {
+	for _, opt := range options {
+		if v, found := strings.CutPrefix(opt, "lowerdir="); found {
+			lower, ok = v, true
+		}
+		if v, found := strings.CutPrefix(opt, "upperdir="); found {
+			upper = v
+		}
+	}
+	return lower, upper, ok
 }
 
 func appendUnique(list []string, s string) []string {

@@ -65,6 +65,10 @@ type Copy struct {
 	// could not come back (the layers are kept).
 	Result       *Result `json:"result,omitempty"`
 	CollectError string  `json:"collectError,omitempty"`
+	// Rewrite: the branch is a workspace's, brought back whole at each of its downs, so it
+	// replaces what an earlier down left there (never a branch it did not make: the name
+	// was checked free when the workspace was first brought up).
+	Rewrite bool `json:"rewrite,omitempty"`
 	// Merged is the commit that merged the branch into the user's branch, and when.
 	Merged   string    `json:"merged,omitempty"`
 	MergedAt time.Time `json:"mergedAt,omitempty"`

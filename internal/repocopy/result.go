@@ -144,7 +144,11 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	for _, id := range strictFsck {
 		args = append(args, "-c", "fetch.fsck."+id+"=error")
 	}
-	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine, ref+":"+ref)
+	refspec := ref + ":" + ref
+	if c.Rewrite {
+		refspec = "+" + refspec
+	}
+	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine, refspec)
 	if _, err := g.Output(ctx, c.Repo, args...); err != nil {
 		var ge *gitrun.Error
 		if errors.As(err, &ge) && ge.Stderr != "" {

@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
+)
+
+// Workspaces (docs/design/workspaces.md): up, exec, down, rm; shell and run join a running
+// workspace of their repository and profile.
+
+func newUpCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	opts := newSessionOptions(f, g)
+	var name string
+	var fresh bool
+	cmd := &cobra.Command{
+		Use:   "up [--repo PATH] [--name NAME] [--tool TOOL] [--fresh]",
+		Short: "Bring up a workspace that keeps running: exec, shell and run join it",
+		Long: `Bring up a governed workspace for the repository and profile: the same container a
+session gets (policy, hardening, its own copy and branch, the egress gateway), checked the
+same way — the server's inspect compared with the plan, then sourceos-helper from inside —
+kept running. exec, shell and run on the same repository join it instead of creating a
+container; each join is checked again and leaves its own evidence bundle.
+
+One workspace per repository and profile, named after the repository's directory unless
+--name says otherwise. Running up again on a running workspace checks it and changes
+nothing; after down it starts again on the same copy, so files the agent left there are
+still there. --fresh brings it down first (its work reaches its branch) and starts over
+from a new copy of your HEAD and uncommitted changes.
+
+With spec.network: gateway the gateway runs in a sidecar container beside it (it must
+outlive this command); injected secrets are read at each up and reach only the gateway. A
+workspace cannot hold a plain --secret: its value would live as long as the container.`,
+		Example: `  sourceosctl agent-machine up --repo ~/dev/app
+  sourceosctl agent-machine up --repo . --tool claude-code --auth anthropic
+  sourceosctl agent-machine exec --repo . -- go test ./...
+  sourceosctl agent-machine up --repo . --fresh
+  sourceosctl agent-machine up --repo . --dry-run`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Profile = g.Profile
+			if opts.Tool == "" {
+				opts.Tool = tool.Shell
+			}
+			if opts.Keep {
+				return usageErrorf("--keep: a workspace is kept until down or rm")
+			}
+			if err := opts.validate(); err != nil {
+				return err
+			}
+			return runUp(cmd.Context(), opts, name, fresh)
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the workspace's `NAME` (default: the repository directory's name)")
+	cmd.Flags().BoolVar(&fresh, "fresh", false, "bring it down and start over from a new copy (the old work stays on its branch)")
+	cmd.Flags().StringVar(&opts.Tool, "tool", "", "the `TOOL` that run joins with (claude-code, codex, a custom tool; default: shell only)")
+	addSessionFlags(cmd, opts)
+	return cmd
+}
+
+func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool) error {
+	prof, err := opts.LoadProfile(opts.Profile)
+	if err != nil {
+		return err
+	}
+	s, err := opts.Session()
+	if err != nil {
+		return err
+	}
+	wd, _ := opts.WorkDir()
+	repo, err := workspaceRepo(s, prof, opts.Repo, wd)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		name = agentmachine.DefaultWorkspaceName(repo)
+		if w, err := s.Dirs.FindWorkspace(repo, prof.Metadata.Name); err != nil {
+			return err
+		} else if w != nil {
+			name = w.Name
+		}
+	}
+	if err := agentmachine.CheckWorkspaceName(name); err != nil {
+		return err
+	}
+	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: repo, Secrets: opts.Secrets, AllowProtected: opts.AllowProtected,
+		WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name}
+	if opts.DryRun {
+		plan, err := s.Plan(ctx, prof, req)
+		return printPlan(opts, plan, err)
+	}
+	res, err := s.Up(ctx, prof, req, fresh)
+	if err != nil {
+		return err
+	}
+	w := res.Workspace
+	if res.Already {
+		fmt.Fprintf(opts.IO.ErrOut, "Workspace %s is already up (container %.12s), and as planned.\n", w.Name, w.ContainerID)
+	} else {
+		fmt.Fprintf(opts.IO.ErrOut, "✓ Workspace %s is up (container %.12s) on %s.\n", w.Name, w.ContainerID, w.Repo)
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "  join:   sourceosctl agent-machine exec --name %s -- COMMAND   (shell and run on %s join it too)\n  status: sourceosctl agent-machine status\n  down:   sourceosctl agent-machine down --name %s\n", w.Name, w.Repo, w.Name)
+	return nil
+}
+
+// workspaceRepo resolves the repository a workspace command names: --repo, else the
+// profile's, else the working directory.
+func workspaceRepo(s *agentmachine.Session, prof *profile.Profile, repo, wd string) (string, error) {
+	if repo == "" {
+		repo = prof.Spec.Workspace.Repo
+	}
+	if repo == "" {
+		repo = "."
+	}
+	r, err := profile.ResolvePath(repo, s.Host.Home, wd)
+	if err != nil {
+		return "", &agentmachine.InputError{Flag: "--repo", Err: err}
+	}
+	return r, nil
+}
+
+// findWorkspace is the workspace --name names, or else the one of the repository and profile.
+func findWorkspace(s *agentmachine.Session, prof *profile.Profile, name, repo, wd string) (*agentmachine.Workspace, error) {
+	if name != "" {
+		w, found, err := s.Dirs.LoadWorkspace(name)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, &agentmachine.InputError{Flag: "--name", Err: fmt.Errorf("there is no workspace %s", name), Fix: "sourceosctl agent-machine status lists them; up makes one"}
+		}
+		return w, nil
+	}
+	r, err := workspaceRepo(s, prof, repo, wd)
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.Dirs.FindWorkspace(r, prof.Metadata.Name)
+	if err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, &agentmachine.InputError{Err: fmt.Errorf("no workspace of %s with profile %s", r, prof.Metadata.Name),
+			Fix: "sourceosctl agent-machine up --repo " + r}
+	}
+	return w, nil
+}
+
+func newExecCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	var name, repo string
+	cmd := &cobra.Command{
+		Use:   "exec [--name NAME | --repo PATH] -- COMMAND [ARG...]",
+		Short: "Run a command in a running workspace",
+		Long: `Run COMMAND in the running workspace (made by up) of the repository, or the one --name
+names. Before it starts, the workspace's container is inspected and compared with what up
+created, and sourceos-helper checks it again from inside: a container changed behind
+sourceosctl's back is refused (exit 3). The command's exit code becomes sourceosctl's; the
+join leaves its own evidence bundle naming the workspace.`,
+		Example: `  sourceosctl agent-machine exec --repo . -- go test ./...
+  sourceosctl agent-machine exec --name app -- sh -c 'echo $SOURCEOS_AGENT_SESSION'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageErrorf("name the command to run after --, e.g. exec -- make test")
+			}
+			prof, err := f.LoadProfile(g.Profile)
+			if err != nil {
+				return err
+			}
+			s, err := f.Session(g)
+			if err != nil {
+				return err
+			}
+			wd, _ := f.WorkDir()
+			w, err := findWorkspace(s, prof, name, repo, wd)
+			if err != nil {
+				return err
+			}
+			_, err = s.Join(cmd.Context(), prof, w, agentmachine.SessionRequest{Tool: tool.Shell, Args: args})
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the workspace's `NAME`")
+	cmd.Flags().StringVar(&repo, "repo", "", "the workspace's repository `PATH` (default: the profile's, else the working directory)")
+	return cmd
+}
+
+func newDownCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	var name, repo string
+	cmd := &cobra.Command{
+		Use:   "down [--name NAME | --repo PATH]",
+		Short: "Stop a workspace; its work reaches its branch, its copy stays for the next up",
+		Long: `Stop the workspace of the repository (or the one --name names): its container and its
+egress gateway stop, the gateway's record of every connection goes into the down's
+evidence bundle, and what the agent left in the workspace's copy comes back to your
+repository as the workspace's branch (review it with diff, take it with merge). The copy
+and the tools' state stay: up starts the workspace again where it was.`,
+		Example: `  sourceosctl agent-machine down --repo .
+  sourceosctl agent-machine down --name app`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prof, err := f.LoadProfile(g.Profile)
+			if err != nil {
+				return err
+			}
+			s, err := f.Session(g)
+			if err != nil {
+				return err
+			}
+			wd, _ := f.WorkDir()
+			w, err := findWorkspace(s, prof, name, repo, wd)
+			if err != nil {
+				return err
+			}
+			if !w.Running() {
+				fmt.Fprintf(f.IO.ErrOut, "Workspace %s is down already.\n", w.Name)
+				return nil
+			}
+			if _, err := s.Down(cmd.Context(), prof, w.Name); err != nil {
+				return err
+			}
+			fmt.Fprintf(f.IO.ErrOut, "✓ Workspace %s is down.\n", w.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the workspace's `NAME`")
+	cmd.Flags().StringVar(&repo, "repo", "", "the workspace's repository `PATH` (default: the profile's, else the working directory)")
+	return cmd
+}
+
+func newRmCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "rm NAME [--yes]",
+		Short: "Remove a workspace: its containers, gateway volume, copy and record",
+		Long: `Remove the workspace NAME. A running one is brought down first, so its work reaches its
+branch. Then its containers, its gateway's volume, its copy and its record are removed.
+
+Never removed: your repository (and the workspace's branch in it), the evidence bundles,
+and the tools' state volumes, which the profile's sessions share (state rm removes those).
+Asks first on a terminal; elsewhere --yes is required.`,
+		Example: `  sourceosctl agent-machine rm app
+  sourceosctl agent-machine rm app --yes`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := agentmachine.CheckWorkspaceName(name); err != nil {
+				return err
+			}
+			prof, err := f.LoadProfile(g.Profile)
+			if err != nil {
+				return err
+			}
+			s, err := f.Session(g)
+			if err != nil {
+				return err
+			}
+			w, found, err := s.Dirs.LoadWorkspace(name)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return &agentmachine.InputError{Err: fmt.Errorf("there is no workspace %s", name), Fix: "sourceosctl agent-machine status lists them"}
+			}
+			if !yes {
+				if !f.IO.InTTY {
+					return usageErrorf("removing workspace %s needs --yes when standard input is not a terminal", name)
+				}
+				fmt.Fprintf(f.IO.ErrOut, "Remove workspace %s of %s (its containers and copy; the branch and the evidence stay)? [y/N] ", name, w.Repo)
+				answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					fmt.Fprintln(f.IO.ErrOut, "nothing removed")
+					return nil
+				}
+			}
+			if err := s.RemoveWorkspace(cmd.Context(), prof, name); err != nil {
+				return err
+			}
+			fmt.Fprintf(f.IO.Out, "removed workspace %s (%s and the evidence untouched)\n", name, w.Repo)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
+	return cmd
+}
+
+// joinRunning joins the running workspace of the session's repository and profile, when
+// there is one: joined is false otherwise (the session runs as usual).
+func joinRunning(ctx context.Context, opts *sessionOptions, s *agentmachine.Session, prof *profile.Profile, wd string) (joined bool, err error) {
+	repo, err := workspaceRepo(s, prof, opts.Repo, wd)
+	if err != nil || (opts.Repo == "" && prof.Spec.Workspace.Repo == "") {
+		return false, nil // the session reports a missing --repo
+	}
+	w, err := s.Dirs.FindWorkspace(repo, prof.Metadata.Name)
+	if err != nil || w == nil || !w.Running() {
+		return false, err
+	}
+	for _, f := range []struct {
+		flag string
+		set  bool
+	}{{"--secret", len(opts.Secrets) > 0}, {"--auth", len(opts.Auth) > 0}, {"--allow-host", len(opts.AllowHosts) > 0},
+		{"--allow-protected", len(opts.AllowProtected) > 0}, {"--keep", opts.Keep}, {"--direct", opts.Direct}, {"--branch", opts.Branch != ""}} {
+		if f.set {
+			return true, usageErrorf("%s: workspace %s of %s is up and this command would join it, with what up gave it; bring it up again with %s (up --fresh), or down it to run a session", f.flag, w.Name, repo, f.flag)
+		}
+	}
+	if opts.DryRun {
+		fmt.Fprintf(opts.IO.Out, "dry run: would join workspace %s (container %.12s) and run %s there, checked again first\n", w.Name, w.ContainerID, orDash(strings.Join(opts.Args, " "), opts.Tool))
+		return true, nil
+	}
+	fmt.Fprintf(opts.IO.ErrOut, "joining workspace %s (container %.12s)\n", w.Name, w.ContainerID)
+	_, err = s.Join(ctx, prof, w, agentmachine.SessionRequest{Tool: opts.Tool, Args: opts.Args, Repo: repo})
+	return true, err
+}
+
+func orDash(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
+}

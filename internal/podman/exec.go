@@ -1,0 +1,73 @@
+package podman
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/containers/podman/v5/pkg/api/handlers"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	dockercontainer "github.com/docker/docker/api/types/container"
+
+	"github.com/sourceos/sourceosctl/internal/container"
+)
+
+// Exec runs a command in the running container id, its streams attached, and returns its
+// exit code. With a TTY the bindings put this process's terminal in raw mode and follow its
+// size, as an attach does.
+func (c *Client) Exec(ctx context.Context, id string, x container.Exec, in io.Reader, out, errOut io.Writer) (int, error) {
+	env := make([]string, 0, len(x.Env))
+	for k, v := range x.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	cfg := &handlers.ExecCreateConfig{ExecOptions: dockercontainer.ExecOptions{
+		User: x.User, Tty: x.TTY, AttachStdin: in != nil, AttachStdout: true, AttachStderr: !x.TTY,
+		Env: env, WorkingDir: x.WorkDir, Cmd: x.Command,
+	}}
+	cctx, cancel := c.call(ctx, callTimeout)
+	session, err := containers.ExecCreate(cctx, id, cfg)
+	cancel()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
+	}
+	opts := new(containers.ExecStartAndAttachOptions).WithOutputStream(out).WithAttachOutput(true)
+	if !x.TTY {
+		opts = opts.WithErrorStream(errOut).WithAttachError(true)
+	}
+	if in != nil {
+		opts = opts.WithInputStream(*bufio.NewReader(in)).WithAttachInput(true)
+	}
+	actx := valuesFrom{Context: ctx, values: c.conn}
+	if err := containers.ExecStartAndAttach(actx, session, opts); err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
+	}
+	ictx, cancel := c.call(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+	st, err := containers.ExecInspect(ictx, session, nil)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
+	}
+	return st.ExitCode, nil
+}
+
+// Usage is what the running container id uses now (one sample, not a stream).
+func (c *Client) Usage(ctx context.Context, id string) (container.Usage, error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	reports, err := containers.Stats(cctx, []string{id}, new(containers.StatsOptions).WithStream(false))
+	if err != nil {
+		return container.Usage{}, fmt.Errorf("statistics of container %s: %w", short(id), err)
+	}
+	for r := range reports {
+		if r.Error != nil {
+			return container.Usage{}, fmt.Errorf("statistics of container %s: %w", short(id), r.Error)
+		}
+		for _, s := range r.Stats {
+			return container.Usage{CPUPercent: s.CPU, MemoryBytes: s.MemUsage, MemoryLimit: s.MemLimit, PIDs: s.PIDs}, nil
+		}
+	}
+	return container.Usage{}, fmt.Errorf("statistics of container %s: the service sent none", short(id))
+}
