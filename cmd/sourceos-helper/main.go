@@ -207,6 +207,7 @@ func system() guard.System {
 			return old
 		},
 		Interfaces: func() ([]string, error) { return names("/sys/class/net") },
+		Cgroup:     func() guard.Cgroup { return guard.ReadCgroup(os.DirFS("/sys/fs/cgroup")) },
 		Devices:    func() ([]string, error) { return names("/dev") },
 		ICMPSocket: func() error {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)

@@ -68,6 +68,9 @@ func expectation(s container.Spec, image container.Image, nonce string) guard.Ex
 		e.Mounts = append(e.Mounts, o.Target)
 		e.Overlays = append(e.Overlays, guard.Overlay{Target: o.Target, Lower: o.Source, Upper: o.Upper})
 	}
+	if l := s.Limits; !l.BestEffort {
+		e.Cgroup = &guard.CgroupLimits{MemoryBytes: l.MemoryBytes, Pids: l.Pids, CPUs: l.CPUs}
+	}
 	switch s.Network {
 	case "none":
 		e.Interfaces = []string{"lo"}

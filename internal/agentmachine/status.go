@@ -130,8 +130,8 @@ func workspaceStatus(ctx context.Context, d StatusDeps, engine Engine, reachable
 	}
 	for _, w := range ws {
 		sw := StatusWorkspace{Name: w.Name, Repo: w.Repo, Profile: w.Profile, Branch: "", State: "down"}
-		if w.Plan != nil {
-			sw.Branch = branchOf(w.Plan)
+		if w.Plan != nil && w.Plan.Workspace.Copy != nil {
+			sw.Branch = w.Plan.Workspace.Copy.Branch
 		}
 		if w.Running() {
 			sw.Container, sw.State = short(w.ContainerID), "unknown"

@@ -38,6 +38,9 @@ type Expectation struct {
 	Umask    int       `json:"umask"`
 	// Interfaces are the network interfaces allowed: ["lo"] for a session without network.
 	Interfaces []string `json:"interfaces,omitempty"`
+	// Cgroup are the resource limits the live cgroup must have (nil: not enforced, as a
+	// profile with best-effort limits accepts).
+	Cgroup *CgroupLimits `json:"cgroup,omitempty"`
 }
 
 // Overlay is one planned overlay mount, with host paths as the kernel reports them.
@@ -112,6 +115,8 @@ type System struct {
 	// ICMPSocket opens (and closes) an unprivileged ICMP socket: nil means the kernel let
 	// this user open one, which only a widened net.ipv4.ping_group_range allows.
 	ICMPSocket func() error
+	// Cgroup reads the container's cgroup limits (ReadCgroup of /sys/fs/cgroup).
+	Cgroup func() Cgroup
 }
 
 // Check compares the container with e and returns every difference, each naming the field.
@@ -164,6 +169,9 @@ func Check(e Expectation, s System) []string {
 		add("cannot read the resource limits: %v", err)
 	} else {
 		d = append(d, checkLimits(limits)...)
+	}
+	if e.Cgroup != nil && s.Cgroup != nil {
+		d = append(d, checkCgroup(*e.Cgroup, s.Cgroup())...)
 	}
 	if h, err := s.Hostname(); err != nil || h != e.Hostname {
 		add("hostname is %q (want %q): the UTS namespace is not the container's own", h, e.Hostname)
