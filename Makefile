@@ -25,14 +25,16 @@ CROSS     := darwin/arm64 darwin/amd64 windows/amd64 linux/arm64
 all: build
 
 # The helper that runs first in every container (cmd/sourceos-helper), the collector that
-# brings a copy's work back (cmd/sourceos-collect) and the egress gateway as a sidecar for
-# machines and remote services (cmd/sourceos-gateway), built static for each Linux
+# brings a copy's work back (cmd/sourceos-collect), the egress gateway as a sidecar for
+# machines, remote services and workspaces (cmd/sourceos-gateway) and a workspace's SFTP
+# server (cmd/sourceos-sftp), built static for each Linux
 # architecture and embedded into sourceosctl: every target that compiles sourceosctl needs
 # them first.
 HELPER_SRC  := $(wildcard cmd/sourceos-helper/*.go internal/guard/*.go internal/forward/*.go)
 COLLECT_SRC := $(wildcard cmd/sourceos-collect/*.go internal/collect/*.go)
 GATEWAY_SRC := $(wildcard cmd/sourceos-gateway/*.go internal/egress/*.go)
-HELPERS     := $(foreach p,sourceos-helper sourceos-collect sourceos-gateway,$(foreach a,amd64 arm64,internal/helper/bin/$(p)-linux-$(a)))
+SFTP_SRC    := $(wildcard cmd/sourceos-sftp/*.go)
+HELPERS     := $(foreach p,sourceos-helper sourceos-collect sourceos-gateway sourceos-sftp,$(foreach a,amd64 arm64,internal/helper/bin/$(p)-linux-$(a)))
 
 helper: $(HELPERS)
 
@@ -46,6 +48,10 @@ internal/helper/bin/sourceos-collect-linux-%: $(COLLECT_SRC)
 
 internal/helper/bin/sourceos-gateway-linux-%: $(GATEWAY_SRC)
 	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-gateway
+	sha256sum $@ | cut -d' ' -f1 > $@.sha256
+
+internal/helper/bin/sourceos-sftp-linux-%: $(SFTP_SRC)
+	GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/sourceos-sftp
 	sha256sum $@ | cut -d' ' -f1 > $@.sha256
 
 build: helper

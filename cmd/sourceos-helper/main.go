@@ -13,11 +13,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -43,6 +45,9 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == idleArg {
 		idle()
 		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == connectArg {
+		os.Exit(connect(os.Args[2]))
 	}
 	if len(os.Args) == 2 && os.Args[1] == "__probe-vsock" {
 		probeVsock()
@@ -116,6 +121,36 @@ func idle() {
 	<-stop
 }
 
+// connectArg relays standard input and output to a TCP port on the container's loopback: a
+// workspace's SSH port forwarding (ssh -L), run through the check like any join. Only
+// loopback: the container has no other network, and its gateway is not a destination.
+const connectArg = "connect"
+
+func connect(addr string) int {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(os.Stderr, "sourceos-helper: connect %s: only a port on the container's loopback (127.0.0.1:PORT)\n", addr)
+		return 2
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort(ip.String(), port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sourceos-helper: connect:", err)
+		return 1
+	}
+	// The client's end (standard input) half-closes the connection; the server's end ends
+	// the relay.
+	go func() {
+		_, _ = io.Copy(conn, os.Stdin)
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}()
+	_, _ = io.Copy(os.Stdout, conn)
+	return 0
+}
+
 // forwarderArg runs the helper as the forwarders' process: its listeners arrive as open
 // files from 3 on, one per socket argument.
 const forwarderArg = "__forward"
@@ -168,6 +203,28 @@ func serveForwarders(sockets []string) {
 	os.Exit(exitForward)
 }
 
+// processes lists the container's processes (its PID namespace is its own); one that ended
+// while being read is skipped.
+func processes() ([]guard.Process, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []guard.Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		out = append(out, guard.ParseProcess(pid, string(b)))
+	}
+	return out, nil
+}
+
 func system() guard.System {
 	read := func(p string) (string, error) {
 		b, err := os.ReadFile(p)
@@ -208,6 +265,7 @@ func system() guard.System {
 		},
 		Interfaces: func() ([]string, error) { return names("/sys/class/net") },
 		Cgroup:     func() guard.Cgroup { return guard.ReadCgroup(os.DirFS("/sys/fs/cgroup")) },
+		Processes:  processes,
 		Devices:    func() ([]string, error) { return names("/dev") },
 		ICMPSocket: func() error {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)

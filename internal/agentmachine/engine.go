@@ -45,6 +45,10 @@ type Engine interface {
 	// code; Usage samples what a running container uses.
 	Exec(ctx context.Context, id string, x container.Exec, in io.Reader, out, errOut io.Writer) (int, error)
 	Usage(ctx context.Context, id string) (container.Usage, error)
+	// ExecSessions lists a container's exec sessions but the known ones; Changes what was
+	// written to its root file system.
+	ExecSessions(ctx context.Context, id string, known map[string]bool) ([]container.ExecSession, error)
+	Changes(ctx context.Context, id string) ([]string, error)
 }
 
 // Connector reaches the Podman service for a profile's machine ("" when it names none),

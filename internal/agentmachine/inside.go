@@ -55,14 +55,23 @@ func expectation(s container.Spec, image container.Image, nonce string) guard.Ex
 	for _, sec := range s.Secrets {
 		e.EnvNames = append(e.EnvNames, sec.EnvVar)
 	}
+	if s.ReadOnlyRoot {
+		e.ReadOnly = append(e.ReadOnly, "/")
+	}
 	for _, m := range s.Mounts {
 		e.Mounts = append(e.Mounts, m.Target)
+		if m.ReadOnly {
+			e.ReadOnly = append(e.ReadOnly, m.Target)
+		}
 	}
 	for _, t := range s.Tmpfs {
 		e.Mounts = append(e.Mounts, t.Target)
 	}
 	for _, v := range s.Volumes {
 		e.Mounts = append(e.Mounts, v.Target)
+		if v.ReadOnly {
+			e.ReadOnly = append(e.ReadOnly, v.Target)
+		}
 	}
 	for _, o := range s.Overlays {
 		e.Mounts = append(e.Mounts, o.Target)

@@ -39,6 +39,15 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 			return nil, fmt.Errorf("the container helper at %s is not the one planned (%s)", ref.Path, h.Digest)
 		}
 	}
+	if sf := r.plan.SFTP; sf != nil && r.SFTP != nil && (r.ws == nil || r.ws.action == actionUp) {
+		ref, err := r.SFTP(r.Host.Arch, true)
+		if err != nil {
+			return nil, err
+		}
+		if ref != *sf {
+			return nil, fmt.Errorf("the SFTP server at %s is not the one planned (%s)", ref.Path, sf.Digest)
+		}
+	}
 	r.event("session %s planned: %s, policy %s", r.plan.SessionID, r.plan.Container.Name, r.plan.PolicyHash)
 	r.hostTools = make(chan hostTools, 1)
 	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()

@@ -80,6 +80,8 @@ type Facts struct {
 	// Workspace: the plan is a long-lived workspace's, whose egress gateway must outlive
 	// this process (a sidecar, also on this host: Shipped is then set).
 	Workspace bool
+	// SFTP is the SFTP server a workspace's container mounts (zero: none can be).
+	SFTP HelperRef
 }
 
 // HelperRef is the helper binary a session mounts: where it is on the host and its digest,
@@ -173,6 +175,8 @@ type Plan struct {
 	Workspace WorkspacePlan `json:"workspace"`
 	// Egress is how the session reaches its egress gateway (network gateway only).
 	Egress *EgressPlan `json:"egress,omitempty"`
+	// SFTP is the SFTP server mounted in a workspace's container, for its editors.
+	SFTP *HelperRef `json:"sftp,omitempty"`
 
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
@@ -338,7 +342,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		pl.Notes = append(pl.Notes, "no in-container check: its helper cannot be mounted from this host into that service's containers (another machine, or a build without the helper); the server's inspect is still compared with the plan")
 	}
 	if pl.Workspace.Name != "" {
-		return pl, planIdle(pl)
+		return pl, planIdle(pl, f)
 	}
 	return pl, nil
 }

@@ -32,7 +32,9 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 		in.Dir = dir
 		bundle, err := r.writeRecord(in, i == len(dirs)-1)
 		if err == nil {
-			fmt.Fprintf(r.IO.ErrOut, "evidence: %s\n", bundle)
+			if !r.Quiet {
+				fmt.Fprintf(r.IO.ErrOut, "evidence: %s\n", bundle)
+			}
 			return bundle, nil
 		}
 		errs = append(errs, err)

@@ -43,12 +43,18 @@ type Session struct {
 	// StopTimeout is how long a stopping container gets before it is killed.
 	StopTimeout time.Duration
 	Verbose     bool
+	// Quiet leaves out the line naming each bundle (the SSH proxy: its standard error is the
+	// editor's log). Bundles are written all the same.
+	Quiet bool
 	// Helper locates the in-container helper for a Linux architecture, writing it to disk when
 	// install is true; nil when this build has none.
 	Helper func(arch string, install bool) (HelperRef, error)
 	// Collector installs the program that brings a copy's work back (cmd/sourceos-collect)
 	// for a Linux architecture; nil when this build has none.
 	Collector func(arch string) (HelperRef, error)
+	// SFTP locates (and with install, writes) the SFTP server a workspace's container mounts
+	// for editors (cmd/sourceos-sftp); nil when this build has none.
+	SFTP func(arch string, install bool) (HelperRef, error)
 
 	// Ship returns the programs a session ships to a service on another machine (the helper
 	// and the egress gateway, for its architecture); nil when this build has none.
@@ -269,6 +275,11 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 		if s.Helper != nil {
 			if ref, herr := s.Helper(h.Arch, false); herr == nil {
 				f.Helper = ref
+			}
+		}
+		if f.Workspace && s.SFTP != nil {
+			if ref, serr := s.SFTP(h.Arch, false); serr == nil {
+				f.SFTP = ref
 			}
 		}
 	}

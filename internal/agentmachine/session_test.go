@@ -34,12 +34,14 @@ type fakeEngine struct {
 	present bool
 	pullErr error
 	weaken  func(*container.Observed)
-	// weakenProbe changes what the server reports for the tool probe's container only.
-	weakenProbe func(*container.Observed)
-	created     map[string]container.Spec
-	failAt      string
-	exitCode    int
-	probeOut    string
+	// weakenProbe changes what the server reports for the tool probe's container only;
+	// weakenSidecar for the gateway sidecar's.
+	weakenProbe   func(*container.Observed)
+	weakenSidecar func(*container.Observed)
+	created       map[string]container.Spec
+	failAt        string
+	exitCode      int
+	probeOut      string
 	// block makes Attach wait for ctx (a running session) instead of returning at once.
 	block   bool
 	secrets map[string][]byte
@@ -61,6 +63,10 @@ type fakeEngine struct {
 	// verdict plays the helper: a container whose command is the helper's check prints its
 	// pass verdict on standard error (a workspace's up waits for it).
 	verdict bool
+	// execSessions are a container's exec sessions as the server lists them; changes what
+	// was written to each container's root file system beyond its mount points.
+	execSessions []container.ExecSession
+	changes      map[string][]string
 }
 
 // Exec plays a join: the helper's pass verdict (from the expectation's nonce), then the
@@ -76,12 +82,29 @@ func (e *fakeEngine) Exec(ctx context.Context, id string, x container.Exec, _ io
 	if err != nil {
 		return -1, err
 	}
+	if x.Created != nil {
+		x.Created(fmt.Sprintf("exec-%d", len(e.calls)))
+	}
 	w := errOut
 	if x.TTY {
 		w = out
 	}
 	fmt.Fprintln(w, guard.PassLine(exp.Nonce))
 	return e.exitCode, nil
+}
+func (e *fakeEngine) ExecSessions(ctx context.Context, id string, known map[string]bool) ([]container.ExecSession, error) {
+	var out []container.ExecSession
+	for _, x := range e.execSessions {
+		if !known[x.ID] {
+			out = append(out, x)
+		}
+	}
+	return out, e.record(ctx, "execs", id)
+}
+func (e *fakeEngine) Changes(ctx context.Context, id string) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string{"A /run/sourceos-programs"}, e.changes[id]...), nil
 }
 func (e *fakeEngine) Usage(ctx context.Context, id string) (container.Usage, error) {
 	return container.Usage{CPUPercent: 1.5, MemoryBytes: 64 << 20, MemoryLimit: 4 << 30, PIDs: 3}, e.record(ctx, "usage", id)
@@ -220,6 +243,9 @@ func (e *fakeEngine) Inspect(ctx context.Context, id string) (container.Observed
 	}
 	if e.weakenProbe != nil && strings.HasSuffix(id, "-probe") {
 		e.weakenProbe(&o)
+	}
+	if e.weakenSidecar != nil && strings.HasSuffix(id, "-gateway") {
+		e.weakenSidecar(&o)
 	}
 	return o, []byte(`{"Id":"` + id + `"}`), e.record(ctx, "inspect", id)
 }

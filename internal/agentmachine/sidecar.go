@@ -85,7 +85,9 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 		Image: agent.Image,
 		Command: []string{path.Join(container.ShippedTarget, shippedGateway), sock, "-1",
 			base64.RawURLEncoding.EncodeToString(rules), path.Join(container.EgressTarget, sidecarLog)},
-		WorkDir: "/", User: agent.User, UserNS: agent.UserNS, Env: map[string]string{},
+		// HOME set: a running container otherwise gets its user's from the image's passwd,
+		// which inspect then shows as unplanned.
+		WorkDir: "/", User: agent.User, UserNS: agent.UserNS, Env: map[string]string{"HOME": "/"},
 		Mounts: []container.Mount{}, Tmpfs: []container.Tmpfs{},
 		Volumes: []container.Volume{
 			{Name: programs, Target: container.ShippedTarget, ReadOnly: true},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -123,7 +124,8 @@ func workspaceStatus(ctx context.Context, d StatusDeps, engine Engine, reachable
 	ws, skipped, err := d.Dirs.Workspaces()
 	var out []StatusWorkspace
 	for _, s := range skipped {
-		out = append(out, StatusWorkspace{Name: s, State: "unknown", Error: "unreadable record"})
+		file, why, _ := strings.Cut(s, ": ")
+		out = append(out, StatusWorkspace{Name: strings.TrimSuffix(file, ".json"), State: "unknown", Error: "its record is unreadable: " + why})
 	}
 	if err != nil {
 		return append(out, StatusWorkspace{Name: d.Dirs.WorkspacesDir(), State: "unknown", Error: err.Error()})

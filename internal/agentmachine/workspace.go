@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -79,12 +80,19 @@ func workspaceSecrets(pl *Plan) error {
 
 // planIdle makes the workspace's tool the helper's idle: the container, checked from inside
 // at its start, then waits for commands to join it.
-func planIdle(pl *Plan) error {
+func planIdle(pl *Plan, f Facts) error {
 	if pl.Helper == nil {
 		return &MissingError{Component: "workspace", Detail: "a workspace's container runs sourceos-helper, which checks it from inside and then keeps it running, and this build or service has none",
 			Fix: "build sourceosctl with make build; on another machine, use network: gateway (the helper is shipped with the gateway)"}
 	}
 	pl.Container.Command = []string{helperInside(*pl.Helper), idleCommand}
+	if f.SFTP.Path != "" {
+		ref := f.SFTP
+		pl.SFTP = &ref
+		pl.Container.Mounts = append(pl.Container.Mounts, container.Mount{Source: ref.Path, Target: container.SFTPTarget, ReadOnly: true})
+	} else {
+		pl.Notes = append(pl.Notes, "no SFTP for editors: its server is mounted from this host, and this service is on another machine (or this build has none)")
+	}
 	pl.Notes = append(pl.Notes, fmt.Sprintf("workspace %s: its container %s stays running once checked (sourceos-helper idle); exec, shell and run join it, each checked again; down stops it and brings its work back as branch %s",
 		pl.Workspace.Name, pl.Container.Name, branchOf(pl)))
 	return nil
@@ -127,6 +135,11 @@ type Workspace struct {
 	// ContainerID and SidecarID are the running containers ("" once down).
 	ContainerID string `json:"containerId,omitempty"`
 	SidecarID   string `json:"sidecarId,omitempty"`
+	// RootChanges and SidecarChanges are what the server lists as written to each one's root
+	// file system once up had checked it (the mount points it made): anything more is a
+	// write a read-only root could not have taken.
+	RootChanges    []string `json:"rootChanges,omitempty"`
+	SidecarChanges []string `json:"sidecarChanges,omitempty"`
 	// CopySession names the copy (repocopy.Load), kept from the first up until rm.
 	CopySession string    `json:"copySession,omitempty"`
 	Created     time.Time `json:"created"`
@@ -251,18 +264,41 @@ type UpResult struct {
 // first and starts from a new copy of the repository (the old work stays on its branch).
 func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest, fresh bool) (*UpResult, error) {
 	name := req.Workspace
-	w, found, err := s.Dirs.LoadWorkspace(name)
-	if err != nil {
-		return nil, err
-	}
 	repo, err := profile.ResolvePath(firstNonEmpty(req.Repo, p.Spec.Workspace.Repo), s.Host.Home, req.WorkDir)
 	if err != nil || repo == "" {
 		_, err = NewPlan(p, req, Facts{Home: s.Host.Home}) // the same error a session gives
 		return nil, err
 	}
+	asked := WorkspaceRequest{Tool: req.Tool, Secrets: req.Secrets, AllowHosts: req.AllowHosts, Auth: req.Auth, Branch: req.Branch, Direct: req.Direct}
+	for _, a := range req.AllowProtected {
+		if r, err := profile.ResolvePath(a, s.Host.Home, req.WorkDir); err == nil {
+			asked.AllowProtected = append(asked.AllowProtected, r)
+		}
+	}
+	if fresh {
+		// What the new workspace would be is checked before the old one is taken down.
+		if _, err := s.Plan(ctx, p, req); err != nil {
+			return nil, err
+		}
+	}
+	unlock, err := s.lockWorkspace(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	w, found, err := s.Dirs.LoadWorkspace(name)
+	if err != nil {
+		return nil, err
+	}
 	if found && (w.Repo != repo || w.Profile != p.Metadata.Name) {
 		return nil, &InputError{Flag: "--name", Err: fmt.Errorf("workspace %s is %s with profile %s", name, w.Repo, w.Profile),
 			Fix: "name another with --name, or remove that one (sourceosctl agent-machine rm " + name + ")"}
+	}
+	if found && !fresh {
+		if flag := w.Request.differs(asked); flag != "" {
+			return nil, &InputError{Flag: flag, Err: fmt.Errorf("workspace %s was brought up with other settings (%s)", name, w.Request.describe()),
+				Fix: "sourceosctl agent-machine up --fresh --name " + name + " with the new settings (the old work stays on its branch), or leave them out"}
+		}
 	}
 	if found && w.Running() {
 		if !fresh {
@@ -271,7 +307,7 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 			}
 			return &UpResult{Result: &Result{Plan: w.Plan}, Workspace: w, Already: true}, nil
 		}
-		if _, err := s.Down(ctx, p, name); err != nil {
+		if err := s.downFirst(ctx, p, w); err != nil {
 			return nil, fmt.Errorf("up --fresh: bring %s down first: %w", name, err)
 		}
 		if w, _, err = s.Dirs.LoadWorkspace(name); err != nil {
@@ -280,23 +316,25 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 	}
 	if found && fresh && w.CopySession != "" {
 		if c, err := repocopy.Load(s.Dirs.State, w.CopySession); err == nil {
+			if c.CollectError != "" {
+				return nil, &HintError{Err: fmt.Errorf("up --fresh: workspace %s's last work could not be brought back (%s); it is still in %s", name, c.CollectError, c.Dir),
+					Fix: "fix that, then sourceosctl agent-machine up --name " + name + " && sourceosctl agent-machine down --name " + name + "; or rm --force " + name + " to drop the work"}
+			}
 			if err := c.Remove(); err != nil {
 				return nil, err
 			}
 		}
 		w.CopySession = ""
-	}
-	if !found || fresh {
-		w = &Workspace{Name: name, Repo: repo, Profile: p.Metadata.Name, Created: s.Now().UTC(), Request: WorkspaceRequest{
-			Tool: req.Tool, Secrets: req.Secrets, AllowHosts: req.AllowHosts, Auth: req.Auth, Branch: req.Branch, Direct: req.Direct}}
-		for _, a := range req.AllowProtected {
-			if r, err := profile.ResolvePath(a, s.Host.Home, req.WorkDir); err == nil {
-				w.Request.AllowProtected = append(w.Request.AllowProtected, r)
-			}
+		if err := s.Dirs.saveWorkspace(w); err != nil {
+			return nil, err
 		}
 	}
+	if !found || fresh {
+		w = &Workspace{Name: name, Repo: repo, Profile: p.Metadata.Name, Created: s.Now().UTC(), Request: asked}
+	}
 	upReq := w.sessionRequest()
-	if w.CopySession != "" {
+	kept := w.CopySession != ""
+	if kept {
 		c, err := repocopy.Load(s.Dirs.State, w.CopySession)
 		if err != nil {
 			return nil, fmt.Errorf("workspace %s: its copy: %w", name, err)
@@ -305,7 +343,57 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 	}
 	res, err := s.run(ctx, p, upReq, &workspaceRun{ws: w, action: actionUp})
 	out := &UpResult{Result: res, Workspace: w}
-	return out, err
+	if err != nil {
+		// A copy made for this up holds nothing of an agent's: it goes (a kept one stays).
+		if !kept && res != nil && res.Plan != nil && res.Plan.Workspace.Copy != nil && w.ContainerID == "" {
+			_ = res.Plan.Workspace.Copy.Remove()
+		}
+		return out, err
+	}
+	// Editor access: kept across down and up, so an editor's known host stays valid.
+	if kerr := s.Dirs.WorkspaceSSH(name).ensureKeys(); kerr != nil {
+		fmt.Fprintf(s.IO.ErrOut, "! workspace %s: its SSH keys: %v\n", name, kerr)
+	}
+	return out, nil
+}
+
+// differs names the first setting of asked that is not the workspace's (a flag), or "".
+func (q WorkspaceRequest) differs(asked WorkspaceRequest) string {
+	eq := func(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
+	switch {
+	case asked.Tool != q.Tool && !(asked.Tool == tool.Shell && q.Tool == ""):
+		return "--tool"
+	case !eq(asked.Secrets, q.Secrets):
+		return "--secret"
+	case !eq(asked.AllowHosts, q.AllowHosts):
+		return "--allow-host"
+	case !eq(asked.Auth, q.Auth):
+		return "--auth"
+	case asked.Branch != "" && asked.Branch != q.Branch:
+		return "--branch"
+	case asked.Direct != q.Direct:
+		return "--direct"
+	case !eq(asked.AllowProtected, q.AllowProtected):
+		return "--allow-protected"
+	}
+	return ""
+}
+
+// describe says what the workspace was brought up with, for messages.
+func (q WorkspaceRequest) describe() string {
+	parts := []string{"tool " + firstNonEmpty(q.Tool, tool.Shell)}
+	for _, f := range []struct {
+		flag string
+		v    []string
+	}{{"--secret", q.Secrets}, {"--allow-host", q.AllowHosts}, {"--auth", q.Auth}, {"--allow-protected", q.AllowProtected}} {
+		if len(f.v) > 0 {
+			parts = append(parts, f.flag+" "+strings.Join(f.v, ","))
+		}
+	}
+	if q.Direct {
+		parts = append(parts, "--direct")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // checkRunning finds the workspace's container running and as planned.
@@ -314,7 +402,7 @@ func (s *Session) checkRunning(ctx context.Context, p *profile.Profile, w *Works
 	if err != nil {
 		return err
 	}
-	_, diffs, err := inspectWorkspace(ctx, engine, w)
+	_, diffs, err := inspectWorkspace(ctx, engine, w, s.Dirs.knownExecs(w.Name))
 	if err != nil {
 		return err
 	}
@@ -324,30 +412,113 @@ func (s *Session) checkRunning(ctx context.Context, p *profile.Profile, w *Works
 	return nil
 }
 
-// inspectWorkspace finds the workspace's container running and compares it with its spec.
-func inspectWorkspace(ctx context.Context, engine Engine, w *Workspace) ([]byte, []string, error) {
+// inspectWorkspace finds the workspace's container and its gateway sidecar running and as up
+// made them: each one's inspect compared with its spec, no exec session but the workspace's
+// own joins run privileged or as another user, and nothing written to a root file system
+// since up. It returns the container's inspect and every difference.
+func inspectWorkspace(ctx context.Context, engine Engine, w *Workspace, known map[string]bool) ([]byte, []string, error) {
 	list, err := engine.Containers(ctx, LabelWorkspace+"="+w.Name, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	state := ""
+	states := map[string]string{}
 	for _, c := range list {
-		if c.ID == w.ContainerID {
-			state = c.State
-		}
+		states[c.ID] = c.State
 	}
-	switch state {
-	case "running":
-	case "":
-		return nil, nil, &WorkspaceDownError{Name: w.Name, Why: "its container " + short(w.ContainerID) + " is gone (removed outside sourceosctl)"}
-	default:
-		return nil, nil, &WorkspaceDownError{Name: w.Name, Why: "its container " + short(w.ContainerID) + " is " + state + " (stopped outside sourceosctl)"}
+	for _, c := range []struct{ id, what string }{{w.ContainerID, "its container"}, {w.SidecarID, "its egress gateway"}} {
+		switch state := states[c.id]; {
+		case c.id == "" || state == "running":
+		case state == "":
+			return nil, nil, &WorkspaceDownError{Name: w.Name, Why: c.what + " " + short(c.id) + " is gone (removed outside sourceosctl)"}
+		default:
+			return nil, nil, &WorkspaceDownError{Name: w.Name, Why: c.what + " " + short(c.id) + " is " + state + " (stopped outside sourceosctl)"}
+		}
 	}
 	observed, raw, err := engine.Inspect(ctx, w.ContainerID)
 	if err != nil {
 		return nil, nil, err
 	}
-	return raw, container.Verify(w.Spec, w.Image, observed), nil
+	diffs := container.Verify(w.Spec, w.Image, observed)
+	more, err := afterUp(ctx, engine, w.ContainerID, w.Spec, w.RootChanges, known)
+	if err != nil {
+		return nil, nil, err
+	}
+	diffs = append(diffs, more...)
+	if sc := w.sidecar(); sc != nil {
+		observed, _, err := engine.Inspect(ctx, w.SidecarID)
+		if err != nil {
+			return nil, nil, err
+		}
+		more, err := afterUp(ctx, engine, w.SidecarID, sc.Container, w.SidecarChanges, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range append(container.Verify(sc.Container, w.Image, observed), more...) {
+			diffs = append(diffs, "egress gateway: "+d)
+		}
+	}
+	return raw, diffs, nil
+}
+
+// afterUp is what changed in a container since up checked it: exec sessions that are not
+// joins, and writes to its root file system beyond the baseline up recorded.
+func afterUp(ctx context.Context, engine Engine, id string, spec container.Spec, baseline []string, known map[string]bool) ([]string, error) {
+	execs, err := engine.ExecSessions(ctx, id, known)
+	if err != nil {
+		return nil, err
+	}
+	diffs := container.VerifyExecs(spec, execs)
+	changes, err := engine.Changes(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	base := map[string]bool{}
+	for _, c := range baseline {
+		base[c] = true
+	}
+	var written []string
+	for _, c := range changes {
+		if !base[c] {
+			written = append(written, c)
+		}
+	}
+	if len(written) > 0 {
+		if len(written) > 5 {
+			written = append(written[:5], fmt.Sprintf("and %d more", len(written)-5))
+		}
+		diffs = append(diffs, "its read-only root file system was written since up: "+strings.Join(written, ", "))
+	}
+	return diffs, nil
+}
+
+// sidecar is the workspace's gateway sidecar, when it has one running.
+func (w *Workspace) sidecar() *SidecarPlan {
+	if w.SidecarID == "" || w.Plan == nil || w.Plan.Egress == nil {
+		return nil
+	}
+	return w.Plan.Egress.Sidecar
+}
+
+// execsFile lists the exec sessions of the workspace's joins, one id per line, appended by
+// each join: their settings were sourceosctl's (the container's user, never privileged).
+func (d Dirs) execsFile(name string) string { return filepath.Join(d.WorkspacesDir(), name+".execs") }
+
+func (d Dirs) knownExecs(name string) map[string]bool {
+	known := map[string]bool{}
+	b, _ := os.ReadFile(d.execsFile(name))
+	for _, id := range strings.Fields(string(b)) {
+		known[id] = true
+	}
+	return known
+}
+
+func (d Dirs) addExec(name, session string) error {
+	f, err := os.OpenFile(d.execsFile(name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(session + "\n")
+	return errors.Join(err, f.Close())
 }
 
 // WorkspaceDownError: a command needs the workspace running, and it is not.
@@ -384,7 +555,7 @@ type workspaceRun struct {
 	// argv is a join's command; tty whether it has a terminal.
 	argv []string
 	tool ToolPlan
-	tty  bool
+	join Joining
 	// kept: up succeeded, so its containers and gateway outlive this process.
 	kept bool
 }
@@ -395,6 +566,23 @@ type workspaceRun struct {
 // and the helper checks it again from inside before the command starts. The command's exit
 // code is the result's; the join leaves its own bundle.
 func (s *Session) Join(ctx context.Context, p *profile.Profile, w *Workspace, req SessionRequest) (*Result, error) {
+	return s.JoinWith(ctx, p, w, req, Joining{In: s.IO.In, Out: s.IO.Out, ErrOut: s.IO.ErrOut, TTY: s.IO.InTTY && s.IO.OutTTY, Term: s.Getenv("TERM")})
+}
+
+// Joining is how a join's command is attached: its streams (sourceosctl's own messages stay
+// on the session's IO), whether it has a terminal, the terminal's type and its sizes.
+type Joining struct {
+	In          io.Reader
+	Out, ErrOut io.Writer
+	TTY         bool
+	Term        string
+	Resize      <-chan container.Size
+	// Argv, when set, is the command itself (an SSH client's), instead of req's tool.
+	Argv []string
+}
+
+// JoinWith is Join with the command's streams and terminal given.
+func (s *Session) JoinWith(ctx context.Context, p *profile.Profile, w *Workspace, req SessionRequest, j Joining) (*Result, error) {
 	if !w.Running() {
 		return &Result{}, &WorkspaceDownError{Name: w.Name, Why: "it is down"}
 	}
@@ -403,13 +591,21 @@ func (s *Session) Join(ctx context.Context, p *profile.Profile, w *Workspace, re
 			Fix: "sourceosctl agent-machine up --fresh --name " + w.Name + " --tool " + req.Tool + " (its work is kept on its branch)"}
 	}
 	argv, toolPlan, _ := commandFor(p, req)
-	wr := &workspaceRun{ws: w, action: actionJoin, argv: argv, tool: toolPlan, tty: s.IO.InTTY && s.IO.OutTTY}
+	if j.Argv != nil {
+		argv, toolPlan = j.Argv, ToolPlan{Name: tool.Shell, Binary: j.Argv[0]}
+	}
+	wr := &workspaceRun{ws: w, action: actionJoin, argv: argv, tool: toolPlan, join: j}
 	return s.run(ctx, p, w.sessionRequest(), wr)
 }
 
 // Down stops the workspace, records its gateway's log and brings its copy's work back as the
 // branch; the containers go, the copy and the tool's state stay for the next up.
 func (s *Session) Down(ctx context.Context, p *profile.Profile, name string) (*Result, error) {
+	unlock, err := s.lockWorkspace(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	w, found, err := s.Dirs.LoadWorkspace(name)
 	if err != nil {
 		return nil, err
@@ -417,6 +613,24 @@ func (s *Session) Down(ctx context.Context, p *profile.Profile, name string) (*R
 	if !found {
 		return nil, noWorkspace(name)
 	}
+	return s.down(ctx, p, w)
+}
+
+// downFirst brings the workspace down before up --fresh or rm replace or remove it. A gateway
+// that could not account for its connections (gone, replaced) is said, and recorded in the
+// down's evidence, but does not stop them: the work was brought back all the same.
+func (s *Session) downFirst(ctx context.Context, p *profile.Profile, w *Workspace) error {
+	_, err := s.down(ctx, p, w)
+	var ge *GatewayError
+	if errors.As(err, &ge) {
+		fmt.Fprintf(s.IO.ErrOut, "! workspace %s: %v (recorded in the down's evidence)\n", w.Name, err)
+		return nil
+	}
+	return err
+}
+
+// down is Down with the workspace's lock held.
+func (s *Session) down(ctx context.Context, p *profile.Profile, w *Workspace) (*Result, error) {
 	if !w.Running() {
 		return &Result{Plan: w.Plan}, nil
 	}
@@ -428,9 +642,15 @@ func noWorkspace(name string) error {
 }
 
 // RemoveWorkspace brings the workspace down (its work reaches its branch), then removes its
-// containers, gateway volume, copy and record. The repository (and the branch in it) and the
-// evidence are never touched; nor is the tool's state, which sessions of the profile share.
-func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name string) error {
+// containers, gateway volume, copy, SSH keys and record. The repository (and the branch in
+// it) and the evidence are never touched; nor is the tool's state, which sessions of the
+// profile share. Work a down could not bring back is not dropped unless force says so.
+func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name string, force bool) error {
+	unlock, err := s.lockWorkspace(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	w, found, err := s.Dirs.LoadWorkspace(name)
 	if err != nil {
 		return err
@@ -439,15 +659,44 @@ func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name 
 		return noWorkspace(name)
 	}
 	if w.Running() {
-		if _, err := s.Down(ctx, p, name); err != nil {
-			return fmt.Errorf("bring %s down first (its work would be lost otherwise): %w", name, err)
+		if err := s.downFirst(ctx, p, w); err != nil && !force {
+			return &HintError{Err: fmt.Errorf("bring %s down first (its work would be lost otherwise): %w", name, err),
+				Fix: "fix that and run rm again, or rm --force " + name + " to drop what the copy holds"}
 		}
+	}
+	var c *repocopy.Copy
+	if w.CopySession != "" {
+		if c, err = repocopy.Load(s.Dirs.State, w.CopySession); err != nil {
+			c = nil
+		}
+	}
+	if c != nil && c.CollectError != "" && !force {
+		return &HintError{Err: fmt.Errorf("workspace %s holds work that could not be brought back (%s); it is in %s", name, c.CollectError, c.Dir),
+			Fix: "fix that, then sourceosctl agent-machine up --name " + name + " && sourceosctl agent-machine down --name " + name + " brings it back; or rm --force " + name + " to drop it"}
 	}
 	engine, _, err := s.Connect(ctx, MachineOf(p))
 	if err != nil {
 		return err
 	}
-	// Whatever is left under its label (a down that failed half-way).
+	var errs []error
+	errs = append(errs, removeLabelled(ctx, engine, name))
+	if e := w.Plan.Egress; e != nil && e.Sidecar != nil {
+		errs = append(errs, engine.RemoveVolume(ctx, e.Sidecar.Volume))
+	}
+	if c != nil {
+		errs = append(errs, c.Remove())
+	}
+	errs = append(errs, os.RemoveAll(s.Dirs.WorkspaceSSH(name).Dir))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	_ = os.Remove(s.Dirs.execsFile(name))
+	return os.Remove(s.Dirs.workspaceFile(name))
+}
+
+// removeLabelled removes every container under the workspace's label: its own, and any made
+// in their place outside sourceosctl (which would hold its volume).
+func removeLabelled(ctx context.Context, engine Engine, name string) error {
 	list, err := engine.Containers(ctx, LabelWorkspace+"="+name, true)
 	if err != nil {
 		return err
@@ -456,18 +705,7 @@ func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name 
 	for _, c := range list {
 		errs = append(errs, engine.Remove(ctx, c.ID))
 	}
-	if e := w.Plan.Egress; e != nil && e.Sidecar != nil {
-		errs = append(errs, engine.RemoveVolume(ctx, e.Sidecar.Volume))
-	}
-	if w.CopySession != "" {
-		if c, err := repocopy.Load(s.Dirs.State, w.CopySession); err == nil {
-			errs = append(errs, c.Remove())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return os.Remove(s.Dirs.workspaceFile(name))
+	return errors.Join(errs...)
 }
 
 // startIdle starts the workspace's container and waits for the helper's verdict: once it has
@@ -505,6 +743,18 @@ func (r *sessionRun) startIdle(ctx context.Context) (func(), error) {
 	if c := r.plan.Workspace.Copy; c != nil {
 		w.CopySession = c.Session
 	}
+	// What the server wrote to the root file systems making them (mount points): the
+	// baseline each join compares with.
+	var err2 error
+	if w.RootChanges, err2 = r.engine.Changes(ctx, w.ContainerID); err2 != nil {
+		return nil, err2
+	}
+	if w.SidecarID != "" {
+		if w.SidecarChanges, err2 = r.engine.Changes(ctx, w.SidecarID); err2 != nil {
+			return nil, err2
+		}
+	}
+	_ = os.Remove(r.Dirs.execsFile(w.Name)) // a new container: no join yet
 	if err := r.Dirs.saveWorkspace(w); err != nil {
 		return nil, fmt.Errorf("record workspace %s: %w", w.Name, err)
 	}
@@ -520,7 +770,7 @@ const workspaceReady = 60 * time.Second
 func (r *sessionRun) joinCheck(ctx context.Context) (func(), error) {
 	w := r.ws.ws
 	r.out.Image, r.out.ContainerID = w.Image, w.ContainerID
-	raw, diffs, err := inspectWorkspace(ctx, r.engine, w)
+	raw, diffs, err := inspectWorkspace(ctx, r.engine, w, r.Dirs.knownExecs(w.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -543,20 +793,26 @@ func (r *sessionRun) execJoin(ctx context.Context) (func(), error) {
 	h := HelperRef{Digest: w.Plan.Helper.Digest, Volume: w.Plan.Helper.Volume, Path: w.Plan.Helper.Path}
 	e := expectation(w.Spec, w.Image, nonce)
 	argv := append([]string{helperInside(h), "check", e.Encode(), "--"}, r.ws.argv...)
+	j := r.ws.join
 	env := map[string]string{}
-	if r.ws.tty {
-		env["TERM"] = firstNonEmpty(r.Getenv("TERM"), "xterm-256color")
+	if j.TTY {
+		env["TERM"] = firstNonEmpty(j.Term, "xterm-256color")
 	}
 	watch := &verdictWatch{nonce: nonce}
-	out, errOut := r.IO.Out, r.IO.ErrOut
-	if r.ws.tty {
+	out, errOut := j.Out, j.ErrOut
+	if j.TTY {
 		watch.w, out = out, watch
 	} else {
 		watch.w, errOut = errOut, watch
 	}
 	r.event("exec: %s", strings.Join(r.ws.argv, " "))
-	code, err := r.engine.Exec(ctx, w.ContainerID, container.Exec{Command: argv, Env: env, User: w.Spec.User, WorkDir: w.Spec.WorkDir, TTY: r.ws.tty},
-		r.IO.In, out, errOut)
+	created := func(session string) {
+		if err := r.Dirs.addExec(w.Name, session); err != nil {
+			fmt.Fprintf(r.IO.ErrOut, "! workspace %s: record the join's exec session: %v\n", w.Name, err)
+		}
+	}
+	code, err := r.engine.Exec(ctx, w.ContainerID, container.Exec{Command: argv, Env: env, User: w.Spec.User, WorkDir: w.Spec.WorkDir, TTY: j.TTY, Resize: j.Resize, Created: created},
+		j.In, out, errOut)
 	watch.flush()
 	if err != nil {
 		r.event("exec failed: %v", err)
@@ -608,6 +864,7 @@ func (r *sessionRun) stopWorkspace(ctx context.Context) (func(), error) {
 		if w.SidecarID != "" {
 			errs = append(errs, r.engine.Remove(ctx, w.SidecarID))
 		}
+		errs = append(errs, removeLabelled(ctx, r.engine, w.Name))
 		if e := r.plan.Egress; e != nil && e.Sidecar != nil {
 			errs = append(errs, r.engine.RemoveVolume(ctx, e.Sidecar.Volume))
 		}
@@ -625,11 +882,26 @@ func (r *sessionRun) stopWorkspace(ctx context.Context) (func(), error) {
 	}
 	code, err := r.engine.Wait(ctx, w.ContainerID)
 	if err != nil {
+		if list, lerr := r.engine.Containers(ctx, LabelWorkspace+"="+w.Name, true); lerr == nil && !hasContainer(list, w.ContainerID) {
+			// Removed outside sourceosctl: stopped all the same; its work is in the copy.
+			r.event("workspace %s: its container %s was gone already", w.Name, short(w.ContainerID))
+			fmt.Fprintf(r.IO.ErrOut, "! workspace %s: its container %s was removed outside sourceosctl; bringing its work back all the same\n", w.Name, short(w.ContainerID))
+			return undo, nil
+		}
 		return undo, err
 	}
 	r.out.ExitCode = code
 	r.event("workspace %s stopped (exit code %d)", w.Name, code)
 	return undo, nil
+}
+
+func hasContainer(list []container.Summary, id string) bool {
+	for _, c := range list {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // workspaceAction is the evidence's account of the workspace a record belongs to.
@@ -722,8 +994,50 @@ func (r *sessionRun) reportWorkspaceCopy() {
 	case c.Result == nil || !c.Result.Changed:
 		fmt.Fprintf(r.IO.ErrOut, "Workspace %s changed nothing in %s: no branch.\n", r.ws.ws.Name, c.Repo)
 	default:
+		if c.Result.Kept != "" {
+			fmt.Fprintf(r.IO.ErrOut, "! branch %s had moved since the workspace's last down (a commit of yours?): it was left as it was, and this work is on %s\n", c.Result.Kept, c.Branch)
+		}
 		id := c.Session
 		fmt.Fprintf(r.IO.ErrOut, "The workspace's work is on branch %s of %s: %s, %s (its copy is kept for the next up).\n  review:  sourceosctl agent-machine diff %s\n  merge:   sourceosctl agent-machine merge %s [--squash]\n",
 			c.Branch, c.Repo, plural(len(c.Result.Commits), "commit"), orDash(c.Result.Stat), id, id)
+	}
+}
+
+// lockWaitMax bounds waiting for another sourceosctl bringing the same workspace up or down.
+const lockWaitMax = 5 * time.Minute
+
+// lockWorkspace holds the workspace's lock while up, down or rm changes it: a second command
+// waits (saying so) instead of racing it. The unlock is returned.
+func (s *Session) lockWorkspace(ctx context.Context, name string) (func(), error) {
+	if err := os.MkdirAll(s.Dirs.WorkspacesDir(), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dirs.WorkspacesDir(), name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(lockWaitMax)
+	for said := false; ; said = true {
+		busy, err := tryLock(f)
+		if err != nil || !busy {
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			return func() { f.Close() }, nil
+		}
+		if !said {
+			fmt.Fprintf(s.IO.ErrOut, "waiting for another sourceosctl working on workspace %s …\n", name)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("workspace %s: another sourceosctl has held it for %s", name, lockWaitMax)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

@@ -243,6 +243,7 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		Helper:      containerHelper(filepath.Join(dirs.State, "helper")),
 		Ship:        helper.Ship,
 		Collector:   collector(filepath.Join(dirs.State, "helper")),
+		SFTP:        sftpServer(filepath.Join(dirs.State, "helper")),
 		Git:         fingerprint.Git{Binary: git},
 		GitBinary:   git,
 		Runner:      f.Runner,
@@ -269,6 +270,17 @@ func containerHelper(dir string) func(arch string, install bool) (agentmachine.H
 func collector(dir string) func(arch string) (agentmachine.HelperRef, error) {
 	return func(arch string) (agentmachine.HelperRef, error) {
 		path, digest, err := helper.InstallCollector(dir, arch)
+		return agentmachine.HelperRef{Path: path, Digest: digest}, err
+	}
+}
+
+func sftpServer(dir string) func(arch string, install bool) (agentmachine.HelperRef, error) {
+	return func(arch string, install bool) (agentmachine.HelperRef, error) {
+		locate := helper.LocatedSFTP
+		if install {
+			locate = helper.InstallSFTP
+		}
+		path, digest, err := locate(dir, arch)
 		return agentmachine.HelperRef{Path: path, Digest: digest}, err
 	}
 }

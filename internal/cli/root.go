@@ -143,6 +143,8 @@ what would happen and changes nothing.
 		newExecCmd(f, g),
 		newDownCmd(f, g),
 		newRmCmd(f, g),
+		newSSHConfigCmd(f, g),
+		newSSHProxyCmd(f, g),
 		newSessionsCmd(f),
 		newDiffCmd(f),
 		newMergeCmd(f),

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -235,7 +237,7 @@ and the tools' state stay: up starts the workspace again where it was.`,
 }
 
 func newRmCmd(f *Factory, g *GlobalOptions) *cobra.Command {
-	var yes bool
+	var yes, force bool
 	cmd := &cobra.Command{
 		Use:   "rm NAME [--yes]",
 		Short: "Remove a workspace: its containers, gateway volume, copy and record",
@@ -244,6 +246,7 @@ branch. Then its containers, its gateway's volume, its copy and its record are r
 
 Never removed: your repository (and the workspace's branch in it), the evidence bundles,
 and the tools' state volumes, which the profile's sessions share (state rm removes those).
+Work the down could not bring back (its error says why) keeps the workspace unless --force.
 Asks first on a terminal; elsewhere --yes is required.`,
 		Example: `  sourceosctl agent-machine rm app
   sourceosctl agent-machine rm app --yes`,
@@ -279,7 +282,7 @@ Asks first on a terminal; elsewhere --yes is required.`,
 					return nil
 				}
 			}
-			if err := s.RemoveWorkspace(cmd.Context(), prof, name); err != nil {
+			if err := s.RemoveWorkspace(cmd.Context(), prof, name, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(f.IO.Out, "removed workspace %s (%s and the evidence untouched)\n", name, w.Repo)
@@ -287,6 +290,7 @@ Asks first on a terminal; elsewhere --yes is required.`,
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
+	cmd.Flags().BoolVar(&force, "force", false, "remove it even when its copy holds work that could not be brought back (that work is lost)")
 	return cmd
 }
 
@@ -324,4 +328,125 @@ func orDash(s, dflt string) string {
 		return dflt
 	}
 	return s
+}
+
+func newSSHProxyCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ssh-proxy NAME",
+		Short: "Speak SSH on standard input and output for a workspace (the ProxyCommand ssh-config writes)",
+		Long: `Speak SSH on standard input and output for the running workspace NAME: the ProxyCommand of
+the host alias ssh-config writes, so that ssh, sftp, scp and editors (VS Code Remote-SSH,
+JetBrains Gateway, Zed, Neovim, Emacs TRAMP) reach the workspace with no sshd in the image
+and no port published.
+
+Each SSH channel becomes a join of the workspace, checked and recorded like exec: a shell or
+a command (with a terminal and its window changes), sftp (an SFTP server run inside the
+container, so paths resolve as the container sees them) and local port forwarding (ssh -L)
+to ports on the container's loopback only. Only the workspace's own key (made at up) is
+accepted; agent and remote forwarding, X11 and the client's environment are not passed on.
+Messages and errors go to standard error; the evidence bundles are written as for exec.`,
+		Example: `  ssh -o ProxyCommand='sourceosctl agent-machine ssh-proxy app' sourceos-app
+  # normally through the entry ssh-config writes:
+  sourceosctl agent-machine ssh-config app --write && ssh sourceos-app`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prof, err := f.LoadProfile(g.Profile)
+			if err != nil {
+				return err
+			}
+			s, err := f.Session(g)
+			if err != nil {
+				return err
+			}
+			s.Quiet = true
+			w, err := findWorkspace(s, prof, args[0], "", "")
+			if err != nil {
+				return err
+			}
+			return s.ServeSSH(cmd.Context(), prof, w, agentmachine.StdioConn{Reader: f.IO.In, WriteCloser: writeCloser{f.IO.Out}})
+		},
+	}
+	return cmd
+}
+
+// writeCloser closes its writer when it can (standard output: the SSH client sees the end).
+type writeCloser struct {
+	w interface{ Write([]byte) (int, error) }
+}
+
+func (c writeCloser) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c writeCloser) Close() error {
+	if cl, ok := c.w.(interface{ Close() error }); ok {
+		return cl.Close()
+	}
+	return nil
+}
+
+func newSSHConfigCmd(f *Factory, g *GlobalOptions) *cobra.Command {
+	var write bool
+	var config string
+	cmd := &cobra.Command{
+		Use:   "ssh-config NAME [--write]",
+		Short: "Print (or with --write add to ~/.ssh/config) the SSH host entry of a workspace",
+		Long: `Print the OpenSSH client entry of the workspace NAME: host alias sourceos-NAME, whose
+ProxyCommand is this sourceosctl's ssh-proxy, with the workspace's own key and pinned host
+key (made at up, kept until rm) and nothing forwarded. Nothing is written unless --write is
+given: then the entry is added to ~/.ssh/config (or --config FILE) between marker comments,
+replacing an earlier one for the same workspace; the rest of the file is left as it was.`,
+		Example: `  sourceosctl agent-machine ssh-config app
+  sourceosctl agent-machine ssh-config app --write
+  ssh sourceos-app -- go test ./...
+  code --remote ssh-remote+sourceos-app /workspace`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prof, err := f.LoadProfile(g.Profile)
+			if err != nil {
+				return err
+			}
+			s, err := f.Session(g)
+			if err != nil {
+				return err
+			}
+			w, err := findWorkspace(s, prof, args[0], "", "")
+			if err != nil {
+				return err
+			}
+			files := s.Dirs.WorkspaceSSH(w.Name)
+			if _, err := os.Stat(files.Identity); err != nil {
+				return &agentmachine.InputError{Err: fmt.Errorf("workspace %s has no SSH keys yet", w.Name), Fix: "sourceosctl agent-machine up --name " + w.Name}
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			proxy := []string{self}
+			if src := prof.Source; !strings.HasPrefix(src, "embedded:") {
+				proxy = append(proxy, "--profile", src)
+			}
+			if g.Connection != "" {
+				proxy = append(proxy, "--connection", g.Connection)
+			}
+			proxy = append(proxy, "agent-machine", "ssh-proxy", w.Name)
+			entry := agentmachine.SSHConfig(files, proxy, "agent")
+			if !write {
+				_, err := fmt.Fprint(f.IO.Out, entry)
+				return err
+			}
+			if config == "" {
+				home, err := f.Home()
+				if err != nil {
+					return err
+				}
+				config = filepath.Join(home, ".ssh", "config")
+			}
+			if err := agentmachine.WriteSSHConfig(config, w.Name, entry); err != nil {
+				return err
+			}
+			fmt.Fprintf(f.IO.ErrOut, "✓ %s: host %s (ssh %s)\n", config, files.Alias, files.Alias)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&write, "write", false, "add the entry to ~/.ssh/config (replacing this workspace's earlier one)")
+	cmd.Flags().StringVar(&config, "config", "", "the SSH configuration `FILE` --write changes (default ~/.ssh/config)")
+	return cmd
 }

@@ -176,13 +176,15 @@ exit 7`, srv.p, srv.op)
 	}
 }
 
-// TestIntegrationWorkspaceChangedBehindOurBack: a workspace whose container the server
-// changes after up is refused at the next join — by the comparison of inspect where inspect
-// shows the change, and by the helper's check from inside where it does not (podman update
-// changes the live cgroup only) — and the command never runs.
+// TestIntegrationWorkspaceChangedBehindOurBack: a workspace whose container (or gateway) is
+// changed after up is refused at the next join, and the command never runs: podman update of
+// the live cgroup (which inspect does not show: the helper reads it from inside), privileged
+// execs that remount the root writable, plant a file in it, or leave a root process, a
+// gateway replaced by another container of its name, labels and volumes, the container
+// stopped, or replaced. up --fresh makes a good one again each time.
 func TestIntegrationWorkspaceChangedBehindOurBack(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newWorkspace(t, e, "")
+	w := newWorkspace(t, e, "  network: {mode: gateway}\n")
 	gitRepo(t, w)
 	t.Cleanup(func() {
 		if out, err := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=changed"); err == nil {
@@ -219,6 +221,48 @@ func TestIntegrationWorkspaceChangedBehindOurBack(t *testing.T) {
 		if out, _ := e.Podman("exec", agentmachine.WorkspaceContainer("changed"), "ls", marker); strings.Contains(out, marker) && !strings.Contains(out, "No such file") {
 			t.Errorf("%s: the command ran in the changed container", change.name)
 		}
+	}
+	// Privileged processes started beside the workspace: what they leave is refused.
+	ws := agentmachine.WorkspaceContainer("changed")
+	for _, change := range []struct {
+		name   string
+		args   []string
+		reason string
+	}{
+		{"root remounted writable", []string{"exec", "--privileged", "-u", "0", ws, "mount", "-o", "remount,rw", "/"}, "mount / is writable"},
+		{"a file planted in the read-only root", []string{"exec", "--privileged", "-u", "0", ws, "sh", "-c",
+			"mount -o remount,rw / && echo 'echo TROJAN' > /bin/trojan && chmod 755 /bin/trojan && mount -o remount,ro /"}, "A /bin/trojan"},
+		{"a root process left running", []string{"exec", "-d", "-u", "0", ws, "sleep", "600"}, "as user 0"},
+		{"the gateway replaced", nil, "egress gateway"},
+	} {
+		if code, _, stderr := cli("up", "--fresh", "--repo", w.repo, "--name", "changed"); code != 0 {
+			t.Fatalf("%s: up --fresh: exit %d\n%s", change.name, code, stderr)
+		}
+		if change.args == nil {
+			gw := ws + "-gateway"
+			vols, _ := e.Podman("inspect", "--format", `{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}`, gw)
+			if _, err := e.Podman("rm", "-f", gw); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"run", "-d", "--name", gw, "--label", agentmachine.LabelWorkspace + "=changed", "--label", agentmachine.LabelManaged + "=true"}
+			for _, v := range strings.Fields(vols) {
+				args = append(args, "-v", strings.Replace(v, "=", ":", 1))
+			}
+			change.args = append(args, podmantest.Image, "sleep", "600")
+		}
+		if out, err := e.Podman(change.args...); err != nil {
+			t.Fatalf("%s: podman %v: %v\n%s", change.name, change.args, err, out)
+		}
+		code, _, stderr := cli("exec", "--name", "changed", "--", "touch", marker)
+		if code == 0 || !strings.Contains(stderr, change.reason) {
+			t.Errorf("%s: exit %d\n%s", change.name, code, stderr)
+		}
+		if out, _ := e.Podman("exec", ws, "ls", marker); strings.Contains(out, marker) && !strings.Contains(out, "No such file") {
+			t.Errorf("%s: the command ran in the changed container", change.name)
+		}
+	}
+	if code, _, stderr := cli("up", "--fresh", "--repo", w.repo, "--name", "changed"); code != 0 {
+		t.Fatalf("up --fresh after the gateway's replacement: exit %d\n%s", code, stderr)
 	}
 	// Stopped behind our back: refused as not running.
 	if out, err := e.Podman("stop", "-t", "1", agentmachine.WorkspaceContainer("changed")); err != nil {

@@ -214,7 +214,15 @@ type Exec struct {
 	User    string
 	WorkDir string
 	TTY     bool
+	// Resize, with a TTY, carries the terminal's size: its first value, then each change
+	// (an SSH client's window-change). Nil: the caller's own terminal is followed.
+	Resize <-chan Size
+	// Created, when set, is told the exec session's id once the server made it.
+	Created func(session string)
 }
+
+// Size is a terminal's size in characters.
+type Size struct{ Rows, Cols uint16 }
 
 // Usage is what a running container uses, from the service's statistics.
 type Usage struct {

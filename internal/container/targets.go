@@ -70,6 +70,10 @@ const StateTarget = "/run/sourceos-state"
 // mounted (a volume: sourceos-helper and sourceos-gateway).
 const ShippedTarget = "/run/sourceos-programs"
 
+// SFTPTarget is where a workspace's container finds sourceos-sftp, the SFTP server its
+// editor access runs inside (read-only, like the helper).
+const SFTPTarget = "/run/sourceos-sftp"
+
 // HelperTarget is where sourceos-helper, which checks a container from inside before the
 // tool runs, is mounted.
 const HelperTarget = "/run/sourceos-helper"

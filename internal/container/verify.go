@@ -45,6 +45,30 @@ type Observed struct {
 	Cgroups     string            `json:"cgroups"`
 }
 
+// VerifyExecs returns every exec session that is not what a join of sourceosctl's is: one
+// run privileged or as another user than the container's.
+func VerifyExecs(want Spec, execs []ExecSession) []string {
+	var d []string
+	for _, x := range execs {
+		switch {
+		case x.Privileged:
+			d = append(d, fmt.Sprintf("exec session %.12s ran privileged (%s): not a join of sourceosctl's", x.ID, strings.Join(x.Command, " ")))
+		case x.User != "" && x.User != want.User:
+			d = append(d, fmt.Sprintf("exec session %.12s ran as user %s (want %s): not a join of sourceosctl's", x.ID, x.User, want.User))
+		}
+	}
+	return d
+}
+
+// ExecSession is one podman exec in a container, as the server reports it.
+type ExecSession struct {
+	ID         string   `json:"id"`
+	Running    bool     `json:"running"`
+	Privileged bool     `json:"privileged"`
+	User       string   `json:"user,omitempty"`
+	Command    []string `json:"command,omitempty"`
+}
+
 // Applied is what a server that applied every setting of spec reports for the container:
 // the observation Verify accepts without a difference.
 func Applied(spec Spec) Observed {

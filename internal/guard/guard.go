@@ -41,6 +41,9 @@ type Expectation struct {
 	// Cgroup are the resource limits the live cgroup must have (nil: not enforced, as a
 	// profile with best-effort limits accepts).
 	Cgroup *CgroupLimits `json:"cgroup,omitempty"`
+	// ReadOnly are the mount points that must be mounted read-only ("/" for a read-only
+	// root): a privileged process can remount them writable, which inspect never shows.
+	ReadOnly []string `json:"readOnly,omitempty"`
 }
 
 // Overlay is one planned overlay mount, with host paths as the kernel reports them.
@@ -117,6 +120,16 @@ type System struct {
 	ICMPSocket func() error
 	// Cgroup reads the container's cgroup limits (ReadCgroup of /sys/fs/cgroup).
 	Cgroup func() Cgroup
+	// Processes lists the container's processes (its own PID namespace's /proc).
+	Processes func() ([]Process, error)
+}
+
+// Process is one process of the container as /proc/PID/status shows it.
+type Process struct {
+	PID    int
+	Name   string
+	UIDs   []int  // real, effective, saved, file system
+	CapEff string // effective capabilities, hex
 }
 
 // Check compares the container with e and returns every difference, each naming the field.
@@ -169,6 +182,13 @@ func Check(e Expectation, s System) []string {
 		add("cannot read the resource limits: %v", err)
 	} else {
 		d = append(d, checkLimits(limits)...)
+	}
+	if s.Processes != nil {
+		if procs, err := s.Processes(); err != nil {
+			add("cannot list the container's processes: %v", err)
+		} else {
+			d = append(d, checkProcesses(e, procs)...)
+		}
 	}
 	if e.Cgroup != nil && s.Cgroup != nil {
 		d = append(d, checkCgroup(*e.Cgroup, s.Cgroup())...)
@@ -253,6 +273,8 @@ var rootlessDevices = map[string]bool{"/dev/null": true, "/dev/zero": true, "/de
 
 func checkMounts(e Expectation, mountinfo string) []string {
 	var d []string
+	// Whether each mount point's visible (last) mount is read-only.
+	readOnly := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(mountinfo), "\n") {
 		fields := strings.Fields(line)
 		if len(fields) < 10 {
@@ -267,6 +289,7 @@ func checkMounts(e Expectation, mountinfo string) []string {
 		if sep+1 < len(fields) {
 			fstype = fields[sep+1]
 		}
+		readOnly[point] = containsString(strings.Split(fields[5], ","), "ro")
 		switch {
 		case standardMounts[point], containsString(e.Mounts, point):
 		case (within(point, "/proc") || within(point, "/sys") || within(point, "/dev")) && kernelFS[fstype]:
@@ -276,7 +299,44 @@ func checkMounts(e Expectation, mountinfo string) []string {
 			d = append(d, fmt.Sprintf("mount %s (%s) was not planned", point, fstype))
 		}
 	}
+	for _, point := range e.ReadOnly {
+		if ro, mounted := readOnly[point]; mounted && !ro {
+			d = append(d, fmt.Sprintf("mount %s is writable (want read-only): remounted", point))
+		}
+	}
 	return d
+}
+
+// checkProcesses refuses a process that is not the container's user or holds capabilities:
+// every process a session or a join starts is, so another one was started around them (a
+// privileged podman exec, say).
+func checkProcesses(e Expectation, procs []Process) []string {
+	var d []string
+	for _, p := range procs {
+		for _, id := range p.UIDs {
+			if id != e.UID {
+				d = append(d, fmt.Sprintf("process %d (%s) runs as uid %d (want %d): not started by sourceosctl", p.PID, p.Name, id, e.UID))
+				break
+			}
+		}
+		if strings.Trim(p.CapEff, "0") != "" {
+			d = append(d, fmt.Sprintf("process %d (%s) has capabilities %s (want none): not started by sourceosctl", p.PID, p.Name, p.CapEff))
+		}
+	}
+	return d
+}
+
+// ParseProcess reads a process from its /proc/PID/status.
+func ParseProcess(pid int, status string) Process {
+	f := statusFields(status)
+	p := Process{PID: pid, Name: f["Name"], CapEff: f["CapEff"]}
+	for _, v := range strings.Fields(f["Uid"]) {
+		var id int
+		if _, err := fmt.Sscan(v, &id); err == nil {
+			p.UIDs = append(p.UIDs, id)
+		}
+	}
+	return p
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space, and so on).

@@ -17,7 +17,8 @@ func expected() Expectation {
 		Env:      map[string]string{"container": "podman", "HOME": "/home/agent", "PATH": "/usr/bin:/bin"},
 		EnvNames: []string{"HOSTNAME", "TERM", "ANTHROPIC_API_KEY"},
 		Mounts:   []string{"/workspace", "/run/sourceos-helper", "/tmp", "/home/agent"},
-		Hostname: "sourceos-agent", Umask: 0o022, Interfaces: []string{"lo"}}
+		Hostname: "sourceos-agent", Umask: 0o022, Interfaces: []string{"lo"}, ReadOnly: []string{"/", "/run/sourceos-helper"},
+		Cgroup: &CgroupLimits{MemoryBytes: 256 << 20, Pids: 64, CPUs: 1}}
 }
 
 func cleanSystem(t *testing.T, mountinfo string) System {
@@ -43,6 +44,11 @@ func cleanSystem(t *testing.T, mountinfo string) System {
 			return []string{"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}, nil
 		},
 		ICMPSocket: func() error { return errors.New("permission denied") },
+		Cgroup:     func() Cgroup { return Cgroup{MemoryBytes: 256 << 20, Pids: 64, CPUs: 1} },
+		Processes: func() ([]Process, error) {
+			return []Process{ParseProcess(1, "Name:\tcatatonit\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n"),
+				ParseProcess(7, cleanStatus)}, nil
+		},
 	}
 }
 
@@ -108,6 +114,24 @@ func TestCheckRefusesEveryWeakening(t *testing.T) {
 		{"umask", func(s *System) { s.Umask = func() int { return 0 } }, "umask is 0000 (want 0022)"},
 		{"network", func(s *System) { s.Interfaces = func() ([]string, error) { return []string{"lo", "eth0"}, nil } }, "network interface eth0 was not planned"},
 		{"icmp sockets", func(s *System) { s.ICMPSocket = func() error { return nil } }, "unprivileged ICMP sockets are allowed"},
+		{"root remounted writable", func(s *System) {
+			mi, _ := s.MountInfo()
+			first, rest, _ := strings.Cut(mi, "\n")
+			s.MountInfo = func() (string, error) { return strings.Replace(first, " / ro,", " / rw,", 1) + "\n" + rest, nil }
+		}, "mount / is writable (want read-only)"},
+		{"helper remounted writable", addMount("204 97 254:0 /helper /run/sourceos-helper rw,relatime - ext4 /dev/vda rw"), "mount /run/sourceos-helper is writable"},
+		{"a root process beside", func(s *System) {
+			s.Processes = func() ([]Process, error) {
+				return []Process{ParseProcess(1, cleanStatus), ParseProcess(40, "Name:\tsleep\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n")}, nil
+			}
+		}, "process 40 (sleep) runs as uid 0 (want 1000): not started by sourceosctl; process 40 (sleep) has capabilities 000001ffffffffff"},
+		{"a setuid process beside", func(s *System) {
+			s.Processes = func() ([]Process, error) {
+				return []Process{ParseProcess(41, "Name:\tsh\nUid:\t1000\t0\t0\t0\nCapEff:\t0000000000000000\n")}, nil
+			}
+		}, "process 41 (sh) runs as uid 0"},
+		{"processes unreadable", func(s *System) { s.Processes = func() ([]Process, error) { return nil, errors.New("denied") } }, "cannot list the container's processes"},
+		{"memory raised live", func(s *System) { s.Cgroup = func() Cgroup { return Cgroup{MemoryBytes: 8 << 30, Pids: 64, CPUs: 1} } }, "memory limit is 8589934592"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ const (
 	helperName    = "sourceos-helper"
 	collectorName = "sourceos-collect"
 	gatewayName   = "sourceos-gateway"
+	sftpName      = "sourceos-sftp"
 )
 
 // Shipment is what a session on a Podman machine or remote service copies there (into a
@@ -87,6 +88,16 @@ func Install(dir, arch string) (path, digest string, err error) {
 // only when it has work to bring back from its copy.
 func InstallCollector(dir, arch string) (path, digest string, err error) {
 	return install(collectorName, dir, arch)
+}
+
+// InstallSFTP is Install for the SFTP server (cmd/sourceos-sftp) a workspace's container
+// mounts for editors; LocatedSFTP names it without writing it.
+func InstallSFTP(dir, arch string) (path, digest string, err error) {
+	return install(sftpName, dir, arch)
+}
+
+func LocatedSFTP(dir, arch string) (path, digest string, err error) {
+	return located(sftpName, dir, arch)
 }
 
 func binary(name, arch string) ([]byte, error) {

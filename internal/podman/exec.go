@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/api/handlers"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
@@ -33,6 +34,9 @@ func (c *Client) Exec(ctx context.Context, id string, x container.Exec, in io.Re
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
 	}
+	if x.Created != nil {
+		x.Created(session)
+	}
 	opts := new(containers.ExecStartAndAttachOptions).WithOutputStream(out).WithAttachOutput(true)
 	if !x.TTY {
 		opts = opts.WithErrorStream(errOut).WithAttachError(true)
@@ -41,6 +45,11 @@ func (c *Client) Exec(ctx context.Context, id string, x container.Exec, in io.Re
 		opts = opts.WithInputStream(*bufio.NewReader(in)).WithAttachInput(true)
 	}
 	actx := valuesFrom{Context: ctx, values: c.conn}
+	if x.TTY && x.Resize != nil {
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go c.followSize(rctx, session, x.Resize)
+	}
 	if err := containers.ExecStartAndAttach(actx, session, opts); err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
 	}
@@ -51,6 +60,36 @@ func (c *Client) Exec(ctx context.Context, id string, x container.Exec, in io.Re
 		return -1, fmt.Errorf("exec in container %s: %w", short(id), err)
 	}
 	return st.ExitCode, nil
+}
+
+// followSize gives the exec session's terminal each size from sizes. The first may arrive
+// before the session runs, when the service refuses a resize: it is tried again briefly.
+func (c *Client) followSize(ctx context.Context, session string, sizes <-chan container.Size) {
+	for {
+		var size container.Size
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-sizes:
+			if !ok {
+				return
+			}
+			size = s
+		}
+		for try := 0; try < 50; try++ {
+			cctx, cancel := c.call(ctx, callTimeout)
+			err := containers.ResizeExecTTY(cctx, session, new(containers.ResizeExecTTYOptions).WithHeight(int(size.Rows)).WithWidth(int(size.Cols)))
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // Usage is what the running container id uses now (one sample, not a stream).

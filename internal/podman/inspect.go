@@ -30,6 +30,49 @@ func (c *Client) Inspect(ctx context.Context, id string) (container.Observed, []
 	return observe(data), raw, nil
 }
 
+// ExecSessions are the container's exec sessions the server lists, but those in known (a
+// workspace's own joins, whose settings were sourceosctl's and cannot change).
+func (c *Client) ExecSessions(ctx context.Context, id string, known map[string]bool) ([]container.ExecSession, error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	data, err := containers.Inspect(cctx, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	var out []container.ExecSession
+	for _, execID := range data.ExecIDs {
+		if known[execID] {
+			continue
+		}
+		st, err := containers.ExecInspect(cctx, execID, nil)
+		if err != nil {
+			continue // ended and removed meanwhile
+		}
+		x := container.ExecSession{ID: execID, Running: st.Running}
+		if pc := st.ProcessConfig; pc != nil {
+			x.Privileged, x.User, x.Command = pc.Privileged, pc.User, append([]string{pc.Entrypoint}, pc.Arguments...)
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// Changes lists what was written to the container's root file system ("A /path", "C /path",
+// "D /path"), against its image.
+func (c *Client) Changes(ctx context.Context, id string) ([]string, error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	changes, err := containers.Diff(cctx, id, new(containers.DiffOptions).WithDiffType("container"))
+	if err != nil {
+		return nil, fmt.Errorf("changes of container %s: %w", short(id), err)
+	}
+	out := make([]string, 0, len(changes))
+	for _, ch := range changes {
+		out = append(out, ch.Kind.String()+" "+ch.Path)
+	}
+	return out, nil
+}
+
 func observe(d *define.InspectContainerData) container.Observed {
 	o := container.Observed{EffectiveCaps: d.EffectiveCaps, AppArmor: d.AppArmorProfile, Namespaces: map[string]string{}}
 	if c := d.Config; c != nil {

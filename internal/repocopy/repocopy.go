@@ -69,6 +69,9 @@ type Copy struct {
 	// replaces what an earlier down left there (never a branch it did not make: the name
 	// was checked free when the workspace was first brought up).
 	Rewrite bool `json:"rewrite,omitempty"`
+	// moved is the branch destination found moved, origin the workspace's own branch name
+	// (see destination).
+	moved, origin string
 	// Merged is the commit that merged the branch into the user's branch, and when.
 	Merged   string    `json:"merged,omitempty"`
 	MergedAt time.Time `json:"mergedAt,omitempty"`
@@ -86,6 +89,11 @@ type Result struct {
 	Leftover string `json:"leftover,omitempty"`
 	// Stat is git's --shortstat of Base..Head.
 	Stat string `json:"stat,omitempty"`
+	// Kept names a workspace's branch that had moved since its last down (a commit of the
+	// user's on it): it was left as it was, and this work went to another branch. Origin is
+	// the workspace's own branch name, which later downs number from.
+	Kept   string `json:"kept,omitempty"`
+	Origin string `json:"origin,omitempty"`
 }
 
 // Upper, Work and Out are the copy's directories.

@@ -144,8 +144,12 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	for _, id := range strictFsck {
 		args = append(args, "-c", "fetch.fsck."+id+"=error")
 	}
-	refspec := ref + ":" + ref
-	if c.Rewrite {
+	dst, force, err := c.destination(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	refspec := ref + ":refs/heads/" + dst
+	if force {
 		refspec = "+" + refspec
 	}
 	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine, refspec)
@@ -156,7 +160,8 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 		}
 		return nil, fmt.Errorf("bring the session's branch into %s: %w", c.Repo, err)
 	}
-	got, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+	c.Branch = dst
+	got, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+dst+"^{commit}")
 	if err != nil || got != m.Head {
 		return nil, fmt.Errorf("the branch %s is at %q after the fetch, want %s", c.Branch, got, m.Head)
 	}
@@ -172,8 +177,45 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	if err != nil {
 		return nil, err
 	}
-	c.Result = &Result{Changed: true, Head: m.Head, Commits: strings.Fields(commits), Leftover: m.Leftover, Stat: strings.TrimSpace(stat)}
+	c.Result = &Result{Changed: true, Head: m.Head, Commits: strings.Fields(commits), Leftover: m.Leftover, Stat: strings.TrimSpace(stat), Kept: c.moved}
+	if c.Rewrite {
+		c.Result.Origin = c.origin
+	}
 	return patch, c.Save()
+}
+
+// destination is the branch the work is fetched into, and whether it may replace what is
+// there. A session's is its own branch (new: never forced). A workspace's (Rewrite) is
+// replaced at each down — unless it moved since the last down brought it (a commit of the
+// user's on it): then it is kept, and the work goes to the first free BRANCH-N instead.
+func (c *Copy) destination(ctx context.Context, g gitrun.Git) (string, bool, error) {
+	if !c.Rewrite {
+		return c.Branch, false, nil
+	}
+	tip := func(branch string) string {
+		out, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch+"^{commit}")
+		if err != nil {
+			return ""
+		}
+		return out
+	}
+	base := c.Branch
+	if c.Result != nil && c.Result.Origin != "" {
+		base = c.Result.Origin
+	}
+	c.origin = base
+	at := tip(c.Branch)
+	if at == "" || c.Result != nil && at == c.Result.Head {
+		return c.Branch, true, nil
+	}
+	for n := 2; n < 1000; n++ {
+		name := fmt.Sprintf("%s-%d", base, n)
+		if tip(name) == "" {
+			c.moved = c.Branch
+			return name, false, nil
+		}
+	}
+	return "", false, fmt.Errorf("branch %s moved since the workspace's last down, and %s-2 … %s-999 are all taken", c.Branch, base, base)
 }
 
 // Unchanged records that the session left the copy as it found it: no branch is made.
