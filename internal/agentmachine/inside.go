@@ -151,7 +151,10 @@ func (v *verdictWatch) Write(p []byte) (int, error) {
 	rest := p
 	if i >= 0 {
 		v.line, rest = append(v.line, p[:i+1]...), p[i+1:]
-		v.diffs, v.verdict = guard.ParseVerdict(string(v.line), v.nonce)
+		// An exec's terminal on Podman 4.3 starts with a NUL in its input, which the tty
+		// echoes as ^@ before the helper's first line.
+		first := strings.TrimLeft(strings.TrimPrefix(string(v.line), "^@"), "\x00")
+		v.diffs, v.verdict = guard.ParseVerdict(first, v.nonce)
 	}
 	if !v.verdict {
 		rest = append(v.line, rest...)

@@ -566,7 +566,14 @@ type workspaceRun struct {
 // and the helper checks it again from inside before the command starts. The command's exit
 // code is the result's; the join leaves its own bundle.
 func (s *Session) Join(ctx context.Context, p *profile.Profile, w *Workspace, req SessionRequest) (*Result, error) {
-	return s.JoinWith(ctx, p, w, req, Joining{In: s.IO.In, Out: s.IO.Out, ErrOut: s.IO.ErrOut, TTY: s.IO.InTTY && s.IO.OutTTY, Term: s.Getenv("TERM")})
+	j := Joining{In: s.IO.In, Out: s.IO.Out, ErrOut: s.IO.ErrOut, TTY: s.IO.InTTY && s.IO.OutTTY, Term: s.Getenv("TERM")}
+	if j.TTY {
+		// Podman 4.3 drops a size given before the exec runs: the terminal's is given after.
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		j.Resize = terminalSizes(sctx, s.IO.Out)
+	}
+	return s.JoinWith(ctx, p, w, req, j)
 }
 
 // Joining is how a join's command is attached: its streams (sourceosctl's own messages stay

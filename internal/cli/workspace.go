@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
@@ -359,6 +360,9 @@ Messages and errors go to standard error; the evidence bundles are written as fo
 				return err
 			}
 			s.Quiet = true
+			// The Podman bindings warn through logrus on standard error, which is the
+			// editor's log here: a stream closing at the end of a command is no news.
+			logrus.SetLevel(logrus.ErrorLevel)
 			w, err := findWorkspace(s, prof, args[0], "", "")
 			if err != nil {
 				return err

@@ -65,6 +65,16 @@ func (c *Client) Exec(ctx context.Context, id string, x container.Exec, in io.Re
 // followSize gives the exec session's terminal each size from sizes. The first may arrive
 // before the session runs, when the service refuses a resize: it is tried again briefly.
 func (c *Client) followSize(ctx context.Context, session string, sizes <-chan container.Size) {
+	// A size given before the process runs is lost: wait until it runs.
+	for try := 0; try < 200; try++ {
+		cctx, cancel := c.call(ctx, callTimeout)
+		st, err := containers.ExecInspect(cctx, session, nil)
+		cancel()
+		if ctx.Err() != nil || err == nil && (st.Running || st.ExitCode != 0) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for {
 		var size container.Size
 		select {
