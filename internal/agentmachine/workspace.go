@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/evidence"
@@ -434,28 +436,41 @@ func inspectWorkspace(ctx context.Context, engine Engine, w *Workspace, known ma
 			return nil, nil, &WorkspaceDownError{Name: w.Name, Why: c.what + " " + short(c.id) + " is " + state + " (stopped outside sourceosctl)"}
 		}
 	}
-	observed, raw, err := engine.Inspect(ctx, w.ContainerID)
-	if err != nil {
-		return nil, nil, err
-	}
-	diffs := container.Verify(w.Spec, w.Image, observed)
-	more, err := afterUp(ctx, engine, w.ContainerID, w.Spec, w.RootChanges, known)
-	if err != nil {
-		return nil, nil, err
-	}
-	diffs = append(diffs, more...)
+	// The container's and the gateway's checks, each a few calls to the service, side by side.
+	var raw []byte
+	var ours []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		observed, inspected, err := engine.Inspect(gctx, w.ContainerID)
+		if err != nil {
+			return err
+		}
+		raw, ours = inspected, container.Verify(w.Spec, w.Image, observed)
+		return nil
+	})
+	var more []string
+	g.Go(func() (err error) {
+		more, err = afterUp(gctx, engine, w.ContainerID, w.Spec, w.RootChanges, known)
+		return err
+	})
+	var verified, changed []string
 	if sc := w.sidecar(); sc != nil {
-		observed, _, err := engine.Inspect(ctx, w.SidecarID)
-		if err != nil {
-			return nil, nil, err
-		}
-		more, err := afterUp(ctx, engine, w.SidecarID, sc.Container, w.SidecarChanges, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, d := range append(container.Verify(sc.Container, w.Image, observed), more...) {
-			diffs = append(diffs, "egress gateway: "+d)
-		}
+		g.Go(func() error {
+			observed, _, err := engine.Inspect(gctx, w.SidecarID)
+			verified = container.Verify(sc.Container, w.Image, observed)
+			return err
+		})
+		g.Go(func() (err error) {
+			changed, err = afterUp(gctx, engine, w.SidecarID, sc.Container, w.SidecarChanges, nil)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	diffs := append(ours, more...)
+	for _, d := range append(verified, changed...) {
+		diffs = append(diffs, "egress gateway: "+d)
 	}
 	return raw, diffs, nil
 }

@@ -308,10 +308,12 @@ func newStatusCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 		}}
 	cmd := &cobra.Command{
 		Use:   "status [-o table|json]",
-		Short: "Show the machine or socket, running sessions and the image",
-		Long: `Show the Podman API in use, this tool's running session containers (name, tool,
-repository, uptime) and whether the profile's image is present, with its digest. Exits 4
-when the Podman API cannot be reached.`,
+		Short: "Show the machine or socket, workspaces, running sessions and the image",
+		Long: `Show the Podman API in use, the workspaces (state, uptime, CPU, memory and PIDs in use,
+branch, repository; their gateway's state in -o json), this tool's running session containers
+(name, tool, repository, uptime) and whether the profile's image is present, with its digest.
+Workspaces publish no port: editors reach them over SSH (ssh-config). Exits 4 when the
+Podman API cannot be reached.`,
 		Example: `  sourceosctl agent-machine status
   sourceosctl agent-machine status -o json`,
 		Args: usageArgs(cobra.NoArgs),

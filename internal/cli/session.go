@@ -79,7 +79,10 @@ uid with all capabilities dropped, no-new-privileges, a read-only root and no ne
 unless the profile grants one. With spec.network: gateway (the default profile's) it has
 no network but the session's egress gateway, which lets out only the allowed hosts,
 answers others with 403 and the reason, and records every connection in the evidence.
-Ctrl-C stops the container; it is removed afterwards.`,
+Ctrl-C stops the container; it is removed afterwards.
+
+When a workspace of the repository and profile is up (see up), shell joins it instead:
+the command runs in the workspace's container, checked again first.`,
 		Example: `  sourceosctl agent-machine shell --repo ~/dev/app
   sourceosctl agent-machine shell --repo . -- git log -1
   sourceosctl agent-machine shell --repo . --allow-host registry.npmjs.org -- npm ci
@@ -122,7 +125,8 @@ With spec.network: gateway, a built-in tool reaches its own API and sign-in host
 'image stacks', with where each comes from) and what the profile and --allow-host add;
 nothing else.
 
-The tool's exit code becomes sourceosctl's exit code.`,
+The tool's exit code becomes sourceosctl's exit code. When a workspace of the repository and
+profile is up for this tool (see up), run joins it instead of creating a container.`,
 		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --auth anthropic,git
   sourceosctl agent-machine run --tool codex --repo . -- --version
   sourceosctl agent-machine run --tool claude-code --repo . --allow-host '*.githubusercontent.com'
