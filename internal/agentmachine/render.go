@@ -195,7 +195,10 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("TTY", strconv.FormatBool(s.TTY))
 	row("Policy hash", pl.PolicyHash)
 	keep := "removed after the session"
-	if pl.Keep {
+	switch {
+	case pl.Workspace.Name != "":
+		keep = "kept running as workspace " + pl.Workspace.Name + " until down (then removed; its copy and branch stay until rm)"
+	case pl.Keep:
 		keep = "kept after the session (--keep)"
 	}
 	row("Afterwards", keep)

@@ -291,3 +291,89 @@ echo leftover > leftover.txt
 		t.Errorf("containers left: %s", names)
 	}
 }
+
+// TestIntegrationRootlessWorkspace lives a workspace on an unprivileged user's own rootless
+// service, gateway and copy included: up, exec (as that user's keep-id uid, its gateway
+// refusing a host), down (nothing the agent planted runs on the host, the work is on the
+// branch), up again on the same copy, and rm.
+func TestIntegrationRootlessWorkspace(t *testing.T) {
+	user := os.Getenv("SOURCEOSCTL_TEST_USER")
+	switch {
+	case os.Getuid() != 0:
+		t.Skip("not root: the package's harness service is already rootless, so TestIntegrationWorkspaceLifecycle covers this mode")
+	case user == "" && os.Getenv("CI") == "true":
+		t.Fatal("CI runs as root: set SOURCEOSCTL_TEST_USER (see scripts/ci-test-user.sh) so the rootless path is tested")
+	case user == "":
+		t.Skip("set SOURCEOSCTL_TEST_USER to an unprivileged user with subuid ranges to test rootless mode as root")
+	}
+	podmantest.Need(t)
+	re, err := podmantest.StartAs(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close()
+	bin := filepath.Join(re.Dir, "sourceosctl")
+	copyFile(t, os.Args[0], bin, 0o755)
+	home := filepath.Join(re.Dir, "ws-home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := &gitWorkspace{workspace: &workspace{home: home, repo: filepath.Join(home, "dev", "app"), profile: filepath.Join(home, "profile.yaml")},
+		ownerHome: home, uid: re.UID, gid: re.GID}
+	body := fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: rlws}\nspec:\n  host: {os: linux}\n  image: {ref: %s}\n  network: {mode: gateway}\n  resources: {memoryMiB: 256, pids: 64, enforce: best-effort}\n", podmantest.Image)
+	if err := os.WriteFile(w.profile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, home, re.UID, re.GID)
+	w.initRepo(t)
+	kit := newEscapeKit(t, w, filepath.Join(home, "kit"))
+	cli := func(args ...string) (string, int) {
+		full := append([]string{asCLI + "=1", "CONTAINER_HOST=" + re.URI, "HOME=" + home, bin, "--profile", w.profile, "am"}, args...)
+		cmd := re.Command("env", full...)
+		cmd.Dir = w.repo
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := cli("up", "--repo", w.repo, "--name", "rl"); code != 0 {
+		t.Fatalf("rootless up: exit %d\n%s", code, out)
+	}
+	script := `cd /workspace && id -u && echo "agent work" > agent.txt && git add agent.txt && git commit -q -m "agent: add agent.txt" && echo COMMITTED
+wget -q -O- http://denied.example.com/ 2>&1; echo " denied=$?"
+` + kit.plant(w.origin)
+	out, code := cli("exec", "--name", "rl", "--", "sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "COMMITTED") || !strings.Contains(out, "PLANTED") || !strings.Contains(out, "403") || strings.Contains(out, " denied=0") {
+		t.Fatalf("rootless exec: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("%d\n", re.UID)) && !strings.Contains(out, "1000\n") {
+		t.Errorf("the join's uid:\n%s", out)
+	}
+	if out, code = cli("down", "--name", "rl"); code != 0 {
+		t.Fatalf("rootless down: exit %d\n%s", code, out)
+	}
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("bringing the workspace down ran what the agent planted: %v", fired)
+	}
+	out, code = cli("sessions", "--repo", w.repo, "-o", "json")
+	var rows []sessionRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 {
+		t.Fatalf("sessions: exit %d:\n%s", code, out)
+	}
+	if tree := w.git(t, w.repo, "ls-tree", "-r", "--name-only", rows[0].Branch); !strings.Contains(tree, "agent.txt") {
+		t.Errorf("the branch lacks agent.txt: %s", tree)
+	}
+	if out, code = cli("up", "--repo", w.repo, "--name", "rl"); code != 0 {
+		t.Fatalf("rootless up again: exit %d\n%s", code, out)
+	}
+	if out, code = cli("exec", "--name", "rl", "--", "cat", "agent.txt"); code != 0 || !strings.Contains(out, "agent work") {
+		t.Errorf("the workspace's files after down and up: exit %d\n%s", code, out)
+	}
+	if out, code = cli("rm", "rl", "--yes"); code != 0 {
+		t.Fatalf("rootless rm: exit %d\n%s", code, out)
+	}
+	if names, _ := re.Podman("ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(names) != "" {
+		t.Errorf("containers left: %s", names)
+	}
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("rm ran what the agent planted: %v", fired)
+	}
+}
