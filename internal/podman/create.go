@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/specgen"
@@ -15,13 +16,18 @@ import (
 // cpuPeriod is the CFS period the CPU quota is expressed against (the kernel's default).
 const cpuPeriod = 100_000
 
+// createTimeout bounds creating a container: on vfs storage (rootless Podman without
+// overlay) the server copies the image's whole root file system, which for a workspace image
+// of gigabytes takes far longer than a control call on a busy disk.
+const createTimeout = 10 * time.Minute
+
 // Create creates (does not start) the container described by s and returns its ID.
 func (c *Client) Create(ctx context.Context, s container.Spec) (string, error) {
 	g, err := specGenerator(s)
 	if err != nil {
 		return "", err
 	}
-	cctx, cancel := c.call(ctx, callTimeout)
+	cctx, cancel := c.call(ctx, createTimeout)
 	defer cancel()
 	resp, err := containers.CreateWithSpec(cctx, g, nil)
 	if err != nil {
