@@ -44,7 +44,11 @@ var workspaceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,39}$`)
 // CheckWorkspaceName refuses a name that could not name a container, a file and an SSH host.
 func CheckWorkspaceName(name string) error {
 	if !workspaceNameRE.MatchString(name) || strings.HasSuffix(name, ".") {
-		return &InputError{Flag: "--name", Err: fmt.Errorf("%q is not a workspace name (lower-case letters, digits, . _ -; up to 40, starting with a letter or digit)", name),
+		shown := name
+		if len(shown) > 48 {
+			shown = shown[:48] + "…"
+		}
+		return &InputError{Flag: "--name", Err: fmt.Errorf("%q is not a workspace name (lower-case letters, digits, . _ -; up to 40, starting with a letter or digit)", shown),
 			Fix: "e.g. --name app"}
 	}
 	return nil
@@ -950,7 +954,8 @@ func (wr *workspaceRun) plan(now *Plan, err error, at time.Time) (*Plan, error) 
 		if now.PolicyHash != w.Plan.PolicyHash {
 			return now, &policy.RefusedError{Refusals: []policy.Refusal{{
 				Subject: "workspace " + w.Name, Rule: RulePolicyChanged,
-				Reason: fmt.Sprintf("the profile's policy is %s now and the workspace runs under %s", now.PolicyHash, w.Plan.PolicyHash),
+				Reason: fmt.Sprintf("the profile now decides otherwise about %s than when the workspace was brought up (policy %s, was %s)",
+					strings.Join(changedDecisions(w.Plan.Decision, now.Decision), ", "), now.PolicyHash, w.Plan.PolicyHash),
 				Fix:    "sourceosctl agent-machine up --fresh --name " + w.Name + " (its work is kept on its branch)",
 			}}}
 		}
@@ -972,6 +977,37 @@ func (wr *workspaceRun) plan(now *Plan, err error, at time.Time) (*Plan, error) 
 		pl.Notes = []string{"joined workspace " + w.Name + " (container " + short(w.ContainerID) + ", up in session " + w.Plan.SessionID + ")"}
 	}
 	return &pl, nil
+}
+
+// changedDecisions names the parts of the policy decision that differ (its JSON fields).
+func changedDecisions(was, now *policy.Decision) []string {
+	fields := func(d *policy.Decision) map[string]string {
+		out := map[string]string{}
+		var m map[string]json.RawMessage
+		if b, err := json.Marshal(d); err == nil && json.Unmarshal(b, &m) == nil {
+			for k, v := range m {
+				out[k] = string(v)
+			}
+		}
+		return out
+	}
+	a, b := fields(was), fields(now)
+	var changed []string
+	for k := range b {
+		if a[k] != b[k] {
+			changed = append(changed, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	sort.Strings(changed)
+	if len(changed) == 0 {
+		return []string{"its hash"}
+	}
+	return changed
 }
 
 // RulePolicyChanged refuses joining a workspace brought up under another policy.

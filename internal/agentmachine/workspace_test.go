@@ -217,6 +217,9 @@ func TestWorkspaceJoinRefused(t *testing.T) {
 		if !errors.As(err, &refused) || refused.Refusals[0].Rule != RulePolicyChanged || countCalls(e, "exec") != 0 {
 			t.Fatalf("join under a changed policy: %v", err)
 		}
+		if reason := refused.Refusals[0].Reason; !strings.Contains(reason, "otherwise about egress") {
+			t.Errorf("the refusal does not say what changed: %s", reason)
+		}
 	})
 	t.Run("another tool", func(t *testing.T) {
 		se, e := workspaceEnv(t, gatewayNetwork)
