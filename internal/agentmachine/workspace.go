@@ -956,7 +956,7 @@ func (wr *workspaceRun) plan(now *Plan, err error, at time.Time) (*Plan, error) 
 				Subject: "workspace " + w.Name, Rule: RulePolicyChanged,
 				Reason: fmt.Sprintf("the profile now decides otherwise about %s than when the workspace was brought up (policy %s, was %s)",
 					strings.Join(changedDecisions(w.Plan.Decision, now.Decision), ", "), now.PolicyHash, w.Plan.PolicyHash),
-				Fix:    "sourceosctl agent-machine up --fresh --name " + w.Name + " (its work is kept on its branch)",
+				Fix: "sourceosctl agent-machine up --fresh --name " + w.Name + " (its work is kept on its branch)",
 			}}}
 		}
 	}
