@@ -103,6 +103,13 @@ func (r *sessionRun) collectCopy(ctx context.Context) {
 		fail(err)
 		return
 	}
+	if len(m.Skipped) > 0 {
+		r.event("not brought back: %s", strings.Join(m.Skipped, "; "))
+		fmt.Fprintf(r.IO.ErrOut, "! not brought back to the branch (the copy keeps them in %s):\n", c.Upper())
+		for _, s := range m.Skipped {
+			fmt.Fprintf(r.IO.ErrOut, "    %s\n", s)
+		}
+	}
 	if m.Head == c.Base {
 		if err := c.Unchanged(); err != nil {
 			fail(err)

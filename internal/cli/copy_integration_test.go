@@ -881,3 +881,42 @@ git add .gitmodules && git commit -q -m "a submodule update command"`, "gitmodul
 		})
 	}
 }
+
+// TestIntegrationUnreadableLeftoversDoNotLoseTheWork: an agent that takes away its own read
+// permission on what it leaves (a directory, a new file, a file the branch had) no longer makes
+// the whole collection fail: the rest of its work reaches the branch, and what could not be
+// read is named (a committed file keeps its committed version).
+func TestIntegrationUnreadableLeftoversDoNotLoseTheWork(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	if err := os.WriteFile(filepath.Join(w.repo, "kept.txt"), []byte("committed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, w.repo, 1000, 1000)
+	w.git(t, w.repo, "add", "kept.txt")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "kept.txt")
+	f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+	script := `cd /workspace && echo work > work.txt && mkdir cache && echo x > cache/f && chmod 000 cache &&
+echo secret > new.txt && chmod 000 new.txt && echo changed > kept.txt && chmod 000 kept.txt && echo LEFT`
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", script); code != 0 || !strings.Contains(out.String(), "LEFT") {
+		t.Fatalf("session: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rows := w.sessions(t, e)
+	if len(rows) != 1 || rows[0].State != "to review" {
+		t.Fatalf("the work was not brought back: %+v\n%s", rows, errOut)
+	}
+	tree := w.git(t, w.repo, "ls-tree", "-r", "--name-only", rows[0].Branch)
+	if !strings.Contains(tree, "work.txt") || strings.Contains(tree, "cache/") || strings.Contains(tree, "new.txt") {
+		t.Errorf("the branch's files:\n%s", tree)
+	}
+	if got := w.git(t, w.repo, "show", rows[0].Branch+":kept.txt"); got != "committed" {
+		t.Errorf("an unreadable committed file became %q on the branch", got)
+	}
+	for _, want := range []string{"not brought back", "cache/ (unreadable", "new.txt (unreadable", "kept.txt (unreadable: the agent took away its own read permission); the branch keeps its committed version"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr does not say %q:\n%s", want, errOut)
+		}
+	}
+}

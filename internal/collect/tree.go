@@ -50,6 +50,9 @@ func (b *builder) dir(rel string, treeHash plumbing.Hash) (plumbing.Hash, bool, 
 	}
 	merged := map[string]fs.FileInfo{}
 	entries, err := os.ReadDir(filepath.Join(b.r.Workspace, filepath.FromSlash(rel)))
+	if errors.Is(err, fs.ErrPermission) {
+		return plumbing.ZeroHash, false, errUnreadable
+	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return plumbing.ZeroHash, false, err
 	}
@@ -124,6 +127,9 @@ func (b *builder) entry(rel string, info fs.FileInfo, committed object.TreeEntry
 		return object.TreeEntry{Name: name, Mode: filemode.Symlink, Hash: h}, err == nil, err
 	case info.Mode().IsRegular():
 		f, err := os.Open(full)
+		if errors.Is(err, fs.ErrPermission) {
+			return b.unreadable(rel, committed, inCommit)
+		}
 		if err != nil {
 			return object.TreeEntry{}, false, err
 		}
@@ -150,6 +156,9 @@ func (b *builder) entry(rel string, info fs.FileInfo, committed object.TreeEntry
 			tree = committed.Hash
 		}
 		h, _, err := b.dirAll(rel, tree, inCommit && committed.Mode == filemode.Dir)
+		if errors.Is(err, errUnreadable) {
+			return b.unreadable(rel+"/", committed, inCommit)
+		}
 		if err != nil || h.IsZero() {
 			return object.TreeEntry{}, false, err
 		}
@@ -157,6 +166,21 @@ func (b *builder) entry(rel string, info fs.FileInfo, committed object.TreeEntry
 	}
 	b.skipped = append(b.skipped, rel+" (not a file, link or directory)")
 	return object.TreeEntry{}, false, nil
+}
+
+// errUnreadable: a directory the collector (the agent's own user) may not list.
+var errUnreadable = errors.New("unreadable")
+
+// unreadable is what an entry the agent left unreadable to its own user (chmod 000)
+// becomes: skipped and said, rather than failing the whole collection; a path the commit had
+// keeps the commit's version, as nothing of the agent's change could be read.
+func (b *builder) unreadable(rel string, committed object.TreeEntry, inCommit bool) (object.TreeEntry, bool, error) {
+	what := rel + " (unreadable: the agent took away its own read permission)"
+	if inCommit {
+		what += "; the branch keeps its committed version"
+	}
+	b.skipped = append(b.skipped, what)
+	return committed, inCommit, nil
 }
 
 // dirAll is dir for a directory that is touched (then only its touched entries are looked
