@@ -75,12 +75,8 @@ func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Wri
 	if c.nonce != "" {
 		// The helper's verdict is the first line of its standard error, which a terminal
 		// merges into out.
-		watch := &verdictWatch{nonce: c.nonce}
-		if c.spec.TTY {
-			watch.w, out = out, watch
-		} else {
-			watch.w, errOut = errOut, watch
-		}
+		var watch *verdictWatch
+		watch, out, errOut = watchVerdict(c.nonce, c.spec.TTY, out, errOut)
 		defer func() {
 			watch.flush()
 			verdict, diffs := watch.result()

@@ -133,6 +133,19 @@ type verdictWatch struct {
 	diffs   []string
 }
 
+// watchVerdict puts a verdictWatch on the stream the helper's verdict arrives on — standard
+// error, or with a terminal the one stream a terminal has — and returns it with the streams to
+// attach.
+func watchVerdict(nonce string, tty bool, out, errOut io.Writer) (*verdictWatch, io.Writer, io.Writer) {
+	watch := &verdictWatch{nonce: nonce}
+	if tty {
+		watch.w, out = out, watch
+	} else {
+		watch.w, errOut = errOut, watch
+	}
+	return watch, out, errOut
+}
+
 // maxVerdict bounds the first line kept while waiting for its end.
 const maxVerdict = 64 << 10
 

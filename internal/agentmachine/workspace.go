@@ -287,15 +287,11 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 			return nil, err
 		}
 	}
-	unlock, err := s.lockWorkspace(ctx, name)
+	w, found, unlock, err := s.lockedWorkspace(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	w, found, err := s.Dirs.LoadWorkspace(name)
-	if err != nil {
-		return nil, err
-	}
 	if found && (w.Repo != repo || w.Profile != p.Metadata.Name) {
 		return nil, &InputError{Flag: "--name", Err: fmt.Errorf("workspace %s is %s with profile %s", name, w.Repo, w.Profile),
 			Fix: "name another with --name, or remove that one (sourceosctl agent-machine rm " + name + ")"}
@@ -627,15 +623,11 @@ func (s *Session) JoinWith(ctx context.Context, p *profile.Profile, w *Workspace
 // Down stops the workspace, records its gateway's log and brings its copy's work back as the
 // branch; the containers go, the copy and the tool's state stay for the next up.
 func (s *Session) Down(ctx context.Context, p *profile.Profile, name string) (*Result, error) {
-	unlock, err := s.lockWorkspace(ctx, name)
+	w, found, unlock, err := s.lockedWorkspace(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	w, found, err := s.Dirs.LoadWorkspace(name)
-	if err != nil {
-		return nil, err
-	}
 	if !found {
 		return nil, noWorkspace(name)
 	}
@@ -672,15 +664,11 @@ func noWorkspace(name string) error {
 // it) and the evidence are never touched; nor is the tool's state, which sessions of the
 // profile share. Work a down could not bring back is not dropped unless force says so.
 func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name string, force bool) error {
-	unlock, err := s.lockWorkspace(ctx, name)
+	w, found, unlock, err := s.lockedWorkspace(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	w, found, err := s.Dirs.LoadWorkspace(name)
-	if err != nil {
-		return err
-	}
 	if !found {
 		return noWorkspace(name)
 	}
@@ -824,13 +812,7 @@ func (r *sessionRun) execJoin(ctx context.Context) (func(), error) {
 	if j.TTY {
 		env["TERM"] = firstNonEmpty(j.Term, "xterm-256color")
 	}
-	watch := &verdictWatch{nonce: nonce}
-	out, errOut := j.Out, j.ErrOut
-	if j.TTY {
-		watch.w, out = out, watch
-	} else {
-		watch.w, errOut = errOut, watch
-	}
+	watch, out, errOut := watchVerdict(nonce, j.TTY, j.Out, j.ErrOut)
 	r.event("exec: %s", strings.Join(r.ws.argv, " "))
 	created := func(session string) {
 		if err := r.Dirs.addExec(w.Name, session); err != nil {
@@ -1059,6 +1041,23 @@ func (r *sessionRun) reportWorkspaceCopy() {
 		fmt.Fprintf(r.IO.ErrOut, "The workspace's work is on branch %s of %s: %s, %s (its copy is kept for the next up).\n  review:  sourceosctl agent-machine diff %s\n  merge:   sourceosctl agent-machine merge %s [--squash]\n",
 			c.Branch, c.Repo, plural(len(c.Result.Commits), "commit"), orDash(c.Result.Stat), id, id)
 	}
+}
+
+// lockedWorkspace takes the workspace's lock and then reads its record (found is false when
+// there is none): up, down and rm change a workspace only this way. The unlock is returned
+// whenever err is nil.
+func (s *Session) lockedWorkspace(ctx context.Context, name string) (w *Workspace, found bool, unlock func(), err error) {
+	if err := CheckWorkspaceName(name); err != nil { // before its lock file is named after it
+		return nil, false, nil, err
+	}
+	if unlock, err = s.lockWorkspace(ctx, name); err != nil {
+		return nil, false, nil, err
+	}
+	if w, found, err = s.Dirs.LoadWorkspace(name); err != nil {
+		unlock()
+		return nil, false, nil, err
+	}
+	return w, found, unlock, nil
 }
 
 // lockWaitMax bounds waiting for another sourceosctl bringing the same workspace up or down.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -129,6 +130,22 @@ func workspaceRepo(s *agentmachine.Session, prof *profile.Profile, repo, wd stri
 	return r, nil
 }
 
+// openWorkspace loads the profile and the session, and finds the workspace --name or --repo
+// names: what exec, down and the SSH commands all start with.
+func openWorkspace(f *Factory, g *GlobalOptions, name, repo string) (*profile.Profile, *agentmachine.Session, *agentmachine.Workspace, error) {
+	prof, err := f.LoadProfile(g.Profile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := f.Session(g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wd, _ := f.WorkDir()
+	w, err := findWorkspace(s, prof, name, repo, wd)
+	return prof, s, w, err
+}
+
 // findWorkspace is the workspace --name names, or else the one of the repository and profile.
 func findWorkspace(s *agentmachine.Session, prof *profile.Profile, name, repo, wd string) (*agentmachine.Workspace, error) {
 	if name != "" {
@@ -172,16 +189,7 @@ join leaves its own evidence bundle naming the workspace.`,
 			if len(args) == 0 {
 				return usageErrorf("name the command to run after --, e.g. exec -- make test")
 			}
-			prof, err := f.LoadProfile(g.Profile)
-			if err != nil {
-				return err
-			}
-			s, err := f.Session(g)
-			if err != nil {
-				return err
-			}
-			wd, _ := f.WorkDir()
-			w, err := findWorkspace(s, prof, name, repo, wd)
+			prof, s, w, err := openWorkspace(f, g, name, repo)
 			if err != nil {
 				return err
 			}
@@ -208,16 +216,7 @@ and the tools' state stay: up starts the workspace again where it was.`,
   sourceosctl agent-machine down --name app`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			prof, err := f.LoadProfile(g.Profile)
-			if err != nil {
-				return err
-			}
-			s, err := f.Session(g)
-			if err != nil {
-				return err
-			}
-			wd, _ := f.WorkDir()
-			w, err := findWorkspace(s, prof, name, repo, wd)
+			prof, s, w, err := openWorkspace(f, g, name, repo)
 			if err != nil {
 				return err
 			}
@@ -316,19 +315,12 @@ func joinRunning(ctx context.Context, opts *sessionOptions, s *agentmachine.Sess
 		}
 	}
 	if opts.DryRun {
-		fmt.Fprintf(opts.IO.Out, "dry run: would join workspace %s (container %.12s) and run %s there, checked again first\n", w.Name, w.ContainerID, orDash(strings.Join(opts.Args, " "), opts.Tool))
+		fmt.Fprintf(opts.IO.Out, "dry run: would join workspace %s (container %.12s) and run %s there, checked again first\n", w.Name, w.ContainerID, cmp.Or(strings.Join(opts.Args, " "), opts.Tool))
 		return true, nil
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "joining workspace %s (container %.12s)\n", w.Name, w.ContainerID)
 	_, err = s.Join(ctx, prof, w, agentmachine.SessionRequest{Tool: opts.Tool, Args: opts.Args, Repo: repo})
 	return true, err
-}
-
-func orDash(s, dflt string) string {
-	if s == "" {
-		return dflt
-	}
-	return s
 }
 
 func newSSHProxyCmd(f *Factory, g *GlobalOptions) *cobra.Command {
@@ -351,11 +343,7 @@ Messages and errors go to standard error; the evidence bundles are written as fo
   sourceosctl agent-machine ssh-config app --write && ssh sourceos-app`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			prof, err := f.LoadProfile(g.Profile)
-			if err != nil {
-				return err
-			}
-			s, err := f.Session(g)
+			prof, s, w, err := openWorkspace(f, g, args[0], "")
 			if err != nil {
 				return err
 			}
@@ -363,10 +351,6 @@ Messages and errors go to standard error; the evidence bundles are written as fo
 			// The Podman bindings warn through logrus on standard error, which is the
 			// editor's log here: a stream closing at the end of a command is no news.
 			logrus.SetLevel(logrus.ErrorLevel)
-			w, err := findWorkspace(s, prof, args[0], "", "")
-			if err != nil {
-				return err
-			}
 			return s.ServeSSH(cmd.Context(), prof, w, agentmachine.StdioConn{Reader: f.IO.In, WriteCloser: writeCloser{f.IO.Out}})
 		},
 	}
@@ -403,15 +387,7 @@ replacing an earlier one for the same workspace; the rest of the file is left as
   code --remote ssh-remote+sourceos-app /workspace`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			prof, err := f.LoadProfile(g.Profile)
-			if err != nil {
-				return err
-			}
-			s, err := f.Session(g)
-			if err != nil {
-				return err
-			}
-			w, err := findWorkspace(s, prof, args[0], "", "")
+			prof, s, w, err := openWorkspace(f, g, args[0], "")
 			if err != nil {
 				return err
 			}

@@ -29,19 +29,7 @@ func TestIntegrationWorkspaceLifecycle(t *testing.T) {
       allow: ["127.0.0.1:%d"]
 `, srv.p))
 	head := gitRepo(t, w)
-	t.Cleanup(func() {
-		if out, err := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=app"); err == nil {
-			for _, id := range strings.Fields(out) {
-				_, _ = e.Podman("rm", "-f", id)
-			}
-		}
-	})
-	cli := func(args ...string) (int, string, string) {
-		t.Helper()
-		f, out, errOut := sessionFactory(t, e, w, nil)
-		code := run(t, f, append([]string{"--profile", w.profile, "am"}, args...)...)
-		return code, out.String(), errOut.String()
-	}
+	cli := workspaceCLI(t, e, w, "app")
 	containerOf := func() string {
 		t.Helper()
 		out, err := e.Podman("ps", "-q", "--no-trunc", "--filter", "label="+agentmachine.LabelWorkspace+"=app")
@@ -186,19 +174,7 @@ func TestIntegrationWorkspaceChangedBehindOurBack(t *testing.T) {
 	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "  network: {mode: gateway}\n")
 	gitRepo(t, w)
-	t.Cleanup(func() {
-		if out, err := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=changed"); err == nil {
-			for _, id := range strings.Fields(out) {
-				_, _ = e.Podman("rm", "-f", id)
-			}
-		}
-	})
-	cli := func(args ...string) (int, string, string) {
-		t.Helper()
-		f, out, errOut := sessionFactory(t, e, w, nil)
-		code := run(t, f, append([]string{"--profile", w.profile, "am"}, args...)...)
-		return code, out.String(), errOut.String()
-	}
+	cli := workspaceCLI(t, e, w, "changed")
 	if code, _, stderr := cli("up", "--repo", w.repo, "--name", "changed"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, stderr)
 	}
@@ -281,5 +257,24 @@ func TestIntegrationWorkspaceChangedBehindOurBack(t *testing.T) {
 	}
 	if code, _, stderr := cli("exec", "--name", "changed", "--", "true"); code == 0 || !strings.Contains(stderr, "is gone") {
 		t.Errorf("a replaced container: exit %d\n%s", code, stderr)
+	}
+}
+
+// workspaceCLI runs sourceosctl agent-machine with w's profile against the harness's service,
+// returning the exit code, standard output and standard error; whatever runs under workspace
+// name's label when the test ends is removed.
+func workspaceCLI(t *testing.T, e *podmantest.Env, w *workspace, name string) func(args ...string) (int, string, string) {
+	t.Cleanup(func() {
+		if out, err := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"="+name); err == nil {
+			for _, id := range strings.Fields(out) {
+				_, _ = e.Podman("rm", "-f", id)
+			}
+		}
+	})
+	return func(args ...string) (int, string, string) {
+		t.Helper()
+		f, out, errOut := sessionFactory(t, e, w, nil)
+		code := run(t, f, append([]string{"--profile", w.profile, "am"}, args...)...)
+		return code, out.String(), errOut.String()
 	}
 }

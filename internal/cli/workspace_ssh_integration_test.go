@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -57,19 +56,7 @@ func TestIntegrationWorkspaceSSH(t *testing.T) {
 	}
 	w := newWorkspace(t, e, "")
 	gitRepo(t, w)
-	t.Cleanup(func() {
-		if out, err := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=edit"); err == nil {
-			for _, id := range strings.Fields(out) {
-				_, _ = e.Podman("rm", "-f", id)
-			}
-		}
-	})
-	cli := func(args ...string) (int, string, string) {
-		t.Helper()
-		f, out, errOut := sessionFactory(t, e, w, nil)
-		code := run(t, f, append([]string{"--profile", w.profile, "am"}, args...)...)
-		return code, out.String(), errOut.String()
-	}
+	cli := workspaceCLI(t, e, w, "edit")
 	if code, _, stderr := cli("up", "--repo", w.repo, "--name", "edit"); code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, stderr)
 	}
