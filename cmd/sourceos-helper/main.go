@@ -8,7 +8,8 @@
 // seccomp filter (a way to the hypervisor outside any network namespace), and then becomes the
 // tool (exec); or it refuses with a line the session recognises and exit code 121. A
 // workspace's tool is `sourceos-helper idle`, which keeps its container running until it is
-// stopped. It is small on purpose: it adds about a millisecond to a session.
+// stopped; joins run `connect` (a relay to a port on the container's loopback) and `serve` (a
+// server, such as the browser IDE, until sourceosctl lets go of it) after the check. It is small on purpose: it adds about a millisecond to a session.
 package main
 
 import (
@@ -48,6 +49,9 @@ func main() {
 	}
 	if len(os.Args) == 3 && os.Args[1] == connectArg {
 		os.Exit(connect(os.Args[2]))
+	}
+	if len(os.Args) >= 2 && os.Args[1] == serveArg {
+		serveMain(os.Args[2:])
 	}
 	if len(os.Args) == 2 && os.Args[1] == "__probe-vsock" {
 		probeVsock()

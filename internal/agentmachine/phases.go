@@ -146,6 +146,9 @@ func (r *sessionRun) image(ctx context.Context) (func(), error) {
 	ref := r.plan.Image.Ref
 	img, err := r.ensureImage(ctx, ref)
 	r.out.Image = img
+	if err == nil {
+		err = checkIDEImage(r.plan, img)
+	}
 	if err != nil {
 		r.event("image %s: %v", ref, err)
 		return nil, err
@@ -160,8 +163,11 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 		return img, err
 	}
 	if !found && IsLocalRef(ref) {
-		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled",
-			Fix: BuildImageCommand + " (or name a published image in spec.image)"}
+		fix := BuildImageCommand + " (or name a published image in spec.image)"
+		if r.plan.IDE != nil {
+			fix = ideBuildHint(ref)
+		}
+		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled", Fix: fix}
 	}
 	if !found {
 		fmt.Fprintf(r.IO.ErrOut, "Pulling %s …\n", ref)

@@ -146,6 +146,9 @@ type SessionRequest struct {
 	Workspace string
 	// Copy is a workspace's copy, kept since its first up: the plan reuses it.
 	Copy *repocopy.Copy
+	// IDE: the workspace serves the browser IDE (up --ide): its image is the profile's IDE
+	// variant, or the profile's own when it has code-server.
+	IDE bool
 }
 
 // Plan is everything a session will do, as plain data.
@@ -177,6 +180,8 @@ type Plan struct {
 	Egress *EgressPlan `json:"egress,omitempty"`
 	// SFTP is the SFTP server mounted in a workspace's container, for its editors.
 	SFTP *HelperRef `json:"sftp,omitempty"`
+	// IDE is the browser IDE a workspace serves (up --ide).
+	IDE *IDEPlan `json:"ide,omitempty"`
 
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
@@ -320,6 +325,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		}
 		pl.Workspace.Name = req.Workspace
 	}
+	if err := planIDE(p, req, pl); err != nil {
+		return pl, err
+	}
 	if err := planWorkspace(p, req, f, pl); err != nil {
 		return pl, err
 	}
@@ -461,7 +469,7 @@ func writableBy(uid, gid, ownerUID, ownerGID int, mode fs.FileMode) bool {
 func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command []string, user string) container.Spec {
 	s := container.Spec{
 		Name:    containerName(pl.Tool.Name, pl.SessionID),
-		Image:   p.Spec.Image.Ref,
+		Image:   pl.Image.Ref,
 		Command: command,
 		WorkDir: p.Spec.Workspace.MountPath,
 		User:    user,

@@ -163,13 +163,15 @@ type WorkspaceRequest struct {
 	Direct     bool     `json:"direct,omitempty"`
 	// AllowProtected are resolved paths.
 	AllowProtected []string `json:"allowProtected,omitempty"`
+	// IDE: up --ide; its image has code-server.
+	IDE bool `json:"ide,omitempty"`
 }
 
 // sessionRequest is the request that re-plans the workspace.
 func (w *Workspace) sessionRequest() SessionRequest {
 	q := w.Request
 	return SessionRequest{Tool: q.Tool, Repo: w.Repo, Secrets: q.Secrets, AllowHosts: q.AllowHosts, Auth: q.Auth,
-		Branch: q.Branch, Direct: q.Direct, AllowProtected: q.AllowProtected, Workspace: w.Name}
+		Branch: q.Branch, Direct: q.Direct, AllowProtected: q.AllowProtected, Workspace: w.Name, IDE: q.IDE}
 }
 
 // Running reports whether the workspace's container was left running by its last up.
@@ -275,7 +277,7 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 		_, err = NewPlan(p, req, Facts{Home: s.Host.Home}) // the same error a session gives
 		return nil, err
 	}
-	asked := WorkspaceRequest{Tool: req.Tool, Secrets: req.Secrets, AllowHosts: req.AllowHosts, Auth: req.Auth, Branch: req.Branch, Direct: req.Direct}
+	asked := WorkspaceRequest{Tool: req.Tool, Secrets: req.Secrets, AllowHosts: req.AllowHosts, Auth: req.Auth, Branch: req.Branch, Direct: req.Direct, IDE: req.IDE}
 	for _, a := range req.AllowProtected {
 		if r, err := profile.ResolvePath(a, s.Host.Home, req.WorkDir); err == nil {
 			asked.AllowProtected = append(asked.AllowProtected, r)
@@ -377,6 +379,8 @@ func (q WorkspaceRequest) differs(asked WorkspaceRequest) string {
 		return "--direct"
 	case !eq(asked.AllowProtected, q.AllowProtected):
 		return "--allow-protected"
+	case asked.IDE && !q.IDE: // up without --ide on a workspace with it is the same workspace
+		return "--ide"
 	}
 	return ""
 }
@@ -394,6 +398,9 @@ func (q WorkspaceRequest) describe() string {
 	}
 	if q.Direct {
 		parts = append(parts, "--direct")
+	}
+	if q.IDE {
+		parts = append(parts, "--ide")
 	}
 	return strings.Join(parts, ", ")
 }
@@ -701,6 +708,7 @@ func (s *Session) RemoveWorkspace(ctx context.Context, p *profile.Profile, name 
 		errs = append(errs, c.Remove())
 	}
 	errs = append(errs, os.RemoveAll(s.Dirs.WorkspaceSSH(name).Dir))
+	_ = os.Remove(s.Dirs.IDELog(name))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

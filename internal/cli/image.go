@@ -90,6 +90,7 @@ type imageBuildOptions struct {
 	Verbose                            bool
 	Base, Rootfs, Mirror, Catalog, Tag string
 	Stacks, CACerts                    []string
+	IDE                                bool
 	Force, DryRun                      bool
 	Output                             string
 }
@@ -98,7 +99,7 @@ func newImageBuildCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := &imageBuildOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs,
 		Now: f.Now, ReadFile: f.ReadFile, LookPath: f.LookPath}
 	cmd := &cobra.Command{
-		Use:   "build [--base IMAGE | --rootfs PATH] [--stack NAME[@VERSION]]...",
+		Use:   "build [--base IMAGE | --rootfs PATH] [--stack NAME[@VERSION]]... [--ide]",
 		Short: "Build the default workspace image (and stack variants) on this host",
 		Long: `Build the workspace image in stages, each tagged only once it is complete:
 
@@ -110,6 +111,9 @@ func newImageBuildCmd(f *Factory, g *GlobalOptions) *cobra.Command {
   3. tools            Node.js and npm from Debian; claude-code and codex from the npm registry
                       at the versions the catalog pins, each checked with --version
   4. stacks           with --stack: runtimes from the catalog (see: image stacks)
+  5. ide              with --ide: code-server (VS Code in the browser) from npm at the
+                      version the catalog pins, its native modules compiled here (about
+                      3 minutes, +260 MB); tagged :ide (or :STACKS_ide) for up --ide
 
 A stage whose inputs (its Containerfile, arguments, parent and CA certificates) are unchanged
 is reused, so a second build with nothing changed builds nothing. A failed build leaves the
@@ -124,6 +128,10 @@ store.`,
 
   # Start from a registry image and add Go and Python
   sourceosctl agent-machine image build --base docker.io/library/debian:bookworm-slim --stack go --stack python@3.11
+
+  # The browser IDE for up --ide, on the default image or a stack image
+  sudo sourceosctl agent-machine image build --ide
+  sourceosctl agent-machine image build --stack go --ide
 
   # Behind a TLS-inspecting proxy
   sudo sourceosctl agent-machine image build --ca-cert /usr/local/share/ca-certificates/corp.crt`,
@@ -143,7 +151,8 @@ store.`,
 	fl.StringArrayVar(&opts.Stacks, "stack", nil, "add a runtime from the catalog: NAME or NAME@VERSION (repeatable)")
 	fl.StringArrayVar(&opts.CACerts, "ca-cert", nil, "PEM CA certificate to trust inside the image (repeatable)")
 	fl.StringVar(&opts.Catalog, "catalog", "", "runtime catalog JSON replacing the embedded one")
-	fl.StringVar(&opts.Tag, "tag", "", "name of the result (default "+image.DefaultRef+", or :STACKS with --stack)")
+	fl.BoolVar(&opts.IDE, "ide", false, "add the browser IDE (code-server) for up --ide")
+	fl.StringVar(&opts.Tag, "tag", "", "name of the result (default "+image.DefaultRef+", :STACKS with --stack, :ide or :STACKS_ide with --ide)")
 	fl.BoolVar(&opts.Force, "force", false, "rebuild every stage even when its inputs are unchanged")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the stages and which would be reused; build nothing")
 	addOutputFlag(cmd, &opts.Output, outTable, outJSON)
@@ -193,7 +202,7 @@ func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
 	b := &image.Builder{Engine: engine, ManifestPath: manifestPath, WorkDir: work, Out: opts.IO.ErrOut,
 		Geteuid: os.Geteuid, LookPath: opts.LookPath, ReadFile: opts.ReadFile, Now: opts.Now}
 	req := image.BuildRequest{Ref: opts.Tag, Base: opts.Base, Rootfs: opts.Rootfs, Mirror: opts.Mirror, Stacks: stacks,
-		CACerts: opts.CACerts, Catalog: cat, Force: opts.Force}
+		IDE: opts.IDE, CACerts: opts.CACerts, Catalog: cat, Force: opts.Force}
 	plan, err := b.Plan(ctx, req)
 	if err != nil {
 		return err
@@ -201,6 +210,9 @@ func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
 	version := cat.ToolVersions()
 	for _, s := range stacks {
 		version += ", " + s.Stack + " " + s.Version
+	}
+	if opts.IDE {
+		version += ", code-server " + cat.IDE.CodeServer
 	}
 	if opts.DryRun {
 		if opts.Output == outJSON {
@@ -511,7 +523,7 @@ listed so that a denial of one is no surprise (allow one with --allow-host).`,
 					ToolHosts map[string][]tool.Host `json:"toolHosts"`
 				}{cat, hosts})
 			}
-			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; %s)\n", cat.Source, cat.Suite, cat.ToolVersions())
+			fmt.Fprintf(f.IO.Out, "Catalog: %s (Debian %s; %s; image build --ide: code-server %s)\n", cat.Source, cat.Suite, cat.ToolVersions(), cat.IDE.CodeServer)
 			tw := tabwriter.NewWriter(f.IO.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "STACK\tVERSION\tPACKAGES\tDESCRIPTION")
 			for _, s := range cat.Stacks {

@@ -5,8 +5,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -24,8 +27,9 @@ func newUpCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := newSessionOptions(f, g)
 	var name string
 	var fresh bool
+	var ide ideOptions
 	cmd := &cobra.Command{
-		Use:   "up [--repo PATH] [--name NAME] [--tool TOOL] [--fresh]",
+		Use:   "up [--repo PATH] [--name NAME] [--tool TOOL] [--fresh] [--ide [--ide-port PORT]]",
 		Short: "Bring up a workspace that keeps running: exec, shell and run join it",
 		Long: `Bring up a governed workspace for the repository and profile: the same container a
 session gets (policy, hardening, its own copy and branch, the egress gateway), checked the
@@ -41,12 +45,21 @@ from a new copy of your HEAD and uncommitted changes.
 
 With spec.network: gateway the gateway runs in a sidecar container beside it (it must
 outlive this command); injected secrets are read at each up and reach only the gateway. A
-workspace cannot hold a plain --secret: its value would live as long as the container.`,
+workspace cannot hold a plain --secret: its value would live as long as the container.
+
+--ide serves VS Code in the browser (code-server, from an image built with image build
+--ide) for the workspace, until Ctrl-C; the workspace stays up after it. code-server runs
+inside the container on its loopback; this command serves it on this host's loopback only
+(127.0.0.1, port --ide-port or a free one) behind the workspace's own token, which the
+address it prints carries once (then a cookie; the token never enters the container). Each
+connection the browser makes is relayed by a join of the workspace, checked and recorded
+like exec; a workspace changed behind sourceosctl's back ends the serving.`,
 		Example: `  sourceosctl agent-machine up --repo ~/dev/app
   sourceosctl agent-machine up --repo . --tool claude-code --auth anthropic
   sourceosctl agent-machine exec --repo . -- go test ./...
   sourceosctl agent-machine up --repo . --fresh
-  sourceosctl agent-machine up --repo . --dry-run`,
+  sourceosctl agent-machine up --repo . --dry-run
+  sourceosctl agent-machine image build --ide && sourceosctl agent-machine up --repo . --ide`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Profile = g.Profile
@@ -59,17 +72,38 @@ workspace cannot hold a plain --secret: its value would live as long as the cont
 			if err := opts.validate(); err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), opts, name, fresh)
+			if err := ide.validate(cmd); err != nil {
+				return err
+			}
+			return runUp(cmd.Context(), opts, name, fresh, ide)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the workspace's `NAME` (default: the repository directory's name)")
+	cmd.Flags().BoolVar(&ide.On, "ide", false, "serve the browser IDE (code-server) on 127.0.0.1 until Ctrl-C")
+	cmd.Flags().IntVar(&ide.Port, "ide-port", 0, "the IDE's `PORT` on 127.0.0.1 (default: a free one)")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "bring it down and start over from a new copy (the old work stays on its branch)")
 	cmd.Flags().StringVar(&opts.Tool, "tool", "", "the `TOOL` that run joins with (claude-code, codex, a custom tool; default: shell only)")
 	addSessionFlags(cmd, opts)
 	return cmd
 }
 
-func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool) error {
+// ideOptions are up's browser IDE flags.
+type ideOptions struct {
+	On   bool
+	Port int
+}
+
+func (o ideOptions) validate(cmd *cobra.Command) error {
+	if cmd.Flags().Changed("ide-port") && !o.On {
+		return usageErrorf("--ide-port: needs --ide")
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return usageErrorf("--ide-port %d: a port is 1-65535 (or 0 for a free one)", o.Port)
+	}
+	return nil
+}
+
+func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool, ide ideOptions) error {
 	prof, err := opts.LoadProfile(opts.Profile)
 	if err != nil {
 		return err
@@ -95,10 +129,18 @@ func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool) e
 		return err
 	}
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: repo, Secrets: opts.Secrets, AllowProtected: opts.AllowProtected,
-		WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name}
+		WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name, IDE: ide.On}
 	if opts.DryRun {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)
+	}
+	// The IDE's port is taken before anything starts: a port in use fails here, not after up.
+	var listener net.Listener
+	if ide.On {
+		if listener, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ide.Port))); err != nil {
+			return &agentmachine.InputError{Flag: "--ide-port", Err: err, Fix: "choose another port, or leave --ide-port out for a free one"}
+		}
+		defer listener.Close()
 	}
 	res, err := s.Up(ctx, prof, req, fresh)
 	if err != nil {
@@ -111,7 +153,35 @@ func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool) e
 		fmt.Fprintf(opts.IO.ErrOut, "✓ Workspace %s is up (container %.12s) on %s.\n", w.Name, w.ContainerID, w.Repo)
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "  join:   sourceosctl agent-machine exec --name %s -- COMMAND   (shell and run on %s join it too)\n  status: sourceosctl agent-machine status\n  down:   sourceosctl agent-machine down --name %s\n", w.Name, w.Repo, w.Name)
-	return nil
+	if !ide.On {
+		return nil
+	}
+	return serveIDE(ctx, opts, s, prof, w, listener)
+}
+
+// serveIDE serves the workspace's browser IDE until Ctrl-C; code-server's output goes to its
+// log file (and to standard error with --verbose).
+func serveIDE(ctx context.Context, opts *sessionOptions, s *agentmachine.Session, prof *profile.Profile, w *agentmachine.Workspace, l net.Listener) error {
+	logPath := s.Dirs.IDELog(w.Name)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("the IDE's log: %w", err)
+	}
+	defer logFile.Close()
+	var log io.Writer = logFile
+	if s.Verbose {
+		log = io.MultiWriter(logFile, opts.IO.ErrOut)
+	}
+	// The Podman bindings warn through logrus when a relay's browser end closes first.
+	logrus.SetLevel(logrus.ErrorLevel)
+	fmt.Fprintf(opts.IO.ErrOut, "Starting the browser IDE in workspace %s (code-server; its output: %s) …\n", w.Name, logPath)
+	err = s.ServeIDE(ctx, prof, w, agentmachine.IDEServing{Listener: l, Log: log, Ready: func(url string) {
+		fmt.Fprintf(opts.IO.ErrOut, "✓ IDE for workspace %s, on this host only — open:\n\n    %s\n\n  The address carries the workspace's token: do not share it. Ctrl-C stops serving; the workspace stays up.\n", w.Name, url)
+	}})
+	if ctx.Err() != nil && err == nil {
+		fmt.Fprintf(opts.IO.ErrOut, "IDE stopped; workspace %s is still up (down --name %s stops it).\n", w.Name, w.Name)
+	}
+	return err
 }
 
 // workspaceRepo resolves the repository a workspace command names: --repo, else the

@@ -54,6 +54,9 @@ type BuildRequest struct {
 	Rootfs  string // a root filesystem (directory or tar) to import instead of debootstrap
 	Mirror  string // Debian mirror for debootstrap; default from the host's apt sources
 	Stacks  []Selected
+	// IDE adds the browser IDE stage (code-server, catalog-pinned) on top: the result is
+	// IDERef of what it would be without.
+	IDE     bool
 	CACerts []string // PEM files added to the image's trust store
 	Catalog *Catalog
 	Force   bool // rebuild every stage even when its inputs are unchanged
@@ -117,16 +120,23 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 	if err != nil {
 		return nil, err
 	}
-	ref := req.Ref
-	if ref == "" {
-		ref = DefaultRef
-		if len(req.Stacks) > 0 {
-			var tags []string
-			for _, s := range req.Stacks {
-				tags = append(tags, s.Tag())
-			}
-			ref = "localhost/sourceos/agent-workspace:" + strings.Join(tags, "_")
+	// without is the image without the IDE: the tools, or the stacks on them; ref the result.
+	without := DefaultRef
+	if len(req.Stacks) > 0 {
+		var tags []string
+		for _, s := range req.Stacks {
+			tags = append(tags, s.Tag())
 		}
+		without = workspaceRepo + ":" + strings.Join(tags, "_")
+	}
+	ref := req.Ref
+	switch {
+	case ref == "" && req.IDE:
+		ref = IDERef(without)
+	case ref == "":
+		ref = without
+	case !req.IDE:
+		without = ref // --tag names the last stage
 	}
 	suite, arch := req.Catalog.Suite, req.Arch
 	if arch == "" {
@@ -199,8 +209,13 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 			pkgs = append(pkgs, s.Packages...)
 			checks = append(checks, s.Check)
 		}
-		add("stacks", "stacks/Containerfile", ref, map[string]string{"PACKAGES": strings.Join(pkgs, " "), "CHECK": strings.Join(checks, " && ")}, nil)
-	} else if ref != DefaultRef {
+		add("stacks", "stacks/Containerfile", without, map[string]string{"PACKAGES": strings.Join(pkgs, " "), "CHECK": strings.Join(checks, " && ")}, nil)
+	}
+	if req.IDE {
+		// The IDE goes last, so an image with stacks and the IDE shares every stage but this
+		// one with the image without it.
+		add("ide", "ide/Containerfile", ref, req.Catalog.IDE.buildArgs(), nil)
+	} else if len(req.Stacks) == 0 && ref != DefaultRef {
 		plan.Steps[len(plan.Steps)-1].Tag = ref
 	}
 
@@ -223,6 +238,34 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 	}
 	return plan, nil
 }
+
+// IDELabel is on an image with the browser IDE (image build --ide): code-server's version.
+const IDELabel = "dev.sourceos.ide.code-server.version"
+
+// IDERef names the IDE variant of a workspace image image build made: :latest becomes :ide,
+// :go-1.19 becomes :go-1.19_ide. Other images are returned as they are: they must carry the
+// IDE themselves (IDELabel).
+func IDERef(ref string) string {
+	repo, tag, ok := strings.Cut(ref, "@")
+	if ok {
+		return ref // pinned by digest: no variant of it exists
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		repo, tag = ref[:i], ref[i+1:]
+	} else {
+		repo, tag = ref, "latest"
+	}
+	if repo != workspaceRepo || strings.HasSuffix(tag, "_ide") || tag == "ide" {
+		return ref
+	}
+	if tag == "latest" {
+		return repo + ":ide"
+	}
+	return repo + ":" + tag + "_ide"
+}
+
+// workspaceRepo is the repository of the images image build makes.
+const workspaceRepo = "localhost/sourceos/agent-workspace"
 
 func (b *Builder) sameInputs(ctx context.Context, st *Step) bool {
 	img, present, err := b.Engine.Image(ctx, st.Tag)

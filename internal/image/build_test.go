@@ -133,6 +133,83 @@ func TestBuildPlanReusesOnlyUnchangedStages(t *testing.T) {
 	}
 }
 
+// TestBuildPlanIDE: --ide adds one stage on top of the image it extends, which keeps its own
+// name and is reused; only the IDE's pins rebuild it.
+func TestBuildPlanIDE(t *testing.T) {
+	e := &fakeBuildEngine{images: map[string]container.Image{"docker.io/library/debian:bookworm-slim": {ID: "deb"}}}
+	b := testBuilder(t, e, 1000)
+	base := "docker.io/library/debian:bookworm-slim"
+	plan, err := b.Plan(context.Background(), BuildRequest{Base: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Run(context.Background(), plan, "v"); err != nil {
+		t.Fatal(err)
+	}
+	goStack, err := DefaultCatalog().Resolve([]string{"go"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := func(p *BuildPlan) string {
+		var out []string
+		for _, st := range p.Steps[1:] {
+			out = append(out, st.Name+"="+short(st.Tag))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name       string
+		req        BuildRequest
+		actions    string
+		tags, ref  string
+		ideVersion string
+	}{
+		{"on the default image", BuildRequest{Base: base, IDE: true}, "reuse,reuse,reuse,build",
+			"base=agent-base:bookworm tools=agent-workspace:latest ide=agent-workspace:ide", "localhost/sourceos/agent-workspace:ide", "4.89.1"},
+		{"on a stack image", BuildRequest{Base: base, Stacks: goStack, IDE: true}, "reuse,reuse,reuse,build,build",
+			"base=agent-base:bookworm tools=agent-workspace:latest stacks=agent-workspace:go-1.19 ide=agent-workspace:go-1.19_ide", "localhost/sourceos/agent-workspace:go-1.19_ide", "4.89.1"},
+		{"with --tag", BuildRequest{Base: base, IDE: true, Ref: "localhost/team/ide:1"}, "reuse,reuse,reuse,build",
+			"base=agent-base:bookworm tools=agent-workspace:latest ide=localhost/team/ide:1", "localhost/team/ide:1", "4.89.1"},
+	} {
+		plan, err := b.Plan(context.Background(), tc.req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := actionsOf(plan); got != tc.actions || tags(plan) != tc.tags || plan.Ref != tc.ref {
+			t.Errorf("%s: actions %s, tags %s, ref %s", tc.name, got, tags(plan), plan.Ref)
+		}
+		last := plan.Steps[len(plan.Steps)-1]
+		if !strings.Contains(last.Command[0], "CODE_SERVER_VERSION="+tc.ideVersion) || !strings.Contains(last.Command[0], "ide/Containerfile") {
+			t.Errorf("%s: the IDE stage's command %q", tc.name, last.Command[0])
+		}
+	}
+	plan, err = b.Plan(context.Background(), BuildRequest{Base: base, IDE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Run(context.Background(), plan, "v"); err != nil {
+		t.Fatal(err)
+	}
+	newer := DefaultCatalog()
+	newer.IDE.CodeServer = "4.89.2"
+	for _, tc := range []struct {
+		name, want string
+		req        BuildRequest
+	}{
+		{"built: reused", "reuse,reuse,reuse,reuse", BuildRequest{Base: base, IDE: true}},
+		{"a new code-server rebuilds only the IDE", "reuse,reuse,reuse,build", BuildRequest{Base: base, IDE: true, Catalog: newer}},
+		{"without --ide the IDE's pins change nothing", "reuse,reuse,reuse", BuildRequest{Base: base, Catalog: newer}},
+	} {
+		plan, err := b.Plan(context.Background(), tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := actionsOf(plan); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestFailedStageLeavesNoNameAndNoRecord(t *testing.T) {
 	e := &fakeBuildEngine{images: map[string]container.Image{"debian:x": {ID: "deb"}}, failTag: "golang-go"}
 	b := testBuilder(t, e, 0)

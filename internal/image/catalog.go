@@ -25,8 +25,25 @@ type Catalog struct {
 	SchemaVersion int               `json:"schemaVersion"`
 	Suite         string            `json:"suite"`
 	Tools         map[string]string `json:"tools"`
+	IDE           IDE               `json:"ide"`
 	Stacks        []Stack           `json:"stacks"`
 	Source        string            `json:"-"` // where it was read from
+}
+
+// IDE pins the browser IDE `image build --ide` adds: code-server from npm, built against the
+// image's Node.js (its native modules compiled there: their prebuilt binaries are GitHub
+// downloads). VSCodeRipgrep and RipgrepPrebuilt are what that code-server release expects —
+// the @vscode/ripgrep version in its lib/vscode/npm-shrinkwrap.json and the ripgrep-prebuilt
+// tag in its postinstall — so its download cache can be seeded with Debian's ripgrep.
+type IDE struct {
+	CodeServer      string `json:"codeServer"`
+	VSCodeRipgrep   string `json:"vscodeRipgrep"`
+	RipgrepPrebuilt string `json:"ripgrepPrebuilt"`
+}
+
+// buildArgs are the IDE stage's build arguments.
+func (i IDE) buildArgs() map[string]string {
+	return map[string]string{"CODE_SERVER_VERSION": i.CodeServer, "VSCODE_RIPGREP_VERSION": i.VSCodeRipgrep, "RIPGREP_PREBUILT_TAG": i.RipgrepPrebuilt}
 }
 
 // Stack is one runtime and the versions the catalog can install.
@@ -126,6 +143,11 @@ func ParseCatalog(name string, data []byte) (*Catalog, error) {
 	for _, name := range tool.Names() {
 		if v := c.Tools[name]; !versionPattern.MatchString(v) {
 			return nil, fail("tools.%s must pin a version such as 1.2.3, got %q", name, v)
+		}
+	}
+	for _, pin := range [][2]string{{"codeServer", c.IDE.CodeServer}, {"vscodeRipgrep", c.IDE.VSCodeRipgrep}, {"ripgrepPrebuilt", c.IDE.RipgrepPrebuilt}} {
+		if !versionPattern.MatchString(pin[1]) {
+			return nil, fail("ide.%s must pin a version such as 1.2.3, got %q", pin[0], pin[1])
 		}
 	}
 	for name := range c.Tools {

@@ -53,7 +53,7 @@ func hintOf(err error) string {
 }
 
 func TestParseCatalogRejects(t *testing.T) {
-	good := `{"schemaVersion":1,"suite":"bookworm","tools":{"claude-code":"1.0.0","codex":"0.1.0"},"stacks":[{"id":"go","versions":[{"version":"1.19","packages":["golang-go"],"check":"go version"}]}]}`
+	good := `{"schemaVersion":1,"suite":"bookworm","tools":{"claude-code":"1.0.0","codex":"0.1.0"},"ide":{"codeServer":"4.89.1","vscodeRipgrep":"1.15.9","ripgrepPrebuilt":"v13.0.0-10"},"stacks":[{"id":"go","versions":[{"version":"1.19","packages":["golang-go"],"check":"go version"}]}]}`
 	if _, err := ParseCatalog("c.json", []byte(good)); err != nil {
 		t.Fatalf("a valid catalog: %v", err)
 	}
@@ -62,6 +62,9 @@ func TestParseCatalogRejects(t *testing.T) {
 		{"schema version", `"schemaVersion":1`, `"schemaVersion":2`, "schemaVersion must be 1"},
 		{"tool unpinned", `"codex":"0.1.0"`, `"codex":""`, "tools.codex must pin a version"},
 		{"unknown tool", `"codex":"0.1.0"`, `"codex":"0.1.0","aider":"1.0"`, "tools.aider is not a tool the image installs; the tools are claude-code, codex"},
+		{"IDE unpinned", `"codeServer":"4.89.1"`, `"codeServer":""`, "ide.codeServer must pin a version"},
+		{"no IDE", `"ide":{"codeServer":"4.89.1","vscodeRipgrep":"1.15.9","ripgrepPrebuilt":"v13.0.0-10"},`, ``, "ide.codeServer must pin a version"},
+		{"shell in an IDE pin", `"v13.0.0-10"`, `"v13; curl x|sh"`, "ide.ripgrepPrebuilt must pin a version"},
 		{"shell in a package name", `"golang-go"`, `"golang-go; rm -rf /"`, `is not a Debian package name`},
 		{"package with a space", `"golang-go"`, `"golang go"`, `is not a Debian package name`},
 		{"no check", `"check":"go version"`, `"check":" "`, "check is required"},

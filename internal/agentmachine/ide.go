@@ -1,0 +1,424 @@
+package agentmachine
+
+// The browser IDE (up --ide): code-server, from an image built with image build --ide, runs
+// inside the workspace's container on its loopback — the container has no network — started
+// through the helper's serve, which says when it listens and stops it when sourceosctl goes.
+// sourceosctl serves it on this host's loopback only: an HTTP reverse proxy that admits a
+// browser holding the workspace's token (given once in the URL, then an HttpOnly cookie) and
+// relays each connection it makes to code-server through the helper's connect inside the
+// container, as ssh -L does — every relay a join, checked and recorded. The token never
+// reaches the container; a request for another host name (DNS rebinding) or from another
+// origin is refused before anything is relayed.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/image"
+	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/tool"
+)
+
+// IDEPlan is the browser IDE a workspace serves (up --ide).
+type IDEPlan struct {
+	// Image has code-server (image.IDELabel).
+	Image string `json:"image"`
+	// Listen is where code-server listens: the container's loopback.
+	Listen string `json:"listen"`
+	// Command starts it, through the helper's serve.
+	Command []string `json:"command"`
+}
+
+const (
+	// ideListen is code-server's address inside the container.
+	ideListen = "127.0.0.1:13337"
+	// ideBinary is where image build --ide installs code-server.
+	ideBinary = "/opt/code-server/node_modules/.bin/code-server"
+	// serveCommand is the helper's subcommand that runs a server until its standard input
+	// ends, saying on standard output when it listens.
+	serveCommand = "serve"
+	// serveReady begins the line serve prints once the server listens.
+	serveReady = "sourceos-helper: serving "
+	// ideStart bounds waiting for code-server to listen (its first start unpacks nothing, but
+	// a loaded machine is slow).
+	ideStart = 3 * time.Minute
+)
+
+// ideCommand is code-server's command line: no authentication of its own (it is reachable
+// only through sourceosctl's proxy, which checks the token), nothing that calls home, rooted
+// at the workspace.
+func ideCommand(workdir string) []string {
+	return []string{ideBinary, "--bind-addr", ideListen, "--auth", "none",
+		"--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+		"--disable-getting-started-override", "--ignore-last-opened", workdir}
+}
+
+// planIDE makes a workspace's plan serve the IDE: its image becomes the profile image's IDE
+// variant (image build --ide makes it), unless the profile names an image of its own, which
+// must then have code-server.
+func planIDE(p *profile.Profile, req SessionRequest, pl *Plan) error {
+	if !req.IDE {
+		return nil
+	}
+	if req.Workspace == "" {
+		return &InputError{Flag: "--ide", Err: errors.New("the IDE is served from a workspace"), Fix: "sourceosctl agent-machine up --ide"}
+	}
+	ref := image.IDERef(p.Spec.Image.Ref)
+	if ref != p.Spec.Image.Ref {
+		if p.Spec.Image.Digest != "" {
+			return &InputError{Flag: "--ide", Err: fmt.Errorf("the profile pins %s by digest, and its IDE variant %s is another image", p.Spec.Image.Ref, ref),
+				Fix: "name an image with code-server (image build --ide --tag …) and its digest in spec.image, or leave out the digest"}
+		}
+		pl.Image = ImageRef{Ref: ref}
+	}
+	pl.IDE = &IDEPlan{Image: ref, Listen: ideListen, Command: ideCommand(p.Spec.Workspace.MountPath)}
+	pl.Notes = append(pl.Notes, fmt.Sprintf("browser IDE: code-server from %s runs inside on %s (the container's loopback; no network), served on this host's loopback only, behind the workspace's token; each connection to it is a join, checked and recorded", ref, ideListen))
+	return nil
+}
+
+// checkIDEImage refuses an image without code-server for a plan that serves it.
+func checkIDEImage(pl *Plan, img container.Image) error {
+	if pl.IDE == nil || img.Labels[image.IDELabel] != "" {
+		return nil
+	}
+	return &MissingError{Component: "browser IDE", Detail: fmt.Sprintf("image %s has no code-server (no %s label)", pl.Image.Ref, image.IDELabel),
+		Fix: ideBuildHint(pl.Image.Ref)}
+}
+
+// ideBuildHint says how to build the IDE variant ref names.
+func ideBuildHint(ref string) string {
+	_, tag, _ := strings.Cut(strings.TrimPrefix(ref, "localhost/sourceos/agent-workspace"), ":")
+	if tag == "ide" || tag == "" {
+		return BuildImageCommand + " --ide"
+	}
+	if stacks, ok := strings.CutSuffix(tag, "_ide"); ok && !strings.Contains(ref, "/agent-workspace@") {
+		var flags []string
+		for _, s := range strings.Split(stacks, "_") {
+			if i := strings.LastIndex(s, "-"); i > 0 {
+				flags = append(flags, "--stack "+s[:i]+"@"+s[i+1:])
+			}
+		}
+		return BuildImageCommand + " " + strings.Join(flags, " ") + " --ide"
+	}
+	return BuildImageCommand + " --ide (and the --stack options of your image), or name an image with code-server in spec.image"
+}
+
+// IDEToken is the workspace's IDE token: made at the first up --ide, kept with its SSH keys
+// until rm, so a bookmarked address stays valid across down and up.
+func (d Dirs) IDEToken(name string) (string, error) {
+	files := d.WorkspaceSSH(name)
+	path := filepath.Join(files.Dir, "ide-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err := os.MkdirAll(files.Dir, 0o700); err != nil {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	return token, atomicfile.Write(path, []byte(token+"\n"), 0o600, atomicfile.Options{})
+}
+
+// IDELog is where code-server's own output goes while served.
+func (d Dirs) IDELog(name string) string { return filepath.Join(d.WorkspacesDir(), name+".ide.log") }
+
+// IDEServing is how to serve a workspace's IDE.
+type IDEServing struct {
+	// Listener accepts the browser's connections; it must be on this host's loopback.
+	Listener net.Listener
+	// Ready is called with the address to open (token included) once code-server listens.
+	Ready func(url string)
+	// Log receives code-server's output.
+	Log io.Writer
+}
+
+// ServeIDE starts code-server in the running workspace w and serves it on o.Listener until
+// ctx ends (Ctrl-C) or code-server does; then code-server is stopped, the workspace stays up.
+// A relay the workspace refuses (changed behind our back) ends the serving with that error.
+func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace, o IDEServing) error {
+	if !w.Running() {
+		return &WorkspaceDownError{Name: w.Name, Why: "it is down"}
+	}
+	if w.Plan.IDE == nil {
+		return &InputError{Flag: "--ide", Err: fmt.Errorf("workspace %s was brought up without the IDE", w.Name),
+			Fix: "sourceosctl agent-machine up --fresh --ide --name " + w.Name + " (its work is kept on its branch)"}
+	}
+	if w.Plan.Helper == nil {
+		return &MissingError{Component: "browser IDE", Detail: "it is started and reached through sourceos-helper, which this workspace has none of"}
+	}
+	addr, ok := o.Listener.Addr().(*net.TCPAddr)
+	if !ok || !addr.IP.IsLoopback() {
+		return fmt.Errorf("the IDE is served on this host's loopback only, not on %s", o.Listener.Addr())
+	}
+	token, err := s.Dirs.IDEToken(w.Name)
+	if err != nil {
+		return fmt.Errorf("workspace %s: its IDE token: %w", w.Name, err)
+	}
+	log := o.Log
+	if log == nil {
+		log = io.Discard
+	}
+	helper := helperInside(*w.Plan.Helper)
+
+	// code-server, through the helper's serve: it stops when its standard input ends.
+	stdin, stopIDE := io.Pipe()
+	ready := make(chan struct{})
+	started := make(chan error, 1)
+	argv := append([]string{helper, serveCommand, w.Plan.IDE.Listen, "--"}, w.Plan.IDE.Command...)
+	go func() {
+		_, err := s.JoinWith(context.WithoutCancel(ctx), p, w, SessionRequest{Tool: tool.Shell},
+			Joining{In: stdin, Out: &readyWatch{ready: ready, log: log}, ErrOut: log, Argv: argv})
+		started <- err
+	}()
+	stop := func() error {
+		_ = stopIDE.Close()
+		select {
+		case err := <-started:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("code-server did not stop within 30 s of being asked; down stops it")
+		}
+	}
+	select {
+	case <-ready:
+	case err := <-started:
+		return ideEnded(err, s.Dirs.IDELog(w.Name), "before it listened")
+	case <-time.After(ideStart):
+		_ = stop()
+		return fmt.Errorf("code-server did not listen within %s; see %s", ideStart, s.Dirs.IDELog(w.Name))
+	case <-ctx.Done():
+		_ = stop()
+		return ctx.Err()
+	}
+
+	// Quiet: a relay's bundle is one of many; refusals are said once, here.
+	relays := *s
+	relays.Quiet = true
+	relays.IO.ErrOut = io.Discard
+	relayCtx, cancelRelays := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRelays()
+	refused := make(chan error, 1)
+	px := &ideProxy{name: w.Name, token: token, port: addr.Port}
+	px.dial = func(context.Context, string, string) (net.Conn, error) {
+		mine, theirs := net.Pipe()
+		go func() {
+			defer theirs.Close()
+			_, err := relays.JoinWith(relayCtx, p, w, SessionRequest{Tool: tool.Shell},
+				Joining{In: theirs, Out: theirs, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen}})
+			var re *policy.RefusedError
+			var te *ToolExitError
+			switch {
+			case errors.As(err, &re):
+				select {
+				case refused <- err:
+				default:
+				}
+			case err != nil && !errors.As(err, &te) && !errors.Is(err, io.ErrClosedPipe) && relayCtx.Err() == nil:
+				// (a closed pipe is the browser's end going first)
+				fmt.Fprintf(s.IO.ErrOut, "! IDE connection: %v\n", err)
+			}
+		}()
+		return mine, nil
+	}
+	srv := &http.Server{Handler: px.handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(o.Listener) }()
+	if o.Ready != nil {
+		o.Ready(px.url())
+	}
+
+	var end error
+	select {
+	case <-ctx.Done():
+	case end = <-refused:
+	case err := <-started:
+		return ideEnded(err, s.Dirs.IDELog(w.Name), "while served")
+	case err := <-served:
+		end = fmt.Errorf("serving the IDE: %w", err)
+	}
+	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut) // WebSockets are hijacked: the relays' end closes them
+	cancelRelays()
+	_ = srv.Close()
+	if err := stop(); err != nil && end == nil {
+		var te *ToolExitError
+		if !errors.As(err, &te) {
+			end = err
+		}
+	}
+	return end
+}
+
+// ideEnded explains code-server's exit.
+func ideEnded(err error, logPath, when string) error {
+	var te *ToolExitError
+	if err == nil || errors.As(err, &te) {
+		return fmt.Errorf("code-server exited %s; its output is in %s", when, logPath)
+	}
+	return err
+}
+
+// readyWatch passes the helper's serve output on and closes ready at its ready line.
+type readyWatch struct {
+	ready chan struct{}
+	log   io.Writer
+	once  sync.Once
+	buf   []byte
+}
+
+func (r *readyWatch) Write(p []byte) (int, error) {
+	r.buf = append(r.buf, p...)
+	for {
+		i := strings.IndexByte(string(r.buf), '\n')
+		if i < 0 {
+			break
+		}
+		line := string(r.buf[:i])
+		r.buf = r.buf[i+1:]
+		if strings.HasPrefix(line, serveReady) {
+			r.once.Do(func() { close(r.ready) })
+			continue
+		}
+		fmt.Fprintln(r.log, line)
+	}
+	return len(p), nil
+}
+
+// ideProxy admits the browser holding the token and relays it to code-server.
+type ideProxy struct {
+	name  string
+	token string
+	port  int
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ideTokenParam carries the token in the address the user opens, once.
+const ideTokenParam = "tkn"
+
+func (px *ideProxy) cookie() string { return "sourceos-ide-" + px.name }
+
+func (px *ideProxy) url() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/?%s=%s", px.port, ideTokenParam, px.token)
+}
+
+// origins are the addresses the IDE answers at.
+func (px *ideProxy) hosts() []string {
+	p := strconv.Itoa(px.port)
+	return []string{"127.0.0.1:" + p, "localhost:" + p}
+}
+
+func (px *ideProxy) handler() http.Handler {
+	backend := &url.URL{Scheme: "http", Host: ideListen}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(backend)
+			// code-server compares a WebSocket's Origin with the Host it was asked for.
+			r.Out.Host = r.In.Host
+			dropCookie(r.Out.Header, px.cookie())
+		},
+		Transport: &http.Transport{
+			DialContext:         px.dial,
+			MaxIdleConnsPerHost: 8,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   false,
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			http.Error(w, "sourceosctl: the workspace did not answer: "+err.Error()+" (the terminal running up --ide says why)", http.StatusBadGateway)
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		if !px.knownHost(r.Host) {
+			http.Error(w, "sourceosctl: this IDE answers only at http://127.0.0.1:"+strconv.Itoa(px.port), http.StatusForbidden)
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" && !px.knownOrigin(o) {
+			http.Error(w, "sourceosctl: requests from another origin are refused", http.StatusForbidden)
+			return
+		}
+		if t := r.URL.Query().Get(ideTokenParam); t != "" {
+			if !px.tokenOK(t) {
+				http.Error(w, "sourceosctl: wrong token: open the address up --ide printed", http.StatusUnauthorized)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: px.cookie(), Value: px.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+			q := r.URL.Query()
+			q.Del(ideTokenParam)
+			to := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+			if to.Path == "" {
+				to.Path = "/"
+			}
+			http.Redirect(w, r, to.String(), http.StatusSeeOther)
+			return
+		}
+		if c, err := r.Cookie(px.cookie()); err != nil || !px.tokenOK(c.Value) {
+			http.Error(w, "sourceosctl: open the address up --ide printed (it carries the workspace's token)", http.StatusUnauthorized)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+func (px *ideProxy) tokenOK(t string) bool {
+	return subtle.ConstantTimeCompare([]byte(t), []byte(px.token)) == 1
+}
+
+func (px *ideProxy) knownHost(host string) bool {
+	for _, h := range px.hosts() {
+		if strings.EqualFold(host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func (px *ideProxy) knownOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Scheme == "http" && u.Path == "" && px.knownHost(u.Host)
+}
+
+// dropCookie removes one cookie from a request's Cookie headers, keeping the others.
+func dropCookie(h http.Header, name string) {
+	var kept []string
+	for _, line := range h.Values("Cookie") {
+		var parts []string
+		for _, part := range strings.Split(line, ";") {
+			n, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if n != name && strings.TrimSpace(part) != "" {
+				parts = append(parts, strings.TrimSpace(part))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	h.Del("Cookie")
+	for _, k := range kept {
+		h.Add("Cookie", k)
+	}
+}
+

@@ -1,0 +1,300 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/image"
+	"github.com/sourceos/sourceosctl/internal/podmantest"
+)
+
+// fakeCodeServer stands for code-server in the test image: it serves the folder it is given
+// (its last argument) on the --bind-addr it is given, with busybox's httpd.
+const fakeCodeServer = `#!/bin/sh
+while [ $# -gt 1 ]; do
+  case "$1" in --bind-addr) addr=$2; shift;; esac
+  shift
+done
+exec httpd -f -p "$addr" -h "$1"
+`
+
+// ideTestImage builds the harness's image with the fake code-server and the IDE label.
+func ideTestImage(t *testing.T, e *podmantest.Env) string {
+	t.Helper()
+	ref := "localhost/sourceos-test/ide:1"
+	dir := t.TempDir()
+	cf := fmt.Sprintf("FROM %s\nCOPY code-server /opt/code-server/node_modules/.bin/code-server\nLABEL %s=test\n", podmantest.Image, image.IDELabel)
+	for name, data := range map[string]string{"Containerfile": cf, "code-server": fakeCodeServer} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.User != "" { // the rootless service's user reads the build context
+		for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			_ = os.Chmod(d, 0o755)
+		}
+	}
+	if out, err := e.Podman("build", "-q", "-t", ref, dir); err != nil {
+		t.Fatalf("build the IDE test image: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { removeImage(e, ref) })
+	return ref
+}
+
+// lockedBuffer is standard error shared with a command still running.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// ideServing is up --ide running in the background.
+type ideServing struct {
+	stderr *lockedBuffer
+	cancel context.CancelFunc
+	code   chan int
+	url    string
+	port   string
+}
+
+var ideURL = regexp.MustCompile(`http://127\.0\.0\.1:([0-9]+)/\?tkn=[A-Za-z0-9_-]+`)
+
+func serveIDEInBackground(t *testing.T, e *podmantest.Env, w *workspace, args ...string) *ideServing {
+	t.Helper()
+	f, _, _ := sessionFactory(t, e, w, nil)
+	s := &ideServing{stderr: &lockedBuffer{}, code: make(chan int, 1)}
+	f.IO.ErrOut = s.stderr
+	ctx, cancel := context.WithCancelCause(context.Background())
+	s.cancel = func() { cancel(&agentmachine.Interrupt{Signal: "SIGINT"}) }
+	go func() { s.code <- Run(ctx, f, append([]string{"--profile", w.profile, "am", "up"}, args...)) }()
+	t.Cleanup(func() {
+		s.cancel()
+		select {
+		case <-s.code:
+		case <-time.After(time.Minute):
+		}
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if m := ideURL.FindStringSubmatch(s.stderr.String()); m != nil {
+			s.url, s.port = m[0], m[1]
+			return s
+		}
+		select {
+		case code := <-s.code:
+			t.Fatalf("up --ide ended (exit %d) before serving:\n%s", code, s.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("up --ide printed no address within 3 minutes:\n%s", s.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop is Ctrl-C: the exit code.
+func (s *ideServing) stop(t *testing.T) int {
+	t.Helper()
+	s.cancel()
+	select {
+	case code := <-s.code:
+		return code
+	case <-time.After(time.Minute):
+		t.Fatalf("up --ide did not stop within a minute of Ctrl-C:\n%s", s.stderr.String())
+	}
+	return -1
+}
+
+// otherAddresses are this host's addresses other than loopback.
+func otherAddresses(t *testing.T) []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
+}
+
+// TestIntegrationWorkspaceIDE serves a workspace's browser IDE on the real service (a stand-in
+// for code-server that serves the workspace's files): an image without code-server is refused
+// before anything runs; the address up --ide prints answers on 127.0.0.1 and nowhere else,
+// refuses a browser without the token, another host name and another origin; with the token
+// the workspace's files come back through the relay, and each relay leaves a join's bundle;
+// Ctrl-C stops code-server inside and leaves the workspace up; a workspace changed behind
+// sourceosctl's back ends the serving and nothing more is relayed.
+func TestIntegrationWorkspaceIDE(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newWorkspace(t, e, "")
+	gitRepo(t, w)
+	if err := os.WriteFile(filepath.Join(w.repo, "hello.txt"), []byte("hello from the workspace\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		_ = os.Chown(filepath.Join(w.repo, "hello.txt"), 1000, 1000)
+	}
+	cli := workspaceCLI(t, e, w, "ide")
+
+	// The harness's image has no code-server: refused before a container is made.
+	code, _, stderr := cli("up", "--repo", w.repo, "--name", "ide", "--ide")
+	if code == 0 || !strings.Contains(stderr, "no code-server") || !strings.Contains(stderr, "image build --ide") {
+		t.Fatalf("up --ide on an image without code-server: exit %d\n%s", code, stderr)
+	}
+	if out, _ := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=ide"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a refused up --ide left containers: %s", out)
+	}
+	if code, _, stderr := cli("up", "--repo", w.repo, "--name", "ide", "--ide-port", "8080"); code != ExitUsage || !strings.Contains(stderr, "needs --ide") {
+		t.Errorf("--ide-port without --ide: exit %d\n%s", code, stderr)
+	}
+
+	ref := ideTestImage(t, e)
+	body, err := os.ReadFile(w.profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(w.profile, bytes.Replace(body, []byte("ref: "+podmantest.Image), []byte("ref: "+ref), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := serveIDEInBackground(t, e, w, "--repo", w.repo, "--name", "ide", "--ide")
+	base := "http://127.0.0.1:" + srv.port
+
+	get := func(c *http.Client, url string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	plain := &http.Client{Timeout: time.Minute}
+	if code, _ := get(plain, base+"/hello.txt", nil); code != http.StatusUnauthorized {
+		t.Errorf("without the token: status %d", code)
+	}
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: time.Minute}
+	if code, _ := get(browser, srv.url, nil); code != http.StatusNotFound { // httpd has no index: the redirect reached it
+		t.Errorf("the printed address: status %d, want the stand-in's 404 for /", code)
+	}
+	code, got := get(browser, base+"/hello.txt", nil)
+	if code != 200 || got != "hello from the workspace\n" {
+		t.Fatalf("a workspace file through the IDE: status %d, %q", code, got)
+	}
+	if code, _ := get(browser, base+"/hello.txt", map[string]string{"Host": "rebound.example:" + srv.port}); code != http.StatusForbidden {
+		t.Errorf("another host name with the cookie: status %d", code)
+	}
+	if code, _ := get(browser, base+"/hello.txt", map[string]string{"Origin": "http://evil.example"}); code != http.StatusForbidden {
+		t.Errorf("another origin with the cookie: status %d", code)
+	}
+	for _, ip := range otherAddresses(t) {
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, srv.port), 2*time.Second); err == nil {
+			c.Close()
+			t.Errorf("the IDE answers on %s, not only on the loopback", ip)
+		}
+	}
+	// The agent sees no token: no file, command line or environment in the container holds
+	// it (the pattern is given reversed, so that no command line here holds it either).
+	token := srv.url[strings.Index(srv.url, "tkn=")+4:]
+	reversed := []rune(token)
+	for i, j := 0, len(reversed)-1; i < j; i, j = i+1, j-1 {
+		reversed[i], reversed[j] = reversed[j], reversed[i]
+	}
+	search := "echo '" + string(reversed) + "' | rev > /tmp/pat; grep -rlF -f /tmp/pat /home /tmp /workspace /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | grep -vx /tmp/pat; echo searched"
+	if code, out, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", search); code != 0 || strings.TrimSpace(out) != "searched" {
+		t.Errorf("the token is visible inside the container: exit %d, %q\n%s", code, out, stderr)
+	}
+
+	// Ctrl-C: code-server stops inside, the workspace stays up.
+	if code := srv.stop(t); code != 0 || !strings.Contains(srv.stderr.String(), "workspace ide is still up") {
+		t.Fatalf("Ctrl-C: exit %d\n%s", code, srv.stderr.String())
+	}
+	if code, out, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", "ps -ef | grep -v grep | grep -c httpd"); code != 1 || strings.TrimSpace(out) != "0" {
+		t.Errorf("after Ctrl-C code-server still runs: exit %d, %q\n%s", code, out, stderr)
+	}
+	if _, err := net.DialTimeout("tcp", "127.0.0.1:"+srv.port, 2*time.Second); err == nil {
+		t.Error("the IDE's port still answers after Ctrl-C")
+	}
+	relays := 0
+	evDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+	entries, _ := os.ReadDir(evDir)
+	for _, en := range entries {
+		st, err := evidence.ReadUnverified(filepath.Join(evDir, en.Name()))
+		if err != nil || st.Predicate.Session.Workspace == nil || st.Predicate.Session.Workspace.Action != "join" {
+			continue
+		}
+		if strings.Contains(strings.Join(st.Predicate.Command, " "), "connect 127.0.0.1:13337") {
+			relays++
+			if relays == 1 {
+				p := verifyBundle(t, w, filepath.Join(evDir, en.Name()))
+				if p.Checks == nil || p.Checks.Inside != "passed" || p.Checks.Inspect != "as-planned" {
+					t.Errorf("a relay's checks: %+v", p.Checks)
+				}
+			}
+		}
+	}
+	if relays == 0 {
+		t.Errorf("no relay left a join's bundle in %s", evDir)
+	}
+
+	// Serving again, then the container is changed behind sourceosctl's back: the next
+	// connection is refused, and the serving ends with the refusal.
+	srv = serveIDEInBackground(t, e, w, "--repo", w.repo, "--name", "ide", "--ide")
+	if out, err := e.Podman("update", "--memory", "1g", agentmachine.WorkspaceContainer("ide")); err != nil {
+		t.Fatalf("podman update: %v\n%s", err, out)
+	}
+	fresh := &http.Client{Jar: jar, Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := fresh.Get("http://127.0.0.1:" + srv.port + "/hello.txt")
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || strings.Contains(string(b), "hello from the workspace") {
+			t.Errorf("a changed workspace was relayed to: %d %q", resp.StatusCode, b)
+		}
+	}
+	select {
+	case code := <-srv.code:
+		if code == 0 || !strings.Contains(srv.stderr.String(), "memory limit") {
+			t.Errorf("serving a changed workspace ended with exit %d:\n%s", code, srv.stderr.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("serving went on after the workspace was changed:\n%s", srv.stderr.String())
+	}
+}
