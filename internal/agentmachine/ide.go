@@ -421,4 +421,3 @@ func dropCookie(h http.Header, name string) {
 		h.Add("Cookie", k)
 	}
 }
-

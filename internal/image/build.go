@@ -49,11 +49,11 @@ type BuildEngine interface {
 
 // BuildRequest says what to build.
 type BuildRequest struct {
-	Ref     string // final tag; default DefaultRef, or :<stacks> with stacks
-	Base    string // an image to start from instead of debootstrap
-	Rootfs  string // a root filesystem (directory or tar) to import instead of debootstrap
-	Mirror  string // Debian mirror for debootstrap; default from the host's apt sources
-	Stacks  []Selected
+	Ref    string // final tag; default DefaultRef, or :<stacks> with stacks
+	Base   string // an image to start from instead of debootstrap
+	Rootfs string // a root filesystem (directory or tar) to import instead of debootstrap
+	Mirror string // Debian mirror for debootstrap; default from the host's apt sources
+	Stacks []Selected
 	// IDE adds the browser IDE stage (code-server, catalog-pinned) on top: the result is
 	// IDERef of what it would be without.
 	IDE     bool
