@@ -5,11 +5,12 @@
 # slirp4netns), busybox-static for the locally built test image, debootstrap for the
 # workspace image's root filesystem (no container registry needed), git, curl (both copied into
 # the test image), make, and the OpenSSH client and tmux (a workspace's editor access is tested
-# with the real ssh and sftp, an interactive shell driven in tmux). Idempotent:
+# with the real ssh and sftp, an interactive shell driven in tmux), and chromium (the browser
+# IDE is tested as a browser renders it, headless). Idempotent:
 # nothing is installed twice, and apt is not touched when everything is present.
 set -euo pipefail
 
-pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client tmux)
+pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client tmux chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -223,11 +223,12 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	refused := make(chan error, 1)
 	px := &ideProxy{name: w.Name, token: token, port: addr.Port}
 	px.dial = func(context.Context, string, string) (net.Conn, error) {
-		mine, theirs := net.Pipe()
+		conn, in, out := newRelayConn()
 		go func() {
-			defer theirs.Close()
+			defer out.Close()         // the proxy reads the end of the server's bytes
+			defer conn.toJoin.Close() // and can write no more (a relay refused before it ran)
 			_, err := relays.JoinWith(relayCtx, p, w, SessionRequest{Tool: tool.Shell},
-				Joining{In: theirs, Out: theirs, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen}})
+				Joining{In: in, Out: out, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen}})
 			var re *policy.RefusedError
 			var te *ToolExitError
 			switch {
@@ -236,12 +237,11 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 				case refused <- err:
 				default:
 				}
-			case err != nil && !errors.As(err, &te) && !errors.Is(err, io.ErrClosedPipe) && relayCtx.Err() == nil:
-				// (a closed pipe is the browser's end going first)
+			case err != nil && !errors.As(err, &te) && relayCtx.Err() == nil:
 				fmt.Fprintf(s.IO.ErrOut, "! IDE connection: %v\n", err)
 			}
 		}()
-		return mine, nil
+		return conn, nil
 	}
 	srv := &http.Server{Handler: px.handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
 	served := make(chan error, 1)
@@ -272,6 +272,44 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	}
 	return end
 }
+
+// relayConn is the proxy's end of a relay: it reads what the join's command writes (the
+// server's bytes) and writes the command's standard input. Each direction ends on its own, as
+// a TCP connection's halves do: closing it ends the command's input and drains (rather than
+// breaks) what the command still writes, so neither side sees a broken pipe when the other
+// goes first.
+type relayConn struct {
+	fromJoin *io.PipeReader
+	toJoin   *io.PipeWriter
+	once     sync.Once
+}
+
+// newRelayConn returns the proxy's end, and the join's standard input and output.
+func newRelayConn() (conn *relayConn, in io.Reader, out io.WriteCloser) {
+	fr, fw := io.Pipe()
+	tr, tw := io.Pipe()
+	return &relayConn{fromJoin: fr, toJoin: tw}, tr, fw
+}
+
+func (c *relayConn) Read(p []byte) (int, error)  { return c.fromJoin.Read(p) }
+func (c *relayConn) Write(p []byte) (int, error) { return c.toJoin.Write(p) }
+func (c *relayConn) Close() error {
+	c.once.Do(func() {
+		_ = c.toJoin.Close()
+		go func() { _, _ = io.Copy(io.Discard, c.fromJoin) }()
+	})
+	return nil
+}
+func (c *relayConn) LocalAddr() net.Addr              { return relayAddr{} }
+func (c *relayConn) RemoteAddr() net.Addr             { return relayAddr{} }
+func (c *relayConn) SetDeadline(time.Time) error      { return nil }
+func (c *relayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *relayConn) SetWriteDeadline(time.Time) error { return nil }
+
+type relayAddr struct{}
+
+func (relayAddr) Network() string { return "sourceos-relay" }
+func (relayAddr) String() string  { return ideListen }
 
 // ideEnded explains code-server's exit.
 func ideEnded(err error, logPath, when string) error {

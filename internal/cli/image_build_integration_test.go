@@ -112,10 +112,19 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 	}
 	checkClientsThroughTheGateway(t, e, w, "localhost/sourceos/agent-workspace:python-3.11")
 
+	// The browser IDE: one more stage on the default image, and real code-server served to
+	// headless Chromium.
+	code, stdout, stderr = build("--ide")
+	if code != 0 || strings.Join(actions(stdout), ",") != "reuse,reuse,reuse,built" {
+		t.Fatalf("--ide: exit %d, %s\n%s", code, stdout, tail(stderr, 3000))
+	}
+	checkIDEInBrowser(t, e, w)
+
 	// A stage that fails (its check cannot pass) leaves no image under its name, no temporary
 	// name and no manifest entry, and the images before it intact.
 	bad := filepath.Join(t.TempDir(), "catalog.json")
 	os.WriteFile(bad, []byte(fmt.Sprintf(`{"schemaVersion":1,"suite":"bookworm","tools":{"claude-code":%q,"codex":%q},
+"ide":{"codeServer":"4.89.1","vscodeRipgrep":"1.15.9","ripgrepPrebuilt":"v13.0.0-10"},
 "stacks":[{"id":"broken","versions":[{"version":"1","packages":["hello"],"check":"hello --version | grep -F 'no such version'"}]}]}`,
 		cat.Tools["claude-code"], cat.Tools["codex"])), 0o644)
 	code, _, stderr = build("--catalog", bad, "--stack", "broken")
@@ -129,7 +138,7 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 	if _, ok := entries["localhost/sourceos/agent-workspace:broken-1"]; ok {
 		t.Error("a failed build was recorded in the manifest")
 	}
-	for _, ref := range []string{image.DefaultRef, "localhost/sourceos/agent-workspace:python-3.11"} {
+	for _, ref := range []string{image.DefaultRef, "localhost/sourceos/agent-workspace:python-3.11", "localhost/sourceos/agent-workspace:ide"} {
 		if e, ok := entries[ref]; !ok || e.Source.Kind != image.KindBuild || e.ID == "" {
 			t.Errorf("manifest entry for %s = %+v", ref, e)
 		}

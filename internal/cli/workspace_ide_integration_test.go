@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/chromiumtest"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
@@ -77,25 +79,31 @@ func (l *lockedBuffer) String() string {
 type ideServing struct {
 	stderr *lockedBuffer
 	cancel context.CancelFunc
-	code   chan int
+	done   chan struct{} // closed when the command has returned exit
+	exit   int
 	url    string
 	port   string
 }
 
 var ideURL = regexp.MustCompile(`http://127\.0\.0\.1:([0-9]+)/\?tkn=[A-Za-z0-9_-]+`)
 
+// serveIDEInBackground runs sourceosctl with args (up --ide …) until it prints the IDE's
+// address.
 func serveIDEInBackground(t *testing.T, e *podmantest.Env, w *workspace, args ...string) *ideServing {
 	t.Helper()
 	f, _, _ := sessionFactory(t, e, w, nil)
-	s := &ideServing{stderr: &lockedBuffer{}, code: make(chan int, 1)}
+	s := &ideServing{stderr: &lockedBuffer{}, done: make(chan struct{})}
 	f.IO.ErrOut = s.stderr
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s.cancel = func() { cancel(&agentmachine.Interrupt{Signal: "SIGINT"}) }
-	go func() { s.code <- Run(ctx, f, append([]string{"--profile", w.profile, "am", "up"}, args...)) }()
+	go func() {
+		s.exit = Run(ctx, f, args)
+		close(s.done)
+	}()
 	t.Cleanup(func() {
 		s.cancel()
 		select {
-		case <-s.code:
+		case <-s.done:
 		case <-time.After(time.Minute):
 		}
 	})
@@ -106,8 +114,8 @@ func serveIDEInBackground(t *testing.T, e *podmantest.Env, w *workspace, args ..
 			return s
 		}
 		select {
-		case code := <-s.code:
-			t.Fatalf("up --ide ended (exit %d) before serving:\n%s", code, s.stderr.String())
+		case <-s.done:
+			t.Fatalf("up --ide ended (exit %d) before serving:\n%s", s.exit, s.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -122,8 +130,8 @@ func (s *ideServing) stop(t *testing.T) int {
 	t.Helper()
 	s.cancel()
 	select {
-	case code := <-s.code:
-		return code
+	case <-s.done:
+		return s.exit
 	case <-time.After(time.Minute):
 		t.Fatalf("up --ide did not stop within a minute of Ctrl-C:\n%s", s.stderr.String())
 	}
@@ -184,7 +192,7 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 	if err := os.WriteFile(w.profile, bytes.Replace(body, []byte("ref: "+podmantest.Image), []byte("ref: "+ref), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := serveIDEInBackground(t, e, w, "--repo", w.repo, "--name", "ide", "--ide")
+	srv := serveIDEInBackground(t, e, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide")
 	base := "http://127.0.0.1:" + srv.port
 
 	get := func(c *http.Client, url string, hdr map[string]string) (int, string) {
@@ -276,7 +284,7 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 
 	// Serving again, then the container is changed behind sourceosctl's back: the next
 	// connection is refused, and the serving ends with the refusal.
-	srv = serveIDEInBackground(t, e, w, "--repo", w.repo, "--name", "ide", "--ide")
+	srv = serveIDEInBackground(t, e, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide")
 	if out, err := e.Podman("update", "--memory", "1g", agentmachine.WorkspaceContainer("ide")); err != nil {
 		t.Fatalf("podman update: %v\n%s", err, out)
 	}
@@ -290,11 +298,43 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 		}
 	}
 	select {
-	case code := <-srv.code:
-		if code == 0 || !strings.Contains(srv.stderr.String(), "memory limit") {
-			t.Errorf("serving a changed workspace ended with exit %d:\n%s", code, srv.stderr.String())
+	case <-srv.done:
+		if srv.exit != ExitRefused || !strings.Contains(srv.stderr.String(), "memory limit") {
+			t.Errorf("serving a changed workspace ended with exit %d (want %d):\n%s", srv.exit, ExitRefused, srv.stderr.String())
 		}
 	case <-time.After(time.Minute):
 		t.Fatalf("serving went on after the workspace was changed:\n%s", srv.stderr.String())
+	}
+}
+
+// checkIDEInBrowser serves real code-server (image build --ide's) for a workspace on the
+// embedded default profile and opens the printed address in headless Chromium: VS Code's
+// workbench renders, rooted at the workspace (its file in the explorer); a screenshot is kept
+// with the test's output. Ctrl-C ends the serving with exit 0.
+func checkIDEInBrowser(t *testing.T, e *podmantest.Env, w *workspace) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(w.repo, "ide-check.txt"), []byte("seen in the browser\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		_ = os.Chown(filepath.Join(w.repo, "ide-check.txt"), 1000, 1000)
+	}
+	workspaceCLI(t, e, w, "browser") // its containers go at the end
+	srv := serveIDEInBackground(t, e, w, "agent-machine", "up", "--repo", w.repo, "--name", "browser", "--ide")
+	b := chromiumtest.Start(t)
+	page := b.Open(t, srv.url)
+	page.WaitFor(`document.querySelector('.monaco-workbench') && document.querySelector('.explorer-folders-view') && document.body.innerText.includes('ide-check.txt')`, 3*time.Minute)
+	var title string
+	if err := page.Eval("document.title", &title); err != nil || !strings.Contains(title, "workspace") {
+		t.Errorf("the IDE's title %q (%v): not rooted at the workspace", title, err)
+	}
+	shot := filepath.Join(cmp.Or(os.Getenv("SOURCEOSCTL_TEST_ARTIFACTS"), t.TempDir()), "ide.png")
+	page.Screenshot(shot)
+	if fi, err := os.Stat(shot); err != nil || fi.Size() < 20000 {
+		t.Errorf("screenshot %s: %v (a rendered workbench is tens of kilobytes)", shot, err)
+	}
+	t.Logf("the IDE as Chromium renders it: %s", shot)
+	if code := srv.stop(t); code != 0 {
+		t.Errorf("Ctrl-C: exit %d\n%s", code, srv.stderr.String())
 	}
 }
