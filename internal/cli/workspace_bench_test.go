@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,4 +76,63 @@ func BenchmarkWorkspaceJoin(b *testing.B) {
 		return nil
 	}
 	b.Run("ssh-vs-podman-exec", func(b *testing.B) { abCompare(b, viaSSH, rawExec, "ms-podman-exec") })
+}
+
+// BenchmarkWorkspaceIDE compares, on a workspace serving the IDE (the harness's stand-in for
+// code-server, which serves the workspace's files): a request on a new connection through
+// up --ide's proxy (token cookie checked, then a join — re-plan, inspect and compare, the
+// helper's check inside — and the helper's connect relay) with raw `podman exec … wget` of the
+// same file inside the container (no check, no relay). The stand-in (busybox httpd) closes
+// every connection after its answer, so each request here is a relay of its own; code-server
+// keeps connections, which the proxy pools (up to 8 idle), so a browser pays this per
+// connection, not per request.
+func BenchmarkWorkspaceIDE(b *testing.B) {
+	env := podmantest.Need(b)
+	w := newWorkspace(b, env, "")
+	if err := os.WriteFile(filepath.Join(w.repo, "index.html"), []byte("workbench\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if os.Getuid() == 0 {
+		_ = os.Chown(filepath.Join(w.repo, "index.html"), 1000, 1000)
+	}
+	ref := ideTestImage(b, env)
+	body, err := os.ReadFile(w.profile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(w.profile, bytes.Replace(body, []byte("ref: "+podmantest.Image), []byte("ref: "+ref), 1), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	srv := serveIDEInBackground(b, env, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "idebench", "--ide")
+	b.Cleanup(func() {
+		srv.stop(b)
+		_ = cliProcess(b, env, w, "--profile", w.profile, "am", "rm", "idebench", "--yes").Run()
+	})
+	jar, _ := cookiejar.New(nil)
+	if _, err := (&http.Client{Jar: jar}).Get(srv.url); err != nil {
+		b.Fatal(err)
+	}
+	fetch := func(c *http.Client) func() error {
+		return func() error {
+			resp, err := c.Get("http://127.0.0.1:" + srv.port + "/index.html")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(got) != "workbench\n" {
+				return fmt.Errorf("status %d, %q", resp.StatusCode, got)
+			}
+			return nil
+		}
+	}
+	newConn := &http.Client{Jar: jar, Transport: &http.Transport{DisableKeepAlives: true}}
+	raw := func() error {
+		out, err := env.Podman("exec", agentmachine.WorkspaceContainer("idebench"), "wget", "-q", "-O-", "http://127.0.0.1:13337/index.html")
+		if err != nil || out != "workbench\n" {
+			return fmt.Errorf("raw: %v %q", err, out)
+		}
+		return nil
+	}
+	b.Run("new-connection-vs-podman-exec", func(b *testing.B) { abCompare(b, fetch(newConn), raw, "ms-podman-exec") })
 }

@@ -35,7 +35,7 @@ exec httpd -f -p "$addr" -h "$1"
 `
 
 // ideTestImage builds the harness's image with the fake code-server and the IDE label.
-func ideTestImage(t *testing.T, e *podmantest.Env) string {
+func ideTestImage(t testing.TB, e *podmantest.Env) string {
 	t.Helper()
 	ref := "localhost/sourceos-test/ide:1"
 	dir := t.TempDir()
@@ -89,7 +89,7 @@ var ideURL = regexp.MustCompile(`http://127\.0\.0\.1:([0-9]+)/\?tkn=[A-Za-z0-9_-
 
 // serveIDEInBackground runs sourceosctl with args (up --ide …) until it prints the IDE's
 // address.
-func serveIDEInBackground(t *testing.T, e *podmantest.Env, w *workspace, args ...string) *ideServing {
+func serveIDEInBackground(t testing.TB, e *podmantest.Env, w *workspace, args ...string) *ideServing {
 	t.Helper()
 	f, _, _ := sessionFactory(t, e, w, nil)
 	s := &ideServing{stderr: &lockedBuffer{}, done: make(chan struct{})}
@@ -126,7 +126,7 @@ func serveIDEInBackground(t *testing.T, e *podmantest.Env, w *workspace, args ..
 }
 
 // stop is Ctrl-C: the exit code.
-func (s *ideServing) stop(t *testing.T) int {
+func (s *ideServing) stop(t testing.TB) int {
 	t.Helper()
 	s.cancel()
 	select {
