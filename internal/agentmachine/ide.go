@@ -354,6 +354,14 @@ type ideProxy struct {
 	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// ideCSP keeps the page from reaching anything but the IDE itself: what the agent writes can
+// become web content (a webview, an extension's page, a file previewed), which runs in the
+// user's browser — a browser with the network the container has not. Every fetch, socket,
+// script, image, style, font, frame and form goes to this origin (or is inline, blob: or
+// data:, which VS Code needs); other pages may not frame it. A browser enforces it on top of
+// any policy code-server sends. Top-level navigation is not something CSP can limit.
+const ideCSP = "default-src 'self' 'unsafe-inline' 'unsafe-eval' blob: data:; form-action 'self'; frame-ancestors 'self'; base-uri 'self'"
+
 // ideTokenParam carries the token in the address the user opens, once.
 const ideTokenParam = "tkn"
 
@@ -383,6 +391,10 @@ func (px *ideProxy) handler() http.Handler {
 			MaxIdleConnsPerHost: 8,
 			IdleConnTimeout:     90 * time.Second,
 			ForceAttemptHTTP2:   false,
+		},
+		ModifyResponse: func(r *http.Response) error {
+			r.Header.Add("Content-Security-Policy", ideCSP)
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			http.Error(w, "sourceosctl: the workspace did not answer: "+err.Error()+" (the terminal running up --ide says why)", http.StatusBadGateway)

@@ -241,6 +241,9 @@ func TestIDEProxy(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("with the cookie: status %d", resp.StatusCode)
 	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "*") {
+		t.Errorf("a relayed answer's content policy %q does not keep the page to the IDE", csp)
+	}
 	got := backend.requests()
 	if len(got) != 1 {
 		t.Fatalf("%d requests reached code-server", len(got))

