@@ -187,10 +187,11 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	stdin, stopIDE := io.Pipe()
 	ready := make(chan struct{})
 	started := make(chan error, 1)
+	helperSays := &serveWhy{log: log}
 	argv := append([]string{helper, serveCommand, w.Plan.IDE.Listen, "--"}, w.Plan.IDE.Command...)
 	go func() {
 		_, err := s.JoinWith(context.WithoutCancel(ctx), p, w, SessionRequest{Tool: tool.Shell},
-			Joining{In: stdin, Out: &readyWatch{ready: ready, log: log}, ErrOut: log, Argv: argv})
+			Joining{In: stdin, Out: &readyWatch{ready: ready, log: log}, ErrOut: helperSays, Argv: argv})
 		started <- err
 	}()
 	stop := func() error {
@@ -205,7 +206,7 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	select {
 	case <-ready:
 	case err := <-started:
-		return ideEnded(err, s.Dirs.IDELog(w.Name), "before it listened")
+		return ideEnded(err, helperSays.why(), s.Dirs.IDELog(w.Name), "before it listened")
 	case <-time.After(ideStart):
 		_ = stop()
 		return fmt.Errorf("code-server did not listen within %s; see %s", ideStart, s.Dirs.IDELog(w.Name))
@@ -255,7 +256,7 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	case <-ctx.Done():
 	case end = <-refused:
 	case err := <-started:
-		return ideEnded(err, s.Dirs.IDELog(w.Name), "while served")
+		return ideEnded(err, helperSays.why(), s.Dirs.IDELog(w.Name), "while served")
 	case err := <-served:
 		end = fmt.Errorf("serving the IDE: %w", err)
 	}
@@ -311,13 +312,48 @@ type relayAddr struct{}
 func (relayAddr) Network() string { return "sourceos-relay" }
 func (relayAddr) String() string  { return ideListen }
 
-// ideEnded explains code-server's exit.
-func ideEnded(err error, logPath, when string) error {
+// ideEnded explains code-server's exit: the helper's reason when it gave one.
+func ideEnded(err error, why, logPath, when string) error {
 	var te *ToolExitError
 	if err == nil || errors.As(err, &te) {
-		return fmt.Errorf("code-server exited %s; its output is in %s", when, logPath)
+		if why != "" {
+			return fmt.Errorf("code-server ended %s: %s (its output is in %s)", when, why, logPath)
+		}
+		return fmt.Errorf("code-server ended %s; its output is in %s", when, logPath)
 	}
 	return err
+}
+
+// serveWhy passes code-server's standard error on to the log and keeps the helper's own
+// last word about it (a port already taken, an exit), for the error the user sees.
+type serveWhy struct {
+	log  io.Writer
+	mu   sync.Mutex
+	last string
+	buf  []byte
+}
+
+func (s *serveWhy) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, p...)
+	for {
+		i := strings.IndexByte(string(s.buf), '\n')
+		if i < 0 {
+			break
+		}
+		if line, ok := strings.CutPrefix(string(s.buf[:i]), "sourceos-helper: serve: "); ok {
+			s.last = line
+		}
+		s.buf = s.buf[i+1:]
+	}
+	return s.log.Write(p)
+}
+
+func (s *serveWhy) why() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
 }
 
 // readyWatch passes the helper's serve output on and closes ready at its ready line.

@@ -287,6 +287,20 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 		t.Errorf("no relay left a join's bundle in %s", evDir)
 	}
 
+	// An impostor: the agent listens on code-server's port first. up --ide refuses to serve
+	// whatever answers there, and says why.
+	if code, out, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", "httpd -p 127.0.0.1:13337 -h /tmp && echo listening"); code != 0 || !strings.Contains(out, "listening") {
+		t.Fatalf("the impostor: exit %d %q\n%s", code, out, stderr)
+	}
+	f, _, errOut := sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide"); code == 0 ||
+		!strings.Contains(errOut.String(), "already listens on 127.0.0.1:13337") || ideURL.MatchString(errOut.String()) {
+		t.Errorf("up --ide with an impostor on the port: exit %d\n%s", code, errOut)
+	}
+	if code, _, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", "killall httpd; sleep 0.5; ! pidof httpd"); code != 0 {
+		t.Fatalf("stop the impostor: exit %d\n%s", code, stderr)
+	}
+
 	// Serving again, then the container is changed behind sourceosctl's back: the next
 	// connection is refused, and the serving ends with the refusal.
 	srv = serveIDEInBackground(t, e, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide")
@@ -376,8 +390,8 @@ func checkIDEPageCannotLeave(t *testing.T, srv *ideServing, w *workspace) {
 	defer control.Close()
 
 	b := chromiumtest.Start(t)
-	page := b.Open(t, srv.url) // the token, then the cookie
-	page.WaitFor(`document.readyState === "complete"`, time.Minute)
+	page := b.Open(t, srv.url) // the token, then the cookie, then the redirect without it
+	page.WaitFor(`location.href === "http://127.0.0.1:`+srv.port+`/" && document.readyState === "complete"`, time.Minute)
 	page.Navigate("http://127.0.0.1:" + srv.port + "/page.html#" + outside.URL)
 	page.WaitFor(`document.title.startsWith("done")`, time.Minute)
 	var title string
