@@ -36,6 +36,10 @@ const usage = "usage: sourceos-helper check EXPECTATION [--forward 127.0.0.1:POR
 // without the egress path its plan gave it.
 const exitForward = 122
 
+// exitImpostor is connect's exit code when the port it should relay to is held by a process
+// other than the served program.
+const exitImpostor = 123
+
 func main() {
 	// One thread from the filter to the exec, besides the filter covering all of them.
 	runtime.LockOSThread()
@@ -48,7 +52,15 @@ func main() {
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == connectArg {
-		os.Exit(connect(os.Args[2]))
+		os.Exit(connect(os.Args[2], 0))
+	}
+	if len(os.Args) == 5 && os.Args[1] == connectArg && os.Args[3] == "--served-by" {
+		pgid, err := strconv.Atoi(os.Args[4])
+		if err != nil || pgid <= 1 {
+			fmt.Fprintf(os.Stderr, "sourceos-helper: connect: --served-by %q is not a process group\n", os.Args[4])
+			os.Exit(2)
+		}
+		os.Exit(connect(os.Args[2], pgid))
 	}
 	if len(os.Args) >= 2 && os.Args[1] == serveArg {
 		serveMain(os.Args[2:])
@@ -127,10 +139,12 @@ func idle() {
 
 // connectArg relays standard input and output to a TCP port on the container's loopback: a
 // workspace's SSH port forwarding (ssh -L), run through the check like any join. Only
-// loopback: the container has no other network, and its gateway is not a destination.
+// loopback: the container has no other network, and its gateway is not a destination. With
+// --served-by PGID (the browser IDE's relays) the port's listener must belong to that process
+// group — the program serve started — or nothing is relayed.
 const connectArg = "connect"
 
-func connect(addr string) int {
+func connect(addr string, servedByGroup int) int {
 	host, port, err := net.SplitHostPort(addr)
 	if err == nil && host == "localhost" {
 		host = "127.0.0.1"
@@ -139,6 +153,12 @@ func connect(addr string) int {
 	if err != nil || ip == nil || !ip.IsLoopback() {
 		fmt.Fprintf(os.Stderr, "sourceos-helper: connect %s: only a port on the container's loopback (127.0.0.1:PORT)\n", addr)
 		return 2
+	}
+	if servedByGroup > 0 {
+		if err := servedBy("/proc", net.JoinHostPort(ip.String(), port), servedByGroup); err != nil {
+			fmt.Fprintln(os.Stderr, "sourceos-helper: connect:", err)
+			return exitImpostor
+		}
 	}
 	conn, err := net.Dial("tcp", net.JoinHostPort(ip.String(), port))
 	if err != nil {

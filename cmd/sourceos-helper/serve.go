@@ -16,7 +16,7 @@ import (
 // serveArg runs a server inside the container for as long as sourceosctl wants it — a
 // workspace's browser IDE: `sourceos-helper serve 127.0.0.1:PORT -- COMMAND [ARG...]` starts
 // COMMAND in a process group of its own (its output on standard error), prints
-// "sourceos-helper: serving 127.0.0.1:PORT" on standard output once the port accepts
+// "sourceos-helper: serving 127.0.0.1:PORT pgid PGID" on standard output once the port accepts
 // connections, and stops the group (SIGTERM, then SIGKILL) when standard input ends —
 // sourceosctl closing it, or going away. It refuses a port something already listens on: that
 // would be another server answering in the command's place.
@@ -95,7 +95,8 @@ func serve(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintln(stdout, serveReadyLine+addr)
+	// The group is what connect --served-by checks the port's listener against.
+	fmt.Fprintf(stdout, "%s%s pgid %d\n", serveReadyLine, addr, cmd.Process.Pid)
 	select {
 	case err := <-exited:
 		fmt.Fprintf(stderr, "sourceos-helper: serve: %s exited: %v\n", argv[0], exitText(err))

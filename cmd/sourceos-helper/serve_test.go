@@ -73,7 +73,7 @@ func TestServeRunsUntilStdinEnds(t *testing.T) {
 		code <- serve([]string{addr, "--", bb, "sh", "-c", bb + " httpd -f -p " + addr + " -h " + dir + " & wait"}, stdin, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), serveReadyLine+addr) {
+	for !strings.Contains(stdout.String(), serveReadyLine+addr+" pgid ") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no ready line; stdout %q, stderr %q", stdout.String(), stderr.String())
 		}

@@ -23,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,6 +53,10 @@ const (
 	ideListen = "127.0.0.1:13337"
 	// ideBinary is where image build --ide installs code-server.
 	ideBinary = "/opt/code-server/node_modules/.bin/code-server"
+	// ideExtensions is code-server's extensions directory: empty and on the read-only root,
+	// so nothing the agent writes becomes an extension — whose code would run in the user's
+	// browser as well as in the container.
+	ideExtensions = "/opt/code-server/extensions"
 	// serveCommand is the helper's subcommand that runs a server until its standard input
 	// ends, saying on standard output when it listens.
 	serveCommand = "serve"
@@ -67,7 +72,7 @@ const (
 // at the workspace.
 func ideCommand(workdir string) []string {
 	return []string{ideBinary, "--bind-addr", ideListen, "--auth", "none",
-		"--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+		"--disable-telemetry", "--disable-update-check", "--extensions-dir", ideExtensions,
 		"--disable-getting-started-override", "--ignore-last-opened", workdir}
 }
 
@@ -188,10 +193,11 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	ready := make(chan struct{})
 	started := make(chan error, 1)
 	helperSays := &serveWhy{log: log}
+	watch := &readyWatch{ready: ready, log: log}
 	argv := append([]string{helper, serveCommand, w.Plan.IDE.Listen, "--"}, w.Plan.IDE.Command...)
 	go func() {
 		_, err := s.JoinWith(context.WithoutCancel(ctx), p, w, SessionRequest{Tool: tool.Shell},
-			Joining{In: stdin, Out: &readyWatch{ready: ready, log: log}, ErrOut: helperSays, Argv: argv})
+			Joining{In: stdin, Out: watch, ErrOut: helperSays, Argv: argv})
 		started <- err
 	}()
 	stop := func() error {
@@ -229,13 +235,20 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 			defer out.Close()         // the proxy reads the end of the server's bytes
 			defer conn.toJoin.Close() // and can write no more (a relay refused before it ran)
 			_, err := relays.JoinWith(relayCtx, p, w, SessionRequest{Tool: tool.Shell},
-				Joining{In: in, Out: out, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen}})
+				Joining{In: in, Out: out, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen, "--served-by", strconv.Itoa(watch.group())}})
 			var re *policy.RefusedError
 			var te *ToolExitError
 			switch {
 			case errors.As(err, &re):
 				select {
 				case refused <- err:
+				default:
+				}
+			case errors.As(err, &te) && te.Code == exitImpostor:
+				select {
+				case refused <- &policy.RefusedError{Refusals: []policy.Refusal{{Subject: "workspace " + w.Name, Rule: RuleServerWeakened,
+					Reason: "something other than code-server took its port " + w.Plan.IDE.Listen + " while it was served (" + s.Dirs.IDELog(w.Name) + " says what)",
+					Fix:    "sourceosctl agent-machine up --fresh --ide --name " + w.Name + " (its work is kept on its branch)"}}}:
 				default:
 				}
 			case err != nil && !errors.As(err, &te) && relayCtx.Err() == nil:
@@ -356,13 +369,22 @@ func (s *serveWhy) why() string {
 	return s.last
 }
 
-// readyWatch passes the helper's serve output on and closes ready at its ready line.
+// exitImpostor is the helper's connect exit code when the port is held by a process outside
+// the served program's group.
+const exitImpostor = 123
+
+// readyWatch passes the helper's serve output on and closes ready at its ready line
+// ("ADDR pgid N"), keeping the served program's process group.
 type readyWatch struct {
 	ready chan struct{}
 	log   io.Writer
 	once  sync.Once
 	buf   []byte
+	pgid  int
 }
+
+// group is the served program's process group (known once ready is closed).
+func (r *readyWatch) group() int { return r.pgid }
 
 func (r *readyWatch) Write(p []byte) (int, error) {
 	r.buf = append(r.buf, p...)
@@ -373,8 +395,12 @@ func (r *readyWatch) Write(p []byte) (int, error) {
 		}
 		line := string(r.buf[:i])
 		r.buf = r.buf[i+1:]
-		if strings.HasPrefix(line, serveReady) {
-			r.once.Do(func() { close(r.ready) })
+		if rest, ok := strings.CutPrefix(line, serveReady); ok {
+			if _, g, ok := strings.Cut(rest, " pgid "); ok {
+				if n, err := strconv.Atoi(g); err == nil && n > 1 {
+					r.once.Do(func() { r.pgid = n; close(r.ready) })
+				}
+			}
 			continue
 		}
 		fmt.Fprintln(r.log, line)
@@ -395,8 +421,10 @@ type ideProxy struct {
 // user's browser — a browser with the network the container has not. Every fetch, socket,
 // script, image, style, font, frame and form goes to this origin (or is inline, blob: or
 // data:, which VS Code needs); other pages may not frame it. A browser enforces it on top of
-// any policy code-server sends. Top-level navigation is not something CSP can limit.
-const ideCSP = "default-src 'self' 'unsafe-inline' 'unsafe-eval' blob: data:; form-action 'self'; frame-ancestors 'self'; base-uri 'self'"
+// any policy code-server sends. Top-level navigation is not something CSP can limit, nor
+// (until browsers implement webrtc 'block') WebRTC: hence no extensions the agent can write and
+// no port proxy — the page runs VS Code's own code.
+const ideCSP = "default-src 'self' 'unsafe-inline' 'unsafe-eval' blob: data:; form-action 'self'; frame-ancestors 'self'; base-uri 'self'; webrtc 'block'"
 
 // ideTokenParam carries the token in the address the user opens, once.
 const ideTokenParam = "tkn"
@@ -418,18 +446,34 @@ func (px *ideProxy) handler() http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(backend)
+			// The path as checked, re-encoded: no encoding the check did not see.
+			r.Out.URL.RawPath = ""
 			// code-server compares a WebSocket's Origin with the Host it was asked for.
 			r.Out.Host = r.In.Host
-			dropCookie(r.Out.Header, px.cookie())
+			// A browser sends every cookie of 127.0.0.1, whatever its port: this IDE's token,
+			// other workspaces' and other local services'. None of them enters the container.
+			r.Out.Header.Del("Cookie")
 		},
 		Transport: &http.Transport{
 			DialContext:         px.dial,
 			MaxIdleConnsPerHost: 8,
-			IdleConnTimeout:     90 * time.Second,
-			ForceAttemptHTTP2:   false,
+			// Each connection is a join (a podman exec): a page cannot start unbounded ones.
+			MaxConnsPerHost:   ideMaxRelays,
+			IdleConnTimeout:   90 * time.Second,
+			ForceAttemptHTTP2: false,
 		},
 		ModifyResponse: func(r *http.Response) error {
+			// Nor does the container set cookies: one would apply to every port of 127.0.0.1
+			// (this IDE's token among them, and other local services').
+			r.Header.Del("Set-Cookie")
+			r.Header.Del("Referrer-Policy") // the handler's no-referrer stands
+			r.Header.Set("X-Content-Type-Options", "nosniff")
 			r.Header.Add("Content-Security-Policy", ideCSP)
+			if strings.HasPrefix(r.Request.URL.Path, "/vscode-remote-resource") {
+				// Files of the container, served for the workbench to show (images, fonts):
+				// opened as a page, an HTML file written by the agent runs no script.
+				r.Header.Add("Content-Security-Policy", "sandbox")
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -454,10 +498,8 @@ func (px *ideProxy) handler() http.Handler {
 			http.SetCookie(w, &http.Cookie{Name: px.cookie(), Value: px.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 			q := r.URL.Query()
 			q.Del(ideTokenParam)
-			to := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
-			if to.Path == "" {
-				to.Path = "/"
-			}
+			// Always a path on this origin ("//host/" would be another site).
+			to := url.URL{Path: "/" + strings.TrimLeft(r.URL.Path, "/"), RawQuery: q.Encode()}
 			http.Redirect(w, r, to.String(), http.StatusSeeOther)
 			return
 		}
@@ -465,8 +507,35 @@ func (px *ideProxy) handler() http.Handler {
 			http.Error(w, "sourceosctl: open the address up --ide printed (it carries the workspace's token)", http.StatusUnauthorized)
 			return
 		}
+		if refused := idePathRefused(r.URL.Path); refused != "" {
+			http.Error(w, "sourceosctl: "+refused, http.StatusForbidden)
+			return
+		}
 		rp.ServeHTTP(w, r)
 	})
+}
+
+// ideMaxRelays bounds the relays (joins) open at once for one IDE.
+const ideMaxRelays = 16
+
+// idePathRefused says why a path is not relayed: code-server's port proxy (/proxy/PORT/,
+// /absproxy/PORT/) would put whatever a server the agent runs answers — its own pages, scripts
+// and headers — on the IDE's origin, in the user's browser; and a path that is not in its
+// plain form could reach it by another spelling.
+func idePathRefused(p string) string {
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != p {
+		return "only plain paths are relayed (no //, . or .. segments)"
+	}
+	for _, prefix := range []string{"/proxy", "/absproxy"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return "code-server's port proxy is not served: it would put a server's own pages on the IDE's origin; use ssh -L (ssh-config) to reach a port in the workspace"
+		}
+	}
+	return ""
 }
 
 func (px *ideProxy) tokenOK(t string) bool {
@@ -485,25 +554,4 @@ func (px *ideProxy) knownHost(host string) bool {
 func (px *ideProxy) knownOrigin(origin string) bool {
 	u, err := url.Parse(origin)
 	return err == nil && u.Scheme == "http" && u.Path == "" && px.knownHost(u.Host)
-}
-
-// dropCookie removes one cookie from a request's Cookie headers, keeping the others.
-func dropCookie(h http.Header, name string) {
-	var kept []string
-	for _, line := range h.Values("Cookie") {
-		var parts []string
-		for _, part := range strings.Split(line, ";") {
-			n, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if n != name && strings.TrimSpace(part) != "" {
-				parts = append(parts, strings.TrimSpace(part))
-			}
-		}
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
-		}
-	}
-	h.Del("Cookie")
-	for _, k := range kept {
-		h.Add("Cookie", k)
-	}
 }

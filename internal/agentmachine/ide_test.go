@@ -147,6 +147,10 @@ func (b *ideBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = rw.Flush()
 		return
 	}
+	// What a server the agent runs could answer: a cookie for every port of 127.0.0.1, a
+	// weaker referrer policy.
+	w.Header().Set("Set-Cookie", "sourceos-ide-app=junk; Path=/")
+	w.Header().Set("Referrer-Policy", "unsafe-url")
 	_, _ = io.WriteString(w, "workbench")
 }
 
@@ -244,18 +248,57 @@ func TestIDEProxy(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "*") {
 		t.Errorf("a relayed answer's content policy %q does not keep the page to the IDE", csp)
 	}
+	if sc, rp := resp.Header.Values("Set-Cookie"), resp.Header.Values("Referrer-Policy"); len(sc) != 0 || strings.Join(rp, ",") != "no-referrer" {
+		t.Errorf("the container's answer set cookies %q or the referrer policy %q", sc, rp)
+	}
 	got := backend.requests()
 	if len(got) != 1 {
 		t.Fatalf("%d requests reached code-server", len(got))
 	}
-	if c := strings.Join(got[0].Header.Values("Cookie"), "|"); strings.Contains(c, px.token) || c != "theme=dark; lang=en" {
-		t.Errorf("code-server saw cookies %q", c)
+	if c := strings.Join(got[0].Header.Values("Cookie"), "|"); c != "" {
+		t.Errorf("code-server saw cookies %q (the browser sends every 127.0.0.1 cookie: none may enter)", c)
 	}
 	if got[0].Host != "127.0.0.1:"+strconv.Itoa(port) {
 		t.Errorf("code-server saw host %q", got[0].Host)
 	}
 	if resp := do("GET", "/", map[string]string{"Cookie": cookie, "Host": "localhost:" + strconv.Itoa(port)}); resp.StatusCode != 200 {
 		t.Errorf("localhost:PORT: status %d", resp.StatusCode)
+	}
+
+	// Paths not relayed even with the cookie: code-server's port proxy (a server the agent runs
+	// would answer on the IDE's origin), and other spellings of paths.
+	before := len(backend.requests())
+	// raw sends a request line as written (no client cleans it up).
+	raw := func(target string) *http.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: 127.0.0.1:"+strconv.Itoa(port)+"\r\nCookie: "+cookie+"\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, p := range []string{"/proxy/8000/", "/proxy", "/absproxy/8000/x", "//proxy/8000/", "/./proxy/8000/", "/a/../proxy/8000/", "/%70roxy/8000/", "/%2Fproxy/8000/", "/static//x"} {
+		if resp := raw(p); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", p, resp.StatusCode)
+		}
+	}
+	if n := len(backend.requests()); n != before {
+		t.Errorf("%d refused paths reached code-server", n-before)
+	}
+	if resp := do("GET", "/vscode-remote-resource?path=/workspace/page.html", map[string]string{"Cookie": cookie}); !strings.Contains(strings.Join(resp.Header.Values("Content-Security-Policy"), ";"), "sandbox") {
+		t.Errorf("a container file opened as a page may run scripts: %q", resp.Header.Values("Content-Security-Policy"))
+	}
+	// The token's redirect stays on this origin.
+	if resp := raw("//evil.example/?tkn=" + px.token); resp.Header.Get("Location") != "/evil.example/" {
+		t.Errorf("//evil.example/?tkn=: status %d, location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// A WebSocket (VS Code's connection to its server) is relayed both ways.
@@ -282,29 +325,21 @@ func TestIDEProxy(t *testing.T) {
 	}
 }
 
-func TestDropCookie(t *testing.T) {
-	h := http.Header{}
-	h.Add("Cookie", "a=1; sourceos-ide-app=secret")
-	h.Add("Cookie", "sourceos-ide-app=secret")
-	h.Add("Cookie", "b=2")
-	dropCookie(h, "sourceos-ide-app")
-	if got := strings.Join(h.Values("Cookie"), "|"); got != "a=1|b=2" {
-		t.Fatalf("cookies %q", got)
-	}
-}
-
 // TestReadyWatch: the helper's ready line is recognised and kept out of the log, even when
 // it arrives in pieces; everything else is logged.
 func TestReadyWatch(t *testing.T) {
 	var log strings.Builder
 	r := &readyWatch{ready: make(chan struct{}), log: &log}
-	for _, piece := range []string{"code-server starting\nsourceos-he", "lper: serving 127.0.0.1:13337", "\nHTTP server listening\n"} {
+	for _, piece := range []string{"code-server starting\nsourceos-he", "lper: serving 127.0.0.1:13337 pgid 42", "\nHTTP server listening\n"} {
 		_, _ = r.Write([]byte(piece))
 	}
 	select {
 	case <-r.ready:
 	default:
 		t.Fatal("the ready line was not recognised")
+	}
+	if r.group() != 42 {
+		t.Errorf("the served program's group: %d", r.group())
 	}
 	if log.String() != "code-server starting\nHTTP server listening\n" {
 		t.Fatalf("log %q", log.String())

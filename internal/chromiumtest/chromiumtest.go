@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +45,11 @@ func Start(t testing.TB) *Browser {
 		}
 		t.Skip("chromium is not installed (CI=true makes this a failure)")
 	}
-	dir := t.TempDir()
+	// Not t.TempDir: Chromium's helpers may still write the profile as the test ends.
+	dir, err := os.MkdirTemp("", "chromiumtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
 		"--disable-dev-shm-usage", "--user-data-dir=" + dir, "--remote-debugging-port=0",
 		"--remote-allow-origins=http://127.0.0.1", "--window-size=1280,800", "about:blank"}
@@ -52,6 +57,7 @@ func Start(t testing.TB) *Browser {
 		args = append([]string{"--no-sandbox"}, args...) // Chromium's sandbox refuses root
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers stop with it
 	log, err := os.Create(filepath.Join(dir, "chromium.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +67,12 @@ func Start(t testing.TB) *Browser {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		log.Close()
+		for i := 0; i < 20 && os.RemoveAll(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 	b := &Browser{cmd: cmd}
 	deadline := time.Now().Add(60 * time.Second)

@@ -26,13 +26,15 @@ import (
 )
 
 // fakeCodeServer stands for code-server in the test image: it serves the folder it is given
-// (its last argument) on the --bind-addr it is given, with busybox's httpd.
+// (its last argument) on the --bind-addr it is given, with busybox's httpd — a child process
+// of a launcher that stays, as code-server's server is (a server gone is not its end).
 const fakeCodeServer = `#!/bin/sh
 while [ $# -gt 1 ]; do
   case "$1" in --bind-addr) addr=$2; shift;; esac
   shift
 done
-exec httpd -f -p "$addr" -h "$1"
+httpd -f -p "$addr" -h "$1" &
+while sleep 1; do :; done
 `
 
 // ideTestImage builds the harness's image with the fake code-server and the IDE label.
@@ -301,29 +303,49 @@ func TestIntegrationWorkspaceIDE(t *testing.T) {
 		t.Fatalf("stop the impostor: exit %d\n%s", code, stderr)
 	}
 
+	fresh := &http.Client{Jar: jar, Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+	// ended checks that a serving ended with a refusal naming why, and that nothing was
+	// relayed meanwhile.
+	ended := func(srv *ideServing, why string) {
+		t.Helper()
+		resp, err := fresh.Get("http://127.0.0.1:" + srv.port + "/hello.txt")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 || strings.Contains(string(b), "hello") || strings.Contains(string(b), "IMPOSTOR") {
+				t.Errorf("relayed after %s: %d %q", why, resp.StatusCode, b)
+			}
+		}
+		select {
+		case <-srv.done:
+			if srv.exit != ExitRefused || !strings.Contains(srv.stderr.String(), why) {
+				t.Errorf("the serving ended with exit %d (want %d naming %q):\n%s", srv.exit, ExitRefused, why, srv.stderr.String())
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("serving went on after %s:\n%s", why, srv.stderr.String())
+		}
+	}
+
+	// While served, the agent stops code-server's server and listens on its port: the next
+	// relay finds the port held outside the served program's process group, refuses, and the
+	// serving ends.
+	srv = serveIDEInBackground(t, e, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide")
+	takeover := "mkdir -p /tmp/imp && echo IMPOSTOR > /tmp/imp/hello.txt && kill $(pidof httpd) && sleep 0.5 && httpd -p 127.0.0.1:13337 -h /tmp/imp && echo took"
+	if code, out, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", takeover); code != 0 || !strings.Contains(out, "took") {
+		t.Fatalf("take the port over: exit %d %q\n%s", code, out, stderr)
+	}
+	ended(srv, "took its port")
+	if code, _, stderr := cli("exec", "--name", "ide", "--", "sh", "-c", "killall httpd; sleep 0.5; ! pidof httpd"); code != 0 {
+		t.Fatalf("stop the impostor: exit %d\n%s", code, stderr)
+	}
+
 	// Serving again, then the container is changed behind sourceosctl's back: the next
 	// connection is refused, and the serving ends with the refusal.
 	srv = serveIDEInBackground(t, e, w, "--profile", w.profile, "am", "up", "--repo", w.repo, "--name", "ide", "--ide")
 	if out, err := e.Podman("update", "--memory", "1g", agentmachine.WorkspaceContainer("ide")); err != nil {
 		t.Fatalf("podman update: %v\n%s", err, out)
 	}
-	fresh := &http.Client{Jar: jar, Timeout: time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := fresh.Get("http://127.0.0.1:" + srv.port + "/hello.txt")
-	if err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 || strings.Contains(string(b), "hello from the workspace") {
-			t.Errorf("a changed workspace was relayed to: %d %q", resp.StatusCode, b)
-		}
-	}
-	select {
-	case <-srv.done:
-		if srv.exit != ExitRefused || !strings.Contains(srv.stderr.String(), "memory limit") {
-			t.Errorf("serving a changed workspace ended with exit %d (want %d):\n%s", srv.exit, ExitRefused, srv.stderr.String())
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("serving went on after the workspace was changed:\n%s", srv.stderr.String())
-	}
+	ended(srv, "memory limit")
 }
 
 // checkIDEInBrowser serves real code-server (image build --ide's) for a workspace on the
