@@ -98,19 +98,36 @@ func TestIntegrationWorkspaceSSH(t *testing.T) {
 	}
 	tmux("new-session", "-d", "-s", "ws", "-x", "100", "-y", "30", "ssh -F "+config+" sourceos-edit")
 	t.Cleanup(func() { _ = exec.Command("tmux", "-S", sock, "kill-server").Run() })
-	waitPane := func(want string) string {
-		t.Helper()
+	waitPaneFor := func(want string, d time.Duration) (string, bool) {
 		var pane string
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 			if pane = tmux("capture-pane", "-p", "-t", "ws"); strings.Contains(pane, want) {
-				return pane
+				return pane, true
 			}
 		}
-		t.Fatalf("the shell never showed %q:\n%s", want, pane)
-		return ""
+		return pane, false
 	}
-	tmux("send-keys", "-t", "ws", "echo size=$(stty size)", "Enter")
-	waitPane("size=30 100")
+	waitPane := func(want string) string {
+		t.Helper()
+		pane, ok := waitPaneFor(want, 30*time.Second)
+		if !ok {
+			t.Fatalf("the shell never showed %q:\n%s", want, pane)
+		}
+		return pane
+	}
+	// Podman 4.3 drops a terminal size given before the exec runs, so the proxy gives it just
+	// after: a command typed before the shell's prompt can run before it (stty then finds no
+	// size). Wait for the prompt, then allow the size a moment to land.
+	waitPane("/workspace $")
+	for i := 0; ; i++ {
+		tmux("send-keys", "-t", "ws", "echo size=$(stty size)", "Enter")
+		if _, ok := waitPaneFor("size=30 100", 5*time.Second); ok {
+			break
+		}
+		if i == 4 {
+			waitPane("size=30 100") // fails, showing the pane
+		}
+	}
 	tmux("resize-window", "-t", "ws", "-x", "120", "-y", "40")
 	tmux("send-keys", "-t", "ws", "echo size=$(stty size) tty=$(tty)", "Enter")
 	pane := waitPane("size=40 120")
