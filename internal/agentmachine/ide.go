@@ -258,6 +258,7 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 		return conn, nil
 	}
 	srv := &http.Server{Handler: px.handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
+	defer srv.Close() // whichever way the serving ends, no connection outlives it
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(o.Listener) }()
 	if o.Ready != nil {
