@@ -11,6 +11,7 @@ package agentmachine
 // origin is refused before anything is relayed.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -110,11 +111,11 @@ func checkIDEImage(pl *Plan, img container.Image) error {
 
 // ideBuildHint says how to build the IDE variant ref names.
 func ideBuildHint(ref string) string {
-	_, tag, _ := strings.Cut(strings.TrimPrefix(ref, "localhost/sourceos/agent-workspace"), ":")
-	if tag == "ide" || tag == "" {
+	tag, ours := strings.CutPrefix(ref, "localhost/sourceos/agent-workspace:")
+	if ours && tag == "ide" {
 		return BuildImageCommand + " --ide"
 	}
-	if stacks, ok := strings.CutSuffix(tag, "_ide"); ok && !strings.Contains(ref, "/agent-workspace@") {
+	if stacks, ok := strings.CutSuffix(tag, "_ide"); ours && ok {
 		var flags []string
 		for _, s := range strings.Split(stacks, "_") {
 			if i := strings.LastIndex(s, "-"); i > 0 {
@@ -238,13 +239,20 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 				Joining{In: in, Out: out, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen, "--served-by", strconv.Itoa(watch.group())}})
 			var re *policy.RefusedError
 			var te *ToolExitError
+			var nv *NoVerdictError
 			switch {
 			case errors.As(err, &re):
 				select {
 				case refused <- err:
 				default:
 				}
-			case errors.As(err, &te) && te.Code == exitImpostor:
+			case errors.As(err, &nv) && nv.Code != exitImpostor:
+				// The check from inside is not confirmed: the serving ends (fail closed).
+				select {
+				case refused <- err:
+				default:
+				}
+			case errors.As(err, &te) && te.Code == exitImpostor, errors.As(err, &nv):
 				select {
 				case refused <- &policy.RefusedError{Refusals: []policy.Refusal{{Subject: "workspace " + w.Name, Rule: RuleServerWeakened,
 					Reason: "something other than code-server took its port " + w.Plan.IDE.Listen + " while it was served (" + s.Dirs.IDELog(w.Name) + " says what)",
@@ -350,17 +358,11 @@ type serveWhy struct {
 func (s *serveWhy) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	for {
-		i := strings.IndexByte(string(s.buf), '\n')
-		if i < 0 {
-			break
+	eachLine(&s.buf, p, func(line string) {
+		if why, ok := strings.CutPrefix(line, "sourceos-helper: serve: "); ok {
+			s.last = why
 		}
-		if line, ok := strings.CutPrefix(string(s.buf[:i]), "sourceos-helper: serve: "); ok {
-			s.last = line
-		}
-		s.buf = s.buf[i+1:]
-	}
+	})
 	return s.log.Write(p)
 }
 
@@ -388,25 +390,33 @@ type readyWatch struct {
 func (r *readyWatch) group() int { return r.pgid }
 
 func (r *readyWatch) Write(p []byte) (int, error) {
-	r.buf = append(r.buf, p...)
-	for {
-		i := strings.IndexByte(string(r.buf), '\n')
-		if i < 0 {
-			break
+	eachLine(&r.buf, p, func(line string) {
+		rest, ok := strings.CutPrefix(line, serveReady)
+		if !ok {
+			fmt.Fprintln(r.log, line)
+			return
 		}
-		line := string(r.buf[:i])
-		r.buf = r.buf[i+1:]
-		if rest, ok := strings.CutPrefix(line, serveReady); ok {
-			if _, g, ok := strings.Cut(rest, " pgid "); ok {
-				if n, err := strconv.Atoi(g); err == nil && n > 1 {
-					r.once.Do(func() { r.pgid = n; close(r.ready) })
-				}
+		if _, g, ok := strings.Cut(rest, " pgid "); ok {
+			if n, err := strconv.Atoi(g); err == nil && n > 1 {
+				r.once.Do(func() { r.pgid = n; close(r.ready) })
 			}
-			continue
 		}
-		fmt.Fprintln(r.log, line)
-	}
+	})
 	return len(p), nil
+}
+
+// eachLine appends p to *buf and calls fn with each complete line, keeping the rest.
+func eachLine(buf *[]byte, p []byte, fn func(line string)) {
+	*buf = append(*buf, p...)
+	for {
+		i := bytes.IndexByte(*buf, '\n')
+		if i < 0 {
+			return
+		}
+		line := string((*buf)[:i])
+		*buf = (*buf)[i+1:]
+		fn(line)
+	}
 }
 
 // ideProxy admits the browser holding the token and relays it to code-server.

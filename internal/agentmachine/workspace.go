@@ -555,6 +555,17 @@ func (e *WorkspaceDownError) Hint() string {
 	return "sourceosctl agent-machine down --name " + e.Name + " && sourceosctl agent-machine up --name " + e.Name
 }
 
+// NoVerdictError is a join whose command ran without the helper's verdict reaching
+// sourceosctl: the check from inside is not confirmed (Code is the command's exit code).
+type NoVerdictError struct {
+	Workspace string
+	Code      int
+}
+
+func (e *NoVerdictError) Error() string {
+	return fmt.Sprintf("the helper gave no verdict in workspace %s (exit code %d)", e.Workspace, e.Code)
+}
+
 func changedBehindOurBack(w *Workspace, diffs []string) error {
 	return &policy.RefusedError{Refusals: []policy.Refusal{{
 		Subject: "workspace " + w.Name, Rule: RuleServerWeakened,
@@ -844,7 +855,7 @@ func (r *sessionRun) execJoin(ctx context.Context) (func(), error) {
 		return nil, changedBehindOurBack(w, diffs)
 	default:
 		r.out.Checks.Inside = "not-reached"
-		return nil, fmt.Errorf("the helper gave no verdict in workspace %s (exit code %d)", w.Name, code)
+		return nil, &NoVerdictError{Workspace: w.Name, Code: code}
 	}
 	r.out.ExitCode = code
 	r.event("exited with code %d", code)

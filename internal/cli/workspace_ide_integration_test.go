@@ -60,27 +60,9 @@ func ideTestImage(t testing.TB, e *podmantest.Env) string {
 	return ref
 }
 
-// lockedBuffer is standard error shared with a command still running.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // ideServing is up --ide running in the background.
 type ideServing struct {
-	stderr *lockedBuffer
+	stderr *safeBuffer
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the command has returned exit
 	exit   int
@@ -95,7 +77,7 @@ var ideURL = regexp.MustCompile(`http://127\.0\.0\.1:([0-9]+)/\?tkn=[A-Za-z0-9_-
 func serveIDEInBackground(t testing.TB, e *podmantest.Env, w *workspace, args ...string) *ideServing {
 	t.Helper()
 	f, _, _ := sessionFactory(t, e, w, nil)
-	s := &ideServing{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	s := &ideServing{stderr: &safeBuffer{}, done: make(chan struct{})}
 	f.IO.ErrOut = s.stderr
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s.cancel = func() { cancel(&agentmachine.Interrupt{Signal: "SIGINT"}) }

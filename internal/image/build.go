@@ -246,14 +246,12 @@ const IDELabel = "dev.sourceos.ide.code-server.version"
 // :go-1.19 becomes :go-1.19_ide. Other images are returned as they are: they must carry the
 // IDE themselves (IDELabel).
 func IDERef(ref string) string {
-	repo, tag, ok := strings.Cut(ref, "@")
-	if ok {
+	if strings.Contains(ref, "@") {
 		return ref // pinned by digest: no variant of it exists
 	}
+	repo, tag := ref, "latest"
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
 		repo, tag = ref[:i], ref[i+1:]
-	} else {
-		repo, tag = ref, "latest"
 	}
 	if repo != workspaceRepo || strings.HasSuffix(tag, "_ide") || tag == "ide" {
 		return ref
