@@ -5,21 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
-	"unicode/utf8"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/tool"
+	"github.com/sourceos/sourceosctl/internal/yamlschema"
 )
 
 // MaxSize is the largest profile file accepted.
@@ -61,117 +55,42 @@ func LoadBytes(name string, data []byte, env Env) (*Profile, error) {
 // ReadFile reads a profile file, refusing directories and files over MaxSize; its errors are
 // *LoadError like every other profile problem.
 func ReadFile(path string) ([]byte, error) {
-	le := &LoadError{File: path}
-	f, err := os.Open(path)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			le.add(0, "", "no such file; create one with: sourceosctl agent-machine init --profile linux-rootless --repo PATH")
-		case errors.Is(err, fs.ErrPermission):
-			le.add(0, "", "cannot read the file (permission denied); check its owner and mode")
-		default:
-			le.add(0, "", "cannot read the file: %v", err)
-		}
-		return nil, le
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		le.add(0, "", "is a directory; give the path of a profile .yaml file")
-		return nil, le
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil {
-		le.add(0, "", "cannot read the file: %v", err)
-		return nil, le
-	}
-	if len(data) > MaxSize {
-		le.add(0, "", "is larger than %d KiB; a profile is a short YAML file", MaxSize>>10)
-		return nil, le
-	}
-	return data, nil
+	return yamlschema.ReadFile(path, MaxSize, profileKind)
 }
 
 // Parse validates profile YAML without resolving paths against the host: name is used in
 // messages. It never panics, whatever data holds.
-func Parse(name string, data []byte) (p *Profile, err error) {
+func Parse(name string, data []byte) (*Profile, error) {
 	le := &LoadError{File: name}
-	defer func() {
-		if r := recover(); r != nil {
-			le.Problems = nil
-			le.add(0, "", "cannot be parsed as YAML (the parser failed: %v)", r)
-			p, err = nil, le
-		}
-	}()
-	doc := parseDocument(data, le)
-	if doc == nil {
-		return nil, le.orNil()
+	t := yamlschema.Read(data, profileKind, le)
+	if t == nil {
+		return nil, le.OrNil()
 	}
-	t := convert(doc, le)
-	if len(le.Problems) > 0 {
-		return nil, le.orNil()
+	if _, ok := t.Root.(map[string]any); !ok {
+		le.Add(t.Locate("").Line, "", "must be a YAML mapping with apiVersion, kind, metadata and spec")
+		return nil, le.OrNil()
 	}
-	if _, ok := t.root.(map[string]any); !ok {
-		le.add(t.locate("").line, "", "must be a YAML mapping with apiVersion, kind, metadata and spec")
-		return nil, le.orNil()
-	}
-	validateSchema(t, le)
-	if len(le.Problems) > 0 {
-		return nil, le.orNil()
-	}
-	p, err = decode(t.root)
+	s, err := profileSchema()
 	if err != nil {
-		le.add(0, "", "%v", err)
-		return nil, le.orNil()
+		return nil, err
+	}
+	s.Validate(t, le)
+	if len(le.Problems) > 0 {
+		return nil, le.OrNil()
+	}
+	p, err := decode(t.Root)
+	if err != nil {
+		le.Add(0, "", "%v", err)
+		return nil, le.OrNil()
 	}
 	p.applyDefaults()
 	p.check(t, le)
-	if err := le.orNil(); err != nil {
+	if err := le.OrNil(); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
 	p.Source, p.SHA256 = name, hex.EncodeToString(sum[:])
 	return p, nil
-}
-
-// parseDocument returns the single YAML document in data, or nil after adding a problem.
-func parseDocument(data []byte, le *LoadError) *yaml.Node {
-	if len(bytes.TrimSpace(data)) == 0 {
-		le.add(0, "", "is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH")
-		return nil
-	}
-	if !utf8.Valid(data) {
-		le.add(0, "", "is not UTF-8 text; a profile is a YAML file")
-		return nil
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		line, msg := yamlErrorLine(err)
-		le.add(line, "", "invalid YAML: %s", msg)
-		return nil
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		le.add(extra.Line, "", "holds more than one YAML document; keep one profile per file")
-		return nil
-	} else if !errors.Is(err, io.EOF) {
-		line, msg := yamlErrorLine(err)
-		le.add(line, "", "invalid YAML: %s", msg)
-		return nil
-	}
-	return &doc
-}
-
-// yamlErrorLine splits yaml.v3's "yaml: line N: msg" into its parts.
-func yamlErrorLine(err error) (int, string) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	var line int
-	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
-		if i := strings.IndexByte(msg, ':'); i >= 0 {
-			msg = strings.TrimSpace(msg[i+1:])
-		}
-	}
-	return line, msg
 }
 
 func decode(root any) (*Profile, error) {
@@ -245,33 +164,33 @@ func (s Secret) defaultTarget() string {
 }
 
 // check enforces the rules a JSON Schema cannot express, each located like schema errors.
-func (p *Profile) check(t *tree, le *LoadError) {
+func (p *Profile) check(t *yamlschema.Tree, le *LoadError) {
 	s := &p.Spec
-	at := func(ptr string) location { return t.locate(ptr) }
+	at := func(ptr string) yamlschema.Location { return t.Locate(ptr) }
 
 	if ok := contains(providersFor[s.Host.OS], s.Host.Provider); !ok {
 		l := at("/spec/host/provider")
-		le.add(l.line, "spec.host.provider", "%s does not run on %s; use one of %s", s.Host.Provider, s.Host.OS, strings.Join(providersFor[s.Host.OS], ", "))
+		le.Add(l.Line, "spec.host.provider", "%s does not run on %s; use one of %s", s.Host.Provider, s.Host.OS, strings.Join(providersFor[s.Host.OS], ", "))
 	} else if s.Machine == nil && s.Host.Provider != "native" {
 		l := at("/spec/host")
-		le.add(l.keyLine, "spec.machine", "is required with provider %s (Podman runs in a VM there); add machine: {name: sourceos-agent}", s.Host.Provider)
+		le.Add(l.KeyLine, "spec.machine", "is required with provider %s (Podman runs in a VM there); add machine: {name: sourceos-agent}", s.Host.Provider)
 	}
 	if s.Machine != nil && s.Host.Provider == "native" {
 		l := at("/spec/machine")
-		le.add(l.keyLine, "spec.machine", "cannot be used with provider native; set spec.host.provider to qemu or remove the machine")
+		le.Add(l.KeyLine, "spec.machine", "cannot be used with provider native; set spec.host.provider to qemu or remove the machine")
 	}
 
 	for i, src := range s.Image.Sources {
 		l := at(fmt.Sprintf("/spec/image/sources/%d", i))
 		switch {
 		case (src.Registry == "") == (src.Archive == ""):
-			le.add(l.line, l.field, "set exactly one of registry (an image reference) or archive (a URL or path of a `podman save` archive)")
+			le.Add(l.Line, l.Field, "set exactly one of registry (an image reference) or archive (a URL or path of a `podman save` archive)")
 		case src.Archive != "" && src.SHA256 == "":
-			le.add(l.line, l.field+".sha256", "is required with archive: the download is checked against it before it is loaded (sha256sum ARCHIVE)")
+			le.Add(l.Line, l.Field+".sha256", "is required with archive: the download is checked against it before it is loaded (sha256sum ARCHIVE)")
 		case src.Registry != "" && src.SHA256 != "":
-			le.add(l.line, l.field+".sha256", "applies to archives only; pin a registry image with spec.image.digest")
+			le.Add(l.Line, l.Field+".sha256", "applies to archives only; pin a registry image with spec.image.digest")
 		case src.Archive != "" && src.TLSVerify != nil:
-			le.add(l.line, l.field+".tlsVerify", "applies to registries only; remove it")
+			le.Add(l.Line, l.Field+".tlsVerify", "applies to registries only; remove it")
 		}
 	}
 
@@ -279,12 +198,12 @@ func (p *Profile) check(t *tree, le *LoadError) {
 	for i, inc := range s.Workspace.Include {
 		if clean := path.Clean(inc); clean == ".." || strings.HasPrefix(clean, "../") || clean == "." || clean == ".git" || strings.HasPrefix(clean, ".git/") {
 			l := at(fmt.Sprintf("/spec/workspace/include/%d", i))
-			le.add(l.line, l.field, "%q is not an ignored path inside the repository; name one such as node_modules", inc)
+			le.Add(l.Line, l.Field, "%q is not an ignored path inside the repository; name one such as node_modules", inc)
 		}
 	}
 	if s.Workspace.Mode != "" && s.Workspace.Mode != "copy" && s.Workspace.Mode != "direct" {
 		l := at("/spec/workspace/mode")
-		le.add(l.line, l.field, "must be copy or direct")
+		le.Add(l.Line, l.Field, "must be copy or direct")
 	}
 
 	checkEgress(s.Network, at, le)
@@ -293,27 +212,27 @@ func (p *Profile) check(t *tree, le *LoadError) {
 	for i, sec := range s.Secrets {
 		l := at(fmt.Sprintf("/spec/secrets/%d", i))
 		if declared[sec.Name] {
-			le.add(l.line, l.field+".name", "secret %q is declared twice; keep one", sec.Name)
+			le.Add(l.Line, l.Field+".name", "secret %q is declared twice; keep one", sec.Name)
 		}
 		declared[sec.Name] = true
 		if n := btoi(sec.FromEnv != "") + btoi(sec.FromFile != "") + btoi(len(sec.FromCommand) > 0); n != 1 {
-			le.add(l.line, l.field, "set exactly one of fromEnv (a host environment variable), fromFile (a host file) or fromCommand (a host program's output, e.g. [gh, auth, token]) for the value's source")
+			le.Add(l.Line, l.Field, "set exactly one of fromEnv (a host environment variable), fromFile (a host file) or fromCommand (a host program's output, e.g. [gh, auth, token]) for the value's source")
 		}
 		for j, in := range sec.Inject {
 			li := at(fmt.Sprintf("/spec/secrets/%d/inject/%d", i, j))
 			if err := egress.CheckInjection(egress.Injection{Name: sec.Name, Hosts: in.Hosts, Header: in.Header, Scheme: in.Scheme, User: in.User}); err != nil {
-				le.add(li.line, li.field, "%v", err)
+				le.Add(li.Line, li.Field, "%v", err)
 			}
 		}
 		if len(sec.Inject) > 0 && s.Network.Mode != NetworkGateway {
-			le.add(l.line, l.field+".inject", "needs spec.network: gateway (the egress gateway injects the value); it is %s", s.Network.Mode)
+			le.Add(l.Line, l.Field+".inject", "needs spec.network: gateway (the egress gateway injects the value); it is %s", s.Network.Mode)
 		}
 	}
 	checkTool := func(tool *Tool, ptr string) {
 		for j, sec := range tool.Secrets {
 			if !declared[sec] {
 				l := at(fmt.Sprintf("%s/secrets/%d", ptr, j))
-				le.add(l.line, l.field, "secret %q is not declared in spec.secrets; declare it there (name and fromEnv or fromFile) or remove it", sec)
+				le.Add(l.Line, l.Field, "secret %q is not declared in spec.secrets; declare it there (name and fromEnv or fromFile) or remove it", sec)
 			}
 		}
 	}
@@ -328,7 +247,7 @@ func (p *Profile) check(t *tree, le *LoadError) {
 		ptr := fmt.Sprintf("/spec/tools/custom/%d", i)
 		if names[ct.Name] || tool.Reserved(ct.Name) {
 			l := at(ptr + "/name")
-			le.add(l.line, l.field, "the name %q is taken (built-in or listed before); choose another", ct.Name)
+			le.Add(l.Line, l.Field, "the name %q is taken (built-in or listed before); choose another", ct.Name)
 		}
 		names[ct.Name] = true
 		checkTool(&ct.Tool, ptr)
@@ -337,13 +256,13 @@ func (p *Profile) check(t *tree, le *LoadError) {
 
 // checkEgress parses every egress rule where it is written; an egress policy needs the
 // gateway mode, the only one that applies it.
-func checkEgress(n Network, at func(string) location, le *LoadError) {
+func checkEgress(n Network, at func(string) yamlschema.Location, le *LoadError) {
 	if n.Egress == nil {
 		return
 	}
 	if n.Mode != NetworkGateway {
 		l := at("/spec/network/mode")
-		le.add(l.line, "spec.network.mode", "is %s, which ignores spec.network.egress: set mode: gateway (or leave it out) to apply the egress policy, or remove the egress rules", n.Mode)
+		le.Add(l.Line, "spec.network.mode", "is %s, which ignores spec.network.egress: set mode: gateway (or leave it out) to apply the egress policy, or remove the egress rules", n.Mode)
 	}
 	for _, list := range []struct {
 		name  string
@@ -352,7 +271,7 @@ func checkEgress(n Network, at func(string) location, le *LoadError) {
 		for i, r := range list.rules {
 			if _, err := egress.ParseRule(r, "profile"); err != nil {
 				l := at(fmt.Sprintf("/spec/network/egress/%s/%d", list.name, i))
-				le.add(l.line, l.field, "%v; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)", err)
+				le.Add(l.Line, l.Field, "%v; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)", err)
 			}
 		}
 	}
@@ -361,7 +280,7 @@ func checkEgress(n Network, at func(string) location, le *LoadError) {
 // checkTargets refuses mount targets that would replace part of the container (system
 // directories, the tool's home, the tmpfs for temporary files) and targets that coincide
 // with or lie inside another mount's: Podman would mount one over the other.
-func checkTargets(s *Spec, at func(string) location, le *LoadError) {
+func checkTargets(s *Spec, at func(string) yamlschema.Location, le *LoadError) {
 	type target struct{ path, field, ptr string }
 	all := []target{{s.Workspace.MountPath, "spec.workspace.mountPath", "/spec/workspace/mountPath"}}
 	for i := range s.Mounts {
@@ -370,15 +289,15 @@ func checkTargets(s *Spec, at func(string) location, le *LoadError) {
 	for i, t := range all {
 		l := at(t.ptr)
 		if problem := container.TargetProblem(t.path); problem != "" {
-			le.add(l.line, t.field, "%s %s", t.path, problem)
+			le.Add(l.Line, t.field, "%s %s", t.path, problem)
 			continue
 		}
 		for _, prev := range all[:i] {
 			switch {
 			case path.Clean(t.path) == path.Clean(prev.path):
-				le.add(l.line, t.field, "%s is already used by %s; give each mount its own target", t.path, prev.field)
+				le.Add(l.Line, t.field, "%s is already used by %s; give each mount its own target", t.path, prev.field)
 			case container.Nested(t.path, prev.path):
-				le.add(l.line, t.field, "%s overlaps %s (%s): give each mount a target of its own, neither inside the other", t.path, prev.path, prev.field)
+				le.Add(l.Line, t.field, "%s overlaps %s (%s): give each mount a target of its own, neither inside the other", t.path, prev.path, prev.field)
 			default:
 				continue
 			}
@@ -406,7 +325,7 @@ func (p *Profile) resolve(home, base string) error {
 		}
 		r, err := ResolvePath(*path, home, base)
 		if err != nil {
-			le.add(0, field, "%v", err)
+			le.Add(0, field, "%v", err)
 			return
 		}
 		*path = r
@@ -430,7 +349,7 @@ func (p *Profile) resolve(home, base string) error {
 			fix(fmt.Sprintf("spec.machine.volumes[%d]", i), &s.Machine.Volumes[i])
 		}
 	}
-	return le.orNil()
+	return le.OrNil()
 }
 
 func isDrivePath(p string) bool {

@@ -40,7 +40,7 @@ func TestParseErrors(t *testing.T) {
 		{"a list, not a mapping", "- 1\n- 2\n", "p.yaml:1: must be a YAML mapping with apiVersion, kind, metadata and spec"},
 		{"a scalar", "hello\n", "p.yaml:1: must be a YAML mapping with apiVersion, kind, metadata and spec"},
 		{"duplicate key", "a: 1\na: 2\n", "p.yaml:2: a: is set twice (first on line 1); keep one"},
-		{"unsupported tag", "a: !custom x\n", "p.yaml:1: a: uses the YAML tag !custom, which profiles do not support; remove the tag"},
+		{"unsupported tag", "a: !custom x\n", "p.yaml:1: a: uses the YAML tag !custom, which a profile does not support; remove the tag"},
 		{"infinite number", strings.Replace(valid, "  host:", "  resources:\n    cpus: .inf\n  host:", 1), "p.yaml:7: spec.resources.cpus: must be a finite number, not \".inf\""},
 		{"wrong apiVersion", strings.Replace(valid, "sourceos.dev/v1alpha1", "v1", 1), "p.yaml:1: apiVersion: must be sourceos.dev/v1alpha1"},
 		{"wrong kind", strings.Replace(valid, "kind: AgentMachineProfile", "kind: Pod", 1), "p.yaml:2: kind: must be AgentMachineProfile"},

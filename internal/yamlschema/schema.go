@@ -1,4 +1,4 @@
-package profile
+package yamlschema
 
 import (
 	"bytes"
@@ -6,59 +6,49 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
-
-	"github.com/sourceos/sourceosctl/schemas"
 )
 
-// compiled is the embedded schema, compiled once. It is derived from embedded bytes only, so
-// caching it is a memo of a pure function, not mutable state.
-type compiled struct {
+// Schema is a compiled JSON schema that reports its failures at the YAML lines they concern,
+// in words: unknown fields with the allowed names and a spelling suggestion, missing fields,
+// wrong types and values, and a rule's own x-message where the schema gives one.
+type Schema struct {
 	schema *jsonschema.Schema
 	doc    any // the raw schema, for x-message and the list of allowed fields
 }
 
-var profileSchema = sync.OnceValues(func() (*compiled, error) {
-	raw, err := schemas.FS.ReadFile(schemas.ProfileFile)
-	if err != nil {
-		return nil, err
-	}
+// Compile compiles the JSON schema raw, known by url.
+func Compile(url string, raw []byte) (*Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("embedded profile schema: %w", err)
+		return nil, fmt.Errorf("schema %s: %w", url, err)
 	}
 	c := jsonschema.NewCompiler()
-	const url = "https://sourceos.dev/schemas/agent-machine-profile.schema.json"
 	if err := c.AddResource(url, doc); err != nil {
-		return nil, fmt.Errorf("embedded profile schema: %w", err)
+		return nil, fmt.Errorf("schema %s: %w", url, err)
 	}
 	s, err := c.Compile(url)
 	if err != nil {
-		return nil, fmt.Errorf("embedded profile schema: %w", err)
+		return nil, fmt.Errorf("schema %s: %w", url, err)
 	}
-	return &compiled{schema: s, doc: doc}, nil
-})
+	return &Schema{schema: s, doc: doc}, nil
+}
 
 // English is the printer for the validator's own messages (LocalizedString(nil) panics in v6).
 var english = message.NewPrinter(language.English)
 
-// validateSchema checks the converted document against the embedded schema and adds one
-// located problem per failed constraint.
-func validateSchema(t *tree, errs *LoadError) {
-	c, err := profileSchema()
-	if err != nil {
-		errs.add(0, "", "internal error: %v", err)
-		return
-	}
-	err = c.schema.Validate(t.root)
+// Validate checks the tree against the schema and adds one located problem per failed
+// constraint.
+func (c *Schema) Validate(t *Tree, errs *Error) {
+	err := c.schema.Validate(t.Root)
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
 		return
@@ -79,9 +69,9 @@ func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
 	return out
 }
 
-func (c *compiled) describe(t *tree, e *jsonschema.ValidationError, errs *LoadError) {
+func (c *Schema) describe(t *Tree, e *jsonschema.ValidationError, errs *Error) {
 	ptr := pointerOf(e.InstanceLocation)
-	loc := t.locate(ptr)
+	loc := t.Locate(ptr)
 	switch k := e.ErrorKind.(type) {
 	case *kind.AdditionalProperties:
 		c.unknownFields(t, ptr, e.SchemaURL, k.Properties, errs)
@@ -90,43 +80,43 @@ func (c *compiled) describe(t *tree, e *jsonschema.ValidationError, errs *LoadEr
 		parent, _, _ := strings.Cut(e.SchemaURL, "/unevaluatedProperties")
 		tokens := e.InstanceLocation
 		if len(tokens) == 0 {
-			errs.add(loc.line, loc.field, "is not allowed here")
+			errs.Add(loc.Line, loc.Field, "is not allowed here")
 			return
 		}
 		name := tokens[len(tokens)-1]
-		if contains(c.allowedFields(parent), name) {
+		if slices.Contains(c.allowedFields(parent), name) {
 			return // a known field that failed its own check, reported there (2020-12 drops its annotation)
 		}
 		c.unknownFields(t, pointerOf(tokens[:len(tokens)-1]), parent, []string{name}, errs)
 	case *kind.Required:
 		for _, m := range k.Missing {
-			errs.add(loc.keyLine, joinField(loc.field, m), "is required; add it%s", under(loc.field))
+			errs.Add(loc.KeyLine, joinField(loc.Field, m), "is required; add it%s", under(loc.Field))
 		}
 	case *kind.Type:
-		errs.add(loc.line, loc.field, "must be %s, not %s", article(strings.Join(k.Want, " or ")), article(k.Got))
+		errs.Add(loc.Line, loc.Field, "must be %s, not %s", article(strings.Join(k.Want, " or ")), article(k.Got))
 	case *kind.Enum:
-		errs.add(loc.line, loc.field, "must be one of %s; got %s", joinWant(k.Want), display(k.Got))
+		errs.Add(loc.Line, loc.Field, "must be one of %s; got %s", joinWant(k.Want), display(k.Got))
 	case *kind.Minimum:
-		errs.add(loc.line, loc.field, "must be at least %s; got %s", rat(k.Want), rat(k.Got))
+		errs.Add(loc.Line, loc.Field, "must be at least %s; got %s", rat(k.Want), rat(k.Got))
 	case *kind.Maximum:
-		errs.add(loc.line, loc.field, "must be at most %s; got %s", rat(k.Want), rat(k.Got))
+		errs.Add(loc.Line, loc.Field, "must be at most %s; got %s", rat(k.Want), rat(k.Got))
 	case *kind.ExclusiveMinimum:
-		errs.add(loc.line, loc.field, "must be greater than %s; got %s", rat(k.Want), rat(k.Got))
+		errs.Add(loc.Line, loc.Field, "must be greater than %s; got %s", rat(k.Want), rat(k.Got))
 	default:
 		msg := c.message(e.SchemaURL)
 		if msg == "" {
 			msg = e.ErrorKind.LocalizedString(english)
 		}
-		errs.add(loc.line, loc.field, "%s", msg)
+		errs.Add(loc.Line, loc.Field, "%s", msg)
 	}
 }
 
 // unknownFields reports fields the schema does not allow, each at its own line, with the
 // allowed names and a spelling suggestion.
-func (c *compiled) unknownFields(t *tree, ptr, schemaURL string, names []string, errs *LoadError) {
+func (c *Schema) unknownFields(t *Tree, ptr, schemaURL string, names []string, errs *Error) {
 	allowed := c.allowedFields(schemaURL)
 	for _, name := range names {
-		loc := t.locate(ptr + "/" + escapePointer(name))
+		loc := t.Locate(ptr + "/" + escapePointer(name))
 		msg := "unknown field"
 		if s := suggest(name, allowed); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
@@ -134,12 +124,12 @@ func (c *compiled) unknownFields(t *tree, ptr, schemaURL string, names []string,
 		if len(allowed) > 0 {
 			msg += "; allowed here: " + strings.Join(allowed, ", ")
 		}
-		errs.add(loc.keyLine, loc.field, "%s", msg)
+		errs.Add(loc.KeyLine, loc.Field, "%s", msg)
 	}
 }
 
 // schemaAt resolves a compiled-schema URL (…schema.json#/json/pointer) in the raw document.
-func (c *compiled) schemaAt(schemaURL string) map[string]any {
+func (c *Schema) schemaAt(schemaURL string) map[string]any {
 	frag := ""
 	if i := strings.IndexByte(schemaURL, '#'); i >= 0 {
 		frag = schemaURL[i+1:]
@@ -163,14 +153,14 @@ func (c *compiled) schemaAt(schemaURL string) map[string]any {
 	return m
 }
 
-func (c *compiled) message(schemaURL string) string {
+func (c *Schema) message(schemaURL string) string {
 	msg, _ := c.schemaAt(schemaURL)["x-message"].(string)
 	return msg
 }
 
 // allowedFields lists the properties a schema object accepts, including those of a $ref it
 // extends (the tool definitions use $ref + unevaluatedProperties).
-func (c *compiled) allowedFields(schemaURL string) []string {
+func (c *Schema) allowedFields(schemaURL string) []string {
 	s := c.schemaAt(schemaURL)
 	var names []string
 	add := func(s map[string]any) {

@@ -1,4 +1,4 @@
-package profile
+package yamlschema
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Problem is one thing wrong with a profile, located by file, line and field.
+// Problem is one thing wrong with a document, located by file, line and field.
 type Problem struct {
 	File  string `json:"file"`
 	Line  int    `json:"line,omitempty"` // 0 when the problem has no single line
@@ -29,9 +29,8 @@ func (p *Problem) String() string {
 	return b.String()
 }
 
-// LoadError reports every problem found in one profile. It is the only error Load and Parse
-// return, so callers can map it to the usage exit code with errors.As.
-type LoadError struct {
+// Error reports every problem found in one document, sorted by line.
+type Error struct {
 	File     string
 	Problems []*Problem
 }
@@ -39,7 +38,7 @@ type LoadError struct {
 // maxReported bounds the message length for pathological inputs; the count is still exact.
 const maxReported = 20
 
-func (e *LoadError) Error() string {
+func (e *Error) Error() string {
 	if len(e.Problems) == 1 {
 		return e.Problems[0].String()
 	}
@@ -56,11 +55,16 @@ func (e *LoadError) Error() string {
 	return b.String()
 }
 
-func (e *LoadError) add(line int, field, format string, args ...any) {
+// Add records a problem at a line (0: the whole file) and field.
+func (e *Error) Add(line int, field, format string, args ...any) {
 	e.Problems = append(e.Problems, &Problem{File: e.File, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (e *LoadError) sort() {
+// OrNil returns the error with its problems sorted by line, or nil when there are none.
+func (e *Error) OrNil() error {
+	if len(e.Problems) == 0 {
+		return nil
+	}
 	sort.SliceStable(e.Problems, func(i, j int) bool {
 		a, b := e.Problems[i], e.Problems[j]
 		if a.Line != b.Line {
@@ -68,12 +72,5 @@ func (e *LoadError) sort() {
 		}
 		return a.Field < b.Field
 	})
-}
-
-func (e *LoadError) orNil() error {
-	if len(e.Problems) == 0 {
-		return nil
-	}
-	e.sort()
 	return e
 }
