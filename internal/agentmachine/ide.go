@@ -34,9 +34,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/image"
-	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
-	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
 // IDEPlan is the browser IDE a workspace serves (up --ide).
@@ -172,9 +170,6 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 		return &InputError{Flag: "--ide", Err: fmt.Errorf("workspace %s was brought up without the IDE", w.Name),
 			Fix: "sourceosctl agent-machine up --fresh --ide --name " + w.Name + " (its work is kept on its branch)"}
 	}
-	if w.Plan.Helper == nil {
-		return &MissingError{Component: "browser IDE", Detail: "it is started and reached through sourceos-helper, which this workspace has none of"}
-	}
 	addr, ok := o.Listener.Addr().(*net.TCPAddr)
 	if !ok || !addr.IP.IsLoopback() {
 		return fmt.Errorf("the IDE is served on this host's loopback only, not on %s", o.Listener.Addr())
@@ -183,116 +178,27 @@ func (s *Session) ServeIDE(ctx context.Context, p *profile.Profile, w *Workspace
 	if err != nil {
 		return fmt.Errorf("workspace %s: its IDE token: %w", w.Name, err)
 	}
-	log := o.Log
-	if log == nil {
-		log = io.Discard
+	sv, err := s.startServed(ctx, p, w, servedProgram{What: "code-server", Listen: w.Plan.IDE.Listen, Command: w.Plan.IDE.Command,
+		Log: o.Log, LogPath: s.Dirs.IDELog(w.Name), Start: ideStart,
+		Fix: "sourceosctl agent-machine up --fresh --ide --name " + w.Name + " (its work is kept on its branch)"})
+	if err != nil {
+		return err
 	}
-	helper := helperInside(*w.Plan.Helper)
-
-	// code-server, through the helper's serve: it stops when its standard input ends.
-	stdin, stopIDE := io.Pipe()
-	ready := make(chan struct{})
-	started := make(chan error, 1)
-	helperSays := &serveWhy{log: log}
-	watch := &readyWatch{ready: ready, log: log}
-	argv := append([]string{helper, serveCommand, w.Plan.IDE.Listen, "--"}, w.Plan.IDE.Command...)
-	go func() {
-		_, err := s.JoinWith(context.WithoutCancel(ctx), p, w, SessionRequest{Tool: tool.Shell},
-			Joining{In: stdin, Out: watch, ErrOut: helperSays, Argv: argv})
-		started <- err
-	}()
-	stop := func() error {
-		_ = stopIDE.Close()
-		select {
-		case err := <-started:
-			return err
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("code-server did not stop within 30 s of being asked; down stops it")
-		}
-	}
-	select {
-	case <-ready:
-	case err := <-started:
-		return ideEnded(err, helperSays.why(), s.Dirs.IDELog(w.Name), "before it listened")
-	case <-time.After(ideStart):
-		_ = stop()
-		return fmt.Errorf("code-server did not listen within %s; see %s", ideStart, s.Dirs.IDELog(w.Name))
-	case <-ctx.Done():
-		_ = stop()
-		return ctx.Err()
-	}
-
-	// Quiet: a relay's bundle is one of many; refusals are said once, here.
-	relays := *s
-	relays.Quiet = true
-	relays.IO.ErrOut = io.Discard
-	relayCtx, cancelRelays := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRelays()
-	refused := make(chan error, 1)
 	px := &ideProxy{name: w.Name, token: token, port: addr.Port}
-	px.dial = func(context.Context, string, string) (net.Conn, error) {
-		conn, in, out := newRelayConn()
-		go func() {
-			defer out.Close()         // the proxy reads the end of the server's bytes
-			defer conn.toJoin.Close() // and can write no more (a relay refused before it ran)
-			_, err := relays.JoinWith(relayCtx, p, w, SessionRequest{Tool: tool.Shell},
-				Joining{In: in, Out: out, ErrOut: log, Argv: []string{helper, connectCommand, w.Plan.IDE.Listen, "--served-by", strconv.Itoa(watch.group())}})
-			var re *policy.RefusedError
-			var te *ToolExitError
-			var nv *NoVerdictError
-			switch {
-			case errors.As(err, &re):
-				select {
-				case refused <- err:
-				default:
-				}
-			case errors.As(err, &nv) && nv.Code != exitImpostor:
-				// The check from inside is not confirmed: the serving ends (fail closed).
-				select {
-				case refused <- err:
-				default:
-				}
-			case errors.As(err, &te) && te.Code == exitImpostor, errors.As(err, &nv):
-				select {
-				case refused <- &policy.RefusedError{Refusals: []policy.Refusal{{Subject: "workspace " + w.Name, Rule: RuleServerWeakened,
-					Reason: "something other than code-server took its port " + w.Plan.IDE.Listen + " while it was served (" + s.Dirs.IDELog(w.Name) + " says what)",
-					Fix:    "sourceosctl agent-machine up --fresh --ide --name " + w.Name + " (its work is kept on its branch)"}}}:
-				default:
-				}
-			case err != nil && !errors.As(err, &te) && relayCtx.Err() == nil:
-				fmt.Fprintf(s.IO.ErrOut, "! IDE connection: %v\n", err)
-			}
-		}()
-		return conn, nil
-	}
+	px.dial = func(context.Context, string, string) (net.Conn, error) { return sv.relay(), nil }
 	srv := &http.Server{Handler: px.handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: nil}
 	defer srv.Close() // whichever way the serving ends, no connection outlives it
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(o.Listener) }()
+	serving := make(chan error, 1)
+	go func() { serving <- srv.Serve(o.Listener) }()
 	if o.Ready != nil {
 		o.Ready(px.url())
 	}
-
-	var end error
-	select {
-	case <-ctx.Done():
-	case end = <-refused:
-	case err := <-started:
-		return ideEnded(err, helperSays.why(), s.Dirs.IDELog(w.Name), "while served")
-	case err := <-served:
-		end = fmt.Errorf("serving the IDE: %w", err)
-	}
-	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shut) // WebSockets are hijacked: the relays' end closes them
-	cancelRelays()
+	end := sv.wait(ctx, serving, func() {
+		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut) // WebSockets are hijacked: the relays' end closes them
+	})
 	_ = srv.Close()
-	if err := stop(); err != nil && end == nil {
-		var te *ToolExitError
-		if !errors.As(err, &te) {
-			end = err
-		}
-	}
 	return end
 }
 
@@ -333,18 +239,6 @@ type relayAddr struct{}
 
 func (relayAddr) Network() string { return "sourceos-relay" }
 func (relayAddr) String() string  { return ideListen }
-
-// ideEnded explains code-server's exit: the helper's reason when it gave one.
-func ideEnded(err error, why, logPath, when string) error {
-	var te *ToolExitError
-	if err == nil || errors.As(err, &te) {
-		if why != "" {
-			return fmt.Errorf("code-server ended %s: %s (its output is in %s)", when, why, logPath)
-		}
-		return fmt.Errorf("code-server ended %s; its output is in %s", when, logPath)
-	}
-	return err
-}
 
 // serveWhy passes code-server's standard error on to the log and keeps the helper's own
 // last word about it (a port already taken, an exit), for the error the user sees.
