@@ -11,3 +11,6 @@ var FS embed.FS
 
 // ProfileFile is the AgentMachineProfile schema's file name within FS.
 const ProfileFile = "agent-machine-profile.schema.json"
+
+// TestFile is the test.yaml schema's file name within FS (sourceosctl agent-machine test).
+const TestFile = "agent-machine-test.schema.json"

@@ -1,0 +1,110 @@
+// Package project reads a repository's own files to decide how to test it, how to serve it
+// and which language stack it needs (sourceosctl agent-machine test, serve, new; seeds 000,
+// 001 and 003). It only reads, with size limits, and runs nothing: the commands it returns
+// run inside a governed container.
+package project
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// maxManifest bounds the project files read (package.json, composer.json, test.yaml).
+const maxManifest = 1 << 20
+
+// Step is one command to run: a shell command line (sh -c) with a name for reports.
+type Step struct {
+	Name string `json:"name"`
+	Run  string `json:"run"`
+}
+
+// FileError is a project file that cannot be used, with where and why.
+type FileError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *FileError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+// exists says whether dir/name is a regular file (not a directory; a symlink is followed
+// only within what os.Stat sees, which is fine for reading a name's presence).
+func exists(dir, name string) bool {
+	st, err := os.Stat(filepath.Join(dir, name))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// readManifest reads dir/name, at most maxManifest bytes; ok is false when it is absent.
+func readManifest(dir, name string) (data []byte, ok bool, err error) {
+	path := filepath.Join(dir, name)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+		return nil, false, &FileError{File: path, Msg: "is not a regular file"}
+	}
+	data, err = io.ReadAll(io.LimitReader(f, maxManifest+1))
+	if err != nil {
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
+	}
+	if len(data) > maxManifest {
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is larger than %d KiB", maxManifest>>10)}
+	}
+	return data, true, nil
+}
+
+// scripts reads the "scripts" object of a package.json or composer.json: names to whether
+// they are set. A file that is not valid JSON is an error naming its line; ok is false when
+// the file is absent.
+func scripts(dir, name string) (set map[string]bool, ok bool, err error) {
+	data, ok, err := readManifest(dir, name)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	path := filepath.Join(dir, name)
+	var doc struct {
+		Scripts map[string]json.RawMessage `json:"scripts"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		fe := &FileError{File: path, Msg: "is not valid JSON: " + err.Error()}
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			fe.Line = lineAt(data, se.Offset)
+		case errors.As(err, &te):
+			fe.Line, fe.Msg = lineAt(data, te.Offset), fmt.Sprintf("%s must be %s, not %s", te.Field, te.Type, te.Value)
+		}
+		return nil, true, fe
+	}
+	set = map[string]bool{}
+	for k, v := range doc.Scripts {
+		// composer allows a list of commands; both are a script that is set.
+		set[k] = len(bytes.TrimSpace(v)) > 0 && string(bytes.TrimSpace(v)) != `""` && string(bytes.TrimSpace(v)) != "null"
+	}
+	return set, true, nil
+}
+
+// lineAt is the 1-based line of a byte offset.
+func lineAt(data []byte, off int64) int {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	return bytes.Count(data[:off], []byte("\n")) + 1
+}
