@@ -30,8 +30,8 @@ func TestDefaultCatalogResolves(t *testing.T) {
 func TestResolveRefusesUnknownStacksListingWhatExists(t *testing.T) {
 	c := DefaultCatalog()
 	for _, tc := range []struct{ spec, msg, hint string }{
-		{"ruby", `unknown stack "ruby"`, "use one of: go (1.19), java (17), node (18), python (3.11), rust (1.63)"},
-		{"go@1.99", `stack go has no version "1.99"`, "use one of: 1.19 (available stacks: go (1.19), java (17), node (18), python (3.11), rust (1.63))"},
+		{"php", `unknown stack "php"`, "use one of: go (1.19), java (17), node (18), python (3.11), ruby (3.1), rust (1.63)"},
+		{"go@1.99", `stack go has no version "1.99"`, "use one of: 1.19 (available stacks: go (1.19), java (17), node (18), python (3.11), ruby (3.1), rust (1.63))"},
 	} {
 		_, err := c.Resolve([]string{tc.spec})
 		var in *InputError

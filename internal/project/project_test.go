@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/image"
 )
 
 // repo makes a fixture repository holding files (name → content).
@@ -237,5 +239,14 @@ func TestDetectStack(t *testing.T) {
 				t.Errorf("a warning without others: %q", got.Warning())
 			}
 		})
+	}
+}
+
+func TestEveryDetectedStackIsInTheCatalog(t *testing.T) {
+	c := image.DefaultCatalog()
+	for _, id := range StackIDs() {
+		if _, err := c.Resolve([]string{id}); err != nil {
+			t.Errorf("stack %s is detected but the image catalog cannot build it: %v", id, err)
+		}
 	}
 }
