@@ -109,18 +109,8 @@ func checkIDEImage(pl *Plan, img container.Image) error {
 
 // ideBuildHint says how to build the IDE variant ref names.
 func ideBuildHint(ref string) string {
-	tag, ours := strings.CutPrefix(ref, "localhost/sourceos/agent-workspace:")
-	if ours && tag == "ide" {
-		return BuildImageCommand + " --ide"
-	}
-	if stacks, ok := strings.CutSuffix(tag, "_ide"); ours && ok {
-		var flags []string
-		for _, s := range strings.Split(stacks, "_") {
-			if i := strings.LastIndex(s, "-"); i > 0 {
-				flags = append(flags, "--stack "+s[:i]+"@"+s[i+1:])
-			}
-		}
-		return BuildImageCommand + " " + strings.Join(flags, " ") + " --ide"
+	if hint, ok := buildHint(ref); ok {
+		return hint
 	}
 	return BuildImageCommand + " --ide (and the --stack options of your image), or name an image with code-server in spec.image"
 }

@@ -46,6 +46,18 @@ func TestIDEBuildHint(t *testing.T) {
 			t.Errorf("ideBuildHint(%s) = %q, want %q", ref, got, want)
 		}
 	}
+	for ref, want := range map[string]string{
+		"localhost/sourceos/agent-workspace:latest":                            BuildImageCommand,
+		"localhost/sourceos/agent-workspace:ruby-3.1":                          BuildImageCommand + " --stack ruby@3.1",
+		"localhost/sourceos/agent-workspace:go-1.19_node-18":                   BuildImageCommand + " --stack go@1.19 --stack node@18",
+		"localhost/sourceos/agent-workspace:mine":                              "",
+		"localhost/sourceos/agent-workspace@sha256:" + strings.Repeat("a", 64): "",
+		"localhost/team/agent:1":                                               "",
+	} {
+		if got, ok := buildHint(ref); got != want || ok != (want != "") {
+			t.Errorf("buildHint(%s) = %q, %v, want %q", ref, got, ok, want)
+		}
+	}
 	if got := ideBuildHint("localhost/team/agent:1"); !strings.Contains(got, "name an image with code-server") {
 		t.Errorf("another image's hint = %q", got)
 	}

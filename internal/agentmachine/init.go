@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/profile"
+	"github.com/sourceos/sourceosctl/internal/project"
 	"github.com/sourceos/sourceosctl/profiles"
 )
 
@@ -23,6 +25,9 @@ type InitRequest struct {
 	Out    string // destination; "" means Dirs.ProfilesDir()/<name>.yaml
 	Force  bool
 	DryRun bool
+	// Stack picks the image: "" detects the repository's stack (project.DetectStack), "none"
+	// keeps the default image, else a catalog stack (go, go@1.19).
+	Stack string
 
 	GOOS    string
 	Home    string
@@ -36,6 +41,11 @@ type InitResult struct {
 	Name     string   `json:"name"`
 	Written  bool     `json:"written"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Stack is the stack the profile's image has ("" for none); Image the image it names, and
+	// Build the command that builds it.
+	Stack string `json:"stack,omitempty"`
+	Image string `json:"image"`
+	Build string `json:"build,omitempty"`
 	YAML     []byte   `json:"-"`
 }
 
@@ -68,6 +78,10 @@ func Init(req InitRequest) (*InitResult, error) {
 	}
 	doc.SetString(res.Name, "metadata", "name")
 	doc.SetString(repo, "spec", "workspace", "repo")
+	res.Image = src.Spec.Image.Ref
+	if err := pickStack(req.Stack, repo, src, doc, res); err != nil {
+		return nil, err
+	}
 	doc.FilterList(func(i int) bool {
 		m := src.Spec.Mounts[i]
 		path, err := profile.ResolvePath(m.Source, req.Home, req.WorkDir)
@@ -102,6 +116,59 @@ func Init(req InitRequest) (*InitResult, error) {
 	}
 	res.Written = true
 	return res, nil
+}
+
+// pickStack sets the profile's image to the stack image of the repository (detected, or as
+// --stack says). A profile naming an image other than the default keeps it unless --stack is
+// given.
+func pickStack(want, repo string, src *profile.Profile, doc *profile.Document, res *InitResult) error {
+	spec := want
+	if want == "" {
+		st, err := project.DetectStack(repo)
+		if err != nil {
+			return fmt.Errorf("detecting the repository's stack: %w", err)
+		}
+		if st.ID == "" {
+			return nil
+		}
+		if src.Spec.Image.Ref != image.DefaultRef {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the repository looks like a %s project; kept the profile's image %s (give --stack %s to use the stack image instead)", st.ID, src.Spec.Image.Ref, st.ID))
+			return nil
+		}
+		if w := st.Warning(); w != "" {
+			res.Warnings = append(res.Warnings, w)
+		}
+		spec = st.ID
+	}
+	if spec == "none" {
+		spec = ""
+	}
+	var specs []string
+	if spec != "" {
+		specs = []string{spec}
+	}
+	sel, err := image.DefaultCatalog().Resolve(specs)
+	if err != nil {
+		var in *image.InputError
+		if errors.As(err, &in) {
+			return &InputError{Flag: "--stack", Err: errors.New(in.Msg), Fix: in.Fix + ", or none for the default image"}
+		}
+		return err
+	}
+	ref := image.StackRef(sel)
+	if ref != src.Spec.Image.Ref && src.Spec.Image.Ref != image.DefaultRef {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("--stack replaces the profile's image %s with %s", src.Spec.Image.Ref, ref))
+	}
+	if len(sel) > 0 {
+		res.Stack = sel[0].Stack
+	}
+	res.Image = ref
+	res.Build, _ = buildHint(ref)
+	doc.SetString(ref, "spec", "image", "ref")
+	if src.Spec.Image.Digest != "" && ref != src.Spec.Image.Ref {
+		doc.Remove("spec", "image", "digest") // the pin was the other image's
+	}
+	return nil
 }
 
 // initSource finds the profile to render: an existing file wins over an example name.

@@ -12,6 +12,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
@@ -163,9 +164,12 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 		return img, err
 	}
 	if !found && IsLocalRef(ref) {
-		fix := BuildImageCommand + " (or name a published image in spec.image)"
-		if r.plan.IDE != nil {
+		fix, ok := buildHint(ref)
+		switch {
+		case r.plan.IDE != nil:
 			fix = ideBuildHint(ref)
+		case !ok:
+			fix = BuildImageCommand + " (or name a published image in spec.image)"
 		}
 		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled", Fix: fix}
 	}
@@ -198,6 +202,35 @@ func IsLocalRef(ref string) bool { return strings.HasPrefix(ref, "localhost/") }
 
 // BuildImageCommand builds the default workspace image.
 const BuildImageCommand = "sourceosctl agent-machine image build"
+
+// buildHint is the image build command that makes ref, when ref is one image build names
+// (:latest, :ide, a stack tag such as :go-1.19_node-18, with _ide); ok is false otherwise.
+func buildHint(ref string) (hint string, ok bool) {
+	tag, ours := strings.CutPrefix(ref, image.WorkspaceRepo+":")
+	if !ours || strings.Contains(tag, "@") {
+		return "", false
+	}
+	ide := tag == "ide" || strings.HasSuffix(tag, "_ide")
+	stacks := strings.TrimSuffix(tag, "_ide")
+	var flags, specs []string
+	if tag != "latest" && tag != "ide" {
+		for _, s := range strings.Split(stacks, "_") {
+			i := strings.LastIndex(s, "-")
+			if i <= 0 {
+				return "", false // a tag of the user's own (image build --tag)
+			}
+			specs = append(specs, s[:i]+"@"+s[i+1:])
+			flags = append(flags, "--stack "+specs[len(specs)-1])
+		}
+		if _, err := image.DefaultCatalog().Resolve(specs); err != nil {
+			return "", false // not stacks this build knows
+		}
+	}
+	if ide {
+		flags = append(flags, "--ide")
+	}
+	return strings.TrimSpace(BuildImageCommand + " " + strings.Join(flags, " ")), true
+}
 
 func hasRepoDigest(repoDigests []string, digest string) bool {
 	for _, rd := range repoDigests {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
@@ -149,6 +150,9 @@ type SessionRequest struct {
 	// IDE: the workspace serves the browser IDE (up --ide): its image is the profile's IDE
 	// variant, or the profile's own when it has code-server.
 	IDE bool
+	// Project is the project command the session runs (test, serve), for the plan and the
+	// evidence.
+	Project *evidence.Project
 }
 
 // Plan is everything a session will do, as plain data.
@@ -182,6 +186,8 @@ type Plan struct {
 	SFTP *HelperRef `json:"sftp,omitempty"`
 	// IDE is the browser IDE a workspace serves (up --ide).
 	IDE *IDEPlan `json:"ide,omitempty"`
+	// Project is the project's tests or dev server the session runs (test, serve).
+	Project *evidence.Project `json:"project,omitempty"`
 
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
@@ -281,6 +287,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 		PolicyHash:      dec.Hash(),
 		Decision:        dec,
 		Keep:            req.Keep,
+		Project:         req.Project,
 		EvidenceDir:     p.Spec.Evidence.Dir,
 		Notes:           []string{},
 		Warnings:        []string{},

@@ -263,7 +263,7 @@ func Record(in RecordInput) (string, error) {
 		Session: evidence.Session{
 			ID: pl.SessionID, Outcome: outcomeOf(out, in.RunErr), Ran: out.Ran, Interrupted: out.Interrupted, Cause: out.Cause,
 			StartedOn: out.Started.UTC().Format(time.RFC3339Nano), FinishedOn: out.Ended.UTC().Format(time.RFC3339Nano),
-			TimesSelfAsserted: true, Container: s.Name, ContainerID: out.ContainerID, Workspace: in.WorkspaceAction,
+			TimesSelfAsserted: true, Container: s.Name, ContainerID: out.ContainerID, Workspace: in.WorkspaceAction, Project: pl.Project,
 		},
 		Profile:    evidence.ProfileRef{Name: pl.Profile.Name, Source: pl.Profile.Source, SHA256: pl.Profile.SHA256},
 		PolicyHash: pl.PolicyHash,

@@ -142,6 +142,11 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	}
 	row("Image", img)
 	row("Tool", pl.Tool.Name)
+	if pr := pl.Project; pr != nil {
+		for i, st := range pr.Steps {
+			row(label(i, "Project "+pr.Action), fmt.Sprintf("%s: %s (from %s)", st.Name, st.Run, orDash(pr.Source)))
+		}
+	}
 	row("Command", ShellQuote(s.Command))
 	row("Container", s.Name)
 	row("User", s.User+userNS(s.UserNS))

@@ -599,7 +599,7 @@ type workspaceRun struct {
 // and the helper checks it again from inside before the command starts. The command's exit
 // code is the result's; the join leaves its own bundle.
 func (s *Session) Join(ctx context.Context, p *profile.Profile, w *Workspace, req SessionRequest) (*Result, error) {
-	j := Joining{In: s.IO.In, Out: s.IO.Out, ErrOut: s.IO.ErrOut, TTY: s.IO.InTTY && s.IO.OutTTY, Term: s.Getenv("TERM")}
+	j := Joining{In: s.IO.In, Out: s.IO.Out, ErrOut: s.IO.ErrOut, TTY: s.IO.InTTY && s.IO.OutTTY, Term: s.Getenv("TERM"), Project: req.Project}
 	if j.TTY {
 		// Podman 4.3 drops a size given before the exec runs: the terminal's is given after.
 		sctx, stop := context.WithCancel(ctx)
@@ -619,6 +619,8 @@ type Joining struct {
 	Resize      <-chan container.Size
 	// Argv, when set, is the command itself (an SSH client's), instead of req's tool.
 	Argv []string
+	// Project is the project command Argv runs (test, serve), for the plan and the evidence.
+	Project *evidence.Project
 }
 
 // JoinWith is Join with the command's streams and terminal given.
@@ -975,6 +977,7 @@ func (wr *workspaceRun) plan(now *Plan, err error, at time.Time) (*Plan, error) 
 	if wr.action == actionJoin {
 		pl.Container.Command = append([]string{}, wr.argv...)
 		pl.Tool = wr.tool
+		pl.Project = wr.join.Project
 		pl.Notes = []string{"joined workspace " + w.Name + " (container " + short(w.ContainerID) + ", up in session " + w.Plan.SessionID + ")"}
 	}
 	return &pl, nil

@@ -339,3 +339,70 @@ func TestImageStacksListsToolHosts(t *testing.T) {
 		t.Errorf("json: %v %+v", err, doc)
 	}
 }
+
+// TestInitPicksTheStackImage: the profile names the stack image of the repository's detected
+// stack, or the one --stack names; a profile with an image of its own keeps it unless --stack
+// says otherwise.
+func TestInitPicksTheStackImage(t *testing.T) {
+	team := "apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: team}\nspec:\n  host: {os: linux}\n  image: {ref: localhost/team/agent:1}\n"
+	cases := []struct {
+		name    string
+		files   []string
+		args    []string
+		ref     string
+		stderr  string
+		profile string
+	}{
+		{"go detected", []string{"go.mod"}, nil, "localhost/sourceos/agent-workspace:go-1.19", "build it once with: sourceosctl agent-machine image build --stack go@1.19", ""},
+		{"ruby detected", []string{"Gemfile"}, nil, "localhost/sourceos/agent-workspace:ruby-3.1", "Stack ruby", ""},
+		{"several: the most files wins, the others named", []string{"go.mod", "package.json", "a.js", "b.js", "c.go"}, nil,
+			"localhost/sourceos/agent-workspace:node-18", "also looks like go (1 files); chose node (2 files)", ""},
+		{"nothing detected keeps the default image", []string{"README"}, nil, "localhost/sourceos/agent-workspace:latest", "", ""},
+		{"--stack overrides detection", []string{"go.mod"}, []string{"--stack", "python@3.11"}, "localhost/sourceos/agent-workspace:python-3.11", "Stack python", ""},
+		{"--stack none", []string{"go.mod"}, []string{"--stack", "none"}, "localhost/sourceos/agent-workspace:latest", "", ""},
+		{"an image of the profile's own is kept", []string{"go.mod"}, nil, "localhost/team/agent:1", "looks like a go project; kept the profile's image localhost/team/agent:1", team},
+		{"--stack replaces an image of the profile's own, saying so", []string{"go.mod"}, []string{"--stack", "go"}, "localhost/sourceos/agent-workspace:go-1.19", "--stack replaces the profile's image localhost/team/agent:1", team},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, _, errOut := testFactory(t)
+			home, _ := f.Home()
+			repo := filepath.Join(home, "repo")
+			for _, name := range c.files {
+				if err := os.MkdirAll(repo, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(repo, name), []byte("{}"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"am", "init", "--repo", repo, "--out", filepath.Join(home, "p.yaml")}
+			if c.profile != "" {
+				src := filepath.Join(home, "team.yaml")
+				if err := os.WriteFile(src, []byte(c.profile), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--profile", src)
+			}
+			if code := run(t, f, append(args, c.args...)...); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			p, err := profile.Load(filepath.Join(home, "p.yaml"), profile.Env{Home: home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Spec.Image.Ref != c.ref {
+				t.Errorf("image %s, want %s", p.Spec.Image.Ref, c.ref)
+			}
+			if !strings.Contains(errOut.String(), c.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", c.stderr, errOut)
+			}
+		})
+	}
+	f, _, errOut := testFactory(t)
+	home, _ := f.Home()
+	if code := run(t, f, "am", "init", "--repo", home, "--stack", "php", "--dry-run"); code != ExitUsage ||
+		!strings.Contains(errOut.String(), `unknown stack "php"`) || !strings.Contains(errOut.String(), "ruby (3.1)") {
+		t.Errorf("--stack php: exit %d, %s", code, errOut)
+	}
+}

@@ -22,6 +22,7 @@ type initOptions struct {
 	Out     string
 	Force   bool
 	DryRun  bool
+	Stack   string
 }
 
 func newInitCmd(f *Factory, g *GlobalOptions) *cobra.Command {
@@ -39,10 +40,19 @@ The repository must exist and be readable. Mounts whose source does not exist on
 are left out (with a warning), and secrets are never mounted: they reach a tool only through
 --secret. An existing file is kept unless --force is given.
 
-Built-in examples: linux-rootless, macos-podman, windows-wsl (default: the one for this OS).`,
+Built-in examples: linux-rootless, macos-podman, windows-wsl (default: the one for this OS).
+
+The image follows the repository's language stack, detected from the files at its root:
+Cargo.toml → rust, package.json → node, go.mod → go, pyproject.toml, requirements.txt or
+setup.py → python, Gemfile → ruby, pom.xml or build.gradle → java. When several match, the
+one with most source files wins and the others are named; with none the default image
+stays. The profile then names the stack image (localhost/sourceos/agent-workspace:go-1.19),
+which image build --stack makes. --stack chooses (none: the default image); a profile that
+names an image of its own keeps it unless --stack is given.`,
 		Example: `  sourceosctl agent-machine init --profile linux-rootless --repo ~/dev/app
   sourceosctl agent-machine init --profile ./team-profile.yaml --repo . --out ./agent.yaml
-  sourceosctl agent-machine init --repo ~/dev/app --dry-run`,
+  sourceosctl agent-machine init --repo ~/dev/app --dry-run
+  sourceosctl agent-machine init --repo ~/dev/api --stack go@1.19`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Profile = g.Profile
@@ -58,6 +68,7 @@ Built-in examples: linux-rootless, macos-podman, windows-wsl (default: the one f
 	fl.StringVar(&opts.Out, "out", "", "write to `PATH` instead of the profiles directory")
 	fl.BoolVar(&opts.Force, "force", false, "replace an existing file")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the rendered YAML and write nothing")
+	fl.StringVar(&opts.Stack, "stack", "", "the image's language `STACK` (go, node@18 …; none for the default image; default: detected from the repository's files)")
 	return cmd
 }
 
@@ -79,7 +90,7 @@ func runInit(opts *initOptions) error {
 	}
 	res, err := agentmachine.Init(agentmachine.InitRequest{
 		Source: opts.Profile, Repo: opts.Repo, Name: opts.Name, Out: opts.Out,
-		Force: opts.Force, DryRun: opts.DryRun,
+		Force: opts.Force, DryRun: opts.DryRun, Stack: opts.Stack,
 		GOOS: opts.GOOS, Home: home, WorkDir: wd, Dirs: agentmachine.DirsFor(opts.GOOS, opts.Getenv, home),
 	})
 	if err != nil {
@@ -87,6 +98,13 @@ func runInit(opts *initOptions) error {
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(opts.IO.ErrOut, "! %s\n", w)
+	}
+	if res.Stack != "" {
+		fmt.Fprintf(opts.IO.ErrOut, "Stack %s: the profile uses %s", res.Stack, res.Image)
+		if res.Build != "" {
+			fmt.Fprintf(opts.IO.ErrOut, " (build it once with: %s)", res.Build)
+		}
+		fmt.Fprintln(opts.IO.ErrOut)
 	}
 	if opts.DryRun {
 		fmt.Fprintf(opts.IO.ErrOut, "dry run: would write %s (mode 0600); nothing was written\n", res.Path)

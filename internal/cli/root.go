@@ -138,6 +138,7 @@ what would happen and changes nothing.
 		newStopCmd(f, g),
 		newStatusCmd(f, g),
 		newShellCmd(f, g),
+		newTestCmd(f, g),
 		newRunCmd(f, g),
 		newUpCmd(f, g),
 		newExecCmd(f, g),

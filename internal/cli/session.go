@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/tool"
@@ -37,6 +38,8 @@ type sessionOptions struct {
 	Branch         string
 	// toolFlag: the tool came from --tool (run), not from the command (shell).
 	toolFlag bool
+	// project is the project command Args runs (test, serve), for the plan and the evidence.
+	project *evidence.Project
 }
 
 func newSessionOptions(f *Factory, g *GlobalOptions) *sessionOptions {
@@ -181,9 +184,15 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 	if err != nil {
 		return err
 	}
+	return runSessionWith(ctx, opts, prof, s)
+}
+
+// runSessionWith joins the repository's running workspace, or runs a session (or its dry run).
+func runSessionWith(ctx context.Context, opts *sessionOptions, prof *profile.Profile, s *agentmachine.Session) error {
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
-		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth}
+		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth,
+		Project: opts.project}
 	if joined, err := joinRunning(ctx, opts, s, prof, wd); joined || err != nil {
 		return err
 	}
@@ -191,7 +200,7 @@ func runSession(ctx context.Context, opts *sessionOptions) error {
 		plan, err := s.Plan(ctx, prof, req)
 		return printPlan(opts, plan, err)
 	}
-	_, err = s.Run(ctx, prof, req)
+	_, err := s.Run(ctx, prof, req)
 	return err
 }
 

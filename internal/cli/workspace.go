@@ -389,7 +389,7 @@ func joinRunning(ctx context.Context, opts *sessionOptions, s *agentmachine.Sess
 		return true, nil
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "joining workspace %s (container %.12s)\n", w.Name, w.ContainerID)
-	_, err = s.Join(ctx, prof, w, agentmachine.SessionRequest{Tool: opts.Tool, Args: opts.Args, Repo: repo})
+	_, err = s.Join(ctx, prof, w, agentmachine.SessionRequest{Tool: opts.Tool, Args: opts.Args, Repo: repo, Project: opts.project})
 	return true, err
 }
 

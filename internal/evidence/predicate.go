@@ -119,6 +119,28 @@ type Session struct {
 	ContainerID       string `json:"containerId,omitempty"`
 	// Workspace is set when the record is a long-lived workspace's.
 	Workspace *WorkspaceAction `json:"workspace,omitempty"`
+	// Project is set when the session ran a project's tests or dev server (test, serve).
+	Project *Project `json:"project,omitempty"`
+}
+
+// Project is what a test or serve session ran, and where that came from.
+type Project struct {
+	Action string `json:"action"` // test, serve
+	// Source is the file the command came from (.sourceos/test.yaml, package.json (scripts.test),
+	// go.mod …), "the command line" for -- COMMAND, or "" for serve's fallback.
+	Source string        `json:"source"`
+	Steps  []ProjectStep `json:"steps"`
+	// Env names the variables the test file set for every step (their values are the file's).
+	Env []string `json:"env,omitempty"`
+	// Dir is the directory it ran in, relative to the repository; Port where a server listened.
+	Dir  string `json:"dir,omitempty"`
+	Port int    `json:"port,omitempty"`
+}
+
+// ProjectStep is one command line of a project's.
+type ProjectStep struct {
+	Name string `json:"name"`
+	Run  string `json:"run"`
 }
 
 // WorkspaceAction names the workspace a record belongs to and what it records: its up, a

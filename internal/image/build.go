@@ -121,14 +121,7 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 		return nil, err
 	}
 	// without is the image without the IDE: the tools, or the stacks on them; ref the result.
-	without := DefaultRef
-	if len(req.Stacks) > 0 {
-		var tags []string
-		for _, s := range req.Stacks {
-			tags = append(tags, s.Tag())
-		}
-		without = workspaceRepo + ":" + strings.Join(tags, "_")
-	}
+	without := StackRef(req.Stacks)
 	ref := req.Ref
 	switch {
 	case ref == "" && req.IDE:
@@ -253,7 +246,7 @@ func IDERef(ref string) string {
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
 		repo, tag = ref[:i], ref[i+1:]
 	}
-	if repo != workspaceRepo || strings.HasSuffix(tag, "_ide") || tag == "ide" {
+	if repo != WorkspaceRepo || strings.HasSuffix(tag, "_ide") || tag == "ide" {
 		return ref
 	}
 	if tag == "latest" {
@@ -262,8 +255,20 @@ func IDERef(ref string) string {
 	return repo + ":" + tag + "_ide"
 }
 
-// workspaceRepo is the repository of the images image build makes.
-const workspaceRepo = "localhost/sourceos/agent-workspace"
+// WorkspaceRepo is the repository of the images image build makes.
+const WorkspaceRepo = "localhost/sourceos/agent-workspace"
+
+// StackRef names the image image build makes with stacks (none: the default image).
+func StackRef(stacks []Selected) string {
+	if len(stacks) == 0 {
+		return DefaultRef
+	}
+	var tags []string
+	for _, s := range stacks {
+		tags = append(tags, s.Tag())
+	}
+	return WorkspaceRepo + ":" + strings.Join(tags, "_")
+}
 
 func (b *Builder) sameInputs(ctx context.Context, st *Step) bool {
 	img, present, err := b.Engine.Image(ctx, st.Tag)

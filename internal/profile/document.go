@@ -46,6 +46,17 @@ func (d *Document) SetString(value string, path ...string) {
 	n.Kind, n.Tag, n.Value, n.Style, n.Content = yaml.ScalarNode, "!!str", value, 0, nil
 }
 
+// Remove removes the key at path, when it is there.
+func (d *Document) Remove(path ...string) {
+	parent := d.root
+	for _, key := range path[:len(path)-1] {
+		if parent = lookup(parent, key); parent == nil {
+			return
+		}
+	}
+	removeKey(parent, path[len(path)-1])
+}
+
 // FilterList keeps the items of the list at path for which keep returns true, and removes
 // the list's key when nothing is left.
 func (d *Document) FilterList(keep func(i int) bool, path ...string) {

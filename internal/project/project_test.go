@@ -3,6 +3,7 @@ package project
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -248,5 +249,48 @@ func TestEveryDetectedStackIsInTheCatalog(t *testing.T) {
 		if _, err := c.Resolve([]string{id}); err != nil {
 			t.Errorf("stack %s is detected but the image catalog cannot build it: %v", id, err)
 		}
+	}
+}
+
+// TestRunnerStopsAtTheFirstFailure runs the runner with this host's sh: each step's report,
+// the failing step's exit code, nothing after it, and the test file's environment.
+func TestRunnerStopsAtTheFirstFailure(t *testing.T) {
+	dir := t.TempDir()
+	tests := &Tests{Env: []string{"GREETING=hello world"}, Steps: []Step{
+		{"first", `echo "$GREETING" > ` + dir + `/first`},
+		{"second", "exit 3"},
+		{"third", "touch " + dir + "/third"},
+	}}
+	argv := tests.Argv()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("exit: %v, want 3", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "first")); string(b) != "hello world\n" {
+		t.Errorf("first step wrote %q: the environment did not reach it", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "third")); err == nil {
+		t.Error("the step after the failure ran")
+	}
+	out := stderr.String()
+	for _, want := range []string{"==> [1/3] first: echo", "✓ first passed in ", "==> [2/3] second: exit 3", "✗ second failed (exit 3) after ", "; 1 step(s) after it did not run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "[3/3]") {
+		t.Errorf("the third step was announced:\n%s", out)
+	}
+
+	ok := (&Tests{Steps: []Step{{"only", "true"}}}).Argv()
+	if err := exec.Command(ok[0], ok[1:]...).Run(); err != nil {
+		t.Errorf("a passing step: %v", err)
+	}
+	if got := tests.EnvNames(); !reflect.DeepEqual(got, []string{"GREETING"}) {
+		t.Errorf("EnvNames = %v", got)
 	}
 }

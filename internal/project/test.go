@@ -193,3 +193,47 @@ func ParseTestFile(name string, data []byte) (*Tests, error) {
 	}
 	return out, nil
 }
+
+// runner runs steps (name, command line pairs) in order, each with sh -c, saying on standard
+// error which runs, then whether it passed and how long it took; it stops at the first
+// failure with that step's exit code. Its report comes from inside the container, so it is
+// only as trustworthy as the tests that share its output; the exit code is the container's.
+const runner = `total=$(($# / 2)); n=0
+while [ $# -ge 2 ]; do
+  n=$((n + 1)); name=$1; run=$2; shift 2
+  printf '==> [%d/%d] %s: %s\n' "$n" "$total" "$name" "$run" >&2
+  start=$(date +%s%N)
+  sh -c "$run"; rc=$?
+  ms=$((($(date +%s%N) - start) / 1000000))
+  took=$(printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)))
+  if [ "$rc" -ne 0 ]; then
+    printf '✗ %s failed (exit %d) after %s' "$name" "$rc" "$took" >&2
+    [ "$n" -lt "$total" ] && printf '; %d step(s) after it did not run' $((total - n)) >&2
+    printf '\n' >&2
+    exit "$rc"
+  fi
+  printf '✓ %s passed in %s\n' "$name" "$took" >&2
+done`
+
+// Argv is the command that runs the steps in the container, with the test file's environment.
+func (t *Tests) Argv() []string {
+	var argv []string
+	if len(t.Env) > 0 {
+		argv = append([]string{"env"}, t.Env...) // names are checked: none starts with -
+	}
+	argv = append(argv, "/bin/sh", "-c", runner, "sourceosctl-test")
+	for _, s := range t.Steps {
+		argv = append(argv, s.Name, s.Run)
+	}
+	return argv
+}
+
+// EnvNames are the names the test file sets, for the evidence.
+func (t *Tests) EnvNames() []string {
+	var out []string
+	for _, e := range t.Env {
+		name, _, _ := strings.Cut(e, "=")
+		out = append(out, name)
+	}
+	return out
+}
