@@ -111,6 +111,12 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 		t.Errorf("python in the stack image: %v %q", err, out)
 	}
 	checkClientsThroughTheGateway(t, e, w, "localhost/sourceos/agent-workspace:python-3.11")
+	for _, stack := range []string{"go", "node"} {
+		if code, stdout, stderr = build("--stack", stack); code != 0 {
+			t.Fatalf("--stack %s: exit %d, %s\n%s", stack, code, stdout, tail(stderr, 3000))
+		}
+	}
+	checkProjectStacks(t, e)
 
 	// The browser IDE: one more stage on the default image, and real code-server served to
 	// headless Chromium.

@@ -194,17 +194,19 @@ func ParseTestFile(name string, data []byte) (*Tests, error) {
 	return out, nil
 }
 
-// runner runs steps (name, command line pairs) in order, each with sh -c, saying on standard
+// runner runs steps (name, command line pairs) in order (times to the millisecond where date
+// has %N, else to the second), each with sh -c, saying on standard
 // error which runs, then whether it passed and how long it took; it stops at the first
 // failure with that step's exit code. Its report comes from inside the container, so it is
 // only as trustworthy as the tests that share its output; the exit code is the container's.
-const runner = `total=$(($# / 2)); n=0
+const runner = `now() { t=$(date +%s%N 2>/dev/null); case $t in '' | *[!0-9]*) t=$(($(date +%s) * 1000000000)) ;; esac; echo "$t"; }
+total=$(($# / 2)); n=0
 while [ $# -ge 2 ]; do
   n=$((n + 1)); name=$1; run=$2; shift 2
   printf '==> [%d/%d] %s: %s\n' "$n" "$total" "$name" "$run" >&2
-  start=$(date +%s%N)
+  start=$(now)
   sh -c "$run"; rc=$?
-  ms=$((($(date +%s%N) - start) / 1000000))
+  ms=$((($(now) - start) / 1000000))
   took=$(printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)))
   if [ "$rc" -ne 0 ]; then
     printf '✗ %s failed (exit %d) after %s' "$name" "$rc" "$took" >&2
