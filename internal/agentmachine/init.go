@@ -46,7 +46,7 @@ type InitResult struct {
 	Stack string `json:"stack,omitempty"`
 	Image string `json:"image"`
 	Build string `json:"build,omitempty"`
-	YAML     []byte   `json:"-"`
+	YAML  []byte `json:"-"`
 }
 
 // exampleFor is the example `init` renders when no --profile is given.
