@@ -169,7 +169,10 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 		case r.plan.IDE != nil:
 			fix = ideBuildHint(ref)
 		case !ok:
-			fix = BuildImageCommand + " (or name a published image in spec.image)"
+			fix = BuildImageCommand
+		}
+		if r.plan.IDE == nil {
+			fix += " (or name a published image in spec.image)"
 		}
 		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled", Fix: fix}
 	}
