@@ -1023,7 +1023,13 @@ const RulePolicyChanged = "workspace-policy-changed"
 func (r *sessionRun) collectWorkspace(ctx context.Context) (func(), error) {
 	w := r.ws.ws
 	r.toolAbsent = "a workspace's " + r.ws.action + " does not measure the tool (sessions do)"
+	if r.gitBeforeDone != nil {
+		<-r.gitBeforeDone // when an earlier phase failed, nothing waited for it
+	}
 	r.gitAfter = r.gitBefore
+	if r.gitAfter.Reader == "" {
+		r.gitAfter = fingerprint.GitState{Reader: "git", Absent: "not read: the " + r.ws.action + " ended before the repository was read"}
+	}
 	if r.ws.action == actionDown {
 		r.gitAfter = fingerprint.GitState{Reader: "git", Absent: "the workspace worked on its own copy, over the repository mounted read-only; its work is the branch in git.workspace.result"}
 	}

@@ -315,3 +315,20 @@ func TestWorkspaceNames(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkspaceUpWithoutItsImageRecordsAValidBundle: an up that fails at the image (a stack
+// image not built yet) is recorded in a bundle that matches the schema — the repository's
+// state named as not read — rather than in the last-resort directory.
+func TestWorkspaceUpWithoutItsImageRecordsAValidBundle(t *testing.T) {
+	se, e := workspaceEnv(t, gatewayNetwork)
+	e.present = false
+	se.profile.Spec.Image.Ref = "localhost/sourceos/agent-workspace:go-1.19"
+	_, err := se.session.Up(context.Background(), se.profile, SessionRequest{Tool: "shell", Repo: se.repo, Workspace: "app"}, false)
+	var missing *MissingError
+	if !errors.As(err, &missing) || !strings.Contains(missing.Fix, "image build --stack go@1.19") {
+		t.Fatalf("up: %v, want the missing image with its build command", err)
+	}
+	if strings.Contains(se.errOut.String(), "cannot write evidence") || !strings.Contains(se.errOut.String(), "evidence: ") {
+		t.Errorf("the failed up's evidence:\n%s", se.errOut)
+	}
+}
