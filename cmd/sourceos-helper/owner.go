@@ -5,17 +5,21 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// listenersOf finds the processes holding the listening TCP sockets on addr (an IPv4 address
-// and port), from /proc (the container's own: its PID and network namespaces). It returns
-// each holder's process group.
+// listenersOf finds the processes holding the listening TCP sockets that a connection to
+// addr (an IPv4 loopback address and port) can reach, from /proc (the container's own: its PID
+// and network namespaces): those bound to the address itself or to the wildcard, in IPv4 and in
+// IPv6 (a dual-stack [::] and ::ffff:127.0.0.1). It returns each holder's process group.
 func listenersOf(procDir, addr string) (groups []int, sockets int, err error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -26,23 +30,31 @@ func listenersOf(procDir, addr string) (groups []int, sockets int, err error) {
 	if ip == nil || perr != nil {
 		return nil, 0, fmt.Errorf("%s is not an IPv4 address and port", addr)
 	}
-	// /proc/net/tcp prints the address as the kernel holds it, read as a native integer.
-	local := fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ip), port)
-	f, err := os.Open(filepath.Join(procDir, "net", "tcp"))
-	if err != nil {
-		return nil, 0, err
+	reach := map[string][]string{
+		"tcp":  {procAddr(ip, port), procAddr(net.IPv4zero.To4(), port)},
+		"tcp6": {procAddr(net.IPv6unspecified, port), procAddr(ip.To16(), port)},
 	}
-	defer f.Close()
 	inodes := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 10 && fields[1] == local && fields[3] == "0A" { // 0A: LISTEN
-			inodes["socket:["+fields[9]+"]"] = true
+	for file, locals := range reach {
+		f, err := os.Open(filepath.Join(procDir, "net", file))
+		if errors.Is(err, fs.ErrNotExist) && file == "tcp6" {
+			continue // no IPv6 in this kernel
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, 0, err
+		if err != nil {
+			return nil, 0, err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 10 && slices.Contains(locals, fields[1]) && fields[3] == "0A" { // 0A: LISTEN
+				inodes["socket:["+fields[9]+"]"] = true
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, 0, err
+		}
 	}
 	if len(inodes) == 0 {
 		return nil, 0, nil
@@ -69,6 +81,17 @@ func listenersOf(procDir, addr string) (groups []int, sockets int, err error) {
 		}
 	}
 	return groups, len(inodes), nil
+}
+
+// procAddr is an address and port as /proc/net/tcp and tcp6 print them: the address in
+// 32-bit words as the kernel holds them, each read as a native integer.
+func procAddr(ip net.IP, port int) string {
+	var b strings.Builder
+	for i := 0; i+4 <= len(ip); i += 4 {
+		fmt.Fprintf(&b, "%08X", binary.NativeEndian.Uint32(ip[i:i+4]))
+	}
+	fmt.Fprintf(&b, ":%04X", port)
+	return b.String()
 }
 
 // servedBy checks that whatever listens on addr is the program serve started (its process

@@ -32,3 +32,36 @@ func TestServedBy(t *testing.T) {
 		t.Fatalf("a free port: %v", err)
 	}
 }
+
+// TestServedByWildcardListeners: a server bound to the wildcard (0.0.0.0, or [::] dual-stack,
+// as dev servers often are) answers connections to 127.0.0.1 and is found; one of another
+// group on the wildcard is refused even when the served group holds 127.0.0.1 itself.
+func TestServedByWildcardListeners(t *testing.T) {
+	mine := syscall.Getpgrp()
+	for _, c := range []struct{ network, bind string }{{"tcp4", "0.0.0.0"}, {"tcp6", "[::]"}, {"tcp", ":"}} {
+		l, err := net.Listen(c.network, strings.TrimSuffix(c.bind, ":")+":0")
+		if err != nil {
+			t.Logf("%s on %s: %v (no such listener on this kernel)", c.network, c.bind, err)
+			continue
+		}
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		addr := "127.0.0.1:" + port
+		if conn, err := net.Dial("tcp4", addr); err != nil {
+			l.Close()
+			t.Logf("%s on %s does not take IPv4 connections here: %v", c.network, c.bind, err)
+			continue
+		} else {
+			conn.Close()
+		}
+		if err := servedBy("/proc", addr, mine); err != nil {
+			t.Errorf("%s listener on %s: %v", c.network, l.Addr(), err)
+		}
+		if err := servedBy("/proc", addr, mine+1); err == nil || !strings.Contains(err.Error(), "another server took the port") {
+			t.Errorf("%s listener on %s as another group's: %v", c.network, l.Addr(), err)
+		}
+		l.Close()
+	}
+	if got := procAddr(net.ParseIP("::ffff:127.0.0.1"), 80); len(got) != 32+5 || !strings.HasSuffix(got, ":0050") {
+		t.Errorf("procAddr of a mapped address = %q", got)
+	}
+}

@@ -136,6 +136,11 @@ func (d Dirs) IDEToken(name string) (string, error) {
 	return token, atomicfile.Write(path, []byte(token+"\n"), 0o600, atomicfile.Options{})
 }
 
+// ServeLog is where a dev server's output goes while served (serve).
+func (d Dirs) ServeLog(name string) string {
+	return filepath.Join(d.WorkspacesDir(), name+".serve.log")
+}
+
 // IDELog is where code-server's own output goes while served.
 func (d Dirs) IDELog(name string) string { return filepath.Join(d.WorkspacesDir(), name+".ide.log") }
 

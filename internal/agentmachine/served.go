@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/tool"
@@ -54,6 +55,8 @@ type servedProgram struct {
 	Fix     string
 	// Start bounds waiting for it to listen.
 	Start time.Duration
+	// Project is what the serving join records (serve); nil for the IDE.
+	Project *evidence.Project
 }
 
 // startServed starts prog in the running workspace w and returns once it listens, or with
@@ -75,7 +78,7 @@ func (s *Session) startServed(ctx context.Context, p *profile.Profile, w *Worksp
 	argv := append([]string{sv.helperInCtr, serveCommand, prog.Listen, "--"}, prog.Command...)
 	go func() {
 		_, err := s.JoinWith(context.WithoutCancel(ctx), p, w, SessionRequest{Tool: tool.Shell},
-			Joining{In: stdin, Out: sv.watch, ErrOut: sv.helperSays, Argv: argv})
+			Joining{In: stdin, Out: sv.watch, ErrOut: sv.helperSays, Argv: argv, Project: prog.Project})
 		sv.started <- err
 	}()
 	select {
@@ -146,6 +149,7 @@ func (sv *served) wait(ctx context.Context, serving <-chan error, closing func()
 	case <-ctx.Done():
 	case end = <-sv.refused:
 	case err := <-sv.started:
+		closing()
 		sv.stopRelays()
 		return sv.ended(err, "while served")
 	case err := <-serving:
