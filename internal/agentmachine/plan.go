@@ -153,6 +153,10 @@ type SessionRequest struct {
 	// Project is the project command the session runs (test, serve), for the plan and the
 	// evidence.
 	Project *evidence.Project
+	// Scratch: Repo is a directory sourceosctl made for this session alone and removes
+	// afterwards (new --git's clone): it is mounted directly, with no copy and no warning
+	// about a live work tree.
+	Scratch bool
 }
 
 // Plan is everything a session will do, as plain data.
@@ -617,6 +621,11 @@ func mountSummary(ms []container.Mount) []string {
 // and a warning says why.
 func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) error {
 	w := &pl.Workspace
+	if req.Scratch {
+		w.Mode = WorkspaceDirect
+		pl.Notes = append(pl.Notes, "the workspace is a scratch directory sourceosctl made for this session; what the session leaves there is checked, not run, and the directory is removed")
+		return nil
+	}
 	mode := firstNonEmpty(p.Spec.Workspace.Mode, WorkspaceCopy)
 	if req.Direct {
 		mode = WorkspaceDirect

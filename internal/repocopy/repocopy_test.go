@@ -245,3 +245,76 @@ func TestSubmoduleConfigurationsAreShadowed(t *testing.T) {
 		t.Errorf("git cannot read the shadow: %v %s", err, out)
 	}
 }
+
+// TestImportClone: a bundle of a remote's branches and tags becomes a clone in a repository
+// git init made here — the default branch checked out and tracking origin, the other branches
+// origin's, the tags — and a bundle holding a tree with a .git entry is refused, leaving
+// nothing checked out.
+func TestImportClone(t *testing.T) {
+	ctx := context.Background()
+	remote := t.TempDir()
+	gitIn(t, remote, "init", "-q", "-b", "trunk")
+	put(t, filepath.Join(remote, "README"), "hello\n")
+	gitIn(t, remote, "add", "-A")
+	gitIn(t, remote, "commit", "-qm", "one")
+	gitIn(t, remote, "tag", "v1")
+	gitIn(t, remote, "branch", "feature")
+	bundle := filepath.Join(t.TempDir(), "clone.bundle")
+	gitIn(t, remote, "bundle", "create", "-q", bundle, "--branches", "--tags")
+
+	repo := t.TempDir()
+	gitIn(t, repo, "init", "-q")
+	if err := repocopy.ImportClone(ctx, gitBin(t), bundle, repo, "trunk", "https://example.com/r.git"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(repo, "README")); string(b) != "hello\n" {
+		t.Errorf("README = %q", b)
+	}
+	for args, want := range map[string]string{
+		"symbolic-ref HEAD":                       "refs/heads/trunk",
+		"rev-parse --abbrev-ref trunk@{upstream}": "origin/trunk",
+		"remote get-url origin":                   "https://example.com/r.git",
+		"tag":                                     "v1",
+		"branch -r":                               "origin/feature\n  origin/trunk",
+		"status --porcelain":                      "",
+	} {
+		if got := gitIn(t, repo, strings.Fields(args)...); got != want {
+			t.Errorf("git %s = %q, want %q", args, got, want)
+		}
+	}
+
+	// A remote whose tree holds a .git directory (a hook inside) is refused by the checks.
+	evil := exec.Command("sh", "-c", `set -e
+blob=$(printf '#!/bin/sh\necho pwned\n' | git hash-object -w --stdin)
+hooks=$(printf '100755 blob %s\tpost-checkout\n' "$blob" | git mktree)
+dotgit=$(printf '040000 tree %s\thooks\n' "$hooks" | git mktree)
+root=$( (git ls-tree HEAD; printf '040000 tree %s\t.git\n' "$dotgit") | git mktree)
+commit=$(git -c user.name=u -c user.email=u@example.com commit-tree -p HEAD -m evil "$root")
+git update-ref refs/heads/trunk "$commit"
+git bundle create -q "$1" --branches`, "sh", bundle)
+	evil.Dir = remote
+	if out, err := evil.CombinedOutput(); err != nil {
+		t.Fatalf("making the bad bundle: %v\n%s", err, out)
+	}
+	repo2 := t.TempDir()
+	gitIn(t, repo2, "init", "-q")
+	err := repocopy.ImportClone(ctx, gitBin(t), bundle, repo2, "trunk", "https://example.com/r.git")
+	if err == nil || !strings.Contains(err.Error(), "git refused the clone") {
+		t.Fatalf("a tree with .git: %v", err)
+	}
+	if entries, _ := os.ReadDir(repo2); len(entries) != 1 {
+		t.Errorf("something was checked out: %v", entries)
+	}
+	if err := repocopy.ImportClone(ctx, gitBin(t), bundle, t.TempDir(), "--upload-pack=x", "u"); err == nil {
+		t.Error("a default branch that is an option was accepted")
+	}
+}
+
+func gitBin(t *testing.T) gitrun.Git {
+	t.Helper()
+	bin, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git is not installed")
+	}
+	return gitrun.Git{Binary: bin}
+}

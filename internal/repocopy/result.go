@@ -121,29 +121,6 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 		return nil, fmt.Errorf("read the collector's bundle: %w", err)
 	}
 	ref := "refs/heads/" + c.Branch
-	// git (2.39 at least) does not check the objects of a bundle it fetches, whatever
-	// fetch.fsckObjects says. So the bundle is unpacked into a quarantine repository first —
-	// empty but for the user's objects as alternates, so the agent's commits' parents resolve —
-	// and the user's repository fetches from it over git's pack protocol, where every received
-	// object is checked (index-pack --strict, with the checks below made errors).
-	quarantine := filepath.Join(scratch, "incoming.git")
-	if _, err := g.Output(ctx, scratch, "init", "--quiet", "--bare", quarantine); err != nil {
-		return nil, fmt.Errorf("make the quarantine for the session's branch: %w", err)
-	}
-	alternates := filepath.Join(quarantine, "objects", "info", "alternates")
-	if err := os.WriteFile(alternates, []byte(filepath.Join(c.GitDir, "objects")+"\n"), 0o644); err != nil {
-		return nil, err
-	}
-	if err := lchown(alternates, owner); err != nil {
-		return nil, err
-	}
-	if _, err := g.Output(ctx, quarantine, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", bundle, ref+":"+ref); err != nil {
-		return nil, fmt.Errorf("unpack the collector's bundle: %w", err)
-	}
-	args := []string{"-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true"}
-	for _, id := range strictFsck {
-		args = append(args, "-c", "fetch.fsck."+id+"=error")
-	}
 	dst, force, err := c.destination(ctx, g)
 	if err != nil {
 		return nil, err
@@ -152,13 +129,8 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	if force {
 		refspec = "+" + refspec
 	}
-	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine, refspec)
-	if _, err := g.Output(ctx, c.Repo, args...); err != nil {
-		var ge *gitrun.Error
-		if errors.As(err, &ge) && ge.Stderr != "" {
-			return nil, fmt.Errorf("git refused the session's branch (every object is checked on its way into %s): %s", c.Repo, ge.Stderr)
-		}
-		return nil, fmt.Errorf("bring the session's branch into %s: %w", c.Repo, err)
+	if err := fetchChecked(ctx, g, "the session's branch", scratch, bundle, filepath.Join(c.GitDir, "objects"), []string{ref + ":" + ref}, c.Repo, []string{refspec}); err != nil {
+		return nil, err
 	}
 	c.Branch = dst
 	got, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+dst+"^{commit}")
@@ -182,6 +154,49 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 		c.Result.Origin = c.origin
 	}
 	return patch, c.Save()
+}
+
+// fetchChecked brings refs of a bundle that came from a container into repo, every object
+// checked. git (2.39 at least) does not check the objects of a bundle it fetches, whatever
+// fetch.fsckObjects says. So the bundle is unpacked into a quarantine repository in scratch
+// first — empty but for alternates (repo's objects, so that commits' parents resolve) — and
+// repo fetches from it over git's pack protocol, where every received object is checked
+// (index-pack --strict, with the checks in strictFsck made errors). git runs only in repo and
+// in the quarantine, as repo's owner; scratch must be writable by that owner.
+func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alternates string, unpack []string, repo string, refspecs []string) error {
+	owner, err := ownerOf(repo)
+	if err != nil {
+		return err
+	}
+	quarantine := filepath.Join(scratch, "incoming.git")
+	if _, err := g.Output(ctx, scratch, "init", "--quiet", "--bare", quarantine); err != nil {
+		return fmt.Errorf("make the quarantine: %w", err)
+	}
+	if alternates != "" {
+		file := filepath.Join(quarantine, "objects", "info", "alternates")
+		if err := os.WriteFile(file, []byte(alternates+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := lchown(file, owner); err != nil {
+			return err
+		}
+	}
+	if _, err := g.Output(ctx, quarantine, append([]string{"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", bundle}, unpack...)...); err != nil {
+		return fmt.Errorf("unpack the bundle of %s: %w", what, err)
+	}
+	args := []string{"-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true"}
+	for _, id := range strictFsck {
+		args = append(args, "-c", "fetch.fsck."+id+"=error")
+	}
+	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine)
+	if _, err := g.Output(ctx, repo, append(args, refspecs...)...); err != nil {
+		var ge *gitrun.Error
+		if errors.As(err, &ge) && ge.Stderr != "" {
+			return fmt.Errorf("git refused %s (every object is checked on its way into %s): %s", what, repo, ge.Stderr)
+		}
+		return fmt.Errorf("bring %s into %s: %w", what, repo, err)
+	}
+	return nil
 }
 
 // destination is the branch the work is fetched into, and whether it may replace what is
@@ -297,4 +312,45 @@ func copyFile(from, to string, o owner) error {
 		return err
 	}
 	return lchown(to, o)
+}
+
+// ImportClone makes repo — a repository git init made on this host, with no commits — a clone
+// of what a governed container cloned into bundle: its branches become origin's
+// remote-tracking branches, branch (the remote's default) a local branch tracking origin's and
+// checked out, its tags tags; every object is checked on its way in, and git runs only in repo
+// and a quarantine, never in anything the container wrote.
+func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url string) error {
+	if err := CheckBranch(branch); err != nil {
+		return fmt.Errorf("the remote's default branch: %w", err)
+	}
+	owner, err := ownerOf(repo)
+	if err != nil {
+		return err
+	}
+	scratch, err := ownedTempDir(owner)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	local := filepath.Join(scratch, "clone.bundle")
+	if err := copyFile(bundle, local, owner); err != nil {
+		return fmt.Errorf("read the clone's bundle: %w", err)
+	}
+	err = fetchChecked(ctx, g, "the clone", scratch, local, "", []string{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"},
+		repo, []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", "refs/heads/" + branch + ":refs/heads/" + branch})
+	if err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"remote", "add", "origin", url},
+		{"config", "branch." + branch + ".remote", "origin"},
+		{"config", "branch." + branch + ".merge", "refs/heads/" + branch},
+		{"symbolic-ref", "HEAD", "refs/heads/" + branch},
+		{"reset", "--hard", "--quiet"},
+	} {
+		if _, err := g.Output(ctx, repo, args...); err != nil {
+			return fmt.Errorf("set up the clone: git %s: %w", args[0], err)
+		}
+	}
+	return nil
 }
