@@ -117,6 +117,7 @@ func TestIntegrationImageBuildFromScratch(t *testing.T) {
 		}
 	}
 	checkProjectStacks(t, e)
+	checkNewFromGit(t, e)
 
 	// The browser IDE: one more stage on the default image, and real code-server served to
 	// headless Chromium.

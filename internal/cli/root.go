@@ -139,6 +139,8 @@ what would happen and changes nothing.
 		newStatusCmd(f, g),
 		newShellCmd(f, g),
 		newTestCmd(f, g),
+		newServeCmd(f, g),
+		newNewCmd(f, g),
 		newRunCmd(f, g),
 		newUpCmd(f, g),
 		newExecCmd(f, g),

@@ -76,6 +76,13 @@ var ideURL = regexp.MustCompile(`http://127\.0\.0\.1:([0-9]+)/\?tkn=[A-Za-z0-9_-
 // address.
 func serveIDEInBackground(t testing.TB, e *podmantest.Env, w *workspace, args ...string) *ideServing {
 	t.Helper()
+	return serveInBackground(t, e, w, ideURL, args...)
+}
+
+// serveInBackground runs sourceosctl with args until its standard error matches ready, whose
+// first group is the port served.
+func serveInBackground(t testing.TB, e *podmantest.Env, w *workspace, ready *regexp.Regexp, args ...string) *ideServing {
+	t.Helper()
 	f, _, _ := sessionFactory(t, e, w, nil)
 	s := &ideServing{stderr: &safeBuffer{}, done: make(chan struct{})}
 	f.IO.ErrOut = s.stderr
@@ -94,17 +101,17 @@ func serveIDEInBackground(t testing.TB, e *podmantest.Env, w *workspace, args ..
 	})
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		if m := ideURL.FindStringSubmatch(s.stderr.String()); m != nil {
+		if m := ready.FindStringSubmatch(s.stderr.String()); m != nil {
 			s.url, s.port = m[0], m[1]
 			return s
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("up --ide ended (exit %d) before serving:\n%s", s.exit, s.stderr.String())
+			t.Fatalf("%s: ended (exit %d) before serving:\n%s", strings.Join(args, " "), s.exit, s.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("up --ide printed no address within 3 minutes:\n%s", s.stderr.String())
+			t.Fatalf("%s: printed no address within 3 minutes:\n%s", strings.Join(args, " "), s.stderr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -118,7 +125,7 @@ func (s *ideServing) stop(t testing.TB) int {
 	case <-s.done:
 		return s.exit
 	case <-time.After(time.Minute):
-		t.Fatalf("up --ide did not stop within a minute of Ctrl-C:\n%s", s.stderr.String())
+		t.Fatalf("serving did not stop within a minute of Ctrl-C:\n%s", s.stderr.String())
 	}
 	return -1
 }
