@@ -195,7 +195,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	}
 }
 
-func chownTree(t *testing.T, root string, uid, gid int) {
+func chownTree(t testing.TB, root string, uid, gid int) {
 	t.Helper()
 	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
