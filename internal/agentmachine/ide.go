@@ -109,7 +109,7 @@ func checkIDEImage(pl *Plan, img container.Image) error {
 
 // ideBuildHint says how to build the IDE variant ref names.
 func ideBuildHint(ref string) string {
-	if hint, ok := buildHint(ref); ok {
+	if hint, ok := BuildCommand(ref); ok {
 		return hint
 	}
 	return BuildImageCommand + " --ide (and the --stack options of your image), or name an image with code-server in spec.image"

@@ -54,8 +54,8 @@ func TestIDEBuildHint(t *testing.T) {
 		"localhost/sourceos/agent-workspace@sha256:" + strings.Repeat("a", 64): "",
 		"localhost/team/agent:1":                                               "",
 	} {
-		if got, ok := buildHint(ref); got != want || ok != (want != "") {
-			t.Errorf("buildHint(%s) = %q, %v, want %q", ref, got, ok, want)
+		if got, ok := BuildCommand(ref); got != want || ok != (want != "") {
+			t.Errorf("BuildCommand(%s) = %q, %v, want %q", ref, got, ok, want)
 		}
 	}
 	if got := ideBuildHint("localhost/team/agent:1"); !strings.Contains(got, "name an image with code-server") {

@@ -163,7 +163,7 @@ func pickStack(want, repo string, src *profile.Profile, doc *profile.Document, r
 		res.Stack = sel[0].Stack
 	}
 	res.Image = ref
-	res.Build, _ = buildHint(ref)
+	res.Build, _ = BuildCommand(ref)
 	doc.SetString(ref, "spec", "image", "ref")
 	if src.Spec.Image.Digest != "" && ref != src.Spec.Image.Ref {
 		doc.Remove("spec", "image", "digest") // the pin was the other image's

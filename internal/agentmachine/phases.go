@@ -164,7 +164,7 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 		return img, err
 	}
 	if !found && IsLocalRef(ref) {
-		fix, ok := buildHint(ref)
+		fix, ok := BuildCommand(ref)
 		switch {
 		case r.plan.IDE != nil:
 			fix = ideBuildHint(ref)
@@ -206,33 +206,45 @@ func IsLocalRef(ref string) bool { return strings.HasPrefix(ref, "localhost/") }
 // BuildImageCommand builds the default workspace image.
 const BuildImageCommand = "sourceosctl agent-machine image build"
 
-// buildHint is the image build command that makes ref, when ref is one image build names
-// (:latest, :ide, a stack tag such as :go-1.19_node-18, with _ide); ok is false otherwise.
-func buildHint(ref string) (hint string, ok bool) {
+// BuildArgs are the image build options that make ref, when ref is one image build names
+// (:latest, :ide, a stack tag such as :go-1.19_node-18, with _ide): its stacks (go@1.19) and
+// whether it is the IDE variant; ok is false for any other image.
+func BuildArgs(ref string) (stacks []string, ide, ok bool) {
 	tag, ours := strings.CutPrefix(ref, image.WorkspaceRepo+":")
 	if !ours || strings.Contains(tag, "@") {
+		return nil, false, false
+	}
+	ide = tag == "ide" || strings.HasSuffix(tag, "_ide")
+	if tag == "latest" || tag == "ide" {
+		return nil, ide, true
+	}
+	for _, s := range strings.Split(strings.TrimSuffix(tag, "_ide"), "_") {
+		i := strings.LastIndex(s, "-")
+		if i <= 0 {
+			return nil, false, false // a tag of the user's own (image build --tag)
+		}
+		stacks = append(stacks, s[:i]+"@"+s[i+1:])
+	}
+	if _, err := image.DefaultCatalog().Resolve(stacks); err != nil {
+		return nil, false, false // not stacks this build knows
+	}
+	return stacks, ide, true
+}
+
+// BuildCommand is the image build command that makes ref (BuildArgs).
+func BuildCommand(ref string) (hint string, ok bool) {
+	stacks, ide, ok := BuildArgs(ref)
+	if !ok {
 		return "", false
 	}
-	ide := tag == "ide" || strings.HasSuffix(tag, "_ide")
-	stacks := strings.TrimSuffix(tag, "_ide")
-	var flags, specs []string
-	if tag != "latest" && tag != "ide" {
-		for _, s := range strings.Split(stacks, "_") {
-			i := strings.LastIndex(s, "-")
-			if i <= 0 {
-				return "", false // a tag of the user's own (image build --tag)
-			}
-			specs = append(specs, s[:i]+"@"+s[i+1:])
-			flags = append(flags, "--stack "+specs[len(specs)-1])
-		}
-		if _, err := image.DefaultCatalog().Resolve(specs); err != nil {
-			return "", false // not stacks this build knows
-		}
+	cmd := BuildImageCommand
+	for _, s := range stacks {
+		cmd += " --stack " + s
 	}
 	if ide {
-		flags = append(flags, "--ide")
+		cmd += " --ide"
 	}
-	return strings.TrimSpace(BuildImageCommand + " " + strings.Join(flags, " ")), true
+	return cmd, true
 }
 
 func hasRepoDigest(repoDigests []string, digest string) bool {

@@ -406,3 +406,38 @@ func TestInitPicksTheStackImage(t *testing.T) {
 		t.Errorf("--stack php: exit %d, %s", code, errOut)
 	}
 }
+
+// TestOfferBuildAsksOnlyForImagesImageBuildMakes: a missing stack image is offered for
+// building on a terminal, and a "no" builds nothing; nothing is asked without a terminal, for
+// an image of the user's own, or for another error.
+func TestOfferBuildAsksOnlyForImagesImageBuildMakes(t *testing.T) {
+	missing := func(ref string) error {
+		return &agentmachine.MissingError{Component: "image " + ref, Detail: "not present"}
+	}
+	for _, c := range []struct {
+		name  string
+		tty   bool
+		err   error
+		asked string
+	}{
+		{"a stack image on a terminal", true, missing("localhost/sourceos/agent-workspace:go-1.19"), "Build it now (sourceosctl agent-machine image build --stack go@1.19)? [y/N] "},
+		{"the IDE variant", true, missing("localhost/sourceos/agent-workspace:node-18_ide"), "(sourceosctl agent-machine image build --stack node@18 --ide)?"},
+		{"no terminal", false, missing("localhost/sourceos/agent-workspace:go-1.19"), ""},
+		{"an image of the user's own", true, missing("localhost/team/agent:1"), ""},
+		{"another missing component", true, &agentmachine.MissingError{Component: "browser IDE"}, ""},
+		{"no error", true, nil, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, _, errOut := testFactory(t)
+			f.IO.InTTY = c.tty
+			f.IO.In = strings.NewReader("n\n")
+			built, err := offerBuild(context.Background(), f, &GlobalOptions{}, c.err)
+			if built || err != nil {
+				t.Fatalf("built %v, err %v after a no", built, err)
+			}
+			if got := errOut.String(); (c.asked == "") != (got == "") || !strings.Contains(got, c.asked) {
+				t.Errorf("asked %q, want %q", got, c.asked)
+			}
+		})
+	}
+}

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -544,4 +546,35 @@ listed so that a denial of one is no surprise (allow one with --allow-host).`,
 	cmd.Flags().StringVar(&catalogPath, "catalog", "", "runtime catalog JSON replacing the embedded one")
 	addOutputFlag(cmd, &output, outTable, outJSON)
 	return cmd
+}
+
+// offerBuild asks, on a terminal, to build the image a command found missing when image build
+// is what makes it (the default image, a stack image, an IDE variant), and builds it: built
+// says whether it did. Nothing is asked without a terminal or for any other error: the
+// missing image's own error gives the command.
+func offerBuild(ctx context.Context, f *Factory, g *GlobalOptions, err error) (built bool, _ error) {
+	var missing *agentmachine.MissingError
+	if !errors.As(err, &missing) || !f.IO.InTTY {
+		return false, nil
+	}
+	ref, isImage := strings.CutPrefix(missing.Component, "image ")
+	if !isImage {
+		return false, nil
+	}
+	stacks, ide, ok := agentmachine.BuildArgs(ref)
+	if !ok {
+		return false, nil
+	}
+	command, _ := agentmachine.BuildCommand(ref)
+	fmt.Fprintf(f.IO.ErrOut, "Image %s is not built on this host yet. Build it now (%s)? [y/N] ", ref, command)
+	answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return false, nil
+	}
+	opts := &imageBuildOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs,
+		Now: f.Now, ReadFile: f.ReadFile, LookPath: f.LookPath, Profile: g.Profile, Stacks: stacks, IDE: ide, Output: outTable}
+	if err := runImageBuild(ctx, opts); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -150,6 +150,7 @@ func projectError(err error, fix string) error {
 func newServeCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := newSessionOptions(f, g)
 	opts.Tool = tool.Shell
+	opts.offerBuild = func(ctx context.Context, err error) (bool, error) { return offerBuild(ctx, f, g, err) }
 	var port int
 	var sub string
 	cmd := &cobra.Command{
@@ -251,6 +252,11 @@ func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, a
 			Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name}
 		fmt.Fprintf(opts.IO.ErrOut, "Bringing workspace %s up to serve from (it goes down when serving ends) …\n", name)
 		res, err := s.Up(ctx, prof, req, false)
+		if built, berr := opts.offerBuild(ctx, err); berr != nil {
+			return berr
+		} else if built {
+			res, err = s.Up(ctx, prof, req, false)
+		}
 		if err != nil {
 			return err
 		}
@@ -393,7 +399,13 @@ func runNew(ctx context.Context, f *Factory, g *GlobalOptions, name, path, stack
 	if err != nil {
 		return err
 	}
-	up, err := s.Up(ctx, prof, agentmachine.SessionRequest{Tool: tool.Shell, Repo: path, WorkDir: wd, Workspace: name}, false)
+	req := agentmachine.SessionRequest{Tool: tool.Shell, Repo: path, WorkDir: wd, Workspace: name}
+	up, err := s.Up(ctx, prof, req, false)
+	if built, berr := offerBuild(ctx, f, g, err); berr != nil {
+		return berr
+	} else if built {
+		up, err = s.Up(ctx, prof, req, false)
+	}
 	if err != nil {
 		return err
 	}

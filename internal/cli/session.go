@@ -40,6 +40,8 @@ type sessionOptions struct {
 	toolFlag bool
 	// project is the project command Args runs (test, serve), for the plan and the evidence.
 	project *evidence.Project
+	// offerBuild offers to build an image found missing (offerBuild); nil: never.
+	offerBuild func(context.Context, error) (bool, error)
 }
 
 func newSessionOptions(f *Factory, g *GlobalOptions) *sessionOptions {

@@ -25,6 +25,7 @@ import (
 
 func newUpCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := newSessionOptions(f, g)
+	opts.offerBuild = func(ctx context.Context, err error) (bool, error) { return offerBuild(ctx, f, g, err) }
 	var name string
 	var fresh bool
 	var ide ideOptions
@@ -143,6 +144,13 @@ func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool, i
 		defer listener.Close()
 	}
 	res, err := s.Up(ctx, prof, req, fresh)
+	if opts.offerBuild != nil {
+		if built, berr := opts.offerBuild(ctx, err); berr != nil {
+			return berr
+		} else if built {
+			res, err = s.Up(ctx, prof, req, fresh)
+		}
+	}
 	if err != nil {
 		return err
 	}
