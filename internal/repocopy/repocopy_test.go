@@ -247,28 +247,42 @@ func TestSubmoduleConfigurationsAreShadowed(t *testing.T) {
 }
 
 // TestImportClone: a bundle of a remote's branches and tags becomes a clone in a repository
-// git init made here — the default branch checked out and tracking origin, the other branches
-// origin's, the tags — and a bundle holding a tree with a .git entry is refused, leaving
-// nothing checked out.
+// git init made here — whose unborn HEAD already names the remote's default branch, as with
+// init.defaultBranch — the default branch checked out and tracking origin, the other branches
+// origin's, the tags; a filter the user's git configuration defines, named by the clone's
+// .gitattributes, does not run; a bundle holding a tree with a .git entry is refused, leaving
+// nothing checked out; a default branch named like an option is refused.
 func TestImportClone(t *testing.T) {
 	ctx := context.Background()
+	// The user's configuration: a filter that leaves a mark when it runs.
+	home := t.TempDir()
+	mark := filepath.Join(home, "FILTER-RAN")
+	put(t, filepath.Join(home, ".gitconfig"), "[filter \"evil\"]\n\tsmudge = touch "+mark+"; cat\n\tclean = cat\n")
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+
 	remote := t.TempDir()
 	gitIn(t, remote, "init", "-q", "-b", "trunk")
 	put(t, filepath.Join(remote, "README"), "hello\n")
-	gitIn(t, remote, "add", "-A")
+	put(t, filepath.Join(remote, ".gitattributes"), "* filter=evil\n")
+	gitIn(t, remote, "-c", "filter.evil.clean=cat", "add", "-A")
 	gitIn(t, remote, "commit", "-qm", "one")
 	gitIn(t, remote, "tag", "v1")
 	gitIn(t, remote, "branch", "feature")
+	_ = os.Remove(mark) // git add ran the clean side only, but be sure
 	bundle := filepath.Join(t.TempDir(), "clone.bundle")
 	gitIn(t, remote, "bundle", "create", "-q", bundle, "--branches", "--tags")
 
 	repo := t.TempDir()
-	gitIn(t, repo, "init", "-q")
+	gitIn(t, repo, "init", "-q", "-b", "trunk")
 	if err := repocopy.ImportClone(ctx, gitBin(t), bundle, repo, "trunk", "https://example.com/r.git"); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(repo, "README")); string(b) != "hello\n" {
 		t.Errorf("README = %q", b)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Error("the user's filter ran on the clone's files")
 	}
 	for args, want := range map[string]string{
 		"symbolic-ref HEAD":                       "refs/heads/trunk",
@@ -276,11 +290,14 @@ func TestImportClone(t *testing.T) {
 		"remote get-url origin":                   "https://example.com/r.git",
 		"tag":                                     "v1",
 		"branch -r":                               "origin/feature\n  origin/trunk",
-		"status --porcelain":                      "",
 	} {
 		if got := gitIn(t, repo, strings.Fields(args)...); got != want {
 			t.Errorf("git %s = %q, want %q", args, got, want)
 		}
+	}
+
+	if err := repocopy.ImportClone(ctx, gitBin(t), bundle, initRepo(t), "--upload-pack=x", "u"); err == nil || !strings.Contains(err.Error(), "default branch") {
+		t.Errorf("a default branch that is an option: %v", err)
 	}
 
 	// A remote whose tree holds a .git directory (a hook inside) is refused by the checks.
@@ -296,8 +313,7 @@ git bundle create -q "$1" --branches`, "sh", bundle)
 	if out, err := evil.CombinedOutput(); err != nil {
 		t.Fatalf("making the bad bundle: %v\n%s", err, out)
 	}
-	repo2 := t.TempDir()
-	gitIn(t, repo2, "init", "-q")
+	repo2 := initRepo(t)
 	err := repocopy.ImportClone(ctx, gitBin(t), bundle, repo2, "trunk", "https://example.com/r.git")
 	if err == nil || !strings.Contains(err.Error(), "git refused the clone") {
 		t.Fatalf("a tree with .git: %v", err)
@@ -305,9 +321,13 @@ git bundle create -q "$1" --branches`, "sh", bundle)
 	if entries, _ := os.ReadDir(repo2); len(entries) != 1 {
 		t.Errorf("something was checked out: %v", entries)
 	}
-	if err := repocopy.ImportClone(ctx, gitBin(t), bundle, t.TempDir(), "--upload-pack=x", "u"); err == nil {
-		t.Error("a default branch that is an option was accepted")
-	}
+}
+
+func initRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	gitIn(t, dir, "init", "-q")
+	return dir
 }
 
 func gitBin(t *testing.T) gitrun.Git {

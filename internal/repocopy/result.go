@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/gitrun"
+	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
 
 // Changed reports whether the session left anything in its copy: a path outside .git, or a
@@ -163,7 +165,7 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 // repo fetches from it over git's pack protocol, where every received object is checked
 // (index-pack --strict, with the checks in strictFsck made errors). git runs only in repo and
 // in the quarantine, as repo's owner; scratch must be writable by that owner.
-func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alternates string, unpack []string, repo string, refspecs []string) error {
+func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alternates string, unpack []string, repo string, refspecs []string, flags ...string) error {
 	owner, err := ownerOf(repo)
 	if err != nil {
 		return err
@@ -188,7 +190,8 @@ func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alte
 	for _, id := range strictFsck {
 		args = append(args, "-c", "fetch.fsck."+id+"=error")
 	}
-	args = append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", quarantine)
+	args = append(append(args, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules"), flags...)
+	args = append(args, quarantine)
 	if _, err := g.Output(ctx, repo, append(args, refspecs...)...); err != nil {
 		var ge *gitrun.Error
 		if errors.As(err, &ge) && ge.Stderr != "" {
@@ -295,20 +298,29 @@ func Check(ctx context.Context, g gitrun.Git, repo, branch string) error {
 	return nil
 }
 
-// copyFile copies a regular file (never through a symlink) to a new file owned by o.
+// MaxBundle bounds a bundle a container hands back (a sparse file costs it nothing).
+const MaxBundle = 32 << 30
+
+// copyFile copies a regular file (never through a symlink, never a FIFO) of at most
+// MaxBundle bytes to a new file owned by o, streaming it.
 func copyFile(from, to string, o owner) error {
-	st, err := os.Lstat(from)
+	in, size, err := safeopen.Regular(from)
 	if err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", from)
+	defer in.Close()
+	if size > MaxBundle {
+		return fmt.Errorf("%s is %d GiB, more than the %d GiB a bundle may be", from, size>>30, MaxBundle>>30)
 	}
-	b, err := os.ReadFile(from)
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
+	if _, err := io.Copy(out, io.LimitReader(in, MaxBundle)); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
 		return err
 	}
 	return lchown(to, o)
@@ -336,8 +348,15 @@ func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url st
 	if err := copyFile(bundle, local, owner); err != nil {
 		return fmt.Errorf("read the clone's bundle: %w", err)
 	}
+	// git here runs without the user's and the system's configuration, so that nothing the
+	// clone's files name — a filter in .gitattributes (git-lfs downloading from a URL of the
+	// repository's .lfsconfig with the user's credentials), an fsmonitor — runs on this host.
+	// Files are checked out as the repository holds them (LFS pointers stay pointers).
+	g = g.With("GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "GIT_LFS_SKIP_SMUDGE=1").WithConfig("core.fsmonitor=false", "core.hooksPath=/dev/null")
+	// --update-head-ok: HEAD of a repository git init made names the default branch of the
+	// user's configuration (main, say), unborn; the remote's may be the same name.
 	err = fetchChecked(ctx, g, "the clone", scratch, local, "", []string{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"},
-		repo, []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", "refs/heads/" + branch + ":refs/heads/" + branch})
+		repo, []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", "refs/heads/" + branch + ":refs/heads/" + branch}, "--update-head-ok")
 	if err != nil {
 		return err
 	}
