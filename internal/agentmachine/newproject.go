@@ -2,7 +2,6 @@ package agentmachine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/safeopen"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
@@ -78,14 +78,26 @@ func (s *Session) Clone(ctx context.Context, p *profile.Profile, rawURL, dir str
 	if err != nil {
 		return err
 	}
-	staging, err := os.MkdirTemp("", "sourceosctl-clone-")
+	if p.Spec.Network.Mode != "gateway" {
+		return &InputError{Flag: "--git", Err: fmt.Errorf("the clone reaches %s through the egress gateway, and profile %s has network %s", host, p.Metadata.Name, orDash(p.Spec.Network.Mode)),
+			Fix: "use a profile with spec.network.mode: gateway (the embedded default has it) for new --git"}
+	}
+	// The staging directory is a child of a directory of this process's own (0711): as root,
+	// the child is given to the user sessions run as, who can then write it but cannot move
+	// it or put anything in its place.
+	parent, err := os.MkdirTemp("", "sourceosctl-clone-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(staging)
+	defer os.RemoveAll(parent)
+	if err := os.Chmod(parent, 0o711); err != nil {
+		return err
+	}
+	staging := filepath.Join(parent, "work")
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
-		// Sessions never run as root: as root, the clone runs as the fallback user, who must
-		// be able to write its staging directory.
 		if err := os.Chown(staging, fallbackUID, fallbackUID); err != nil {
 			return err
 		}
@@ -108,14 +120,7 @@ func (s *Session) Clone(ctx context.Context, p *profile.Profile, rawURL, dir str
 
 // readSmallFile reads a short regular file a container wrote, never through a symbolic link.
 func readSmallFile(path string) (string, error) {
-	st, err := os.Lstat(path)
-	if err != nil {
-		return "", err
-	}
-	if !st.Mode().IsRegular() {
-		return "", errors.New(path + " is not a regular file")
-	}
-	f, err := os.Open(path)
+	f, _, err := safeopen.Regular(path)
 	if err != nil {
 		return "", err
 	}
