@@ -13,6 +13,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
 
 // maxManifest bounds the project files read (package.json, composer.json, test.yaml).
@@ -45,20 +48,27 @@ func exists(dir, name string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// readManifest reads dir/name, at most maxManifest bytes; ok is false when it is absent.
+// readManifest reads dir/name, at most maxManifest bytes; ok is false when it is absent. A
+// repository's file may be a symbolic link within the repository, never one out of it (a
+// cloned repository's link to a host file would send that file's content into the
+// container), and never a FIFO or device (reading it would hang).
 func readManifest(dir, name string) (data []byte, ok bool, err error) {
 	path := filepath.Join(dir, name)
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
+	}
+	if root, err := filepath.EvalSymlinks(dir); err != nil || !within(root, real) {
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is a symbolic link out of the repository (to %s); it is not read", real)}
+	}
+	f, _, err := safeopen.Regular(real)
 	if err != nil {
 		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
-		return nil, false, &FileError{File: path, Msg: "is not a regular file"}
-	}
 	data, err = io.ReadAll(io.LimitReader(f, maxManifest+1))
 	if err != nil {
 		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
@@ -107,4 +117,10 @@ func lineAt(data []byte, off int64) int {
 		off = int64(len(data))
 	}
 	return bytes.Count(data[:off], []byte("\n")) + 1
+}
+
+// within says whether path is root or under it (both resolved).
+func within(root, path string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sourceos/sourceosctl/internal/image"
@@ -28,7 +29,7 @@ func repo(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-const testYAML = "version: 1\ncommand: make check\ncommands:\n  - name: unit\n    run: go test ./...\n  - name: lint\n    run: go vet ./...\nenv:\n  APP_ENV: testing\n  WORKERS: 4\n"
+const testYAML = "version: 1\ncommand: make check\ncommands:\n  - name: unit\n    run: go test ./...\n  - name: lint\n    run: go vet ./...\nenv:\n  APP_ENV: testing\n  WORKERS: 4\n  GO_VERSION: 1.20\n  UMASK: 0755\n  DEBUG: true\n"
 
 func TestDetectTests(t *testing.T) {
 	pkgTest := `{"scripts": {"test": "jest"}}`
@@ -41,10 +42,10 @@ func TestDetectTests(t *testing.T) {
 		env    []string
 	}{
 		{"sourceos test file wins over everything", map[string]string{".sourceos/test.yaml": testYAML, ".core/test.yaml": "version: 1\ncommand: other\n", "package.json": pkgTest, "go.mod": "module x\n"},
-			"", ".sourceos/test.yaml", []Step{{"command", "make check"}, {"unit", "go test ./..."}, {"lint", "go vet ./..."}}, []string{"APP_ENV=testing", "WORKERS=4"}},
+			"", ".sourceos/test.yaml", []Step{{"command", "make check"}, {"unit", "go test ./..."}, {"lint", "go vet ./..."}}, []string{"APP_ENV=testing", "DEBUG=true", "GO_VERSION=1.20", "UMASK=0755", "WORKERS=4"}},
 		{"core test file for seed users", map[string]string{".core/test.yaml": "version: 1\ncommand: vendor/bin/pest\n", "package.json": pkgTest},
 			"", ".core/test.yaml", []Step{{"command", "vendor/bin/pest"}}, nil},
-		{"--name keeps one step", map[string]string{".sourceos/test.yaml": testYAML}, "lint", ".sourceos/test.yaml", []Step{{"lint", "go vet ./..."}}, []string{"APP_ENV=testing", "WORKERS=4"}},
+		{"--name keeps one step", map[string]string{".sourceos/test.yaml": testYAML}, "lint", ".sourceos/test.yaml", []Step{{"lint", "go vet ./..."}}, []string{"APP_ENV=testing", "DEBUG=true", "GO_VERSION=1.20", "UMASK=0755", "WORKERS=4"}},
 		{"composer test before package.json", map[string]string{"composer.json": `{"scripts": {"test": ["pest", "phpstan"]}}`, "package.json": pkgTest},
 			"", "composer.json (scripts.test)", []Step{{"test", "composer test"}}, nil},
 		{"composer.json without a test script is passed over", map[string]string{"composer.json": `{"scripts": {"lint": "pint"}}`, "package.json": pkgTest},
@@ -292,5 +293,39 @@ func TestRunnerStopsAtTheFirstFailure(t *testing.T) {
 	}
 	if got := tests.EnvNames(); !reflect.DeepEqual(got, []string{"GREETING"}) {
 		t.Errorf("EnvNames = %v", got)
+	}
+}
+
+// TestProjectFilesStayInTheRepository: a test file or manifest that is a symbolic link within
+// the repository is read; one out of it is refused (its content would reach the container),
+// and a FIFO is refused without blocking.
+func TestProjectFilesStayInTheRepository(t *testing.T) {
+	outside := repo(t, map[string]string{"secret.yaml": "version: 1\ncommand: cat /host/secret\n"})
+	dir := repo(t, map[string]string{"real-test.yaml": "version: 1\ncommand: make check\n"})
+	if err := os.MkdirAll(filepath.Join(dir, ".sourceos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../real-test.yaml", filepath.Join(dir, ".sourceos", "test.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DetectTests(dir, ""); err != nil || got.Steps[0].Run != "make check" {
+		t.Errorf("a link within the repository: %+v, %v", got, err)
+	}
+	out := repo(t, nil)
+	if err := os.MkdirAll(filepath.Join(out, ".sourceos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(out, ".sourceos", "test.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DetectTests(out, ""); err == nil || !strings.Contains(err.Error(), "is a symbolic link out of the repository") {
+		t.Errorf("a link out of the repository: %v", err)
+	}
+	fifo := repo(t, nil)
+	if err := syscall.Mkfifo(filepath.Join(fifo, "package.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DetectTests(fifo, ""); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a FIFO: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ func Subdir(dir, sub string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--path %s: no such directory in %s", sub, dir)
 	}
-	if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	if !within(root, real) {
 		return "", fmt.Errorf("--path %s: leads outside the repository (to %s)", sub, real)
 	}
 	if st, err := os.Stat(real); err != nil || !st.IsDir() {

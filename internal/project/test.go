@@ -180,12 +180,13 @@ func ParseTestFile(name string, data []byte) (*Tests, error) {
 	if len(out.Steps) == 0 {
 		errs.Add(1, "", "names no test to run; add command: (one shell command line) or commands: (a list of {name, run})")
 	}
-	for k, v := range doc.Env {
+	for k := range doc.Env {
+		at := t.Locate("/env/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k))
 		if !envName.MatchString(k) {
-			at := t.Locate("/env/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k))
 			errs.Add(at.KeyLine, at.Field, "must be an environment variable name: letters, digits and '_', not starting with a digit")
 		}
-		out.Env = append(out.Env, k+"="+fmt.Sprint(v))
+		// The value as written: YAML would make 1.20 a number 1.2 and 0755 the number 493.
+		out.Env = append(out.Env, k+"="+at.Text)
 	}
 	sort.Strings(out.Env)
 	if err := errs.OrNil(); err != nil {

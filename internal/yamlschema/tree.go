@@ -34,6 +34,9 @@ type Location struct {
 	Line    int    // line of the value
 	KeyLine int    // line of its key, for mapping entries (else = Line)
 	Field   string // display path: spec.mounts[2].source
+	// Text is a scalar's text as written (1.20 stays 1.20, 0755 stays 0755), for values a
+	// reader wants as a string whatever YAML makes of them.
+	Text string
 }
 
 // Tree is a YAML document converted to JSON-like values (map[string]any, []any, string,
@@ -172,6 +175,9 @@ func (t *Tree) value(n *yaml.Node, ptr, field string, depth, keyLine int) any {
 		}
 		return out
 	case yaml.ScalarNode:
+		loc := t.index[ptr]
+		loc.Text = n.Value
+		t.index[ptr] = loc
 		return t.scalar(n, field)
 	}
 	return nil
