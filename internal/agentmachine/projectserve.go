@@ -55,7 +55,7 @@ func (s *Session) ServeDev(ctx context.Context, p *profile.Profile, w *Workspace
 	}
 	script := o.Command
 	if o.Dir != "" && o.Dir != "." {
-		script = "cd " + ShellQuote([]string{o.Dir}) + " && " + script
+		script = "cd -- " + ShellQuote([]string{o.Dir}) + " && " + script
 	}
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
 	sv, err := s.startServed(ctx, p, w, servedProgram{What: "the dev server", Listen: listen, Command: []string{"/bin/sh", "-c", script},
@@ -71,6 +71,8 @@ func (s *Session) ServeDev(ctx context.Context, p *profile.Profile, w *Workspace
 	var conns sync.WaitGroup
 	var mu sync.Mutex
 	open := map[net.Conn]bool{}
+	stopped := false
+	done := make(chan struct{})
 	slots := make(chan struct{}, maxDevRelays)
 	go func() {
 		for {
@@ -79,11 +81,24 @@ func (s *Session) ServeDev(ctx context.Context, p *profile.Profile, w *Workspace
 				serving <- err
 				return
 			}
-			slots <- struct{}{}
+			select {
+			case slots <- struct{}{}:
+			case <-done:
+				_ = c.Close()
+				continue // the listener is closed: Accept fails next
+			}
+			// Under the lock, so that no relay starts once closing has begun (and Wait
+			// never races an Add).
 			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				<-slots
+				_ = c.Close()
+				continue
+			}
 			open[c] = true
-			mu.Unlock()
 			conns.Add(1)
+			mu.Unlock()
 			go func() {
 				defer conns.Done()
 				defer func() { <-slots }()
@@ -95,8 +110,10 @@ func (s *Session) ServeDev(ctx context.Context, p *profile.Profile, w *Workspace
 		}
 	}()
 	end := sv.wait(ctx, serving, func() {
+		close(done)
 		_ = o.Listener.Close()
 		mu.Lock()
+		stopped = true
 		for c := range open {
 			_ = c.Close()
 		}

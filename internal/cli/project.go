@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/project"
@@ -334,6 +336,18 @@ func runNew(ctx context.Context, f *Factory, g *GlobalOptions, name, path, stack
 		if _, err := agentmachine.CloneHost(gitURL); err != nil {
 			return err
 		}
+	} else if len(auth) > 0 {
+		return usageErrorf("--auth: credentials are for the clone of --git; without --git nothing is cloned")
+	}
+	for _, a := range auth {
+		if !slices.Contains(policy.AuthNames(), a) {
+			return usageErrorf("--auth %s: not a known credential; use %s", a, strings.Join(policy.AuthNames(), ", "))
+		}
+	}
+	if stack != "" && stack != "none" {
+		if _, err := image.DefaultCatalog().Resolve([]string{stack}); err != nil {
+			return err
+		}
 	}
 	home, err := f.Home()
 	if err != nil {
@@ -365,7 +379,15 @@ func runNew(ctx context.Context, f *Factory, g *GlobalOptions, name, path, stack
 		}
 	}
 
-	// From here on, a failure removes what was made.
+	// From here on, a failure removes what was made: the directory, the parents made for it
+	// (the highest is top), the profile.
+	top := path
+	for p := filepath.Dir(path); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		top = p
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -377,11 +399,18 @@ func runNew(ctx context.Context, f *Factory, g *GlobalOptions, name, path, stack
 		if err == nil {
 			return
 		}
-		_ = os.RemoveAll(path)
+		what := top
 		if wrote {
-			_ = os.Remove(profilePath)
+			what += " and the profile " + profilePath
+			if rerr := os.Remove(profilePath); rerr != nil {
+				fmt.Fprintf(f.IO.ErrOut, "! could not remove the profile %s: %v\n", profilePath, rerr)
+			}
 		}
-		fmt.Fprintf(f.IO.ErrOut, "! removed %s%s: the project was not made\n", path, map[bool]string{true: " and its profile", false: ""}[wrote])
+		if rerr := os.RemoveAll(top); rerr != nil {
+			fmt.Fprintf(f.IO.ErrOut, "! could not remove %s: %v; remove it by hand\n", top, rerr)
+			return
+		}
+		fmt.Fprintf(f.IO.ErrOut, "! removed %s: the project was not made\n", what)
 	}()
 	if err := s.MakeRepository(ctx, base, path, gitURL, auth); err != nil {
 		return err

@@ -297,6 +297,8 @@ func TestIntegrationProjectNew(t *testing.T) {
 		{[]string{"new", "site", "--git", "git@github.com:org/site.git"}, "is not a URL"},
 		{[]string{"new", "site", "--git", "ssh://git@github.com/org/site.git"}, "only http and https URLs"},
 		{[]string{"new", "site", "--git", "https://user:secret@example.com/site.git"}, "carries credentials"},
+		{[]string{"new", "site", "--auth", "gh"}, "without --git nothing is cloned"},
+		{[]string{"new", "site", "--stack", "php"}, `unknown stack "php"`},
 	} {
 		code, _, stderr := cli(c.args...)
 		if code != ExitUsage || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "secret@") {
@@ -307,15 +309,20 @@ func TestIntegrationProjectNew(t *testing.T) {
 		t.Error("a refused new made its directory")
 	}
 
-	// The go stack's image is not in the test's storage: up fails, and what new made goes.
-	code, _, stderr = cli("new", "api", "--stack", "go")
-	if code != ExitMissing || !strings.Contains(stderr, "image build --stack go@1.19") || !strings.Contains(stderr, "removed "+filepath.Join(w.home, "dev", "api")+" and its profile") {
+	// The go stack's image is not in the test's storage: up fails, and what new made goes —
+	// the directory, the parents it made for it, the profile.
+	code, _, stderr = cli("new", "api", "--stack", "go", "--path", filepath.Join(w.home, "work", "team", "api"))
+	if code != ExitMissing || !strings.Contains(stderr, "image build --stack go@1.19") ||
+		!strings.Contains(stderr, "removed "+filepath.Join(w.home, "work")+" and the profile "+filepath.Join(profiles, "api.yaml")) {
 		t.Errorf("new with a missing image: exit %d\n%s", code, stderr)
 	}
-	for _, p := range []string{filepath.Join(w.home, "dev", "api"), filepath.Join(profiles, "api.yaml")} {
+	for _, p := range []string{filepath.Join(w.home, "work"), filepath.Join(profiles, "api.yaml")} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s was left behind", p)
 		}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("a failed new removed another project: %v", err)
 	}
 }
 
