@@ -309,10 +309,13 @@ func TestIntegrationProjectNew(t *testing.T) {
 		t.Error("a refused new made its directory")
 	}
 
-	// The go stack's image is not in the test's storage: up fails, and what new made goes —
-	// the directory, the parents it made for it, the profile.
-	code, _, stderr = cli("new", "api", "--stack", "go", "--path", filepath.Join(w.home, "work", "team", "api"))
-	if code != ExitMissing || !strings.Contains(stderr, "image build --stack go@1.19") ||
+	// The rust stack's image is not in the test's storage (no test builds it; removed to be
+	// sure): up fails, and what new made goes — the directory, the parents it made for it, the
+	// profile.
+	_, _ = e.Podman("rmi", "-f", "localhost/sourceos/agent-workspace:rust-1.63")
+	workspaceCLI(t, e, w, "api") // removes its containers, should up have succeeded after all
+	code, _, stderr = cli("new", "api", "--stack", "rust", "--path", filepath.Join(w.home, "work", "team", "api"))
+	if code != ExitMissing || !strings.Contains(stderr, "image build --stack rust@1.63") ||
 		!strings.Contains(stderr, "removed "+filepath.Join(w.home, "work")+" and the profile "+filepath.Join(profiles, "api.yaml")) {
 		t.Errorf("new with a missing image: exit %d\n%s", code, stderr)
 	}
@@ -372,14 +375,15 @@ func checkNewFromGit(t *testing.T, e *podmantest.Env) {
 	}), false)
 	url := "http://" + addr + "/app.git"
 
-	code, out, stderr := runCLI(t, e, w, "agent-machine", "new", "app", "--git", url)
+	// (newWorkspace's own repository is ~/dev/app: the project is another name.)
 	t.Cleanup(func() {
-		runCLI(t, e, w, "agent-machine", "--profile", filepath.Join(w.home, ".config", "sourceos", "agent-machine", "profiles", "app.yaml"), "down", "--name", "app")
+		runCLI(t, e, w, "agent-machine", "--profile", filepath.Join(w.home, ".config", "sourceos", "agent-machine", "profiles", "cloned.yaml"), "rm", "cloned", "--yes")
 	})
+	code, out, stderr := runCLI(t, e, w, "agent-machine", "new", "cloned", "--git", url)
 	if code != 0 {
 		t.Fatalf("new --git: exit %d\n%s\n%s", code, out, stderr)
 	}
-	dir := filepath.Join(w.home, "dev", "app")
+	dir := filepath.Join(w.home, "dev", "cloned")
 	if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err != nil || !strings.Contains(string(b), "example.com/app") {
 		t.Errorf("the clone's files: %v %q", err, b)
 	}
@@ -399,7 +403,7 @@ func checkNewFromGit(t *testing.T, e *podmantest.Env) {
 	if got := gitOut("tag"); got != "v0.1.0" {
 		t.Errorf("tags: %q", got)
 	}
-	if !strings.Contains(stderr, "stack:     go (localhost/sourceos/agent-workspace:go-1.19)") || !strings.Contains(stderr, "✓ Project app is ready.") {
+	if !strings.Contains(stderr, "stack:     go (localhost/sourceos/agent-workspace:go-1.19)") || !strings.Contains(stderr, "✓ Project cloned is ready.") {
 		t.Errorf("new's report:\n%s", stderr)
 	}
 	mu.Lock()
