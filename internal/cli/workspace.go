@@ -105,16 +105,7 @@ func (o ideOptions) validate(cmd *cobra.Command) error {
 }
 
 func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool, ide ideOptions) error {
-	prof, err := opts.LoadProfile(opts.Profile)
-	if err != nil {
-		return err
-	}
-	s, err := opts.Session()
-	if err != nil {
-		return err
-	}
-	wd, _ := opts.WorkDir()
-	repo, err := workspaceRepo(s, prof, opts.Repo, wd)
+	prof, s, wd, repo, err := opts.openRepo()
 	if err != nil {
 		return err
 	}
@@ -143,14 +134,7 @@ func runUp(ctx context.Context, opts *sessionOptions, name string, fresh bool, i
 		}
 		defer listener.Close()
 	}
-	res, err := s.Up(ctx, prof, req, fresh)
-	if opts.offerBuild != nil {
-		if built, berr := opts.offerBuild(ctx, err); berr != nil {
-			return berr
-		} else if built {
-			res, err = s.Up(ctx, prof, req, fresh)
-		}
-	}
+	res, err := upOffering(ctx, s, prof, req, fresh, opts.offerBuild)
 	if err != nil {
 		return err
 	}
@@ -372,6 +356,51 @@ Asks first on a terminal; elsewhere --yes is required.`,
 	return cmd
 }
 
+// joinRefusal refuses the session flags a join cannot honour: the running workspace w keeps
+// what its up gave it.
+func joinRefusal(opts *sessionOptions, w *agentmachine.Workspace, repo string) error {
+	for _, f := range []struct {
+		flag string
+		set  bool
+	}{{"--secret", len(opts.Secrets) > 0}, {"--auth", len(opts.Auth) > 0}, {"--allow-host", len(opts.AllowHosts) > 0},
+		{"--allow-protected", len(opts.AllowProtected) > 0}, {"--keep", opts.Keep}, {"--direct", opts.Direct}, {"--branch", opts.Branch != ""}} {
+		if f.set {
+			return usageErrorf("%s: workspace %s of %s is up and this command would join it, with what up gave it; bring it up again with %s (up --fresh), or down it to run a session", f.flag, w.Name, repo, f.flag)
+		}
+	}
+	return nil
+}
+
+// upOffering brings the workspace up, and when its image is missing offers to build it
+// (offer, nil: never) and tries once more.
+func upOffering(ctx context.Context, s *agentmachine.Session, prof *profile.Profile, req agentmachine.SessionRequest, fresh bool,
+	offer func(context.Context, error) (bool, error)) (*agentmachine.UpResult, error) {
+	res, err := s.Up(ctx, prof, req, fresh)
+	if offer == nil {
+		return res, err
+	}
+	if built, berr := offer(ctx, err); berr != nil {
+		return nil, berr
+	} else if built {
+		return s.Up(ctx, prof, req, fresh)
+	}
+	return res, err
+}
+
+// openRepo loads the profile and the session and resolves the repository the command names
+// (workspaceRepo): what up, test and serve start with.
+func (o *sessionOptions) openRepo() (prof *profile.Profile, s *agentmachine.Session, wd, repo string, err error) {
+	if prof, err = o.LoadProfile(o.Profile); err != nil {
+		return nil, nil, "", "", err
+	}
+	if s, err = o.Session(); err != nil {
+		return nil, nil, "", "", err
+	}
+	wd, _ = o.WorkDir()
+	repo, err = workspaceRepo(s, prof, o.Repo, wd)
+	return prof, s, wd, repo, err
+}
+
 // joinRunning joins the running workspace of the session's repository and profile, when
 // there is one: joined is false otherwise (the session runs as usual).
 func joinRunning(ctx context.Context, opts *sessionOptions, s *agentmachine.Session, prof *profile.Profile, wd string) (joined bool, err error) {
@@ -383,14 +412,8 @@ func joinRunning(ctx context.Context, opts *sessionOptions, s *agentmachine.Sess
 	if err != nil || w == nil || !w.Running() {
 		return false, err
 	}
-	for _, f := range []struct {
-		flag string
-		set  bool
-	}{{"--secret", len(opts.Secrets) > 0}, {"--auth", len(opts.Auth) > 0}, {"--allow-host", len(opts.AllowHosts) > 0},
-		{"--allow-protected", len(opts.AllowProtected) > 0}, {"--keep", opts.Keep}, {"--direct", opts.Direct}, {"--branch", opts.Branch != ""}} {
-		if f.set {
-			return true, usageErrorf("%s: workspace %s of %s is up and this command would join it, with what up gave it; bring it up again with %s (up --fresh), or down it to run a session", f.flag, w.Name, repo, f.flag)
-		}
+	if err := joinRefusal(opts, w, repo); err != nil {
+		return true, err
 	}
 	if opts.DryRun {
 		fmt.Fprintf(opts.IO.Out, "dry run: would join workspace %s (container %.12s) and run %s there, checked again first\n", w.Name, w.ContainerID, cmp.Or(strings.Join(opts.Args, " "), opts.Tool))
