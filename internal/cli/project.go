@@ -84,16 +84,7 @@ gateway, tests that download dependencies need those hosts allowed (--allow-host
 }
 
 func runTest(ctx context.Context, opts *sessionOptions, step string, args []string) error {
-	prof, err := opts.LoadProfile(opts.Profile)
-	if err != nil {
-		return err
-	}
-	s, err := opts.Session()
-	if err != nil {
-		return err
-	}
-	wd, _ := opts.WorkDir()
-	repo, err := workspaceRepo(s, prof, opts.Repo, wd)
+	prof, s, _, repo, err := opts.openRepo()
 	if err != nil {
 		return err
 	}
@@ -202,16 +193,7 @@ What to run is read from the repository (or --path SUBDIR of it), first match wi
 }
 
 func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, args []string) error {
-	prof, err := opts.LoadProfile(opts.Profile)
-	if err != nil {
-		return err
-	}
-	s, err := opts.Session()
-	if err != nil {
-		return err
-	}
-	wd, _ := opts.WorkDir()
-	repo, err := workspaceRepo(s, prof, opts.Repo, wd)
+	prof, s, wd, repo, err := opts.openRepo()
 	if err != nil {
 		return err
 	}
@@ -231,14 +213,15 @@ func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, a
 	if w != nil {
 		name = w.Name
 	}
-	if opts.DryRun {
-		how := "bring workspace " + name + " up for the time it serves"
-		if w != nil && w.Running() {
-			how = "join running workspace " + name
-		}
-		fmt.Fprintf(opts.IO.Out, "dry run: would %s, start `%s` (from %s) in /%s on the container's 127.0.0.1:%d, and serve it on http://127.0.0.1:%d/ only\n",
-			how, srv.Run, cmp.Or(srv.Source, "the fallback"), strings.TrimPrefix(srv.Dir, "/"), port, port)
-		return nil
+	// Every check the real run makes before starting anything, the dry run makes too.
+	running := w != nil && w.Running()
+	if running {
+		err = joinRefusal(opts, w, repo)
+	} else {
+		err = agentmachine.CheckWorkspaceName(name)
+	}
+	if err != nil {
+		return err
 	}
 	// The host's port is taken first: a port in use fails here, before anything starts.
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -246,19 +229,24 @@ func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, a
 		return &agentmachine.InputError{Flag: "--port", Err: err, Fix: "stop what uses it, or choose another port with --port (the server must listen on it inside too)"}
 	}
 	defer l.Close()
-	if w == nil || !w.Running() {
-		if err := agentmachine.CheckWorkspaceName(name); err != nil {
-			return err
+	req := agentmachine.SessionRequest{Tool: tool.Shell, Repo: repo, Secrets: opts.Secrets, AllowProtected: opts.AllowProtected, WorkDir: wd,
+		Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name}
+	if opts.DryRun {
+		how := "join running workspace " + name
+		if !running {
+			how = "bring workspace " + name + " up (the plan above) for the time it serves"
+			plan, perr := s.Plan(ctx, prof, req)
+			if err := printPlan(opts, plan, perr); err != nil {
+				return err
+			}
 		}
-		req := agentmachine.SessionRequest{Tool: tool.Shell, Repo: repo, Secrets: opts.Secrets, AllowProtected: opts.AllowProtected, WorkDir: wd,
-			Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth, Workspace: name}
+		fmt.Fprintf(opts.IO.Out, "dry run: would %s, start `%s` (from %s) in /%s on the container's 127.0.0.1:%d, and serve it on http://127.0.0.1:%d/ only\n",
+			how, srv.Run, cmp.Or(srv.Source, "the fallback"), strings.TrimPrefix(srv.Dir, "/"), port, port)
+		return nil
+	}
+	if !running {
 		fmt.Fprintf(opts.IO.ErrOut, "Bringing workspace %s up to serve from (it goes down when serving ends) …\n", name)
-		res, err := s.Up(ctx, prof, req, false)
-		if built, berr := opts.offerBuild(ctx, err); berr != nil {
-			return berr
-		} else if built {
-			res, err = s.Up(ctx, prof, req, false)
-		}
+		res, err := upOffering(ctx, s, prof, req, false, opts.offerBuild)
 		if err != nil {
 			return err
 		}
@@ -269,8 +257,6 @@ func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, a
 				fmt.Fprintf(opts.IO.ErrOut, "! down %s: %v (sourceosctl agent-machine down --name %s)\n", w.Name, err, w.Name)
 			}
 		}()
-	} else if len(opts.Secrets)+len(opts.Auth)+len(opts.AllowHosts)+len(opts.AllowProtected) > 0 || opts.Direct || opts.Branch != "" {
-		return usageErrorf("workspace %s of %s is up and serve would join it, with what up gave it; bring it up again with those flags (up --fresh), or down it", w.Name, repo)
 	}
 	logPath := s.Dirs.ServeLog(w.Name)
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -428,13 +414,8 @@ func runNew(ctx context.Context, f *Factory, g *GlobalOptions, name, path, stack
 	if err != nil {
 		return err
 	}
-	req := agentmachine.SessionRequest{Tool: tool.Shell, Repo: path, WorkDir: wd, Workspace: name}
-	up, err := s.Up(ctx, prof, req, false)
-	if built, berr := offerBuild(ctx, f, g, err); berr != nil {
-		return berr
-	} else if built {
-		up, err = s.Up(ctx, prof, req, false)
-	}
+	up, err := upOffering(ctx, s, prof, agentmachine.SessionRequest{Tool: tool.Shell, Repo: path, WorkDir: wd, Workspace: name}, false,
+		func(ctx context.Context, err error) (bool, error) { return offerBuild(ctx, f, g, err) })
 	if err != nil {
 		return err
 	}

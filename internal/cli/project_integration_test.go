@@ -173,10 +173,23 @@ func TestIntegrationProjectServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, busyPort, _ := net.SplitHostPort(busy.Addr().String())
-	code, _, stderr := cli("serve", "--repo", w.repo, "--port", busyPort, "--", "httpd", "-f", "-p", "0.0.0.0:"+busyPort)
+	for _, dry := range []bool{true, false} {
+		args := []string{"serve", "--repo", w.repo, "--port", busyPort}
+		if dry {
+			args = append(args, "--dry-run") // fails where the real run would
+		}
+		code, _, stderr := cli(append(args, "--", "httpd", "-f", "-p", "0.0.0.0:"+busyPort)...)
+		if code != ExitUsage || !strings.Contains(stderr, "--port") || strings.Contains(stderr, "Bringing workspace") {
+			t.Errorf("a port in use (dry run %v): exit %d\n%s", dry, code, stderr)
+		}
+	}
 	busy.Close()
-	if code != ExitUsage || !strings.Contains(stderr, "--port") || strings.Contains(stderr, "Bringing workspace") {
-		t.Errorf("a port in use: exit %d\n%s", code, stderr)
+	code, out, stderr := cli("serve", "--repo", w.repo, "--port", busyPort, "--dry-run", "--", "httpd")
+	if code != 0 || !strings.Contains(out, "Session ") || !strings.Contains(out, "dry run: would bring workspace app up (the plan above)") {
+		t.Errorf("serve --dry-run: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if ps, _ := e.Podman("ps", "-aq", "--filter", "label="+agentmachine.LabelWorkspace+"=app"); strings.TrimSpace(ps) != "" {
+		t.Errorf("serve --dry-run made containers: %s", ps)
 	}
 
 	port := strconv.Itoa(freePort(t))
@@ -210,7 +223,7 @@ func TestIntegrationProjectServe(t *testing.T) {
 	}
 	script := fmt.Sprintf(`wget -q -O- http://127.0.0.1:%d/allowed; echo " allowed=$?"
 wget -q -O- http://127.0.0.1:%d/other 2>&1; echo " other=$?"`, egress.p, egress.op)
-	code, out, stderr := cli("exec", "--name", "app", "--", "sh", "-c", script)
+	code, out, stderr = cli("exec", "--name", "app", "--", "sh", "-c", script)
 	if code != 0 || !strings.Contains(out, " allowed=0") || strings.Contains(out, " other=0") || strings.Contains(out, "REACHED 127.0.0.1:"+fmt.Sprint(egress.op)) {
 		t.Errorf("egress while serving: exit %d\n%s\n%s", code, out, stderr)
 	}
