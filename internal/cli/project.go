@@ -130,12 +130,16 @@ func describeSteps(steps []project.Step) string {
 	return fmt.Sprintf("%d commands (%s)", len(steps), strings.Join(names, ", "))
 }
 
-// projectError makes a project file's problem a usage error (exit 2) with how to fix it.
+// projectError makes a project file's problem a usage error (exit 2) with how to fix it:
+// fix when nothing says how to test, else mend the file or name the command.
 func projectError(err error, fix string) error {
 	var fe *project.FileError
 	var nt *project.NoTestsError
-	if errors.As(err, &fe) || errors.As(err, &nt) {
+	switch {
+	case errors.As(err, &nt):
 		return &agentmachine.InputError{Err: err, Fix: fix}
+	case errors.As(err, &fe):
+		return &agentmachine.InputError{Err: err, Fix: "fix that file (or pick one of its steps with --name), or name the command after --"}
 	}
 	return err // a test file's schema problems are located already, and exit 2 as a profile's do
 }
@@ -199,7 +203,11 @@ func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, a
 	}
 	srv, err := project.DetectServer(repo, sub, port)
 	if err != nil {
-		return projectError(err, "give a directory inside the repository with --path")
+		var fe *project.FileError
+		if errors.As(err, &fe) {
+			return &agentmachine.InputError{Err: err, Fix: "fix that file, or name the server's command: serve -- COMMAND"}
+		}
+		return &agentmachine.InputError{Err: err, Fix: "name an existing directory of the repository (e.g. --path web), or leave --path out for its root"} // --path's own refusals
 	}
 	if len(args) > 0 {
 		srv.Source, srv.Run = "the command line", agentmachine.ShellQuote(args)
