@@ -16,6 +16,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/cause"
 	"github.com/sourceos/sourceosctl/internal/egress"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/evidencelog"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 )
 
@@ -32,6 +33,7 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 		in.Dir = dir
 		bundle, err := r.writeRecord(in, i == len(dirs)-1)
 		if err == nil {
+			r.logBundle(bundle, in.Key)
 			if !r.Quiet {
 				fmt.Fprintf(r.IO.ErrOut, "evidence: %s\n", bundle)
 			}
@@ -40,6 +42,15 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 		errs = append(errs, err)
 	}
 	return "", fmt.Errorf("%w: %v", ErrNoEvidence, errs[len(errs)-1])
+}
+
+// logBundle appends the written bundle to its evidence directory's session log. The bundle
+// stands on its own when the log cannot take it: the user is told, and `evidence log verify`
+// names the bundle as not in the log.
+func (r *sessionRun) logBundle(bundle string, key *evidence.Key) {
+	if _, err := evidencelog.Append(bundle, key.Signer); err != nil {
+		fmt.Fprintf(r.IO.ErrOut, "! the bundle %s is not in the session log of %s: %v\n", filepath.Base(bundle), filepath.Dir(bundle), err)
+	}
 }
 
 // recordInput is what the record is made of: the session as it stands when its tool has

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/evidencelog"
 	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
@@ -35,7 +36,7 @@ Stock cosign verifies a bundle too:
 		Args: noArgs,
 		RunE: helpOnly,
 	}
-	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f))
+	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f), newEvidenceLogCmd(f))
 	return cmd
 }
 
@@ -43,10 +44,14 @@ type evidenceOptions struct {
 	IO *IOStreams
 	// HostKey is this host's own evidence public key, the default for verify.
 	HostKey func() (string, error)
+	// HostEvidence is this host's default evidence directory, the default for the log's commands.
+	HostEvidence func() (string, error)
 
 	Path   string
 	Key    string
 	Output string
+	Strict bool
+	Since  string
 }
 
 func newEvidenceOptions(f *Factory) *evidenceOptions {
@@ -57,6 +62,12 @@ func newEvidenceOptions(f *Factory) *evidenceOptions {
 		}
 		_, pub := dirs.SigningKeyPaths()
 		return pub, nil
+	}, HostEvidence: func() (string, error) {
+		dirs, err := f.Dirs()
+		if err != nil {
+			return "", err
+		}
+		return dirs.EvidenceDir(), nil
 	}}
 }
 
@@ -73,7 +84,12 @@ func newEvidenceVerifyCmd(f *Factory) *cobra.Command {
 the bare envelope matches it; the DSSE signature verifies; the verified payload is a strict
 in-toto Statement v1 with our predicate type and a predicate valid against its schema; every
 artifact exists and matches its SHA-256; no artifact is left unsigned. Exits 0 only when
-all hold, otherwise 1, naming the first check that failed.`,
+all hold, otherwise 1, naming the first check that failed.
+
+Then the bundle's place in the session log: its log-inclusion.json proves it is an entry of
+a checkpoint signed by the same key, and the log beside it (EVIDENCE/log) still holds it
+there under its latest checkpoint. A bundle in no log (written before the log existed) is
+reported, and fails only with --strict.`,
 		Example: `  sourceosctl agent-machine evidence verify BUNDLE_DIR --key agent.pub`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,6 +101,7 @@ all hold, otherwise 1, naming the first check that failed.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Key, "key", "", "public key `PUB.pem` to verify with (default: this host's evidence key)")
+	cmd.Flags().BoolVar(&opts.Strict, "strict", false, "also fail when the bundle is in no session log")
 	return cmd
 }
 
@@ -125,10 +142,26 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	if err != nil {
 		return &VerificationFailedError{Err: err}
 	}
+	place, logErr := evidencelog.VerifyBundle(opts.Path, v)
+	var notLogged *evidencelog.NotLoggedError
+	if logErr != nil && (!errors.As(logErr, &notLogged) || opts.Strict) {
+		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkLog, Detail: logErr.Error()}}
+	}
 	p := got.Statement.Predicate
 	fmt.Fprintf(opts.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
+	switch {
+	case logErr != nil:
+		fmt.Fprintf(opts.IO.Out, "  ! %s (--strict makes this a failure)\n", logErr)
+	case place.LatestSize == 0:
+		fmt.Fprintf(opts.IO.Out, "  session log: entry %d of a checkpoint of %d entries, signed by this key (its log is not beside it: not checked further)\n", place.Index, place.TreeSize)
+	default:
+		fmt.Fprintf(opts.IO.Out, "  session log: entry %d; the log's latest checkpoint (%d entries) still holds it\n", place.Index, place.LatestSize)
+	}
 	return nil
 }
+
+// checkLog is the check that a bundle is where the session log says.
+const checkLog = "log"
 
 func newEvidenceInspectCmd(f *Factory) *cobra.Command {
 	opts := newEvidenceOptions(f)

@@ -25,9 +25,13 @@ const (
 	PayloadType     = "application/vnd.in-toto+json"
 	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
-	BundleFile    = "attestation.sigstore.json"
-	EnvelopeFile  = "attestation.intoto.json"
-	ArtifactsDir  = "artifacts"
+	BundleFile   = "attestation.sigstore.json"
+	EnvelopeFile = "attestation.intoto.json"
+	ArtifactsDir = "artifacts"
+	// InclusionFile is the session log's proof that the bundle is in it, written beside the
+	// signed files after the bundle (internal/evidencelog checks it; it carries its own
+	// signed checkpoint).
+	InclusionFile = "log-inclusion.json"
 	PublicKeyHint = "sourceosctl-evidence"
 )
 

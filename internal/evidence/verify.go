@@ -167,14 +167,15 @@ func checkArtifacts(dir string, st *Statement) error {
 			extra = append(extra, ArtifactsDir+"/"+e.Name())
 		}
 	}
-	// Beside artifacts/, only the two attestation files (which carry the signature) belong.
+	// Beside artifacts/, only the two attestation files (which carry the signature) and the
+	// session log's inclusion proof (which carries its own) belong.
 	top, err := os.ReadDir(dir)
 	if err != nil {
 		return &VerifyError{CheckArtifacts, cause.Root(err).Error()}
 	}
 	for _, e := range top {
 		switch name := e.Name(); {
-		case name == ArtifactsDir && e.IsDir(), (name == BundleFile || name == EnvelopeFile) && e.Type().IsRegular():
+		case name == ArtifactsDir && e.IsDir(), (name == BundleFile || name == EnvelopeFile || name == InclusionFile) && e.Type().IsRegular():
 		default:
 			extra = append(extra, name)
 		}

@@ -1,0 +1,472 @@
+package evidencelog
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/transparency-dev/merkle/proof"
+
+	"github.com/sourceos/sourceosctl/internal/evidence"
+)
+
+// Problems Verify names.
+const (
+	ProblemCheckpoint  = "checkpoint"  // the latest checkpoint is unreadable or not signed by the key
+	ProblemEdited      = "edited"      // the log's own files were changed: a line is not an entry, or the entries do not hash to a signed root
+	ProblemDeleted     = "deleted"     // a bundle in the log is gone
+	ProblemReplaced    = "replaced"    // a bundle is not the one appended (another session's, an older one, or re-signed)
+	ProblemReordered   = "reordered"   // an entry is not where its bundle's own proof puts it
+	ProblemInserted    = "inserted"    // a bundle directory the log does not hold
+	ProblemDuplicated  = "duplicated"  // one bundle named by two entries
+	ProblemUncommitted = "uncommitted" // entries no signed checkpoint covers
+	ProblemInclusion   = "inclusion"   // a bundle's stored inclusion proof is missing or does not verify
+	ProblemSince       = "since"       // the log is not consistent with the checkpoint the auditor kept
+)
+
+// Problem is one thing wrong with the log, naming the bundle and position when it can.
+type Problem struct {
+	Kind   string  `json:"kind"`
+	Bundle string  `json:"bundle,omitempty"`
+	Index  *uint64 `json:"index,omitempty"`
+	Detail string  `json:"detail"`
+}
+
+func (p Problem) String() string {
+	where := ""
+	if p.Index != nil {
+		where = fmt.Sprintf(" [entry %d]", *p.Index)
+	}
+	if p.Bundle != "" {
+		where += " " + p.Bundle
+	}
+	return fmt.Sprintf("%s%s: %s", strings.ToUpper(p.Kind), where, p.Detail)
+}
+
+// Result is what Verify found.
+type Result struct {
+	Dir        string    `json:"dir"`
+	Origin     string    `json:"origin"`
+	Size       uint64    `json:"size"`
+	Root       string    `json:"root"`
+	Checkpoint string    `json:"checkpoint"`
+	Bundles    int       `json:"bundles"` // bundle directories in the evidence directory
+	Since      *Since    `json:"since,omitempty"`
+	Problems   []Problem `json:"problems"`
+}
+
+// Since is the auditor's kept checkpoint and whether the log still extends it.
+type Since struct {
+	Size       uint64 `json:"size"`
+	Root       string `json:"root"`
+	Consistent bool   `json:"consistent"`
+}
+
+// OK says the log verified with nothing wrong.
+func (r *Result) OK() bool { return len(r.Problems) == 0 }
+
+// NoLogError says the evidence directory has no session log.
+type NoLogError struct{ Dir string }
+
+func (e *NoLogError) Error() string {
+	return fmt.Sprintf("%s has no session log (no %s): sessions recorded there before the log existed are verified one by one with `evidence verify`", e.Dir, filepath.Join(Dir, StateFile))
+}
+
+// Verify checks the log of the evidence directory evDir with the evidence public key: the
+// latest checkpoint's signature, the entries against it, every bundle against its entry and
+// its own inclusion proof, the directory for bundles the log does not hold and, when since
+// is given (a signed checkpoint an auditor kept), that the log still extends it.
+func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
+	logDir := filepath.Join(evDir, Dir)
+	raw, err := os.ReadFile(filepath.Join(logDir, StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &NoLogError{Dir: evDir}
+	} else if err != nil {
+		return nil, err
+	}
+	var kept *Checkpoint
+	if since != nil {
+		c, err := OpenCheckpoint(since, v)
+		if err != nil {
+			return nil, &SinceError{Err: err}
+		}
+		kept = &c
+	}
+	res := &Result{Dir: evDir, Problems: []Problem{}}
+	add := func(p Problem) { res.Problems = append(res.Problems, p) }
+
+	var cp *Checkpoint
+	if st, _, err := parseState(raw); err != nil {
+		add(Problem{Kind: ProblemCheckpoint, Detail: StateFile + ": " + err.Error()})
+	} else if c, err := OpenCheckpoint([]byte(st.Checkpoint), v); err != nil {
+		add(Problem{Kind: ProblemCheckpoint, Detail: "the latest checkpoint in " + StateFile + ": " + err.Error()})
+	} else {
+		cp = &c
+		res.Origin, res.Size, res.Root, res.Checkpoint = c.Origin, c.Size, hex.EncodeToString(c.Root), st.Checkpoint
+	}
+
+	entries, err := readEntries(filepath.Join(logDir, EntriesFile))
+	var lineErr *LineError
+	switch {
+	case errors.As(err, &lineErr):
+		add(Problem{Kind: ProblemEdited, Detail: lineErr.Error() + "; the entries after it are not checked"})
+	case errors.Is(err, fs.ErrNotExist):
+		add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " is missing"})
+	case err != nil:
+		return nil, err
+	}
+	committed := entries
+	if cp != nil {
+		if uint64(len(entries)) > cp.Size {
+			committed = entries[:cp.Size]
+			for i, e := range entries[cp.Size:] {
+				idx := cp.Size + uint64(i)
+				add(Problem{Kind: ProblemUncommitted, Bundle: e.Bundle, Index: &idx, Detail: "no signed checkpoint covers this entry (an append that stopped before it was committed, or a line added by hand)"})
+			}
+		} else if uint64(len(entries)) < cp.Size && lineErr == nil {
+			add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("%s holds %d entries; the signed checkpoint covers %d: entries were removed", EntriesFile, len(entries), cp.Size)})
+		}
+	}
+
+	checks := checkBundles(evDir, committed)
+	need := map[uint64][]byte{}
+	if cp != nil {
+		need[cp.Size] = cp.Root
+	}
+	if kept != nil {
+		need[kept.Size] = nil
+	}
+	for _, c := range checks {
+		if c.cp != nil {
+			need[c.cp.Size] = nil
+		}
+	}
+	roots := prefixRoots(committed, need)
+
+	if cp != nil && uint64(len(committed)) == cp.Size && !bytes.Equal(roots[cp.Size], cp.Root) {
+		add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " does not hash to the signed checkpoint's root: entries were edited, reordered, removed or inserted"})
+	}
+	seen := map[string]uint64{}
+	type rewrite struct {
+		size   uint64
+		bundle string
+	}
+	var rewritten *rewrite
+	var intact uint64
+	for i, e := range committed {
+		idx := uint64(i)
+		at := func(kind, detail string) { add(Problem{Kind: kind, Bundle: e.Bundle, Index: &idx, Detail: detail}) }
+		if e.Index != idx {
+			at(ProblemReordered, fmt.Sprintf("the entry on line %d says it is entry %d", i+1, e.Index))
+		}
+		if first, dup := seen[e.Bundle]; dup {
+			at(ProblemDuplicated, fmt.Sprintf("the bundle is also entry %d", first))
+			continue
+		}
+		seen[e.Bundle] = idx
+		c := checks[i]
+		switch {
+		case c.badName:
+			at(ProblemEdited, "the entry's bundle is not a directory name")
+			continue
+		case c.missing:
+			at(ProblemDeleted, "the bundle the log holds here is gone from "+evDir)
+			continue
+		case c.err != nil:
+			at(ProblemDeleted, "the bundle cannot be read: "+c.err.Error())
+			continue
+		case hex.EncodeToString(c.leaf) != e.Leaf:
+			at(ProblemReplaced, "its "+evidence.BundleFile+" is not the one appended (another session's, an older one or a re-signed one)")
+		}
+		switch {
+		case c.incErr != nil:
+			at(ProblemInclusion, c.incErr.Error())
+		case c.inc.Index != idx:
+			at(ProblemReordered, fmt.Sprintf("its own inclusion proof puts it at entry %d", c.inc.Index))
+		case c.cp != nil && !bytes.Equal(roots[c.cp.Size], c.cp.Root) && uint64(len(committed)) >= c.cp.Size:
+			// Only now is the proof's own signature checked (the cost of one signature per
+			// bundle would dominate): it says whom to blame.
+			if _, err := OpenCheckpoint([]byte(c.inc.Checkpoint), v); err != nil {
+				at(ProblemInclusion, InclusionFile+": its checkpoint: "+err.Error())
+			} else if rewritten == nil || c.cp.Size < rewritten.size {
+				rewritten = &rewrite{size: c.cp.Size, bundle: e.Bundle}
+			}
+		case c.cp != nil && c.cp.Size > intact:
+			intact = c.cp.Size
+		}
+	}
+	if rewritten != nil {
+		// Every later prefix differs too: the earliest signed prefix that no longer matches,
+		// and the longest that still does below it, bound where the history was changed.
+		still := "none of the signed checkpoints before it still matches"
+		if intact > 0 && intact < rewritten.size {
+			still = fmt.Sprintf("the first %d still match their signed checkpoint", intact)
+		}
+		add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the signed checkpoint bundle %s's proof carries (%s): the log's history was rewritten", rewritten.size, rewritten.bundle, still)})
+	}
+	for _, e := range entries[len(committed):] {
+		seen[e.Bundle] = 0 // named as uncommitted already
+	}
+
+	bundles, err := evidence.List(evDir)
+	if err != nil {
+		return nil, err
+	}
+	res.Bundles = len(bundles)
+	sort.Strings(bundles)
+	for _, b := range bundles {
+		name := filepath.Base(b)
+		if _, ok := seen[name]; !ok {
+			detail := "the bundle is not in the log (added to the directory, or written when the log could not take it)"
+			if _, err := os.Stat(filepath.Join(b, InclusionFile)); err == nil {
+				detail = "the bundle is not in this log, though it carries an inclusion proof (moved here from another log, or its entry was removed)"
+			}
+			add(Problem{Kind: ProblemInserted, Bundle: name, Detail: detail})
+		}
+	}
+
+	if kept != nil {
+		res.Since = &Since{Size: kept.Size, Root: hex.EncodeToString(kept.Root)}
+		switch {
+		case cp != nil && kept.Origin != cp.Origin:
+			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the kept checkpoint is of another log (origin %s; this log is %s)", kept.Origin, cp.Origin)})
+		case kept.Size > uint64(len(committed)):
+			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log holds %d entries, fewer than the %d of the kept checkpoint: it was truncated or rolled back", len(committed), kept.Size)})
+		case !bytes.Equal(roots[kept.Size], kept.Root):
+			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the kept checkpoint's root: the log was rewritten since", kept.Size)})
+		default:
+			res.Since.Consistent = true
+		}
+	}
+	return res, nil
+}
+
+// SinceError says the kept checkpoint given to Verify cannot be used.
+type SinceError struct{ Err error }
+
+func (e *SinceError) Error() string { return "the kept checkpoint: " + e.Err.Error() }
+func (e *SinceError) Unwrap() error { return e.Err }
+
+// bundleCheck is what one entry's bundle directory holds.
+type bundleCheck struct {
+	badName bool
+	missing bool
+	err     error
+	leaf    []byte
+	inc     *Inclusion
+	cp      *Checkpoint // the checkpoint the bundle's proof was signed against (signature checked by CheckInclusion)
+	incErr  error
+}
+
+// checkBundles reads every entry's bundle — its leaf hash and its inclusion proof — on as
+// many goroutines as there are processors.
+func checkBundles(evDir string, entries []Entry) []bundleCheck {
+	out := make([]bundleCheck, len(entries))
+	var wg sync.WaitGroup
+	next := make(chan int, 256)
+	for w := 0; w < runtime.NumCPU()*2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i] = checkBundle(evDir, entries[i])
+			}
+		}()
+	}
+	for i := range entries {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func checkBundle(evDir string, e Entry) bundleCheck {
+	if e.Bundle != filepath.Base(e.Bundle) || e.Bundle == "." || e.Bundle == ".." || strings.ContainsAny(e.Bundle, `/\`) {
+		return bundleCheck{badName: true}
+	}
+	dir := filepath.Join(evDir, e.Bundle)
+	leaf, err := LeafHash(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return bundleCheck{missing: true}
+	} else if err != nil {
+		return bundleCheck{err: err}
+	}
+	c := bundleCheck{leaf: leaf}
+	c.inc, c.cp, c.incErr = readInclusion(dir, leaf)
+	return c
+}
+
+// readInclusion reads a bundle's log-inclusion.json and checks that its audit path leads
+// from the bundle's leaf to the root of the checkpoint stored with it. The checkpoint's
+// signature is checked by the caller (CheckInclusion) or against the log.
+func readInclusion(bundleDir string, leaf []byte) (*Inclusion, *Checkpoint, error) {
+	raw, err := os.ReadFile(filepath.Join(bundleDir, InclusionFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, errors.New("the bundle has no " + InclusionFile)
+	} else if err != nil {
+		return nil, nil, err
+	}
+	var inc Inclusion
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&inc); err != nil {
+		return nil, nil, fmt.Errorf("%s is not an inclusion proof: %v", InclusionFile, err)
+	}
+	cpText := inc.Checkpoint
+	body, _, _ := strings.Cut(cpText, "\n\n")
+	cp, err := parseBody(body + "\n")
+	if err != nil {
+		return &inc, nil, fmt.Errorf("%s: its checkpoint: %v", InclusionFile, err)
+	}
+	if cp.Size != inc.TreeSize {
+		return &inc, nil, fmt.Errorf("%s: its checkpoint is of size %d, the proof of size %d", InclusionFile, cp.Size, inc.TreeSize)
+	}
+	if inc.LeafHash != hex.EncodeToString(leaf) {
+		return &inc, nil, fmt.Errorf("%s proves another bundle's leaf", InclusionFile)
+	}
+	path, err := unhexAll(inc.Hashes)
+	if err != nil {
+		return &inc, nil, fmt.Errorf("%s: %v", InclusionFile, err)
+	}
+	if err := proof.VerifyInclusion(hasher, inc.Index, inc.TreeSize, leaf, path, cp.Root); err != nil {
+		return &inc, nil, fmt.Errorf("%s does not prove the bundle is in the log: its audit path does not lead to its checkpoint's root", InclusionFile)
+	}
+	return &inc, &cp, nil
+}
+
+// CheckInclusion verifies a bundle's own inclusion proof with the evidence public key: the
+// stored checkpoint is signed by the key and the audit path leads from the bundle to its
+// root. It returns the proof; a bundle without one gives an error naming the file.
+func CheckInclusion(bundleDir string, v signature.Verifier) (*Inclusion, error) {
+	leaf, err := LeafHash(bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	inc, _, err := readInclusion(bundleDir, leaf)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := OpenCheckpoint([]byte(inc.Checkpoint), v); err != nil {
+		return nil, fmt.Errorf("%s: its checkpoint: %v", InclusionFile, err)
+	}
+	return inc, nil
+}
+
+// prefixRoots computes, in one pass over the entries' leaves, the root of every prefix whose
+// size is a key of need (a size beyond the entries gets no root).
+func prefixRoots(entries []Entry, need map[uint64][]byte) map[uint64][]byte {
+	out := map[uint64][]byte{}
+	rng := factory.NewEmptyRange(0)
+	record := func() {
+		if _, ok := need[rng.End()]; ok {
+			if root, err := rootOf(rng); err == nil {
+				out[rng.End()] = root
+			}
+		}
+	}
+	record()
+	for _, e := range entries {
+		leaf, err := hex.DecodeString(e.Leaf)
+		if err != nil {
+			break
+		}
+		if err := rng.Append(leaf, nil); err != nil {
+			break
+		}
+		record()
+	}
+	return out
+}
+
+// BundleInLog is where a bundle stands in its evidence directory's session log.
+type BundleInLog struct {
+	Index      uint64 `json:"index"`
+	TreeSize   uint64 `json:"treeSize"`   // the size of the checkpoint stored with the bundle
+	LatestSize uint64 `json:"latestSize"` // the size of the log's latest checkpoint
+}
+
+// NotLoggedError says a bundle is in no session log: written before the log existed, or
+// outside an evidence directory.
+type NotLoggedError struct{ Bundle string }
+
+func (e *NotLoggedError) Error() string {
+	return "the bundle is in no session log (no " + InclusionFile + ", and its directory's log does not name it)"
+}
+
+// VerifyBundle checks a bundle's place in the session log: its own inclusion proof against
+// the signed checkpoint stored with it and, when its directory holds the log, that the
+// log's entry at that index is this bundle and that the log's latest signed checkpoint still
+// extends the one in the proof. A bundle the log names but whose proof is gone fails; a
+// bundle in no log gives a NotLoggedError.
+func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) {
+	bundleDir = filepath.Clean(bundleDir)
+	evDir, name := filepath.Dir(bundleDir), filepath.Base(bundleDir)
+	_, statErr := os.Stat(filepath.Join(bundleDir, InclusionFile))
+	raw, err := os.ReadFile(filepath.Join(evDir, Dir, StateFile))
+	hasLog := err == nil
+	if errors.Is(statErr, fs.ErrNotExist) {
+		if hasLog {
+			if entries, _ := readEntries(filepath.Join(evDir, Dir, EntriesFile)); containsBundle(entries, name) {
+				return nil, errors.New("the session log names this bundle but its " + InclusionFile + " is gone")
+			}
+		}
+		return nil, &NotLoggedError{Bundle: bundleDir}
+	}
+	inc, err := CheckInclusion(bundleDir, v)
+	if err != nil {
+		return nil, err
+	}
+	out := &BundleInLog{Index: inc.Index, TreeSize: inc.TreeSize}
+	if !hasLog {
+		return out, nil // moved out of its evidence directory: its own proof is what remains
+	}
+	st, _, err := parseState(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the session log's %s: %v", StateFile, err)
+	}
+	latest, err := OpenCheckpoint([]byte(st.Checkpoint), v)
+	if err != nil {
+		return nil, fmt.Errorf("the session log's latest checkpoint: %v", err)
+	}
+	entries, err := readEntries(filepath.Join(evDir, Dir, EntriesFile))
+	if err != nil {
+		return nil, fmt.Errorf("the session log: %v", err)
+	}
+	if uint64(len(entries)) < latest.Size {
+		return nil, fmt.Errorf("the session log holds %d entries, its checkpoint %d: run `evidence log verify`", len(entries), latest.Size)
+	}
+	entries = entries[:latest.Size]
+	if inc.Index >= uint64(len(entries)) || entries[inc.Index].Bundle != name || entries[inc.Index].Leaf != inc.LeafHash {
+		return nil, fmt.Errorf("the session log's entry %d is not this bundle: run `evidence log verify`", inc.Index)
+	}
+	own, _ := parseBody(strings.SplitN(inc.Checkpoint, "\n\n", 2)[0] + "\n")
+	roots := prefixRoots(entries, map[uint64][]byte{inc.TreeSize: nil, latest.Size: nil})
+	if !bytes.Equal(roots[latest.Size], latest.Root) {
+		return nil, errors.New("the session log's entries do not match its latest signed checkpoint: run `evidence log verify`")
+	}
+	if own.Origin != latest.Origin || !bytes.Equal(roots[inc.TreeSize], own.Root) {
+		return nil, errors.New("the session log no longer extends the checkpoint in the bundle's proof: its history was rewritten; run `evidence log verify`")
+	}
+	out.LatestSize = latest.Size
+	return out, nil
+}
+
+func containsBundle(entries []Entry, name string) bool {
+	for _, e := range entries {
+		if e.Bundle == name {
+			return true
+		}
+	}
+	return false
+}
