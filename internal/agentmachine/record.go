@@ -48,8 +48,12 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 // stands on its own when the log cannot take it: the user is told, and `evidence log verify`
 // names the bundle as not in the log.
 func (r *sessionRun) logBundle(bundle string, key *evidence.Key) {
-	if _, err := evidencelog.Append(bundle, key.Signer); err != nil {
+	a, err := evidencelog.Append(bundle, key.Signer)
+	switch {
+	case err != nil:
 		fmt.Fprintf(r.IO.ErrOut, "! the bundle %s is not in the session log of %s: %v\n", filepath.Base(bundle), filepath.Dir(bundle), err)
+	case a.Adopted > 0:
+		fmt.Fprintf(r.IO.ErrOut, "Started the session log of %s with its %d earlier bundles (see `evidence log --help`)\n", filepath.Dir(bundle), a.Adopted)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,8 +54,11 @@ func verifyBundle(t *testing.T, w *workspace, dir string) *evidence.Predicate {
 	t.Helper()
 	pub := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys", "evidence.pub")
 	f, out, errOut := testFactory(t)
-	if code := run(t, f, "am", "evidence", "verify", dir, "--key", pub); code != 0 {
+	if code := run(t, f, "am", "evidence", "verify", dir, "--key", pub, "--strict"); code != 0 {
 		t.Fatalf("evidence verify: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out.String(), "session log: entry ") {
+		t.Fatalf("evidence verify does not place the bundle in the session log:\n%s", out)
 	}
 	if cosign := cosigntest.Binary(t); cosign != "" {
 		args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
@@ -192,7 +196,7 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 	})
 	t.Run("inspect lists them newest first", func(t *testing.T) {
 		f, out, errOut := testFactory(t)
-		evDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
+		evDir := w.evidenceDir()
 		if code := run(t, f, "am", "evidence", "inspect", evDir); code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
@@ -201,6 +205,61 @@ func TestIntegrationEvidenceMatchesReality(t *testing.T) {
 			t.Errorf("inspect table:\n%s", out)
 		}
 	})
+	t.Run("the session log holds every session; a deleted bundle is named", func(t *testing.T) {
+		bundles, err := evidence.List(w.evidenceDir())
+		if err != nil || len(bundles) < 5 {
+			t.Fatalf("bundles: %v %v", bundles, err)
+		}
+		if code, out := verifyLog(t, w); code != 0 || !strings.Contains(out, fmt.Sprintf("%d entries under the latest signed checkpoint", len(bundles))) {
+			t.Fatalf("log verify: exit %d\n%s", code, out)
+		}
+		pub := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys", "evidence.pub")
+		f, kept, errOut := testFactory(t)
+		if code := run(t, f, "am", "evidence", "log", "checkpoint", w.evidenceDir(), "--key", pub); code != 0 {
+			t.Fatalf("log checkpoint: exit %d: %s", code, errOut)
+		}
+		keptFile := filepath.Join(t.TempDir(), "kept.checkpoint")
+		if err := os.WriteFile(keptFile, kept.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		victim := bundles[len(bundles)/2]
+		aside := filepath.Join(t.TempDir(), "aside")
+		if err := os.Rename(victim, aside); err != nil {
+			t.Fatal(err)
+		}
+		code, out := verifyLog(t, w, "--since", keptFile)
+		if code != 1 || !strings.Contains(out, "DELETED") || !strings.Contains(out, filepath.Base(victim)) || !strings.Contains(out, "the log still extends it") {
+			t.Errorf("a deleted bundle: exit %d\n%s", code, out)
+		}
+		if err := os.Rename(aside, victim); err != nil {
+			t.Fatal(err)
+		}
+		f, jsonOut, _ := testFactory(t)
+		if code := run(t, f, "am", "evidence", "log", "verify", w.evidenceDir(), "--key", pub, "--since", keptFile, "-o", "json"); code != 0 {
+			t.Fatalf("log verify -o json: exit %d\n%s", code, jsonOut)
+		}
+		var res struct {
+			Size     int
+			Since    struct{ Consistent bool }
+			Problems []any
+		}
+		if err := json.Unmarshal(jsonOut.Bytes(), &res); err != nil || res.Size != len(bundles) || !res.Since.Consistent || len(res.Problems) != 0 {
+			t.Errorf("log verify -o json: %v %+v\n%s", err, res, jsonOut)
+		}
+	})
+}
+
+// verifyLog runs `evidence log verify` on the workspace's evidence directory with its key.
+func verifyLog(t *testing.T, w *workspace, args ...string) (code int, out string) {
+	t.Helper()
+	pub := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys", "evidence.pub")
+	f, stdout, errOut := testFactory(t)
+	code = run(t, f, append([]string{"am", "evidence", "log", "verify", w.evidenceDir(), "--key", pub}, args...)...)
+	return code, stdout.String() + errOut.String()
+}
+
+func (w *workspace) evidenceDir() string {
+	return filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
 }
 
 func assertNoSecretIn(t *testing.T, dir string) {

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/evidencelog"
 )
 
 // TestInspectEscapesWhatTheAgentWrote: a bundle's values can hold what the agent chose — a
@@ -27,5 +30,83 @@ func TestInspectEscapesWhatTheAgentWrote(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `\u009b2J\x1b]52`) {
 		t.Errorf("the escaped form is not shown:\n%s", out.String())
+	}
+}
+
+// TestEvidenceLogCommands: the log's commands on a log, on what is not one, and on bad
+// input, with their exit codes and messages.
+func TestEvidenceLogCommands(t *testing.T) {
+	base := t.TempDir()
+	pub := filepath.Join(base, "evidence.pub")
+	key, err := evidence.LoadOrCreateKey(filepath.Join(base, "evidence.key"), pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evDir := filepath.Join(base, "evidence")
+	write := func(id string) string {
+		dir, err := evidence.Write(evDir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	unlogged := write("20261202t100000z-000000000001")
+	noLogDir := filepath.Dir(unlogged)
+	run1 := func(args ...string) (int, string) {
+		f, out, errOut := testFactory(t)
+		code := run(t, f, append([]string{"am", "evidence"}, args...)...)
+		return code, out.String() + errOut.String()
+	}
+	notPEM := filepath.Join(base, "not.pem")
+	garbage := filepath.Join(base, "garbage.checkpoint")
+	for p, data := range map[string]string{notPEM: "hello", garbage: "not a checkpoint\n"} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no such directory", []string{"log", "verify", filepath.Join(base, "nope"), "--key", pub}, 2, "is not an evidence directory"},
+		{"a directory without a log", []string{"log", "verify", noLogDir, "--key", pub}, 2, "has no session log"},
+		{"checkpoint of a directory without a log", []string{"log", "checkpoint", noLogDir, "--key", pub}, 2, "has no session log"},
+		{"a key that is not PEM", []string{"log", "verify", noLogDir, "--key", notPEM}, 2, "--key"},
+		{"no key and none on this host", []string{"log", "verify", noLogDir}, 2, "no --key given"},
+		{"an unlogged bundle is reported", []string{"verify", unlogged, "--key", pub}, 0, "in no session log"},
+		{"an unlogged bundle fails --strict", []string{"verify", unlogged, "--key", pub, "--strict"}, 1, "log check failed: the bundle is in no session log"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := run1(tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s", code, tc.code, tc.want, out)
+			}
+		})
+	}
+	logged := write("20261202t100000z-000000000002")
+	if _, err := evidencelog.Append(logged, key.Signer); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"a kept checkpoint that is missing", []string{"log", "verify", evDir, "--key", pub, "--since", filepath.Join(base, "nope")}, 2, "--since"},
+		{"a kept checkpoint that is not one", []string{"log", "verify", evDir, "--key", pub, "--since", garbage}, 2, "not a signed checkpoint: malformed note"},
+		{"the log adopted the earlier bundle", []string{"log", "verify", evDir, "--key", pub}, 0, "2 entries under the latest signed checkpoint"},
+		{"checkpoint prints the signed note", []string{"log", "checkpoint", evDir, "--key", pub}, 0, "\n2\n"},
+		{"the logged bundle's place", []string{"verify", logged, "--key", pub, "--strict"}, 0, "session log: entry 1; the log's latest checkpoint (2 entries) still holds it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := run1(tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s", code, tc.code, tc.want, out)
+			}
+		})
 	}
 }

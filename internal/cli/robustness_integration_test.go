@@ -85,6 +85,10 @@ func TestIntegrationEightConcurrentSessions(t *testing.T) {
 	if names := sessionContainers(t, e); len(names) != 0 {
 		t.Errorf("containers left: %v", names)
 	}
+	// Eight processes appended to one session log at once: it holds each bundle once.
+	if code, out := verifyLog(t, w); code != 0 || !strings.Contains(out, "8 entries under the latest signed checkpoint") || !strings.Contains(out, "8 bundle directories") {
+		t.Errorf("the session log after eight concurrent sessions: exit %d\n%s", code, out)
+	}
 }
 
 // TestIntegrationRepositoryDeletedMidSession: the repository disappears while the tool
