@@ -47,6 +47,7 @@ func lifecycle(ws *workspaceRun) []phase {
 			{name: "prepare", run: (*sessionRun).prepare, required: true},
 			{name: "inspect", run: (*sessionRun).joinCheck},
 			{name: "exec", run: (*sessionRun).execJoin},
+			{name: "drift", run: (*sessionRun).joinDrift, always: true},
 			{name: "collect", run: (*sessionRun).collectWorkspace, always: true},
 		}
 	case ws.action == actionDown:
@@ -64,6 +65,7 @@ func lifecycle(ws *workspaceRun) []phase {
 		{name: "create", run: (*sessionRun).create},
 		{name: "compare", run: (*sessionRun).compare},
 		{name: "run", run: (*sessionRun).run},
+		{name: "drift", run: (*sessionRun).drift, always: true},
 		{name: "collect", run: (*sessionRun).collect, always: true},
 	}
 }

@@ -86,6 +86,9 @@ in-toto Statement v1 with our predicate type and a predicate valid against its s
 artifact exists and matches its SHA-256; no artifact is left unsigned. Exits 0 only when
 all hold, otherwise 1, naming the first check that failed.
 
+With --strict, a record whose container changed while the tool ran (drift: inspected again
+at the end and compared with the plan) or could not be inspected again fails too.
+
 Then the bundle's place in the session log: its log-inclusion.json proves it is an entry of
 a checkpoint signed by the same key, and the log beside it (EVIDENCE/log) still holds it
 there under its latest checkpoint. A bundle in no log (written before the log existed) is
@@ -101,7 +104,7 @@ reported, and fails only with --strict.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Key, "key", "", "public key `PUB.pem` to verify with (default: this host's evidence key)")
-	cmd.Flags().BoolVar(&opts.Strict, "strict", false, "also fail when the bundle is in no session log")
+	cmd.Flags().BoolVar(&opts.Strict, "strict", false, "also fail on drift (the container changed while the tool ran) and when the bundle is in no session log")
 	return cmd
 }
 
@@ -148,7 +151,14 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkLog, Detail: logErr.Error()}}
 	}
 	p := got.Statement.Predicate
+	drift := driftProblem(p.Checks)
+	if drift != "" && opts.Strict {
+		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkDrift, Detail: drift}}
+	}
 	fmt.Fprintf(opts.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
+	if drift != "" {
+		fmt.Fprintf(opts.IO.Out, "  ! %s (--strict makes this a failure)\n", textsafe.String(drift))
+	}
 	switch {
 	case logErr != nil:
 		fmt.Fprintf(opts.IO.Out, "  ! %s (--strict makes this a failure)\n", logErr)
@@ -160,8 +170,24 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	return nil
 }
 
-// checkLog is the check that a bundle is where the session log says.
-const checkLog = "log"
+// checkLog is the check that a bundle is where the session log says; checkDrift that the
+// container was as planned at the end too.
+const (
+	checkLog   = "log"
+	checkDrift = "drift"
+)
+
+// driftProblem says what the record's end-of-session inspection found, when it was not
+// "none": the container changed while the tool ran, or it could not be checked.
+func driftProblem(c *evidence.Checks) string {
+	switch {
+	case c == nil || c.Drift == "" || c.Drift == agentmachine.DriftNone:
+		return ""
+	case c.Drift == agentmachine.DriftDiffers:
+		return "the container changed while the tool ran: " + strings.Join(c.DriftDifferences, "; ")
+	}
+	return "the container was not inspected again at the end: " + strings.Join(c.DriftDifferences, "; ")
+}
 
 func newEvidenceInspectCmd(f *Factory) *cobra.Command {
 	opts := newEvidenceOptions(f)
@@ -391,5 +417,12 @@ func checksSummary(c *evidence.Checks) string {
 	if len(c.InsideDifferences) > 0 {
 		inside += ": " + strings.Join(c.InsideDifferences, "; ")
 	}
-	return inspect + ", " + inside
+	out := inspect + ", " + inside
+	if c.Drift != "" {
+		out += ", at the end " + c.Drift
+		if len(c.DriftDifferences) > 0 {
+			out += " (" + strings.Join(c.DriftDifferences, "; ") + ")"
+		}
+	}
+	return out
 }

@@ -105,3 +105,34 @@ func dryRunLine(b *testing.B, env *podmantest.Env, w *workspace, extra ...string
 	}
 	return strings.TrimSpace(out.String())
 }
+
+// BenchmarkSessionLog: what appending to the session log adds to a session. A cold session
+// (`shell -- true`) whose evidence directory has a log, against the same session whose
+// evidence directory cannot take one (its `log` is a file: the append is refused at once,
+// with a warning, and the bundle is written all the same). The append runs while the
+// container is removed; its own cost, and that it does not grow with the log, is
+// internal/evidencelog's BenchmarkAppend100k.
+func BenchmarkSessionLog(b *testing.B) {
+	env := podmantest.Need(b)
+	logged, unlogged := newWorkspace(b, env, ""), newWorkspace(b, env, "")
+	if err := os.MkdirAll(unlogged.evidenceDir(), 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(unlogged.evidenceDir(), "log"), nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	session := func(w *workspace) func() error {
+		return func() error {
+			cmd := cliProcess(b, env, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%w:\n%s", err, out)
+			}
+			if notLogged := strings.Contains(string(out), "is not in the session log"); notLogged != (w == unlogged) {
+				return fmt.Errorf("the session's log append is not what this benchmark compares:\n%s", out)
+			}
+			return nil
+		}
+	}
+	benchtest.Pairs(b, session(logged), session(unlogged), "logged", "unlogged")
+}

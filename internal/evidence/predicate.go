@@ -159,6 +159,10 @@ type Checks struct {
 	Inside             string   `json:"inside"` // passed, refused, no-helper, not-reached
 	InsideDifferences  []string `json:"insideDifferences,omitempty"`
 	Helper             string   `json:"helper,omitempty"` // the helper's digest
+	// Drift is the container inspected again at the end (none, differs, not-checked), and
+	// DriftDifferences how it differed from the plan then, or why it was not checked.
+	Drift            string   `json:"drift,omitempty"`
+	DriftDifferences []string `json:"driftDifferences,omitempty"`
 }
 
 type ProfileRef struct {

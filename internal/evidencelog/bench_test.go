@@ -1,0 +1,110 @@
+package evidencelog
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/benchtest"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+)
+
+// syntheticLog makes a log of n entries in l.dir as appends would have left it, fast: each
+// bundle directory holds an attestation.sigstore.json of a real bundle's size (7 KiB of
+// random bytes: the log hashes that file, it does not parse it) and its inclusion proof
+// against the final signed checkpoint. With bundles false only the log's own files are
+// written (all an append reads).
+func syntheticLog(tb testing.TB, l *testLog, n int, bundles bool) {
+	tb.Helper()
+	logDir := l.path(Dir)
+	must(tb, os.MkdirAll(logDir, 0o700))
+	entries := make([]Entry, n)
+	leaves := make([][]byte, n)
+	var lines []byte
+	rng := factory.NewEmptyRange(0)
+	body := make([]byte, 7<<10)
+	for i := range entries {
+		name := fmt.Sprintf("20261202t000000z-%012d", i)
+		if bundles {
+			must(tb, os.MkdirAll(l.path(name), 0o755))
+			_, _ = rand.Read(body[:64])
+			must(tb, os.WriteFile(l.path(name, evidence.BundleFile), body, 0o644))
+			leaves[i] = hasher.HashLeaf(body)
+		} else {
+			sum := sha256.Sum256([]byte(name))
+			leaves[i] = sum[:]
+		}
+		entries[i] = Entry{Index: uint64(i), Kind: KindBundle, Bundle: name, Leaf: hex.EncodeToString(leaves[i])}
+		line, _ := json.Marshal(entries[i])
+		lines = append(append(lines, line...), '\n')
+		must(tb, rng.Append(leaves[i], nil))
+	}
+	root, err := rootOf(rng)
+	must(tb, err)
+	origin := OriginPrefix + "0123456789abcdef"
+	signed, err := signCheckpoint(Checkpoint{Origin: origin, Size: uint64(n), Root: root}, l.key.Signer)
+	must(tb, err)
+	must(tb, os.WriteFile(filepath.Join(logDir, EntriesFile), lines, 0o600))
+	raw, _ := json.Marshal(state{Version: 1, Origin: origin, Size: uint64(n), Offset: int64(len(lines)), Range: hexAll(rng.Hashes()), Checkpoint: signed})
+	must(tb, atomicfile.Write(filepath.Join(logDir, StateFile), raw, 0o600, atomicfile.Options{}))
+	if bundles {
+		must(tb, writeAdoptedProofs(l.dir, entries, leaves, signed))
+	}
+}
+
+// BenchmarkAppend100k: appending a session's bundle to a log of 100,000 entries, against
+// appending to a log of 10 — the same work but for the log's size, which an append must not
+// feel (lock, compact range, entry line synced, checkpoint signed, state and proof written).
+func BenchmarkAppend100k(b *testing.B) {
+	big, small := newTestLog(b), newTestLog(b)
+	syntheticLog(b, big, 100_000, false)
+	syntheticLog(b, small, 10, false)
+	// Bundles are written beforehand: only the append is timed (writing and signing the
+	// bundle is the session's, measured by evidence's BenchmarkSignBundle).
+	queue := func(l *testLog, from int) func() error {
+		var dirs []string
+		for i := 0; i < 8+7*b.N; i++ {
+			dirs = append(dirs, l.write(b, from+i))
+		}
+		return func() error {
+			dir := dirs[0]
+			dirs = dirs[1:]
+			_, err := Append(dir, l.key.Signer)
+			return err
+		}
+	}
+	benchtest.Pairs(b, queue(big, 1_000_000), queue(small, 2_000_000), "100k", "10")
+}
+
+// BenchmarkLogVerify100k: `evidence log verify` of a log of 100,000 bundles (each bundle
+// file hashed, each inclusion proof read and checked, the directory listed, the root
+// recomputed and the checkpoint's signature checked), against the I/O it cannot avoid:
+// reading and SHA-256-hashing every bundle file, one after another.
+func BenchmarkLogVerify100k(b *testing.B) {
+	l := newTestLog(b)
+	syntheticLog(b, l, 100_000, true)
+	verify := func() error {
+		res, err := Verify(l.dir, l.pub, nil)
+		if err == nil && !res.OK() {
+			err = fmt.Errorf("%d problems, first %s", len(res.Problems), res.Problems[0])
+		}
+		return err
+	}
+	hashAll := func() error {
+		for i := 0; i < 100_000; i++ {
+			data, err := os.ReadFile(l.path(fmt.Sprintf("20261202t000000z-%012d", i), evidence.BundleFile))
+			if err != nil {
+				return err
+			}
+			sha256.Sum256(data)
+		}
+		return nil
+	}
+	benchtest.Pairs(b, verify, hashAll, "log-verify", "read+hash")
+}
