@@ -36,7 +36,7 @@ Stock cosign verifies a bundle too:
 		Args: noArgs,
 		RunE: helpOnly,
 	}
-	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f), newEvidenceLogCmd(f))
+	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f), newEvidenceLogCmd(f), newEvidenceReportCmd(f))
 	return cmd
 }
 
@@ -52,6 +52,7 @@ type evidenceOptions struct {
 	Output string
 	Strict bool
 	Since  string
+	Fast   bool
 }
 
 func newEvidenceOptions(f *Factory) *evidenceOptions {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,7 @@ func TestEvidenceLogCommands(t *testing.T) {
 		{"a kept checkpoint that is not one", []string{"log", "verify", evDir, "--key", pub, "--since", garbage}, 2, "not a signed checkpoint: malformed note"},
 		{"the log adopted the earlier bundle", []string{"log", "verify", evDir, "--key", pub}, 0, "2 entries under the latest signed checkpoint"},
 		{"checkpoint prints the signed note", []string{"log", "checkpoint", evDir, "--key", pub}, 0, "\n2\n"},
+		{"--fast checks the log without reading bundles", []string{"log", "verify", evDir, "--key", pub, "--fast"}, 0, "2 entries under the latest signed checkpoint"},
 		{"the logged bundle's place", []string{"verify", logged, "--key", pub, "--strict"}, 0, "session log: entry 1; the log's latest checkpoint (2 entries) still holds it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,4 +111,59 @@ func TestEvidenceLogCommands(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEvidenceReportCommand: the report as JSON (valid against its schema), as a page, and
+// as a summary, with exit 1 once a bundle fails; conflicting outputs are a usage error.
+func TestEvidenceReportCommand(t *testing.T) {
+	base := t.TempDir()
+	pub := filepath.Join(base, "evidence.pub")
+	key, err := evidence.LoadOrCreateKey(filepath.Join(base, "evidence.key"), pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evDir := filepath.Join(base, "evidence")
+	var dirs []string
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("20261202t10000%dz-00000000000%d", i, i)
+		dir, err := evidence.Write(evDir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := evidencelog.Append(dir, key.Signer); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	report := func(args ...string) (int, string, string) {
+		f, out, errOut := testFactory(t)
+		code := run(t, f, append([]string{"am", "evidence", "report", evDir, "--key", pub}, args...)...)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := report("-o", "json")
+	if code != 0 {
+		t.Fatalf("report -o json: exit %d\n%s", code, errOut)
+	}
+	validateAgainst(t, "agent-machine-report.schema.json", []byte(out))
+	if code, out, _ := report(); code != 0 || !strings.Contains(out, "3 sessions, 3 verified, 0 failed; session log verified (3 entries)") {
+		t.Errorf("report: exit %d\n%s", code, out)
+	}
+	page := filepath.Join(base, "report.html")
+	if code, _, errOut := report("--html", page); code != 0 || !strings.Contains(errOut, "Wrote "+page) {
+		t.Errorf("report --html: exit %d\n%s", code, errOut)
+	}
+	if data, err := os.ReadFile(page); err != nil || !strings.Contains(string(data), "No verification failures") {
+		t.Errorf("the page: %v", err)
+	}
+	if code, _, errOut := report("--html", page, "-o", "json"); code != 2 || !strings.Contains(errOut, "choose one") {
+		t.Errorf("--html with -o json: exit %d\n%s", code, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(dirs[1], "artifacts", "session.log"), []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = report("-o", "json")
+	if code != 1 || !strings.Contains(out, `"check": "artifacts"`) || !strings.Contains(out, filepath.Base(dirs[1])) {
+		t.Errorf("a failed bundle: exit %d\n%s", code, out)
+	}
+	validateAgainst(t, "agent-machine-report.schema.json", []byte(out))
 }

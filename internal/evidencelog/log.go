@@ -6,7 +6,7 @@
 //
 // On disk, in EVIDENCE/log/:
 //
-//	entries.jsonl  one line per leaf: {"index","kind","bundle","leaf"}, appended only
+//	entries.jsonl  one line per leaf: {"index","kind","bundle","sha256","leaf"}, appended only
 //	state.json     the log's size, the byte length of entries.jsonl it covers, the compact
 //	               range (the O(log n) hashes of the tree's right edge) and the signed
 //	               checkpoint; replacing this file is the commit point of an append
@@ -63,7 +63,8 @@ type Entry struct {
 	Index  uint64 `json:"index"`
 	Kind   string `json:"kind"`
 	Bundle string `json:"bundle"`
-	Leaf   string `json:"leaf"` // hex RFC 6962 leaf hash of the bundle's attestation.sigstore.json
+	SHA256 string `json:"sha256"` // of the bundle's attestation.sigstore.json
+	Leaf   string `json:"leaf"`   // hex RFC 6962 leaf hash of the record of Bundle and SHA256
 	// Adopted marks a bundle that was in the directory before its log was started.
 	Adopted bool `json:"adopted,omitempty"`
 }
@@ -88,15 +89,31 @@ type Inclusion struct {
 	Checkpoint string   `json:"checkpoint"`
 }
 
-// LeafHash is the RFC 6962 leaf hash of a bundle: of its Sigstore bundle file, which holds
-// the signed statement and its signature, so another bundle — even a validly signed one —
-// has another leaf.
+// LeafHash is the RFC 6962 leaf hash of a bundle: of a record naming its directory and the
+// SHA-256 of its Sigstore bundle file (which holds the signed statement and its signature),
+// so another bundle — even a validly signed one — or the same bundle under another name has
+// another leaf.
 func LeafHash(bundleDir string) ([]byte, error) {
+	digest, err := bundleDigest(bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	return leafOf(filepath.Base(bundleDir), digest), nil
+}
+
+func bundleDigest(bundleDir string) ([]byte, error) {
 	data, err := os.ReadFile(filepath.Join(bundleDir, evidence.BundleFile))
 	if err != nil {
 		return nil, err
 	}
-	return hasher.HashLeaf(data), nil
+	sum := sha256.Sum256(data)
+	return sum[:], nil
+}
+
+// leafOf is the leaf of the bundle named name whose bundle file has the digest: the Merkle
+// tree commits to both, so the log's entries cannot be renamed without changing its root.
+func leafOf(name string, digest []byte) []byte {
+	return hasher.HashLeaf([]byte("sourceos.dev/agent-machine/bundle\n" + name + "\n" + hex.EncodeToString(digest) + "\n"))
 }
 
 // Appended is what Append did.
@@ -114,10 +131,11 @@ type Appended struct {
 // holds bundles (written before there was a log) adopts those that verify with the key.
 func Append(bundleDir string, key signature.SignerVerifier) (*Appended, error) {
 	evDir, name := filepath.Dir(bundleDir), filepath.Base(bundleDir)
-	leaf, err := LeafHash(bundleDir)
+	digest, err := bundleDigest(bundleDir)
 	if err != nil {
 		return nil, fmt.Errorf("read the bundle: %w", err)
 	}
+	leaf := leafOf(name, digest)
 	logDir := filepath.Join(evDir, Dir)
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, err
@@ -141,7 +159,7 @@ func Append(bundleDir string, key signature.SignerVerifier) (*Appended, error) {
 	if st.Size == 0 {
 		batch = adoptable(evDir, name, key)
 	}
-	batch = append(batch, Entry{Kind: KindBundle, Bundle: name, Leaf: hex.EncodeToString(leaf)})
+	batch = append(batch, Entry{Kind: KindBundle, Bundle: name, SHA256: hex.EncodeToString(digest), Leaf: hex.EncodeToString(leaf)})
 	// The audit path of a new last leaf is the range's hashes, smallest subtree first.
 	path := make([][]byte, 0, len(rng.Hashes()))
 	var lines []byte
@@ -225,8 +243,9 @@ func adoptable(evDir, except string, key signature.Verifier) []Entry {
 		if _, err := evidence.Verify(d, key); err != nil {
 			continue // left out, so `evidence log verify` names it
 		}
-		if leaf, err := LeafHash(d); err == nil {
-			out = append(out, Entry{Kind: KindBundle, Bundle: filepath.Base(d), Leaf: hex.EncodeToString(leaf), Adopted: true})
+		if digest, err := bundleDigest(d); err == nil {
+			name := filepath.Base(d)
+			out = append(out, Entry{Kind: KindBundle, Bundle: name, SHA256: hex.EncodeToString(digest), Leaf: hex.EncodeToString(leafOf(name, digest)), Adopted: true})
 		}
 	}
 	return out
@@ -404,7 +423,7 @@ func readEntries(path string) ([]Entry, error) {
 		var e Entry
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
-		if derr := dec.Decode(&e); derr != nil || e.Kind != KindBundle || len(e.Leaf) != 2*sha256.Size || e.Bundle == "" {
+		if derr := dec.Decode(&e); derr != nil || e.Kind != KindBundle || len(e.Leaf) != 2*sha256.Size || len(e.SHA256) != 2*sha256.Size || e.Bundle == "" {
 			return out, &LineError{Line: n, Text: string(bytes.TrimSpace(line))}
 		}
 		out = append(out, e)

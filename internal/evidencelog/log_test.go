@@ -62,7 +62,7 @@ func (l *testLog) session(t testing.TB, i int) *Appended {
 
 func (l *testLog) verify(t *testing.T, since []byte) *Result {
 	t.Helper()
-	res, err := Verify(l.dir, l.pub, since)
+	res, err := Verify(l.dir, l.pub, VerifyOptions{Since: since})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,21 +118,21 @@ func TestCheckpointOfAnotherKeyIsRefused(t *testing.T) {
 	if _, err := OpenCheckpoint(signed, other.pub); err == nil || !strings.Contains(err.Error(), "not signed by this key") {
 		t.Fatalf("another key's checkpoint: %v", err)
 	}
-	if _, err := Verify(l.dir, other.pub, nil); err != nil {
+	if _, err := Verify(l.dir, other.pub, VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	} else if res := l.verifyWith(t, other.pub); res.OK() || res.Problems[0].Kind != ProblemCheckpoint {
 		t.Fatalf("a log verified with another key must fail on its checkpoint: %+v", res.Problems)
 	}
 	// An auditor's kept checkpoint signed by someone else is bad input, not a log problem.
 	otherSigned := func() []byte { other.session(t, 0); b, _ := Latest(other.dir); return b }()
-	if _, err := Verify(l.dir, l.pub, otherSigned); err == nil {
+	if _, err := Verify(l.dir, l.pub, VerifyOptions{Since: otherSigned}); err == nil {
 		t.Fatal("a kept checkpoint by another key must be refused")
 	}
 }
 
 func (l *testLog) verifyWith(t *testing.T, v signature.Verifier) *Result {
 	t.Helper()
-	res, err := Verify(l.dir, v, nil)
+	res, err := Verify(l.dir, v, VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,11 +194,15 @@ func TestTamperingIsDetectedAndNamed(t *testing.T) {
 		}, []want{{ProblemReplaced, sessionName(0)}, {ProblemEdited, ""}}},
 		{"entry added by hand", func(t *testing.T, l *testLog) {
 			l.write(t, 50)
-			leaf, _ := LeafHash(l.path(sessionName(50)))
+			digest, _ := bundleDigest(l.path(sessionName(50)))
+			leaf := leafOf(sessionName(50), digest)
 			editEntries(t, l, func(es []Entry) []Entry {
-				return append(es, Entry{Index: 6, Kind: KindBundle, Bundle: sessionName(50), Leaf: fmt.Sprintf("%x", leaf)})
+				return append(es, Entry{Index: 6, Kind: KindBundle, Bundle: sessionName(50), SHA256: fmt.Sprintf("%x", digest), Leaf: fmt.Sprintf("%x", leaf)})
 			})
 		}, []want{{ProblemUncommitted, sessionName(50)}}},
+		{"two entries' bundle names swapped", func(t *testing.T, l *testLog) {
+			editEntries(t, l, func(es []Entry) []Entry { es[1].Bundle, es[2].Bundle = es[2].Bundle, es[1].Bundle; return es })
+		}, []want{{ProblemEdited, sessionName(1)}, {ProblemEdited, sessionName(2)}}},
 		{"entry names a path outside the directory", func(t *testing.T, l *testLog) {
 			editEntries(t, l, func(es []Entry) []Entry { es[2].Bundle = "../" + es[2].Bundle; return es })
 		}, []want{{ProblemEdited, "../" + sessionName(2)}, {ProblemInserted, sessionName(2)}}},
@@ -536,5 +540,38 @@ func TestAdoptsEarlierBundles(t *testing.T) {
 	l.session(t, 5)
 	if res := l.verify(t, nil); res.Size != 5 || len(res.Problems) != 1 {
 		t.Fatalf("later appends adopt nothing more: %+v", res)
+	}
+}
+
+// TestFastVerify: without reading the bundles, the log still shows deletions, insertions and
+// edits of its entries; a bundle replaced in place is what only the full check sees.
+func TestFastVerify(t *testing.T) {
+	l := newTestLog(t)
+	for i := 0; i < 5; i++ {
+		l.session(t, i)
+	}
+	fast := func() *Result {
+		res, err := Verify(l.dir, l.pub, VerifyOptions{Fast: true})
+		must(t, err)
+		return res
+	}
+	if res := fast(); !res.OK() || res.Size != 5 || res.Bundles != 5 {
+		t.Fatalf("intact, fast: %+v", res)
+	}
+	copyFile(t, l.path(sessionName(0), evidence.BundleFile), l.path(sessionName(3), evidence.BundleFile))
+	if res := fast(); !res.OK() {
+		t.Fatalf("a replacement is not what the fast check reads: %s", problems(res))
+	}
+	if res := l.verify(t, nil); !hasProblem(res, ProblemReplaced, sessionName(3)) {
+		t.Fatalf("the full check names the replacement: %s", problems(res))
+	}
+	must(t, os.RemoveAll(l.path(sessionName(1))))
+	l.write(t, 9)
+	editEntries(t, l, func(es []Entry) []Entry { es[4].Bundle = sessionName(8); return es })
+	res := fast()
+	for _, w := range []struct{ kind, bundle string }{{ProblemDeleted, sessionName(1)}, {ProblemInserted, sessionName(9)}, {ProblemEdited, sessionName(8)}} {
+		if !hasProblem(res, w.kind, w.bundle) {
+			t.Errorf("fast: want %s on %s; got:\n%s", w.kind, w.bundle, problems(res))
+		}
 	}
 }

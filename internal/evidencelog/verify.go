@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 
@@ -82,11 +81,21 @@ func (e *NoLogError) Error() string {
 	return fmt.Sprintf("%s has no session log (no %s): sessions recorded there before the log existed are verified one by one with `evidence verify`", e.Dir, filepath.Join(Dir, StateFile))
 }
 
+// VerifyOptions choose what Verify checks beyond the log itself.
+type VerifyOptions struct {
+	// Since is a signed checkpoint an auditor kept: the log must still extend it.
+	Since []byte
+	// Fast skips reading the bundles: the log, its signed checkpoint and which bundles are
+	// present are checked, but a bundle replaced in place goes unseen.
+	Fast bool
+}
+
 // Verify checks the log of the evidence directory evDir with the evidence public key: the
 // latest checkpoint's signature, the entries against it, every bundle against its entry and
-// its own inclusion proof, the directory for bundles the log does not hold and, when since
-// is given (a signed checkpoint an auditor kept), that the log still extends it.
-func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
+// its own inclusion proof (unless opts.Fast), the directory for bundles the log does not hold
+// and, with opts.Since, that the log still extends the checkpoint an auditor kept.
+func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, error) {
+	since := opts.Since
 	logDir := filepath.Join(evDir, Dir)
 	raw, err := os.ReadFile(filepath.Join(logDir, StateFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -138,7 +147,27 @@ func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
 		}
 	}
 
-	checks := checkBundles(evDir, committed)
+	// The directory's bundles: one listing; only a directory the log does not name is
+	// looked into (a stat per bundle would cost as much as reading it).
+	dirents, err := os.ReadDir(evDir)
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[string]bool, len(dirents))
+	for _, d := range dirents {
+		if d.IsDir() {
+			present[d.Name()] = true
+		}
+	}
+	var checks []bundleCheck
+	if opts.Fast {
+		checks = make([]bundleCheck, len(committed))
+		for i, e := range committed {
+			checks[i] = bundleCheck{badName: !plainName(e.Bundle), missing: !present[e.Bundle], unread: true}
+		}
+	} else {
+		checks = checkBundles(evDir, committed)
+	}
 	need := map[uint64][]byte{}
 	if cp != nil {
 		need[cp.Size] = cp.Root
@@ -175,6 +204,9 @@ func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
 		}
 		seen[e.Bundle] = idx
 		c := checks[i]
+		if want, err := hex.DecodeString(e.SHA256); err != nil || hex.EncodeToString(leafOf(e.Bundle, want)) != e.Leaf {
+			at(ProblemEdited, "the entry's bundle name or digest was changed: they no longer make its leaf")
+		}
 		switch {
 		case c.badName:
 			at(ProblemEdited, "the entry's bundle is not a directory name")
@@ -185,7 +217,12 @@ func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
 		case c.err != nil:
 			at(ProblemDeleted, "the bundle cannot be read: "+c.err.Error())
 			continue
-		case hex.EncodeToString(c.leaf) != e.Leaf:
+		}
+		res.Bundles++
+		if c.unread {
+			continue
+		}
+		if hex.EncodeToString(c.leaf) != e.Leaf {
 			at(ProblemReplaced, "its "+evidence.BundleFile+" is not the one appended (another session's, an older one or a re-signed one)")
 		}
 		switch {
@@ -218,21 +255,21 @@ func Verify(evDir string, v signature.Verifier, since []byte) (*Result, error) {
 		seen[e.Bundle] = 0 // named as uncommitted already
 	}
 
-	bundles, err := evidence.List(evDir)
-	if err != nil {
-		return nil, err
-	}
-	res.Bundles = len(bundles)
-	sort.Strings(bundles)
-	for _, b := range bundles {
-		name := filepath.Base(b)
-		if _, ok := seen[name]; !ok {
-			detail := "the bundle is not in the log (added to the directory, or written when the log could not take it)"
-			if _, err := os.Stat(filepath.Join(b, InclusionFile)); err == nil {
-				detail = "the bundle is not in this log, though it carries an inclusion proof (moved here from another log, or its entry was removed)"
-			}
-			add(Problem{Kind: ProblemInserted, Bundle: name, Detail: detail})
+	for _, d := range dirents {
+		name := d.Name()
+		if _, ok := seen[name]; ok || !d.IsDir() || strings.HasPrefix(name, ".") || name == Dir {
+			continue
 		}
+		b := filepath.Join(evDir, name)
+		if !evidence.IsBundle(b) {
+			continue
+		}
+		res.Bundles++
+		detail := "the bundle is not in the log (added to the directory, or written when the log could not take it)"
+		if _, err := os.Stat(filepath.Join(b, InclusionFile)); err == nil {
+			detail = "the bundle is not in this log, though it carries an inclusion proof (moved here from another log, or its entry was removed)"
+		}
+		add(Problem{Kind: ProblemInserted, Bundle: name, Detail: detail})
 	}
 
 	if kept != nil {
@@ -259,6 +296,7 @@ func (e *SinceError) Unwrap() error { return e.Err }
 
 // bundleCheck is what one entry's bundle directory holds.
 type bundleCheck struct {
+	unread  bool // not read (VerifyOptions.Fast): only its presence is known
 	badName bool
 	missing bool
 	err     error
@@ -291,8 +329,13 @@ func checkBundles(evDir string, entries []Entry) []bundleCheck {
 	return out
 }
 
+// plainName says name is a directory name in the evidence directory, not a path.
+func plainName(name string) bool {
+	return name == filepath.Base(name) && name != "." && name != ".." && !strings.ContainsAny(name, `/\`)
+}
+
 func checkBundle(evDir string, e Entry) bundleCheck {
-	if e.Bundle != filepath.Base(e.Bundle) || e.Bundle == "." || e.Bundle == ".." || strings.ContainsAny(e.Bundle, `/\`) {
+	if !plainName(e.Bundle) {
 		return bundleCheck{badName: true}
 	}
 	dir := filepath.Join(evDir, e.Bundle)
