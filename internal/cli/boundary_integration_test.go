@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -25,11 +26,15 @@ func TestIntegrationTheRecordCannotBeReachedFromASession(t *testing.T) {
 	}
 	keys := filepath.Join(w.home, ".config", "sourceos", "agent-machine", "keys")
 	evidenceDir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
-	bundles, err := os.ReadDir(evidenceDir)
+	bundles, err := evidence.List(evidenceDir)
 	if err != nil || len(bundles) != 1 {
 		t.Fatalf("evidence after the first session: %v %v", bundles, err)
 	}
-	bundle := filepath.Join(evidenceDir, bundles[0].Name())
+	bundle := bundles[0]
+	sessionLog := filepath.Join(evidenceDir, "log")
+	if _, err := os.Stat(filepath.Join(sessionLog, "state.json")); err != nil {
+		t.Fatalf("the first session left no session log: %v", err)
+	}
 	if err := os.Symlink(keys, filepath.Join(w.repo, "keys-link")); err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +56,19 @@ func TestIntegrationTheRecordCannotBeReachedFromASession(t *testing.T) {
 		{"the key directory as the repository", func(*testing.T) []string { return []string{"--repo", keys} }, "(sourceosctl's configuration"},
 		{"the evidence directory as the repository", func(*testing.T) []string { return []string{"--repo", evidenceDir} }, "(sourceosctl's state"},
 		{"a bundle as the repository", func(*testing.T) []string { return []string{"--repo", bundle} }, "(sourceosctl's state"},
+		{"the session log as the repository", func(*testing.T) []string { return []string{"--repo", sessionLog} }, "(sourceosctl's state"},
+		{"the session log as a mount, with both opt-ins", func(t *testing.T) []string {
+			return []string{"--profile", mountProfile(t, sessionLog), "--repo", w.repo, "--allow-protected", sessionLog}
+		}, "nothing can allow it"},
+		{"a hard link in the repository to the session log's state", func(t *testing.T) []string {
+			link := filepath.Join(w.repo, "not-a-log")
+			_ = os.Remove(link)
+			if err := os.Link(filepath.Join(sessionLog, "state.json"), link); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.Remove(link) })
+			return []string{"--repo", w.repo}
+		}, "is a hard link to " + filepath.Join(sessionLog, "state.json")},
 		{"the state directory's parent as the repository", func(*testing.T) []string {
 			return []string{"--repo", filepath.Join(w.home, ".local", "state")}
 		}, "[parent-of-protected-path]"},
