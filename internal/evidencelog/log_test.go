@@ -217,6 +217,18 @@ func TestTamperingIsDetectedAndNamed(t *testing.T) {
 			must(t, err)
 			must(t, os.WriteFile(l.path(Dir, StateFile), old, 0o600))
 		}, []want{{ProblemUncommitted, sessionName(4)}, {ProblemUncommitted, sessionName(5)}}},
+		{"inclusion proof taken from another log by the same key", func(t *testing.T, l *testLog) {
+			// The same three bundles in another log: the same leaves and tree, another origin.
+			other := &testLog{dir: t.TempDir(), key: l.key, pub: l.pub}
+			for i := 0; i < 3; i++ {
+				must(t, os.MkdirAll(filepath.Join(other.dir, sessionName(i)), 0o755))
+				copyFile(t, l.path(sessionName(i), evidence.BundleFile), filepath.Join(other.dir, sessionName(i), evidence.BundleFile))
+				if _, err := Append(filepath.Join(other.dir, sessionName(i)), l.key.Signer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			copyFile(t, filepath.Join(other.dir, sessionName(2), InclusionFile), l.path(sessionName(2), InclusionFile))
+		}, []want{{ProblemInclusion, sessionName(2)}}},
 		{"inclusion proof removed", func(t *testing.T, l *testLog) {
 			must(t, os.Remove(l.path(sessionName(2), InclusionFile)))
 		}, []want{{ProblemInclusion, sessionName(2)}}},

@@ -228,6 +228,8 @@ func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, er
 		switch {
 		case c.incErr != nil:
 			at(ProblemInclusion, c.incErr.Error())
+		case cp != nil && c.cp.Origin != cp.Origin:
+			at(ProblemInclusion, fmt.Sprintf("its inclusion proof is for another log (origin %s)", c.cp.Origin))
 		case c.inc.Index != idx:
 			at(ProblemReordered, fmt.Sprintf("its own inclusion proof puts it at entry %d", c.inc.Index))
 		case c.cp != nil && !bytes.Equal(roots[c.cp.Size], c.cp.Root) && uint64(len(committed)) >= c.cp.Size:
