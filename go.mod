@@ -149,6 +149,7 @@ require github.com/gliderlabs/ssh v0.3.8
 
 require (
 	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/transparency-dev/merkle v0.0.2 // indirect
 	golang.org/x/mod v0.38.0 // indirect
 )

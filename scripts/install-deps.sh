@@ -6,11 +6,12 @@
 # workspace image's root filesystem (no container registry needed), git, curl (both copied into
 # the test image), make, and the OpenSSH client and tmux (a workspace's editor access is tested
 # with the real ssh and sftp, an interactive shell driven in tmux), and chromium (the browser
-# IDE is tested as a browser renders it, headless). Idempotent:
+# IDE and the evidence report are tested as a browser renders them, headless), and swtpm (a
+# TPM 2.0 emulator: the TPM-held evidence key is tested against it). Idempotent:
 # nothing is installed twice, and apt is not touched when everything is present.
 set -euo pipefail
 
-pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client tmux chromium)
+pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client tmux chromium swtpm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

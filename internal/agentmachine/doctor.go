@@ -441,7 +441,21 @@ func (d Dirs) SigningKeyPaths() (private, public string) {
 	return filepath.Join(d.Config, "keys", "evidence.key"), filepath.Join(d.Config, "keys", "evidence.pub")
 }
 
+// TPMKeyPath is where a TPM-held evidence key is named (its device and label): when it
+// exists, sessions sign with that key instead of a file key.
+func (d Dirs) TPMKeyPath() string { return filepath.Join(d.Config, "keys", "evidence.tpm") }
+
 func (d DoctorDeps) checkKey(context.Context) Check {
+	if ref, found, err := d.Dirs.ReadTPMKeyRef(); err != nil {
+		return fail(err.Error(), "write it again with `evidence key create --tpm`, or move it aside to sign with a file key")
+	} else if found {
+		key, err := LoadTPMKey(ref)
+		if err != nil {
+			return fail("the evidence key is held by a TPM that cannot be used: "+err.Error(), "check that "+ref.Device+" is there and yours to use")
+		}
+		defer key.Close()
+		return ok(fmt.Sprintf("held by the TPM %s (key %s; never leaves it)", ref.Device, ref.Label))
+	}
 	priv, _ := d.Dirs.SigningKeyPaths()
 	st, err := d.Stat(priv)
 	if err != nil {
@@ -450,7 +464,7 @@ func (d DoctorDeps) checkKey(context.Context) Check {
 	if st.Mode().Perm()&0o077 != 0 {
 		return fail(fmt.Sprintf("%s is readable by others (mode %v)", priv, st.Mode().Perm()), "chmod 600 "+priv)
 	}
-	return ok(priv)
+	return ok("a file: " + priv)
 }
 
 // checkCopies reports the sessions' copies sourceosctl keeps (see internal/repocopy): how

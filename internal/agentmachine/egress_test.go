@@ -326,7 +326,7 @@ func TestAFailedGatewayFailsTheSessionClosed(t *testing.T) {
 	if !errors.As(err, &ge) || !strings.Contains(err.Error(), "the gateway's socket broke") {
 		t.Fatalf("error %v (%T), want a *GatewayError", err, err)
 	}
-	if calls := e.sessionCalls(); !strings.Contains(calls, "attach start stop wait remove") {
+	if calls := e.sessionCalls(); !strings.Contains(calls, "attach start stop wait inspect execs remove") {
 		t.Errorf("the container was not stopped and removed: %s", calls)
 	}
 	pred := se.verified(t, res)

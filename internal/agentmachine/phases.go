@@ -129,6 +129,17 @@ func (r *sessionRun) readGitWith(ctx context.Context, g GitReader, st *fingerpri
 
 // signingKey loads the evidence key, or creates it on first use.
 func (r *sessionRun) signingKey() (*evidence.Key, error) {
+	if ref, found, err := r.Dirs.ReadTPMKeyRef(); found || err != nil {
+		var key *evidence.Key
+		if err == nil {
+			key, err = LoadTPMKey(ref)
+		}
+		if err != nil {
+			return nil, &HintError{Err: fmt.Errorf("cannot sign this session's evidence with the TPM-held key, so it was not started: %w", err),
+				Fix: "check that the TPM " + ref.Device + " is there and yours to use (doctor checks it), or move " + r.Dirs.TPMKeyPath() + " aside to sign with a file key"}
+		}
+		return key, nil
+	}
 	priv, pub := r.Dirs.SigningKeyPaths()
 	key, err := evidence.LoadOrCreateKey(priv, pub, []byte(r.Getenv("SOURCEOSCTL_KEY_PASSWORD")))
 	if err != nil {

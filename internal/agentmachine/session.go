@@ -205,6 +205,7 @@ func (s *Session) run(ctx context.Context, p *profile.Profile, req SessionReques
 		r.out.Checks.Inside, r.out.Checks.Helper = "not-reached", plan.Helper.Digest
 	}
 	res := &Result{Plan: plan, Outcome: r.out}
+	defer r.closeKey()
 	runErr := r.live(ctx)
 	if !r.prepared {
 		r.cleanUp()
@@ -318,4 +319,14 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// closeKey releases a device-held signing key once the record is signed (a TPM keeps only a
+// few keys loaded at once).
+func (r *sessionRun) closeKey() {
+	if r.key != nil && r.key.Close != nil {
+		if err := r.key.Close(); err != nil {
+			fmt.Fprintf(r.IO.ErrOut, "! release the TPM-held evidence key: %v\n", err)
+		}
+	}
 }

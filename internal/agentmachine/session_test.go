@@ -509,7 +509,7 @@ func TestSessionLivesItsPhasesInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.sessionCalls(), "image secret+ volume? volume+ create inspect attach start wait remove secret-"; got != want {
+	if got, want := e.sessionCalls(), "image secret+ volume? volume+ create inspect attach start wait inspect execs remove secret-"; got != want {
 		t.Errorf("calls = %s\n want %s", got, want)
 	}
 	if got, want := e.probeCalls(), "create inspect attach start wait remove"; got != want {
@@ -554,7 +554,7 @@ func TestSessionCleansUpAfterAFailureAtEveryPhase(t *testing.T) {
 		{"inspect", "image secret+ volume? volume+ create inspect remove secret-", "failed", false},
 		{"attach", "image secret+ volume? volume+ create inspect attach remove secret-", "failed", false},
 		{"start", "image secret+ volume? volume+ create inspect attach start remove secret-", "failed", false},
-		{"wait", "image secret+ volume? volume+ create inspect attach start wait remove secret-", "failed", true},
+		{"wait", "image secret+ volume? volume+ create inspect attach start wait inspect execs remove secret-", "failed", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.failAt, func(t *testing.T) {
@@ -590,9 +590,9 @@ func TestSessionOutcomes(t *testing.T) {
 		exit    int
 	}{
 		{"the tool's exit code", &fakeEngine{image: pinned, present: true, exitCode: 9}, false, shell,
-			"image create inspect attach start wait remove", "", 9},
+			"image create inspect attach start wait inspect execs remove", "", 9},
 		{"a missing image is pulled", &fakeEngine{image: pinned}, false, shell,
-			"image pull image create inspect attach start wait remove", "", 0},
+			"image pull image create inspect attach start wait inspect execs remove", "", 0},
 		{"a failed pull creates nothing", &fakeEngine{image: pinned, pullErr: errors.New("no registry")}, false, shell,
 			"image pull", "error", 0},
 		{"a pinned digest that differs is refused", &fakeEngine{image: container.Image{Digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111"}, present: true}, true, shell,
@@ -666,7 +666,7 @@ func TestAnInterruptedSessionStopsGracefullyAndKeepsTheToolsExitCode(t *testing.
 	if !errors.As(err, &in) || in.Signal != "SIGTERM" {
 		t.Fatalf("error %v, want the interrupt", err)
 	}
-	if got := e.sessionCalls(); got != "image create inspect attach start stop wait remove" {
+	if got := e.sessionCalls(); got != "image create inspect attach start stop wait inspect execs remove" {
 		t.Errorf("calls = %s", got)
 	}
 	for _, c := range e.cancelled {

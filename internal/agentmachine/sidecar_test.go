@@ -100,7 +100,7 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 		t.Fatalf("%v\n%s", err, se.errOut)
 	}
 	calls := e.sessionCalls()
-	want := "image volume? volume+ import volume+ create inspect attach start volume? volume+ create inspect attach start wait stop wait export"
+	want := "image volume? volume+ import volume+ create inspect attach start volume? volume+ create inspect attach start wait inspect execs stop wait export"
 	if !strings.HasPrefix(calls, want) {
 		t.Errorf("calls:\n got %s\nwant %s …", calls, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -531,12 +532,11 @@ echo "left for sourceosctl to commit" > leftover.txt && echo "agent line" >> REA
 // newestBundle is the newest evidence bundle's directory.
 func newestBundle(t *testing.T, w *workspace) string {
 	t.Helper()
-	dir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
-		t.Fatalf("no evidence in %s: %v", dir, err)
+	bundles, err := evidence.List(w.evidenceDir()) // newest first
+	if err != nil || len(bundles) == 0 {
+		t.Fatalf("no evidence in %s: %v", w.evidenceDir(), err)
 	}
-	return filepath.Join(dir, entries[len(entries)-1].Name())
+	return bundles[0]
 }
 
 // TestIntegrationTheAgentCannotRedirectTheUsersGit plants, each in a session of its own, what

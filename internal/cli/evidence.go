@@ -36,7 +36,7 @@ Stock cosign verifies a bundle too:
 		Args: noArgs,
 		RunE: helpOnly,
 	}
-	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f), newEvidenceLogCmd(f), newEvidenceReportCmd(f))
+	cmd.AddCommand(newEvidenceInspectCmd(f), newEvidenceVerifyCmd(f), newEvidenceLogCmd(f), newEvidenceReportCmd(f), newEvidenceKeyCmd(f))
 	return cmd
 }
 

@@ -241,7 +241,7 @@ wget -q -O- http://127.0.0.1:%d/other 2>&1; echo " other=$?"`, egress.p, egress.
 	if out, _ := e.Podman("ps", "-q", "--filter", "label="+agentmachine.LabelWorkspace+"=app"); strings.TrimSpace(out) != "" {
 		t.Errorf("the workspace's containers still run: %s", out)
 	}
-	dirs, _ := filepath.Glob(filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence", "*"))
+	dirs, _ := evidence.List(w.evidenceDir())
 	var served *evidence.Predicate
 	for _, dir := range dirs {
 		if p := verifyBundle(t, w, dir); p.Session.Project != nil && p.Session.Project.Action == "serve" {

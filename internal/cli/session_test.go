@@ -32,6 +32,11 @@ func (e *fakeEngine) call(c string) {
 	e.calls = append(e.calls, c)
 }
 
+func (e *fakeEngine) ExecSessions(context.Context, string, map[string]bool) ([]container.ExecSession, error) {
+	e.call("execs")
+	return nil, nil
+}
+
 func (e *fakeEngine) Service(context.Context) (container.Service, error) {
 	e.call("service")
 	return container.Service{Version: "5.7.0", Rootless: true, CgroupsVersion: "v2"}, nil
@@ -134,7 +139,7 @@ func TestSessionCommands(t *testing.T) {
 		calls    string // the session's own calls, probe excluded; "" to skip
 	}{
 		{name: "a shell command that succeeds", args: []string{"shell", "--", "true"}, code: 0,
-			stderr: []string{"evidence: "}, calls: "service image create inspect attach start wait remove"},
+			stderr: []string{"evidence: "}, calls: "service image create inspect attach start wait inspect execs remove"},
 		{name: "the tool's exit code is sourceosctl's, silently", args: []string{"shell", "--", "false"}, exitCode: 7, code: 7,
 			stderr: []string{"evidence: "}},
 		{name: "a dry run asks the service for facts only", args: []string{"run", "--tool", "codex", "--dry-run", "-o", "json"}, code: 0,

@@ -100,12 +100,11 @@ func TestIntegrationAServersOwnConfigurationCannotWeakenASession(t *testing.T) {
 // tests verify signatures; these read what was recorded).
 func lastPredicate(t *testing.T, w *workspace) *evidence.Predicate {
 	t.Helper()
-	dir := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "evidence")
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
-		t.Fatalf("no evidence in %s: %v", dir, err)
+	bundles, err := evidence.List(w.evidenceDir()) // newest first
+	if err != nil || len(bundles) == 0 {
+		t.Fatalf("no evidence in %s: %v", w.evidenceDir(), err)
 	}
-	items, _, err := evidence.Inspect(filepath.Join(dir, entries[len(entries)-1].Name()), nil)
+	items, _, err := evidence.Inspect(bundles[0], nil)
 	if err != nil || len(items) != 1 || items[0].Predicate == nil {
 		raw, _ := json.Marshal(items)
 		t.Fatalf("inspect the newest bundle: %v %s", err, raw)

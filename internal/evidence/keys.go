@@ -29,6 +29,21 @@ type Key struct {
 	PublicPEM []byte
 	Path      string
 	Created   bool
+	// Close releases a key held by a device (a TPM); nil for a file key.
+	Close func() error
+}
+
+// NewKey wraps a signer held elsewhere (a TPM) as the evidence key; where names it.
+func NewKey(s signature.SignerVerifier, where string) (*Key, error) {
+	pub, err := s.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	pubPEM, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{Signer: s, PublicPEM: pubPEM, Path: where}, nil
 }
 
 // LoadOrCreateKey loads the private key at privPath, or creates an ECDSA P-256 key there

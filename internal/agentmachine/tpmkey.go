@@ -1,0 +1,85 @@
+package agentmachine
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/tpmkey"
+)
+
+// TPMKeyRef names a TPM-held evidence key: the TPM it lives in and the label it is derived
+// from there (the key itself is never on disk).
+type TPMKeyRef struct {
+	Device string `json:"device"`
+	Label  string `json:"label"`
+}
+
+// ReadTPMKeyRef reads keys/evidence.tpm; found is false when there is none.
+func (d Dirs) ReadTPMKeyRef() (ref TPMKeyRef, found bool, err error) {
+	raw, err := os.ReadFile(d.TPMKeyPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return ref, false, nil
+	} else if err != nil {
+		return ref, false, err
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil || ref.Device == "" || ref.Label == "" {
+		return ref, true, fmt.Errorf("%s does not name a TPM device and a key label", d.TPMKeyPath())
+	}
+	return ref, true, nil
+}
+
+// LoadTPMKey opens the TPM-held evidence key ref names.
+func LoadTPMKey(ref TPMKeyRef) (*evidence.Key, error) {
+	k, err := tpmkey.Load(ref.Device, ref.Label)
+	if err != nil {
+		return nil, err
+	}
+	key, err := evidence.NewKey(k, "tpm:"+ref.Device+"#"+ref.Label)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	key.Close = k.Close
+	return key, nil
+}
+
+// CreateTPMKey makes a new evidence key in the TPM at device and makes it this host's key:
+// keys/evidence.tpm names it and keys/evidence.pub holds its public key. It refuses when
+// this host already has an evidence key: replacing one (rotation) must keep the old public
+// key and record the change in the session logs, which is not built yet.
+func (d Dirs) CreateTPMKey(device string) (*evidence.Key, error) {
+	priv, pub := d.SigningKeyPaths()
+	for _, p := range []string{priv, d.TPMKeyPath()} {
+		if _, err := os.Stat(p); err == nil {
+			return nil, &InputError{Err: fmt.Errorf("this host already has an evidence key (%s)", p),
+				Fix: "a new key would leave the bundles and session logs it signed without their key: rotation is not built yet; to start over on purpose, move " + filepath.Dir(p) + " and the evidence directory aside"}
+		}
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	ref := TPMKeyRef{Device: device, Label: "evidence-" + hex.EncodeToString(id[:])}
+	key, err := LoadTPMKey(ref)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.MarshalIndent(ref, "", "  ")
+	if err := atomicfile.Write(d.TPMKeyPath(), append(raw, '\n'), 0o600, atomicfile.Options{NoClobber: true}); err != nil {
+		key.Close()
+		return nil, err
+	}
+	if err := atomicfile.Write(pub, key.PublicPEM, 0o644, atomicfile.Options{}); err != nil {
+		key.Close()
+		return nil, err
+	}
+	return key, nil
+}
