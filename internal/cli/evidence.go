@@ -151,6 +151,10 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	if logErr != nil && (!errors.As(logErr, &notLogged) || opts.Strict) {
 		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkLog, Detail: logErr.Error()}}
 	}
+	if logErr == nil && place.LatestSize == 0 && opts.Strict {
+		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkLog,
+			Detail: "no session log beside the bundle to check it against (moved out of its evidence directory, or the log was deleted)"}}
+	}
 	p := got.Statement.Predicate
 	drift := driftProblem(p.Checks)
 	if drift != "" && opts.Strict {

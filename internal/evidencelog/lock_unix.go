@@ -10,7 +10,7 @@ import (
 
 // lock takes the exclusive lock on path, waiting for another appender to finish.
 func lock(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -20,3 +20,6 @@ func lock(path string) (unlock func(), err error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// noFollow makes an open fail on a symbolic link at the last step.
+const noFollow = unix.O_NOFOLLOW

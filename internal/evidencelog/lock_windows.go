@@ -24,3 +24,6 @@ func lock(path string) (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// noFollow: Windows opens have no such flag; the log's directory is checked instead.
+const noFollow = 0

@@ -38,6 +38,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
 
 // Files of the log.
@@ -102,12 +103,47 @@ func LeafHash(bundleDir string) ([]byte, error) {
 }
 
 func bundleDigest(bundleDir string) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(bundleDir, evidence.BundleFile))
+	data, err := readRegular(filepath.Join(bundleDir, evidence.BundleFile), maxBundleFile)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
 	return sum[:], nil
+}
+
+// Bounds on what the log reads: whoever can write the evidence directory must not make a
+// verification block (a FIFO) or exhaust memory (a huge file or line).
+const (
+	maxBundleFile = 64 << 20 // a bundle's statement and signature
+	maxSmallFile  = 1 << 20  // state.json, an inclusion proof
+	maxEntryLine  = 64 << 10 // one line of entries.jsonl
+)
+
+// readRegular reads path when it is a regular file (never through a final symbolic link,
+// never a FIFO or device) of at most max bytes.
+func readRegular(path string, max int64) ([]byte, error) {
+	f, size, err := safeopen.Regular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if size > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d it may be", path, size, max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// realDir checks that path is a directory itself, not a symbolic link to one: the log writes
+// into it.
+func realDir(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s)", path, st.Mode().Type())
+	}
+	return nil
 }
 
 // leafOf is the leaf of the bundle named name whose bundle file has the digest: the Merkle
@@ -139,6 +175,11 @@ func Append(bundleDir string, key signature.SignerVerifier) (*Appended, error) {
 	logDir := filepath.Join(evDir, Dir)
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, err
+	}
+	for _, d := range []string{logDir, bundleDir} {
+		if err := realDir(d); err != nil {
+			return nil, err
+		}
 	}
 	unlock, err := lock(filepath.Join(logDir, LockFile))
 	if err != nil {
@@ -237,7 +278,12 @@ func adoptable(evDir, except string, key signature.Verifier) []Entry {
 	sort.Strings(dirs)
 	var out []Entry
 	for _, d := range dirs {
-		if filepath.Base(d) == except {
+		if filepath.Base(d) == except || realDir(d) != nil {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(d, InclusionFile)); err == nil {
+			// It was in a log: one that is gone now (deleted) or another one. Taking it
+			// in would launder it; left out, `evidence log verify` names it.
 			continue
 		}
 		if _, err := evidence.Verify(d, key); err != nil {
@@ -301,7 +347,7 @@ func (t *tree) inclusion(index uint64) ([][]byte, error) {
 // rather than signed over.
 func loadState(logDir string, key signature.SignerVerifier) (*state, *compact.Range, error) {
 	path := filepath.Join(logDir, StateFile)
-	raw, err := os.ReadFile(path)
+	raw, err := readRegular(path, maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if n, _ := fileSize(filepath.Join(logDir, EntriesFile)); n > 0 {
 			return nil, nil, fmt.Errorf("%s has entries but %s is missing: the log was damaged; run `evidence log verify` and move %s aside to start a new log", EntriesFile, path, logDir)
@@ -367,7 +413,7 @@ func parseState(raw []byte) (*state, *compact.Range, error) {
 // was never committed (an append that stopped before its state was replaced) and is
 // overwritten.
 func writeEntry(path string, offset int64, line []byte) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return err
 	}
@@ -391,7 +437,7 @@ func fileSize(path string) (int64, error) {
 
 // Latest returns the log's latest signed checkpoint, as stored (not verified).
 func Latest(evDir string) ([]byte, error) {
-	raw, err := os.ReadFile(filepath.Join(evDir, Dir, StateFile))
+	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	if err != nil {
 		return nil, err
 	}
@@ -405,7 +451,7 @@ func Latest(evDir string) ([]byte, error) {
 // readEntries reads entries.jsonl strictly; a line that is not an entry is an error naming
 // its line number.
 func readEntries(path string) ([]Entry, error) {
-	f, err := os.Open(path)
+	f, _, err := safeopen.Regular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +459,10 @@ func readEntries(path string) ([]Entry, error) {
 	var out []Entry
 	r := bufio.NewReaderSize(f, 1<<16)
 	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
+		line, err := readLine(r)
+		if errors.Is(err, errLongLine) {
+			return out, &LineError{Line: n, Text: fmt.Sprintf("(a line longer than %d bytes)", maxEntryLine)}
+		}
 		if len(line) == 0 && err == io.EOF {
 			return out, nil
 		}
@@ -429,6 +478,23 @@ func readEntries(path string) ([]Entry, error) {
 		out = append(out, e)
 		if err == io.EOF {
 			return out, nil
+		}
+	}
+}
+
+var errLongLine = errors.New("line too long")
+
+// readLine reads one line of at most maxEntryLine bytes, with its newline.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		part, err := r.ReadSlice('\n')
+		line = append(line, part...)
+		if len(line) > maxEntryLine {
+			return nil, errLongLine
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
 		}
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
@@ -206,6 +208,9 @@ func TestTamperingIsDetectedAndNamed(t *testing.T) {
 		{"entry names a path outside the directory", func(t *testing.T, l *testLog) {
 			editEntries(t, l, func(es []Entry) []Entry { es[2].Bundle = "../" + es[2].Bundle; return es })
 		}, []want{{ProblemEdited, "../" + sessionName(2)}, {ProblemInserted, sessionName(2)}}},
+		{"entry names the directory itself", func(t *testing.T, l *testLog) {
+			editEntries(t, l, func(es []Entry) []Entry { es[2].Bundle = "."; return es })
+		}, []want{{ProblemEdited, "."}}},
 		{"line that is not an entry", func(t *testing.T, l *testLog) {
 			appendText(t, l.path(Dir, EntriesFile), "{\"index\":6,\"oops\":true}\n")
 		}, []want{{ProblemEdited, ""}}},
@@ -586,4 +591,165 @@ func TestFastVerify(t *testing.T) {
 			t.Errorf("fast: want %s on %s; got:\n%s", w.kind, w.bundle, problems(res))
 		}
 	}
+}
+
+// TestHostileEvidenceDirectory: what someone who can write the evidence directory (but not
+// read the key) can do to the log's own files is refused or named, never followed or waited on.
+func TestHostileEvidenceDirectory(t *testing.T) {
+	t.Run("the log directory deleted", func(t *testing.T) {
+		l := newTestLog(t)
+		for i := 0; i < 4; i++ {
+			l.session(t, i)
+		}
+		must(t, os.RemoveAll(l.path(Dir)))
+		must(t, os.RemoveAll(l.path(sessionName(2))))
+		res := l.verify(t, nil)
+		if !hasProblem(res, ProblemEdited, "") || !strings.Contains(problems(res), "the session log is gone") {
+			t.Fatalf("a deleted log: %s", problems(res))
+		}
+		// The next session starts a new log without taking in bundles that proved their
+		// place in the old one: they stay named.
+		if a := l.session(t, 9); a.Adopted != 0 {
+			t.Fatalf("bundles of a deleted log were adopted: %+v", a)
+		}
+		res = l.verify(t, nil)
+		for _, i := range []int{0, 1, 3} {
+			if !hasProblem(res, ProblemInserted, sessionName(i)) {
+				t.Errorf("bundle %d of the deleted log is not named: %s", i, problems(res))
+			}
+		}
+		if _, err := VerifyBundle(l.path(sessionName(0)), l.pub); err == nil {
+			t.Error("a bundle whose log was replaced still verifies its place")
+		}
+	})
+	t.Run("entries.jsonl a symbolic link to another file", func(t *testing.T) {
+		l := newTestLog(t)
+		l.session(t, 0)
+		victim := filepath.Join(t.TempDir(), "victim")
+		must(t, os.WriteFile(victim, []byte(strings.Repeat("precious\n", 200)), 0o600))
+		must(t, os.Remove(l.path(Dir, EntriesFile)))
+		must(t, os.Symlink(victim, l.path(Dir, EntriesFile)))
+		if _, err := Append(l.write(t, 1), l.key.Signer); err == nil {
+			t.Error("an append wrote through a symbolic link")
+		}
+		if data, _ := os.ReadFile(victim); string(data) != strings.Repeat("precious\n", 200) {
+			t.Error("the file the link pointed at was changed")
+		}
+	})
+	t.Run("the bundle directory a symbolic link", func(t *testing.T) {
+		l := newTestLog(t)
+		real := l.write(t, 0)
+		elsewhere := filepath.Join(t.TempDir(), "moved")
+		must(t, os.Rename(real, elsewhere))
+		must(t, os.Symlink(elsewhere, real))
+		if _, err := Append(real, l.key.Signer); err == nil {
+			t.Error("an append wrote a proof through a symbolic link")
+		}
+	})
+	t.Run("a FIFO for a bundle file and a huge line", func(t *testing.T) {
+		l := newTestLog(t)
+		l.session(t, 0)
+		l.session(t, 1)
+		must(t, os.Remove(l.path(sessionName(1), evidence.BundleFile)))
+		must(t, syscall.Mkfifo(l.path(sessionName(1), evidence.BundleFile), 0o644))
+		done := make(chan *Result)
+		go func() { res, _ := Verify(l.dir, l.pub, VerifyOptions{}); done <- res }()
+		select {
+		case res := <-done:
+			if !hasProblem(res, ProblemDeleted, sessionName(1)) || !strings.Contains(problems(res), "not a regular file") {
+				t.Errorf("a FIFO: %s", problems(res))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("verification blocked on a FIFO")
+		}
+		appendText(t, l.path(Dir, EntriesFile), strings.Repeat("x", 1<<20)+"\n")
+		res := l.verify(t, nil)
+		if !strings.Contains(problems(res), "a line longer than") {
+			t.Errorf("a huge line: %s", problems(res))
+		}
+	})
+	t.Run("a state signed by another key", func(t *testing.T) {
+		l, other := newTestLog(t), newTestLog(t)
+		l.session(t, 0)
+		editState(t, l, func(st *state) {
+			signed, err := signCheckpoint(Checkpoint{Origin: st.Origin, Size: st.Size, Root: mustRoot(t, st)}, other.key.Signer)
+			must(t, err)
+			st.Checkpoint = signed
+		})
+		if _, err := Append(l.write(t, 1), l.key.Signer); err == nil || !strings.Contains(err.Error(), "not signed by this key") {
+			t.Errorf("a state signed by another key: %v", err)
+		}
+	})
+	t.Run("entries naming paths, not bundles", func(t *testing.T) {
+		l := newTestLog(t)
+		for i := 0; i < 3; i++ {
+			l.session(t, i)
+		}
+		outside := filepath.Join(filepath.Dir(l.dir), "outside")
+		must(t, os.MkdirAll(outside, 0o755))
+		copyFile(t, l.path(sessionName(0), evidence.BundleFile), filepath.Join(outside, evidence.BundleFile))
+		editEntries(t, l, func(es []Entry) []Entry { es[1].Bundle = "../outside"; es[2].Bundle = "."; return es })
+		for _, fast := range []bool{false, true} {
+			res, err := Verify(l.dir, l.pub, VerifyOptions{Fast: fast})
+			must(t, err)
+			if n := strings.Count(problems(res), "is not a directory name"); n != 2 {
+				t.Errorf("fast %v: %d entries named as not a directory name, want 2:\n%s", fast, n, problems(res))
+			}
+		}
+	})
+	t.Run("verify . inside a bundle", func(t *testing.T) {
+		l := newTestLog(t)
+		l.session(t, 0)
+		t.Chdir(l.path(sessionName(0)))
+		if got, err := VerifyBundle(".", l.pub); err != nil || got.LatestSize != 1 {
+			t.Errorf("VerifyBundle(.): %v %+v", err, got)
+		}
+	})
+}
+
+// TestRollbackNeedsAKeptCheckpoint: the newest sessions removed and the log cut back to an
+// older signed state (entries truncated with it) leave a log that verifies on its own but
+// for the bundles left in the directory; without them, only the kept checkpoint shows it.
+func TestRollbackNeedsAKeptCheckpoint(t *testing.T) {
+	l := newTestLog(t)
+	for i := 0; i < 4; i++ {
+		l.session(t, i)
+		if i == 2 {
+			copyFile(t, l.path(Dir, StateFile), l.path(Dir, "state-at-3.json"))
+		}
+	}
+	kept, _ := Latest(l.dir)
+	var st state
+	readJSON(t, l.path(Dir, "state-at-3.json"), &st)
+	data, err := os.ReadFile(l.path(Dir, EntriesFile))
+	must(t, err)
+	must(t, os.WriteFile(l.path(Dir, EntriesFile), data[:st.Offset], 0o600))
+	copyFile(t, l.path(Dir, "state-at-3.json"), l.path(Dir, StateFile))
+	must(t, os.Remove(l.path(Dir, "state-at-3.json")))
+	if res := l.verify(t, nil); !hasProblem(res, ProblemInserted, sessionName(3)) {
+		t.Errorf("the newest bundle, left behind, is named: %s", problems(res))
+	}
+	must(t, os.RemoveAll(l.path(sessionName(3))))
+	if res := l.verify(t, nil); !res.OK() {
+		t.Errorf("a clean rollback verifies on its own (expected): %s", problems(res))
+	}
+	if res := l.verify(t, kept); !hasProblem(res, ProblemSince, "") {
+		t.Errorf("the kept checkpoint must show the rollback: %s", problems(res))
+	}
+}
+
+func mustRoot(t *testing.T, st *state) []byte {
+	t.Helper()
+	_, rng, err := parseState(mustJSON(t, st))
+	must(t, err)
+	root, err := rootOf(rng)
+	must(t, err)
+	return root
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	must(t, err)
+	return raw
 }

@@ -97,8 +97,14 @@ type VerifyOptions struct {
 func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, error) {
 	since := opts.Since
 	logDir := filepath.Join(evDir, Dir)
-	raw, err := os.ReadFile(filepath.Join(logDir, StateFile))
+	raw, err := readRegular(filepath.Join(logDir, StateFile), maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
+		if proved := bundlesWithProofs(evDir); len(proved) > 0 {
+			// Bundles proving their place in a log that is not there: it was deleted.
+			res := &Result{Dir: evDir, Bundles: len(proved), Problems: []Problem{{Kind: ProblemEdited,
+				Detail: fmt.Sprintf("the session log is gone, though %d bundle(s) carry inclusion proofs of it (%s…): it was deleted", len(proved), proved[0])}}}
+			return res, nil
+		}
 		return nil, &NoLogError{Dir: evDir}
 	} else if err != nil {
 		return nil, err
@@ -228,6 +234,8 @@ func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, er
 		switch {
 		case c.incErr != nil:
 			at(ProblemInclusion, c.incErr.Error())
+		case c.cp.Size > uint64(len(committed)):
+			at(ProblemEdited, fmt.Sprintf("its inclusion proof is of a checkpoint of %d entries, more than the log holds: the log was cut back", c.cp.Size))
 		case cp != nil && c.cp.Origin != cp.Origin:
 			at(ProblemInclusion, fmt.Sprintf("its inclusion proof is for another log (origin %s)", c.cp.Origin))
 		case c.inc.Index != idx:
@@ -356,7 +364,7 @@ func checkBundle(evDir string, e Entry) bundleCheck {
 // from the bundle's leaf to the root of the checkpoint stored with it. The checkpoint's
 // signature is checked by the caller (CheckInclusion) or against the log.
 func readInclusion(bundleDir string, leaf []byte) (*Inclusion, *Checkpoint, error) {
-	raw, err := os.ReadFile(filepath.Join(bundleDir, InclusionFile))
+	raw, err := readRegular(filepath.Join(bundleDir, InclusionFile), maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, errors.New("the bundle has no " + InclusionFile)
 	} else if err != nil {
@@ -455,10 +463,13 @@ func (e *NotLoggedError) Error() string {
 // extends the one in the proof. A bundle the log names but whose proof is gone fails; a
 // bundle in no log gives a NotLoggedError.
 func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) {
-	bundleDir = filepath.Clean(bundleDir)
+	bundleDir, err := filepath.Abs(bundleDir) // "." inside a bundle names it too
+	if err != nil {
+		return nil, err
+	}
 	evDir, name := filepath.Dir(bundleDir), filepath.Base(bundleDir)
 	_, statErr := os.Stat(filepath.Join(bundleDir, InclusionFile))
-	raw, err := os.ReadFile(filepath.Join(evDir, Dir, StateFile))
+	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	hasLog := err == nil
 	if errors.Is(statErr, fs.ErrNotExist) {
 		if hasLog {
@@ -514,4 +525,16 @@ func containsBundle(entries []Entry, name string) bool {
 		}
 	}
 	return false
+}
+
+// bundlesWithProofs names the bundles of evDir that carry an inclusion proof.
+func bundlesWithProofs(evDir string) []string {
+	dirs, _ := evidence.List(evDir)
+	var out []string
+	for _, d := range dirs {
+		if _, err := os.Lstat(filepath.Join(d, InclusionFile)); err == nil {
+			out = append(out, filepath.Base(d))
+		}
+	}
+	return out
 }
