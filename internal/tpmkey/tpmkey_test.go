@@ -5,9 +5,14 @@ package tpmkey
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"path/filepath"
 	"testing"
 
+	"github.com/sourceos/sourceosctl/internal/benchtest"
+	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/tpmtest"
 )
 
@@ -63,4 +68,42 @@ func TestKeyInSwtpm(t *testing.T) {
 	if tmpl := Template("x"); !tmpl.ObjectAttributes.FixedTPM || !tmpl.ObjectAttributes.FixedParent || !tmpl.ObjectAttributes.SensitiveDataOrigin {
 		t.Error("the template must keep the key in the TPM")
 	}
+}
+
+// BenchmarkSignTPM: one signature by the TPM-held key (swtpm, over its Unix socket), against
+// one by a file key in memory — what moving the key into a TPM costs a session, which signs
+// its statement and its log's checkpoint.
+func BenchmarkSignTPM(b *testing.B) {
+	k, err := Load(tpmtest.Start(b), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	file, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("a statement"))
+	benchtest.Pairs(b, func() error { _, err := k.SignDigest(digest[:]); return err },
+		func() error { _, err := ecdsa.SignASN1(rand.Reader, file, digest[:]); return err }, "tpm", "file")
+}
+
+// BenchmarkLoadTPM: making the key ready at a session's start (TPM2_CreatePrimary re-derives
+// it, then it is flushed at the end), against reading and parsing a PEM file key.
+func BenchmarkLoadTPM(b *testing.B) {
+	dev := tpmtest.Start(b)
+	dir := b.TempDir()
+	if _, err := evidence.LoadOrCreateKey(filepath.Join(dir, "k"), filepath.Join(dir, "k.pub"), nil); err != nil {
+		b.Fatal(err)
+	}
+	benchtest.Pairs(b, func() error {
+		k, err := Load(dev, "bench")
+		if err == nil {
+			err = k.Close()
+		}
+		return err
+	}, func() error {
+		_, err := evidence.LoadOrCreateKey(filepath.Join(dir, "k"), filepath.Join(dir, "k.pub"), nil)
+		return err
+	}, "tpm", "file")
 }
