@@ -31,9 +31,9 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 			fmt.Fprintf(r.IO.ErrOut, "! cannot write evidence to %s (%v); writing it to %s instead\n", dirs[i-1], cause.Root(errs[i-1]), dir)
 		}
 		in.Dir = dir
-		bundle, err := r.writeRecord(in, i == len(dirs)-1)
+		bundle, digest, err := r.writeRecord(in, i == len(dirs)-1)
 		if err == nil {
-			r.logBundle(bundle, in.Key)
+			r.logBundle(bundle, digest, in.Key)
 			if !r.Quiet {
 				fmt.Fprintf(r.IO.ErrOut, "evidence: %s\n", bundle)
 			}
@@ -47,8 +47,8 @@ func (r *sessionRun) record(in RecordInput) (string, error) {
 // logBundle appends the written bundle to its evidence directory's session log. The bundle
 // stands on its own when the log cannot take it: the user is told, and `evidence log verify`
 // names the bundle as not in the log.
-func (r *sessionRun) logBundle(bundle string, key *evidence.Key) {
-	a, err := evidencelog.Append(bundle, key.Signer)
+func (r *sessionRun) logBundle(bundle string, digest []byte, key *evidence.Key) {
+	a, err := evidencelog.AppendWritten(bundle, digest, key.Signer)
 	switch {
 	case err != nil:
 		fmt.Fprintf(r.IO.ErrOut, "! the bundle %s is not in the session log of %s: %v\n", filepath.Base(bundle), filepath.Dir(bundle), err)
@@ -126,12 +126,12 @@ func (r *sessionRun) evidenceDirs() []string {
 	return append(dirs, def, filepath.Join(r.TempDir, fmt.Sprintf("sourceosctl-evidence-%d", r.Host.UID)))
 }
 
-func (r *sessionRun) writeRecord(in RecordInput, shared bool) (string, error) {
+func (r *sessionRun) writeRecord(in RecordInput, shared bool) (string, []byte, error) {
 	if shared {
 		// A directory in a shared temporary directory could have been planted by another
 		// user: write only into one that is ours alone.
 		if err := privateDir(in.Dir, r.Host.UID); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	return Record(in)
@@ -268,9 +268,9 @@ type RecordInput struct {
 // maxDiff bounds the diff artifact; a larger diff is cut and says so.
 const maxDiff = 32 << 20
 
-// Record writes the session's signed evidence bundle and returns its directory. It is
-// called for every session the policy allowed, whatever happened after.
-func Record(in RecordInput) (string, error) {
+// Record writes the session's signed evidence bundle and returns its directory and the SHA-256 of
+// its bundle file. It is called for every session the policy allowed, whatever happened after.
+func Record(in RecordInput) (bundle string, bundleSHA256 []byte, err error) {
 	pl, out := in.Plan, in.Outcome
 	s := pl.Container
 	pred := &evidence.Predicate{
@@ -330,14 +330,14 @@ func Record(in RecordInput) (string, error) {
 	}
 	artifacts, err := artifactsOf(in)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if in.Egress != nil {
 		rec, log := egressRecord(pl, in.Egress)
 		pred.Egress = rec
 		artifacts = append(artifacts, evidence.Artifact{Name: EgressLog, Data: log})
 	}
-	return evidence.Write(in.Dir, evidence.BundleName(pl.SessionID), pred, artifacts, in.Key)
+	return evidence.WriteBundle(in.Dir, evidence.BundleName(pl.SessionID), pred, artifacts, in.Key)
 }
 
 func outcomeOf(out *Outcome, runErr error) string {

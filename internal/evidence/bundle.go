@@ -71,10 +71,17 @@ type EnvSignature struct {
 // dir/name. Every file is written and synced into a hidden directory that is synced and
 // renamed into place last, so a bundle directory is either complete or absent.
 func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (string, error) {
+	path, _, err := WriteBundle(dir, name, pred, artifacts, key)
+	return path, err
+}
+
+// WriteBundle is Write that also returns the SHA-256 of the bundle file it wrote, so that
+// what is logged afterwards can be checked to be what was written.
+func WriteBundle(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (path string, bundleSHA256 []byte, err error) {
 	final := filepath.Join(dir, name)
 	tmp := filepath.Join(dir, ".tmp-"+name)
 	if err := os.MkdirAll(filepath.Join(tmp, ArtifactsDir), 0o700); err != nil {
-		return "", fmt.Errorf("create evidence directory: %w", err)
+		return "", nil, fmt.Errorf("create evidence directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 
@@ -85,47 +92,48 @@ func Write(dir, name string, pred *Predicate, artifacts []Artifact, key *Key) (s
 	sort.Slice(artifacts, func(i, j int) bool { return artifacts[i].Name < artifacts[j].Name })
 	for _, a := range artifacts {
 		if err := writeSynced(filepath.Join(tmp, ArtifactsDir, a.Name), a.Data); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		sum := sha256.Sum256(a.Data)
 		stmt.Subject = append(stmt.Subject, Subject{Name: ArtifactsDir + "/" + a.Name, Digest: map[string]string{"sha256": hex.EncodeToString(sum[:])}})
 	}
 	if err := ValidatePredicate(pred); err != nil {
-		return "", fmt.Errorf("evidence predicate does not match its schema: %w", err)
+		return "", nil, fmt.Errorf("evidence predicate does not match its schema: %w", err)
 	}
 	payload, err := json.Marshal(stmt)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	envJSON, err := sigdsse.WrapSigner(key.Signer, PayloadType).SignMessage(bytes.NewReader(payload))
 	if err != nil {
-		return "", fmt.Errorf("sign the statement: %w", err)
+		return "", nil, fmt.Errorf("sign the statement: %w", err)
 	}
 	var env Envelope
 	if err := json.Unmarshal(envJSON, &env); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	envOut, _ := json.MarshalIndent(env, "", "  ")
 	bundleOut, err := sigstoreBundle(env)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := writeSynced(filepath.Join(tmp, EnvelopeFile), append(envOut, '\n')); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := writeSynced(filepath.Join(tmp, BundleFile), bundleOut); err != nil {
-		return "", err
+		return "", nil, err
 	}
+	digest := sha256.Sum256(bundleOut)
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	syncDir(filepath.Join(tmp, ArtifactsDir))
 	syncDir(tmp)
 	if err := os.Rename(tmp, final); err != nil {
-		return "", fmt.Errorf("move the evidence bundle into place: %w", err)
+		return "", nil, fmt.Errorf("move the evidence bundle into place: %w", err)
 	}
 	syncDir(dir)
-	return final, nil
+	return final, digest[:], nil
 }
 
 // writeSynced writes a new file (mode 0644) and syncs it to disk. It is only used inside the

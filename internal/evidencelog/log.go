@@ -166,10 +166,20 @@ type Appended struct {
 // reads and writes only the compact range. The first append to a directory that already
 // holds bundles (written before there was a log) adopts those that verify with the key.
 func Append(bundleDir string, key signature.SignerVerifier) (*Appended, error) {
+	return AppendWritten(bundleDir, nil, key)
+}
+
+// AppendWritten is Append for a bundle just written whose bundle file had the SHA-256
+// written (evidence.WriteBundle's): a bundle changed between its writing and its logging is
+// refused rather than logged as the changed one.
+func AppendWritten(bundleDir string, written []byte, key signature.SignerVerifier) (*Appended, error) {
 	evDir, name := filepath.Dir(bundleDir), filepath.Base(bundleDir)
 	digest, err := bundleDigest(bundleDir)
 	if err != nil {
 		return nil, fmt.Errorf("read the bundle: %w", err)
+	}
+	if written != nil && !bytes.Equal(digest, written) {
+		return nil, fmt.Errorf("%s changed between its writing and its logging: not logged", filepath.Join(bundleDir, evidence.BundleFile))
 	}
 	leaf := leafOf(name, digest)
 	logDir := filepath.Join(evDir, Dir)
@@ -286,10 +296,15 @@ func adoptable(evDir, except string, key signature.Verifier) []Entry {
 			// in would launder it; left out, `evidence log verify` names it.
 			continue
 		}
+		before, err := bundleDigest(d)
+		if err != nil {
+			continue
+		}
 		if _, err := evidence.Verify(d, key); err != nil {
 			continue // left out, so `evidence log verify` names it
 		}
-		if digest, err := bundleDigest(d); err == nil {
+		// What is logged is what was verified: a file changed meanwhile is left out.
+		if digest, err := bundleDigest(d); err == nil && bytes.Equal(digest, before) {
 			name := filepath.Base(d)
 			out = append(out, Entry{Kind: KindBundle, Bundle: name, SHA256: hex.EncodeToString(digest), Leaf: hex.EncodeToString(leafOf(name, digest)), Adopted: true})
 		}

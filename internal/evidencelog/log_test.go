@@ -753,3 +753,23 @@ func mustJSON(t *testing.T, v any) []byte {
 	must(t, err)
 	return raw
 }
+
+// TestAppendWrittenRefusesAChangedBundle: a bundle replaced between its writing and its
+// logging (by a copy of an older one) is not logged as the replacement.
+func TestAppendWrittenRefusesAChangedBundle(t *testing.T) {
+	l := newTestLog(t)
+	l.session(t, 0)
+	dir, digest, err := evidence.WriteBundle(l.dir, sessionName(1), evidence.SamplePredicate(sessionName(1)),
+		[]evidence.Artifact{{Name: "session.log", Data: []byte("one\n")}}, l.key)
+	must(t, err)
+	copyFile(t, l.path(sessionName(0), evidence.BundleFile), filepath.Join(dir, evidence.BundleFile))
+	if _, err := AppendWritten(dir, digest, l.key.Signer); err == nil || !strings.Contains(err.Error(), "changed between its writing and its logging") {
+		t.Fatalf("a swapped bundle: %v", err)
+	}
+	dir2, digest2, err := evidence.WriteBundle(l.dir, sessionName(2), evidence.SamplePredicate(sessionName(2)),
+		[]evidence.Artifact{{Name: "session.log", Data: []byte("two\n")}}, l.key)
+	must(t, err)
+	if _, err := AppendWritten(dir2, digest2, l.key.Signer); err != nil {
+		t.Fatalf("an unchanged bundle: %v", err)
+	}
+}
