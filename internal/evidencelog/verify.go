@@ -95,121 +95,151 @@ type VerifyOptions struct {
 // its own inclusion proof (unless opts.Fast), the directory for bundles the log does not hold
 // and, with opts.Since, that the log still extends the checkpoint an auditor kept.
 func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, error) {
-	since := opts.Since
-	logDir := filepath.Join(evDir, Dir)
-	raw, err := readRegular(filepath.Join(logDir, StateFile), maxSmallFile)
+	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if proved := bundlesWithProofs(evDir); len(proved) > 0 {
 			// Bundles proving their place in a log that is not there: it was deleted.
-			res := &Result{Dir: evDir, Bundles: len(proved), Problems: []Problem{{Kind: ProblemEdited,
-				Detail: fmt.Sprintf("the session log is gone, though %d bundle(s) carry inclusion proofs of it (%s…): it was deleted", len(proved), proved[0])}}}
-			return res, nil
+			return &Result{Dir: evDir, Bundles: len(proved), Problems: []Problem{{Kind: ProblemEdited,
+				Detail: fmt.Sprintf("the session log is gone, though %d bundle(s) carry inclusion proofs of it (%s…): it was deleted", len(proved), proved[0])}}}, nil
 		}
 		return nil, &NoLogError{Dir: evDir}
 	} else if err != nil {
 		return nil, err
 	}
-	var kept *Checkpoint
-	if since != nil {
-		c, err := OpenCheckpoint(since, v)
+	x := &verification{dir: evDir, v: v, res: &Result{Dir: evDir, Problems: []Problem{}}}
+	if opts.Since != nil {
+		c, err := OpenCheckpoint(opts.Since, v)
 		if err != nil {
 			return nil, &SinceError{Err: err}
 		}
-		kept = &c
+		x.kept = &c
 	}
-	res := &Result{Dir: evDir, Problems: []Problem{}}
-	add := func(p Problem) { res.Problems = append(res.Problems, p) }
-
-	var cp *Checkpoint
-	if st, _, err := parseState(raw); err != nil {
-		add(Problem{Kind: ProblemCheckpoint, Detail: StateFile + ": " + err.Error()})
-	} else if c, err := OpenCheckpoint([]byte(st.Checkpoint), v); err != nil {
-		add(Problem{Kind: ProblemCheckpoint, Detail: "the latest checkpoint in " + StateFile + ": " + err.Error()})
-	} else {
-		cp = &c
-		res.Origin, res.Size, res.Root, res.Checkpoint = c.Origin, c.Size, hex.EncodeToString(c.Root), st.Checkpoint
-	}
-
-	entries, err := readEntries(filepath.Join(logDir, EntriesFile))
-	var lineErr *LineError
-	switch {
-	case errors.As(err, &lineErr):
-		add(Problem{Kind: ProblemEdited, Detail: lineErr.Error() + "; the entries after it are not checked"})
-	case errors.Is(err, fs.ErrNotExist):
-		add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " is missing"})
-	case err != nil:
+	x.readCheckpoint(raw)
+	if err := x.readEntries(); err != nil {
 		return nil, err
 	}
-	committed := entries
-	if cp != nil {
-		if uint64(len(entries)) > cp.Size {
-			committed = entries[:cp.Size]
-			for i, e := range entries[cp.Size:] {
-				idx := cp.Size + uint64(i)
-				add(Problem{Kind: ProblemUncommitted, Bundle: e.Bundle, Index: &idx, Detail: "no signed checkpoint covers this entry (an append that stopped before it was committed, or a line added by hand)"})
-			}
-		} else if uint64(len(entries)) < cp.Size && lineErr == nil {
-			add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("%s holds %d entries; the signed checkpoint covers %d: entries were removed", EntriesFile, len(entries), cp.Size)})
-		}
-	}
-
-	// The directory's bundles: one listing; only a directory the log does not name is
-	// looked into (a stat per bundle would cost as much as reading it).
 	dirents, err := os.ReadDir(evDir)
 	if err != nil {
 		return nil, err
 	}
-	present := make(map[string]bool, len(dirents))
-	for _, d := range dirents {
-		if d.IsDir() {
-			present[d.Name()] = true
-		}
+	x.readBundles(dirents, opts.Fast)
+	x.checkEntries()
+	x.findInserted(dirents)
+	x.checkSince()
+	return x.res, nil
+}
+
+// verification is one run of Verify: what it has read so far and the problems it found.
+type verification struct {
+	dir  string
+	v    signature.Verifier
+	res  *Result
+	cp   *Checkpoint // the latest signed checkpoint, when it verifies
+	kept *Checkpoint // the auditor's, with --since
+
+	entries, committed []Entry           // every entry; those the checkpoint covers
+	checks             []bundleCheck     // each committed entry's bundle
+	roots              map[uint64][]byte // the root of each prefix some checkpoint names
+	seen               map[string]uint64 // bundle name → its entry
+}
+
+func (x *verification) add(p Problem) { x.res.Problems = append(x.res.Problems, p) }
+
+func (x *verification) readCheckpoint(raw []byte) {
+	st, _, err := parseState(raw)
+	if err != nil {
+		x.add(Problem{Kind: ProblemCheckpoint, Detail: StateFile + ": " + err.Error()})
+		return
 	}
-	var checks []bundleCheck
-	if opts.Fast {
-		checks = make([]bundleCheck, len(committed))
-		for i, e := range committed {
-			checks[i] = bundleCheck{badName: !plainName(e.Bundle), missing: !present[e.Bundle], unread: true}
+	c, err := OpenCheckpoint([]byte(st.Checkpoint), x.v)
+	if err != nil {
+		x.add(Problem{Kind: ProblemCheckpoint, Detail: "the latest checkpoint in " + StateFile + ": " + err.Error()})
+		return
+	}
+	x.cp = &c
+	x.res.Origin, x.res.Size, x.res.Root, x.res.Checkpoint = c.Origin, c.Size, hex.EncodeToString(c.Root), st.Checkpoint
+}
+
+// readEntries reads entries.jsonl; the entries beyond the checkpoint are uncommitted.
+func (x *verification) readEntries() error {
+	entries, err := readEntries(filepath.Join(x.dir, Dir, EntriesFile))
+	var lineErr *LineError
+	switch {
+	case errors.As(err, &lineErr):
+		x.add(Problem{Kind: ProblemEdited, Detail: lineErr.Error() + "; the entries after it are not checked"})
+	case errors.Is(err, fs.ErrNotExist):
+		x.add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " is missing"})
+	case err != nil:
+		return err
+	}
+	x.entries, x.committed = entries, entries
+	switch cp := x.cp; {
+	case cp == nil:
+	case uint64(len(entries)) > cp.Size:
+		x.committed = entries[:cp.Size]
+		for i, e := range entries[cp.Size:] {
+			idx := cp.Size + uint64(i)
+			x.add(Problem{Kind: ProblemUncommitted, Bundle: e.Bundle, Index: &idx, Detail: "no signed checkpoint covers this entry (an append that stopped before it was committed, or a line added by hand)"})
+		}
+	case uint64(len(entries)) < cp.Size && lineErr == nil:
+		x.add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("%s holds %d entries; the signed checkpoint covers %d: entries were removed", EntriesFile, len(entries), cp.Size)})
+	}
+	return nil
+}
+
+// readBundles reads each committed entry's bundle (only its presence, when fast: one listing
+// of the directory, as a stat per bundle would cost as much as reading it), then the root of
+// every prefix a checkpoint names.
+func (x *verification) readBundles(dirents []fs.DirEntry, fast bool) {
+	if fast {
+		present := make(map[string]bool, len(dirents))
+		for _, d := range dirents {
+			present[d.Name()] = d.IsDir()
+		}
+		x.checks = make([]bundleCheck, len(x.committed))
+		for i, e := range x.committed {
+			x.checks[i] = bundleCheck{badName: !plainName(e.Bundle), missing: !present[e.Bundle], unread: true}
 		}
 	} else {
-		checks = checkBundles(evDir, committed)
+		x.checks = checkBundles(x.dir, x.committed)
 	}
 	need := map[uint64][]byte{}
-	if cp != nil {
-		need[cp.Size] = cp.Root
+	if x.cp != nil {
+		need[x.cp.Size] = nil
 	}
-	if kept != nil {
-		need[kept.Size] = nil
+	if x.kept != nil {
+		need[x.kept.Size] = nil
 	}
-	for _, c := range checks {
+	for _, c := range x.checks {
 		if c.cp != nil {
 			need[c.cp.Size] = nil
 		}
 	}
-	roots := prefixRoots(committed, need)
+	x.roots = prefixRoots(x.committed, need)
+}
 
-	if cp != nil && uint64(len(committed)) == cp.Size && !bytes.Equal(roots[cp.Size], cp.Root) {
-		add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " does not hash to the signed checkpoint's root: entries were edited, reordered, removed or inserted"})
+// checkEntries checks the committed entries against the checkpoint and each against its
+// bundle and the bundle's own proof.
+func (x *verification) checkEntries() {
+	cp, n := x.cp, uint64(len(x.committed))
+	if cp != nil && n == cp.Size && !bytes.Equal(x.roots[cp.Size], cp.Root) {
+		x.add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " does not hash to the signed checkpoint's root: entries were edited, reordered, removed or inserted"})
 	}
-	seen := map[string]uint64{}
-	type rewrite struct {
-		size   uint64
-		bundle string
-	}
-	var rewritten *rewrite
-	var intact uint64
-	for i, e := range committed {
+	x.seen = map[string]uint64{}
+	var rewrittenAt, intact uint64 // the smallest proof's size whose prefix differs; the largest that matches
+	var rewrittenBy string
+	for i, e := range x.committed {
 		idx := uint64(i)
-		at := func(kind, detail string) { add(Problem{Kind: kind, Bundle: e.Bundle, Index: &idx, Detail: detail}) }
+		at := func(kind, detail string) { x.add(Problem{Kind: kind, Bundle: e.Bundle, Index: &idx, Detail: detail}) }
 		if e.Index != idx {
 			at(ProblemReordered, fmt.Sprintf("the entry on line %d says it is entry %d", i+1, e.Index))
 		}
-		if first, dup := seen[e.Bundle]; dup {
+		if first, dup := x.seen[e.Bundle]; dup {
 			at(ProblemDuplicated, fmt.Sprintf("the bundle is also entry %d", first))
 			continue
 		}
-		seen[e.Bundle] = idx
-		c := checks[i]
+		x.seen[e.Bundle] = idx
+		c := x.checks[i]
 		if want, err := hex.DecodeString(e.SHA256); err != nil || hex.EncodeToString(leafOf(e.Bundle, want)) != e.Leaf {
 			at(ProblemEdited, "the entry's bundle name or digest was changed: they no longer make its leaf")
 		}
@@ -218,13 +248,13 @@ func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, er
 			at(ProblemEdited, "the entry's bundle is not a directory name")
 			continue
 		case c.missing:
-			at(ProblemDeleted, "the bundle the log holds here is gone from "+evDir)
+			at(ProblemDeleted, "the bundle the log holds here is gone from "+x.dir)
 			continue
 		case c.err != nil:
 			at(ProblemDeleted, "the bundle cannot be read: "+c.err.Error())
 			continue
 		}
-		res.Bundles++
+		x.res.Bundles++
 		if c.unread {
 			continue
 		}
@@ -234,68 +264,75 @@ func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, er
 		switch {
 		case c.incErr != nil:
 			at(ProblemInclusion, c.incErr.Error())
-		case c.cp.Size > uint64(len(committed)):
+		case c.cp.Size > n:
 			at(ProblemEdited, fmt.Sprintf("its inclusion proof is of a checkpoint of %d entries, more than the log holds: the log was cut back", c.cp.Size))
 		case cp != nil && c.cp.Origin != cp.Origin:
 			at(ProblemInclusion, fmt.Sprintf("its inclusion proof is for another log (origin %s)", c.cp.Origin))
 		case c.inc.Index != idx:
 			at(ProblemReordered, fmt.Sprintf("its own inclusion proof puts it at entry %d", c.inc.Index))
-		case c.cp != nil && !bytes.Equal(roots[c.cp.Size], c.cp.Root) && uint64(len(committed)) >= c.cp.Size:
+		case !bytes.Equal(x.roots[c.cp.Size], c.cp.Root):
 			// Only now is the proof's own signature checked (the cost of one signature per
 			// bundle would dominate): it says whom to blame.
-			if _, err := OpenCheckpoint([]byte(c.inc.Checkpoint), v); err != nil {
+			if _, err := OpenCheckpoint([]byte(c.inc.Checkpoint), x.v); err != nil {
 				at(ProblemInclusion, InclusionFile+": its checkpoint: "+err.Error())
-			} else if rewritten == nil || c.cp.Size < rewritten.size {
-				rewritten = &rewrite{size: c.cp.Size, bundle: e.Bundle}
+			} else if rewrittenBy == "" || c.cp.Size < rewrittenAt {
+				rewrittenAt, rewrittenBy = c.cp.Size, e.Bundle
 			}
-		case c.cp != nil && c.cp.Size > intact:
+		case c.cp.Size > intact:
 			intact = c.cp.Size
 		}
 	}
-	if rewritten != nil {
+	if rewrittenBy != "" {
 		// Every later prefix differs too: the earliest signed prefix that no longer matches,
 		// and the longest that still does below it, bound where the history was changed.
 		still := "none of the signed checkpoints before it still matches"
-		if intact > 0 && intact < rewritten.size {
+		if intact > 0 && intact < rewrittenAt {
 			still = fmt.Sprintf("the first %d still match their signed checkpoint", intact)
 		}
-		add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the signed checkpoint bundle %s's proof carries (%s): the log's history was rewritten", rewritten.size, rewritten.bundle, still)})
+		x.add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the signed checkpoint bundle %s's proof carries (%s): the log's history was rewritten", rewrittenAt, rewrittenBy, still)})
 	}
-	for _, e := range entries[len(committed):] {
-		seen[e.Bundle] = 0 // named as uncommitted already
+	for _, e := range x.entries[len(x.committed):] {
+		x.seen[e.Bundle] = 0 // named as uncommitted already
 	}
+}
 
+// findInserted names the bundle directories the log does not hold.
+func (x *verification) findInserted(dirents []fs.DirEntry) {
 	for _, d := range dirents {
 		name := d.Name()
-		if _, ok := seen[name]; ok || !d.IsDir() || strings.HasPrefix(name, ".") || name == Dir {
+		if _, ok := x.seen[name]; ok || !d.IsDir() || strings.HasPrefix(name, ".") || name == Dir {
 			continue
 		}
-		b := filepath.Join(evDir, name)
+		b := filepath.Join(x.dir, name)
 		if !evidence.IsBundle(b) {
 			continue
 		}
-		res.Bundles++
+		x.res.Bundles++
 		detail := "the bundle is not in the log (added to the directory, or written when the log could not take it)"
 		if _, err := os.Stat(filepath.Join(b, InclusionFile)); err == nil {
 			detail = "the bundle is not in this log, though it carries an inclusion proof (moved here from another log, or its entry was removed)"
 		}
-		add(Problem{Kind: ProblemInserted, Bundle: name, Detail: detail})
+		x.add(Problem{Kind: ProblemInserted, Bundle: name, Detail: detail})
 	}
+}
 
-	if kept != nil {
-		res.Since = &Since{Size: kept.Size, Root: hex.EncodeToString(kept.Root)}
-		switch {
-		case cp != nil && kept.Origin != cp.Origin:
-			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the kept checkpoint is of another log (origin %s; this log is %s)", kept.Origin, cp.Origin)})
-		case kept.Size > uint64(len(committed)):
-			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log holds %d entries, fewer than the %d of the kept checkpoint: it was truncated or rolled back", len(committed), kept.Size)})
-		case !bytes.Equal(roots[kept.Size], kept.Root):
-			add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the kept checkpoint's root: the log was rewritten since", kept.Size)})
-		default:
-			res.Since.Consistent = true
-		}
+// checkSince proves the log still extends the checkpoint the auditor kept.
+func (x *verification) checkSince() {
+	kept := x.kept
+	if kept == nil {
+		return
 	}
-	return res, nil
+	x.res.Since = &Since{Size: kept.Size, Root: hex.EncodeToString(kept.Root)}
+	switch {
+	case x.cp != nil && kept.Origin != x.cp.Origin:
+		x.add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the kept checkpoint is of another log (origin %s; this log is %s)", kept.Origin, x.cp.Origin)})
+	case kept.Size > uint64(len(x.committed)):
+		x.add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log holds %d entries, fewer than the %d of the kept checkpoint: it was truncated or rolled back", len(x.committed), kept.Size)})
+	case !bytes.Equal(x.roots[kept.Size], kept.Root):
+		x.add(Problem{Kind: ProblemSince, Detail: fmt.Sprintf("the log's first %d entries no longer hash to the kept checkpoint's root: the log was rewritten since", kept.Size)})
+	default:
+		x.res.Since.Consistent = true
+	}
 }
 
 // SinceError says the kept checkpoint given to Verify cannot be used.
