@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, build sourceosctl, build the default
 # workspace image, and run governed sessions on this repository with the built-in default
-# profile, then show the evidence they left.
+# profile, then show the evidence they left and the session log that holds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -79,6 +79,9 @@ echo
 echo "== The evidence the last session left, verified with this host's evidence key"
 "$bin" agent-machine evidence verify "$bundle" --key "${XDG_CONFIG_HOME:-$HOME/.config}/sourceos/agent-machine/keys/evidence.pub"
 "$bin" agent-machine evidence inspect "$bundle"
+echo
+echo "== The session log: every bundle of this host's evidence directory, in the order sessions ended"
+"$bin" agent-machine evidence log verify || echo "(exit code $?: the problems above are in this host's evidence directory)"
 echo
 echo "== A refused request: mounting your home directory (exit code 3, nothing created)"
 "$bin" agent-machine shell --repo ~ --dry-run || echo "(exit code $?)"
