@@ -12,8 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/evidencelog"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 
 	"github.com/sourceos/sourceosctl/internal/machine"
 )
@@ -123,6 +126,7 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 		probe{"repo", "Repository", d.checkRepo},
 		probe{"profile", "Profile", func(context.Context) Check { return checkProfile(prof, profErr) }},
 		probe{"signing-key", "Signing key", d.checkKey},
+		probe{"session-log", "Session log", d.checkSessionLog},
 		probe{"copies", "Session copies", d.checkCopies},
 	)
 	if prof != nil {
@@ -465,6 +469,33 @@ func (d DoctorDeps) checkKey(context.Context) Check {
 		return fail(fmt.Sprintf("%s is readable by others (mode %v)", priv, st.Mode().Perm()), "chmod 600 "+priv)
 	}
 	return ok("a file: " + priv)
+}
+
+// checkSessionLog checks the session log of this host's evidence directory the fast way (the
+// log, its signed checkpoint and which bundles are present; `evidence log verify` reads every
+// bundle too).
+func (d DoctorDeps) checkSessionLog(context.Context) Check {
+	dir := d.Dirs.EvidenceDir()
+	_, pubPath := d.Dirs.SigningKeyPaths()
+	pub, err := evidence.LoadPublicKey(pubPath)
+	if err != nil {
+		return ok("none yet: the first session starts it")
+	}
+	res, err := evidencelog.Verify(dir, pub, evidencelog.VerifyOptions{Fast: true})
+	var noLog *evidencelog.NoLogError
+	switch {
+	case errors.As(err, &noLog):
+		if bundles, _ := evidence.List(dir); len(bundles) > 0 {
+			return warn(fmt.Sprintf("%d bundles in %s were written before the session log: the next session takes in those that verify", len(bundles), dir), "")
+		}
+		return ok("none yet: the first session starts it")
+	case err != nil:
+		return warn(fmt.Sprintf("cannot check the session log in %s: %v", dir, err), "")
+	case !res.OK():
+		return fail(fmt.Sprintf("%d problem(s) in the session log of %s, first: %s", len(res.Problems), dir, textsafe.String(res.Problems[0].String())),
+			"sourceosctl agent-machine evidence log verify  # names each; an auditor's kept checkpoint (--since) tells what was lost")
+	}
+	return ok(fmt.Sprintf("%d entries under its signed checkpoint, every logged bundle present (%s)", res.Size, dir))
 }
 
 // checkCopies reports the sessions' copies sourceosctl keeps (see internal/repocopy): how

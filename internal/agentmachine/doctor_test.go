@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/evidencelog"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 	"github.com/sourceos/sourceosctl/internal/machine"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -314,5 +316,42 @@ func TestDoctorStartsTheGateway(t *testing.T) {
 	withNetwork(t, &d, "none")
 	if c := find(Doctor(context.Background(), d), "egress-gateway"); c.ID != "" {
 		t.Errorf("a gateway check without the gateway: %+v", c)
+	}
+}
+
+// TestDoctorChecksTheSessionLog: doctor says whether the evidence directory has a log, how
+// many entries it holds, and fails naming the first problem when a logged bundle is gone.
+func TestDoctorChecksTheSessionLog(t *testing.T) {
+	d := baseDeps(t)
+	if got := find(Doctor(context.Background(), d), "session-log"); got.Status != StatusOK || !strings.Contains(got.Finding, "none yet") {
+		t.Fatalf("no key, no log: %+v", got)
+	}
+	priv, pub := d.Dirs.SigningKeyPaths()
+	key, err := evidence.LoadOrCreateKey(priv, pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, id := range []string{"20261202t100000z-000000000001", "20261202t100001z-000000000002"} {
+		dir, err := evidence.Write(d.Dirs.EvidenceDir(), id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	if got := find(Doctor(context.Background(), d), "session-log"); got.Status != StatusWarn || !strings.Contains(got.Finding, "2 bundles") {
+		t.Fatalf("bundles before the log: %+v", got)
+	}
+	if _, err := evidencelog.Append(dirs[1], key.Signer); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(Doctor(context.Background(), d), "session-log"); got.Status != StatusOK || !strings.Contains(got.Finding, "2 entries") {
+		t.Fatalf("a log of two: %+v", got)
+	}
+	if err := os.RemoveAll(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(Doctor(context.Background(), d), "session-log"); got.Status != StatusFail || !strings.Contains(got.Finding, "DELETED") || !strings.Contains(got.Fix, "evidence log verify") {
+		t.Fatalf("a deleted bundle: %+v", got)
 	}
 }

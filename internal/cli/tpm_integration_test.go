@@ -31,6 +31,9 @@ func TestIntegrationTPMHeldKey(t *testing.T) {
 	if code, out := cli("am", "evidence", "key", "show"); code != 0 || !strings.Contains(out, "TPM-held key evidence-") {
 		t.Errorf("key show: exit %d\n%s", code, out)
 	}
+	if _, out := cli("am", "doctor"); !strings.Contains(out, "held by the TPM "+dev) {
+		t.Errorf("doctor does not say the TPM holds the key:\n%s", out)
+	}
 	for i := 0; i < 4; i++ {
 		code, out := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true")
 		if code != 0 {
