@@ -37,20 +37,7 @@ func TestInspectEscapesWhatTheAgentWrote(t *testing.T) {
 // TestEvidenceLogCommands: the log's commands on a log, on what is not one, and on bad
 // input, with their exit codes and messages.
 func TestEvidenceLogCommands(t *testing.T) {
-	base := t.TempDir()
-	pub := filepath.Join(base, "evidence.pub")
-	key, err := evidence.LoadOrCreateKey(filepath.Join(base, "evidence.key"), pub, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evDir := filepath.Join(base, "evidence")
-	write := func(id string) string {
-		dir, err := evidence.Write(evDir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
+	base, pub, key, evDir, write := evidenceFixture(t)
 	unlogged := write("20261202t100000z-000000000001")
 	noLogDir := filepath.Dir(unlogged)
 	run1 := func(args ...string) (int, string) {
@@ -116,20 +103,10 @@ func TestEvidenceLogCommands(t *testing.T) {
 // TestEvidenceReportCommand: the report as JSON (valid against its schema), as a page, and
 // as a summary, with exit 1 once a bundle fails; conflicting outputs are a usage error.
 func TestEvidenceReportCommand(t *testing.T) {
-	base := t.TempDir()
-	pub := filepath.Join(base, "evidence.pub")
-	key, err := evidence.LoadOrCreateKey(filepath.Join(base, "evidence.key"), pub, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evDir := filepath.Join(base, "evidence")
+	base, pub, key, evDir, write := evidenceFixture(t)
 	var dirs []string
 	for i := 0; i < 3; i++ {
-		id := fmt.Sprintf("20261202t10000%dz-00000000000%d", i, i)
-		dir, err := evidence.Write(evDir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		dir := write(fmt.Sprintf("20261202t10000%dz-00000000000%d", i, i))
 		if _, err := evidencelog.Append(dir, key.Signer); err != nil {
 			t.Fatal(err)
 		}
@@ -166,4 +143,26 @@ func TestEvidenceReportCommand(t *testing.T) {
 		t.Errorf("a failed bundle: exit %d\n%s", code, out)
 	}
 	validateAgainst(t, "agent-machine-report.schema.json", []byte(out))
+}
+
+// evidenceFixture is an evidence key (its public key at pub) and write, which signs a
+// bundle for a session id into evDir, not logged.
+func evidenceFixture(t *testing.T) (base, pub string, key *evidence.Key, evDir string, write func(id string) string) {
+	t.Helper()
+	base = t.TempDir()
+	pub = filepath.Join(base, "evidence.pub")
+	key, err := evidence.LoadOrCreateKey(filepath.Join(base, "evidence.key"), pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evDir = filepath.Join(base, "evidence")
+	write = func(id string) string {
+		t.Helper()
+		dir, err := evidence.Write(evDir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	return base, pub, key, evDir, write
 }

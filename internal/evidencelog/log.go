@@ -103,7 +103,7 @@ func LeafHash(bundleDir string) ([]byte, error) {
 }
 
 func bundleDigest(bundleDir string) ([]byte, error) {
-	data, err := readRegular(filepath.Join(bundleDir, evidence.BundleFile), maxBundleFile)
+	data, err := safeopen.ReadFile(filepath.Join(bundleDir, evidence.BundleFile), maxBundleFile)
 	if err != nil {
 		return nil, err
 	}
@@ -118,20 +118,6 @@ const (
 	maxSmallFile  = 1 << 20  // state.json, an inclusion proof
 	maxEntryLine  = 64 << 10 // one line of entries.jsonl
 )
-
-// readRegular reads path when it is a regular file (never through a final symbolic link,
-// never a FIFO or device) of at most max bytes.
-func readRegular(path string, max int64) ([]byte, error) {
-	f, size, err := safeopen.Regular(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if size > max {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d it may be", path, size, max)
-	}
-	return io.ReadAll(io.LimitReader(f, max))
-}
 
 // realDir checks that path is a directory itself, not a symbolic link to one: the log writes
 // into it.
@@ -211,14 +197,15 @@ func AppendWritten(bundleDir string, written []byte, key signature.SignerVerifie
 		batch = adoptable(evDir, name, key)
 	}
 	batch = append(batch, Entry{Kind: KindBundle, Bundle: name, SHA256: hex.EncodeToString(digest), Leaf: hex.EncodeToString(leaf)})
-	// The audit path of a new last leaf is the range's hashes, smallest subtree first.
-	path := make([][]byte, 0, len(rng.Hashes()))
 	var lines []byte
+	var path [][]byte
 	leaves := make([][]byte, len(batch))
 	for i := range batch {
-		path = path[:0]
-		for j := len(rng.Hashes()) - 1; j >= 0; j-- {
-			path = append(path, rng.Hashes()[j])
+		if i == len(batch)-1 {
+			// The audit path of the new last leaf is the range's hashes, smallest subtree first.
+			for j := len(rng.Hashes()) - 1; j >= 0; j-- {
+				path = append(path, rng.Hashes()[j])
+			}
 		}
 		batch[i].Index = rng.End()
 		leaves[i], _ = hex.DecodeString(batch[i].Leaf)
@@ -362,7 +349,7 @@ func (t *tree) inclusion(index uint64) ([][]byte, error) {
 // rather than signed over.
 func loadState(logDir string, key signature.SignerVerifier) (*state, *compact.Range, error) {
 	path := filepath.Join(logDir, StateFile)
-	raw, err := readRegular(path, maxSmallFile)
+	raw, err := safeopen.ReadFile(path, maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if n, _ := fileSize(filepath.Join(logDir, EntriesFile)); n > 0 {
 			return nil, nil, fmt.Errorf("%s has entries but %s is missing: the log was damaged; run `evidence log verify` and move %s aside to start a new log", EntriesFile, path, logDir)
@@ -452,7 +439,7 @@ func fileSize(path string) (int64, error) {
 
 // Latest returns the log's latest signed checkpoint, as stored (not verified).
 func Latest(evDir string) ([]byte, error) {
-	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
+	raw, err := safeopen.ReadFile(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
 
 // Problems Verify names.
@@ -95,7 +96,7 @@ type VerifyOptions struct {
 // its own inclusion proof (unless opts.Fast), the directory for bundles the log does not hold
 // and, with opts.Since, that the log still extends the checkpoint an auditor kept.
 func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, error) {
-	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
+	raw, err := safeopen.ReadFile(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		if proved := bundlesWithProofs(evDir); len(proved) > 0 {
 			// Bundles proving their place in a log that is not there: it was deleted.
@@ -203,19 +204,13 @@ func (x *verification) readBundles(dirents []fs.DirEntry, fast bool) {
 	} else {
 		x.checks = checkBundles(x.dir, x.committed)
 	}
-	need := map[uint64][]byte{}
-	if x.cp != nil {
-		need[x.cp.Size] = nil
-	}
-	if x.kept != nil {
-		need[x.kept.Size] = nil
-	}
-	for _, c := range x.checks {
-		if c.cp != nil {
-			need[c.cp.Size] = nil
+	var sizes []uint64
+	for _, c := range append([]*Checkpoint{x.cp, x.kept}, checkpointsOf(x.checks)...) {
+		if c != nil {
+			sizes = append(sizes, c.Size)
 		}
 	}
-	x.roots = prefixRoots(x.committed, need)
+	x.roots = prefixRoots(x.committed, sizes...)
 }
 
 // checkEntries checks the committed entries against the checkpoint and each against its
@@ -397,11 +392,20 @@ func checkBundle(evDir string, e Entry) bundleCheck {
 	return c
 }
 
+// checkpointsOf are the checkpoints the bundles' proofs carry.
+func checkpointsOf(checks []bundleCheck) []*Checkpoint {
+	out := make([]*Checkpoint, len(checks))
+	for i, c := range checks {
+		out[i] = c.cp
+	}
+	return out
+}
+
 // readInclusion reads a bundle's log-inclusion.json and checks that its audit path leads
 // from the bundle's leaf to the root of the checkpoint stored with it. The checkpoint's
 // signature is checked by the caller (CheckInclusion) or against the log.
 func readInclusion(bundleDir string, leaf []byte) (*Inclusion, *Checkpoint, error) {
-	raw, err := readRegular(filepath.Join(bundleDir, InclusionFile), maxSmallFile)
+	raw, err := safeopen.ReadFile(filepath.Join(bundleDir, InclusionFile), maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, errors.New("the bundle has no " + InclusionFile)
 	} else if err != nil {
@@ -439,27 +443,38 @@ func readInclusion(bundleDir string, leaf []byte) (*Inclusion, *Checkpoint, erro
 // stored checkpoint is signed by the key and the audit path leads from the bundle to its
 // root. It returns the proof; a bundle without one gives an error naming the file.
 func CheckInclusion(bundleDir string, v signature.Verifier) (*Inclusion, error) {
+	inc, _, err := checkInclusion(bundleDir, v)
+	return inc, err
+}
+
+// checkInclusion is CheckInclusion, also returning the proof's signed checkpoint.
+func checkInclusion(bundleDir string, v signature.Verifier) (*Inclusion, *Checkpoint, error) {
 	leaf, err := LeafHash(bundleDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	inc, _, err := readInclusion(bundleDir, leaf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := OpenCheckpoint([]byte(inc.Checkpoint), v); err != nil {
-		return nil, fmt.Errorf("%s: its checkpoint: %v", InclusionFile, err)
+	cp, err := OpenCheckpoint([]byte(inc.Checkpoint), v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: its checkpoint: %v", InclusionFile, err)
 	}
-	return inc, nil
+	return inc, &cp, nil
 }
 
-// prefixRoots computes, in one pass over the entries' leaves, the root of every prefix whose
-// size is a key of need (a size beyond the entries gets no root).
-func prefixRoots(entries []Entry, need map[uint64][]byte) map[uint64][]byte {
+// prefixRoots computes, in one pass over the entries' leaves, the root of every prefix of
+// one of the sizes (a size beyond the entries gets no root).
+func prefixRoots(entries []Entry, sizes ...uint64) map[uint64][]byte {
+	need := map[uint64]bool{}
+	for _, n := range sizes {
+		need[n] = true
+	}
 	out := map[uint64][]byte{}
 	rng := factory.NewEmptyRange(0)
 	record := func() {
-		if _, ok := need[rng.End()]; ok {
+		if need[rng.End()] {
 			if root, err := rootOf(rng); err == nil {
 				out[rng.End()] = root
 			}
@@ -506,7 +521,7 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 	}
 	evDir, name := filepath.Dir(bundleDir), filepath.Base(bundleDir)
 	_, statErr := os.Stat(filepath.Join(bundleDir, InclusionFile))
-	raw, err := readRegular(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
+	raw, err := safeopen.ReadFile(filepath.Join(evDir, Dir, StateFile), maxSmallFile)
 	hasLog := err == nil
 	if errors.Is(statErr, fs.ErrNotExist) {
 		if hasLog {
@@ -516,7 +531,7 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 		}
 		return nil, &NotLoggedError{Bundle: bundleDir}
 	}
-	inc, err := CheckInclusion(bundleDir, v)
+	inc, own, err := checkInclusion(bundleDir, v)
 	if err != nil {
 		return nil, err
 	}
@@ -543,8 +558,7 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 	if inc.Index >= uint64(len(entries)) || entries[inc.Index].Bundle != name || entries[inc.Index].Leaf != inc.LeafHash {
 		return nil, fmt.Errorf("the session log's entry %d is not this bundle: run `evidence log verify`", inc.Index)
 	}
-	own, _ := parseBody(strings.SplitN(inc.Checkpoint, "\n\n", 2)[0] + "\n")
-	roots := prefixRoots(entries, map[uint64][]byte{inc.TreeSize: nil, latest.Size: nil})
+	roots := prefixRoots(entries, inc.TreeSize, latest.Size)
 	if !bytes.Equal(roots[latest.Size], latest.Root) {
 		return nil, errors.New("the session log's entries do not match its latest signed checkpoint: run `evidence log verify`")
 	}

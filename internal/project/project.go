@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -64,17 +63,13 @@ func readManifest(dir, name string) (data []byte, ok bool, err error) {
 	if root, err := filepath.EvalSymlinks(dir); err != nil || !within(root, real) {
 		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is a symbolic link out of the repository (to %s); it is not read", real)}
 	}
-	f, _, err := safeopen.Regular(real)
-	if err != nil {
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
-	}
-	defer f.Close()
-	data, err = io.ReadAll(io.LimitReader(f, maxManifest+1))
-	if err != nil {
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
-	}
-	if len(data) > maxManifest {
+	data, err = safeopen.ReadFile(real, maxManifest)
+	var tooLarge *safeopen.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
 		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is larger than %d KiB", maxManifest>>10)}
+	case err != nil:
+		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
 	}
 	return data, true, nil
 }

@@ -6,6 +6,7 @@ package safeopen
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -25,4 +26,31 @@ func Regular(path string) (f *os.File, size int64, err error) {
 		return nil, 0, fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
 	}
 	return f, st.Size(), nil
+}
+
+// TooLargeError is a file larger than ReadFile may read.
+type TooLargeError struct {
+	Path      string
+	Size, Max int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s is %d bytes, more than the %d it may be", e.Path, e.Size, e.Max)
+}
+
+// ReadFile reads path, a regular file (see Regular) of at most max bytes.
+func ReadFile(path string, max int64) ([]byte, error) {
+	f, size, err := Regular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if size > max {
+		return nil, &TooLargeError{Path: path, Size: size, Max: max}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max { // it grew since it was opened
+		return nil, &TooLargeError{Path: path, Size: int64(len(data)), Max: max}
+	}
+	return data, err
 }

@@ -3,6 +3,7 @@
 package safeopen
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -43,5 +44,29 @@ func TestRegular(t *testing.T) {
 			}
 			t.Errorf("%s: %v, want %q", path, err, want)
 		}
+	}
+}
+
+// TestReadFile: a regular file within the bound is read whole; a larger one is refused with
+// its size, as is a FIFO (without blocking).
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(file, 5); err != nil || string(b) != "hello" {
+		t.Errorf("within the bound: %q %v", b, err)
+	}
+	var tooLarge *TooLargeError
+	if _, err := ReadFile(file, 4); !errors.As(err, &tooLarge) || tooLarge.Size != 5 {
+		t.Errorf("over the bound: %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(fifo, 5); err == nil {
+		t.Error("a FIFO was read")
 	}
 }
