@@ -89,45 +89,66 @@ func (n noteVerifier) Verify(msg, sig []byte) bool {
 	return n.v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(msg)) == nil
 }
 
-// signCheckpoint returns the signed note for c.
-func signCheckpoint(c Checkpoint, s signature.SignerVerifier) (string, error) {
-	pub, err := s.PublicKey()
-	if err != nil {
-		return "", err
+// signCheckpoint returns the signed note for c, signed by each of signers (two for a key
+// rotation: the key rotated to and the key rotated from).
+func signCheckpoint(c Checkpoint, signers ...signature.SignerVerifier) (string, error) {
+	var ns []note.Signer
+	for _, s := range signers {
+		pub, err := s.PublicKey()
+		if err != nil {
+			return "", err
+		}
+		h, err := keyHash(pub)
+		if err != nil {
+			return "", err
+		}
+		ns = append(ns, noteSigner{name: c.Origin, hash: h, s: s})
 	}
-	h, err := keyHash(pub)
-	if err != nil {
-		return "", err
-	}
-	out, err := note.Sign(&note.Note{Text: c.body()}, noteSigner{name: c.Origin, hash: h, s: s})
+	out, err := note.Sign(&note.Note{Text: c.body()}, ns...)
 	if err != nil {
 		return "", fmt.Errorf("sign the log's checkpoint: %w", err)
 	}
 	return string(out), nil
 }
 
-// OpenCheckpoint checks a signed checkpoint with the evidence public key and returns its
-// body. The signature must be by that key under the checkpoint's own origin.
-func OpenCheckpoint(signed []byte, v signature.Verifier) (Checkpoint, error) {
+// newNoteVerifier checks a signature line named origin with the evidence public key v.
+func newNoteVerifier(origin string, v signature.Verifier) (note.Verifier, error) {
 	pub, err := v.PublicKey()
 	if err != nil {
-		return Checkpoint{}, err
+		return nil, err
 	}
 	h, err := keyHash(pub)
 	if err != nil {
-		return Checkpoint{}, err
+		return nil, err
 	}
-	origin, _, _ := strings.Cut(string(signed), "\n")
-	n, err := note.Open(signed, note.VerifierList(noteVerifier{name: origin, hash: h, v: v}))
+	return noteVerifier{name: origin, hash: h, v: v}, nil
+}
+
+// describeNoteError says in the log's terms why a signed note did not open.
+func describeNoteError(err error) error {
 	var unverified *note.UnverifiedNoteError
 	var invalid *note.InvalidSignatureError
 	switch {
 	case errors.As(err, &unverified):
-		return Checkpoint{}, errors.New("it is not signed by this key")
+		return errors.New("it is not signed by this key")
 	case errors.As(err, &invalid):
-		return Checkpoint{}, errors.New("its signature does not verify: the checkpoint was changed after it was signed")
-	case err != nil:
-		return Checkpoint{}, fmt.Errorf("not a signed checkpoint: %w", err)
+		return errors.New("its signature does not verify: the checkpoint was changed after it was signed")
+	default:
+		return fmt.Errorf("not a signed checkpoint: %w", err)
+	}
+}
+
+// OpenCheckpoint checks a signed checkpoint with the evidence public key and returns its
+// body. The signature must be by that key under the checkpoint's own origin.
+func OpenCheckpoint(signed []byte, v signature.Verifier) (Checkpoint, error) {
+	origin, _, _ := strings.Cut(string(signed), "\n")
+	nv, err := newNoteVerifier(origin, v)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	n, err := note.Open(signed, note.VerifierList(nv))
+	if err != nil {
+		return Checkpoint{}, describeNoteError(err)
 	}
 	return parseBody(n.Text)
 }

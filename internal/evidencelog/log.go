@@ -6,10 +6,13 @@
 //
 // On disk, in EVIDENCE/log/:
 //
-//	entries.jsonl  one line per leaf: {"index","kind","bundle","sha256","leaf"}, appended only
+//	entries.jsonl  one line per leaf, appended only: {"index","kind":"bundle","bundle","sha256","leaf"}
+//	               for a session's bundle, {"index","kind":"key","previous","key","leaf"} for a
+//	               key rotation (keys.go)
 //	state.json     the log's size, the byte length of entries.jsonl it covers, the compact
 //	               range (the O(log n) hashes of the tree's right edge) and the signed
-//	               checkpoint; replacing this file is the commit point of an append
+//	               checkpoint; replacing this file is the commit point of an append. After a
+//	               rotation, also the key in force and each rotation's doubly signed checkpoint
 //	lock           held while appending, so concurrent sessions append one at a time
 //
 // and in each bundle directory, log-inclusion.json (the leaf's index, the audit path and
@@ -63,9 +66,12 @@ var factory = &compact.RangeFactory{Hash: hasher.HashChildren}
 type Entry struct {
 	Index  uint64 `json:"index"`
 	Kind   string `json:"kind"`
-	Bundle string `json:"bundle"`
-	SHA256 string `json:"sha256"` // of the bundle's attestation.sigstore.json
-	Leaf   string `json:"leaf"`   // hex RFC 6962 leaf hash of the record of Bundle and SHA256
+	Bundle string `json:"bundle,omitempty"`
+	SHA256 string `json:"sha256,omitempty"` // of the bundle's attestation.sigstore.json
+	// Previous and Key, for a rotation (KindKey): the hex DER public keys rotated from and to.
+	Previous string `json:"previous,omitempty"`
+	Key      string `json:"key,omitempty"`
+	Leaf     string `json:"leaf"` // hex RFC 6962 leaf hash of the record of Bundle and SHA256 (or of the keys)
 	// Adopted marks a bundle that was in the directory before its log was started.
 	Adopted bool `json:"adopted,omitempty"`
 }
@@ -78,6 +84,10 @@ type state struct {
 	Offset     int64    `json:"offset"` // bytes of entries.jsonl the checkpoint covers
 	Range      []string `json:"range"`  // hex hashes of the compact range [0, size)
 	Checkpoint string   `json:"checkpoint"`
+	// Key is the key in force since the last rotation (hex DER), and Rotations the
+	// checkpoints each rotation's two keys signed; both empty until the first rotation.
+	Key       string   `json:"key,omitempty"`
+	Rotations []string `json:"rotations,omitempty"`
 }
 
 // Inclusion is log-inclusion.json: the proof that a bundle is leaf Index of the log whose
@@ -168,35 +178,74 @@ func AppendWritten(bundleDir string, written []byte, key signature.SignerVerifie
 		return nil, fmt.Errorf("%s changed between its writing and its logging: not logged", filepath.Join(bundleDir, evidence.BundleFile))
 	}
 	leaf := leafOf(name, digest)
-	logDir := filepath.Join(evDir, Dir)
-	if err := os.MkdirAll(logDir, 0o700); err != nil {
+	if err := realDir(bundleDir); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{logDir, bundleDir} {
-		if err := realDir(d); err != nil {
-			return nil, err
-		}
-	}
-	unlock, err := lock(filepath.Join(logDir, LockFile))
-	if err != nil {
-		return nil, fmt.Errorf("lock the session log: %w", err)
-	}
-	defer unlock()
-
-	st, rng, err := loadState(logDir, key)
+	l, err := openLog(evDir)
 	if err != nil {
 		return nil, err
 	}
-	if inc := adoptedAlready(bundleDir, leaf, st.Origin); inc != nil {
+	defer l.unlock()
+	if err := l.load(key); err != nil {
+		return nil, err
+	}
+	if inc := adoptedAlready(bundleDir, leaf, l.st.Origin); inc != nil {
 		// Another session started this log while this bundle waited for the lock, and
 		// adopted it with the directory's earlier bundles.
 		return &Appended{Inclusion: inc}, nil
 	}
 	var batch []Entry
-	if st.Size == 0 {
+	if l.st.Size == 0 {
 		batch = adoptable(evDir, name, key)
 	}
 	batch = append(batch, Entry{Kind: KindBundle, Bundle: name, SHA256: hex.EncodeToString(digest), Leaf: hex.EncodeToString(leaf)})
+	inc, err := l.commit(batch, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeInclusion(bundleDir, inc); err != nil {
+		return nil, fmt.Errorf("the bundle is in the log (leaf %d) but its inclusion proof was not written: %w", inc.Index, err)
+	}
+	return &Appended{Inclusion: inc, Adopted: len(batch) - 1}, nil
+}
+
+// openedLog is an evidence directory's log, locked for an append.
+type openedLog struct {
+	evDir, dir string
+	unlock     func()
+	st         *state
+	rng        *compact.Range
+}
+
+// openLog makes and locks the log of the evidence directory evDir.
+func openLog(evDir string) (*openedLog, error) {
+	logDir := filepath.Join(evDir, Dir)
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := realDir(logDir); err != nil {
+		return nil, err
+	}
+	unlock, err := lock(filepath.Join(logDir, LockFile))
+	if err != nil {
+		return nil, fmt.Errorf("lock the session log: %w", err)
+	}
+	return &openedLog{evDir: evDir, dir: logDir, unlock: unlock}, nil
+}
+
+// load reads the log's state, which key must have signed.
+func (l *openedLog) load(key signature.Verifier) (err error) {
+	l.st, l.rng, err = loadState(l.dir, key)
+	return err
+}
+
+// commit appends the batch of entries, signs the new checkpoint with the signers, writes
+// the entries and then the state (the commit point), and writes the inclusion proofs of
+// any adopted bundles in the batch. It returns the last entry's inclusion proof. A batch ending in a rotation keeps its checkpoint among the
+// rotations and makes the rotated-to key the log's.
+func (l *openedLog) commit(batch []Entry, signers ...signature.SignerVerifier) (*Inclusion, error) {
+	st, rng := l.st, l.rng
+	start := rng.End()
 	var lines []byte
 	var path [][]byte
 	leaves := make([][]byte, len(batch))
@@ -220,34 +269,34 @@ func AppendWritten(bundleDir string, written []byte, key signature.SignerVerifie
 	if err != nil {
 		return nil, err
 	}
-	if err := proof.VerifyInclusion(hasher, index, size, leaf, path, root); err != nil {
+	last := leaves[len(leaves)-1]
+	if err := proof.VerifyInclusion(hasher, index, size, last, path, root); err != nil {
 		return nil, fmt.Errorf("the new leaf's proof does not verify (a defect): %w", err)
 	}
-	signed, err := signCheckpoint(Checkpoint{Origin: st.Origin, Size: size, Root: root}, key)
+	signed, err := signCheckpoint(Checkpoint{Origin: st.Origin, Size: size, Root: root}, signers...)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeEntry(filepath.Join(logDir, EntriesFile), st.Offset, lines); err != nil {
+	if err := writeEntry(filepath.Join(l.dir, EntriesFile), st.Offset, lines); err != nil {
 		return nil, err
 	}
 	st.Size, st.Offset, st.Checkpoint = size, st.Offset+int64(len(lines)), signed
 	st.Range = hexAll(rng.Hashes())
+	if e := batch[len(batch)-1]; e.Kind == KindKey {
+		st.Key, st.Rotations = e.Key, append(st.Rotations, signed)
+	}
 	raw, _ := json.MarshalIndent(st, "", "  ")
-	if err := atomicfile.Write(filepath.Join(logDir, StateFile), append(raw, '\n'), 0o600, atomicfile.Options{}); err != nil {
+	if err := atomicfile.Write(filepath.Join(l.dir, StateFile), append(raw, '\n'), 0o600, atomicfile.Options{}); err != nil {
 		return nil, fmt.Errorf("commit the session log: %w", err)
 	}
-	if len(batch) > 1 {
+	if start == 0 && len(batch) > 1 {
 		// Adopted bundles prove their place against this same checkpoint: the log held only
-		// them and the new one when it was started.
-		if err := writeAdoptedProofs(evDir, batch[:len(batch)-1], leaves, signed); err != nil {
+		// them and the last entry when it was started.
+		if err := writeAdoptedProofs(l.evDir, batch[:len(batch)-1], leaves, signed); err != nil {
 			return nil, err
 		}
 	}
-	inc := &Inclusion{Index: index, TreeSize: size, LeafHash: hex.EncodeToString(leaf), Hashes: hexAll(path), Checkpoint: signed}
-	if err := writeInclusion(bundleDir, inc); err != nil {
-		return nil, fmt.Errorf("the bundle is in the log (leaf %d) but its inclusion proof was not written: %w", index, err)
-	}
-	return &Appended{Inclusion: inc, Adopted: len(batch) - 1}, nil
+	return &Inclusion{Index: index, TreeSize: size, LeafHash: hex.EncodeToString(last), Hashes: hexAll(path), Checkpoint: signed}, nil
 }
 
 // adoptedAlready returns the bundle's inclusion proof when the log of origin already holds
@@ -347,7 +396,7 @@ func (t *tree) inclusion(index uint64) ([][]byte, error) {
 // loadState reads state.json, or starts a new log when there is none. The stored range must
 // hash to the root of the stored checkpoint, signed by key: an edited state is refused
 // rather than signed over.
-func loadState(logDir string, key signature.SignerVerifier) (*state, *compact.Range, error) {
+func loadState(logDir string, key signature.Verifier) (*state, *compact.Range, error) {
 	path := filepath.Join(logDir, StateFile)
 	raw, err := safeopen.ReadFile(path, maxSmallFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -367,6 +416,11 @@ func loadState(logDir string, key signature.SignerVerifier) (*state, *compact.Ra
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if st.Key != "" {
+		if id, err := keyID(key); err != nil || id != st.Key {
+			return nil, nil, &KeyMismatchError{Log: filepath.Dir(logDir), InForce: fingerprintID(st.Key), Key: fingerprintID(id)}
+		}
+	}
 	cp, err := OpenCheckpoint([]byte(st.Checkpoint), key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: its checkpoint: %w", path, err)
@@ -379,6 +433,13 @@ func loadState(logDir string, key signature.SignerVerifier) (*state, *compact.Ra
 		return nil, nil, fmt.Errorf("%s does not match its own signed checkpoint: the log was edited; run `evidence log verify`", path)
 	}
 	return st, rng, nil
+}
+
+// KeyMismatchError says a log's key was rotated and the key at hand is not the one in force.
+type KeyMismatchError struct{ Log, InForce, Key string }
+
+func (e *KeyMismatchError) Error() string {
+	return fmt.Sprintf("the session log of %s is signed by the key %s since its last rotation, not by this key (%s)", e.Log, e.InForce, e.Key)
 }
 
 // rootOf is the root hash of the tree the range covers from its first leaf; the empty tree's
@@ -474,7 +535,7 @@ func readEntries(path string) ([]Entry, error) {
 		var e Entry
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
-		if derr := dec.Decode(&e); derr != nil || e.Kind != KindBundle || len(e.Leaf) != 2*sha256.Size || len(e.SHA256) != 2*sha256.Size || e.Bundle == "" {
+		if derr := dec.Decode(&e); derr != nil || !wellFormed(e) {
 			return out, &LineError{Line: n, Text: string(bytes.TrimSpace(line))}
 		}
 		out = append(out, e)
@@ -482,6 +543,20 @@ func readEntries(path string) ([]Entry, error) {
 			return out, nil
 		}
 	}
+}
+
+// wellFormed says an entry has the fields of its kind, and only those.
+func wellFormed(e Entry) bool {
+	if len(e.Leaf) != 2*sha256.Size {
+		return false
+	}
+	switch e.Kind {
+	case KindBundle:
+		return len(e.SHA256) == 2*sha256.Size && e.Bundle != "" && e.Previous == "" && e.Key == ""
+	case KindKey:
+		return e.Previous != "" && e.Key != "" && e.Bundle == "" && e.SHA256 == "" && !e.Adopted
+	}
+	return false
 }
 
 var errLongLine = errors.New("line too long")

@@ -89,7 +89,7 @@ func TestAppendThenVerify(t *testing.T) {
 	}
 	for i := 0; i < 7; i++ {
 		dir := l.path(sessionName(i))
-		inc, err := CheckInclusion(dir, l.pub)
+		inc, err := VerifyBundle(dir, l.pub)
 		if err != nil || inc.Index != uint64(i) {
 			t.Fatalf("bundle %d's own proof: %v %+v", i, err, inc)
 		}

@@ -61,6 +61,7 @@ type Result struct {
 	Root       string    `json:"root"`
 	Checkpoint string    `json:"checkpoint"`
 	Bundles    int       `json:"bundles"` // bundle directories in the evidence directory
+	Keys       []string  `json:"keys"`    // fingerprints of the keys that signed the log, oldest first
 	Since      *Since    `json:"since,omitempty"`
 	Problems   []Problem `json:"problems"`
 }
@@ -108,16 +109,18 @@ func Verify(evDir string, v signature.Verifier, opts VerifyOptions) (*Result, er
 		return nil, err
 	}
 	x := &verification{dir: evDir, v: v, res: &Result{Dir: evDir, Problems: []Problem{}}}
+	lineErr, err := x.readEntries()
+	if err != nil {
+		return nil, err
+	}
+	x.readCheckpoint(raw)
+	x.splitCommitted(lineErr)
 	if opts.Since != nil {
-		c, err := OpenCheckpoint(opts.Since, v)
+		c, err := OpenCheckpoint(opts.Since, x.keys.signing(unverifiedSize(opts.Since)))
 		if err != nil {
 			return nil, &SinceError{Err: err}
 		}
 		x.kept = &c
-	}
-	x.readCheckpoint(raw)
-	if err := x.readEntries(); err != nil {
-		return nil, err
 	}
 	dirents, err := os.ReadDir(evDir)
 	if err != nil {
@@ -136,6 +139,7 @@ type verification struct {
 	v    signature.Verifier
 	res  *Result
 	cp   *Checkpoint // the latest signed checkpoint, when it verifies
+	keys *Keys       // the keys that signed the log (v alone when it was never rotated)
 	kept *Checkpoint // the auditor's, with --since
 
 	entries, committed []Entry           // every entry; those the checkpoint covers
@@ -146,13 +150,23 @@ type verification struct {
 
 func (x *verification) add(p Problem) { x.res.Problems = append(x.res.Problems, p) }
 
+// readCheckpoint reads the state and opens its latest checkpoint with the key in force at
+// its size, following the log's rotations from v.
 func (x *verification) readCheckpoint(raw []byte) {
+	x.keys = &Keys{epochs: []epoch{{v: x.v}}}
 	st, _, err := parseState(raw)
 	if err != nil {
 		x.add(Problem{Kind: ProblemCheckpoint, Detail: StateFile + ": " + err.Error()})
 		return
 	}
-	c, err := OpenCheckpoint([]byte(st.Checkpoint), x.v)
+	size := unverifiedSize([]byte(st.Checkpoint))
+	keys, err := buildKeys(x.entries[:min(size, uint64(len(x.entries)))], st.Rotations, st.Origin, x.v)
+	if err != nil {
+		x.add(Problem{Kind: ProblemCheckpoint, Detail: "the log's keys: " + err.Error()})
+		return
+	}
+	x.keys, x.res.Keys = keys, keys.Fingerprints()
+	c, err := OpenCheckpoint([]byte(st.Checkpoint), keys.signing(size))
 	if err != nil {
 		x.add(Problem{Kind: ProblemCheckpoint, Detail: "the latest checkpoint in " + StateFile + ": " + err.Error()})
 		return
@@ -161,8 +175,20 @@ func (x *verification) readCheckpoint(raw []byte) {
 	x.res.Origin, x.res.Size, x.res.Root, x.res.Checkpoint = c.Origin, c.Size, hex.EncodeToString(c.Root), st.Checkpoint
 }
 
-// readEntries reads entries.jsonl; the entries beyond the checkpoint are uncommitted.
-func (x *verification) readEntries() error {
+// unverifiedSize is the size a signed checkpoint claims, before its signature is checked
+// (to choose the key that must have signed it); 0 when it has none.
+func unverifiedSize(signed []byte) uint64 {
+	body, _, _ := strings.Cut(string(signed), "\n\n")
+	c, err := parseBody(body + "\n")
+	if err != nil {
+		return 0
+	}
+	return c.Size
+}
+
+// readEntries reads entries.jsonl; a line that is not an entry is a problem, returned to
+// say the entries after it were not read.
+func (x *verification) readEntries() (*LineError, error) {
 	entries, err := readEntries(filepath.Join(x.dir, Dir, EntriesFile))
 	var lineErr *LineError
 	switch {
@@ -171,9 +197,17 @@ func (x *verification) readEntries() error {
 	case errors.Is(err, fs.ErrNotExist):
 		x.add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " is missing"})
 	case err != nil:
-		return err
+		return nil, err
 	}
-	x.entries, x.committed = entries, entries
+	x.entries = entries
+	return lineErr, nil
+}
+
+// splitCommitted sets apart the entries the checkpoint covers; those beyond it are
+// uncommitted.
+func (x *verification) splitCommitted(lineErr *LineError) {
+	entries := x.entries
+	x.committed = entries
 	switch cp := x.cp; {
 	case cp == nil:
 	case uint64(len(entries)) > cp.Size:
@@ -185,7 +219,6 @@ func (x *verification) readEntries() error {
 	case uint64(len(entries)) < cp.Size && lineErr == nil:
 		x.add(Problem{Kind: ProblemEdited, Detail: fmt.Sprintf("%s holds %d entries; the signed checkpoint covers %d: entries were removed", EntriesFile, len(entries), cp.Size)})
 	}
-	return nil
 }
 
 // readBundles reads each committed entry's bundle (only its presence, when fast: one listing
@@ -199,7 +232,11 @@ func (x *verification) readBundles(dirents []fs.DirEntry, fast bool) {
 		}
 		x.checks = make([]bundleCheck, len(x.committed))
 		for i, e := range x.committed {
-			x.checks[i] = bundleCheck{badName: !plainName(e.Bundle), missing: !present[e.Bundle], unread: true}
+			if e.Kind == KindKey {
+				x.checks[i] = bundleCheck{rotation: true}
+			} else {
+				x.checks[i] = bundleCheck{badName: !plainName(e.Bundle), missing: !present[e.Bundle], unread: true}
+			}
 		}
 	} else {
 		x.checks = checkBundles(x.dir, x.committed)
@@ -228,6 +265,12 @@ func (x *verification) checkEntries() {
 		at := func(kind, detail string) { x.add(Problem{Kind: kind, Bundle: e.Bundle, Index: &idx, Detail: detail}) }
 		if e.Index != idx {
 			at(ProblemReordered, fmt.Sprintf("the entry on line %d says it is entry %d", i+1, e.Index))
+		}
+		if e.Kind == KindKey {
+			if hex.EncodeToString(leafOfKey(e.Previous, e.Key)) != e.Leaf {
+				at(ProblemEdited, "the rotation's keys were changed: they no longer make its leaf")
+			}
+			continue
 		}
 		if first, dup := x.seen[e.Bundle]; dup {
 			at(ProblemDuplicated, fmt.Sprintf("the bundle is also entry %d", first))
@@ -268,7 +311,7 @@ func (x *verification) checkEntries() {
 		case !bytes.Equal(x.roots[c.cp.Size], c.cp.Root):
 			// Only now is the proof's own signature checked (the cost of one signature per
 			// bundle would dominate): it says whom to blame.
-			if _, err := OpenCheckpoint([]byte(c.inc.Checkpoint), x.v); err != nil {
+			if _, err := OpenCheckpoint([]byte(c.inc.Checkpoint), x.keys.signing(c.cp.Size)); err != nil {
 				at(ProblemInclusion, InclusionFile+": its checkpoint: "+err.Error())
 			} else if rewrittenBy == "" || c.cp.Size < rewrittenAt {
 				rewrittenAt, rewrittenBy = c.cp.Size, e.Bundle
@@ -338,14 +381,15 @@ func (e *SinceError) Unwrap() error { return e.Err }
 
 // bundleCheck is what one entry's bundle directory holds.
 type bundleCheck struct {
-	unread  bool // not read (VerifyOptions.Fast): only its presence is known
-	badName bool
-	missing bool
-	err     error
-	leaf    []byte
-	inc     *Inclusion
-	cp      *Checkpoint // the checkpoint the bundle's proof was signed against (signature checked by CheckInclusion)
-	incErr  error
+	rotation bool // the entry is a key rotation, not a bundle
+	unread   bool // not read (VerifyOptions.Fast): only its presence is known
+	badName  bool
+	missing  bool
+	err      error
+	leaf     []byte
+	inc      *Inclusion
+	cp       *Checkpoint // the checkpoint the bundle's proof was signed against (signature checked by CheckInclusion)
+	incErr   error
 }
 
 // checkBundles reads every entry's bundle — its leaf hash and its inclusion proof — on as
@@ -377,6 +421,9 @@ func plainName(name string) bool {
 }
 
 func checkBundle(evDir string, e Entry) bundleCheck {
+	if e.Kind == KindKey {
+		return bundleCheck{rotation: true}
+	}
 	if !plainName(e.Bundle) {
 		return bundleCheck{badName: true}
 	}
@@ -439,16 +486,11 @@ func readInclusion(bundleDir string, leaf []byte) (*Inclusion, *Checkpoint, erro
 	return &inc, &cp, nil
 }
 
-// CheckInclusion verifies a bundle's own inclusion proof with the evidence public key: the
-// stored checkpoint is signed by the key and the audit path leads from the bundle to its
-// root. It returns the proof; a bundle without one gives an error naming the file.
-func CheckInclusion(bundleDir string, v signature.Verifier) (*Inclusion, error) {
-	inc, _, err := checkInclusion(bundleDir, v)
-	return inc, err
-}
-
-// checkInclusion is CheckInclusion, also returning the proof's signed checkpoint.
-func checkInclusion(bundleDir string, v signature.Verifier) (*Inclusion, *Checkpoint, error) {
+// checkInclusion checks a bundle's own inclusion proof: the checkpoint stored with it is
+// signed by the key keyFor gives for its size, and the audit path leads from the bundle to
+// its root. It returns the proof and its checkpoint; a bundle without one gives an error
+// naming the file.
+func checkInclusion(bundleDir string, keyFor func(size uint64) signature.Verifier) (*Inclusion, *Checkpoint, error) {
 	leaf, err := LeafHash(bundleDir)
 	if err != nil {
 		return nil, nil, err
@@ -457,7 +499,7 @@ func checkInclusion(bundleDir string, v signature.Verifier) (*Inclusion, *Checkp
 	if err != nil {
 		return nil, nil, err
 	}
-	cp, err := OpenCheckpoint([]byte(inc.Checkpoint), v)
+	cp, err := OpenCheckpoint([]byte(inc.Checkpoint), keyFor(inc.TreeSize))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: its checkpoint: %v", InclusionFile, err)
 	}
@@ -499,6 +541,9 @@ type BundleInLog struct {
 	Index      uint64 `json:"index"`
 	TreeSize   uint64 `json:"treeSize"`   // the size of the checkpoint stored with the bundle
 	LatestSize uint64 `json:"latestSize"` // the size of the log's latest checkpoint
+	// Signer is the key that appended the bundle: the key given, or — when the log was
+	// rotated — the one in force then, which the rotations tie to the key given.
+	Signer signature.Verifier `json:"-"`
 }
 
 // NotLoggedError says a bundle is in no session log: written before the log existed, or
@@ -512,8 +557,9 @@ func (e *NotLoggedError) Error() string {
 // VerifyBundle checks a bundle's place in the session log: its own inclusion proof against
 // the signed checkpoint stored with it and, when its directory holds the log, that the
 // log's entry at that index is this bundle and that the log's latest signed checkpoint still
-// extends the one in the proof. A bundle the log names but whose proof is gone fails; a
-// bundle in no log gives a NotLoggedError.
+// extends the one in the proof. Checkpoints are checked with the key in force at their
+// size, following the log's rotations from v. A bundle the log names but whose proof is
+// gone fails; a bundle in no log gives a NotLoggedError.
 func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) {
 	bundleDir, err := filepath.Abs(bundleDir) // "." inside a bundle names it too
 	if err != nil {
@@ -531,30 +577,39 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 		}
 		return nil, &NotLoggedError{Bundle: bundleDir}
 	}
-	inc, own, err := checkInclusion(bundleDir, v)
-	if err != nil {
-		return nil, err
-	}
-	out := &BundleInLog{Index: inc.Index, TreeSize: inc.TreeSize}
 	if !hasLog {
-		return out, nil // moved out of its evidence directory: its own proof is what remains
+		// Moved out of its evidence directory: its own proof is what remains.
+		inc, _, err := checkInclusion(bundleDir, func(uint64) signature.Verifier { return v })
+		if err != nil {
+			return nil, err
+		}
+		return &BundleInLog{Index: inc.Index, TreeSize: inc.TreeSize, Signer: v}, nil
 	}
 	st, _, err := parseState(raw)
 	if err != nil {
 		return nil, fmt.Errorf("the session log's %s: %v", StateFile, err)
 	}
-	latest, err := OpenCheckpoint([]byte(st.Checkpoint), v)
-	if err != nil {
-		return nil, fmt.Errorf("the session log's latest checkpoint: %v", err)
-	}
 	entries, err := readEntries(filepath.Join(evDir, Dir, EntriesFile))
 	if err != nil {
 		return nil, fmt.Errorf("the session log: %v", err)
 	}
-	if uint64(len(entries)) < latest.Size {
-		return nil, fmt.Errorf("the session log holds %d entries, its checkpoint %d: run `evidence log verify`", len(entries), latest.Size)
+	size := unverifiedSize([]byte(st.Checkpoint))
+	if uint64(len(entries)) < size {
+		return nil, fmt.Errorf("the session log holds %d entries, its checkpoint %d: run `evidence log verify`", len(entries), size)
 	}
-	entries = entries[:latest.Size]
+	entries = entries[:size]
+	keys, err := buildKeys(entries, st.Rotations, st.Origin, v)
+	if err != nil {
+		return nil, fmt.Errorf("the session log's keys: %v", err)
+	}
+	latest, err := OpenCheckpoint([]byte(st.Checkpoint), keys.signing(size))
+	if err != nil {
+		return nil, fmt.Errorf("the session log's latest checkpoint: %v", err)
+	}
+	inc, own, err := checkInclusion(bundleDir, keys.signing)
+	if err != nil {
+		return nil, err
+	}
 	if inc.Index >= uint64(len(entries)) || entries[inc.Index].Bundle != name || entries[inc.Index].Leaf != inc.LeafHash {
 		return nil, fmt.Errorf("the session log's entry %d is not this bundle: run `evidence log verify`", inc.Index)
 	}
@@ -565,8 +620,7 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 	if own.Origin != latest.Origin || !bytes.Equal(roots[inc.TreeSize], own.Root) {
 		return nil, errors.New("the session log no longer extends the checkpoint in the bundle's proof: its history was rewritten; run `evidence log verify`")
 	}
-	out.LatestSize = latest.Size
-	return out, nil
+	return &BundleInLog{Index: inc.Index, TreeSize: inc.TreeSize, LatestSize: latest.Size, Signer: keys.At(inc.Index)}, nil
 }
 
 func containsBundle(entries []Entry, name string) bool {
