@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/evidence"
@@ -53,14 +52,13 @@ func LoadTPMKey(ref TPMKeyRef) (*evidence.Key, error) {
 
 // CreateTPMKey makes a new evidence key in the TPM at device and makes it this host's key:
 // keys/evidence.tpm names it and keys/evidence.pub holds its public key. It refuses when
-// this host already has an evidence key: replacing one (rotation) must keep the old public
-// key and record the change in the session logs, which is not built yet.
+// this host already has an evidence key: RotateKey replaces one.
 func (d Dirs) CreateTPMKey(device string) (*evidence.Key, error) {
 	priv, pub := d.SigningKeyPaths()
 	for _, p := range []string{priv, d.TPMKeyPath()} {
 		if _, err := os.Stat(p); err == nil {
 			return nil, &InputError{Err: fmt.Errorf("this host already has an evidence key (%s)", p),
-				Fix: "a new key would leave the bundles and session logs it signed without their key: rotation is not built yet; to start over on purpose, move " + filepath.Dir(p) + " and the evidence directory aside"}
+				Fix: "`evidence key rotate --tpm` replaces it with a TPM-held key, recording the change in the session logs"}
 		}
 	}
 	var id [8]byte

@@ -142,11 +142,20 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	if err != nil {
 		return &agentmachine.InputError{Flag: "--key", Err: err}
 	}
-	got, err := evidence.Verify(opts.Path, v)
+	// The log beside the bundle says which key signed it: after a rotation, an earlier key
+	// that its rotations tie to the one given.
+	place, logErr := evidencelog.VerifyBundle(opts.Path, v)
+	signer, by := v, kp
+	if logErr == nil && place.Signer != nil {
+		signer = place.Signer
+		if pub, err := signer.PublicKey(); err == nil && !sameKey(signer, v) {
+			by = fmt.Sprintf("the key %s, which the session log's rotations tie to %s", evidencelog.Fingerprint(pub), kp)
+		}
+	}
+	got, err := evidence.Verify(opts.Path, signer)
 	if err != nil {
 		return &VerificationFailedError{Err: err}
 	}
-	place, logErr := evidencelog.VerifyBundle(opts.Path, v)
 	var notLogged *evidencelog.NotLoggedError
 	if logErr != nil && (!errors.As(logErr, &notLogged) || opts.Strict) {
 		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkLog, Detail: logErr.Error()}}
@@ -160,7 +169,7 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	if drift != "" && opts.Strict {
 		return &VerificationFailedError{Err: &evidence.VerifyError{Check: checkDrift, Detail: drift}}
 	}
-	fmt.Fprintf(opts.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, kp, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
+	fmt.Fprintf(opts.IO.Out, "✓ verified %s with %s\n  session %s: %s, %s, %d subjects\n", opts.Path, by, p.Session.ID, p.Tool.Name, p.Session.Outcome, len(got.Statement.Subject))
 	if drift != "" {
 		fmt.Fprintf(opts.IO.Out, "  ! %s (--strict makes this a failure)\n", textsafe.String(drift))
 	}
@@ -173,6 +182,13 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 		fmt.Fprintf(opts.IO.Out, "  session log: entry %d; the log's latest checkpoint (%d entries) still holds it\n", place.Index, place.LatestSize)
 	}
 	return nil
+}
+
+// sameKey says two verifiers hold the same public key.
+func sameKey(a, b signature.Verifier) bool {
+	pa, errA := a.PublicKey()
+	pb, errB := b.PublicKey()
+	return errA == nil && errB == nil && evidencelog.Fingerprint(pa) == evidencelog.Fingerprint(pb)
 }
 
 // checkLog is the check that a bundle is where the session log says; checkDrift that the

@@ -60,18 +60,25 @@ func verifyBundle(t *testing.T, w *workspace, dir string) *evidence.Predicate {
 	if !strings.Contains(out.String(), "session log: entry ") {
 		t.Fatalf("evidence verify does not place the bundle in the session log:\n%s", out)
 	}
-	if cosign := cosigntest.Binary(t); cosign != "" {
-		args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
-			"--type", evidence.PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, "artifacts", "session.log")}
-		if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
-			t.Fatalf("cosign rejects the session's bundle: %v\n%s", err, out)
-		}
-	}
+	cosignVerify(t, dir, pub)
 	st, err := evidence.ReadUnverified(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st.Predicate
+}
+
+// cosignVerify checks the bundle with stock cosign and the public key pub (when cosign is
+// installed: CI installs it).
+func cosignVerify(t *testing.T, dir, pub string) {
+	t.Helper()
+	if cosign := cosigntest.Binary(t); cosign != "" {
+		args := []string{"verify-blob-attestation", "--key", pub, "--bundle", filepath.Join(dir, evidence.BundleFile),
+			"--type", evidence.PredicateType, "--insecure-ignore-tlog", filepath.Join(dir, "artifacts", "session.log")}
+		if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+			t.Fatalf("cosign rejects the session's bundle with %s: %v\n%s", pub, err, out)
+		}
+	}
 }
 
 func TestIntegrationEvidenceMatchesReality(t *testing.T) {

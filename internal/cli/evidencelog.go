@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
@@ -155,6 +156,9 @@ func writeLogResult(opts *evidenceOptions, res *evidencelog.Result, kp string) {
 	}
 	fmt.Fprintf(out, "%s session log of %s, checked with %s\n", mark, res.Dir, kp)
 	fmt.Fprintf(out, "  %d entries under the latest signed checkpoint (origin %s, root %.16s…); %d bundle directories\n", res.Size, orNone(res.Origin), orNone(res.Root), res.Bundles)
+	if len(res.Keys) > 1 {
+		fmt.Fprintf(out, "  signed by %d keys in turn (each rotation signed by both): %s\n", len(res.Keys), strings.Join(res.Keys, " → "))
+	}
 	if s := res.Since; s != nil {
 		verdict := "the log still extends it"
 		if !s.Consistent {

@@ -140,9 +140,36 @@ func LoadPublicKey(path string) (signature.Verifier, error) {
 	if err != nil {
 		return nil, &KeyError{Path: path, Err: err}
 	}
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(data)
+	v, err := ParsePublicKey(data)
 	if err != nil {
 		return nil, &KeyError{Path: path, Err: err}
 	}
+	return v, nil
+}
+
+// ParsePublicKey reads a PEM public key for verification.
+func ParsePublicKey(pubPEM []byte) (signature.Verifier, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
+	if err != nil {
+		return nil, err
+	}
 	return signature.LoadVerifier(pub, crypto.SHA256)
+}
+
+// PublicKeyOfFile is the PEM public key of the private key file at path (opened with
+// password when it is encrypted).
+func PublicKeyOfFile(path string, password []byte) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &KeyError{Path: path, Err: err}
+	}
+	priv, err := decodePrivate(data, password)
+	if err != nil {
+		return nil, &KeyError{Path: path, Err: err}
+	}
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
+		return nil, &KeyError{Path: path, Err: fmt.Errorf("unsupported key type %T", priv)}
+	}
+	return cryptoutils.MarshalPublicKeyToPEM(signer.Public())
 }

@@ -64,6 +64,9 @@ type Result struct {
 	Keys       []string  `json:"keys"`    // fingerprints of the keys that signed the log, oldest first
 	Since      *Since    `json:"since,omitempty"`
 	Problems   []Problem `json:"problems"`
+
+	keys   *Keys
+	logged map[string]uint64 // each committed bundle's entry
 }
 
 // Since is the auditor's kept checkpoint and whether the log still extends it.
@@ -71,6 +74,16 @@ type Since struct {
 	Size       uint64 `json:"size"`
 	Root       string `json:"root"`
 	Consistent bool   `json:"consistent"`
+}
+
+// SignerOf is the key that appended the named bundle, when the log holds it (the key given
+// to Verify, or one the log's rotations tie to it); nil when it does not.
+func (r *Result) SignerOf(bundle string) signature.Verifier {
+	i, ok := r.logged[bundle]
+	if !ok || r.keys == nil {
+		return nil
+	}
+	return r.keys.At(i)
 }
 
 // OK says the log verified with nothing wrong.
@@ -257,7 +270,7 @@ func (x *verification) checkEntries() {
 	if cp != nil && n == cp.Size && !bytes.Equal(x.roots[cp.Size], cp.Root) {
 		x.add(Problem{Kind: ProblemEdited, Detail: EntriesFile + " does not hash to the signed checkpoint's root: entries were edited, reordered, removed or inserted"})
 	}
-	x.seen = map[string]uint64{}
+	x.seen, x.res.logged, x.res.keys = map[string]uint64{}, map[string]uint64{}, x.keys
 	var rewrittenAt, intact uint64 // the smallest proof's size whose prefix differs; the largest that matches
 	var rewrittenBy string
 	for i, e := range x.committed {
@@ -277,6 +290,7 @@ func (x *verification) checkEntries() {
 			continue
 		}
 		x.seen[e.Bundle] = idx
+		x.res.logged[e.Bundle] = idx
 		c := x.checks[i]
 		if want, err := hex.DecodeString(e.SHA256); err != nil || hex.EncodeToString(leafOf(e.Bundle, want)) != e.Leaf {
 			at(ProblemEdited, "the entry's bundle name or digest was changed: they no longer make its leaf")

@@ -83,6 +83,17 @@ func Build(dir string, v signature.Verifier, keyName string, now time.Time) (*Re
 	}
 	sort.Strings(bundles) // oldest first: names start with the session's time
 	r := &Report{Generated: now.UTC().Format(time.RFC3339), Dir: dir, Key: keyName, Failures: []Failure{}, Sessions: make([]Session, len(bundles))}
+	res, logErr := evidencelog.Verify(dir, v, evidencelog.VerifyOptions{})
+	// Each bundle verifies with the key that signed it: after a rotation, the log ties the
+	// earlier keys to v.
+	keyOf := func(bundle string) signature.Verifier {
+		if logErr == nil {
+			if k := res.SignerOf(filepath.Base(bundle)); k != nil {
+				return k
+			}
+		}
+		return v
+	}
 	failed := make([]*Failure, len(bundles))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -91,7 +102,7 @@ func Build(dir string, v signature.Verifier, keyName string, now time.Time) (*Re
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				r.Sessions[i], failed[i] = session(bundles[i], v)
+				r.Sessions[i], failed[i] = session(bundles[i], keyOf(bundles[i]))
 			}
 		}()
 	}
@@ -103,12 +114,11 @@ func Build(dir string, v signature.Verifier, keyName string, now time.Time) (*Re
 
 	r.Summary.Bundles = len(bundles)
 	r.Summary.Log = "absent"
-	res, err := evidencelog.Verify(dir, v, evidencelog.VerifyOptions{})
 	var noLog *evidencelog.NoLogError
 	switch {
-	case errors.As(err, &noLog):
-	case err != nil:
-		r.Failures = append(r.Failures, Failure{Check: "log", Detail: err.Error()})
+	case errors.As(logErr, &noLog):
+	case logErr != nil:
+		r.Failures = append(r.Failures, Failure{Check: "log", Detail: logErr.Error()})
 		r.Summary.Log = "problems"
 	default:
 		r.Summary.Log, r.Summary.LogEntries = "verified", res.Size
