@@ -660,7 +660,16 @@ func TestAnInterruptedSessionStopsGracefullyAndKeepsTheToolsExitCode(t *testing.
 	e := &fakeEngine{image: pinned, present: true, block: true, exitCode: 42}
 	se := newSessionEnv(t, e, nil, "")
 	ctx, cancel := context.WithCancelCause(context.Background())
-	time.AfterFunc(50*time.Millisecond, func() { cancel(&Interrupt{Signal: "SIGTERM"}) })
+	// The signal arrives once the tool runs (its container started), however slow the
+	// machine: not after a fixed delay, which a loaded machine may not have reached start in.
+	e.during = func(container.Spec) {
+		go func() {
+			for !strings.Contains(e.sessionCalls()+" ", " start ") {
+				time.Sleep(time.Millisecond)
+			}
+			cancel(&Interrupt{Signal: "SIGTERM"})
+		}()
+	}
 	res, err := se.run(t, ctx, SessionRequest{Tool: "shell"})
 	var in *Interrupt
 	if !errors.As(err, &in) || in.Signal != "SIGTERM" {
