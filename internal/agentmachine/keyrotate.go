@@ -61,8 +61,9 @@ func (d Dirs) pendingKeyPaths() (private, public, tpm string) {
 // a rotation that stops part-way is finished by running it again.
 func (d Dirs) RotateKey(opts RotateKeyOptions) (*KeyRotation, error) {
 	finished, err := d.finishInterruptedRotation(opts.Password)
-	if err != nil {
-		return nil, err
+	if err != nil || finished {
+		// A finished rotation is the one asked for again: not a second one.
+		return &KeyRotation{Finished: true}, err
 	}
 	old, err := d.loadHostKey(opts.Password)
 	if err != nil {
@@ -234,16 +235,23 @@ func removeIfExists(path string) error {
 	return nil
 }
 
-// finishInterruptedRotation deletes a file key left beside a TPM-held one by a rotation to
-// the TPM that stopped just before deleting it: its public key is among the previous keys.
-// (`evidence key create --tpm` refuses when there is a file key, so nothing else leaves both.)
+// finishInterruptedRotation completes a rotation that stopped with both a TPM-held key and a
+// file key in place (`evidence key create --tpm` refuses when there is a file key, so only
+// an interrupted rotation leaves both). The new key's public key was written first: the one
+// of the two that matches keys/evidence.pub stays, and the other — kept in keys/previous —
+// goes.
 func (d Dirs) finishInterruptedRotation(password []byte) (bool, error) {
-	priv, _ := d.SigningKeyPaths()
+	priv, pub := d.SigningKeyPaths()
 	if !exists(d.TPMKeyPath()) || !exists(priv) {
 		return false, nil
 	}
-	if pubPEM, err := evidence.PublicKeyOfFile(priv, password); err == nil && exists(d.previousKeyPath(pubPEM)) {
-		return true, os.Remove(priv)
+	filePub, err := evidence.PublicKeyOfFile(priv, password)
+	hostPub, _ := os.ReadFile(pub)
+	switch {
+	case err == nil && exists(d.previousKeyPath(filePub)):
+		return true, os.Remove(priv) // rotated to the TPM
+	case err == nil && FingerprintPEM(filePub) == FingerprintPEM(hostPub):
+		return true, os.Remove(d.TPMKeyPath()) // rotated to a file key
 	}
 	return false, &InputError{Err: fmt.Errorf("this host has both a TPM-held evidence key (%s) and a file key (%s)", d.TPMKeyPath(), priv),
 		Fix: "sessions sign with the TPM-held key; move " + priv + " aside"}

@@ -153,7 +153,8 @@ kept checkpoint exposes.`,
 			}
 			out := f.IO.Out
 			if r.Finished {
-				fmt.Fprintf(out, "Finished an earlier rotation that stopped part-way\n")
+				fmt.Fprintf(out, "✓ finished an earlier rotation that stopped part-way (`evidence key show` names the key in force); run the command again for another rotation\n")
+				return nil
 			}
 			fmt.Fprintf(out, "✓ evidence key rotated: %s → %s; sessions now sign with the new key\n", r.From, r.To)
 			for _, l := range r.Logs {

@@ -44,6 +44,15 @@ func (k *Keys) At(index uint64) signature.Verifier {
 	return e.v
 }
 
+func (k *Keys) has(id string) bool {
+	for _, e := range k.epochs {
+		if e.id == id {
+			return true
+		}
+	}
+	return false
+}
+
 // signing is the key that signs a checkpoint of size n.
 func (k *Keys) signing(n uint64) signature.Verifier {
 	if n == 0 {
@@ -116,10 +125,16 @@ func buildKeys(committed []Entry, rotations []string, origin string, v signature
 		return nil, err
 	}
 	var rots []Entry
-	for _, e := range committed {
-		if e.Kind == KindKey {
-			rots = append(rots, e)
+	for i, e := range committed {
+		if e.Kind != KindKey {
+			continue
 		}
+		// The index a rotation claims chooses its checkpoint and where its key takes over:
+		// it must be its place (the leaf does not cover it).
+		if e.Index != uint64(i) {
+			return nil, fmt.Errorf("the rotation on line %d says it is entry %d", i+1, e.Index)
+		}
+		rots = append(rots, e)
 	}
 	if len(rots) == 0 {
 		return &Keys{epochs: []epoch{{id: vid, v: v}}}, nil
@@ -139,8 +154,9 @@ func buildKeys(committed []Entry, rotations []string, origin string, v signature
 			return nil, fmt.Errorf("the rotation at entry %d is from %s, not from the key then in force (%s)", e.Index, fingerprintID(e.Previous), fingerprintID(cur.id))
 		}
 		next, err := verifierOf(e.Key)
-		if err != nil || e.Key == e.Previous {
-			return nil, fmt.Errorf("the rotation at entry %d does not name a new public key", e.Index)
+		if err != nil || k.has(e.Key) {
+			// A key back in force would let whoever kept a retired key sign again.
+			return nil, fmt.Errorf("the rotation at entry %d does not name a new public key (one never in force before)", e.Index)
 		}
 		k.epochs = append(k.epochs, epoch{from: e.Index + 1, id: e.Key, v: next})
 		sizes[i] = e.Index + 1
@@ -155,10 +171,8 @@ func buildKeys(committed []Entry, rotations []string, origin string, v signature
 			return nil, fmt.Errorf("the rotation at entry %d: the checkpoint both keys signed is of another log, or the log's first %d entries no longer hash to it", e.Index, cp.Size)
 		}
 	}
-	for _, e := range k.epochs {
-		if e.id == vid {
-			return k, nil
-		}
+	if k.has(vid) {
+		return k, nil
 	}
 	return nil, fmt.Errorf("the log was signed by the keys %s, and this key (%s) is none of them", strings.Join(k.Fingerprints(), " → "), fingerprintID(vid))
 }
@@ -239,6 +253,17 @@ func Rotate(evDir string, from, to signature.SignerVerifier) (*Rotated, error) {
 	}
 	if err := l.load(from); err != nil {
 		return nil, err
+	}
+	if l.st.Size > 0 {
+		// The new key vouches for the log as it stands: it must verify in full under the
+		// old one (the rotation may be because the old key leaked).
+		res, err := Verify(evDir, from, VerifyOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if !res.OK() {
+			return nil, fmt.Errorf("the log does not verify, and the new key would vouch for it: %s (see `evidence log verify`)", res.Problems[0])
+		}
 	}
 	var batch []Entry
 	if l.st.Size == 0 {

@@ -282,3 +282,54 @@ func TestRotationEntriesAreStrict(t *testing.T) {
 		})
 	}
 }
+
+// TestRetiredKeyCannotComeBack: whoever kept the retired key cuts the log back to the
+// rotation and adds a rotation from the new key back to the old one, claiming the index of
+// the real rotation (so the real, doubly signed checkpoint seems to prove it), then signs on
+// with the old key. Found by review; every variant must be refused under the new key.
+func TestRetiredKeyCannotComeBack(t *testing.T) {
+	for _, claimed := range []string{"the real rotation's index", "its own index"} {
+		t.Run(claimed, func(t *testing.T) {
+			l, k2 := newTestLog(t), newTestLog(t)
+			k1 := &testLog{key: l.key, pub: l.pub}
+			l.session(t, 0)
+			l.rotate(t, k2) // entry 1
+			back := Entry{Kind: KindKey, Previous: mustID(t, k2.pub), Key: mustID(t, k1.pub)}
+			back.Leaf = hex.EncodeToString(leafOfKey(back.Previous, back.Key))
+			lg, err := openLog(l.dir)
+			must(t, err)
+			must(t, lg.load(k2.pub))
+			// Signed by the thief's old key only (the new key is not theirs); the index
+			// claimed is written over the one commit gives.
+			_, err = lg.commit([]Entry{back}, k1.key.Signer)
+			lg.unlock()
+			must(t, err)
+			if claimed == "the real rotation's index" {
+				editEntries(t, l, func(es []Entry) []Entry { es[2].Index = 1; return es })
+			}
+			editState(t, l, func(st *state) { st.Key = mustID(t, k1.pub) })
+			l.key, l.pub = k1.key, k1.pub
+			forged := l.write(t, 3)
+			if _, err := Append(forged, k1.key.Signer); err != nil {
+				t.Fatal(err)
+			}
+			if res := l.verifyWith(t, k2.pub); res.OK() || !hasProblem(res, ProblemCheckpoint, "") {
+				t.Fatalf("verified with the new key: %s", problems(res))
+			}
+			if place, err := VerifyBundle(forged, k2.pub); err == nil {
+				t.Fatalf("the bundle the retired key signed after its retirement is tied to the new key: %+v", place)
+			}
+		})
+	}
+}
+
+func TestRotationRefusesALogThatDoesNotVerify(t *testing.T) {
+	l, k2 := newTestLog(t), newTestLog(t)
+	l.session(t, 0)
+	l.session(t, 1)
+	must(t, os.WriteFile(l.path(sessionName(0), "artifacts", "session.log"), []byte("edited"), 0o644))
+	must(t, os.RemoveAll(l.path(sessionName(1))))
+	if _, err := Rotate(l.dir, l.key.Signer, k2.key.Signer); err == nil || !strings.Contains(err.Error(), "DELETED") {
+		t.Fatalf("a rotation over a log with a deleted bundle: %v", err)
+	}
+}

@@ -76,11 +76,13 @@ type Since struct {
 	Consistent bool   `json:"consistent"`
 }
 
-// SignerOf is the key that appended the named bundle, when the log holds it (the key given
-// to Verify, or one the log's rotations tie to it); nil when it does not.
+// SignerOf is the key that appended the named bundle, when the log holds it and verified
+// without problems (the key given to Verify, or one the log's rotations tie to it); nil
+// otherwise.
 func (r *Result) SignerOf(bundle string) signature.Verifier {
 	i, ok := r.logged[bundle]
-	if !ok || r.keys == nil {
+	if !ok || r.keys == nil || !r.OK() {
+		// A log with problems ties no bundle to an earlier key.
 		return nil
 	}
 	return r.keys.At(i)
@@ -182,6 +184,10 @@ func (x *verification) readCheckpoint(raw []byte) {
 	c, err := OpenCheckpoint([]byte(st.Checkpoint), keys.signing(size))
 	if err != nil {
 		x.add(Problem{Kind: ProblemCheckpoint, Detail: "the latest checkpoint in " + StateFile + ": " + err.Error()})
+		return
+	}
+	if c.Origin != st.Origin {
+		x.add(Problem{Kind: ProblemCheckpoint, Detail: fmt.Sprintf("the latest checkpoint is of the log %s, but %s names %s", c.Origin, StateFile, st.Origin)})
 		return
 	}
 	x.cp = &c
@@ -624,7 +630,10 @@ func VerifyBundle(bundleDir string, v signature.Verifier) (*BundleInLog, error) 
 	if err != nil {
 		return nil, err
 	}
-	if inc.Index >= uint64(len(entries)) || entries[inc.Index].Bundle != name || entries[inc.Index].Leaf != inc.LeafHash {
+	if latest.Origin != st.Origin {
+		return nil, fmt.Errorf("the session log's latest checkpoint is of another log (%s): run `evidence log verify`", latest.Origin)
+	}
+	if inc.Index >= uint64(len(entries)) || entries[inc.Index].Index != inc.Index || entries[inc.Index].Bundle != name || entries[inc.Index].Leaf != inc.LeafHash {
 		return nil, fmt.Errorf("the session log's entry %d is not this bundle: run `evidence log verify`", inc.Index)
 	}
 	roots := prefixRoots(entries, inc.TreeSize, latest.Size)
