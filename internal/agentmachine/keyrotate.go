@@ -1,8 +1,6 @@
 package agentmachine
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,13 +148,11 @@ func (d Dirs) pendingKey(opts RotateKeyOptions) (*evidence.Key, error) {
 			return nil, &InputError{Err: fmt.Errorf("%s does not name a TPM device and a key label", tpm), Fix: "remove it and run `evidence key rotate --tpm` again"}
 		}
 	} else {
-		var id [8]byte
-		if _, err := rand.Read(id[:]); err != nil {
+		var err error
+		if ref, err = newTPMKeyRef(opts.Device); err != nil {
 			return nil, err
 		}
-		ref.Label = "evidence-" + hex.EncodeToString(id[:])
-		raw, _ := json.MarshalIndent(ref, "", "  ")
-		if err := atomicfile.Write(tpm, append(raw, '\n'), 0o600, atomicfile.Options{NoClobber: true}); err != nil {
+		if err := ref.write(tpm); err != nil {
 			return nil, err
 		}
 	}

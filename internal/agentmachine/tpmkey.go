@@ -61,17 +61,15 @@ func (d Dirs) CreateTPMKey(device string) (*evidence.Key, error) {
 				Fix: "`evidence key rotate --tpm` replaces it with a TPM-held key, recording the change in the session logs"}
 		}
 	}
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
+	ref, err := newTPMKeyRef(device)
+	if err != nil {
 		return nil, err
 	}
-	ref := TPMKeyRef{Device: device, Label: "evidence-" + hex.EncodeToString(id[:])}
 	key, err := LoadTPMKey(ref)
 	if err != nil {
 		return nil, err
 	}
-	raw, _ := json.MarshalIndent(ref, "", "  ")
-	if err := atomicfile.Write(d.TPMKeyPath(), append(raw, '\n'), 0o600, atomicfile.Options{NoClobber: true}); err != nil {
+	if err := ref.write(d.TPMKeyPath()); err != nil {
 		key.Close()
 		return nil, err
 	}
@@ -80,4 +78,19 @@ func (d Dirs) CreateTPMKey(device string) (*evidence.Key, error) {
 		return nil, err
 	}
 	return key, nil
+}
+
+// newTPMKeyRef names a new key in the TPM at device: a random label.
+func newTPMKeyRef(device string) (TPMKeyRef, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return TPMKeyRef{}, err
+	}
+	return TPMKeyRef{Device: device, Label: "evidence-" + hex.EncodeToString(id[:])}, nil
+}
+
+// write stores the reference at path, never over another.
+func (ref TPMKeyRef) write(path string) error {
+	raw, _ := json.MarshalIndent(ref, "", "  ")
+	return atomicfile.Write(path, append(raw, '\n'), 0o600, atomicfile.Options{NoClobber: true})
 }

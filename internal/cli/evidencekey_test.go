@@ -45,11 +45,7 @@ func TestEvidenceKeyRotate(t *testing.T) {
 	must(t, os.MkdirAll(emptyDir, 0o700))
 	session := func(dir string, i int, key *evidence.Key) string {
 		t.Helper()
-		id := fmt.Sprintf("20261202t10000%dz-00000000000%d", i, i)
-		b, err := evidence.Write(dir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := writeUnlogged(t, dir, fmt.Sprintf("20261202t10000%dz-00000000000%d", i, i), key)
 		if _, err := evidencelog.Append(b, key.Signer); err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +82,7 @@ func TestEvidenceKeyRotate(t *testing.T) {
 
 	lateDir, unloggedDir := filepath.Join(base, "late-ev"), filepath.Join(base, "unlogged-ev")
 	session(lateDir, 6, oldKey)
-	session0(t, unloggedDir, oldKey)
+	writeUnlogged(t, unloggedDir, "20261202t110000z-000000000009", oldKey)
 	code, out = am("key", "rotate", "--log", namedDir, "--log", emptyDir, "--log", lateDir, "--log", unloggedDir)
 	if code != 0 {
 		t.Fatalf("rotate: exit %d\n%s", code, out)
@@ -146,15 +142,15 @@ func TestEvidenceKeyRotate(t *testing.T) {
 		t.Errorf("key show lists the earlier keys: exit %d\n%s", code, out)
 	}
 	// The retired key can no longer log a session there.
-	if _, err := evidencelog.Append(session0(t, dirs.EvidenceDir(), oldKey), oldKey.Signer); err == nil {
+	if _, err := evidencelog.Append(writeUnlogged(t, dirs.EvidenceDir(), "20261202t110000z-000000000009", oldKey), oldKey.Signer); err == nil {
 		t.Error("the retired key appended to the rotated log")
 	}
 }
 
-func session0(t *testing.T, dir string, key *evidence.Key) string {
+// writeUnlogged signs a bundle for the session id into dir, not logged.
+func writeUnlogged(t *testing.T, dir, id string, key *evidence.Key) string {
 	t.Helper()
-	id := "20261202t110000z-000000000009"
-	b, err := evidence.Write(dir, id, evidence.SamplePredicate(id), nil, key)
+	b, err := evidence.Write(dir, id, evidence.SamplePredicate(id), []evidence.Artifact{{Name: "session.log", Data: []byte(id)}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
