@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/evidence"
 	"github.com/sourceos/sourceosctl/internal/evidencelog"
@@ -73,7 +75,7 @@ func (d Dirs) RotateKey(opts RotateKeyOptions) (*KeyRotation, error) {
 		return nil, err
 	}
 	defer closeKey(next)
-	out := &KeyRotation{From: FingerprintPEM(old.PublicPEM), To: FingerprintPEM(next.PublicPEM), Finished: finished}
+	out := &KeyRotation{From: FingerprintPEM(old.PublicPEM), To: FingerprintPEM(next.PublicPEM)}
 	for _, dir := range opts.Logs {
 		r, skipped, err := rotateLog(dir, old, next)
 		if err != nil {
@@ -97,11 +99,7 @@ func closeKey(k *evidence.Key) {
 // FingerprintPEM is a PEM public key's fingerprint: SHA-256 over its DER form, shortened,
 // for people to compare.
 func FingerprintPEM(pubPEM []byte) string {
-	v, err := evidence.ParsePublicKey(pubPEM)
-	if err != nil {
-		return "unreadable"
-	}
-	pub, err := v.PublicKey()
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
 	if err != nil {
 		return "unreadable"
 	}

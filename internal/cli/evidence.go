@@ -146,11 +146,9 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 	// that its rotations tie to the one given.
 	place, logErr := evidencelog.VerifyBundle(opts.Path, v)
 	signer, by := v, kp
-	if logErr == nil && place.Signer != nil {
+	if logErr == nil && place.Signer != nil && !sameKey(place.Signer, v) {
 		signer = place.Signer
-		if pub, err := signer.PublicKey(); err == nil && !sameKey(signer, v) {
-			by = fmt.Sprintf("the key %s, which the session log's rotations tie to %s", evidencelog.Fingerprint(pub), kp)
-		}
+		by = fmt.Sprintf("the key %s, which the session log's rotations tie to %s", fingerprintOf(signer), kp)
 	}
 	got, err := evidence.Verify(opts.Path, signer)
 	if err != nil {
@@ -185,10 +183,14 @@ func runEvidenceVerify(opts *evidenceOptions) error {
 }
 
 // sameKey says two verifiers hold the same public key.
-func sameKey(a, b signature.Verifier) bool {
-	pa, errA := a.PublicKey()
-	pb, errB := b.PublicKey()
-	return errA == nil && errB == nil && evidencelog.Fingerprint(pa) == evidencelog.Fingerprint(pb)
+func sameKey(a, b signature.Verifier) bool { return fingerprintOf(a) == fingerprintOf(b) }
+
+func fingerprintOf(v signature.Verifier) string {
+	pub, err := v.PublicKey()
+	if err != nil {
+		return "unreadable"
+	}
+	return evidencelog.Fingerprint(pub)
 }
 
 // checkLog is the check that a bundle is where the session log says; checkDrift that the

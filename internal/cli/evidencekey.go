@@ -204,9 +204,9 @@ func rotationLogs(f *Factory, dirs agentmachine.Dirs, named []string) []string {
 	seen := map[string]bool{}
 	uniq := out[:0]
 	for _, d := range out {
-		if !seen[filepath.Clean(d)] {
-			seen[filepath.Clean(d)] = true
-			uniq = append(uniq, filepath.Clean(d))
+		if d = filepath.Clean(d); !seen[d] {
+			seen[d] = true
+			uniq = append(uniq, d)
 		}
 	}
 	return uniq

@@ -140,18 +140,9 @@ func LoadPublicKey(path string) (signature.Verifier, error) {
 	if err != nil {
 		return nil, &KeyError{Path: path, Err: err}
 	}
-	v, err := ParsePublicKey(data)
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(data)
 	if err != nil {
 		return nil, &KeyError{Path: path, Err: err}
-	}
-	return v, nil
-}
-
-// ParsePublicKey reads a PEM public key for verification.
-func ParsePublicKey(pubPEM []byte) (signature.Verifier, error) {
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
-	if err != nil {
-		return nil, err
 	}
 	return signature.LoadVerifier(pub, crypto.SHA256)
 }

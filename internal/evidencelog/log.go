@@ -241,8 +241,9 @@ func (l *openedLog) load(key signature.Verifier) (err error) {
 
 // commit appends the batch of entries, signs the new checkpoint with the signers, writes
 // the entries and then the state (the commit point), and writes the inclusion proofs of
-// any adopted bundles in the batch. It returns the last entry's inclusion proof. A batch ending in a rotation keeps its checkpoint among the
-// rotations and makes the rotated-to key the log's.
+// any adopted bundles in the batch. It returns the last entry's inclusion proof. A batch
+// ending in a rotation keeps its checkpoint among the rotations and makes the rotated-to key
+// the log's.
 func (l *openedLog) commit(batch []Entry, signers ...signature.SignerVerifier) (*Inclusion, error) {
 	st, rng := l.st, l.rng
 	start := rng.End()
