@@ -7,6 +7,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/image"
+	"github.com/sourceos/sourceosctl/internal/kube"
 	"github.com/sourceos/sourceosctl/internal/podman"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
@@ -77,6 +78,8 @@ func ExitCode(err error) int {
 		imgIn   *image.InputError
 		sum     *image.ChecksumError
 		tool    *image.MissingToolError
+		kubeIn  *kube.InputError
+		weak    *kube.WeakenedError
 	)
 	switch {
 	case err == nil:
@@ -90,9 +93,9 @@ func ExitCode(err error) int {
 			return ExitSIGTERM
 		}
 		return ExitSIGINT
-	case errors.As(err, &refused), errors.As(err, &sum):
+	case errors.As(err, &refused), errors.As(err, &sum), errors.As(err, &weak):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn), errors.As(err, &kubeIn):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool), errors.As(err, &rtDir):
 		return ExitMissing

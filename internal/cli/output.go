@@ -14,6 +14,7 @@ const (
 	outTable  = "table"
 	outJSON   = "json"
 	outPodman = "podman"
+	outKube   = "kube"
 )
 
 func addOutputFlag(cmd *cobra.Command, p *string, formats ...string) {

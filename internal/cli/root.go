@@ -156,6 +156,7 @@ what would happen and changes nothing.
 		newEvidenceCmd(f, g),
 		newImageCmd(f, g),
 		newStateCmd(f, g),
+		newKubeCmd(f, g),
 	)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/evidence"
+	"github.com/sourceos/sourceosctl/internal/kube"
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/tool"
@@ -36,6 +37,9 @@ type sessionOptions struct {
 	Keep           bool
 	Direct         bool
 	Branch         string
+	// KubeKind and KubeWorkspace shape -o kube's objects.
+	KubeKind      string
+	KubeWorkspace string
 	// toolFlag: the tool came from --tool (run), not from the command (shell).
 	toolFlag bool
 	// project is the project command Args runs (test, serve), for the plan and the evidence.
@@ -62,8 +66,13 @@ func addSessionFlags(cmd *cobra.Command, opts *sessionOptions) {
 	fl.BoolVar(&opts.Keep, "keep", false, "keep the container after the session instead of removing it")
 	fl.BoolVar(&opts.Direct, "direct", false, "work on the live work tree (its .git read-only) instead of the session's own copy and branch")
 	fl.StringVar(&opts.Branch, "branch", "", "name of the session's branch `NAME` (default agent/SESSION-ID)")
-	addOutputFlag(cmd, &opts.Output, outTable, outJSON, outPodman)
+	addOutputFlag(cmd, &opts.Output, sessionFormats...)
+	fl.StringVar(&opts.KubeKind, "kube-kind", kube.KindPod, "with -o kube: export a `KIND`: pod, or sandbox (agent-sandbox's agents.x-k8s.io/v1alpha1 Sandbox)")
+	fl.StringVar(&opts.KubeWorkspace, "kube-workspace", "", "with -o kube: the repository's volume in the cluster, `pvc:NAME` (default pvc:"+kube.DefaultClaim+")")
 }
+
+// sessionFormats are the forms a session's plan prints in.
+var sessionFormats = []string{outTable, outJSON, outPodman, outKube}
 
 func newShellCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := newSessionOptions(f, g)
@@ -135,7 +144,8 @@ profile is up for this tool (see up), run joins it instead of creating a contain
 		Example: `  sourceosctl agent-machine run --tool claude-code --repo ~/dev/app --auth anthropic,git
   sourceosctl agent-machine run --tool codex --repo . -- --version
   sourceosctl agent-machine run --tool claude-code --repo . --allow-host '*.githubusercontent.com'
-  sourceosctl agent-machine run --tool claude-code --repo . --dry-run -o json`,
+  sourceosctl agent-machine run --tool claude-code --repo . --dry-run -o json
+  sourceosctl agent-machine run --tool codex --repo . --dry-run -o kube --kube-kind sandbox --kube-workspace pvc:app`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Profile, opts.Args = g.Profile, args
 			if err := opts.validate(); err != nil {
@@ -157,11 +167,20 @@ func (o *sessionOptions) validate() error {
 	case o.Tool == tool.Shell && o.toolFlag:
 		return usageErrorf("use the shell command for a shell: sourceosctl agent-machine shell")
 	}
-	if err := validateOutput(o.Output, outTable, outJSON, outPodman); err != nil {
+	if err := validateOutput(o.Output, sessionFormats...); err != nil {
 		return err
 	}
 	if o.Output != outTable && !o.DryRun {
 		return usageErrorf("--output %s describes a plan: add --dry-run", o.Output)
+	}
+	if o.Output != outKube && (o.KubeKind != kube.KindPod || o.KubeWorkspace != "") {
+		return usageErrorf("--kube-kind and --kube-workspace shape the Kubernetes export: add --dry-run -o kube")
+	}
+	if o.KubeKind != kube.KindPod && o.KubeKind != kube.KindSandbox {
+		return usageErrorf("--kube-kind %q: use pod or sandbox", o.KubeKind)
+	}
+	if _, err := kube.ClaimName(o.KubeWorkspace); err != nil {
+		return usageErrorf("%v", err)
 	}
 	if o.Direct && o.Branch != "" {
 		return usageErrorf("--branch names the branch of the session's copy: leave out --direct or --branch")
@@ -222,6 +241,11 @@ func printPlan(opts *sessionOptions, plan *agentmachine.Plan, planErr error) err
 		err = agentmachine.WriteRefusals(out, plan)
 	case opts.Output == outPodman:
 		_, err = fmt.Fprintln(out, agentmachine.ShellQuote(agentmachine.PodmanArgs(plan)))
+	case opts.Output == outKube:
+		var x *kube.Export
+		if x, err = kube.Objects(plan, kube.Options{Kind: opts.KubeKind, Workspace: opts.KubeWorkspace}); err == nil {
+			err = kube.Write(out, x)
+		}
 	default:
 		err = agentmachine.WriteTable(out, plan)
 	}
