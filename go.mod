@@ -148,6 +148,7 @@ require (
 require (
 	github.com/gliderlabs/ssh v0.3.8
 	github.com/google/go-tpm v0.9.8
+	github.com/tailscale/hujson v0.0.0-20260727124030-b80ff77dac4f
 	github.com/transparency-dev/merkle v0.0.2
 	golang.org/x/mod v0.38.0
 	k8s.io/api v0.37.2

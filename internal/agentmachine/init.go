@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
+	"github.com/sourceos/sourceosctl/internal/devcontainer"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/project"
@@ -28,6 +29,9 @@ type InitRequest struct {
 	// Stack picks the image: "" detects the repository's stack (project.DetectStack), "none"
 	// keeps the default image, else a catalog stack (go, go@1.19).
 	Stack string
+	// Devcontainer is a devcontainer.json (or a directory holding .devcontainer/) to take
+	// the image, environment, workspace folder, ports and lifecycle commands from.
+	Devcontainer string
 
 	GOOS    string
 	Home    string
@@ -47,6 +51,8 @@ type InitResult struct {
 	Image string `json:"image"`
 	Build string `json:"build,omitempty"`
 	YAML  []byte `json:"-"`
+	// Devcontainer is what was taken from, refused in and left out of a devcontainer.json.
+	Devcontainer *devcontainer.Import `json:"devcontainer,omitempty"`
 }
 
 // exampleFor is the example `init` renders when no --profile is given.
@@ -62,6 +68,13 @@ func Init(req InitRequest) (*InitResult, error) {
 	doc, src, err := profile.ParseDocument(srcName, data)
 	if err != nil {
 		return nil, err
+	}
+	dcPath, err := findDevcontainer(req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Repo == "" && dcPath != "" {
+		req.Repo = devcontainerRepo(dcPath)
 	}
 	repo, err := checkRepo(req.Repo, req.Home, req.WorkDir)
 	if err != nil {
@@ -79,7 +92,11 @@ func Init(req InitRequest) (*InitResult, error) {
 	doc.SetString(res.Name, "metadata", "name")
 	doc.SetString(repo, "spec", "workspace", "repo")
 	res.Image = src.Spec.Image.Ref
-	if err := pickStack(req.Stack, repo, src, doc, res); err != nil {
+	if dcPath != "" {
+		if err := fromDevcontainer(dcPath, doc, res); err != nil {
+			return nil, err
+		}
+	} else if err := pickStack(req.Stack, repo, src, doc, res); err != nil {
 		return nil, err
 	}
 	doc.FilterList(func(i int) bool {
@@ -169,6 +186,72 @@ func pickStack(want, repo string, src *profile.Profile, doc *profile.Document, r
 		doc.Remove("spec", "image", "digest") // the pin was the other image's
 	}
 	return nil
+}
+
+// findDevcontainer resolves --from-devcontainer: a file, or a directory holding
+// .devcontainer/devcontainer.json or .devcontainer.json ("" when not asked for).
+func findDevcontainer(req InitRequest) (string, error) {
+	if req.Devcontainer == "" {
+		return "", nil
+	}
+	p, err := profile.ResolvePath(req.Devcontainer, req.Home, req.WorkDir)
+	if err != nil {
+		return "", &InputError{Flag: "--from-devcontainer", Err: err}
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", &InputError{Flag: "--from-devcontainer", Err: err, Fix: "give a devcontainer.json, or the repository holding .devcontainer/devcontainer.json"}
+	}
+	if !fi.IsDir() {
+		return p, nil
+	}
+	for _, name := range []string{filepath.Join(".devcontainer", "devcontainer.json"), ".devcontainer.json"} {
+		if _, err := os.Stat(filepath.Join(p, name)); err == nil {
+			return filepath.Join(p, name), nil
+		}
+	}
+	return "", &InputError{Flag: "--from-devcontainer", Err: fmt.Errorf("%s holds neither .devcontainer/devcontainer.json nor .devcontainer.json", p)}
+}
+
+// devcontainerRepo is the repository a devcontainer.json belongs to: the directory holding
+// .devcontainer/ (or .devcontainer.json).
+func devcontainerRepo(path string) string {
+	dir := filepath.Dir(path)
+	if filepath.Base(dir) == ".devcontainer" {
+		return filepath.Dir(dir)
+	}
+	return dir
+}
+
+// fromDevcontainer renders what a devcontainer.json gives into the profile. What it refuses
+// never reaches the document, and the document is checked by the profile loader as any is.
+func fromDevcontainer(path string, doc *profile.Document, res *InitResult) error {
+	imp, err := devcontainer.Read(path, res.Name)
+	if err != nil {
+		return err
+	}
+	res.Devcontainer, res.Image = imp, imp.Image
+	doc.SetString(imp.Image, "spec", "image", "ref")
+	doc.Remove("spec", "image", "digest")
+	doc.Remove("spec", "image", "sources")
+	if imp.Dockerfile != "" {
+		res.Build = ShellQuote([]string{"sourceosctl", "agent-machine", "image", "build", "--dockerfile", imp.Dockerfile, "--context", imp.Context, "--tag", imp.Image})
+		for _, k := range sortedKeys(imp.BuildArgs) {
+			res.Build += " " + ShellQuote([]string{"--build-arg", k + "=" + imp.BuildArgs[k]})
+		}
+	}
+	if imp.MountPath != "" {
+		doc.SetString(imp.MountPath, "spec", "workspace", "mountPath")
+	}
+	set := func(v any, ok bool, path ...string) error {
+		if !ok {
+			return nil
+		}
+		return doc.SetValue(v, path...)
+	}
+	return errors.Join(set(imp.Env, len(imp.Env) > 0, "spec", "env"), set(imp.Ports, len(imp.Ports) > 0, "spec", "workspace", "ports"),
+		set(imp.PostCreate, len(imp.PostCreate) > 0, "spec", "workspace", "postCreate"),
+		set(imp.PostStart, len(imp.PostStart) > 0, "spec", "workspace", "postStart"))
 }
 
 // initSource finds the profile to render: an existing file wins over an example name.

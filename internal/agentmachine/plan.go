@@ -213,6 +213,10 @@ type WorkspacePlan struct {
 	Copy *repocopy.Copy `json:"copy,omitempty"`
 	// Include are the ignored paths the copy shows.
 	Include []string `json:"include,omitempty"`
+	// PostCreate and PostStart are the profile's lifecycle commands a workspace runs as joins
+	// once created, and each time it comes up.
+	PostCreate []profile.Command `json:"postCreate,omitempty"`
+	PostStart  []profile.Command `json:"postStart,omitempty"`
 }
 
 // Workspace modes as the plan shows them.
@@ -335,6 +339,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 			return pl, err
 		}
 		pl.Workspace.Name = req.Workspace
+		pl.Workspace.PostCreate, pl.Workspace.PostStart = p.Spec.Workspace.PostCreate, p.Spec.Workspace.PostStart
 	}
 	if err := planIDE(p, req, pl); err != nil {
 		return pl, err
@@ -508,6 +513,9 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		Init:  true,
 		TTY:   f.StdinTTY && f.StdoutTTY,
 		Stdin: true,
+	}
+	for k, v := range p.Spec.Env { // the loader refuses sourceosctl's own names
+		s.Env[k] = v
 	}
 	if f.Rootless {
 		s.UserNS = "keep-id"

@@ -152,6 +152,12 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("User", s.User+userNS(s.UserNS))
 	row("Working dir", s.WorkDir)
 	row("Workspace", workspaceSummary(pl.Workspace))
+	for _, c := range pl.Workspace.PostCreate {
+		row("Post-create", c.Name+": "+ShellQuote(c.Command)+" (once, when created; a join)")
+	}
+	for _, c := range pl.Workspace.PostStart {
+		row("Post-start", c.Name+": "+ShellQuote(c.Command)+" (each time it comes up; a join)")
+	}
 	for i, m := range mountSummary(s.Mounts) {
 		row(label(i, "Mounts"), m)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -263,8 +264,9 @@ func (d Dirs) FindWorkspace(repo, profileName string) (*Workspace, error) {
 type UpResult struct {
 	*Result
 	Workspace *Workspace
-	// Already: the workspace was up and as planned; nothing was started.
-	Already bool
+	// Already: the workspace was up and as planned; nothing was started. Created: it was
+	// made anew (first up, or --fresh), so its post-create commands are due.
+	Already, Created bool
 }
 
 // Up makes the workspace req.Workspace run: creates it, starts it again after a down, or
@@ -346,7 +348,7 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 		upReq.Copy, upReq.Branch = c, c.Branch
 	}
 	res, err := s.run(ctx, p, upReq, &workspaceRun{ws: w, action: actionUp})
-	out := &UpResult{Result: res, Workspace: w}
+	out := &UpResult{Result: res, Workspace: w, Created: !found || fresh}
 	if err != nil {
 		// A copy made for this up holds nothing of an agent's: it goes (a kept one stays).
 		if !kept && res != nil && res.Plan != nil && res.Plan.Workspace.Copy != nil && w.ContainerID == "" {
@@ -359,6 +361,48 @@ func (s *Session) Up(ctx context.Context, p *profile.Profile, req SessionRequest
 		fmt.Fprintf(s.IO.ErrOut, "! workspace %s: its SSH keys: %v\n", name, kerr)
 	}
 	return out, nil
+}
+
+// LifecycleError is a workspace's post-create or post-start command that failed; the
+// workspace stays up.
+type LifecycleError struct {
+	Workspace, Phase, Name string
+	Err                    error
+}
+
+func (e *LifecycleError) Error() string {
+	return fmt.Sprintf("workspace %s: %s command %s: %v; the workspace is up", e.Workspace, e.Phase, e.Name, e.Err)
+}
+func (e *LifecycleError) Unwrap() error { return e.Err }
+func (e *LifecycleError) Hint() string {
+	return "fix it and run it with: sourceosctl agent-machine exec --name " + e.Workspace + " -- COMMAND (or up --fresh to run post-create again)"
+}
+
+// Lifecycle runs the profile's post-create commands in a workspace up just made, then its
+// post-start commands in any workspace up just started, each as a join — checked as every
+// join is, recorded with its own evidence, in the container, never on the host. The first
+// failure stops the rest.
+func (s *Session) Lifecycle(ctx context.Context, p *profile.Profile, res *UpResult) error {
+	if res.Already {
+		return nil
+	}
+	phases := []struct {
+		name string
+		cmds []profile.Command
+	}{{"post-create", p.Spec.Workspace.PostCreate}, {"post-start", p.Spec.Workspace.PostStart}}
+	if !res.Created {
+		phases = phases[1:]
+	}
+	for _, ph := range phases {
+		for i, c := range ph.cmds {
+			name := firstNonEmpty(c.Name, strconv.Itoa(i+1))
+			fmt.Fprintf(s.IO.ErrOut, "Running %s command %s in workspace %s: %s\n", ph.name, name, res.Workspace.Name, ShellQuote(c.Command))
+			if _, err := s.Join(ctx, p, res.Workspace, SessionRequest{Tool: tool.Shell, Args: c.Command}); err != nil {
+				return &LifecycleError{Workspace: res.Workspace.Name, Phase: ph.name, Name: name, Err: err}
+			}
+		}
+	}
+	return nil
 }
 
 // differs names the first setting of asked that is not the workspace's (a flag), or "".

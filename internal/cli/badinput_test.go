@@ -37,7 +37,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong kind", strings.Replace(goodProfile, "kind: AgentMachineProfile", "kind: Profile", 1), nil, 2, "Error: {file}:2: kind: must be AgentMachineProfile"},
 		{"no image", strings.Replace(goodProfile, "  image:\n    ref: localhost/x:1\n", "", 1), nil, 2, "Error: {file}:5: spec.image: is required; add it under spec"},
 		{"bad name", strings.Replace(goodProfile, "name: t", "name: T!", 1), nil, 2, "Error: {file}:4: metadata.name: must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"},
-		{"misspelt field", goodProfile + "  netwrk: none\n", nil, 2, `Error: {file}:10: spec.netwrk: unknown field (did you mean "network"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`},
+		{"misspelt field", goodProfile + "  netwrk: none\n", nil, 2, `Error: {file}:10: spec.netwrk: unknown field (did you mean "network"?); allowed here: env, evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`},
 		{"network host", goodProfile + "  network: host\n", nil, 2, `Error: {file}:10: spec.network: must be one of none, bridge, gateway; got "host"`},
 		{"relative mount", goodProfile + "  mounts:\n    - {source: docs, target: /d}\n", nil, 2, "Error: {file}:11: spec.mounts[0].source: must be an absolute path or start with ~/"},
 		{"mount onto /", goodProfile + "  mounts:\n    - {source: /srv, target: /}\n", nil, 2, "Error: {file}:11: spec.mounts[0].target: must be an absolute path inside the container, other than /"},

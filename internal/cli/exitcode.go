@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/devcontainer"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/kube"
 	"github.com/sourceos/sourceosctl/internal/podman"
@@ -79,6 +80,7 @@ func ExitCode(err error) int {
 		sum     *image.ChecksumError
 		tool    *image.MissingToolError
 		kubeIn  *kube.InputError
+		dcIn    *devcontainer.InputError
 		weak    *kube.WeakenedError
 	)
 	switch {
@@ -95,7 +97,7 @@ func ExitCode(err error) int {
 		return ExitSIGINT
 	case errors.As(err, &refused), errors.As(err, &sum), errors.As(err, &weak):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn), errors.As(err, &kubeIn):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn), errors.As(err, &kubeIn), errors.As(err, &dcIn):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool), errors.As(err, &rtDir):
 		return ExitMissing

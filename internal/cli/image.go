@@ -92,16 +92,19 @@ type imageBuildOptions struct {
 	Verbose                            bool
 	Base, Rootfs, Mirror, Catalog, Tag string
 	Stacks, CACerts                    []string
-	IDE                                bool
-	Force, DryRun                      bool
-	Output                             string
+	// Dockerfile, Context and BuildArgs: a repository's own Dockerfile as the first stage.
+	Dockerfile, Context string
+	BuildArgs           []string
+	IDE                 bool
+	Force, DryRun       bool
+	Output              string
 }
 
 func newImageBuildCmd(f *Factory, g *GlobalOptions) *cobra.Command {
 	opts := &imageBuildOptions{IO: f.IO, LoadProfile: f.LoadProfile, Engine: f.engineFor(g), ImageDirs: f.imageDirs,
 		Now: f.Now, ReadFile: f.ReadFile, LookPath: f.LookPath}
 	cmd := &cobra.Command{
-		Use:   "build [--base IMAGE | --rootfs PATH] [--stack NAME[@VERSION]]... [--ide]",
+		Use:   "build [--base IMAGE | --rootfs PATH | --dockerfile PATH --tag REF] [--stack NAME[@VERSION]]... [--ide]",
 		Short: "Build the default workspace image (and stack variants) on this host",
 		Long: `Build the workspace image in stages, each tagged only once it is complete:
 
@@ -135,6 +138,9 @@ store.`,
   sudo sourceosctl agent-machine image build --ide
   sourceosctl agent-machine image build --stack go --ide
 
+  # A repository's own Dockerfile (a devcontainer's build.dockerfile), the tools on top
+  sourceosctl agent-machine image build --dockerfile .devcontainer/Dockerfile --context . --tag localhost/sourceos/devcontainer-app:latest
+
   # Behind a TLS-inspecting proxy
   sudo sourceosctl agent-machine image build --ca-cert /usr/local/share/ca-certificates/corp.crt`,
 		Args: usageArgs(cobra.NoArgs),
@@ -149,6 +155,9 @@ store.`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Base, "base", "", "start from this image instead of a debootstrap root filesystem")
 	fl.StringVar(&opts.Rootfs, "rootfs", "", "import this root filesystem (directory or tar) instead of running debootstrap")
+	fl.StringVar(&opts.Dockerfile, "dockerfile", "", "build this `Dockerfile` first (a devcontainer's build.dockerfile) and put the tools on it; needs --tag")
+	fl.StringVar(&opts.Context, "context", "", "the Dockerfile's build context `DIR` (default: its directory)")
+	fl.StringArrayVar(&opts.BuildArgs, "build-arg", nil, "a build argument `NAME=VALUE` of the Dockerfile (repeatable)")
 	fl.StringVar(&opts.Mirror, "mirror", "", "Debian mirror for debootstrap (default: the one in /etc/apt/sources*)")
 	fl.StringArrayVar(&opts.Stacks, "stack", nil, "add a runtime from the catalog: NAME or NAME@VERSION (repeatable)")
 	fl.StringArrayVar(&opts.CACerts, "ca-cert", nil, "PEM CA certificate to trust inside the image (repeatable)")
@@ -171,6 +180,17 @@ func loadCatalog(path string) (*image.Catalog, error) {
 func (o *imageBuildOptions) validate() error {
 	if err := validateOutput(o.Output, outTable, outJSON); err != nil {
 		return err
+	}
+	if o.Dockerfile == "" && (o.Context != "" || len(o.BuildArgs) > 0) {
+		return usageErrorf("--context and --build-arg go with --dockerfile")
+	}
+	if o.Dockerfile != "" && o.Tag == "" {
+		return usageErrorf("--dockerfile needs --tag: name the image (the profile's spec.image.ref), so the default image is not replaced")
+	}
+	for _, a := range o.BuildArgs {
+		if k, _, ok := strings.Cut(a, "="); !ok || k == "" {
+			return usageErrorf("--build-arg %q: use NAME=VALUE", a)
+		}
 	}
 	if o.Tag != "" {
 		if _, err := profile.Parse("--tag", []byte(fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: t}\nspec: {host: {os: linux}, image: {ref: %q}}\n", o.Tag))); err != nil {
@@ -204,7 +224,14 @@ func runImageBuild(ctx context.Context, opts *imageBuildOptions) error {
 	b := &image.Builder{Engine: engine, ManifestPath: manifestPath, WorkDir: work, Out: opts.IO.ErrOut,
 		Geteuid: os.Geteuid, LookPath: opts.LookPath, ReadFile: opts.ReadFile, Now: opts.Now}
 	req := image.BuildRequest{Ref: opts.Tag, Base: opts.Base, Rootfs: opts.Rootfs, Mirror: opts.Mirror, Stacks: stacks,
-		IDE: opts.IDE, CACerts: opts.CACerts, Catalog: cat, Force: opts.Force}
+		IDE: opts.IDE, CACerts: opts.CACerts, Catalog: cat, Force: opts.Force, Dockerfile: opts.Dockerfile, Context: opts.Context}
+	for _, a := range opts.BuildArgs {
+		k, v, _ := strings.Cut(a, "=")
+		if req.BuildArgs == nil {
+			req.BuildArgs = map[string]string{}
+		}
+		req.BuildArgs[k] = v
+	}
 	plan, err := b.Plan(ctx, req)
 	if err != nil {
 		return err

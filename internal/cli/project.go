@@ -187,19 +187,22 @@ What to run is read from the repository (or --path SUBDIR of it), first match wi
 			if port < 1 || port > 65535 {
 				return usageErrorf("--port %d: a port is 1-65535", port)
 			}
-			return runServe(cmd.Context(), opts, port, sub, args)
+			return runServe(cmd.Context(), opts, port, !cmd.Flags().Changed("port"), sub, args)
 		},
 	}
-	cmd.Flags().IntVar(&port, "port", project.DefaultPort, "the `PORT` the server listens on inside, and is served on at 127.0.0.1")
+	cmd.Flags().IntVar(&port, "port", project.DefaultPort, "the `PORT` the server listens on inside, and is served on at 127.0.0.1 (default: the profile's first spec.workspace.ports, else 8000)")
 	cmd.Flags().StringVar(&sub, "path", "", "run the server in `SUBDIR` of the repository")
 	addSessionFlags(cmd, opts)
 	return cmd
 }
 
-func runServe(ctx context.Context, opts *sessionOptions, port int, sub string, args []string) error {
+func runServe(ctx context.Context, opts *sessionOptions, port int, defaultPort bool, sub string, args []string) error {
 	prof, s, wd, repo, err := opts.openRepo()
 	if err != nil {
 		return err
+	}
+	if ports := prof.Spec.Workspace.Ports; defaultPort && len(ports) > 0 {
+		port = ports[0]
 	}
 	srv, err := project.DetectServer(repo, sub, port)
 	if err != nil {

@@ -376,15 +376,17 @@ func joinRefusal(opts *sessionOptions, w *agentmachine.Workspace, repo string) e
 func upOffering(ctx context.Context, s *agentmachine.Session, prof *profile.Profile, req agentmachine.SessionRequest, fresh bool,
 	offer func(context.Context, error) (bool, error)) (*agentmachine.UpResult, error) {
 	res, err := s.Up(ctx, prof, req, fresh)
-	if offer == nil {
+	if offer != nil {
+		if built, berr := offer(ctx, err); berr != nil {
+			return nil, berr
+		} else if built {
+			res, err = s.Up(ctx, prof, req, fresh)
+		}
+	}
+	if err != nil {
 		return res, err
 	}
-	if built, berr := offer(ctx, err); berr != nil {
-		return nil, berr
-	} else if built {
-		return s.Up(ctx, prof, req, fresh)
-	}
-	return res, err
+	return res, s.Lifecycle(ctx, prof, res)
 }
 
 // openRepo loads the profile and the session and resolves the repository the command names

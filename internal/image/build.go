@@ -52,8 +52,13 @@ type BuildRequest struct {
 	Ref    string // final tag; default DefaultRef, or :<stacks> with stacks
 	Base   string // an image to start from instead of debootstrap
 	Rootfs string // a root filesystem (directory or tar) to import instead of debootstrap
-	Mirror string // Debian mirror for debootstrap; default from the host's apt sources
-	Stacks []Selected
+	// Dockerfile is a repository's own Dockerfile (a devcontainer's build.dockerfile), built
+	// in Context with BuildArgs as the first stage instead of debootstrap.
+	Dockerfile string
+	Context    string
+	BuildArgs  map[string]string
+	Mirror     string // Debian mirror for debootstrap; default from the host's apt sources
+	Stacks     []Selected
 	// IDE adds the browser IDE stage (code-server, catalog-pinned) on top: the result is
 	// IDERef of what it would be without.
 	IDE     bool
@@ -113,8 +118,8 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 	if req.Catalog == nil {
 		req.Catalog = DefaultCatalog()
 	}
-	if req.Base != "" && req.Rootfs != "" {
-		return nil, &InputError{Msg: "--base and --rootfs both name where the image starts", Fix: "give one of them"}
+	if btoi(req.Base != "")+btoi(req.Rootfs != "")+btoi(req.Dockerfile != "") > 1 {
+		return nil, &InputError{Msg: "--base, --rootfs and --dockerfile each name where the image starts", Fix: "give one of them"}
 	}
 	cas, err := b.readCACerts(req.CACerts)
 	if err != nil {
@@ -159,6 +164,11 @@ func (b *Builder) Plan(ctx context.Context, req BuildRequest) (*BuildPlan, error
 				st.Inputs = img.ID
 				return img.ID, err
 			}
+		}
+	case req.Dockerfile != "":
+		plan.From = "dockerfile " + req.Dockerfile
+		if first, err = planDockerfile(req); err != nil {
+			return nil, err
 		}
 	case req.Rootfs != "":
 		plan.From = "rootfs " + req.Rootfs
@@ -357,6 +367,57 @@ func (b *Builder) buildStage(ctx context.Context, file string, st *Step, args ma
 		return "", err
 	}
 	return id, b.rename(ctx, tmp, st.Tag)
+}
+
+// planDockerfile is the first stage of a build from a repository's Dockerfile: built every
+// time (its context is the repository's, which no input hash here covers), then the base,
+// tools and stacks stages go on top as they do on --base.
+func planDockerfile(req BuildRequest) (*Step, error) {
+	data, err := os.ReadFile(req.Dockerfile)
+	if err != nil {
+		return nil, &InputError{Msg: "--dockerfile: " + err.Error(), Fix: "give the Dockerfile's path (a devcontainer's build.dockerfile)"}
+	}
+	dir := req.Context
+	if dir == "" {
+		dir = filepath.Dir(req.Dockerfile)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, &InputError{Msg: fmt.Sprintf("--context %s is not a directory", dir), Fix: "give the build's context directory"}
+	}
+	rel, err := filepath.Rel(dir, req.Dockerfile)
+	if err != nil {
+		return nil, &InputError{Msg: err.Error()}
+	}
+	inputs := hashOf("dockerfile in "+dir, req.Dockerfile, req.BuildArgs, data)
+	tag := "localhost/sourceos/dockerfile-base:" + inputs[:12]
+	shown := "podman build -f " + req.Dockerfile
+	keys := make([]string, 0, len(req.BuildArgs))
+	for k := range req.BuildArgs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		shown += " --build-arg " + k + "=" + req.BuildArgs[k]
+	}
+	st := &Step{Name: "dockerfile", Tag: tag, Inputs: inputs, Action: "build", Command: []string{shown + " -t " + tag + " " + dir}}
+	st.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
+		tmp := tempTag()
+		id, err := b.Engine.Build(ctx, container.Build{ContextDir: dir, Containerfile: rel, Tag: tmp, Args: req.BuildArgs,
+			Labels: map[string]string{InputsLabel: st.Inputs}, Out: b.output()})
+		if err != nil {
+			b.discard(tmp)
+			return "", err
+		}
+		return id, b.rename(ctx, tmp, st.Tag)
+	}
+	return st, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // rename moves a finished image from its temporary name to its tag.

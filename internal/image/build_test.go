@@ -318,3 +318,42 @@ func TestARootFilesystemMustBeEnterable(t *testing.T) {
 		}
 	}
 }
+
+func TestABuildFromARepositorysDockerfilePutsTheToolsOnIt(t *testing.T) {
+	dir := t.TempDir()
+	dockerfile := filepath.Join(dir, ".devcontainer", "Dockerfile")
+	if err := os.MkdirAll(filepath.Dir(dockerfile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dockerfile, []byte("FROM debian:bookworm\nRUN true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := &fakeBuildEngine{images: map[string]container.Image{}}
+	b := testBuilder(t, e, 1000)
+	req := BuildRequest{Dockerfile: dockerfile, Context: dir, BuildArgs: map[string]string{"VARIANT": "18"}, Ref: "localhost/sourceos/devcontainer-app:latest"}
+	plan, err := b.Plan(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := plan.Steps[0]
+	if got := actionsOf(plan); got != "build,build,build" || plan.From != "dockerfile "+dockerfile || !strings.Contains(first.Command[0], "--build-arg VARIANT=18") {
+		t.Fatalf("plan %s from %q, first %v", got, plan.From, first.Command)
+	}
+	if _, err := b.Run(context.Background(), plan, "v"); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(e.calls, " ")
+	if !strings.HasPrefix(calls, "build .devcontainer FROM  tag "+short(first.Tag)) || !strings.Contains(calls, "build . FROM "+short(first.Tag)+" tag agent-base:bookworm") {
+		t.Errorf("the base stage is not built on the Dockerfile's image: %s", calls)
+	}
+	// The Dockerfile's context is not hashed: it is built again every time.
+	if plan, err = b.Plan(context.Background(), req); err != nil || plan.Steps[0].Action != "build" {
+		t.Errorf("second plan: %v %v", actionsOf(plan), err)
+	}
+	for _, bad := range []BuildRequest{{Dockerfile: dockerfile, Base: "debian"}, {Dockerfile: filepath.Join(dir, "none")}, {Dockerfile: dockerfile, Context: filepath.Join(dir, "none")}} {
+		var in *InputError
+		if _, err := b.Plan(context.Background(), bad); !errors.As(err, &in) {
+			t.Errorf("%+v: %v, want an input error", bad, err)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -422,14 +421,10 @@ func (d *Decision) decideSecrets(p *profile.Profile, entry *profile.Tool, req Re
 	sort.Slice(d.Secrets, func(i, j int) bool { return d.Secrets[i].Name < d.Secrets[j].Name })
 }
 
-// sensitiveEnv matches variable names that usually hold credentials: those must go through
-// the secrets door, never plain environment pass-through (whose values podman inspect shows).
-var sensitiveEnv = regexp.MustCompile(`(?i)(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE)`)
-
 func (d *Decision) decideEnv(names []string) {
 	for _, n := range names {
 		ed := EnvDecision{Name: n, Allowed: true, Reason: "listed in the tool's env"}
-		if sensitiveEnv.MatchString(n) {
+		if profile.SensitiveEnv.MatchString(n) {
 			ed.Allowed, ed.Reason = false, "looks like a credential; credentials reach a tool only through the secrets door"
 			d.refuse(Refusal{Subject: "env " + n, Rule: RuleSensitiveEnv, Reason: ed.Reason,
 				Fix: "declare it under spec.secrets (fromEnv: " + n + "), list it in the tool's secrets, and pass --secret"})

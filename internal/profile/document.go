@@ -46,6 +46,22 @@ func (d *Document) SetString(value string, path ...string) {
 	n.Kind, n.Tag, n.Value, n.Style, n.Content = yaml.ScalarNode, "!!str", value, 0, nil
 }
 
+// SetValue sets the value at path (mapping keys) to v, encoded as YAML (a list, a mapping),
+// creating mappings on the way.
+func (d *Document) SetValue(v any, path ...string) error {
+	var value yaml.Node
+	if err := value.Encode(v); err != nil {
+		return fmt.Errorf("render %s: %w", d.name, err)
+	}
+	d.SetString("", path...) // makes the mappings on the way and the key
+	n := d.root
+	for _, key := range path {
+		n = lookup(n, key)
+	}
+	*n = value
+	return nil
+}
+
 // Remove removes the key at path, when it is there.
 func (d *Document) Remove(path ...string) {
 	parent := d.root

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/container"
@@ -163,6 +165,25 @@ func (s Secret) defaultTarget() string {
 	return strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
 }
 
+// SensitiveEnv matches variable names that usually hold credentials: those go through the
+// secrets door, never as plain values or pass-through (whose values podman inspect shows).
+var SensitiveEnv = regexp.MustCompile(`(?i)(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE)`)
+
+// envName is a variable name spec.env may set (the schema's envName).
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// reservedEnv are variables sourceosctl or Podman set in every container.
+var reservedEnv = map[string]bool{"HOME": true, "TERM": true, "PATH": true, "container": true, "HOSTNAME": true}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // check enforces the rules a JSON Schema cannot express, each located like schema errors.
 func (p *Profile) check(t *yamlschema.Tree, le *LoadError) {
 	s := &p.Spec
@@ -207,6 +228,17 @@ func (p *Profile) check(t *yamlschema.Tree, le *LoadError) {
 	}
 
 	checkEgress(s.Network, at, le)
+	for _, name := range sortedKeys(s.Env) {
+		l := at("/spec/env/" + name)
+		switch {
+		case !envName.MatchString(name):
+			le.Add(l.KeyLine, "spec.env."+name, "must be an environment variable name (letters, digits, '_'; not starting with a digit)")
+		case SensitiveEnv.MatchString(name):
+			le.Add(l.KeyLine, "spec.env."+name, "looks like a credential, and spec.env values are plain text in the profile, the plan and podman inspect; declare it under spec.secrets instead")
+		case reservedEnv[name] || strings.HasPrefix(name, "SOURCEOS_") || strings.HasSuffix(strings.ToUpper(name), "_PROXY"):
+			le.Add(l.KeyLine, "spec.env."+name, "is set by sourceosctl itself (HOME, TERM, PATH, container, SOURCEOS_*, the proxy variables); remove it")
+		}
+	}
 
 	declared := map[string]bool{}
 	for i, sec := range s.Secrets {

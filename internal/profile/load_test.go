@@ -48,7 +48,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing image", strings.Replace(valid, "  image:\n    ref: localhost/test:1\n", "", 1), "p.yaml:5: spec.image: is required; add it under spec"},
 		{"bad name", strings.Replace(valid, "name: test", "name: My_Profile", 1), "p.yaml:4: metadata.name: must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"},
 		{"unknown top-level field", valid + "extra: 1\n", "p.yaml:10: extra: unknown field; allowed here: apiVersion, kind, metadata, spec"},
-		{"misspelt field", valid + "  mountz: []\n", "p.yaml:10: spec.mountz: unknown field (did you mean \"mounts\"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace"},
+		{"misspelt field", valid + "  mountz: []\n", "p.yaml:10: spec.mountz: unknown field (did you mean \"mounts\"?); allowed here: env, evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace"},
 		{"relative mount source", valid + "  mounts:\n    - source: ~/a\n      target: /a\n    - source: /b\n      target: /b\n    - source: dev/x\n      target: /x\n", "p.yaml:15: spec.mounts[2].source: must be an absolute path or start with ~/"},
 		{"mount target /", valid + "  mounts:\n    - source: /a\n      target: /\n", "p.yaml:12: spec.mounts[0].target: must be an absolute path inside the container, other than /"},
 		{"mount without target", valid + "  mounts:\n    - source: /a\n", "p.yaml:11: spec.mounts[0].target: is required; add it under spec.mounts[0]"},
@@ -92,6 +92,11 @@ func TestParseErrors(t *testing.T) {
 		{"custom tool without command", valid + "  tools:\n    custom:\n      - name: lint\n", "p.yaml:12: spec.tools.custom[0].command: is required; add it under spec.tools.custom[0]"},
 		{"custom tool named like a built-in", valid + "  tools:\n    custom:\n      - name: codex\n        command: [x]\n", "p.yaml:12: spec.tools.custom[0].name: the name \"codex\" is taken (built-in or listed before); choose another"},
 		{"enabled as string", valid + "  tools:\n    codex:\n      enabled: \"yes\"\n", "p.yaml:12: spec.tools.codex.enabled: must be a boolean, not a string"},
+		{"a credential in spec.env", valid + "  env:\n    NODE_ENV: dev\n    NPM_TOKEN: x\n", "p.yaml:12: spec.env.NPM_TOKEN: looks like a credential, and spec.env values are plain text in the profile, the plan and podman inspect; declare it under spec.secrets instead"},
+		{"sourceosctl's own variable in spec.env", valid + "  env:\n    HTTPS_PROXY: http://x\n", "p.yaml:11: spec.env.HTTPS_PROXY: is set by sourceosctl itself (HOME, TERM, PATH, container, SOURCEOS_*, the proxy variables); remove it"},
+		{"a bad variable name in spec.env", valid + "  env:\n    1X: y\n", "p.yaml:11: spec.env.1X: must be an environment variable name (letters, digits, '_'; not starting with a digit)"},
+		{"a port out of range", strings.Replace(valid, "  host:", "  workspace:\n    ports: [3000, 70000]\n  host:", 1), "p.yaml:7: spec.workspace.ports[1]: must be at most 65535; got 70000"},
+		{"a post-create command without one", strings.Replace(valid, "  host:", "  workspace:\n    postCreate:\n      - name: x\n  host:", 1), "p.yaml:8: spec.workspace.postCreate[0].command: is required; add it under spec.workspace.postCreate[0]"},
 		{"non-string key", valid + "  ? [a]\n  : 1\n", "p.yaml:10: spec: field names must be plain words, not a list"},
 		{"alias bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n", "p.yaml:1: e[7][0][7][0][8]: document is too large or too deeply nested (aliases expand to more than 100000 values or 64 levels)"},
 	}
@@ -118,7 +123,7 @@ func TestParseReportsEveryProblemSortedByLine(t *testing.T) {
 	want := `p.yaml: 3 problems:
   p.yaml:10: spec.network: must be one of none, bridge, gateway; got "host"
   p.yaml:12: spec.resources.cpus: must be a number, not a string
-  p.yaml:13: spec.mountz: unknown field (did you mean "mounts"?); allowed here: evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`
+  p.yaml:13: spec.mountz: unknown field (did you mean "mounts"?); allowed here: env, evidence, host, image, machine, mounts, network, resources, secrets, tools, workspace`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error:\n got: %v\nwant: %s", err, want)
 	}

@@ -56,6 +56,9 @@ type Spec struct {
 	Network   Network   `json:"network" yaml:"network"`
 	Resources Resources `json:"resources" yaml:"resources"`
 	Evidence  Evidence  `json:"evidence" yaml:"evidence"`
+	// Env are plain, non-secret variables every container of the profile gets (a
+	// devcontainer's containerEnv); sourceosctl's own variables win over them.
+	Env map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
 }
 
 // Host says which kind of host the profile is written for.
@@ -105,6 +108,19 @@ type Workspace struct {
 	// Include are ignored paths the copy shows the session (node_modules); the others are
 	// hidden.
 	Include []string `json:"include,omitempty" yaml:"include,omitempty"`
+	// Ports are the ports the project serves inside the container; serve's default port is
+	// the first (a devcontainer's forwardPorts).
+	Ports []int `json:"ports,omitempty" yaml:"ports,omitempty"`
+	// PostCreate runs in a workspace once it is created (up, up --fresh); PostStart each time
+	// it comes up. Each is a governed join of the workspace, never run on the host.
+	PostCreate []Command `json:"postCreate,omitempty" yaml:"postCreate,omitempty"`
+	PostStart  []Command `json:"postStart,omitempty" yaml:"postStart,omitempty"`
+}
+
+// Command is a named command line, run without a shell unless it names one.
+type Command struct {
+	Name    string   `json:"name,omitempty" yaml:"name,omitempty"`
+	Command []string `json:"command" yaml:"command"`
 }
 
 // Mount is an extra allowlisted host path.
