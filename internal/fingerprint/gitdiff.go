@@ -46,72 +46,115 @@ func diffWithGoGit(repo string) ([]byte, string) {
 	if err != nil {
 		return nil, "go-git cannot read the work tree's status: " + err.Error()
 	}
-	var patches []fdiff.FilePatch
+	var changes []Change
 	for _, path := range sortedKeys(status) {
 		st := status[path]
 		if st.Worktree == git.Untracked && st.Staging == git.Untracked {
 			continue
 		}
-		fp, err := filePatch(tree, filepath.Join(wt.Filesystem.Root(), filepath.FromSlash(path)), path)
+		c, err := fileChange(tree, filepath.Join(wt.Filesystem.Root(), filepath.FromSlash(path)), path)
 		if err != nil {
 			return nil, "go-git cannot diff " + path + ": " + err.Error()
 		}
-		if fp != nil {
+		changes = append(changes, c)
+	}
+	out, err := UnifiedDiff(changes)
+	if err != nil {
+		return nil, "go-git cannot write the diff: " + err.Error()
+	}
+	return out, ""
+}
+
+// FileVersion is one side of a file's change: its mode and content (a symbolic link's target).
+type FileVersion struct {
+	Mode    filemode.FileMode
+	Content []byte
+}
+
+// Change is a file's two versions; nil is absent (added, deleted).
+type Change struct {
+	Path     string
+	From, To *FileVersion
+}
+
+// ReadFileVersion is the file at disk as a diff sees it: nil when absent, or when it is neither a
+// regular file nor a symbolic link (a directory where a file was: git reports it deleted).
+func ReadFileVersion(disk string) (*FileVersion, error) {
+	fi, err := os.Lstat(disk)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(disk)
+		return &FileVersion{Mode: filemode.Symlink, Content: []byte(target)}, err
+	case fi.Mode().IsRegular():
+		data, err := os.ReadFile(disk)
+		mode := filemode.Regular
+		if fi.Mode()&0o111 != 0 {
+			mode = filemode.Executable
+		}
+		return &FileVersion{Mode: mode, Content: data}, err
+	}
+	return nil, nil
+}
+
+// UnifiedDiff writes the changes as a git diff, computed in Go: nothing is run. Unchanged
+// files are left out; a binary file is named as differing, without its bytes.
+func UnifiedDiff(changes []Change) ([]byte, error) {
+	var patches []fdiff.FilePatch
+	for _, c := range changes {
+		if fp := filePatchOfChange(c); fp != nil {
 			patches = append(patches, fp)
 		}
 	}
 	var out bytes.Buffer
 	if err := fdiff.NewUnifiedEncoder(&out, fdiff.DefaultContextLines).Encode(patch(patches)); err != nil {
-		return nil, "go-git cannot write the diff: " + err.Error()
+		return nil, err
 	}
-	return out.Bytes(), ""
+	return out.Bytes(), nil
 }
 
-// filePatch compares path in HEAD's tree with the file on disk (nil when they are equal).
-func filePatch(tree *object.Tree, disk, path string) (fdiff.FilePatch, error) {
-	var from, to *file
+// fileChange compares path in HEAD's tree with the file on disk.
+func fileChange(tree *object.Tree, disk, path string) (Change, error) {
+	c := Change{Path: path}
 	if f, err := tree.File(path); err == nil {
 		content, err := f.Contents()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		from = &file{path: path, mode: f.Mode, content: []byte(content)}
+		c.From = &FileVersion{Mode: f.Mode, Content: []byte(content)}
 	} else if !errors.Is(err, object.ErrFileNotFound) {
-		return nil, err
+		return c, err
 	}
-	if fi, err := os.Lstat(disk); err == nil {
-		to = &file{path: path, mode: filemode.Regular}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(disk)
-			if err != nil {
-				return nil, err
-			}
-			to.mode, to.content = filemode.Symlink, []byte(target)
-		case fi.Mode().IsRegular():
-			if to.content, err = os.ReadFile(disk); err != nil {
-				return nil, err
-			}
-			if fi.Mode()&0o111 != 0 {
-				to.mode = filemode.Executable
-			}
-		default:
-			return nil, nil // a directory or device where a file was: git reports it as deleted
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	var err error
+	c.To, err = ReadFileVersion(disk)
+	return c, err
+}
+
+// filePatchOfChange is the change as go-git's encoder takes it (nil when nothing changed).
+func filePatchOfChange(c Change) fdiff.FilePatch {
+	from, to := c.From, c.To
+	if from == nil && to == nil || from != nil && to != nil && from.Mode == to.Mode && bytes.Equal(from.Content, to.Content) {
+		return nil
 	}
-	if from != nil && to != nil && from.mode == to.mode && bytes.Equal(from.content, to.content) {
-		return nil, nil
+	fp := &filePatchOf{}
+	if from != nil {
+		fp.from = &file{path: c.Path, mode: from.Mode, content: from.Content}
 	}
-	fp := &filePatchOf{from: from, to: to}
+	if to != nil {
+		fp.to = &file{path: c.Path, mode: to.Mode, content: to.Content}
+	}
 	if !fp.IsBinary() {
-		for _, d := range diff.Do(string(from.data()), string(to.data())) {
+		for _, d := range diff.Do(string(fp.from.data()), string(fp.to.data())) {
 			op := map[diffmatchpatch.Operation]fdiff.Operation{diffmatchpatch.DiffEqual: fdiff.Equal, diffmatchpatch.DiffInsert: fdiff.Add, diffmatchpatch.DiffDelete: fdiff.Delete}[d.Type]
 			fp.chunks = append(fp.chunks, chunk{content: d.Text, op: op})
 		}
 	}
-	return fp, nil
+	return fp
 }
 
 type patch []fdiff.FilePatch
