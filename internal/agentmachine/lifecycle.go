@@ -62,6 +62,7 @@ func lifecycle(ws *workspaceRun) []phase {
 		{name: "image", run: (*sessionRun).image},
 		{name: "secrets", run: (*sessionRun).secrets},
 		{name: "gateway", run: (*sessionRun).gateway},
+		{name: "ship", run: (*sessionRun).shipRepo},
 		{name: "create", run: (*sessionRun).create},
 		{name: "compare", run: (*sessionRun).compare},
 		{name: "run", run: (*sessionRun).run},
@@ -110,6 +111,13 @@ type sessionRun struct {
 	// not be brought back (the copy is kept); patch is the branch's diff.
 	copyErr, copyCollectErr error
 	patch                   []byte
+	// A volume workspace (a remote service): what was shipped; the patch file and the binary
+	// files left out of it; why the changes could not be brought back (the volume is kept).
+	volumeBefore tree
+	volumePatch  string
+	volumeBinary []string
+	volumeErr    error
+	volumeKept   bool
 	// linksDone is closed once the hard-link check of the mounts is done (see checkLinks).
 	linksDone    chan struct{}
 	linkRefusals []policy.Refusal

@@ -527,6 +527,11 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 		r.gitAfter = fingerprint.GitState{Reader: r.gitBefore.Reader, Absent: "not read again: the session worked on its own copy, over the repository mounted read-only; its work is the branch in git.workspace.result"}
 		r.gitAfterDone = make(chan struct{})
 		close(r.gitAfterDone)
+	case r.plan.Workspace.Mode == WorkspaceVolume:
+		r.collectVolume(ctx)
+		r.gitAfter = fingerprint.GitState{Reader: r.gitBefore.Reader, Absent: "not read again: the session worked on a volume of the remote service, never on this repository; its work is the patch (workspace.patch)"}
+		r.gitAfterDone = make(chan struct{})
+		close(r.gitAfterDone)
 	case r.plan.Workspace.Mode == WorkspaceDirect:
 		// The session could write the work tree: read it with a reader that runs nothing.
 		r.gitAfterDone = r.readGitWith(ctx, r.safeGit(), &r.gitAfter, &r.diff)

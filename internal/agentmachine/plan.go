@@ -66,8 +66,9 @@ type Facts struct {
 	// Own are sourceosctl's own state directories, which nothing may mount (OwnState).
 	Own []policy.Protected
 	// Local is true when the service runs on this host (a local unix socket): its files can
-	// be mounted (the helper).
-	Local bool
+	// be mounted (the helper). Remote: it runs on another machine that is not a Podman
+	// machine of this host's (ssh://, tcp://), so none of this host's paths can be mounted.
+	Local, Remote bool
 	// Helper is the in-container helper that checks the container from inside before the
 	// tool runs; zero when none can be used (another host, a machine).
 	Helper HelperRef
@@ -123,6 +124,8 @@ func OwnState(d Dirs, tempDir string, uid int, p *profile.Profile) []policy.Prot
 type Connection struct {
 	URI    string `json:"uri"`
 	Source string `json:"source"`
+	// Machine: a Podman machine of this host's (its shared directories are this host's).
+	Machine bool `json:"machine,omitempty"`
 }
 
 // SessionRequest is what the user asked for.
@@ -179,6 +182,9 @@ type Plan struct {
 	Keep            bool                    `json:"keep"`
 	// Helper runs first in the container and checks it from inside (absent: inspect only).
 	Helper *HelperRef `json:"helper,omitempty"`
+	// Programs is the volume of shipped programs a session on another machine's service
+	// fills for its helper when no gateway sidecar does.
+	Programs *ProgramsPlan `json:"programs,omitempty"`
 	// ToolState is the volume keeping the tool's login, settings and history (absent: none).
 	ToolState *ToolStatePlan `json:"toolState,omitempty"`
 	// Workspace says how the session sees the repository: its own copy (and branch), the
@@ -213,6 +219,10 @@ type WorkspacePlan struct {
 	Copy *repocopy.Copy `json:"copy,omitempty"`
 	// Include are the ignored paths the copy shows.
 	Include []string `json:"include,omitempty"`
+	// Volume is the volume the repository's files travel to (volume mode); ReadOnly: it is
+	// mounted read-only and nothing comes back.
+	Volume   string `json:"volume,omitempty"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
 	// PostCreate and PostStart are the profile's lifecycle commands a workspace runs as joins
 	// once created, and each time it comes up.
 	PostCreate []profile.Command `json:"postCreate,omitempty"`
@@ -224,6 +234,10 @@ const (
 	WorkspaceCopy     = repocopy.ModeCopy
 	WorkspaceDirect   = repocopy.ModeDirect
 	WorkspaceReadOnly = "read-only"
+	// WorkspaceVolume: the service is another machine's (ssh://, tcp://), whose paths are not
+	// this host's: the repository's files travel to a volume, and the changes come back as a
+	// patch.
+	WorkspaceVolume = "volume"
 )
 
 type ProfileInfo struct {
@@ -352,6 +366,7 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	if err := planEgress(p, f, pl); err != nil {
 		return pl, err
 	}
+	planShippedHelper(f, pl)
 	if f.OS == "windows" {
 		pl.Notes = append(pl.Notes, "hard links in the mounts are not checked on Windows (it reports no link counts); on Linux and macOS a hard link to a protected file refuses the session")
 	}
@@ -428,6 +443,9 @@ func commandFor(p *profile.Profile, req SessionRequest) ([]string, ToolPlan, str
 // repository, which that user may then be unable to write (the note says so, with the fix).
 func sessionUser(f Facts, repo string) (user, note string, cannotWrite bool) {
 	switch {
+	case f.Remote:
+		user = fmt.Sprintf("%d:%d", fallbackUID, fallbackUID)
+		return user, "the service is another machine's, where this host's uid means nothing: the session runs as " + user + " (never root), owning the workspace volume", false
 	case f.Rootless || f.UID != 0:
 		return fmt.Sprintf("%d:%d", f.UID, f.GID), "", false
 	case f.RepoUID != 0:
@@ -517,7 +535,7 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 	for k, v := range p.Spec.Env { // the loader refuses sourceosctl's own names
 		s.Env[k] = v
 	}
-	if f.Rootless {
+	if f.Rootless && !f.Remote {
 		s.UserNS = "keep-id"
 	}
 	if pl.Workspace.Name != "" {
@@ -536,6 +554,9 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 	for _, m := range dec.Mounts {
 		source := MachinePath(f.OS, m.Source)
 		switch {
+		case m.Role == policy.RoleWorkspace && pl.Workspace.Mode == WorkspaceVolume:
+			w := pl.Workspace
+			s.Volumes = append(s.Volumes, container.Volume{Name: w.Volume, Target: m.Target, ReadOnly: w.ReadOnly, Chown: !w.ReadOnly})
 		case m.Role == policy.RoleWorkspace && pl.Workspace.Copy != nil:
 			c := pl.Workspace.Copy
 			s.Overlays = append(s.Overlays, container.Overlay{Source: source, Target: m.Target, Upper: c.Upper(), Work: c.Work()})
@@ -634,6 +655,9 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		pl.Notes = append(pl.Notes, "the workspace is a scratch directory sourceosctl made for this session; what the session leaves there is checked, not run, and the directory is removed")
 		return nil
 	}
+	if f.Remote {
+		return planVolume(p, req, f, pl)
+	}
 	mode := firstNonEmpty(p.Spec.Workspace.Mode, WorkspaceCopy)
 	if req.Direct {
 		mode = WorkspaceDirect
@@ -689,6 +713,43 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		}
 	case WorkspaceReadOnly:
 		pl.Notes = append(pl.Notes, "the repository is mounted read-only (workspace.readOnly): no copy is needed")
+	}
+	return nil
+}
+
+// planVolume is the workspace of a session on another machine's service: paths there are
+// that machine's, so nothing of this host is mounted. The repository's files — tracked and
+// untracked, not ignored, not .git — travel to a volume of the session's, and what the
+// session changes comes back as a patch (computed here, in Go, from the volume's files).
+func planVolume(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) error {
+	where := "the service at " + f.Connection.URI + " runs on another machine"
+	switch {
+	case req.Workspace != "":
+		return &InputError{Err: fmt.Errorf("a workspace (up) needs a service on this host or its Podman machine, and %s", where),
+			Fix: "run sessions there with shell or run; workspaces on remote services are not supported yet"}
+	case req.Direct || p.Spec.Workspace.Mode == WorkspaceDirect:
+		return &InputError{Flag: "--direct", Err: fmt.Errorf("the live work tree is on this host, and %s", where),
+			Fix: "leave out --direct (and workspace.mode: direct): the repository's files travel to a volume and the changes come back as a patch"}
+	case req.Branch != "":
+		return &InputError{Flag: "--branch", Err: fmt.Errorf("names a copy's branch, and %s: the changes come back as a patch", where), Fix: "leave out --branch"}
+	case len(p.Spec.Mounts) > 0:
+		var paths []string
+		for _, m := range p.Spec.Mounts {
+			paths = append(paths, m.Source)
+		}
+		return &InputError{Err: fmt.Errorf("spec.mounts names paths of this host (%s), and %s, which cannot mount them", strings.Join(paths, ", "), where),
+			Fix: "use a profile without spec.mounts for remote sessions"}
+	}
+	w := &pl.Workspace
+	w.Mode, w.ReadOnly = WorkspaceVolume, p.Spec.Workspace.ReadOnly
+	w.Volume = "sosctl-repo-" + strings.ReplaceAll(pl.SessionID, ".", "-")
+	back := "what the session changes comes back as a patch (sourceosctl computes it, runs nothing), to apply with git apply"
+	if w.ReadOnly {
+		back = "the volume is mounted read-only (workspace.readOnly): nothing comes back"
+	}
+	pl.Notes = append(pl.Notes, fmt.Sprintf("%s, whose paths are not this host's: the repository's files (tracked and untracked, not ignored ones, not .git) travel to the volume %s, removed afterwards; %s", where, w.Volume, back))
+	if len(p.Spec.Workspace.Include) > 0 {
+		pl.Notes = append(pl.Notes, "workspace.include is not used on a remote service: ignored paths stay on this host")
 	}
 	return nil
 }

@@ -391,7 +391,11 @@ func artifactsOf(in RecordInput) ([]evidence.Artifact, error) {
 		arts = append(arts, evidence.Artifact{Name: "container-inspect.json", Data: maskInspect(in.Outcome.Inspect, in.Plan)})
 	}
 	if len(in.Patch) > 0 {
-		arts = append(arts, evidence.Artifact{Name: "branch.patch", Data: in.Patch})
+		name := "branch.patch"
+		if in.Plan.Workspace.Mode == WorkspaceVolume {
+			name = "workspace.patch"
+		}
+		arts = append(arts, evidence.Artifact{Name: name, Data: in.Patch})
 	}
 	if len(in.Diff) > 0 {
 		diff := in.Diff
@@ -420,6 +424,9 @@ var ErrNoEvidence = errors.New("the session's evidence bundle could not be writt
 // workspaceRecord is the evidence's account of how the session saw the repository.
 func (r *sessionRun) workspaceRecord() *evidence.Workspace {
 	w := &evidence.Workspace{Mode: r.plan.Workspace.Mode}
+	if r.volumeErr != nil {
+		w.Error = r.volumeErr.Error()
+	}
 	c := r.plan.Workspace.Copy
 	if c == nil {
 		return w

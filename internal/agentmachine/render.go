@@ -321,6 +321,10 @@ func workspaceSummary(w WorkspacePlan) string {
 		return "direct: the live work tree (its .git read-only)"
 	case w.Mode == WorkspaceReadOnly:
 		return "read-only"
+	case w.Mode == WorkspaceVolume && w.ReadOnly:
+		return "volume " + w.Volume + " on the remote service: the repository's files, read-only"
+	case w.Mode == WorkspaceVolume:
+		return "volume " + w.Volume + " on the remote service: the repository's files; the changes come back as a patch"
 	}
 	return "-"
 }

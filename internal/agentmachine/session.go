@@ -222,6 +222,7 @@ func (s *Session) run(ctx context.Context, p *profile.Profile, req SessionReques
 	switch {
 	case ws == nil:
 		r.reportCopy()
+		r.reportVolume()
 	case ws.action == actionDown:
 		r.reportWorkspaceCopy()
 	}
@@ -271,6 +272,7 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	// No connection found on Linux without a machine: the service, once started, is the
 	// local one (a dry run before `start` plans for it; a real run stops at connecting).
 	f.Local = h.OS == "linux" && (strings.HasPrefix(conn.URI, "unix://") || conn.URI == "") && MachineOf(p).Name == ""
+	f.Remote = MachineOf(p).Name == "" && !conn.Machine && (strings.HasPrefix(conn.URI, "ssh://") || strings.HasPrefix(conn.URI, "tcp://"))
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {

@@ -31,11 +31,27 @@ type SidecarPlan struct {
 	Container container.Spec `json:"container"`
 	// Volume holds the socket and the log, for this session only.
 	Volume string `json:"volume"`
-	// Programs holds sourceos-helper and sourceos-gateway for Arch, named by their digests.
+	ProgramsPlan
+}
+
+// ProgramsPlan is the volume of programs shipped to another machine's service: Programs holds
+// sourceos-helper and sourceos-gateway for Arch, named by their digests.
+type ProgramsPlan struct {
 	Programs      string `json:"programs"`
 	Arch          string `json:"arch"`
 	HelperDigest  string `json:"helperDigest"`
 	GatewayDigest string `json:"gatewayDigest"`
+}
+
+// planShippedHelper gives a session on another machine's service the helper from the
+// programs volume when no gateway sidecar brings it (spec.network none or bridge).
+func planShippedHelper(f Facts, pl *Plan) {
+	if !f.Remote || f.Shipped == nil || pl.Helper != nil {
+		return
+	}
+	ref := *f.Shipped
+	pl.Programs = &ProgramsPlan{Programs: programsVolume(ref), Arch: ref.Arch, HelperDigest: ref.HelperDigest, GatewayDigest: ref.GatewayDigest}
+	pl.Helper = &HelperRef{Digest: ref.HelperDigest, Volume: pl.Programs.Programs}
 }
 
 // ShippedRef says which programs a session on another machine would ship, by digest.
@@ -107,8 +123,8 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 	explicitSettings(&side, f)
 	side.Hostname = sessionHostname + "-gateway"
 	side.Sysctls = map[string]string{} // network sysctls belong to the host's namespace it shares
-	pl.Egress = &EgressPlan{Socket: sock, SocketUID: -1, Proxy: proxy, Sidecar: &SidecarPlan{Container: side, Volume: volume, Programs: programs,
-		Arch: ref.Arch, HelperDigest: ref.HelperDigest, GatewayDigest: ref.GatewayDigest}}
+	pl.Egress = &EgressPlan{Socket: sock, SocketUID: -1, Proxy: proxy, Sidecar: &SidecarPlan{Container: side, Volume: volume,
+		ProgramsPlan: ProgramsPlan{Programs: programs, Arch: ref.Arch, HelperDigest: ref.HelperDigest, GatewayDigest: ref.GatewayDigest}}}
 	agent.Volumes = append(agent.Volumes,
 		container.Volume{Name: volume, Target: container.EgressTarget, ReadOnly: true},
 		container.Volume{Name: programs, Target: container.ShippedTarget, ReadOnly: true})
@@ -119,7 +135,7 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 }
 
 // shipPrograms fills the programs volume once: a volume of that name holds these programs.
-func (r *sessionRun) shipPrograms(ctx context.Context, sc *SidecarPlan) error {
+func (r *sessionRun) shipPrograms(ctx context.Context, sc ProgramsPlan) error {
 	exists, err := r.engine.VolumeExists(ctx, sc.Programs)
 	if err != nil || exists {
 		return err
@@ -168,7 +184,7 @@ func (r *sessionRun) shipPrograms(ctx context.Context, sc *SidecarPlan) error {
 // startSidecar starts the gateway's container and waits until it accepts connections; should
 // it exit while the session runs, the session is stopped and fails.
 func (r *sessionRun) startSidecar(ctx context.Context, sc *SidecarPlan) (func(), error) {
-	if err := r.shipPrograms(ctx, sc); err != nil {
+	if err := r.shipPrograms(ctx, sc.ProgramsPlan); err != nil {
 		return nil, fmt.Errorf("egress gateway: ship its programs: %w", err)
 	}
 	if err := r.engine.CreateVolume(ctx, sc.Volume, map[string]string{LabelManaged: "true", LabelSession: r.plan.SessionID}); err != nil {

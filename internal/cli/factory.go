@@ -185,7 +185,7 @@ func (f *Factory) Connect(ctx context.Context, connection string, m machinepkg.R
 func (f *Factory) Connector(connection string) agentmachine.Connector {
 	return func(ctx context.Context, m machinepkg.Ref) (agentmachine.Engine, agentmachine.Connection, error) {
 		e, ep, err := f.Connect(ctx, connection, m)
-		conn := agentmachine.Connection{URI: ep.URI, Source: ep.Source}
+		conn := agentmachine.Connection{URI: ep.URI, Source: ep.Source, Machine: ep.Machine}
 		if err != nil {
 			return nil, conn, err
 		}

@@ -66,7 +66,9 @@ type Resolver struct {
 func (r Resolver) Resolve(ctx context.Context, flag string, m machine.Ref) (Endpoint, error) {
 	if flag != "" {
 		if strings.Contains(flag, "://") {
-			return r.fromURI(flag, "--connection")
+			ep, err := r.fromURI(flag, "--connection")
+			ep.Identity = r.Getenv("CONTAINER_SSHKEY") // as podman --url takes it
+			return ep, err
 		}
 		return r.named(ctx, flag, "--connection")
 	}

@@ -19,6 +19,19 @@ import (
 	"github.com/sourceos/sourceosctl/internal/container"
 )
 
+// CreateOwnedVolume creates a named volume whose root directory uid:gid own (a volume the
+// container's user fills and writes, on a service whose user namespace this host does not
+// know).
+func (c *Client) CreateOwnedVolume(ctx context.Context, name string, labels map[string]string, uid, gid int) error {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	opts := map[string]string{"o": fmt.Sprintf("uid=%d,gid=%d", uid, gid)}
+	if _, err := volumes.Create(cctx, entitiesTypes.VolumeCreateOptions{Name: name, Labels: labels, Options: opts}, nil); err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
 // VolumeExists reports whether the service has a named volume.
 func (c *Client) VolumeExists(ctx context.Context, name string) (bool, error) {
 	cctx, cancel := c.call(ctx, callTimeout)
