@@ -4,6 +4,9 @@
 set -euo pipefail
 user="${1:-sosctl-test}"
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
+# No password, but not locked: sshd (without PAM) refuses a locked account even with a key
+# — the remote Podman test logs in as this user with a key.
+usermod -p '*' "$user"
 for f in /etc/subuid /etc/subgid; do
   grep -q "^$user:" "$f" 2>/dev/null || echo "$user:300000:65536" >> "$f"
 done

@@ -7,11 +7,13 @@
 # the test image), make, and the OpenSSH client and tmux (a workspace's editor access is tested
 # with the real ssh and sftp, an interactive shell driven in tmux), and chromium (the browser
 # IDE and the evidence report are tested as a browser renders them, headless), and swtpm (a
-# TPM 2.0 emulator: the TPM-held evidence key is tested against it). Idempotent:
+# TPM 2.0 emulator: the TPM-held evidence key is tested against it), and openssh-server (remote
+# Podman over ssh:// is tested against an sshd the test starts on a loopback port; the
+# system's own ssh service is left off when this script installed it). Idempotent:
 # nothing is installed twice, and apt is not touched when everything is present.
 set -euo pipefail
 
-pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client tmux chromium swtpm)
+pkgs=(podman runc catatonit uidmap slirp4netns busybox-static debootstrap git curl make ca-certificates openssh-client openssh-server tmux chromium swtpm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +24,10 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    # Only its sshd binary is needed: do not leave a new SSH service listening on this host.
+    $sudo systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || $sudo service ssh stop >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v go >/dev/null; then
