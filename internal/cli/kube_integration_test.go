@@ -25,7 +25,7 @@ func TestIntegrationAKubeExportRunsGovernedUnderKubePlay(t *testing.T) {
 	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
 	f, out, errOut := sessionFactory(t, e, w, nil)
-	claim := fmt.Sprintf("sosctl-kube-ws-%d", os.Getpid())
+	claim := fmt.Sprintf("kube-ws-%d", os.Getpid())
 	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "kube",
 		"--kube-workspace", "pvc:"+claim, "--", "sleep", "600"); code != 0 {
 		t.Fatalf("export: exit %d\n%s", code, errOut)
@@ -128,13 +128,20 @@ grep -E ' /tmp | /home/agent ' /proc/1/mountinfo | awk '{print "fs=" $5 "=" $(NF
 			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "etc", MountPath: "/hostetc"})
 		}},
 		{"no limits", "no memory or CPU limit", func(p *corev1.Pod) { p.Spec.Containers[0].Resources = corev1.ResourceRequirements{} }},
-		{"a runtime annotation", "annotation run.oci.keep_original_groups was not planned", func(p *corev1.Pod) {
+		{"a runtime annotation", "the manifest sets the annotation run.oci.keep_original_groups", func(p *corev1.Pod) {
 			p.Annotations["run.oci.keep_original_groups"] = "1"
 		}},
-		{"seccomp unconfined by annotation", "annotation seccomp.security.alpha.kubernetes.io/pod was not planned", func(p *corev1.Pod) {
+		{"seccomp unconfined by annotation", "the manifest sets the annotation seccomp.security.alpha.kubernetes.io/pod", func(p *corev1.Pod) {
 			p.Annotations["seccomp.security.alpha.kubernetes.io/pod"] = "unconfined"
 		}},
 		{"host PID", "the manifest sets hostPID: true; nothing was created", func(p *corev1.Pod) { p.Spec.HostPID = true }},
+		{"a tool's login volume as the workspace", "names a volume of sourceosctl's own", func(p *corev1.Pod) {
+			for _, v := range p.Spec.Volumes {
+				if v.PersistentVolumeClaim != nil {
+					v.PersistentVolumeClaim.ClaimName = "sosctl-state-it-codex"
+				}
+			}
+		}},
 		{"host network", "the manifest sets hostNetwork: true", func(p *corev1.Pod) { p.Spec.HostNetwork = true }},
 		{"seccomp unconfined", "seccompProfile Unconfined", func(p *corev1.Pod) {
 			p.Spec.SecurityContext.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}

@@ -226,7 +226,8 @@ func TestDecodeIsStrictAndNamesWhere(t *testing.T) {
 	line := strings.Count(misspelt[:strings.Index(misspelt, "readOnlyRootFileSystem")], "\n") + 1
 	cases := []struct{ name, manifest, want string }{
 		{"a misspelt field", misspelt, fmt.Sprintf(`pod.yaml:%d: document 1 (v1 Pod): unknown field "spec.containers[0].securityContext.readOnlyRootFileSystem"`, line)},
-		{"a repeated field", strings.Replace(good, "  hostname: sourceos-agent\n", "  hostname: sourceos-agent\n  hostname: other\n", 1), `mapping key "hostname" already defined`},
+		{"a repeated field", strings.Replace(good, "  hostname: sourceos-agent\n", "  hostname: sourceos-agent\n  hostname: other\n", 1), `mapping key "hostname" already defined at line`},
+		{"a trailing separator", "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\n---\n", "no Pod in the manifest"},
 		{"a second pod", good + "\n---\n" + good[strings.Index(good, "apiVersion: v1"):strings.Index(good, "---")], "document 3 is a second Pod"},
 		{"a sandbox", export(t, testPlan("none"), Options{Kind: KindSandbox}), "needs its controller in a cluster; export with --kube-kind pod"},
 		{"a deployment", "apiVersion: apps/v1\nkind: Deployment\n", "pod.yaml:1: document 1 is a apps/v1 Deployment, not a Pod or a NetworkPolicy"},

@@ -127,7 +127,9 @@ type reader struct {
 
 func (r reader) read(argv ...string) (string, error) {
 	var out, errOut bytes.Buffer
-	code, err := r.e.Exec(r.ctx, r.id, container.Exec{Command: argv}, nil, &out, &errOut)
+	// PATH is the read-only root's directories only: never a cat the first process left in a
+	// writable directory.
+	code, err := r.e.Exec(r.ctx, r.id, container.Exec{Command: argv, Env: map[string]string{"PATH": "/usr/bin:/bin"}}, nil, &out, &errOut)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("%s exited %d: %s", strings.Join(argv, " "), code, strings.TrimSpace(errOut.String()))
 	}

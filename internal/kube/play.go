@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,8 +26,6 @@ import (
 type Manifest struct {
 	Pod      *corev1.Pod
 	Policies []*networkingv1.NetworkPolicy
-	// Raw is the manifest as read, which kube play is given.
-	Raw []byte
 }
 
 // InputError is a manifest that cannot be played: where, what is wrong and how to fix it.
@@ -54,7 +53,7 @@ func (e *InputError) BadInput() bool { return true }
 // Decode reads a manifest strictly: every document is a Pod or a NetworkPolicy decoded
 // into Kubernetes' own types with no unknown field, and there is exactly one Pod.
 func Decode(file string, data []byte) (*Manifest, error) {
-	m := &Manifest{Raw: data}
+	m := &Manifest{}
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
 	for n := 1; ; n++ {
 		var doc yamlv3.Node
@@ -65,10 +64,10 @@ func Decode(file string, data []byte) (*Manifest, error) {
 		if err != nil {
 			return nil, &InputError{File: file, Err: fmt.Errorf("not YAML: %w", err)}
 		}
-		line := doc.Line
-		if len(doc.Content) > 0 {
-			line = doc.Content[0].Line
+		if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+			continue // an empty document (a trailing ---)
 		}
+		line := doc.Content[0].Line
 		var head struct {
 			APIVersion string `yaml:"apiVersion"`
 			Kind       string `yaml:"kind"`
@@ -78,7 +77,12 @@ func Decode(file string, data []byte) (*Manifest, error) {
 		}
 		var plain any // a repeated key fails here: the conversion below would keep the last
 		if err := doc.Decode(&plain); err != nil {
-			return nil, &InputError{File: file, Line: line, Err: fmt.Errorf("document %d: %w", n, err)}
+			msg, at := err.Error(), line
+			if m := yamlLine.FindStringSubmatch(msg); m != nil {
+				at, _ = strconv.Atoi(m[1])
+				msg = m[2]
+			}
+			return nil, &InputError{File: file, Line: at, Err: fmt.Errorf("document %d: %s", n, msg)}
 		}
 		raw, err := yamlv3.Marshal(&doc)
 		if err != nil {
@@ -164,6 +168,9 @@ func child(m *yamlv3.Node, key string) *yamlv3.Node {
 	return nil
 }
 
+// yamlLine is where yaml.v3's decoding errors say the problem is.
+var yamlLine = regexp.MustCompile(`line (\d+): ([^\n]*)`)
+
 // strictDecode decodes a YAML document into a Kubernetes type the way the API server does:
 // field names match case-sensitively, and an unknown or repeated field is an error.
 func strictDecode(doc []byte, v any) error {
@@ -187,6 +194,7 @@ type Engine interface {
 	RemovePod(ctx context.Context, name string) error
 	RemoveVolume(ctx context.Context, name string) error
 	VolumeExists(ctx context.Context, name string) (bool, error)
+	VolumeSource(ctx context.Context, name string) (driver string, options map[string]string, err error)
 	CreateTmpfsVolume(ctx context.Context, name string, size int64, uid, gid int64, labels map[string]string) error
 	Execer
 }
@@ -226,16 +234,22 @@ func (e *WeakenedError) Error() string {
 // against the session's invariants, not the manifest's own settings: a manifest edited to
 // add a capability or a host path is refused by what the server made of it.
 func Play(ctx context.Context, e Engine, m *Manifest, start bool) (*Played, error) {
-	if diffs := Unenforced(m.Pod); len(diffs) > 0 {
-		return nil, &WeakenedError{Pod: m.Pod.Name, Diffs: diffs, NotCreated: true}
-	}
-	if err := claims(ctx, e, m.Pod); err != nil {
+	diffs := append(Unenforced(m.Pod), policyDiffs(m)...)
+	claimDiffs, err := claims(ctx, e, m.Pod)
+	if err != nil {
 		return nil, err
+	}
+	if diffs = append(diffs, claimDiffs...); len(diffs) > 0 {
+		return nil, &WeakenedError{Pod: m.Pod.Name, Diffs: diffs, NotCreated: true}
 	}
 	if err := emptyDirs(ctx, e, m.Pod); err != nil {
 		return nil, err
 	}
-	pods, err := e.PlayKube(ctx, m.Raw)
+	manifest, err := m.encode()
+	if err != nil {
+		return nil, err
+	}
+	pods, err := e.PlayKube(ctx, manifest)
 	if err != nil {
 		for _, p := range pods {
 			err = errors.Join(err, remove(ctx, e, m.Pod, p.Name))
@@ -243,7 +257,7 @@ func Play(ctx context.Context, e Engine, m *Manifest, start bool) (*Played, erro
 		return nil, err
 	}
 	p := pods[0]
-	diffs, err := check(ctx, e, m.Pod, p)
+	diffs, err = check(ctx, e, m.Pod, p)
 	if err == nil && len(diffs) > 0 {
 		err = &WeakenedError{Pod: p.Name, Diffs: diffs}
 	}
@@ -283,12 +297,28 @@ func Unenforced(pod *corev1.Pod) []string {
 	if s.HostUsers != nil && *s.HostUsers {
 		d = append(d, "the manifest sets hostUsers: true")
 	}
+	if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+		d = append(d, "the manifest does not set automountServiceAccountToken: false (the pod would get the cluster's credentials)")
+	}
+	for name, set := range map[string]string{"serviceAccountName": s.ServiceAccountName, "runtimeClassName": ptrString(s.RuntimeClassName), "nodeName": s.NodeName} {
+		if set != "" {
+			d = append(d, fmt.Sprintf("the manifest sets %s: %s", name, set))
+		}
+	}
+	if len(s.ResourceClaims) > 0 {
+		d = append(d, "the manifest sets resourceClaims (devices from the cluster)")
+	}
+	for k := range pod.Annotations {
+		if !strings.HasPrefix(k, "sourceos.dev/") {
+			d = append(d, fmt.Sprintf("the manifest sets the annotation %s, which Podman's kube play or a cluster may act on (an export sets only sourceos.dev/ ones)", k))
+		}
+	}
 	profiles := func(where string, sp *corev1.SeccompProfile, ap *corev1.AppArmorProfile) {
 		if sp != nil && sp.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			d = append(d, fmt.Sprintf("the manifest sets %s seccompProfile %s (want RuntimeDefault)", where, sp.Type))
 		}
-		if ap != nil && ap.Type == corev1.AppArmorProfileTypeUnconfined {
-			d = append(d, fmt.Sprintf("the manifest sets %s appArmorProfile Unconfined", where))
+		if ap != nil && ap.Type != corev1.AppArmorProfileTypeRuntimeDefault {
+			d = append(d, fmt.Sprintf("the manifest sets %s appArmorProfile %s (want RuntimeDefault or none)", where, ap.Type))
 		}
 	}
 	if sc := s.SecurityContext; sc != nil {
@@ -301,28 +331,92 @@ func Unenforced(pod *corev1.Pod) []string {
 				d = append(d, fmt.Sprintf("the manifest sets %s's procMount %s", c.Name, *sc.ProcMount))
 			}
 		}
+		for _, env := range c.Env {
+			if ref := env.ValueFrom; ref != nil && ref.SecretKeyRef != nil && ref.SecretKeyRef.Name != pod.Name+"-secrets" {
+				d = append(d, fmt.Sprintf("the manifest gives %s the Secret %s (an export reads only %s-secrets)", c.Name, ref.SecretKeyRef.Name, pod.Name))
+			}
+		}
 	}
 	slices.Sort(d)
 	return d
 }
 
-// claims checks that each PersistentVolumeClaim the pod mounts is a volume on the service
-// (kube play would make an empty one owned by root, which the pod's user cannot write).
-func claims(ctx context.Context, e Engine, pod *corev1.Pod) error {
-	for _, v := range pod.Spec.Volumes {
-		if pvc := v.PersistentVolumeClaim; pvc != nil {
-			exists, err := e.VolumeExists(ctx, pvc.ClaimName)
-			if err != nil {
-				return err
-			}
-			if !exists {
-				return &agentmachine.MissingError{Component: "volume " + pvc.ClaimName,
-					Detail: "the pod's PersistentVolumeClaim " + pvc.ClaimName + " has no volume on this Podman service",
-					Fix:    "podman volume create " + pvc.ClaimName + " && podman volume import " + pvc.ClaimName + " REPO.tar (its files owned by the pod's user)"}
-			}
+// policyDiffs names the NetworkPolicies that let traffic in or out: kube play gives the pod no
+// network whatever they say, but a cluster would apply them.
+func policyDiffs(m *Manifest) []string {
+	var d []string
+	for _, np := range m.Policies {
+		if len(np.Spec.Egress) > 0 || len(np.Spec.Ingress) > 0 {
+			d = append(d, fmt.Sprintf("the NetworkPolicy %s allows traffic (an export denies all of it)", np.Name))
 		}
 	}
-	return nil
+	return d
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// encode is the manifest as decoded — what kube play is given, so that Podman's parser and
+// this one cannot read two different pods from the same bytes.
+func (m *Manifest) encode() ([]byte, error) {
+	var out []byte
+	objs := []any{m.Pod}
+	for _, np := range m.Policies {
+		objs = append(objs, np)
+	}
+	for i, obj := range objs {
+		b, err := yaml.Marshal(obj)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// claims checks that each PersistentVolumeClaim the pod mounts is a volume on the service
+// (kube play would make an empty one owned by root, which the pod's user cannot write).
+func claims(ctx context.Context, e Engine, pod *corev1.Pod) ([]string, error) {
+	var diffs []string
+	n := 0
+	for _, v := range pod.Spec.Volumes {
+		pvc := v.PersistentVolumeClaim
+		if pvc == nil {
+			continue
+		}
+		if n++; n > 1 {
+			diffs = append(diffs, fmt.Sprintf("volume %s is a second PersistentVolumeClaim (an export has one: the workspace)", v.Name))
+			continue
+		}
+		if strings.HasPrefix(pvc.ClaimName, "sosctl-") {
+			diffs = append(diffs, fmt.Sprintf("the claim %s names a volume of sourceosctl's own (a tool's login, another session's files)", pvc.ClaimName))
+			continue
+		}
+		exists, err := e.VolumeExists(ctx, pvc.ClaimName)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, &agentmachine.MissingError{Component: "volume " + pvc.ClaimName,
+				Detail: "the pod's PersistentVolumeClaim " + pvc.ClaimName + " has no volume on this Podman service",
+				Fix:    "podman volume create " + pvc.ClaimName + " && podman volume import " + pvc.ClaimName + " REPO.tar (its files owned by the pod's user)"}
+		}
+		driver, opts, err := e.VolumeSource(ctx, pvc.ClaimName)
+		if err != nil {
+			return nil, err
+		}
+		if driver != "" && driver != "local" || opts["device"] != "" || opts["type"] != "" && opts["type"] != "tmpfs" || strings.Contains(opts["o"], "bind") {
+			diffs = append(diffs, fmt.Sprintf("the claim %s is a volume of driver %q with options %v: a host path or device, not a volume of its own", pvc.ClaimName, driver, opts))
+		}
+	}
+	return diffs, nil
 }
 
 // emptyDirs creates the pod's memory-backed emptyDirs as tmpfs volumes its user owns, before
@@ -345,7 +439,7 @@ func emptyDirs(ctx context.Context, e Engine, pod *corev1.Pod) error {
 				return fmt.Errorf("the emptyDir %s is not memory-backed with a sizeLimit, as exported", v.Name)
 			}
 			if exists, err := e.VolumeExists(ctx, v.Name); err != nil || exists {
-				return errors.Join(err, fmt.Errorf("a volume %s exists already: an emptyDir is new to its pod; remove it (podman volume rm %s) or export again", v.Name, v.Name))
+				return errors.Join(err, fmt.Errorf("a volume %s exists already, and an emptyDir is new to its pod: rename the emptyDir, or export the session again (a new session names new ones)", v.Name))
 			}
 			return e.CreateTmpfsVolume(ctx, v.Name, d.SizeLimit.Value(), int64(uid), int64(gid), map[string]string{LabelSession: pod.Labels[LabelSession]})
 		}()
@@ -381,6 +475,11 @@ func check(ctx context.Context, e Engine, pod *corev1.Pod, p podman.PlayedPod) (
 	}
 	if infra.Network != "none" {
 		diffs = append(diffs, fmt.Sprintf("the pod's network is %q (want none)", infra.Network))
+	}
+	for _, ns := range []string{"ipc", "uts", "pid"} { // a session's own; cgroup follows the host's version
+		if infra.Namespaces[ns] == "host" {
+			diffs = append(diffs, fmt.Sprintf("the pod's %s namespace is the host's", ns))
+		}
 	}
 	if len(p.Containers) != len(pod.Spec.Containers)+len(pod.Spec.InitContainers) {
 		diffs = append(diffs, fmt.Sprintf("the server made %d containers of a pod with %d", len(p.Containers), len(pod.Spec.Containers)+len(pod.Spec.InitContainers)))
@@ -470,10 +569,19 @@ func Governed(pod *corev1.Pod, c corev1.Container, infra string, got container.O
 		diffs = append(diffs, "no memory or CPU limit (want resources.limits of both)")
 	}
 	for _, vm := range c.VolumeMounts {
-		if name, ok := podmanVolume(pod, vm.Name); ok {
+		name, emptyDir, ok := podmanVolume(pod, vm.Name)
+		switch {
+		case !ok:
+		case emptyDir && slices.Contains(got.Tmpfs, vm.MountPath):
+			// Podman 5 mounts a memory-backed emptyDir as a tmpfs; 4.3 as the volume made for it.
+			want.Tmpfs = append(want.Tmpfs, container.Tmpfs{Target: vm.MountPath})
+		default:
 			want.Volumes = append(want.Volumes, container.Volume{Name: name, Target: vm.MountPath, ReadOnly: vm.ReadOnly})
 		}
 	}
+	// A pod has no process limit of its own (a cluster sets one per node): whatever the
+	// server applies is taken, and the export says so.
+	want.Limits.Pids = got.Limits.Pids
 	for k, v := range got.Annotations {
 		if strings.HasPrefix(k, "sourceos.dev/") && pod.Annotations[k] == v {
 			delete(got.Annotations, k) // the export's own, harmless
@@ -491,19 +599,19 @@ func Governed(pod *corev1.Pod, c corev1.Container, infra string, got container.O
 // podmanVolume is the Podman volume kube play makes of a pod volume: a claim's volume is
 // named by the claim, an emptyDir's by the volume. Other kinds (hostPath, …) are not, and
 // what the server makes of them shows as an unplanned mount.
-func podmanVolume(pod *corev1.Pod, name string) (string, bool) {
+func podmanVolume(pod *corev1.Pod, name string) (volume string, emptyDir, ok bool) {
 	for _, v := range pod.Spec.Volumes {
 		if v.Name != name {
 			continue
 		}
 		switch {
 		case v.PersistentVolumeClaim != nil:
-			return v.PersistentVolumeClaim.ClaimName, true
+			return v.PersistentVolumeClaim.ClaimName, false, true
 		case v.EmptyDir != nil:
-			return v.Name, true
+			return v.Name, true, true
 		}
 	}
-	return "", false
+	return "", false, false
 }
 
 // runAs is the container's user and group, its own settings over the pod's (-1: unset).

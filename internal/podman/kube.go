@@ -110,3 +110,15 @@ func (c *Client) CreateTmpfsVolume(ctx context.Context, name string, size int64,
 	}
 	return nil
 }
+
+// VolumeSource says what a named volume is: its driver and the options it was created with
+// (a local volume with a device or a bind option is a host path in disguise).
+func (c *Client) VolumeSource(ctx context.Context, name string) (driver string, options map[string]string, err error) {
+	cctx, cancel := c.call(ctx, callTimeout)
+	defer cancel()
+	v, err := volumes.Inspect(cctx, name, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("inspect volume %s: %w", name, err)
+	}
+	return v.Driver, v.Options, nil
+}
