@@ -93,7 +93,7 @@ func Init(req InitRequest) (*InitResult, error) {
 	doc.SetString(repo, "spec", "workspace", "repo")
 	res.Image = src.Spec.Image.Ref
 	if dcPath != "" {
-		if err := fromDevcontainer(dcPath, doc, res); err != nil {
+		if err := fromDevcontainer(dcPath, repo, doc, res); err != nil {
 			return nil, err
 		}
 	} else if err := pickStack(req.Stack, repo, src, doc, res); err != nil {
@@ -111,6 +111,9 @@ func Init(req InitRequest) (*InitResult, error) {
 		return false
 	}, "spec", "mounts")
 	if res.YAML, err = doc.Bytes(); err != nil {
+		if dcPath != "" {
+			return nil, fmt.Errorf("%s: what it gives does not make a valid profile: %w", dcPath, err)
+		}
 		return nil, err
 	}
 
@@ -225,8 +228,8 @@ func devcontainerRepo(path string) string {
 
 // fromDevcontainer renders what a devcontainer.json gives into the profile. What it refuses
 // never reaches the document, and the document is checked by the profile loader as any is.
-func fromDevcontainer(path string, doc *profile.Document, res *InitResult) error {
-	imp, err := devcontainer.Read(path, res.Name)
+func fromDevcontainer(path, repo string, doc *profile.Document, res *InitResult) error {
+	imp, err := devcontainer.Read(path, repo, res.Name)
 	if err != nil {
 		return err
 	}

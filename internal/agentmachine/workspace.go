@@ -24,6 +24,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/policy"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 	"github.com/sourceos/sourceosctl/internal/tool"
 )
 
@@ -393,11 +394,14 @@ func (s *Session) Lifecycle(ctx context.Context, p *profile.Profile, res *UpResu
 	if !res.Created {
 		phases = phases[1:]
 	}
+	// A repository's command gets no terminal and no input: it cannot prompt the user.
+	quiet := *s
+	quiet.IO.In, quiet.IO.InTTY = strings.NewReader(""), false
 	for _, ph := range phases {
 		for i, c := range ph.cmds {
 			name := firstNonEmpty(c.Name, strconv.Itoa(i+1))
-			fmt.Fprintf(s.IO.ErrOut, "Running %s command %s in workspace %s: %s\n", ph.name, name, res.Workspace.Name, ShellQuote(c.Command))
-			if _, err := s.Join(ctx, p, res.Workspace, SessionRequest{Tool: tool.Shell, Args: c.Command}); err != nil {
+			fmt.Fprintf(s.IO.ErrOut, "Running %s command %s in workspace %s: %s\n", ph.name, textsafe.String(name), res.Workspace.Name, textsafe.String(ShellQuote(c.Command)))
+			if _, err := quiet.Join(ctx, p, res.Workspace, SessionRequest{Tool: tool.Shell, Args: c.Command}); err != nil {
 				return &LifecycleError{Workspace: res.Workspace.Name, Phase: ph.name, Name: name, Err: err}
 			}
 		}

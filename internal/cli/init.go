@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 type initOptions struct {
@@ -121,15 +122,16 @@ func runInit(opts *initOptions) error {
 		fmt.Fprintf(opts.IO.ErrOut, "! %s\n", w)
 	}
 	if dc := res.Devcontainer; dc != nil {
-		fmt.Fprintf(opts.IO.ErrOut, "From %s:\n", dc.File)
+		// Names and values come from the file: escaped, so it cannot fake or hide a line.
+		fmt.Fprintf(opts.IO.ErrOut, "From %s:\n", textsafe.String(dc.File))
 		for _, f := range dc.Taken {
-			fmt.Fprintf(opts.IO.ErrOut, "  ✓ %s → %s\n", f.Field, f.Reason)
+			fmt.Fprintf(opts.IO.ErrOut, "  ✓ %s → %s\n", textsafe.String(f.Field), textsafe.String(f.Reason))
 		}
 		for _, f := range dc.Refused {
-			fmt.Fprintf(opts.IO.ErrOut, "  ✗ %s: refused: %s\n", f.Field, f.Reason)
+			fmt.Fprintf(opts.IO.ErrOut, "  ✗ %s: refused: %s\n", textsafe.String(f.Field), textsafe.String(f.Reason))
 		}
 		for _, f := range dc.Ignored {
-			fmt.Fprintf(opts.IO.ErrOut, "  - %s: left out: %s\n", f.Field, f.Reason)
+			fmt.Fprintf(opts.IO.ErrOut, "  - %s: left out: %s\n", textsafe.String(f.Field), textsafe.String(f.Reason))
 		}
 		if res.Build != "" {
 			fmt.Fprintf(opts.IO.ErrOut, "Build its image once with: %s\n", res.Build)

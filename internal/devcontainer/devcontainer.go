@@ -133,9 +133,9 @@ func (e *InputError) BadInput() bool { return true }
 // maxFile bounds what is read: a devcontainer.json is a few kilobytes.
 const maxFile = 1 << 20
 
-// Read reads and imports the devcontainer.json at path. name names the image built from a
-// Dockerfile (localhost/sourceos/devcontainer-NAME:latest).
-func Read(path, name string) (*Import, error) {
+// Read reads and imports the devcontainer.json at path, of the repository at repo. name names
+// the image built from a Dockerfile (localhost/sourceos/devcontainer-NAME:latest).
+func Read(path, repo, name string) (*Import, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &InputError{File: path, Msg: err.Error(), Fix: "give the path of a devcontainer.json (usually .devcontainer/devcontainer.json)"}
@@ -147,7 +147,7 @@ func Read(path, name string) (*Import, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cfg.Import(path, name)
+	return cfg.Import(path, repo, name)
 }
 
 // Parse decodes a devcontainer.json strictly: comments and trailing commas are allowed (the
@@ -190,7 +190,7 @@ func Parse(file string, data []byte) (*Config, error) {
 
 // Import decides each property. A compose-based configuration describes several containers
 // and cannot be imported at all.
-func (c *Config) Import(file, name string) (*Import, error) {
+func (c *Config) Import(file, repo, name string) (*Import, error) {
 	if len(c.DockerComposeFile) > 0 || c.Service != "" || len(c.RunServices) > 0 {
 		return nil, &InputError{File: file, Msg: "is compose-based (dockerComposeFile, service): it describes several containers, and a governed session is one",
 			Fix: "point image or build.dockerfile at the service's image in a devcontainer.json of its own"}
@@ -225,7 +225,26 @@ func (c *Config) Import(file, name string) (*Import, error) {
 		if context == "" {
 			context = "."
 		}
-		x.Dockerfile, x.Context, x.BuildArgs = filepath.Join(dir, dockerfile), filepath.Join(dir, context), args
+		x.Dockerfile, x.Context = filepath.Join(dir, dockerfile), filepath.Join(dir, context)
+		// The build runs with the network and reads its context: both stay in the repository.
+		for _, p := range []struct{ field, path string }{{"build.dockerfile", x.Dockerfile}, {"build.context", x.Context}} {
+			if !inside(repo, p.path) {
+				return nil, &InputError{File: file, Line: keyLine(c.std, strings.TrimPrefix(p.field, "build.")), Msg: fmt.Sprintf("%s %s is outside the repository %s", p.field, p.path, repo),
+					Fix: "keep the Dockerfile and its context inside the repository: a build reads its context and runs with the network"}
+			}
+		}
+		x.BuildArgs = map[string]string{}
+		for _, k := range sortedKeys(args) {
+			switch v := args[k]; {
+			case localEnv.MatchString(v):
+				refuse("build.args."+k, "copies a variable of the host's environment into the build")
+			case profile.SensitiveEnv.MatchString(k):
+				refuse("build.args."+k, "looks like a credential, which would stay in the image's history")
+			default:
+				x.BuildArgs[k] = v
+				take("build.args."+k, "a build argument of image build --dockerfile")
+			}
+		}
 		x.Image = "localhost/sourceos/devcontainer-" + name + ":latest"
 		take("build.dockerfile", "built by image build --dockerfile into "+x.Image+", with sourceosctl's tools on top")
 	default:
@@ -274,7 +293,12 @@ func (c *Config) Import(file, name string) (*Import, error) {
 			x.Ports = append(x.Ports, n)
 			take(fmt.Sprintf("forwardPorts[%d]", i), fmt.Sprintf("spec.workspace.ports: serve serves %d on 127.0.0.1 only", n))
 		} else {
-			refuse(fmt.Sprintf("forwardPorts[%d]", i), fmt.Sprintf("%s names another container's port (host:port); a session is one container", raw))
+			var hostPort string
+			if json.Unmarshal(raw, &hostPort) == nil && strings.Contains(hostPort, ":") {
+				refuse(fmt.Sprintf("forwardPorts[%d]", i), fmt.Sprintf("%s names another container's port (host:port); a session is one container", raw))
+			} else {
+				refuse(fmt.Sprintf("forwardPorts[%d]", i), fmt.Sprintf("%s is not a port (1-65535)", raw))
+			}
 		}
 	}
 
@@ -290,6 +314,11 @@ func (c *Config) Import(file, name string) (*Import, error) {
 		cmds, err := commands(lc.field, lc.raw)
 		if err != nil {
 			return nil, &InputError{File: file, Line: keyLine(c.std, lc.field), Msg: err.Error()}
+		}
+		for i := range cmds {
+			for j, arg := range cmds[i].Command {
+				cmds[i].Command[j] = subst(arg)
+			}
 		}
 		*lc.post = append(*lc.post, cmds...)
 		where := "spec.workspace.postCreate: run once in the workspace when it is created, as a governed join"
@@ -374,6 +403,22 @@ func jsonKind(t reflect.Type) string {
 
 // hujsonWhere is where hujson's errors say the problem is.
 var hujsonWhere = regexp.MustCompile(`^line (\d+), column \d+: (.*)$`)
+
+// inside reports whether p is within root, symbolic links resolved (a missing path as written).
+func inside(root, p string) bool {
+	resolve := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			return r
+		}
+		return filepath.Clean(abs)
+	}
+	rel, err := filepath.Rel(resolve(root), resolve(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
 
 // localEnv matches a reference to the host's environment (${localEnv:NAME}).
 var localEnv = regexp.MustCompile(`\$\{localEnv:[^}]*\}`)

@@ -20,7 +20,7 @@ func fields(fs []Field) map[string]string {
 }
 
 func TestAnImageBasedFileIsTaken(t *testing.T) {
-	x, err := Read("testdata/image.jsonc", "app")
+	x, err := Read("testdata/image.jsonc", ".", "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestAnImageBasedFileIsTaken(t *testing.T) {
 }
 
 func TestADockerfileBasedFileIsBuiltAndItsObjectCommandsNamed(t *testing.T) {
-	x, err := Read("testdata/dockerfile.jsonc", "api")
+	x, err := Read("testdata/dockerfile.jsonc", ".", "api")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,13 +65,17 @@ func TestADockerfileBasedFileIsBuiltAndItsObjectCommandsNamed(t *testing.T) {
 	if !reflect.DeepEqual(x.PostCreate, want) {
 		t.Errorf("post-create %+v\nwant %+v", x.PostCreate, want)
 	}
-	if len(x.PostStart) != 1 || x.PostStart[0].Name != "postStart-hello" {
+	if len(x.PostStart) != 1 || x.PostStart[0].Name != "postStart-hello" || x.PostStart[0].Command[2] != "echo up in /workspace" {
 		t.Errorf("post-start %+v", x.PostStart)
+	}
+	refused := fields(x.Refused)
+	if len(x.BuildArgs) != 1 || refused["build.args.NPM_TOKEN"] == "" || refused["build.args.HOST_USER"] != "copies a variable of the host's environment into the build" {
+		t.Errorf("build args %v, refused %v", x.BuildArgs, refused)
 	}
 }
 
 func TestWhatWouldWidenTheBoundaryIsRefusedFieldByField(t *testing.T) {
-	x, err := Read("testdata/widening.jsonc", "w")
+	x, err := Read("testdata/widening.jsonc", ".", "w")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +135,8 @@ func TestFilesThatCannotBeImported(t *testing.T) {
 		{"both", `{"image": "x", "build": {"dockerfile": "Dockerfile"}}`, "sets both image and build.dockerfile; keep one"},
 		{"a relative folder", "{\n \"image\": \"x\",\n \"workspaceFolder\": \"work\"\n}", `devcontainer.json:3: workspaceFolder "work" is not an absolute path in the container`},
 		{"a bad lifecycle command", "{\n \"image\": \"x\",\n \"postCreateCommand\": 7\n}", "devcontainer.json:3: postCreateCommand: must be a string, an array of strings or an object of them, not 7"},
+		{"a context outside the repository", "{\n \"build\": {\n  \"dockerfile\": \"Dockerfile\",\n  \"context\": \"../..\"\n }\n}", "devcontainer.json:4: build.context " + filepath.Dir(filepath.Dir(dir)) + " is outside the repository " + dir + "; keep the Dockerfile and its context inside the repository"},
+		{"a Dockerfile outside the repository", "{\"build\": {\"dockerfile\": \"../../etc/hostname\"}}", "build.dockerfile " + filepath.Join(dir, "../../etc/hostname") + " is outside the repository"},
 		{"an empty lifecycle command", `{"image": "x", "postStartCommand": {"a": "  "}}`, "postStartCommand.a: an empty command"},
 	}
 	for _, tt := range cases {
@@ -138,7 +144,7 @@ func TestFilesThatCannotBeImported(t *testing.T) {
 		if tt.body != "" {
 			path = write(tt.body)
 		}
-		_, err := Read(path, "n")
+		_, err := Read(path, filepath.Dir(path), "n")
 		var in *InputError
 		if !errors.As(err, &in) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v\nwant an input error containing %q", tt.name, err, tt.want)

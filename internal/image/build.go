@@ -390,16 +390,16 @@ func planDockerfile(req BuildRequest) (*Step, error) {
 	}
 	inputs := hashOf("dockerfile in "+dir, req.Dockerfile, req.BuildArgs, data)
 	tag := "localhost/sourceos/dockerfile-base:" + inputs[:12]
-	shown := "podman build -f " + req.Dockerfile
+	shown := []string{"podman", "build", "-f", req.Dockerfile}
 	keys := make([]string, 0, len(req.BuildArgs))
 	for k := range req.BuildArgs {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		shown += " --build-arg " + k + "=" + req.BuildArgs[k]
+		shown = append(shown, "--build-arg", k+"="+req.BuildArgs[k])
 	}
-	st := &Step{Name: "dockerfile", Tag: tag, Inputs: inputs, Action: "build", Command: []string{shown + " -t " + tag + " " + dir}}
+	st := &Step{Name: "dockerfile", Tag: tag, Inputs: inputs, Action: "build", Command: []string{quoteAll(append(shown, "-t", tag, dir))}}
 	st.run = func(ctx context.Context, b *Builder, st *Step) (string, error) {
 		tmp := tempTag()
 		id, err := b.Engine.Build(ctx, container.Build{ContextDir: dir, Containerfile: rel, Tag: tmp, Args: req.BuildArgs,
@@ -689,6 +689,14 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func quoteAll(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
 }
 
 func copyArgs(m map[string]string) map[string]string {
