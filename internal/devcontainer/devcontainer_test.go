@@ -90,6 +90,7 @@ func TestWhatWouldWidenTheBoundaryIsRefusedFieldByField(t *testing.T) {
 		"features":                  "each feature (ghcr.io/devcontainers/features/aws-cli:1, ghcr.io/devcontainers/features/docker-in-docker:2) is fetched from a container registry and runs its install script as root in the image; install what it provides in the Dockerfile instead",
 		"appPort":                   "publishes ports on the host's interfaces; serve publishes on 127.0.0.1 only",
 		"forwardPorts[0]":           `"db:5432" names another container's port (host:port); a session is one container`,
+		"forwardPorts[1]":           "0 is not a port (1-65535)",
 		"containerEnv.AWS_PROFILE":  "copies a variable of the host's environment into the container; a credential goes under spec.secrets, anything else as a plain value",
 		"containerEnv.GITHUB_TOKEN": "looks like a credential, which a profile never holds as plain text; declare it under spec.secrets",
 		"containerEnv.HOME":         "is set by sourceosctl itself",
