@@ -166,8 +166,10 @@ func TestGatewayRefusals(t *testing.T) {
 				se.session.Connect = func(context.Context, machine.Ref) (Engine, Connection, error) {
 					return se.engine, Connection{URI: c.conn, Source: "test"}, nil
 				}
+				se.profile.Spec.Mounts = nil // paths of this host: refused on another machine's service
 			}
-			req := SessionRequest{Tool: "codex", Repo: se.repo, Direct: true, AllowHosts: c.allow}
+			// On another machine's service the repository travels to a volume; --direct is refused.
+			req := SessionRequest{Tool: "codex", Repo: se.repo, Direct: c.conn == "", AllowHosts: c.allow}
 			_, planErr := se.session.Plan(context.Background(), se.profile, req)
 			_, runErr := se.session.Run(context.Background(), se.profile, req)
 			for _, err := range []error{planErr, runErr} {

@@ -122,6 +122,9 @@ type sessionRun struct {
 	linksDone    chan struct{}
 	linkRefusals []policy.Refusal
 	linkErr      error
+	// linksChecked: checkLinks decided, linksResult its verdict.
+	linksChecked bool
+	linksResult  error
 
 	gitBefore, gitAfter fingerprint.GitState
 	diff                []byte

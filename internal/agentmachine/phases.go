@@ -81,6 +81,15 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 // a protected file refuses the session before the tool starts.
 func (r *sessionRun) checkLinks() error {
 	<-r.linksDone
+	if r.linksChecked { // a volume workspace checks before shipping, the run again
+		return r.linksResult
+	}
+	r.linksChecked = true
+	r.linksResult = r.linksVerdict()
+	return r.linksResult
+}
+
+func (r *sessionRun) linksVerdict() error {
 	if r.linkErr != nil {
 		r.event("hard-link check failed: %v", r.linkErr)
 		return fmt.Errorf("check the mounts for hard links: %w", r.linkErr)

@@ -272,7 +272,9 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	// No connection found on Linux without a machine: the service, once started, is the
 	// local one (a dry run before `start` plans for it; a real run stops at connecting).
 	f.Local = h.OS == "linux" && (strings.HasPrefix(conn.URI, "unix://") || conn.URI == "") && MachineOf(p).Name == ""
-	f.Remote = MachineOf(p).Name == "" && !conn.Machine && (strings.HasPrefix(conn.URI, "ssh://") || strings.HasPrefix(conn.URI, "tcp://"))
+	// Decided by the connection itself: an ssh:// or tcp:// endpoint that is not a Podman
+	// machine of this host's (whose shared directories are this host's) is another machine.
+	f.Remote = !conn.Machine && !strings.HasPrefix(conn.Source, "machine ") && (strings.HasPrefix(conn.URI, "ssh://") || strings.HasPrefix(conn.URI, "tcp://"))
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
 	if f.Local {
 		if s.Helper != nil {

@@ -135,6 +135,13 @@ func (e *fakeEngine) ExportVolume(ctx context.Context, name, _ string, w io.Writ
 	if err := e.record(ctx, "export", ""); err != nil {
 		return err
 	}
+	e.mu.Lock()
+	imported := e.volumes[name]
+	e.mu.Unlock()
+	if len(imported) > 0 { // what was imported into it (the programs, a repository)
+		_, err := w.Write(imported)
+		return err
+	}
 	tw := tar.NewWriter(w)
 	if e.sidecarLog != nil {
 		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "egress.jsonl", Mode: 0o600, Size: int64(len(*e.sidecarLog))})

@@ -137,8 +137,21 @@ func planSidecar(p *profile.Profile, f Facts, pl *Plan, proxy string) error {
 // shipPrograms fills the programs volume once: a volume of that name holds these programs.
 func (r *sessionRun) shipPrograms(ctx context.Context, sc ProgramsPlan) error {
 	exists, err := r.engine.VolumeExists(ctx, sc.Programs)
-	if err != nil || exists {
+	if err != nil {
 		return err
+	}
+	if exists {
+		// Named by the digests, but anyone who can use the service could have made a volume
+		// of that name: what it holds is checked, and replaced when it is not these programs.
+		why := r.programsDiffer(ctx, sc)
+		if why == "" {
+			return nil
+		}
+		r.event("volume %s does not hold the planned programs (%s): filling it again", sc.Programs, why)
+		if err := r.engine.RemoveVolume(ctx, sc.Programs); err != nil {
+			return fmt.Errorf("volume %s does not hold the planned programs (%s), and it cannot be removed: %w; remove it with podman --url %s volume rm -f %s",
+				sc.Programs, why, err, r.plan.Connection.URI, sc.Programs)
+		}
 	}
 	if r.Ship == nil {
 		return errors.New("this sourceosctl carries no programs to ship")
@@ -179,6 +192,41 @@ func (r *sessionRun) shipPrograms(ctx context.Context, sc ProgramsPlan) error {
 	}
 	r.event("shipped sourceos-helper and sourceos-gateway (%s) to volume %s", sc.Arch, sc.Programs)
 	return nil
+}
+
+// programsDiffer says how the programs volume differs from the planned programs ("" when it
+// holds them: each file's sha256 is its planned digest).
+func (r *sessionRun) programsDiffer(ctx context.Context, sc ProgramsPlan) string {
+	var buf bytes.Buffer
+	if err := r.engine.ExportVolume(ctx, sc.Programs, r.plan.Image.Ref, &capWriter{w: &buf, left: 256 << 20}); err != nil {
+		return err.Error()
+	}
+	want := map[string]string{shippedHelper: sc.HelperDigest, shippedGateway: sc.GatewayDigest}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err.Error()
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if _, ok := want[name]; ok && h.Typeflag == tar.TypeReg {
+			sum := sha256.New()
+			if _, err := io.Copy(sum, tr); err != nil {
+				return err.Error()
+			}
+			got[name] = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+		}
+	}
+	for name, digest := range want {
+		if got[name] != digest {
+			return fmt.Sprintf("%s is %s", name, orDash(got[name]))
+		}
+	}
+	return ""
 }
 
 // startSidecar starts the gateway's container and waits until it accepts connections; should

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -18,11 +20,13 @@ import (
 // its gateway runs in a sidecar, with programs shipped into a volume.
 func remoteSession(t *testing.T, e *fakeEngine) *sessionEnv {
 	se := newSessionEnv(t, e, nil, gatewayNetwork)
+	se.profile.Spec.Mounts = nil // paths of this host: refused on another machine's service
 	se.session.Connect = func(context.Context, machine.Ref) (Engine, Connection, error) {
 		return e, Connection{URI: "ssh://dev@build-host:22/run/user/1000/podman/podman.sock", Source: "--connection"}, nil
 	}
 	se.session.Ship = func(arch string) (helper.Shipment, error) {
-		return helper.Shipment{HelperDigest: "sha256:" + strings.Repeat("1", 64), GatewayDigest: "sha256:" + strings.Repeat("2", 64),
+		digest := func(s string) string { sum := sha256.Sum256([]byte(s)); return "sha256:" + hex.EncodeToString(sum[:]) }
+		return helper.Shipment{HelperDigest: digest("helper-" + arch), GatewayDigest: digest("gateway-" + arch),
 			Load: func() ([]byte, []byte, error) { return []byte("helper-" + arch), []byte("gateway-" + arch), nil }}, nil
 	}
 	return se
@@ -54,8 +58,9 @@ func TestSidecarPlan(t *testing.T) {
 	if side.Command[0] != "/run/sourceos-programs/sourceos-gateway" || side.Command[1] != "/run/sourceos-egress/gateway.sock" || side.Command[4] != "/run/sourceos-egress/egress.jsonl" {
 		t.Errorf("sidecar command %v", side.Command)
 	}
-	// The tool's state volume, then the gateway's and the programs'.
-	if agent.Network != "none" || volumeSummary(agent.Volumes) != "sosctl-state-t-codex->/run/sourceos-state:rw "+sc.Volume+"->/run/sourceos-egress:ro "+sc.Programs+"->/run/sourceos-programs:ro" {
+	// The repository's volume (nothing of this host is mounted there), the tool's state
+	// volume, then the gateway's and the programs'.
+	if agent.Network != "none" || volumeSummary(agent.Volumes) != pl.Workspace.Volume+"->/workspace:rw sosctl-state-t-codex->/run/sourceos-state:rw "+sc.Volume+"->/run/sourceos-egress:ro "+sc.Programs+"->/run/sourceos-programs:ro" || len(agent.Mounts) != 0 {
 		t.Errorf("agent network %s, volumes %s", agent.Network, volumeSummary(agent.Volumes))
 	}
 	if volumeSummary(side.Volumes) != sc.Programs+"->/run/sourceos-programs:ro "+sc.Volume+"->/run/sourceos-egress:rw" {
@@ -100,7 +105,10 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 		t.Fatalf("%v\n%s", err, se.errOut)
 	}
 	calls := e.sessionCalls()
-	want := "image volume? volume+ import volume+ create inspect attach start volume? volume+ create inspect attach start wait inspect execs stop wait export"
+	// The gateway (programs shipped, its volume, its container), the repository shipped to
+	// its volume, the session; afterwards the repository's volume and the gateway's log
+	// exported.
+	want := "image volume? volume+ import volume+ create inspect attach start volume+ import volume? volume+ create inspect attach start wait inspect execs stop wait export export"
 	if !strings.HasPrefix(calls, want) {
 		t.Errorf("calls:\n got %s\nwant %s …", calls, want)
 	}
@@ -130,13 +138,35 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 	if pred.Egress == nil || pred.Egress.Attempts != 2 || pred.Egress.Allowed != 1 || pred.Egress.Denied != 1 {
 		t.Errorf("egress record %+v", pred.Egress)
 	}
-	// A second session finds the programs shipped.
+	// A second session finds the programs shipped, and checks them (export) rather than
+	// shipping them again.
 	e.calls = nil
 	if _, err := se.run(t, context.Background(), SessionRequest{Tool: "codex"}); err != nil {
 		t.Fatal(err)
 	}
-	if calls := e.sessionCalls(); !strings.HasPrefix(calls, "image volume? volume+ create") {
+	if calls := e.sessionCalls(); !strings.HasPrefix(calls, "image volume? export volume+ create") {
 		t.Errorf("second session shipped again: %s", calls)
+	}
+	// A volume of that name holding other programs (made by anyone who can use the service)
+	// is replaced before the session runs.
+	var fake bytes.Buffer
+	tw := tar.NewWriter(&fake)
+	for _, name := range []string{shippedHelper, shippedGateway} {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o755, Size: 4})
+		_, _ = tw.Write([]byte("evil"))
+	}
+	_ = tw.Close()
+	for name := range e.volumes {
+		if strings.HasPrefix(name, "sosctl-programs-") {
+			e.volumes[name] = fake.Bytes()
+		}
+	}
+	e.calls = nil
+	if _, err := se.run(t, context.Background(), SessionRequest{Tool: "codex"}); err != nil {
+		t.Fatal(err)
+	}
+	if calls := e.sessionCalls(); !strings.HasPrefix(calls, "image volume? export volume- volume+ import volume+ create") {
+		t.Errorf("a volume of other programs was not replaced: %s", calls)
 	}
 }
 

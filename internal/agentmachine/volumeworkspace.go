@@ -20,12 +20,15 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/atomicfile"
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
-	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 // maxVolumeTree bounds what travels either way for a volume workspace: a repository larger
 // than this is not shipped, and a volume grown larger is not brought back (it is kept).
 const maxVolumeTree = 1 << 30
+
+// maxVolumeEntries bounds the entries read back from a volume.
+const maxVolumeEntries = 1_000_000
 
 // tree is a workspace's files by slash path: regular files and symbolic links.
 type tree map[string]*fingerprint.FileVersion
@@ -43,6 +46,10 @@ func (r *sessionRun) shipRepo(ctx context.Context) (func(), error) {
 	w := r.plan.Workspace
 	if w.Mode != WorkspaceVolume {
 		return nil, nil
+	}
+	// A hard link to a protected file refuses the session before anything leaves this host.
+	if err := r.checkLinks(); err != nil {
+		return nil, err
 	}
 	files, err := r.repoFiles(ctx)
 	if err != nil {
@@ -85,14 +92,18 @@ func (r *sessionRun) shipRepo(ctx context.Context) (func(), error) {
 // a directory that is not a repository.
 func (r *sessionRun) repoFiles(ctx context.Context) ([]string, error) {
 	repo := r.plan.Repo
-	if repocopy.IsRepository(repo) && r.GitBinary != "" {
+	if inWorkTree(repo) {
+		if r.GitBinary == "" {
+			return nil, errors.New("it is in a git repository, whose files git chooses (tracked and untracked, never ignored ones such as .env), and git is not installed")
+		}
+		// Relative to repo, also from a subdirectory or a linked worktree.
 		out, err := r.gitrun().Raw(ctx, repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
 		if err != nil {
 			return nil, err
 		}
 		var files []string
 		for _, f := range strings.Split(string(out), "\x00") {
-			if f != "" {
+			if f != "" && !hasGitComponent(f) {
 				files = append(files, f)
 			}
 		}
@@ -103,8 +114,11 @@ func (r *sessionRun) repoFiles(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && d.Name() == ".git" {
-			return filepath.SkipDir
+		if strings.EqualFold(d.Name(), ".git") { // a nested repository's, directory or file
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if !d.IsDir() {
 			rel, _ := filepath.Rel(repo, p)
@@ -113,6 +127,35 @@ func (r *sessionRun) repoFiles(ctx context.Context) ([]string, error) {
 		return nil
 	})
 	return files, err
+}
+
+// inWorkTree reports whether dir is in a git work tree: it or a parent holds .git (a
+// directory, or the file of a linked worktree or submodule).
+func inWorkTree(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return true
+		}
+		if filepath.Dir(d) == d {
+			return false
+		}
+	}
+}
+
+// hasGitComponent reports whether a slash path goes through a .git (any case).
+func hasGitComponent(p string) bool {
+	for _, c := range strings.Split(p, "/") {
+		if strings.EqualFold(c, ".git") {
+			return true
+		}
+	}
+	return false
+}
+
+// plainName reports whether a path can be written in a patch as it is: no control character,
+// quote or backslash, which git would quote and a reader (or go-git's encoder) might not.
+func plainName(p string) bool {
+	return !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' || r == '\\' })
 }
 
 // packTree archives the files of dir (slash paths relative to it), owned by uid:gid (the
@@ -126,7 +169,11 @@ func packTree(dir string, files []string, uid, gid int) ([]byte, tree, error) {
 	dirs := map[string]bool{}
 	var total int64
 	for _, rel := range files {
-		v, err := fingerprint.ReadFileVersion(filepath.Join(dir, filepath.FromSlash(rel)))
+		disk := filepath.Join(dir, filepath.FromSlash(rel))
+		if fi, err := os.Lstat(disk); err == nil && fi.Mode().IsRegular() && total+fi.Size() > maxVolumeTree {
+			return nil, nil, fmt.Errorf("%s holds more than %d MiB of files to ship to a remote service; work on it with a local service", dir, maxVolumeTree>>20)
+		}
+		v, err := fingerprint.ReadFileVersion(disk)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", rel, err)
 		}
@@ -182,7 +229,10 @@ func readTree(r io.Reader) (tree, error) {
 	tr := tar.NewReader(r)
 	t := tree{}
 	var total int64
-	for {
+	for entries := 0; ; entries++ {
+		if entries > maxVolumeEntries {
+			return nil, fmt.Errorf("the volume holds more than %d entries", maxVolumeEntries)
+		}
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return t, nil
@@ -197,8 +247,11 @@ func readTree(r io.Reader) (tree, error) {
 			}
 			return nil, fmt.Errorf("the volume's archive names %q, outside the volume", h.Name)
 		}
-		if name == ".git" || strings.HasPrefix(name, ".git/") {
-			continue
+		if hasGitComponent(name) {
+			continue // a repository's own data, the session's or a nested one's: not the work tree
+		}
+		if !plainName(name) {
+			return nil, fmt.Errorf("the volume holds a file named %q, which a patch cannot carry safely", name)
 		}
 		switch h.Typeflag {
 		case tar.TypeReg:
@@ -216,6 +269,10 @@ func readTree(r io.Reader) (tree, error) {
 			t[name] = &fingerprint.FileVersion{Mode: mode, Content: data}
 		case tar.TypeSymlink:
 			t[name] = &fingerprint.FileVersion{Mode: filemode.Symlink, Content: []byte(h.Linkname)}
+		case tar.TypeLink: // a hard link to a file read before: the same content
+			if v := t[path.Clean(strings.TrimPrefix(h.Linkname, "./"))]; v != nil {
+				t[name] = v
+			}
 		}
 	}
 }
@@ -279,7 +336,8 @@ func (r *sessionRun) collectVolume(ctx context.Context) {
 	var buf bytes.Buffer
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), collectTimeout)
 	defer cancel()
-	if err := r.engine.ExportVolume(cctx, w.Volume, r.plan.Image.Ref, &buf); err != nil {
+	// Capped: the session chose what the volume holds.
+	if err := r.engine.ExportVolume(cctx, w.Volume, r.plan.Image.Ref, &capWriter{w: &buf, left: maxVolumeTree + maxVolumeTree/8}); err != nil {
 		fail(err)
 		return
 	}
@@ -290,11 +348,17 @@ func (r *sessionRun) collectVolume(ctx context.Context) {
 	}
 	changes, binary := volumeChanges(r.plan.Repo, r.volumeBefore, after)
 	r.volumeBinary = binary
+	if len(binary) > 0 {
+		r.volumeKept = true // the patch cannot carry them: they stay in the volume
+	}
 	if len(changes) == 0 {
 		r.event("volume %s: the session changed no text file%s", w.Volume, binaryNote(binary))
 		return
 	}
 	patch, err := fingerprint.UnifiedDiff(changes)
+	if err == nil {
+		err = checkPatch(patch, len(changes))
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -312,24 +376,69 @@ func (r *sessionRun) collectVolume(ctx context.Context) {
 	r.event("volume %s: %s changed, patch %s%s", w.Volume, plural(len(changes), "file"), file, binaryNote(binary))
 }
 
+// capWriter fails once more than left bytes were written.
+type capWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	if c.left -= int64(len(p)); c.left < 0 {
+		return 0, fmt.Errorf("the volume's archive is larger than %d MiB", (maxVolumeTree+maxVolumeTree/8)>>20)
+	}
+	return c.w.Write(p)
+}
+
+// checkPatch makes sure the patch is exactly n file diffs and nothing git apply would read as
+// a copy or rename: the names were checked, this checks the result.
+func checkPatch(patch []byte, n int) error {
+	diffs := 0
+	for _, line := range strings.Split(string(patch), "\n") {
+		switch {
+		case strings.HasPrefix(line, "diff --git "):
+			diffs++
+		case strings.HasPrefix(line, "copy from "), strings.HasPrefix(line, "copy to "), strings.HasPrefix(line, "rename from "),
+			strings.HasPrefix(line, "rename to "), strings.HasPrefix(line, "similarity index "):
+			return fmt.Errorf("the patch holds a line %q, which sourceosctl never writes", textsafe.String(line))
+		}
+	}
+	if diffs != n {
+		return fmt.Errorf("the patch holds %d file diffs for %d changed files", diffs, n)
+	}
+	return nil
+}
+
 func binaryNote(binary []string) string {
 	if len(binary) == 0 {
 		return ""
 	}
-	return "; binary files changed, not in the patch: " + strings.Join(binary, ", ")
+	quoted := make([]string, len(binary))
+	for i, b := range binary {
+		quoted[i] = textsafe.String(b)
+	}
+	return "; binary files changed, not in the patch (they stay in the volume): " + strings.Join(quoted, ", ")
 }
 
-// reportVolume tells the user where a remote session's work is.
+// reportVolume tells the user where a remote session's work is, and how to get at a kept
+// volume.
 func (r *sessionRun) reportVolume() {
+	w := r.plan.Workspace
 	switch {
-	case r.plan.Workspace.Mode != WorkspaceVolume:
+	case w.Mode != WorkspaceVolume:
+		return
 	case r.volumeErr != nil:
-		fmt.Fprintf(r.IO.ErrOut, "! %v\n", r.volumeErr)
+		fmt.Fprintf(r.IO.ErrOut, "! %s\n", textsafe.String(r.volumeErr.Error()))
 	case r.volumePatch != "":
-		fmt.Fprintf(r.IO.ErrOut, "The session's changes to %s are the patch %s%s.\n  review: less %s\n  apply:  git -C %s apply %s\n",
-			r.plan.Repo, r.volumePatch, binaryNote(r.volumeBinary), r.volumePatch, r.plan.Repo, r.volumePatch)
-	case r.out.Ran && !r.plan.Workspace.ReadOnly:
+		fmt.Fprintf(r.IO.ErrOut, "The session's changes to %s are the patch %s%s.\n  review: git -C %s apply --stat --summary %s (and read it)\n  apply:  git -C %s apply %s\n",
+			r.plan.Repo, r.volumePatch, binaryNote(r.volumeBinary), ShellQuote([]string{r.plan.Repo}), ShellQuote([]string{r.volumePatch}),
+			ShellQuote([]string{r.plan.Repo}), ShellQuote([]string{r.volumePatch}))
+	case r.out.Ran && !w.ReadOnly:
 		fmt.Fprintf(r.IO.ErrOut, "The session changed no text file of %s%s.\n", r.plan.Repo, binaryNote(r.volumeBinary))
+	}
+	if r.volumeKept {
+		url := r.plan.Connection.URI
+		fmt.Fprintf(r.IO.ErrOut, "  the volume %s stays on the service:\n    podman --url %s volume export %s > %s.tar\n    podman --url %s volume rm %s\n",
+			w.Volume, url, w.Volume, w.Volume, url, w.Volume)
 	}
 }
 

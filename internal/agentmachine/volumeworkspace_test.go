@@ -99,3 +99,27 @@ func TestAVolumesArchiveCannotNameAPathOutsideIt(t *testing.T) {
 		t.Errorf("read: %v %v (want only ok: .git and devices left out)", got, err)
 	}
 }
+
+func TestAVolumesFileNamesCannotRewriteThePatch(t *testing.T) {
+	// A name that would be read as git headers (copy a host file the session never saw),
+	// or quoted by git but not by the encoder: refused, so the volume is kept.
+	for _, name := range []string{".env b/docs/notes.txt\ncopy from .env\ncopy to docs/notes.txt\nZ", "a\tb", `q"uote`, `back\slash`, "esc\x1b[2J"} {
+		if _, err := readTree(tarOf(t, tar.Header{Name: name, Typeflag: tar.TypeReg, Linkname: "x"})); err == nil || !strings.Contains(err.Error(), "which a patch cannot carry safely") {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	// A nested repository's data, at any depth and in any case, is not the work tree; a hard
+	// link is its target's content.
+	got, err := readTree(tarOf(t, tar.Header{Name: "sub/.git/config", Typeflag: tar.TypeReg, Linkname: "[core]"}, tar.Header{Name: "x/.GIT", Typeflag: tar.TypeReg, Linkname: "gitdir: /"},
+		tar.Header{Name: "a", Typeflag: tar.TypeReg, Linkname: "same"}, tar.Header{Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}))
+	if err != nil || len(got) != 2 || string(got["b"].Content) != "same" {
+		t.Errorf("read: %v %v", got, err)
+	}
+	// The encoded patch is checked as well: exactly one diff per change, no copy or rename.
+	if err := checkPatch([]byte("diff --git a/x b/x\ncopy from .env\n"), 1); err == nil {
+		t.Error("a copy line passed the patch check")
+	}
+	if err := checkPatch([]byte("diff --git a/x b/x\ndiff --git a/y b/y\n"), 1); err == nil {
+		t.Error("an extra file diff passed the patch check")
+	}
+}

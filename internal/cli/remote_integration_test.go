@@ -165,6 +165,19 @@ grep -E '^(CapEff|NoNewPrivs):' /proc/self/status`
 		t.Errorf("the session changed the repository on this host: %q", b)
 	}
 
+	// From a subdirectory of the repository, git still chooses the files: its ignored .env
+	// stays here too.
+	sub := filepath.Join(repo, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(sub, "code.txt"), "in sub\n")
+	writeFile(t, filepath.Join(sub, ".env"), "SECRET=canary-sub-9c2d\n")
+	out, errOut, code = cli("--profile", profile, "am", "shell", "--connection", uri, "--repo", sub, "--", "sh", "-c", "ls -A /workspace")
+	if code != 0 || strings.TrimSpace(out) != "code.txt" || strings.Contains(out+errOut, "canary-sub-9c2d") {
+		t.Errorf("a subdirectory: exit %d, files %q\n%s", code, out, errOut)
+	}
+
 	// What cannot work on another machine's service is refused, with the reason.
 	mounts, data := filepath.Join(home, "mounts.yaml"), filepath.Join(home, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/errorhandling"
@@ -31,6 +32,9 @@ func (c *Client) CreateOwnedVolume(ctx context.Context, name string, labels map[
 	}
 	return nil
 }
+
+// transferTimeout bounds moving a volume's contents (a repository, over a slow link).
+const transferTimeout = 10 * time.Minute
 
 // VolumeExists reports whether the service has a named volume.
 func (c *Client) VolumeExists(ctx context.Context, name string) (bool, error) {
@@ -63,7 +67,7 @@ func (c *Client) ImportVolume(ctx context.Context, name, image string, tar io.Re
 	if err != nil {
 		return wrapVolume("import into", name, err)
 	}
-	cctx, cancel := c.call(ctx, callTimeout)
+	cctx, cancel := c.call(ctx, transferTimeout)
 	defer cancel()
 	err = volumes.Import(cctx, name, bytes.NewReader(archive))
 	if err == nil || !isMissingEndpoint(err) {
@@ -81,15 +85,12 @@ func (c *Client) ImportVolume(ctx context.Context, name, image string, tar io.Re
 // ExportVolume writes a volume's contents to w as a tar archive (through a container of
 // image where the server has no volume export endpoint).
 func (c *Client) ExportVolume(ctx context.Context, name, image string, w io.Writer) error {
-	cctx, cancel := c.call(ctx, callTimeout)
+	cctx, cancel := c.call(ctx, transferTimeout)
 	defer cancel()
-	var buf bytes.Buffer
-	err := volumes.Export(cctx, name, &buf)
-	if err == nil {
-		_, err = w.Write(buf.Bytes())
-		return wrapVolume("export", name, err)
-	}
-	if !isMissingEndpoint(err) {
+	// Streamed into w, never held here first (w may bound what it takes); a server without the
+	// endpoint answers before any byte of an archive.
+	err := volumes.Export(cctx, name, w)
+	if err == nil || !isMissingEndpoint(err) {
 		return wrapVolume("export", name, err)
 	}
 	return wrapVolume("export", name, c.throughContainer(ctx, name, image, func(cctx context.Context, id string) error {
@@ -114,7 +115,7 @@ func (c *Client) throughContainer(ctx context.Context, volume, image string, fn 
 	g.Remove = &no
 	g.Volumes = []*specgen.NamedVolume{{Name: volume, Dest: volumeMount}}
 	g.Labels = map[string]string{"dev.sourceos.agent-machine.managed": "true", "dev.sourceos.agent-machine.role": "volume-copy"}
-	cctx, cancel := c.call(ctx, callTimeout)
+	cctx, cancel := c.call(ctx, transferTimeout)
 	defer cancel()
 	resp, err := containers.CreateWithSpec(cctx, g, nil)
 	if err != nil {
