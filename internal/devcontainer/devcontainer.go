@@ -11,11 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -234,7 +235,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 			}
 		}
 		x.BuildArgs = map[string]string{}
-		for _, k := range sortedKeys(args) {
+		for _, k := range slices.Sorted(maps.Keys(args)) {
 			switch v := args[k]; {
 			case localEnv.MatchString(v):
 				refuse("build.args."+k, "copies a variable of the host's environment into the build")
@@ -263,7 +264,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 			"${containerWorkspaceFolderBasename}", filepath.Base(firstNonEmpty(x.MountPath, "/workspace"))).Replace(v)
 	}
 	env := func(field string, vars map[string]string) {
-		for _, k := range sortedKeys(vars) {
+		for _, k := range slices.Sorted(maps.Keys(vars)) {
 			v := vars[k]
 			switch {
 			case localEnv.MatchString(v):
@@ -351,7 +352,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 		refuse("workspaceMount", "the workspace is the session's own copy of the repository, mounted by sourceosctl")
 	}
 	if len(c.Features) > 0 {
-		refuse("features", "each feature ("+strings.Join(sortedKeys(c.Features), ", ")+") is fetched from a container registry and runs its install script as root in the image; install what it provides in the Dockerfile instead")
+		refuse("features", "each feature ("+strings.Join(slices.Sorted(maps.Keys(c.Features)), ", ")+") is fetched from a container registry and runs its install script as root in the image; install what it provides in the Dockerfile instead")
 	}
 	if len(c.AppPort) > 0 {
 		refuse("appPort", "publishes ports on the host's interfaces; serve publishes on 127.0.0.1 only")
@@ -451,7 +452,7 @@ func commands(field string, raw json.RawMessage) ([]profile.Command, error) {
 	var named map[string]json.RawMessage
 	if json.Unmarshal(raw, &named) == nil && named != nil {
 		var out []profile.Command
-		for _, k := range sortedKeys(named) {
+		for _, k := range slices.Sorted(maps.Keys(named)) {
 			c, err := one(field+"."+k, named[k])
 			if err != nil {
 				return nil, err
@@ -538,13 +539,4 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,7 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -151,7 +152,7 @@ func (x *Export) podSpec(pl *agentmachine.Plan, claim string) corev1.PodSpec {
 		},
 		Resources: resources(s.Limits.CPUs, s.Limits.MemoryBytes),
 	}
-	for _, k := range sortedKeys(s.Env) {
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: s.Env[k]})
 	}
 	secretName := strings.ReplaceAll(s.Name, ".", "-") + "-secrets"
@@ -301,13 +302,4 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,10 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/container"
@@ -175,15 +176,6 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 // reservedEnv are variables sourceosctl or Podman set in every container.
 var reservedEnv = map[string]bool{"HOME": true, "TERM": true, "PATH": true, "container": true, "HOSTNAME": true}
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // check enforces the rules a JSON Schema cannot express, each located like schema errors.
 func (p *Profile) check(t *yamlschema.Tree, le *LoadError) {
 	s := &p.Spec
@@ -228,7 +220,7 @@ func (p *Profile) check(t *yamlschema.Tree, le *LoadError) {
 	}
 
 	checkEgress(s.Network, at, le)
-	for _, name := range sortedKeys(s.Env) {
+	for _, name := range slices.Sorted(maps.Keys(s.Env)) {
 		l := at("/spec/env/" + name)
 		switch {
 		case !envName.MatchString(name):
