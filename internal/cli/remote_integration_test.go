@@ -66,12 +66,22 @@ func TestIntegrationASessionOverSSHOnAnotherUsersService(t *testing.T) {
 	profile := filepath.Join(home, "remote.yaml")
 	writeFile(t, profile, fmt.Sprintf("apiVersion: sourceos.dev/v1alpha1\nkind: AgentMachineProfile\nmetadata: {name: remote}\nspec:\n  host: {os: linux}\n  image: {ref: %s}\n  network: none\n  resources: {memoryMiB: 256, pids: 64, enforce: %s}\n", podmantest.Image, enforce))
 	uri := sshd.URI(re.Socket)
+	// A named connection, as `podman system connection add` records one (written directly:
+	// Podman 4.3's add rewrites the socket's path), with its own identity.
+	conf := filepath.Join(home, "containers.conf")
+	writeFile(t, conf, fmt.Sprintf("[engine.service_destinations.buildhost]\nuri = %q\nidentity = %q\n", uri, sshd.Key))
+	named := false
 	cli := func(args ...string) (string, string, int) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Dir = repo
-		cmd.Env = []string{asCLI + "=1", "HOME=" + home, "PATH=" + os.Getenv("PATH"), "CONTAINER_SSHKEY=" + sshd.Key,
+		cmd.Env = []string{asCLI + "=1", "HOME=" + home, "PATH=" + os.Getenv("PATH"),
 			"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_STATE_HOME=" + filepath.Join(home, ".state"), "XDG_DATA_HOME=" + filepath.Join(home, ".data")}
+		if named {
+			cmd.Env = append(cmd.Env, "CONTAINERS_CONF="+conf) // the key comes from the connection
+		} else {
+			cmd.Env = append(cmd.Env, "CONTAINER_SSHKEY="+sshd.Key)
+		}
 		var out, errOut strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		_ = cmd.Run()
@@ -164,6 +174,13 @@ grep -E '^(CapEff|NoNewPrivs):' /proc/self/status`
 	if b, _ := os.ReadFile(filepath.Join(repo, "README")); string(b) != "hello\nuncommitted\n" {
 		t.Errorf("the session changed the repository on this host: %q", b)
 	}
+
+	// The same service by name: the connection's URI and identity.
+	named = true
+	if out, errOut, code = cli("--profile", profile, "am", "shell", "--connection", "buildhost", "--repo", repo, "--", "cat", "/workspace/README"); code != 0 || out != "hello\nuncommitted\n" || !strings.Contains(errOut, "changed no text file") {
+		t.Errorf("a named connection: exit %d\n%s\n%s", code, out, errOut)
+	}
+	named = false
 
 	// From a subdirectory of the repository, git still chooses the files: its ignored .env
 	// stays here too.
