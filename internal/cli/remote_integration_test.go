@@ -195,6 +195,20 @@ grep -E '^(CapEff|NoNewPrivs):' /proc/self/status`
 		t.Errorf("a subdirectory: exit %d, files %q\n%s", code, out, errOut)
 	}
 
+	// The egress gateway runs there as a sidecar on that machine's network: an allowed address
+	// answers, another is refused with the gateway's 403, and both are in the signed record.
+	srv := startEgressServers(t)
+	gateway := filepath.Join(home, "gateway.yaml")
+	writeFile(t, gateway, strings.Replace(mustRead(t, profile), "  network: none\n", fmt.Sprintf("  network:\n    mode: gateway\n    egress:\n      allow: [\"127.0.0.1:%d\"]\n", srv.p), 1))
+	out, errOut, code = cli("--profile", gateway, "am", "shell", "--connection", uri, "--repo", repo, "--", "sh", "-c",
+		fmt.Sprintf("wget -q -O- http://127.0.0.1:%d/over-ssh; echo; wget -q -O- http://127.0.0.1:%d/other 2>&1; echo", srv.p, srv.op))
+	if code != 0 || !strings.Contains(out, "REACHED 127.0.0.1:") || !strings.Contains(out, "403") {
+		t.Errorf("the gateway over ssh://: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if st, err := evidence.ReadUnverified(bundleFrom(t, errOut)); err != nil || st.Predicate.Egress == nil || st.Predicate.Egress.Allowed != 1 || st.Predicate.Egress.Denied != 1 {
+		t.Errorf("the gateway's record over ssh://: %v %+v", err, st)
+	}
+
 	// What cannot work on another machine's service is refused, with the reason.
 	mounts, data := filepath.Join(home, "mounts.yaml"), filepath.Join(home, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
