@@ -250,9 +250,12 @@ func Play(ctx context.Context, e Engine, m *Manifest, start bool) (*Played, erro
 		return nil, err
 	}
 	pods, err := e.PlayKube(ctx, manifest)
-	if err != nil {
+	if err != nil || len(pods) == 0 {
 		for _, p := range pods {
 			err = errors.Join(err, remove(ctx, e, m.Pod, p.Name))
+		}
+		if len(pods) == 0 {
+			removeEmptyDirs(ctx, e, m.Pod) // made above for a pod that never came
 		}
 		return nil, err
 	}
@@ -281,10 +284,11 @@ func Play(ctx context.Context, e Engine, m *Manifest, start bool) (*Played, erro
 
 // Unenforced lists what the manifest asks for that widens a pod but that a Podman server may
 // ignore, so that what it created cannot show it — a cluster would apply it: the host's
-// namespaces, an unmasked /proc, an unconfined or custom seccomp or AppArmor profile, a shared
-// process namespace. Everything a server does apply (capabilities, privileged, escalation,
-// the root file system, the user, host paths, limits, annotations) is left to the comparison
-// with what it created, which is what proves it.
+// namespaces, an unmasked /proc, a seccomp or AppArmor profile other than the runtime's, a
+// shared process namespace, the cluster's credentials, runtime class, node or devices — and
+// what no export carries: annotations (kube play acts on some), another Secret. Everything a
+// server does apply (capabilities, privileged, escalation, the root file system, the user,
+// host paths, limits) is left to the comparison with what it created, which proves it.
 func Unenforced(pod *corev1.Pod) []string {
 	var d []string
 	s := pod.Spec
@@ -458,12 +462,16 @@ func emptyDirs(ctx context.Context, e Engine, pod *corev1.Pod) error {
 // 4.3 makes named volumes of them, which would outlive the pod).
 func remove(ctx context.Context, e Engine, pod *corev1.Pod, name string) error {
 	err := e.RemovePod(ctx, name)
+	removeEmptyDirs(ctx, e, pod)
+	return err
+}
+
+func removeEmptyDirs(ctx context.Context, e Engine, pod *corev1.Pod) {
 	for _, v := range pod.Spec.Volumes {
 		if v.EmptyDir != nil {
 			_ = e.RemoveVolume(ctx, v.Name) // absent on a server that made none
 		}
 	}
-	return err
 }
 
 // check compares what the server made of the pod with the governed form of each container.

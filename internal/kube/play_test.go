@@ -20,10 +20,14 @@ type fakeEngine struct {
 	volumes map[string]map[string]string // name → options
 	calls   []string
 	made    container.Observed
+	playErr error
 }
 
 func (f *fakeEngine) PlayKube(context.Context, []byte) ([]podman.PlayedPod, error) {
 	f.calls = append(f.calls, "play")
+	if f.playErr != nil {
+		return nil, f.playErr
+	}
 	return []podman.PlayedPod{{Name: "p", Infra: "infra", Containers: []podman.PodContainer{{ID: "c1", Name: "p-agent"}}}}, nil
 }
 func (f *fakeEngine) Inspect(_ context.Context, id string) (container.Observed, []byte, error) {
@@ -152,6 +156,12 @@ func TestKubePlayStartsWhatIsGovernedAndRefusesTheRestBeforeCreatingIt(t *testin
 	}
 	if _, ok := f.volumes["tmpfs-0-f1451e3a8721"]; ok {
 		t.Error("the refused pod's emptyDir volume was left")
+	}
+	// A kube play that fails leaves none of the volumes made for it.
+	m, f = playFixture(t)
+	f.playErr = errors.New("image not known")
+	if _, err := Play(context.Background(), f, m, true); err == nil || len(f.volumes) != 1 {
+		t.Errorf("a failed kube play: %v, volumes left %v", err, f.volumes)
 	}
 	m, f = playFixture(t)
 	f.procFiles["cat /proc/1/status"] = strings.Replace(f.procFiles["cat /proc/1/status"], "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1)
