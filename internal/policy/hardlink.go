@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // RuleHardLink refuses a mount holding a hard link to a protected file: the link is the
@@ -14,64 +15,98 @@ const RuleHardLink = "hard-link-to-protected"
 // fileID is a file's identity on the host: its device and inode.
 type fileID struct{ dev, ino uint64 }
 
-// HardLinks refuses every allowed mount that holds a hard link to a protected file. It walks
-// the mounts once, keeping only files with more than one link — a listing and an lstat per
-// file, what `git status` already pays for the repository — and walks the protected trees only
-// when such a file exists, and then only on those files' devices (a hard link never crosses
-// one). Container storage (Bulky) and the home and root themselves (Exact) are not walked.
+// linkedFile is a file with more than one link, found below a mount or a protected entry.
+type linkedFile struct{ root, what, path string }
+
+// HardLinks refuses every allowed mount that holds a hard link to a protected file. A hard
+// link is one inode with two names, so both names have a link count above one: the check
+// looks, at once, for such files below the allowed mounts and below the protected entries
+// on the mounts' devices (a hard link never crosses one), and as soon as either side has
+// none, no mount can hold a link to a protected file and the other walk stops. Only when
+// both have some are their inodes compared. The protected entries are usually a few small
+// credential stores, and settle a session on a large repository in milliseconds; a small
+// repository settles it when a protected entry is large (a browser profile). Container
+// storage (Bulky) and the home and root themselves (Exact) are not walked.
 // Off Unix there are no link counts to read, and it returns nothing (the plan says so).
 func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 	if !linkCountsKnown {
 		return nil, nil
 	}
-	type candidate struct{ mount, path string }
-	candidates := map[fileID][]candidate{}
+	var mounts []linkedFile // root and the mount's declared path
 	devices := map[uint64]bool{}
 	for _, m := range d.Mounts {
 		if !m.Allowed {
 			continue
 		}
-		err := walkSameDevice(ctx, m.Source, func(path string, id fileID, nlink uint64) {
-			if nlink > 1 {
-				candidates[id] = append(candidates[id], candidate{mount: m.Declared, path: path})
-				devices[id.dev] = true
-			}
-		})
-		if err != nil {
-			return nil, err
+		if id, err := lstatID(m.Source); err == nil {
+			mounts = append(mounts, linkedFile{root: m.Source, what: m.Declared})
+			devices[id.dev] = true
 		}
 	}
-	if len(candidates) == 0 {
-		return nil, nil
-	}
-	found := map[string][]string{} // mount → "link is protected (what)" lines
+	var protected []linkedFile // root and what it holds
 	for _, p := range h.protected() {
 		if p.Exact || p.Bulky {
 			continue
 		}
-		if root, err := lstatID(p.resolved); err != nil || !devices[root.dev] {
-			continue // absent, or on a device none of the links is on
+		if id, err := lstatID(p.resolved); err == nil && devices[id.dev] {
+			protected = append(protected, linkedFile{root: p.resolved, what: p.What})
 		}
-		err := walkSameDevice(ctx, p.resolved, func(path string, id fileID, nlink uint64) {
-			if nlink < 2 || !devices[id.dev] {
-				return
-			}
-			for _, c := range candidates[id] {
-				found[c.mount] = append(found[c.mount], fmt.Sprintf("%s is a hard link to %s (%s)", c.path, path, p.What))
-			}
-			delete(candidates, id) // reported once, under the first protected entry naming it
-		})
-		if err != nil {
-			return nil, err
+	}
+	if len(mounts) == 0 || len(protected) == 0 {
+		return nil, nil
+	}
+	walkCtx, settle := context.WithCancel(ctx)
+	defer settle()
+	var (
+		wg             sync.WaitGroup
+		links, targets map[fileID][]linkedFile
+		linksErr       error
+		targetsErr     error
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if links, linksErr = linkedFiles(walkCtx, mounts); linksErr == nil && len(links) == 0 {
+			settle()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if targets, targetsErr = linkedFiles(walkCtx, protected); targetsErr == nil && len(targets) == 0 {
+			settle()
+		}
+	}()
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if (linksErr == nil && len(links) == 0) || (targetsErr == nil && len(targets) == 0) {
+		return nil, nil
+	}
+	if linksErr != nil {
+		return nil, linksErr
+	}
+	if targetsErr != nil {
+		return nil, targetsErr
+	}
+	found := map[string][]string{} // mount → "link is a hard link to protected (what)" lines
+	for id, names := range links {
+		t, ok := targets[id]
+		if !ok {
+			continue
+		}
+		for _, n := range names {
+			found[n.what] = append(found[n.what], fmt.Sprintf("%s is a hard link to %s (%s)", n.path, t[0].path, t[0].what))
 		}
 	}
 	var refusals []Refusal
-	mounts := make([]string, 0, len(found))
+	declared := make([]string, 0, len(found))
 	for m := range found {
-		mounts = append(mounts, m)
+		declared = append(declared, m)
 	}
-	sort.Strings(mounts)
-	for _, m := range mounts {
+	sort.Strings(declared)
+	for _, m := range declared {
+		sort.Strings(found[m])
 		subject := "mount " + m
 		if len(d.Mounts) > 0 && d.Mounts[0].Declared == m && d.Mounts[0].Role == RoleWorkspace {
 			subject = "repository " + m
@@ -80,4 +115,25 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 			Fix: "remove the link (it is the protected file itself under another name), or replace it with a copy of what the session may see"})
 	}
 	return refusals, nil
+}
+
+// linkedFiles walks each root in turn (each on its own device) and returns the files with
+// more than one link by inode, each named once per path, the first root's first (by path)
+// name first.
+func linkedFiles(ctx context.Context, roots []linkedFile) (map[fileID][]linkedFile, error) {
+	out := map[fileID][]linkedFile{}
+	for _, r := range roots {
+		found := map[fileID][]linkedFile{}
+		err := walkSameDevice(ctx, r.root, func(path string, id fileID, _ uint64) {
+			found[id] = append(found[id], linkedFile{root: r.root, what: r.what, path: path})
+		})
+		if err != nil {
+			return nil, err
+		}
+		for id, names := range found {
+			sort.Slice(names, func(i, j int) bool { return names[i].path < names[j].path })
+			out[id] = append(out[id], names...)
+		}
+	}
+	return out, nil
 }

@@ -101,6 +101,10 @@ func TestHardLinksThatExposeNothingAreAllowed(t *testing.T) {
 	link(t, filepath.Join(home, "dev/app/a.txt"), filepath.Join(home, "dev/app/src/b.txt")) // within the repository
 	write(t, filepath.Join(home, "notes.txt"), "n")
 	link(t, filepath.Join(home, "notes.txt"), filepath.Join(home, "dev/docs/notes.txt")) // an unprotected file
+	// A protected file with a second name outside every mount: both walks find linked
+	// files, and their inodes differ.
+	write(t, filepath.Join(home, ".ssh/id_ed25519"), "ssh key")
+	link(t, filepath.Join(home, ".ssh/id_ed25519"), filepath.Join(home, "backup/id_ed25519"))
 	if err := os.Symlink(filepath.Join(home, ".ssh/id_ed25519"), filepath.Join(home, "dev/app/key-link")); err != nil {
 		t.Fatal(err) // a symlink resolves inside the container, where the target does not exist
 	}
