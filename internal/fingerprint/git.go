@@ -51,8 +51,10 @@ func readWithCLI(ctx context.Context, repo string, g gitrun.Git) (GitState, erro
 		return strings.TrimSpace(out), err
 	}
 	s := GitState{Reader: "git"}
-	// One pass gives commit, branch and dirtiness: status --porcelain=v2 --branch.
-	status, err := run("status", "--porcelain=v2", "--branch", "--untracked-files=normal")
+	// One pass gives commit, branch and dirtiness: status --porcelain=v2 --branch, without
+	// counting commits ahead of and behind the upstream (a walk of history: 62 ms against 4
+	// on a branch 20,000 commits from its upstream).
+	status, err := run("status", "--porcelain=v2", "--branch", "--no-ahead-behind", "--untracked-files=normal")
 	if errors.Is(err, gitrun.ErrAnotherUser) || err != nil && strings.Contains(err.Error(), "dubious ownership") {
 		// Another user's repository, and we cannot be them: overriding safe.directory would
 		// let its configuration run programs as us.

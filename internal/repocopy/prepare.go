@@ -59,7 +59,8 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		defer wg.Done()
 		cfg, cfgErr = g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
 	}()
-	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--ignored=traditional", "--untracked-files=normal")
+	// --no-ahead-behind: the counts against the upstream walk history, for nothing here.
+	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind", "--ignored=traditional", "--untracked-files=normal")
 	wg.Wait()
 	if existsErr != nil || exists {
 		if existsErr == nil {
