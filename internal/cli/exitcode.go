@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
-	"github.com/sourceos/sourceosctl/internal/devcontainer"
+	"github.com/sourceos/sourceosctl/internal/fileerr"
 	"github.com/sourceos/sourceosctl/internal/image"
 	"github.com/sourceos/sourceosctl/internal/kube"
 	"github.com/sourceos/sourceosctl/internal/podman"
@@ -79,8 +79,7 @@ func ExitCode(err error) int {
 		imgIn   *image.InputError
 		sum     *image.ChecksumError
 		tool    *image.MissingToolError
-		kubeIn  *kube.InputError
-		dcIn    *devcontainer.InputError
+		fileIn  *fileerr.Error // a manifest or devcontainer.json that cannot be used
 		weak    *kube.WeakenedError
 	)
 	switch {
@@ -97,7 +96,7 @@ func ExitCode(err error) int {
 		return ExitSIGINT
 	case errors.As(err, &refused), errors.As(err, &sum), errors.As(err, &weak):
 		return ExitRefused
-	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn), errors.As(err, &kubeIn), errors.As(err, &dcIn):
+	case errors.As(err, &usage), errors.As(err, &load), errors.As(err, &input), errors.As(err, &badURI), errors.As(err, &unknown), errors.As(err, &imgIn), errors.As(err, &fileIn):
 		return ExitUsage
 	case errors.As(err, &missing), errors.As(err, &noAPI), errors.As(err, &unreach), errors.As(err, &tool), errors.As(err, &rtDir):
 		return ExitMissing

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tailscale/hujson"
 
+	"github.com/sourceos/sourceosctl/internal/fileerr"
 	"github.com/sourceos/sourceosctl/internal/profile"
 )
 
@@ -110,26 +111,7 @@ type Import struct {
 }
 
 // InputError is a devcontainer.json that cannot be imported at all: where and why.
-type InputError struct {
-	File string
-	Line int
-	Msg  string
-	Fix  string
-}
-
-func (e *InputError) Error() string {
-	where := e.File
-	if e.Line > 0 {
-		where += ":" + strconv.Itoa(e.Line)
-	}
-	if e.Fix == "" {
-		return where + ": " + e.Msg
-	}
-	return where + ": " + e.Msg + "; " + e.Fix
-}
-
-// BadInput marks the error as the user's input (exit 2).
-func (e *InputError) BadInput() bool { return true }
+type InputError = fileerr.Error
 
 // maxFile bounds what is read: a devcontainer.json is a few kilobytes.
 const maxFile = 1 << 20
@@ -139,10 +121,10 @@ const maxFile = 1 << 20
 func Read(path, repo, name string) (*Import, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &InputError{File: path, Msg: err.Error(), Fix: "give the path of a devcontainer.json (usually .devcontainer/devcontainer.json)"}
+		return nil, &InputError{File: path, Err: err, Fix: "give the path of a devcontainer.json (usually .devcontainer/devcontainer.json)"}
 	}
 	if len(data) > maxFile {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("is %d bytes; a devcontainer.json is at most %d", len(data), maxFile)}
+		return nil, &InputError{File: path, Err: fmt.Errorf("is %d bytes; a devcontainer.json is at most %d", len(data), maxFile)}
 	}
 	cfg, err := Parse(path, data)
 	if err != nil {
@@ -161,10 +143,10 @@ func Parse(file string, data []byte) (*Config, error) {
 			line, _ = strconv.Atoi(m[1])
 			msg = m[2]
 		}
-		return nil, &InputError{File: file, Line: line, Msg: "not JSON with comments: " + msg}
+		return nil, &InputError{File: file, Line: line, Err: errors.New("not JSON with comments: " + msg)}
 	}
 	if dup := duplicateKey(std); dup != "" {
-		return nil, &InputError{File: file, Line: keyLine(std, dup), Msg: fmt.Sprintf("property %q is given twice", dup), Fix: "keep one"}
+		return nil, &InputError{File: file, Line: keyLine(std, dup), Err: fmt.Errorf("property %q is given twice", dup), Fix: "keep one"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(std))
 	dec.DisallowUnknownFields()
@@ -174,16 +156,16 @@ func Parse(file string, data []byte) (*Config, error) {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syn):
-			return nil, &InputError{File: file, Line: lineAt(std, int(syn.Offset)), Msg: "not JSON: " + syn.Error()}
+			return nil, &InputError{File: file, Line: lineAt(std, int(syn.Offset)), Err: errors.New("not JSON: " + syn.Error())}
 		case errors.As(err, &typ):
-			return nil, &InputError{File: file, Line: lineAt(std, int(typ.Offset)), Msg: fmt.Sprintf("%s: must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)}
+			return nil, &InputError{File: file, Line: lineAt(std, int(typ.Offset)), Err: fmt.Errorf("%s: must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)}
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			name = strings.Trim(name, `"`)
-			return nil, &InputError{File: file, Line: keyLine(std, name), Msg: fmt.Sprintf("unknown property %q", name),
+			return nil, &InputError{File: file, Line: keyLine(std, name), Err: fmt.Errorf("unknown property %q", name),
 				Fix: "check its spelling against the Development Container Specification (containers.dev/implementors/json_reference)"}
 		}
-		return nil, &InputError{File: file, Msg: err.Error()}
+		return nil, &InputError{File: file, Err: err}
 	}
 	cfg.std = std
 	return &cfg, nil
@@ -193,7 +175,7 @@ func Parse(file string, data []byte) (*Config, error) {
 // and cannot be imported at all.
 func (c *Config) Import(file, repo, name string) (*Import, error) {
 	if len(c.DockerComposeFile) > 0 || c.Service != "" || len(c.RunServices) > 0 {
-		return nil, &InputError{File: file, Msg: "is compose-based (dockerComposeFile, service): it describes several containers, and a governed session is one",
+		return nil, &InputError{File: file, Err: errors.New("is compose-based (dockerComposeFile, service): it describes several containers, and a governed session is one"),
 			Fix: "point image or build.dockerfile at the service's image in a devcontainer.json of its own"}
 	}
 	x := &Import{File: file, Env: map[string]string{}}
@@ -218,7 +200,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 	}
 	switch {
 	case c.Image != "" && dockerfile != "":
-		return nil, &InputError{File: file, Msg: "sets both image and build.dockerfile", Fix: "keep one"}
+		return nil, &InputError{File: file, Err: errors.New("sets both image and build.dockerfile"), Fix: "keep one"}
 	case c.Image != "":
 		x.Image = c.Image
 		take("image", "spec.image.ref")
@@ -230,7 +212,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 		// The build runs with the network and reads its context: both stay in the repository.
 		for _, p := range []struct{ field, path string }{{"build.dockerfile", x.Dockerfile}, {"build.context", x.Context}} {
 			if !inside(repo, p.path) {
-				return nil, &InputError{File: file, Line: keyLine(c.std, strings.TrimPrefix(p.field, "build.")), Msg: fmt.Sprintf("%s %s is outside the repository %s", p.field, p.path, repo),
+				return nil, &InputError{File: file, Line: keyLine(c.std, strings.TrimPrefix(p.field, "build.")), Err: fmt.Errorf("%s %s is outside the repository %s", p.field, p.path, repo),
 					Fix: "keep the Dockerfile and its context inside the repository: a build reads its context and runs with the network"}
 			}
 		}
@@ -249,12 +231,12 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 		x.Image = "localhost/sourceos/devcontainer-" + name + ":latest"
 		take("build.dockerfile", "built by image build --dockerfile into "+x.Image+", with sourceosctl's tools on top")
 	default:
-		return nil, &InputError{File: file, Msg: "names no image (image, or build.dockerfile)", Fix: "add one"}
+		return nil, &InputError{File: file, Err: errors.New("names no image (image, or build.dockerfile)"), Fix: "add one"}
 	}
 
 	if c.WorkspaceFolder != "" {
 		if !strings.HasPrefix(c.WorkspaceFolder, "/") {
-			return nil, &InputError{File: file, Line: keyLine(c.std, "workspaceFolder"), Msg: fmt.Sprintf("workspaceFolder %q is not an absolute path in the container", c.WorkspaceFolder)}
+			return nil, &InputError{File: file, Line: keyLine(c.std, "workspaceFolder"), Err: fmt.Errorf("workspaceFolder %q is not an absolute path in the container", c.WorkspaceFolder)}
 		}
 		x.MountPath = c.WorkspaceFolder
 		take("workspaceFolder", "spec.workspace.mountPath")
@@ -314,7 +296,7 @@ func (c *Config) Import(file, repo, name string) (*Import, error) {
 		}
 		cmds, err := commands(lc.field, lc.raw)
 		if err != nil {
-			return nil, &InputError{File: file, Line: keyLine(c.std, lc.field), Msg: err.Error()}
+			return nil, &InputError{File: file, Line: keyLine(c.std, lc.field), Err: err}
 		}
 		for i := range cmds {
 			for j, arg := range cmds[i].Command {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/container"
+	"github.com/sourceos/sourceosctl/internal/fileerr"
 	"github.com/sourceos/sourceosctl/internal/podman"
 )
 
@@ -29,26 +30,7 @@ type Manifest struct {
 }
 
 // InputError is a manifest that cannot be played: where, what is wrong and how to fix it.
-type InputError struct {
-	File string
-	Line int
-	Err  error
-	Fix  string
-}
-
-func (e *InputError) Error() string {
-	where := e.File
-	if e.Line > 0 {
-		where += ":" + strconv.Itoa(e.Line)
-	}
-	msg := where + ": " + e.Err.Error()
-	if e.Fix != "" {
-		msg += "; " + e.Fix
-	}
-	return msg
-}
-func (e *InputError) Unwrap() error  { return e.Err }
-func (e *InputError) BadInput() bool { return true }
+type InputError = fileerr.Error
 
 // Decode reads a manifest strictly: every document is a Pod or a NetworkPolicy decoded
 // into Kubernetes' own types with no unknown field, and there is exactly one Pod.
