@@ -3,14 +3,21 @@ package policy
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // RuleHardLink refuses a mount holding a hard link to a protected file: the link is the
 // protected file's content under another name, whatever the link's own path.
 const RuleHardLink = "hard-link-to-protected"
+
+// protectedHeadStart is how long the protected entries are walked alone before the mounts
+// are walked too (a variable: tests start both at once).
+var protectedHeadStart = 20 * time.Millisecond
 
 // fileID is a file's identity on the host: its device and inode.
 type fileID struct{ dev, ino uint64 }
@@ -24,8 +31,9 @@ type linkedFile struct{ root, what, path string }
 // on the mounts' devices (a hard link never crosses one), and as soon as either side has
 // none, no mount can hold a link to a protected file and the other walk stops. Only when
 // both have some are their inodes compared. The protected entries are usually a few small
-// credential stores, and settle a session on a large repository in milliseconds; a small
-// repository settles it when a protected entry is large (a browser profile). Container
+// credential stores, and settle a session on a large repository in milliseconds (they are
+// walked first, alone for protectedHeadStart); a small repository settles it when a
+// protected entry is large (a browser profile). Container
 // storage (Bulky) and the home and root themselves (Exact) are not walked.
 // Off Unix there are no link counts to read, and it returns nothing (the plan says so).
 func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
@@ -38,9 +46,9 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 		if !m.Allowed {
 			continue
 		}
-		if id, err := lstatID(m.Source); err == nil {
+		if dev, ok := placeDevice(m.Source); ok {
 			mounts = append(mounts, linkedFile{root: m.Source, what: m.Declared})
-			devices[id.dev] = true
+			devices[dev] = true
 		}
 	}
 	var protected []linkedFile // root and what it holds
@@ -48,7 +56,7 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 		if p.Exact || p.Bulky {
 			continue
 		}
-		if id, err := lstatID(p.resolved); err == nil && devices[id.dev] {
+		if dev, ok := placeDevice(p.resolved); ok && devices[dev] {
 			protected = append(protected, linkedFile{root: p.resolved, what: p.What})
 		}
 	}
@@ -63,16 +71,30 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 		linksErr       error
 		targetsErr     error
 	)
+	// The protected side has a head start: usually a few small credential stores, it
+	// settles the check alone, and a large repository's walk would take the cores it needs.
+	// The mounts are walked once it has found a linked file, or after protectedHeadStart.
+	protectedDone := make(chan struct{})
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if links, linksErr = linkedFiles(walkCtx, mounts); linksErr == nil && len(links) == 0 {
+		defer close(protectedDone)
+		if targets, targetsErr = linkedFiles(walkCtx, protected); targetsErr == nil && len(targets) == 0 {
 			settle()
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		if targets, targetsErr = linkedFiles(walkCtx, protected); targetsErr == nil && len(targets) == 0 {
+		headStart := time.NewTimer(protectedHeadStart)
+		defer headStart.Stop()
+		select {
+		case <-protectedDone:
+		case <-headStart.C:
+		}
+		if linksErr = walkCtx.Err(); linksErr != nil {
+			return
+		}
+		if links, linksErr = linkedFiles(walkCtx, mounts); linksErr == nil && len(links) == 0 {
 			settle()
 		}
 	}()
@@ -136,4 +158,22 @@ func linkedFiles(ctx context.Context, roots []linkedFile) (map[fileID][]linkedFi
 		}
 	}
 	return out, nil
+}
+
+// placeDevice is the device of path when it is a directory, else of the directory holding it.
+// The filter compares places: on an overlay whose layers are on different file systems (a live
+// system's squashfs under tmpfs) each regular file reports its layer's device and each
+// directory the overlay's, so a file's own device would tell a protected file apart from a
+// repository on the same overlay. The linked files themselves are matched by their own
+// device and inode, which both names share.
+func placeDevice(path string) (uint64, bool) {
+	id, err := lstatID(path)
+	if err != nil {
+		return 0, false
+	}
+	if st, err := os.Lstat(path); err == nil && st.IsDir() {
+		return id.dev, true
+	}
+	parent, err := lstatID(filepath.Dir(path))
+	return parent.dev, err == nil
 }

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -162,5 +163,90 @@ func TestHardLinksStopsWhenCancelled(t *testing.T) {
 	cancel()
 	if _, err := policy.HardLinks(ctx, d, h); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// manyFiles writes n empty files below dir, 100 to a directory: a tree large enough that the
+// side of the check that settles it first cancels the other mid-walk.
+func manyFiles(t *testing.T, dir string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if i%100 == 0 {
+			if err := os.MkdirAll(filepath.Join(dir, fmt.Sprintf("d%03d", i/100)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("d%03d", i/100), fmt.Sprintf("f%05d", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAHardLinkCheckSettledByEitherSideIsNoError makes each side in turn the one with no
+// linked file while the other is larger and holds links, both walked from the start: the
+// settled side cancels the other mid-walk, and that must be neither an error nor a refusal.
+func TestAHardLinkCheckSettledByEitherSideIsNoError(t *testing.T) {
+	defer policy.SetProtectedHeadStart(0)()
+	for _, large := range []string{"protected", "repository"} {
+		t.Run(large, func(t *testing.T) {
+			h, home, prof := linkHome(t)
+			if large == "protected" { // a browser profile with a linked file, linked outside every mount
+				manyFiles(t, filepath.Join(home, ".mozilla"), 2_000)
+				write(t, filepath.Join(home, ".mozilla/zz/key4.db"), "k")
+				link(t, filepath.Join(home, ".mozilla/zz/key4.db"), filepath.Join(home, "backup/key4.db"))
+				write(t, filepath.Join(home, "dev/app/a"), "a")
+			} else { // links within a large repository; no protected file has a second name
+				manyFiles(t, filepath.Join(home, "dev/app/node_modules"), 2_000)
+				write(t, filepath.Join(home, "dev/app/zz/a"), "a")
+				link(t, filepath.Join(home, "dev/app/zz/a"), filepath.Join(home, "dev/app/zz/b"))
+				write(t, filepath.Join(home, ".ssh/id_ed25519"), "k")
+			}
+			for i := 0; i < 20; i++ {
+				if r := hardLinks(t, h, home, prof); len(r) != 0 {
+					t.Fatalf("refused: %+v", r)
+				}
+			}
+		})
+	}
+}
+
+// TestHardLinkRefusalsReadTheSameEveryTime links one protected inode (with two protected
+// names) five times and three others once into the repository: every run names every link,
+// each to the protected name first by path, in the same order.
+func TestHardLinkRefusalsReadTheSameEveryTime(t *testing.T) {
+	h, home, prof := linkHome(t)
+	key := filepath.Join(home, ".ssh/z_key")
+	write(t, key, "k")
+	link(t, key, filepath.Join(home, ".ssh/a_copy"))
+	for _, n := range []string{"e", "b", "d", "a", "c"} {
+		link(t, key, filepath.Join(home, "dev/app", n, n))
+	}
+	for _, n := range []string{"k3", "k1", "k2"} {
+		write(t, filepath.Join(home, ".aws", n), n)
+		link(t, filepath.Join(home, ".aws", n), filepath.Join(home, "dev/app/aws", n))
+	}
+	var first string
+	for i := 0; i < 20; i++ {
+		r := hardLinks(t, h, home, prof)
+		if len(r) != 1 {
+			t.Fatalf("refusals = %+v, want one for the repository", r)
+		}
+		if i > 0 {
+			if r[0].Reason != first {
+				t.Fatalf("the reason changed between runs:\n%s\n%s", first, r[0].Reason)
+			}
+			continue
+		}
+		first = r[0].Reason
+		for _, n := range []string{"a", "b", "c", "d", "e"} {
+			if want := filepath.Join(home, "dev/app", n, n) + " is a hard link to " + filepath.Join(home, ".ssh/a_copy"); !strings.Contains(first, want) {
+				t.Errorf("want %q in %s", want, first)
+			}
+		}
+		for _, n := range []string{"k1", "k2", "k3"} {
+			if want := filepath.Join(home, "dev/app/aws", n) + " is a hard link to " + filepath.Join(home, ".aws", n); !strings.Contains(first, want) {
+				t.Errorf("want %q in %s", want, first)
+			}
+		}
 	}
 }
