@@ -5,6 +5,8 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +20,9 @@ const linkCountsKnown = true
 
 // walkSameDevice calls fn for every regular file with more than one link below root (root
 // itself when it is such a file) on root's device, without following symlinks. A missing or unreadable root is nothing to
-// walk; unreadable directories below it are skipped (the session could not read them either).
+// walk; unreadable directories below it are skipped (the session could not read them either),
+// and so are entries removed while it walks. Any other failure (too many open files, an I/O
+// error) is returned: a walk cut short would otherwise read as "no linked file".
 // Each file is stat'ed relative to its open directory, and directories are read by a few
 // workers at once: a stat by absolute path costs a path lookup per file, which on a 50,000
 // file repository made the walk several times slower than `git status`.
@@ -38,11 +42,24 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 		return nil
 	}
 	var (
-		mu      sync.Mutex // guards fn, pending and firstErr
-		pending sync.WaitGroup
-		dirs    = make(chan string, 1024)
-		backlog []string
+		mu       sync.Mutex // guards fn, backlog and firstErr
+		pending  sync.WaitGroup
+		dirs     = make(chan string, 1024)
+		backlog  []string
+		firstErr error
 	)
+	// fail keeps the first failure that is not a directory the session could not read
+	// either, or an entry gone since it was listed.
+	fail := func(path string, err error) {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return
+		}
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = fmt.Errorf("walk %s: %w", path, err)
+		}
+		mu.Unlock()
+	}
 	report := func(path string, id fileID, nlink uint64) {
 		mu.Lock()
 		fn(path, id, nlink)
@@ -77,6 +94,7 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 		}
 		f, err := os.Open(dir)
 		if err != nil {
+			fail(dir, err)
 			return
 		}
 		defer f.Close()
@@ -89,7 +107,8 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 					continue
 				}
 				var st unix.Stat_t
-				if unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+				if err := unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					fail(filepath.Join(dir, e.Name()), err)
 					continue
 				}
 				id := fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)} //nolint:unconvert
@@ -105,7 +124,10 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 				}
 			}
 			if err != nil {
-				return // io.EOF, or an unreadable rest of the directory
+				if !errors.Is(err, io.EOF) {
+					fail(dir, err)
+				}
+				return
 			}
 		}
 	}
@@ -132,7 +154,10 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 		}()
 	}
 	workers.Wait()
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return firstErr
 }
 
 // lstatID is a path's device and inode, without following a symlink.
