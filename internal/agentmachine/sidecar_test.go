@@ -108,9 +108,12 @@ func TestSidecarSessionLifecycle(t *testing.T) {
 	// The gateway (programs shipped, its volume, its container), the repository shipped to
 	// its volume, the session; afterwards the repository's volume and the gateway's log
 	// exported.
-	want := "image volume? volume+ import volume+ create inspect attach start volume+ import volume? volume+ create inspect attach start wait inspect execs stop wait export export"
-	if !strings.HasPrefix(calls, want) {
-		t.Errorf("calls:\n got %s\nwant %s …", calls, want)
+	// The session's stop and the end of the sidecar overlap: the waits between the two
+	// exports are in either order, so they are not compared.
+	want := "image volume? volume+ import volume+ create inspect attach start volume+ import volume? volume+ create inspect attach start wait inspect execs stop"
+	after, _, _ := strings.Cut(strings.TrimPrefix(calls, want), " remove")
+	if !strings.HasPrefix(calls, want) || strings.ReplaceAll(after, " wait", "") != " export export" {
+		t.Errorf("calls:\n got %s\nwant %s, waits, export export, the removals", calls, want)
 	}
 	for _, gone := range []string{"remove", "volume-"} {
 		if strings.Count(calls, gone) < 1 {
