@@ -2,12 +2,10 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/sourceos/sourceosctl/internal/kube"
 	"github.com/sourceos/sourceosctl/internal/podmantest"
 )
 
@@ -19,21 +17,9 @@ import (
 func BenchmarkKubePlay(b *testing.B) {
 	e := podmantest.Need(b)
 	w := newWorkspace(b, e, "")
-	f, out, errOut := sessionFactory(b, e, w, nil)
-	claim := fmt.Sprintf("kube-bench-%d", os.Getpid())
-	if code := run(b, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "kube", "--kube-workspace", "pvc:"+claim, "--", "sleep", "600"); code != 0 {
-		b.Fatalf("export: exit %d\n%s", code, errOut)
-	}
-	m, err := kube.Decode("export", out.Bytes())
-	if err != nil {
-		b.Fatal(err)
-	}
+	manifest, m, _ := exportWithClaim(b, e, w, "kube-bench")
 	file := filepath.Join(b.TempDir(), "pod.yaml")
-	writeFile(b, file, out.String())
-	if _, err := e.Podman("volume", "create", claim); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _, _ = e.Podman("volume", "rm", "-f", claim) })
+	writeFile(b, file, manifest)
 	cleanUp := func() error {
 		if out, err := e.Podman("pod", "rm", "-f", m.Pod.Name); err != nil {
 			return fmt.Errorf("pod rm: %v: %s", err, out)

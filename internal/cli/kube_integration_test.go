@@ -24,26 +24,10 @@ import (
 func TestIntegrationAKubeExportRunsGovernedUnderKubePlay(t *testing.T) {
 	e := podmantest.Need(t)
 	w := newWorkspace(t, e, "")
-	f, out, errOut := sessionFactory(t, e, w, nil)
-	claim := fmt.Sprintf("kube-ws-%d", os.Getpid())
-	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "kube",
-		"--kube-workspace", "pvc:"+claim, "--", "sleep", "600"); code != 0 {
-		t.Fatalf("export: exit %d\n%s", code, errOut)
-	}
-	manifest := out.String()
-	m, err := kube.Decode("export", []byte(manifest))
-	if err != nil {
-		t.Fatalf("the export does not decode strictly: %v\n%s", err, manifest)
-	}
+	manifest, m, claim := exportWithClaim(t, e, w, "kube-ws")
 	pod := m.Pod
 	uid := *pod.Spec.SecurityContext.RunAsUser
-	t.Cleanup(func() {
-		_, _ = e.Podman("pod", "rm", "-f", pod.Name)
-		_, _ = e.Podman("volume", "rm", "-f", claim)
-	})
-	if _, err := e.Podman("volume", "create", claim); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { _, _ = e.Podman("pod", "rm", "-f", pod.Name) })
 	if _, err := e.Podman("run", "--rm", "-v", claim+":/w", podmantest.Image, "sh", "-c",
 		fmt.Sprintf("echo from-the-claim > /w/README && chown -R %d:%d /w", uid, uid)); err != nil {
 		t.Fatal(err)
@@ -59,7 +43,7 @@ func TestIntegrationAKubeExportRunsGovernedUnderKubePlay(t *testing.T) {
 		t.Errorf("a missing claim: exit %d\n%s", code, errOut2)
 	}
 
-	f, out, errOut = sessionFactory(t, e, w, nil)
+	f, out, errOut := sessionFactory(t, e, w, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "kube", "play", file, "-o", "json"); code != 0 {
 		t.Fatalf("kube play of the export: exit %d\n%s", code, errOut)
 	}
@@ -178,6 +162,27 @@ grep -E ' /tmp | /home/agent ' /proc/1/mountinfo | awk '{print "fs=" $5 "=" $(NF
 			assertNoPodLeft(t, e, pod)
 		})
 	}
+}
+
+// exportWithClaim exports w's session as a pod whose workspace is a new claim (a volume of
+// e, removed when the test ends) and decodes the export strictly.
+func exportWithClaim(tb testing.TB, e *podmantest.Env, w *workspace, prefix string) (string, *kube.Manifest, string) {
+	tb.Helper()
+	f, out, errOut := sessionFactory(tb, e, w, nil)
+	claim := fmt.Sprintf("%s-%d", prefix, os.Getpid())
+	if code := run(tb, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--dry-run", "-o", "kube",
+		"--kube-workspace", "pvc:"+claim, "--", "sleep", "600"); code != 0 {
+		tb.Fatalf("export: exit %d\n%s", code, errOut)
+	}
+	m, err := kube.Decode("export", out.Bytes())
+	if err != nil {
+		tb.Fatalf("the export does not decode strictly: %v\n%s", err, out)
+	}
+	tb.Cleanup(func() { _, _ = e.Podman("volume", "rm", "-f", claim) })
+	if _, err := e.Podman("volume", "create", claim); err != nil {
+		tb.Fatal(err)
+	}
+	return out.String(), m, claim
 }
 
 func mustYAML(t *testing.T, v any) []byte {
