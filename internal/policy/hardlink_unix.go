@@ -19,17 +19,22 @@ import (
 const linkCountsKnown = true
 
 // walkSameDevice calls fn for every regular file with more than one link below root (root
-// itself when it is such a file) on root's device, without following symlinks. A missing or unreadable root is nothing to
-// walk; unreadable directories below it are skipped (the session could not read them either),
-// and so are entries removed while it walks. Any other failure (too many open files, an I/O
-// error) is returned: a walk cut short would otherwise read as "no linked file".
+// itself when it is such a file) on root's device, without following symlinks. A missing or
+// unreadable root is nothing to walk; unreadable directories below it are skipped (the session
+// could not read them either), and so are entries removed while it walks (skippable). Any
+// other failure (too many open files, an I/O error, a path too long) is returned: a walk cut
+// short would otherwise read as "no linked file". A stat interrupted by a signal (network and
+// FUSE file systems) is retried.
 // Each file is stat'ed relative to its open directory, and directories are read by a few
 // workers at once: a stat by absolute path costs a path lookup per file, which on a 50,000
 // file repository made the walk several times slower than `git status`.
 func walkSameDevice(ctx context.Context, root string, fn func(path string, id fileID, nlink uint64)) error {
 	var st unix.Stat_t
-	if err := unix.Lstat(root, &st); err != nil {
-		return nil
+	if err := retryEINTR(func() error { return unix.Lstat(root, &st) }); err != nil {
+		if skippable(err) {
+			return nil
+		}
+		return fmt.Errorf("walk %s: %w", root, err)
 	}
 	dev := uint64(st.Dev) //nolint:unconvert // widths differ by OS
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
@@ -51,7 +56,7 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 	// fail keeps the first failure that is not a directory the session could not read
 	// either, or an entry gone since it was listed.
 	fail := func(path string, err error) {
-		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		if skippable(err) {
 			return
 		}
 		mu.Lock()
@@ -107,7 +112,7 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 					continue
 				}
 				var st unix.Stat_t
-				if err := unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				if err := retryEINTR(func() error { return unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 					fail(filepath.Join(dir, e.Name()), err)
 					continue
 				}
@@ -170,4 +175,26 @@ func lstatID(path string) (fileID, error) {
 		return fileID{}, err
 	}
 	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil //nolint:unconvert
+}
+
+// skippable is a failure the walk passes over: what the session could not read either
+// (EACCES, EPERM), an entry gone since it was listed (ENOENT, ENOTDIR, and NFS's ESTALE), or
+// a dead FUSE mount point (ENOTCONN: another file system, which the walk would not enter).
+func skippable(err error) bool {
+	for _, e := range []error{unix.EACCES, unix.EPERM, unix.ENOENT, unix.ENOTDIR, unix.ESTALE, unix.ENOTCONN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryEINTR runs a raw system call again while a signal interrupts it (os does this for its
+// own calls; x/sys/unix does not).
+func retryEINTR(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
