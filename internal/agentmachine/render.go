@@ -85,7 +85,9 @@ func PodmanArgs(pl *Plan) []string {
 		args = append(args, "--volume", v.Name+":"+v.Target+":"+strings.Join(v.Options(), ","))
 	}
 	for _, m := range s.Mounts {
-		opt := "type=bind,source=" + m.Source + ",destination=" + m.Target
+		// As the session's own bind (option "bind" through the API): file systems mounted
+		// below the source are not carried into the container (the CLI's default is rbind).
+		opt := "type=bind,source=" + m.Source + ",destination=" + m.Target + ",bind-nonrecursive"
 		if m.ReadOnly {
 			opt += ",ro=true"
 		}

@@ -822,6 +822,47 @@ func TestIntegrationDirectModeAndThePlan(t *testing.T) {
 	if after.config != before.config || after.hooks != before.hooks || after.refs != before.refs || after.head != before.head {
 		t.Errorf("direct mode changed .git")
 	}
+	directSeesNoSubmount(t, e, w.workspace, cli)
+}
+
+// directSeesNoSubmount mounts a file system inside the repository (a tmpfs holding a
+// secret): a direct session binds the repository without it (the mount policy and the
+// hard-link check never walk another file system), and so does the dry run's podman line.
+func directSeesNoSubmount(t *testing.T, e *podmantest.Env, w *workspace, cli func(...string) (int, string, string)) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs the suite as root: mounting inside the repository needs it")
+		}
+		t.Log("not root: the file system mounted inside the repository is not tried")
+		return
+	}
+	mnt := filepath.Join(w.repo, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("none", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mnt, "secret"), []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe := "test -e /workspace/mnt/secret && echo SUBMOUNT-SEEN || echo NO-SUBMOUNT"
+	code, out, errOut := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--direct", "--", "sh", "-c", probe)
+	if code != 0 || !strings.Contains(out, "NO-SUBMOUNT") {
+		t.Errorf("direct session with a file system mounted inside the repository: exit %d\n%s%s", code, out, errOut)
+	}
+	code, line, errOut := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--direct", "--dry-run", "-o", "podman", "--", "sh", "-c", probe)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, errOut)
+	}
+	cmd := exec.Command("sh", "-c", strings.TrimSpace(line))
+	cmd.Env = append(os.Environ(), e.ConfEnv...)
+	raw, err := cmd.CombinedOutput()
+	if !strings.Contains(string(raw), "NO-SUBMOUNT") {
+		t.Errorf("the dry run's podman line carries the mounted file system in: %v\n%s\n%s", err, raw, line)
+	}
 }
 
 // movedWorkTree reports whether the commands' log shows git using the kit's directory as
