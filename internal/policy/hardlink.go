@@ -113,12 +113,15 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 	}
 	found := map[string][]string{} // mount → "link is a hard link to protected (what)" lines
 	for id, names := range links {
-		t, ok := targets[id]
-		if !ok {
-			continue
-		}
 		for _, n := range names {
-			found[n.what] = append(found[n.what], fmt.Sprintf("%s is a hard link to %s (%s)", n.path, t[0].path, t[0].what))
+			// A protected tree the user mounted on purpose (allowProtected, twice) may hold
+			// links within itself: only a protected name outside the mount is a leak.
+			for _, t := range targets[id] {
+				if !within(t.path, n.root) {
+					found[n.what] = append(found[n.what], fmt.Sprintf("%s is a hard link to %s (%s)", n.path, t.path, t.what))
+					break
+				}
+			}
 		}
 	}
 	var refusals []Refusal

@@ -250,3 +250,29 @@ func TestHardLinkRefusalsReadTheSameEveryTime(t *testing.T) {
 		}
 	}
 }
+
+// TestHardLinksWithinAnOptedInProtectedMount mounts ~/.aws on purpose (allowProtected in the
+// profile and on the command line): a second name for its credentials inside it is what the
+// user chose to share, but a name for an SSH key is not.
+func TestHardLinksWithinAnOptedInProtectedMount(t *testing.T) {
+	h, home, _ := linkHome(t)
+	aws := filepath.Join(home, ".aws")
+	write(t, filepath.Join(aws, "credentials"), "aws")
+	link(t, filepath.Join(aws, "credentials"), filepath.Join(aws, "credentials.bak"))
+	prof := mustProfile(t, "  mounts:\n    - {source: \""+aws+"\", target: /aws, readOnly: true, allowProtected: true}\n")
+	d := policy.Decide(prof, policy.Request{Tool: "shell", Repo: filepath.Join(home, "dev/app"), AllowProtected: []string{aws}}, h)
+	if err := d.Err(); err != nil {
+		t.Fatalf("the opted-in mount was refused: %v", err)
+	}
+	if r, err := policy.HardLinks(context.Background(), d, h); err != nil || len(r) != 0 {
+		t.Fatalf("a link within the opted-in mount: %+v, %v", r, err)
+	}
+	key := filepath.Join(home, ".ssh/id_ed25519")
+	write(t, key, "ssh key")
+	link(t, key, filepath.Join(aws, "id"))
+	r, err := policy.HardLinks(context.Background(), d, h)
+	if err != nil || len(r) != 1 || r[0].Subject != "mount "+aws || !strings.Contains(r[0].Reason, filepath.Join(aws, "id")+" is a hard link to "+key) ||
+		strings.Contains(r[0].Reason, "credentials") {
+		t.Fatalf("refusals = %+v, %v; want the SSH key's name refused alone", r, err)
+	}
+}
