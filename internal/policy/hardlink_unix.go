@@ -53,17 +53,20 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 		backlog  []string
 		firstErr error
 	)
-	// fail keeps the first failure that is not a directory the session could not read
-	// either, or an entry gone since it was listed.
-	fail := func(path string, err error) {
-		if skippable(err) {
-			return
-		}
+	// keep keeps the walk's first failure.
+	keep := func(err error) {
 		mu.Lock()
 		if firstErr == nil {
-			firstErr = fmt.Errorf("walk %s: %w", path, err)
+			firstErr = err
 		}
 		mu.Unlock()
+	}
+	// fail keeps a failure that is not a directory the session could not read either, or
+	// an entry gone since it was listed.
+	fail := func(path string, err error) {
+		if !skippable(err) {
+			keep(fmt.Errorf("walk %s: %w", path, err))
+		}
 	}
 	report := func(path string, id fileID, nlink uint64) {
 		mu.Lock()
@@ -129,8 +132,15 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 				}
 			}
 			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					fail(dir, err)
+				var gone unix.Stat_t
+				switch {
+				case errors.Is(err, io.EOF):
+				case errors.Is(err, unix.ENOENT) && (unix.Fstat(fd, &gone) != nil || gone.Nlink > 0):
+					// Some network file systems (CIFS) say ENOENT halfway through a directory
+					// that is still there: the rest of it was not seen.
+					keep(fmt.Errorf("walk %s: reading stopped halfway: %w", dir, err))
+				default:
+					fail(dir, err) // a directory removed while it was read is passed over
 				}
 				return
 			}
@@ -177,9 +187,12 @@ func lstatID(path string) (fileID, error) {
 	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil //nolint:unconvert
 }
 
-// skippable is a failure the walk passes over: what the session could not read either
-// (EACCES, EPERM), an entry gone since it was listed (ENOENT, ENOTDIR, and NFS's ESTALE), or
-// a dead FUSE mount point (ENOTCONN: another file system, which the walk would not enter).
+// skippable is a failure the walk passes over: a directory this user cannot list (EACCES,
+// EPERM: below a mount, the session cannot read it either; below a protected entry, a link
+// to a file in it is not seen — making one needs the same access, and the mount's side of the
+// check still sees its own linked files), an entry gone since it was listed (ENOENT, ENOTDIR,
+// and NFS's ESTALE), or a dead FUSE mount point (ENOTCONN: another file system, which the
+// walk would not enter).
 func skippable(err error) bool {
 	for _, e := range []error{unix.EACCES, unix.EPERM, unix.ENOENT, unix.ENOTDIR, unix.ESTALE, unix.ENOTCONN} {
 		if errors.Is(err, e) {
