@@ -189,8 +189,7 @@ func lstatID(path string) (fileID, error) {
 
 // skippable is a failure the walk passes over: a directory this user cannot list (EACCES,
 // EPERM: below a mount, the session cannot read it either; below a protected entry, a link
-// to a file in it is not seen — making one needs the same access, and the mount's side of the
-// check still sees its own linked files), an entry gone since it was listed (ENOENT, ENOTDIR,
+// to a file in it goes unseen: making one needs the same access), an entry gone since it was listed (ENOENT, ENOTDIR,
 // and NFS's ESTALE), or a dead FUSE mount point (ENOTCONN: another file system, which the
 // walk would not enter).
 func skippable(err error) bool {
