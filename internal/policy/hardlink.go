@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -33,8 +32,8 @@ type linkedFile struct{ root, what, path string }
 // both have some are their inodes compared. The protected entries are usually a few small
 // credential stores, and settle a session on a large repository in milliseconds (they are
 // walked first, alone for protectedHeadStart); a small repository settles it when a
-// protected entry is large (a browser profile). Container
-// storage (Bulky) and the home and root themselves (Exact) are not walked.
+// protected entry is large (a browser profile). Container storage (Bulky) and the home and
+// root themselves (Exact) are not walked.
 // Off Unix there are no link counts to read, and it returns nothing (the plan says so).
 func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 	if !linkCountsKnown {
@@ -90,6 +89,7 @@ func HardLinks(ctx context.Context, d *Decision, h Host) ([]Refusal, error) {
 		select {
 		case <-protectedDone:
 		case <-headStart.C:
+		case <-walkCtx.Done():
 		}
 		if linksErr = walkCtx.Err(); linksErr != nil {
 			return
@@ -170,13 +170,13 @@ func linkedFiles(ctx context.Context, roots []linkedFile) (map[fileID][]linkedFi
 // repository on the same overlay. The linked files themselves are matched by their own
 // device and inode, which both names share.
 func placeDevice(path string) (uint64, bool) {
-	id, err := lstatID(path)
+	id, dir, err := lstatID(path)
 	if err != nil {
 		return 0, false
 	}
-	if st, err := os.Lstat(path); err == nil && st.IsDir() {
+	if dir {
 		return id.dev, true
 	}
-	parent, err := lstatID(filepath.Dir(path))
+	parent, _, err := lstatID(filepath.Dir(path))
 	return parent.dev, err == nil
 }

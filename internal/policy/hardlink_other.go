@@ -12,4 +12,6 @@ const linkCountsKnown = false
 
 func walkSameDevice(context.Context, string, func(string, fileID, uint64)) error { return nil }
 
-func lstatID(string) (fileID, error) { return fileID{}, errors.New("no file identities on this OS") }
+func lstatID(string) (fileID, bool, error) {
+	return fileID{}, false, errors.New("no file identities on this OS")
+}

@@ -175,23 +175,24 @@ func walkSameDevice(ctx context.Context, root string, fn func(path string, id fi
 	return firstErr
 }
 
-// lstatID is a path's device and inode, without following a symlink.
-func lstatID(path string) (fileID, error) {
+// lstatID is a path's device and inode, and whether it is a directory, without following a
+// symlink.
+func lstatID(path string) (fileID, bool, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return fileID{}, fs.ErrNotExist
+			return fileID{}, false, fs.ErrNotExist
 		}
-		return fileID{}, err
+		return fileID{}, false, err
 	}
-	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil //nolint:unconvert
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, st.Mode&unix.S_IFMT == unix.S_IFDIR, nil //nolint:unconvert
 }
 
 // skippable is a failure the walk passes over: a directory this user cannot list (EACCES,
 // EPERM: below a mount, the session cannot read it either; below a protected entry, a link
-// to a file in it goes unseen: making one needs the same access), an entry gone since it was listed (ENOENT, ENOTDIR,
-// and NFS's ESTALE), or a dead FUSE mount point (ENOTCONN: another file system, which the
-// walk would not enter).
+// to a file in it goes unseen: making one needs the same access), an entry gone since it was
+// listed (ENOENT, ENOTDIR, and NFS's ESTALE), or a dead FUSE mount point (ENOTCONN: another
+// file system, which the walk would not enter).
 func skippable(err error) bool {
 	for _, e := range []error{unix.EACCES, unix.EPERM, unix.ENOENT, unix.ENOTDIR, unix.ESTALE, unix.ENOTCONN} {
 		if errors.Is(err, e) {
