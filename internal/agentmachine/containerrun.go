@@ -3,6 +3,7 @@ package agentmachine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -93,12 +94,8 @@ func (c *containerRun) run(ctx context.Context, in io.Reader, out, errOut io.Wri
 	ready := make(chan bool, 1)
 	attached := make(chan error, 1)
 	go func() { attached <- c.engine.Attach(attachCtx, c.id, in, out, errOut, ready) }()
-	select {
-	case <-ready:
-	case err := <-attached:
+	if err := awaitAttach(ctx, ready, attached); err != nil {
 		return res, err
-	case <-ctx.Done():
-		return res, ctx.Err()
 	}
 	if err := c.engine.Start(ctx, c.id); err != nil {
 		return res, err
@@ -139,12 +136,8 @@ func (c *containerRun) startChecked(ctx context.Context, timeout time.Duration) 
 	attached := make(chan error, 1)
 	// A pointer: the bindings check the writers with reflect and panic on io.Discard's struct.
 	go func() { attached <- c.engine.Attach(attachCtx, c.id, nil, &discard{}, watch, ready) }()
-	select {
-	case <-ready:
-	case err := <-attached:
+	if err := awaitAttach(ctx, ready, attached); err != nil {
 		return res, err
-	case <-ctx.Done():
-		return res, ctx.Err()
 	}
 	if err := c.engine.Start(ctx, c.id); err != nil {
 		return res, err
@@ -170,6 +163,30 @@ func (c *containerRun) startChecked(ctx context.Context, timeout time.Duration) 
 		return res, nil
 	}
 	return res, fmt.Errorf("the helper gave no verdict: %s", strings.TrimSpace(lastLines(out.String(), 5)))
+}
+
+// awaitAttach returns once the attach is connected (ready), or why it never will be. An
+// attach that connected and already ended is connected: its result is put back for the
+// caller, which starts the container either way (select picks at random among ready cases,
+// and the end must not be taken for a failure to connect).
+func awaitAttach(ctx context.Context, ready <-chan bool, attached chan error) error {
+	select {
+	case <-ready:
+		return nil
+	case err := <-attached:
+		select {
+		case <-ready:
+			attached <- err
+			return nil
+		default:
+		}
+		if err == nil {
+			err = errors.New("the attach to the container ended before it connected")
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // discard drops what it is given.
