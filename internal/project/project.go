@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sourceos/sourceosctl/internal/fileerr"
 	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
 
@@ -27,18 +28,7 @@ type Step struct {
 }
 
 // FileError is a project file that cannot be used, with where and why.
-type FileError struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *FileError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return e.File + ": " + e.Msg
-}
+type FileError = fileerr.Error
 
 // exists says whether dir/name is a regular file (not a directory; a symlink is followed
 // only within what os.Stat sees, which is fine for reading a name's presence).
@@ -58,18 +48,18 @@ func readManifest(dir, name string) (data []byte, ok bool, err error) {
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
+		return nil, false, &FileError{File: path, Err: fmt.Errorf("cannot be read: %w", err)}
 	}
 	if root, err := filepath.EvalSymlinks(dir); err != nil || !within(root, real) {
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is a symbolic link out of the repository (to %s); it is not read", real)}
+		return nil, false, &FileError{File: path, Err: fmt.Errorf("is a symbolic link out of the repository (to %s); it is not read", real)}
 	}
 	data, err = safeopen.ReadFile(real, maxManifest)
 	var tooLarge *safeopen.TooLargeError
 	switch {
 	case errors.As(err, &tooLarge):
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("is larger than %d KiB", maxManifest>>10)}
+		return nil, false, &FileError{File: path, Err: fmt.Errorf("is larger than %d KiB", maxManifest>>10)}
 	case err != nil:
-		return nil, false, &FileError{File: path, Msg: fmt.Sprintf("cannot be read: %v", err)}
+		return nil, false, &FileError{File: path, Err: fmt.Errorf("cannot be read: %w", err)}
 	}
 	return data, true, nil
 }
@@ -87,14 +77,14 @@ func scripts(dir, name string) (set map[string]bool, ok bool, err error) {
 		Scripts map[string]json.RawMessage `json:"scripts"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
-		fe := &FileError{File: path, Msg: "is not valid JSON: " + err.Error()}
+		fe := &FileError{File: path, Err: fmt.Errorf("is not valid JSON: %w", err)}
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
 			fe.Line = lineAt(data, se.Offset)
 		case errors.As(err, &te):
-			fe.Line, fe.Msg = lineAt(data, te.Offset), fmt.Sprintf("%s must be %s, not %s", te.Field, te.Type, te.Value)
+			fe.Line, fe.Err = lineAt(data, te.Offset), fmt.Errorf("%s must be %s, not %s", te.Field, te.Type, te.Value)
 		}
 		return nil, true, fe
 	}

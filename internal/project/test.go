@@ -80,7 +80,7 @@ func DetectTests(dir, only string) (*Tests, error) {
 		}
 	}
 	if only != "" {
-		return nil, &FileError{File: dir, Msg: fmt.Sprintf("has no test file (%s) to name step %q in", strings.Join(TestFiles, " or "), only)}
+		return nil, &FileError{File: dir, Err: fmt.Errorf("has no test file (%s) to name step %q in", strings.Join(TestFiles, " or "), only)}
 	}
 	for _, r := range testRules {
 		if r.script == "" {
@@ -110,7 +110,7 @@ func (t *Tests) only(name string) (*Tests, error) {
 			return t, nil
 		}
 	}
-	return nil, &FileError{File: t.Source, Msg: fmt.Sprintf("has no step named %q; it has: %s", name, strings.Join(t.Names(), ", "))}
+	return nil, &FileError{File: t.Source, Err: fmt.Errorf("has no step named %q; it has: %s", name, strings.Join(t.Names(), ", "))}
 }
 
 // envName is what an environment variable may be called.
