@@ -37,18 +37,9 @@ func withHelper(s container.Spec, h HelperRef, image container.Image, nonce stri
 // expectation is what the container must look like from inside.
 func expectation(s container.Spec, image container.Image, nonce string) guard.Expectation {
 	uid, gid := userIDs(s.User)
-	e := guard.Expectation{Nonce: nonce, UID: uid, GID: gid, Groups: []int{gid}, Env: map[string]string{"container": "podman"},
-		EnvNames: []string{"HOSTNAME", "TERM"}, Hostname: s.Hostname}
-	e.Umask, _ = parseOctal(s.Umask)
-	hasPath := false
-	for _, kv := range image.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		e.Env[k] = v
-		hasPath = hasPath || k == "PATH"
-	}
-	if !hasPath {
-		e.EnvNames = append(e.EnvNames, "PATH") // Podman's default PATH
-	}
+	umask, _ := parseOctal(s.Umask)
+	e := guard.NewExpectation(uid, gid, s.Hostname, umask, image.Env)
+	e.Nonce = nonce
 	for k, v := range s.Env {
 		e.Env[k] = v
 	}

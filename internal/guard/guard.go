@@ -46,6 +46,25 @@ type Expectation struct {
 	ReadOnly []string `json:"readOnly,omitempty"`
 }
 
+// NewExpectation is where the expectation of any Podman container starts: its user with
+// that group, the variables Podman sets itself (container, HOSTNAME, TERM) and the image's
+// own — PATH with any value when the image sets none (Podman's default) —, its hostname and
+// umask. The caller adds the mounts, limits and network it planned.
+func NewExpectation(uid, gid int, hostname string, umask int, imageEnv []string) Expectation {
+	e := Expectation{UID: uid, GID: gid, Groups: []int{gid}, Env: map[string]string{"container": "podman"},
+		EnvNames: []string{"HOSTNAME", "TERM"}, Hostname: hostname, Umask: umask}
+	hasPath := false
+	for _, kv := range imageEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		e.Env[k] = v
+		hasPath = hasPath || k == "PATH"
+	}
+	if !hasPath {
+		e.EnvNames = append(e.EnvNames, "PATH")
+	}
+	return e
+}
+
 // Overlay is one planned overlay mount, with host paths as the kernel reports them.
 type Overlay struct {
 	Target string `json:"target"`

@@ -3,6 +3,7 @@ package guard
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -220,5 +221,20 @@ func TestCheckOverlays(t *testing.T) {
 				t.Errorf("refusal %q, want one containing %q", d, tc.refusal)
 			}
 		})
+	}
+}
+
+// TestNewExpectationTakesTheImagesEnvironment: the image's variables must have its values;
+// PATH may have any value only when the image sets none (Podman then sets its default).
+func TestNewExpectationTakesTheImagesEnvironment(t *testing.T) {
+	e := NewExpectation(1000, 1000, "h", 0o022, []string{"PATH=/usr/bin", "LANG=C.UTF-8"})
+	if e.Env["PATH"] != "/usr/bin" || e.Env["LANG"] != "C.UTF-8" || e.Env["container"] != "podman" {
+		t.Errorf("env %v", e.Env)
+	}
+	if slices.Contains(e.EnvNames, "PATH") {
+		t.Errorf("PATH allowed with any value although the image sets it: %v", e.EnvNames)
+	}
+	if e := NewExpectation(1, 2, "h", 0o077, nil); !slices.Contains(e.EnvNames, "PATH") || e.UID != 1 || e.GID != 2 || !slices.Equal(e.Groups, []int{2}) || e.Umask != 0o077 {
+		t.Errorf("without the image's PATH: %+v", e)
 	}
 }

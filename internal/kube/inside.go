@@ -27,18 +27,8 @@ type Execer interface {
 // the container, since a pod from a cluster's manifest has no helper mounted.
 func Inside(ctx context.Context, e Execer, id string, pod *corev1.Pod, c corev1.Container, img container.Image) []string {
 	uid, gid := runAs(pod, c)
-	exp := guard.Expectation{UID: int(uid), GID: int(gid), Groups: []int{int(gid)}, Env: map[string]string{"container": "podman"},
-		EnvNames: []string{"HOSTNAME", "TERM"}, Hostname: pod.Spec.Hostname, Umask: 0o022, Interfaces: []string{"lo"},
-		ReadOnly: []string{"/"}}
-	hasPath := false
-	for _, kv := range img.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		exp.Env[k] = v
-		hasPath = hasPath || k == "PATH"
-	}
-	if !hasPath {
-		exp.EnvNames = append(exp.EnvNames, "PATH")
-	}
+	exp := guard.NewExpectation(int(uid), int(gid), pod.Spec.Hostname, 0o022, img.Env)
+	exp.Interfaces, exp.ReadOnly = []string{"lo"}, []string{"/"}
 	for _, env := range c.Env {
 		if env.ValueFrom != nil {
 			exp.EnvNames = append(exp.EnvNames, env.Name)
