@@ -108,6 +108,9 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		}
 		c.Masked = append(c.Masked, p)
 	}
+	if err := hideGitBookkeeping(up, c.GitDir, ".git"); err != nil {
+		return st, fmt.Errorf("hide the repository's own records: %w", err)
+	}
 	if err := c.shadowSubmoduleConfigs(up); err != nil {
 		return st, fmt.Errorf("shadow the submodules' configurations: %w", err)
 	}
@@ -115,6 +118,37 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		return st, err
 	}
 	return st, c.Save()
+}
+
+// gitKeep are the entries of a git directory the copy shows the session: what git needs to
+// read history and work (objects, refs, the format and ignore rules, a shallow clone's list,
+// submodules' and LFS's stores); the copy's own HEAD, index and config replace the user's.
+// Everything else is the user's own record and hidden: reflogs (URLs with tokens from a pull),
+// hooks (the user's programs), config.worktree and files the config includes (settings and
+// headers), linked worktrees' state, the last commit message, FETCH_HEAD, a rebase in progress.
+var gitKeep = map[string]bool{"HEAD": true, "config": true, "index": true, "objects": true, "refs": true,
+	"packed-refs": true, "info": true, "shallow": true, "modules": true, "lfs": true}
+
+// hideGitBookkeeping whites out, in the upper layer, the entries of the git directory
+// gitDir (at rel in the copy) that gitKeep does not name, and its stash: a stash made with
+// --include-untracked or --all holds untracked and ignored files. (The objects stay readable
+// by id: the copy hides names, not the object store — see README.)
+func hideGitBookkeeping(up upperWriter, gitDir, rel string) error {
+	entries, err := os.ReadDir(gitDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !gitKeep[e.Name()] {
+			if err := up.whiteout(path.Join(rel, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(gitDir, "refs", "stash")); err == nil {
+		return up.whiteout(path.Join(rel, "refs", "stash"))
+	}
+	return nil
 }
 
 // status is what one `git status --porcelain=v2 --branch --ignored` says.

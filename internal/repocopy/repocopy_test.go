@@ -171,6 +171,7 @@ func TestChanged(t *testing.T) {
 	}
 	put(t, filepath.Join(c.Upper(), ".git", "index"), "rewritten by git status")
 	put(t, filepath.Join(c.Upper(), ".git", "objects", "ab", "cdef"), "an unreferenced object")
+	_ = os.Remove(filepath.Join(c.Upper(), ".git", "COMMIT_EDITMSG")) // its whiteout: the overlay replaces it
 	put(t, filepath.Join(c.Upper(), ".git", "COMMIT_EDITMSG"), "x")
 	if changed() {
 		t.Fatal("an index rewrite, a loose object or git's bookkeeping counts as a change")
@@ -337,4 +338,119 @@ func gitBin(t *testing.T) gitrun.Git {
 		t.Fatal("git is not installed")
 	}
 	return gitrun.Git{Binary: bin}
+}
+
+// TestTheUsersGitRecordsAreHidden: what the user's .git holds besides what git needs to work
+// — reflogs (a pull's URL with its token), hooks, config.worktree, a file the config
+// includes, linked worktrees' state, the last commit message, FETCH_HEAD, the stash (which
+// holds ignored files with --all) — is whited out in the copy; what git needs is not; an
+// untouched copy is still unchanged.
+func TestTheUsersGitRecordsAreHidden(t *testing.T) {
+	repo := userRepo(t)
+	gitDir := filepath.Join(repo, ".git")
+	put(t, filepath.Join(gitDir, "config.worktree"), "[http]\n\textraHeader = Authorization: Bearer WT\n")
+	put(t, filepath.Join(gitDir, "secret.inc"), "[http]\n\textraHeader = Authorization: Bearer INC\n")
+	put(t, filepath.Join(gitDir, "FETCH_HEAD"), "x\tbranch 'main' of https://u:tok@example.com/app\n")
+	put(t, filepath.Join(gitDir, "hooks", "pre-commit"), "#!/bin/sh\n")
+	put(t, filepath.Join(gitDir, "worktrees", "wt", "gitdir"), "/home/u/wt/.git\n")
+	put(t, filepath.Join(gitDir, "info", "exclude"), "*.local\n")
+	gitIn(t, repo, "stash", "--quiet", "--all")
+	put(t, filepath.Join(repo, "main.go"), "package main // edited again\n")
+	c, _ := prepare(t, repo)
+	whiteout := func(rel string) bool {
+		st, err := os.Lstat(filepath.Join(c.Upper(), rel))
+		return err == nil && st.Mode()&os.ModeCharDevice != 0
+	}
+	for _, rel := range []string{".git/logs", ".git/hooks", ".git/config.worktree", ".git/secret.inc", ".git/FETCH_HEAD",
+		".git/worktrees", ".git/COMMIT_EDITMSG", ".git/description", ".git/refs/stash"} {
+		if !whiteout(rel) {
+			t.Errorf("%s is not hidden in the copy", rel)
+		}
+	}
+	for _, rel := range []string{".git/objects", ".git/refs", ".git/info", ".git/HEAD", ".git/config", ".git/index", ".git/refs/heads"} {
+		if whiteout(rel) {
+			t.Errorf("%s, which git needs, is hidden", rel)
+		}
+	}
+	if changed, err := c.Changed(); err != nil || changed {
+		t.Errorf("an untouched copy with its records hidden: changed %v, %v", changed, err)
+	}
+}
+
+// TestImportRefusesHistoryTheSessionDidNotMake: a branch whose commit has, besides the base,
+// a parent the user's repository already has (here the stash's commit of ignored files, made
+// by git stash --all) is refused, and so is one whose .gitmodules names an ext:: URL; a
+// branch of new commits on the base is brought in. A refusal leaves no branch.
+func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
+	ctx := context.Background()
+	repo := userRepo(t)
+	gitIn(t, repo, "stash", "--quiet", "--all")
+	stashed := gitIn(t, repo, "rev-parse", "refs/stash^3") // the ignored and untracked files
+	put(t, filepath.Join(repo, "main.go"), "package main // edited again\n")
+	git, _ := exec.LookPath("git")
+	g := gitrun.Git{Binary: git}
+	// The agent's side: a repository reading the user's objects, as the copy does.
+	agent := filepath.Join(t.TempDir(), "agent")
+	gitIn(t, filepath.Dir(agent), "init", "-q", agent)
+	put(t, filepath.Join(agent, ".git", "objects", "info", "alternates"), filepath.Join(repo, ".git", "objects")+"\n")
+	branch := func(c *repocopy.Copy, head string) {
+		t.Helper()
+		gitIn(t, agent, "update-ref", "refs/heads/"+c.Branch, head)
+		if err := os.MkdirAll(c.Out(), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		gitIn(t, agent, "bundle", "create", "-q", filepath.Join(c.Out(), repocopy.BundleFile), "refs/heads/"+c.Branch, "--not", c.Base)
+	}
+	withGitmodules := func(base, url string) string {
+		index := filepath.Join(t.TempDir(), "index")
+		env := append(os.Environ(), "GIT_INDEX_FILE="+index)
+		run := func(stdin string, args ...string) string {
+			cmd := exec.Command("git", append([]string{"-C", agent}, args...)...)
+			cmd.Env, cmd.Stdin = env, strings.NewReader(stdin)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v %s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		run("", "read-tree", base)
+		blob := run("[submodule \"s\"]\n\tpath = s\n\turl = "+url+"\n", "hash-object", "-w", "--stdin")
+		run("", "update-index", "--add", "--cacheinfo", "100644,"+blob+",.gitmodules")
+		return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", run("", "write-tree"), "-p", base, "-m", "submodule")
+	}
+	for _, c := range []struct {
+		name   string
+		head   func(base string) string
+		refuse string
+	}{
+		{"a merge of the stash's ignored files", func(base string) string {
+			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", base+"^{tree}", "-p", base, "-p", stashed, "-m", "merge -s ours")
+		}, "already has"},
+		{"reset to the stash's commit, then a commit", func(string) string {
+			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", stashed+"^{tree}", "-p", stashed, "-m", "on top")
+		}, "already has"},
+		{"a .gitmodules with an ext:: URL", func(base string) string { return withGitmodules(base, "ext::sh -c touch% /tmp/x") }, "runs a program"},
+		{"a .gitmodules with an https URL, and a new commit", func(base string) string { return withGitmodules(base, "https://example.com/s.git") }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cp, _ := prepare(t, repo)
+			head := c.head(cp.Base)
+			branch(cp, head)
+			_, err := cp.Import(ctx, g, repocopy.Manifest{Head: head, Commits: []string{head}})
+			exists, _ := repocopy.BranchExists(ctx, g, repo, cp.Branch)
+			switch {
+			case c.refuse == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.refuse != "" && (err == nil || !strings.Contains(err.Error(), c.refuse)):
+				t.Fatalf("err = %v, want a refusal saying %q", err, c.refuse)
+			case c.refuse != "" && exists:
+				t.Errorf("the refused branch %s is in the repository", cp.Branch)
+			case c.refuse == "" && !exists:
+				t.Errorf("the branch %s was not brought in", cp.Branch)
+			}
+			if exists {
+				gitIn(t, repo, "branch", "-D", "-q", cp.Branch)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package repocopy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	gitconfig "github.com/go-git/go-git/v5/plumbing/format/config"
 
 	"github.com/sourceos/sourceosctl/internal/gitrun"
 	"github.com/sourceos/sourceosctl/internal/safeopen"
@@ -43,8 +46,8 @@ func (c *Copy) Changed() (bool, error) {
 				return fs.SkipDir
 			}
 			return nil
-		case masked[rel] && e.Type()&fs.ModeCharDevice != 0:
-			return nil // our whiteout, still there
+		case (masked[rel] || rel == ".git/refs/stash") && e.Type()&fs.ModeCharDevice != 0:
+			return nil // our whiteout, still there (the stash's: hideGitBookkeeping)
 		case e.IsDir() && (strings.HasPrefix(path.Join(".git/refs/heads", c.Branch), rel+"/") || isMaskedParent(masked, rel)):
 			return nil // a directory we made
 		}
@@ -131,7 +134,13 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	if force {
 		refspec = "+" + refspec
 	}
-	if err := fetchChecked(ctx, g, "the session's branch", scratch, bundle, filepath.Join(c.GitDir, "objects"), []string{ref + ":" + ref}, c.Repo, []string{refspec}); err != nil {
+	// What an earlier down of the same workspace brought is in the repository already.
+	known := []string{c.Base}
+	if c.Rewrite && c.Result != nil && hexID.MatchString(c.Result.Head) {
+		known = append(known, c.Result.Head)
+	}
+	check := func(quarantine string) error { return c.checkIncoming(ctx, g, quarantine, m.Head, known) }
+	if err := fetchChecked(ctx, g, "the session's branch", scratch, bundle, filepath.Join(c.GitDir, "objects"), []string{ref + ":" + ref}, c.Repo, []string{refspec}, check); err != nil {
 		return nil, err
 	}
 	c.Branch = dst
@@ -165,7 +174,7 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 // repo fetches from it over git's pack protocol, where every received object is checked
 // (index-pack --strict, with the checks in strictFsck made errors). git runs only in repo and
 // in the quarantine, as repo's owner; scratch must be writable by that owner.
-func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alternates string, unpack []string, repo string, refspecs []string, flags ...string) error {
+func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alternates string, unpack []string, repo string, refspecs []string, check func(quarantine string) error, flags ...string) error {
 	owner, err := ownerOf(repo)
 	if err != nil {
 		return err
@@ -185,6 +194,11 @@ func fetchChecked(ctx context.Context, g gitrun.Git, what, scratch, bundle, alte
 	}
 	if _, err := g.Output(ctx, quarantine, append([]string{"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", bundle}, unpack...)...); err != nil {
 		return fmt.Errorf("unpack the bundle of %s: %w", what, err)
+	}
+	if check != nil {
+		if err := check(quarantine); err != nil {
+			return err
+		}
 	}
 	args := []string{"-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true"}
 	for _, id := range strictFsck {
@@ -356,7 +370,7 @@ func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url st
 	// --update-head-ok: HEAD of a repository git init made names the default branch of the
 	// user's configuration (main, say), unborn; the remote's may be the same name.
 	err = fetchChecked(ctx, g, "the clone", scratch, local, "", []string{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"},
-		repo, []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", "refs/heads/" + branch + ":refs/heads/" + branch}, "--update-head-ok")
+		repo, []string{"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", "refs/heads/" + branch + ":refs/heads/" + branch}, nil, "--update-head-ok")
 	if err != nil {
 		return err
 	}
@@ -369,6 +383,66 @@ func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url st
 	} {
 		if _, err := g.Output(ctx, repo, args...); err != nil {
 			return fmt.Errorf("set up the clone: git %s: %w", args[0], err)
+		}
+	}
+	return nil
+}
+
+// checkIncoming refuses a branch whose history reaches what the session did not make: every
+// commit on it after known (the base, and what an earlier down of the workspace brought)
+// must be new to the user's repository. The copy's object store is the user's, so an agent
+// could otherwise make the branch carry any object of it — a stash of ignored files (git
+// stash --all), another branch, a reset commit — as a parent of its own commit, unseen in the
+// branch's diff, and out with the user's next push. It also refuses a .gitmodules, in any of
+// those commits, whose URL is a transport that runs a program (ext::, fd::). git runs in the
+// quarantine (the bundle's objects) and reads object ids in the user's repository: neither
+// runs anything the branch names.
+func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head string, known []string) error {
+	args := append([]string{"rev-list", head, "--not"}, known...)
+	out, err := g.Output(ctx, quarantine, args...)
+	if err != nil {
+		return fmt.Errorf("list the branch's commits: %w", err)
+	}
+	commits := strings.Fields(out)
+	if len(commits) > 0 {
+		cmd, err := g.Command(ctx, c.Repo, "cat-file", "--batch-check=%(objectname) %(objecttype)")
+		if err != nil {
+			return err
+		}
+		cmd.Stdin = strings.NewReader(strings.Join(commits, "\n") + "\n")
+		found, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("look the branch's commits up in %s: %w", c.Repo, err)
+		}
+		var old []string
+		for _, line := range strings.Split(strings.TrimSpace(string(found)), "\n") {
+			if id, kind, _ := strings.Cut(line, " "); kind != "missing" && id != "" {
+				old = append(old, short(id))
+			}
+		}
+		if len(old) > 0 {
+			return fmt.Errorf("the agent's branch carries %d commit(s) your repository already has that the session did not start from (%s: a stash, another branch or an older commit merged in or reset to, which its diff would not show): it is not brought back", len(old), strings.Join(old, ", "))
+		}
+	}
+	touched, err := g.Output(ctx, quarantine, append([]string{"rev-list", head, "--not"}, append(known, "--", ".gitmodules")...)...)
+	if err != nil {
+		return fmt.Errorf("list the branch's .gitmodules: %w", err)
+	}
+	for _, id := range strings.Fields(touched) {
+		raw, err := g.Raw(ctx, quarantine, "cat-file", "blob", id+":.gitmodules")
+		if err != nil {
+			continue // removed in that commit
+		}
+		cfg := gitconfig.New()
+		if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
+			return fmt.Errorf("the agent's .gitmodules in commit %s cannot be read: %w", short(id), err)
+		}
+		for _, sub := range cfg.Section("submodule").Subsections {
+			for _, u := range sub.Options.GetAll("url") {
+				if l := strings.ToLower(strings.TrimSpace(u)); strings.HasPrefix(l, "ext::") || strings.HasPrefix(l, "fd::") {
+					return fmt.Errorf("the agent's .gitmodules in commit %s names submodule %q by a URL that runs a program (%s): it is not brought back", short(id), sub.Name, u)
+				}
+			}
 		}
 	}
 	return nil

@@ -14,7 +14,8 @@ import (
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
 )
 
-// shadowSubmoduleConfigs writes, over each submodule's configuration under .git/modules, one
+// shadowSubmoduleConfigs hides each submodule's git directory's own records (as the
+// repository's: hideGitBookkeeping) and writes, over its configuration under .git/modules, one
 // of the copy's own: the format, the bare flag, a work tree inside the repository and remotes
 // without credentials — what git in the copy needs to use the submodule, and nothing the
 // user's file may hold besides (tokens in URLs, credential helpers, http headers). Without it
@@ -37,6 +38,9 @@ func (c *Copy) shadowSubmoduleConfigs(up upperWriter) error {
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			return nil
+		}
+		if err := hideGitBookkeeping(up, filepath.Dir(p), path.Dir(rel)); err != nil {
+			return err
 		}
 		cfg := gitconfig.New()
 		if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
