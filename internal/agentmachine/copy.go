@@ -16,6 +16,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/collect"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/termsafe"
 )
 
 // Where the collector's container sees the copy's parts, and the collector itself.
@@ -78,7 +79,7 @@ func (r *sessionRun) collectCopy(ctx context.Context) {
 		return
 	}
 	fail := func(err error) {
-		r.copyCollectErr = fmt.Errorf("the agent's work is kept in %s, but could not be brought back: %w", c.Dir, err)
+		r.copyCollectErr = fmt.Errorf("the agent's work is kept in %s (as the agent left it: do not run git there, or open it in an editor with git integration — it would run what the agent planted), but could not be brought back: %w", c.Dir, err)
 		r.event("collect failed: %v", err)
 		c.CollectError = err.Error()
 		_ = c.Save()
@@ -104,9 +105,14 @@ func (r *sessionRun) collectCopy(ctx context.Context) {
 		return
 	}
 	if len(m.Skipped) > 0 {
-		r.event("not brought back: %s", strings.Join(m.Skipped, "; "))
-		fmt.Fprintf(r.IO.ErrOut, "! not brought back to the branch (the copy keeps them in %s):\n", c.Upper())
-		for _, s := range m.Skipped {
+		// The names are the agent's: escaped, they cannot drive the terminal.
+		skipped := make([]string, len(m.Skipped))
+		for i, s := range m.Skipped {
+			skipped[i] = termsafe.Line(s)
+		}
+		r.event("not brought back: %s", strings.Join(skipped, "; "))
+		fmt.Fprintf(r.IO.ErrOut, "! not brought back to the branch (the copy keeps them in %s, as the agent left them: look with ls or a viewer, never git or an editor's git, which would run what it planted):\n", c.Upper())
+		for _, s := range skipped {
 			fmt.Fprintf(r.IO.ErrOut, "    %s\n", s)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/gitrun"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/termsafe"
 )
 
 // reviewOptions are what the review commands (sessions, diff, merge, discard) share: the
@@ -156,7 +158,9 @@ func newDiffCmd(f *Factory) *cobra.Command {
 		Short: "Show what a session's branch changes (git diff of its base and its head)",
 		Long: `Print the diff of a session's branch: from where it started (your HEAD and the
 uncommitted changes you had) to its last commit, which includes what the agent left
-uncommitted. It is the patch recorded, signed, in the session's evidence.`,
+uncommitted. It is the patch recorded, signed, in the session's evidence. On a terminal,
+control characters in it are shown escaped (\x1b…): the content is the agent's, and must not
+move the cursor or rewrite what you are reading; redirected, it is the patch byte for byte.`,
 		Example: `  sourceosctl agent-machine diff 20261129t120000.000000z-0123456789ab
   sourceosctl agent-machine diff 20261129t120000.000000z-0123456789ab --stat`,
 		Args: usageArgs(cobra.ExactArgs(1)),
@@ -168,6 +172,9 @@ uncommitted. It is the patch recorded, signed, in the session's evidence.`,
 			out, err := c.Diff(cmd.Context(), g, stat)
 			if err != nil {
 				return err
+			}
+			if o.IO.OutTTY { // the content is the agent's: on a terminal it cannot drive it
+				out = []byte(termsafe.Text(string(out)))
 			}
 			_, err = o.IO.Out.Write(out)
 			return err
@@ -182,7 +189,7 @@ func newMergeCmd(f *Factory) *cobra.Command {
 	var opts repocopy.MergeOptions
 	var output string
 	cmd := &cobra.Command{
-		Use:   "merge SESSION [--squash | --no-ff] [--dry-run]",
+		Use:   "merge SESSION [--squash | --no-ff] [--dry-run] [--allow-hook-changes]",
 		Short: "Merge a session's branch into your current branch",
 		Long: `Merge a session's branch into the branch you have checked out: a fast-forward when
 your branch has not moved, else a merge commit (--no-ff always makes one; --squash makes one
@@ -191,8 +198,15 @@ merge cleanly: on a conflict nothing is changed and the files are named. The ses
 from your uncommitted changes too (its first commit holds them): if you still have them, git
 will not overwrite them — stash them (git stash -u), merge, then drop the stash.
 
-git runs in your repository as you would run it; the branch arrived as git objects
-(fetched with every object checked), never by running anything the session wrote.`,
+Refused, changing nothing: a branch that adds a file you have as an ignored or untracked file
+(git would replace an ignored .env of yours without a word), and — unless you pass
+--allow-hook-changes after reviewing them — one that changes what your git hooks run: files
+below a core.hooksPath inside the repository (husky's .husky) or a hook manager's
+configuration (.pre-commit-config.yaml, lefthook.yml, .overcommit.yml).
+
+git runs in your repository as you would run it, without your hooks (the merge may change
+them); the branch arrived as git objects (fetched with every object checked), never by
+running anything the session wrote.`,
 		Example: `  sourceosctl agent-machine merge 20261129t120000.000000z-0123456789ab --dry-run
   sourceosctl agent-machine merge 20261129t120000.000000z-0123456789ab --squash`,
 		Args: usageArgs(cobra.ExactArgs(1)),
@@ -223,6 +237,9 @@ git runs in your repository as you would run it; the branch arrived as git objec
 					verb = "Would merge"
 				}
 				fmt.Fprintf(o.IO.Out, "%s %s into %s: %s, %s.\n", verb, c.Branch, into, plan.How, orDashString(plan.Stat))
+				if len(plan.Hooks) > 0 {
+					fmt.Fprintf(o.IO.ErrOut, "! it changes what your git hooks run: %s\n", termsafe.Line(strings.Join(plan.Hooks, ", ")))
+				}
 			}
 			if opts.DryRun {
 				fmt.Fprintln(o.IO.ErrOut, "dry run: nothing was changed")
@@ -233,6 +250,7 @@ git runs in your repository as you would run it; the branch arrived as git objec
 	cmd.Flags().BoolVar(&opts.Squash, "squash", false, "one commit of the session's changes instead of its history")
 	cmd.Flags().BoolVar(&opts.NoFF, "no-ff", false, "a merge commit even when a fast-forward is possible")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "say how it would merge, and whether it conflicts, and change nothing")
+	cmd.Flags().BoolVar(&opts.AllowHooks, "allow-hook-changes", false, "merge a branch that changes what your git hooks run (review those files first)")
 	addOutputFlag(cmd, &output, outTable, outJSON)
 	return cmd
 }

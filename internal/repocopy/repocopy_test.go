@@ -454,3 +454,85 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks: a branch that adds a file the user
+// has as an ignored file (.env) is refused, dry run or not, changing nothing; one that
+// changes files below an in-tree core.hooksPath (husky 9's .husky/_ names .husky too) or a
+// hook manager's configuration is refused unless AllowHooks; and the merge itself runs no
+// hook of the user's.
+func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
+	ctx := context.Background()
+	git, _ := exec.LookPath("git")
+	g := gitrun.Git{Binary: git}
+	for _, c := range []struct {
+		name, file, hooksPath string
+		allowHooks            bool
+		refuse                string
+	}{
+		{"an ignored .env the user has", ".env", "", false, `adds ".env"`},
+		{"below the ignored build directory, where the user has out.bin", "build/out.bin", "", false, `adds "build/out.bin"`},
+		{"a husky hook", ".husky/pre-commit", ".husky/_", false, "--allow-hook-changes"},
+		{"a hook in an in-tree hooks directory", "githooks/post-merge", "githooks", false, "--allow-hook-changes"},
+		{"the pre-commit framework's configuration", ".pre-commit-config.yaml", "", false, "--allow-hook-changes"},
+		{"a husky hook, allowed", ".husky/pre-commit", ".husky/_", true, ""},
+		{"a new file", "src/new.go", "", false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			repo := userRepo(t)
+			mark := filepath.Join(t.TempDir(), "HOOK-RAN")
+			// The user's own post-merge hook, outside the tree: the merge must not run it either.
+			hooks := filepath.Join(t.TempDir(), "hooks")
+			put(t, filepath.Join(hooks, "post-merge"), "#!/bin/sh\ntouch "+mark+"\n")
+			if err := os.Chmod(filepath.Join(hooks, "post-merge"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if c.hooksPath == "" {
+				gitIn(t, repo, "config", "core.hooksPath", hooks)
+			} else {
+				gitIn(t, repo, "config", "core.hooksPath", c.hooksPath)
+			}
+			cp, _ := prepare(t, repo)
+			gitIn(t, repo, "stash", "--quiet", "--include-untracked") // the user's uncommitted changes, out of the way
+			// The session's branch: the base plus one file, made in the user's repository.
+			index := filepath.Join(t.TempDir(), "index")
+			blob := gitIn(t, repo, "hash-object", "-w", "--stdin", "--path", "x") // empty blob
+			env := append(os.Environ(), "GIT_INDEX_FILE="+index)
+			for _, args := range [][]string{{"read-tree", cp.Base}, {"update-index", "--add", "--cacheinfo", "100755," + blob + "," + c.file}} {
+				cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
+				cmd.Env = env
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("git %v: %v %s", args, err, out)
+				}
+			}
+			cmd := exec.Command("git", "-C", repo, "write-tree")
+			cmd.Env = env
+			tree, err := cmd.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := gitIn(t, repo, "commit-tree", strings.TrimSpace(string(tree)), "-p", cp.Base, "-m", "agent")
+			gitIn(t, repo, "branch", cp.Branch, head)
+			cp.Result = &repocopy.Result{Changed: true, Head: head}
+			before := gitIn(t, repo, "rev-parse", "HEAD")
+			for _, dry := range []bool{true, false} {
+				_, err := cp.Merge(ctx, g, repocopy.MergeOptions{NoFF: true, DryRun: dry, AllowHooks: c.allowHooks}, time.Now())
+				switch {
+				case c.refuse == "" && err != nil:
+					t.Fatalf("dry run %v: refused: %v", dry, err)
+				case c.refuse != "" && (err == nil || !strings.Contains(err.Error(), c.refuse)):
+					t.Fatalf("dry run %v: err = %v, want a refusal with %q", dry, err, c.refuse)
+				}
+			}
+			after := gitIn(t, repo, "rev-parse", "HEAD")
+			if c.refuse != "" && after != before {
+				t.Errorf("a refused merge moved HEAD from %s to %s", before, after)
+			}
+			if c.refuse == "" && after == before {
+				t.Errorf("the merge did not happen")
+			}
+			if _, err := os.Stat(mark); err == nil {
+				t.Errorf("the merge ran the user's post-merge hook")
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +71,8 @@ type MergeOptions struct {
 	// Squash makes one commit of the branch's changes; NoFF always makes a merge commit.
 	Squash, NoFF bool
 	DryRun       bool
+	// AllowHooks merges a branch that changes what the user's git hooks run (see hookFiles).
+	AllowHooks bool
 }
 
 // MergePlan is what merging would do.
@@ -78,6 +82,11 @@ type MergePlan struct {
 	Conflicts   []string `json:"conflicts"`   // files both sides changed differently
 	Stat        string   `json:"stat"`
 	How         string   `json:"how"` // fast-forward, merge commit, squash
+	// Overwrites are paths the branch adds that the user's work tree has as ignored or
+	// untracked files (git would replace an ignored one without a word); Hooks the files
+	// the branch changes that the user's git hooks run (a refusal unless AllowHooks).
+	Overwrites []string `json:"overwrites,omitempty"`
+	Hooks      []string `json:"hooks,omitempty"`
 }
 
 // ErrConflicts says a merge would conflict: nothing was changed.
@@ -92,6 +101,10 @@ func (c *Copy) Merge(ctx context.Context, g gitrun.Git, o MergeOptions, now time
 	if err := c.needBranch(); err != nil {
 		return p, err
 	}
+	hooksDirs := c.hooksDirs(ctx, g)
+	// No hook of the user's runs during the merge: the hooks directory may be in the work
+	// tree (husky's core.hooksPath), which the merge is about to change.
+	g = g.WithConfig("core.hooksPath=" + os.DevNull)
 	if err := c.branchUnmoved(ctx, g); err != nil {
 		return p, err
 	}
@@ -126,6 +139,10 @@ func (c *Copy) Merge(ctx context.Context, g gitrun.Git, o MergeOptions, now time
 	}
 	if len(p.Conflicts) > 0 {
 		return p, fmt.Errorf("%w in %s: nothing was changed; merge it yourself to resolve them: git merge %s", ErrConflicts, strings.Join(p.Conflicts, ", "), c.Branch)
+	}
+	tree, _, _ := strings.Cut(out, "\n") // merge-tree's first line: the merged tree
+	if err := c.checkMerge(ctx, g, &p, head, tree, hooksDirs, o.AllowHooks); err != nil {
+		return p, err
 	}
 	if o.DryRun {
 		return p, nil
@@ -213,4 +230,109 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// hookManagers are files of the work tree that hook managers installed in .git/hooks read to
+// decide what to run (pre-commit's local hooks run any command; lefthook's and overcommit's
+// too): a branch changing them changes what the user's next commit runs.
+var hookManagers = []string{".pre-commit-config.yaml", "lefthook.yml", "lefthook.yaml", ".lefthook.yml", ".lefthook.yaml", ".overcommit.yml"}
+
+// checkMerge refuses a merge that would replace the user's ignored or untracked files with
+// the branch's (git replaces ignored ones without a word: an .env the agent added would take
+// the place of the user's), and, unless allowHooks, one that changes what the user's git
+// hooks run — files below a core.hooksPath inside the repository (husky's .husky) or a hook
+// manager's configuration. tree is the merged tree; hooksDirs are hooksDirs' answer.
+func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head, tree string, hooksDirs []string, allowHooks bool) error {
+	raw, err := g.Raw(ctx, c.Repo, "diff", "--name-status", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", head, tree)
+	if err != nil {
+		return err
+	}
+	fields := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	for i := 0; i+1 < len(fields); i += 2 {
+		status, name := fields[i], fields[i+1]
+		if status == "A" && inWorkTree(c.Repo, name) {
+			p.Overwrites = append(p.Overwrites, name)
+		}
+		if isHookFile(name, hooksDirs) {
+			p.Hooks = append(p.Hooks, name)
+		}
+	}
+	if len(p.Overwrites) > 0 {
+		started := ""
+		if c.Snapshot != "" {
+			started = fmt.Sprintf(" (the session started from the untracked files you had then: its first commit, %s, holds them)", short(c.Snapshot))
+		}
+		return fmt.Errorf("the branch adds %s, which you have in your work tree as files git does not track, ignored or untracked%s: the merge would replace yours; nothing was changed — move them aside, or stash them (git stash --include-untracked, or --all for ignored ones), then merge again", quoteList(p.Overwrites), started)
+	}
+	if len(p.Hooks) > 0 && !allowHooks {
+		return fmt.Errorf("the branch changes what your git hooks run (%s): your next commit would run the agent's code; nothing was changed — review them (sourceosctl agent-machine diff %s), then merge with --allow-hook-changes", quoteList(p.Hooks), c.Session)
+	}
+	return nil
+}
+
+// hooksDirs are the user's hooks directories inside the work tree, relative and
+// slash-separated: core.hooksPath when it is there (relative paths are the work tree's), and
+// for husky 9's ".husky/_" also ".husky", where the scripts it calls live.
+func (c *Copy) hooksDirs(ctx context.Context, g gitrun.Git) []string {
+	hp, err := g.Output(ctx, c.Repo, "config", "--path", "--get", "core.hooksPath")
+	if err != nil || hp == "" || hp == os.DevNull {
+		return nil
+	}
+	if !filepath.IsAbs(hp) {
+		hp = filepath.Join(c.Repo, hp)
+	}
+	rel, err := filepath.Rel(c.Repo, filepath.Clean(hp))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil
+	}
+	dirs := []string{filepath.ToSlash(rel)}
+	if filepath.Base(rel) == "_" && filepath.Dir(rel) != "." {
+		dirs = append(dirs, filepath.ToSlash(filepath.Dir(rel)))
+	}
+	return dirs
+}
+
+func isHookFile(name string, hooksDirs []string) bool {
+	for _, d := range hooksDirs {
+		if d == "." || strings.HasPrefix(name, d+"/") {
+			return true
+		}
+	}
+	for _, m := range hookManagers {
+		if name == m {
+			return true
+		}
+	}
+	return false
+}
+
+// inWorkTree reports whether the slash-separated path name, or a file (or link) where one of
+// its parent directories would go, is in the work tree at repo.
+func inWorkTree(repo, name string) bool {
+	p := repo
+	parts := strings.Split(name, "/")
+	for i, part := range parts {
+		p = filepath.Join(p, part)
+		st, err := os.Lstat(p)
+		if err != nil {
+			return false
+		}
+		if i == len(parts)-1 || !st.IsDir() {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteList names up to five paths, quoted (they are the agent's), and how many more.
+func quoteList(names []string) string {
+	var q []string
+	for i, n := range names {
+		if i == 5 {
+			q = append(q, fmt.Sprintf("and %d more", len(names)-5))
+			break
+		}
+		q = append(q, strconv.Quote(n))
+	}
+	return strings.Join(q, ", ")
 }
