@@ -961,3 +961,121 @@ echo secret > new.txt && chmod 000 new.txt && echo changed > kept.txt && chmod 0
 		}
 	}
 }
+
+// TestIntegrationTheCopyKeepsTheUsersRecordsAndTreeSafe is what a probe of the copy found,
+// each tried from inside a real session: the user's own git records (reflogs, hooks,
+// config.worktree, a file the config includes, the stash of ignored files, the last commit
+// message) are not readable in the copy; a branch that merges in a commit the user already
+// has (the stash's ignored files, by id: the object store stays readable) is not brought
+// back; file names the agent chose cannot drive the terminal; and merge refuses to replace
+// the user's ignored .env with the agent's, and — until allowed — to change what the user's
+// hooks run (husky), and then runs none of them.
+func TestIntegrationTheCopyKeepsTheUsersRecordsAndTreeSafe(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	for name, body := range map[string]string{
+		"config.worktree":   "[http]\n\textraHeader = Authorization: Bearer WORKTREE-TOKEN\n",
+		"secret.inc":        "[http]\n\textraHeader = Authorization: Bearer INCLUDED-TOKEN\n",
+		"hooks/pre-commit":  "#!/bin/sh\n# the user's hook\n",
+		"COMMIT_EDITMSG":    "the user's message\n",
+		"info/attributes":   "", // kept: git needs it
+		"logs/refs/tok.log": "x https://user:REFLOG-TOKEN@example.com\n",
+	} {
+		w.write(t, filepath.Join(".git", name), body)
+	}
+	w.git(t, w.repo, "config", "include.path", "secret.inc")
+	w.git(t, w.repo, "config", "core.hooksPath", ".husky/_")
+	w.write(t, ".env.local", "STASHED="+testSecretValue+"\n")
+	w.write(t, ".gitignore", ".env\nbuild/\nnode_modules/\n.env.local\n")
+	w.git(t, w.repo, "commit", "--quiet", "-am", "ignore .env.local")
+	w.git(t, w.repo, "stash", "--quiet", "--all") // .env.local (and .env …) into the stash
+	stashed := w.git(t, w.repo, "rev-parse", "refs/stash^3")
+	w.write(t, ".env", "SECRET=the user's own\n") // back, as the user would have it
+	cli := func(args ...string) (int, string, string) {
+		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+		code := run(t, f, args...)
+		return code, out.String(), errOut.String()
+	}
+	session := func(script string) (int, string, string) {
+		return cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "cd /workspace && "+script)
+	}
+
+	// The stash's commit merged in by id: readable (objects are), but not brought back.
+	code, out, errOut := session(`for f in .git/logs .git/hooks .git/config.worktree .git/secret.inc .git/refs/stash .git/COMMIT_EDITMSG; do test -e "$f" && echo "SAW $f"; done
+test -e .git/info/attributes && echo "KEPT info"
+git stash list | grep -q . && echo "SAW the stash"
+git cat-file -p ` + stashed + `:.env.local | grep -q STASHED && echo "READ the stash by id"
+echo fix > fix.txt && git add fix.txt && git commit -qm fix && git merge -q -s ours --allow-unrelated-histories -m m ` + stashed + ` && echo MERGED`)
+	for _, want := range []string{"KEPT info", "READ the stash by id", "MERGED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inside: want %q in:\n%s\n%s", want, out, errOut)
+		}
+	}
+	if strings.Contains(out, "SAW") {
+		t.Errorf("the user's git records are readable in the copy:\n%s", out)
+	}
+	if !strings.Contains(errOut, "already has") || !strings.Contains(errOut, stashed[:12]) {
+		t.Errorf("a branch carrying the stash's commit: exit %d, want the refusal naming %s:\n%s", code, stashed[:12], errOut)
+	}
+	rows := w.sessions(t, e)
+	if len(rows) != 1 || rows[0].State != "not collected" {
+		t.Fatalf("the refused session: %+v", rows)
+	}
+	if exists := w.git(t, w.repo, "branch", "--list", rows[0].Branch); exists != "" {
+		t.Errorf("the refused branch %s is in the repository", rows[0].Branch)
+	}
+	if code, _, errOut := cli("am", "discard", rows[0].Session); code != 0 {
+		t.Fatalf("discard: exit %d %s", code, errOut)
+	}
+
+	// An .env of the agent's, a husky hook, a FIFO whose name is an escape sequence.
+	mark := filepath.Join(w.home, "kit-fired")
+	code, out, errOut = session(`echo AGENT=1 > .env && git add -f .env && mkdir -p .husky/_ && printf '#!/bin/sh\n: > ` + mark + `\n' > .husky/post-merge && printf '#!/bin/sh\n. "$(dirname "$0")/../post-merge"\n' > .husky/_/post-merge && chmod +x .husky/post-merge .husky/_/post-merge && git add .husky && git commit -qm agent && mkfifo "$(printf 'ff\033]0;OWNED\007\033[2J')" && echo DONE`)
+	if code != 0 || !strings.Contains(out, "DONE") {
+		t.Fatalf("session: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "\x1b]0;OWNED") || !strings.Contains(errOut, `ff\x1b]0;OWNED\x07\x1b[2J`) {
+		t.Errorf("the FIFO's name reached the terminal unescaped, or is not named:\n%q", errOut)
+	}
+	rows = w.sessions(t, e)
+	var s sessionRow
+	for _, r := range rows {
+		if r.State == "to review" {
+			s = r
+		}
+	}
+	if s.Session == "" {
+		t.Fatalf("no session to review: %+v", rows)
+	}
+	head := w.git(t, w.repo, "rev-parse", "HEAD")
+	for _, dry := range []string{"--dry-run", ""} {
+		args := []string{"am", "merge", s.Session}
+		if dry != "" {
+			args = append(args, dry)
+		}
+		if code, out, errOut := cli(args...); code == 0 || !strings.Contains(errOut, `adds ".env"`) {
+			t.Errorf("merge %s over the user's ignored .env: exit %d\n%s%s", dry, code, out, errOut)
+		}
+	}
+	env, _ := os.ReadFile(filepath.Join(w.repo, ".env"))
+	if string(env) != "SECRET=the user's own\n" || w.git(t, w.repo, "rev-parse", "HEAD") != head {
+		t.Fatalf("a refused merge changed the user's .env (%q) or HEAD", env)
+	}
+	if err := os.Rename(filepath.Join(w.repo, ".env"), filepath.Join(w.home, "env.aside")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli("am", "merge", s.Session); code == 0 || !strings.Contains(errOut, "--allow-hook-changes") || !strings.Contains(errOut, ".husky/post-merge") {
+		t.Errorf("merge of a branch changing the husky hooks: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cli("am", "merge", s.Session, "--no-ff", "--allow-hook-changes"); code != 0 {
+		t.Fatalf("merge --allow-hook-changes: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(w.repo, ".husky", "post-merge")); err != nil {
+		t.Fatalf("the merge did not bring the hooks: %v", err)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Error("sourceosctl's merge ran the agent's husky hook")
+	}
+}
