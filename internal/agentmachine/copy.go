@@ -30,6 +30,11 @@ const (
 // collectTimeout bounds collecting a copy's work.
 const collectTimeout = 10 * time.Minute
 
+// collectMemory is the least memory the collector gets, whatever the session's limit: it
+// holds the new files' blobs while it writes the bundle (each up to 100 MiB), and a session
+// limited to 256 MiB must still be able to bring back the large file its agent wrote.
+const collectMemory = 1 << 30
+
 // prepareCopy starts making the session's copy beside the next phases (it is joined before
 // the tool starts, in run). Its layers exist at once: the container is created with them.
 func (r *sessionRun) prepareCopy(ctx context.Context, c *repocopy.Copy) {
@@ -189,6 +194,9 @@ func (r *sessionRun) runCollector(ctx context.Context, c *repocopy.Copy) (collec
 	spec.Command = []string{collectProgram, base64.RawURLEncoding.EncodeToString(raw)}
 	spec.Secrets, spec.Stdin, spec.TTY = nil, false, false
 	spec.Network = "none"
+	if spec.Limits.MemoryBytes > 0 && spec.Limits.MemoryBytes < collectMemory {
+		spec.Limits.MemoryBytes = collectMemory
+	}
 	spec.Labels = copyLabels(spec.Labels, LabelTool, "collect")
 	spec.Mounts = []container.Mount{
 		{Source: program.Path, Target: collectProgram, ReadOnly: true},
@@ -213,6 +221,8 @@ func (r *sessionRun) runCollector(ctx context.Context, c *repocopy.Copy) (collec
 		return m, fmt.Errorf("the server weakened the collector's container: %s", strings.Join(diffs, "; "))
 	case len(res.Refused) > 0:
 		return m, fmt.Errorf("the collector's container, checked from inside, is not what was planned: %s", strings.Join(res.Refused, "; "))
+	case res.Code == 137 && strings.TrimSpace(out.String()) == "":
+		return m, fmt.Errorf("the collector was killed (exit 137, most likely out of memory: its limit is %d MiB; large files in the copy?)", spec.Limits.MemoryBytes>>20)
 	case res.Code != 0:
 		return m, fmt.Errorf("the collector exited %d: %s", res.Code, strings.TrimSpace(lastLines(out.String(), 5)))
 	}

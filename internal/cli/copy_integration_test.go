@@ -1079,3 +1079,26 @@ echo fix > fix.txt && git add fix.txt && git commit -qm fix && git merge -q -s o
 		t.Error("sourceosctl's merge ran the agent's husky hook")
 	}
 }
+
+// TestIntegrationALargeFileComesBack: a session limited to 256 MiB whose agent leaves a
+// 90 MiB file (under the collector's 100 MiB per file) gets it back on its branch — the
+// collector, which holds new files in memory while it writes the bundle, runs with at least
+// 1 GiB (it was killed, exit 137, with every commit of the session kept back).
+func TestIntegrationALargeFileComesBack(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c",
+		"cd /workspace && echo one > one.txt && git add one.txt && git commit -qm one && head -c 94371840 /dev/urandom > big.bin && echo WROTE"); code != 0 || !strings.Contains(out.String(), "WROTE") {
+		t.Fatalf("session: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rows := w.sessions(t, e)
+	if len(rows) != 1 || rows[0].State != "to review" {
+		t.Fatalf("sessions: %+v\n%s", rows, errOut)
+	}
+	if size := w.git(t, w.repo, "cat-file", "-s", rows[0].Branch+":big.bin"); size != "94371840" {
+		t.Errorf("big.bin on the branch is %s bytes", size)
+	}
+}

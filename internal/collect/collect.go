@@ -221,13 +221,24 @@ func newCommits(s storer.EncodedObjectStorer, inBase func(plumbing.Hash) bool, h
 var trailerLine = regexp.MustCompile(`^[A-Za-z0-9-]+: .+$`)
 
 // withTrailer adds the session's trailer to a commit message, in its trailer block when the
-// last paragraph is one.
+// last paragraph is one. A trailer of that name the agent wrote itself (naming another
+// session, or this one) is removed first: the only one left is sourceosctl's.
 func withTrailer(msg, session string) string {
 	line := Trailer + ": " + session
-	if strings.Contains(msg, "\n"+line+"\n") || strings.HasPrefix(msg, line+"\n") {
-		return msg
+	var kept []string
+	for _, l := range strings.Split(msg, "\n") {
+		if key, _, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(key), Trailer) {
+			continue
+		}
+		kept = append(kept, l)
 	}
-	msg = strings.TrimRight(msg, "\n")
+	msg = strings.TrimRight(strings.Join(kept, "\n"), "\n")
+	for strings.HasSuffix(msg, "\n\n") || strings.Contains(msg, "\n\n\n") {
+		msg = strings.ReplaceAll(strings.TrimRight(msg, "\n"), "\n\n\n", "\n\n")
+	}
+	if msg == "" {
+		return line + "\n"
+	}
 	paragraphs := strings.Split(msg, "\n\n")
 	last := paragraphs[len(paragraphs)-1]
 	isTrailers := len(paragraphs) > 1
