@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,8 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 		defer wg.Done()
 		cfg, cfgErr = g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
 	}()
+	subs := make(chan submoduleIgnored, 1)
+	go func() { subs <- ignoredInSubmodules(ctx, g, c.Repo, "", 0) }()
 	// --no-ahead-behind: the counts against the upstream walk history, for nothing here.
 	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind", "--ignored=traditional", "--untracked-files=normal")
 	wg.Wait()
@@ -93,18 +96,34 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	if err := lchown(c.Out(), owner); err != nil {
 		return st, err
 	}
+	nested, err := nestedRepositories(c.Repo, s.untracked)
+	if err != nil {
+		return st, err
+	}
 	if s.dirty {
-		if err := c.snapshot(ctx, g, up, now); err != nil {
+		// A repository of its own that the copy hides is not the user's change either (git
+		// add would record it as an embedded repository's commit).
+		var hidden []string
+		for _, n := range nested {
+			if !includes(include, n) {
+				hidden = append(hidden, n)
+			}
+		}
+		if err := c.snapshot(ctx, g, up, hidden, tree, now); err != nil {
 			return st, err
 		}
 	}
-	for _, p := range s.ignored {
+	subIgnored := <-subs
+	if subIgnored.err != nil {
+		return st, subIgnored.err
+	}
+	for _, p := range slices.Concat(s.ignored, nested, subIgnored.paths) {
 		if includes(include, p) {
 			c.Included = append(c.Included, p)
 			continue
 		}
 		if err := up.whiteout(p); err != nil {
-			return st, fmt.Errorf("hide ignored %s: %w", p, err)
+			return st, fmt.Errorf("hide %s: %w", p, err)
 		}
 		c.Masked = append(c.Masked, p)
 	}
@@ -113,6 +132,11 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	}
 	if err := c.shadowSubmoduleConfigs(up); err != nil {
 		return st, fmt.Errorf("shadow the submodules' configurations: %w", err)
+	}
+	for _, d := range subIgnored.gitDirs {
+		if err := c.shadowGitDir(up, d); err != nil {
+			return st, fmt.Errorf("shadow the configuration of %s: %w", d, err)
+		}
 	}
 	if err := c.writeGitState(up, cfg); err != nil {
 		return st, err
@@ -156,6 +180,7 @@ type status struct {
 	head, branch string
 	dirty        bool
 	ignored      []string // directories end with /
+	untracked    []string // the untracked directories (ending with /)
 }
 
 func parseStatus(raw []byte) status {
@@ -174,6 +199,9 @@ func parseStatus(raw []byte) status {
 			}
 		case strings.HasPrefix(line, "! "):
 			s.ignored = append(s.ignored, strings.TrimPrefix(line, "! "))
+		case strings.HasPrefix(line, "? ") && strings.HasSuffix(line, "/"):
+			s.untracked = append(s.untracked, strings.TrimPrefix(line, "? "))
+			s.dirty = true
 		case strings.HasPrefix(line, "2 "):
 			s.dirty = true
 			i++ // a rename's original path is the next field
@@ -184,10 +212,11 @@ func parseStatus(raw []byte) status {
 	return s
 }
 
-// snapshot commits the user's uncommitted changes — tracked and untracked, not ignored —
-// from a copy of their index, without touching their work tree, index or refs; the copy's
-// index is the result, so the session finds a clean work tree on its branch.
-func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, now time.Time) error {
+// snapshot commits the user's uncommitted changes — tracked and untracked, not ignored, not
+// the paths exclude — from a copy of their index, without touching their work tree, index
+// or refs; the copy's index is the result, so the session finds a clean work tree on its
+// branch. No commit is made when the result is HEAD's tree (headTree).
+func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, exclude []string, headTree string, now time.Time) error {
 	// git runs as the repository's owner: its scratch index lives where they can write.
 	scratch, err := ownedTempDir(up.owner)
 	if err != nil {
@@ -206,12 +235,19 @@ func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, now t
 		return err
 	}
 	withIndex := g.With("GIT_INDEX_FILE=" + index)
-	if _, err := withIndex.Output(ctx, c.Repo, "add", "--all", "--", "."); err != nil {
+	pathspec := []string{"add", "--all", "--", "."}
+	for _, x := range exclude {
+		pathspec = append(pathspec, ":(exclude,literal)"+strings.TrimSuffix(x, "/"))
+	}
+	if _, err := withIndex.Output(ctx, c.Repo, pathspec...); err != nil {
 		return fmt.Errorf("snapshot uncommitted changes: %w", err)
 	}
 	tree, err := withIndex.Output(ctx, c.Repo, "write-tree")
 	if err != nil {
 		return fmt.Errorf("snapshot uncommitted changes: %w", err)
+	}
+	if tree == headTree {
+		return nil // nothing but what the copy hides: the session starts from HEAD
 	}
 	msg := fmt.Sprintf("sourceosctl: uncommitted changes at the start of session %s\n\n%s: %s\n", c.Session, Trailer, c.Session)
 	commit, err := sourceosctlIdentity(g, now).Output(ctx, c.Repo, "commit-tree", tree, "-p", c.Head, "-m", msg)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -534,5 +535,71 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 				t.Errorf("the merge ran the user's post-merge hook")
 			}
 		})
+	}
+}
+
+// TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden: git status lists a nested
+// repository as an untracked directory and looks no further, and does not look inside a
+// submodule for its ignored files — each would put a token or an .env in the copy. Nested
+// repositories (also deeper inside an untracked directory) are hidden unless included, and
+// not recorded in the snapshot; a submodule's ignored files are hidden by its own rules.
+func TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden(t *testing.T) {
+	root := t.TempDir()
+	lib := filepath.Join(root, "lib")
+	put(t, filepath.Join(lib, "lib.txt"), "lib\n")
+	put(t, filepath.Join(lib, ".gitignore"), "secret.env\n")
+	gitIn(t, root, "init", "-q", "-b", "main", lib)
+	gitIn(t, lib, "add", "-A")
+	gitIn(t, lib, "commit", "-q", "-m", "lib")
+	repo := userRepo(t)
+	gitIn(t, repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
+	gitIn(t, repo, "commit", "-q", "-m", "submodule")
+	put(t, filepath.Join(repo, "vendor", "lib", "secret.env"), "SUB_TOKEN=x\n")
+	for _, nested := range []string{"nested", "tools/deep/inner"} {
+		dir := filepath.Join(repo, filepath.FromSlash(nested))
+		put(t, filepath.Join(dir, "n.txt"), "n\n")
+		gitIn(t, root, "init", "-q", dir)
+		gitIn(t, dir, "config", "remote.origin.url", "https://u:NESTED_TOKEN@example.com/n.git")
+		if nested == "nested" { // the other has no commit: git add would fail on it
+			gitIn(t, dir, "add", "-A")
+			gitIn(t, dir, "commit", "-q", "-m", "n")
+		}
+	}
+	// A submodule as an old git cloned it: its git directory inside its work tree.
+	old := filepath.Join(repo, "vendor", "old")
+	gitIn(t, root, "clone", "-q", lib, old)
+	gitIn(t, old, "config", "remote.origin.url", "https://u:OLD_TOKEN@example.com/old.git")
+	gitIn(t, repo, "config", "--file", ".gitmodules", "submodule.old.path", "vendor/old")
+	gitIn(t, repo, "config", "--file", ".gitmodules", "submodule.old.url", "https://example.com/old.git")
+	gitIn(t, repo, "update-index", "--add", "--cacheinfo", "160000,"+gitIn(t, old, "rev-parse", "HEAD")+",vendor/old")
+	gitIn(t, repo, "add", ".gitmodules")
+	gitIn(t, repo, "commit", "-q", "-m", "old submodule")
+	put(t, filepath.Join(old, "secret.env"), "OLD_SUB=x\n")
+	put(t, filepath.Join(repo, "tools", "tool.sh"), "echo tool\n")
+	put(t, filepath.Join(repo, "main.go"), "package main // edited\n")
+	c, _ := prepare(t, repo)
+	if cfg, err := os.ReadFile(filepath.Join(c.Upper(), "vendor", "old", ".git", "config")); err != nil || strings.Contains(string(cfg), "OLD_TOKEN") || !strings.Contains(string(cfg), "example.com/old.git") {
+		t.Errorf("the old-style submodule's configuration is not shadowed (%v):\n%s", err, cfg)
+	}
+	if st, err := os.Lstat(filepath.Join(c.Upper(), "vendor", "old", ".git", "logs")); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("the old-style submodule's reflogs are not hidden: %v", err)
+	}
+	if !slices.Contains(c.Masked, "vendor/old/secret.env") {
+		t.Errorf("the old-style submodule's ignored file is not hidden: %v", c.Masked)
+	}
+	for _, want := range []string{"nested/", "tools/deep/inner/", "vendor/lib/secret.env"} {
+		if !slices.Contains(c.Masked, want) {
+			t.Errorf("%s is not hidden: masked %v", want, c.Masked)
+		}
+	}
+	if slices.Contains(c.Masked, "tools/") {
+		t.Errorf("the untracked tools/ around a nested repository is hidden whole: %v", c.Masked)
+	}
+	if tree := gitIn(t, repo, "ls-tree", "-r", "--name-only", c.Base); strings.Contains(tree, "nested") || !strings.Contains(tree, "tools/tool.sh") {
+		t.Errorf("the snapshot records a hidden repository, or lost tools/tool.sh:\n%s", tree)
+	}
+	included, _ := prepare(t, repo, "nested")
+	if slices.Contains(included.Masked, "nested/") || !slices.Contains(included.Included, "nested/") {
+		t.Errorf("an included nested repository: masked %v included %v", included.Masked, included.Included)
 	}
 }

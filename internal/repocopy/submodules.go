@@ -2,7 +2,9 @@ package repocopy
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -12,15 +14,11 @@ import (
 	gitconfig "github.com/go-git/go-git/v5/plumbing/format/config"
 
 	"github.com/sourceos/sourceosctl/internal/fingerprint"
+	"github.com/sourceos/sourceosctl/internal/gitrun"
 )
 
-// shadowSubmoduleConfigs hides each submodule's git directory's own records (as the
-// repository's: hideGitBookkeeping) and writes, over its configuration under .git/modules, one
-// of the copy's own: the format, the bare flag, a work tree inside the repository and remotes
-// without credentials — what git in the copy needs to use the submodule, and nothing the
-// user's file may hold besides (tokens in URLs, credential helpers, http headers). Without it
-// the agent would read them through the overlay's lower layer. The files are parsed, never
-// run; a file that does not parse is hidden.
+// shadowSubmoduleConfigs shadows the git directory of each submodule under .git/modules
+// (shadowGitDir).
 func (c *Copy) shadowSubmoduleConfigs(up upperWriter) error {
 	modules := filepath.Join(c.GitDir, "modules")
 	if _, err := os.Lstat(modules); errors.Is(err, os.ErrNotExist) {
@@ -30,24 +28,35 @@ func (c *Copy) shadowSubmoduleConfigs(up upperWriter) error {
 		if err != nil || e.Name() != "config" || !e.Type().IsRegular() {
 			return nil
 		}
-		rel, err := filepath.Rel(c.Repo, p)
-		if err != nil {
-			return nil
-		}
-		rel = filepath.ToSlash(rel)
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		if err := hideGitBookkeeping(up, filepath.Dir(p), path.Dir(rel)); err != nil {
-			return err
-		}
-		cfg := gitconfig.New()
-		if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
-			return up.whiteout(rel)
-		}
-		return up.writeFile(rel, []byte(submoduleConfig(cfg, path.Dir(rel))), 0o644)
+		return c.shadowGitDir(up, filepath.Dir(p))
 	})
+}
+
+// shadowGitDir hides a submodule's git directory's own records (as the repository's:
+// hideGitBookkeeping) and writes, over its configuration, one of the copy's own: the format,
+// the bare flag, a work tree inside the repository and remotes without credentials — what
+// git in the copy needs to use the submodule, and nothing the user's file may hold besides
+// (tokens in URLs, credential helpers, http headers). Without it the agent would read them
+// through the overlay's lower layer. The file is parsed, never run; one that does not parse
+// is hidden.
+func (c *Copy) shadowGitDir(up upperWriter, gitDir string) error {
+	rel, err := filepath.Rel(c.Repo, gitDir)
+	if err != nil {
+		return nil
+	}
+	rel = filepath.ToSlash(rel)
+	if err := hideGitBookkeeping(up, gitDir, rel); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(filepath.Join(gitDir, "config"))
+	if err != nil {
+		return nil
+	}
+	cfg := gitconfig.New()
+	if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
+		return up.whiteout(rel + "/config")
+	}
+	return up.writeFile(rel+"/config", []byte(submoduleConfig(cfg, rel)), 0o644)
 }
 
 // submoduleConfig is the copy's configuration for the submodule whose git directory is dir
@@ -89,4 +98,104 @@ func submoduleConfig(cfg *gitconfig.Config, dir string) string {
 		}
 	}
 	return b.String()
+}
+
+// nestedRepositories are the repositories of their own inside the untracked directories
+// dirs (relative, ending with /): git status lists such a repository as an untracked
+// directory and looks no further, so its configuration (a token in a remote's URL) and its
+// ignored files (its .env) would be in the copy. They are hidden like ignored paths — the
+// collector would not bring them back either — unless the profile includes them.
+func nestedRepositories(repo string, dirs []string) ([]string, error) {
+	var found []string
+	for _, d := range dirs {
+		root := filepath.Join(repo, filepath.FromSlash(strings.TrimSuffix(d, "/")))
+		err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+					return nil // gone since the status, or not readable (the session cannot read it either)
+				}
+				return err
+			}
+			if !e.IsDir() {
+				return nil
+			}
+			if _, err := os.Lstat(filepath.Join(p, ".git")); err == nil {
+				rel, _ := filepath.Rel(repo, p)
+				found = append(found, filepath.ToSlash(rel)+"/")
+				return fs.SkipDir
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("look for repositories inside %s: %w", d, err)
+		}
+	}
+	return found, nil
+}
+
+// submoduleIgnored are the ignored paths inside the submodules' work trees (relative to the
+// repository), or why they could not be read.
+type submoduleIgnored struct {
+	paths []string
+	// gitDirs are submodules' git directories inside their work trees (a submodule cloned
+	// by an old git, never absorbed into .git/modules), absolute.
+	gitDirs []string
+	err     error
+}
+
+// maxSubmoduleDepth bounds the submodules of submodules read.
+const maxSubmoduleDepth = 8
+
+// ignoredInSubmodules reads the ignored paths of each checked-out submodule of the work tree
+// at repo/prefix (its own .gitignore rules: the superproject's status does not look inside
+// them), and of their submodules. The submodules are named by .gitmodules, parsed, never
+// run; git runs in each as in the repository, as its owner, fsmonitor off.
+func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string, depth int) submoduleIgnored {
+	var out submoduleIgnored
+	raw, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(prefix), ".gitmodules"))
+	if err != nil || depth >= maxSubmoduleDepth {
+		return out // no submodules (or unreadable: git status would have failed on it)
+	}
+	cfg := gitconfig.New()
+	if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
+		return out
+	}
+	for _, sub := range cfg.Section("submodule").Subsections {
+		rel := path.Clean(path.Join(prefix, sub.Options.Get("path")))
+		if sub.Options.Get("path") == "" || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+			continue
+		}
+		dir := filepath.Join(repo, filepath.FromSlash(rel))
+		dotGit, err := os.Lstat(filepath.Join(dir, ".git"))
+		if err != nil {
+			continue // not checked out: nothing in it
+		}
+		if dotGit.IsDir() {
+			out.gitDirs = append(out.gitDirs, filepath.Join(dir, ".git"))
+		}
+		raw, err := g.Raw(ctx, dir, "status", "--porcelain=v2", "-z", "--ignored=traditional", "--untracked-files=normal")
+		if err != nil {
+			out.err = fmt.Errorf("read the ignored files of submodule %s: %w", rel, err)
+			return out
+		}
+		st := parseStatus(raw)
+		for _, p := range st.ignored {
+			out.paths = append(out.paths, rel+"/"+p)
+		}
+		nested, err := nestedRepositories(dir, st.untracked)
+		if err != nil {
+			out.err = err
+			return out
+		}
+		for _, p := range nested {
+			out.paths = append(out.paths, rel+"/"+p)
+		}
+		deeper := ignoredInSubmodules(ctx, g, repo, rel, depth+1)
+		if deeper.err != nil {
+			return deeper
+		}
+		out.paths = append(out.paths, deeper.paths...)
+		out.gitDirs = append(out.gitDirs, deeper.gitDirs...)
+	}
+	return out
 }
