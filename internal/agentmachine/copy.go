@@ -71,7 +71,7 @@ func (r *sessionRun) checkCopy() error {
 	if c.Snapshot != "" {
 		what = "uncommitted changes in " + short(c.Snapshot)
 	}
-	r.event("copy ready at %s: branch %s from %s (%s), %d ignored paths hidden", c.Dir, c.Branch, short(c.Head), what, len(c.Masked))
+	r.event("copy ready at %s: branch %s from %s (%s), %d paths hidden (ignored, or repositories of their own)", c.Dir, c.Branch, short(c.Head), what, len(c.Masked))
 	return nil
 }
 

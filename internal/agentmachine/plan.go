@@ -698,9 +698,9 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 			w.Copy = req.Copy
 		}
 		w.Include = append([]string{}, p.Spec.Workspace.Include...)
-		hidden := "every ignored path is hidden (.env files, build output)"
+		hidden := "every ignored path is hidden (.env files, build output; a submodule's too), and so are repositories of their own inside it and your .git's records (reflogs, hooks, the stash)"
 		if len(w.Include) > 0 {
-			hidden = "ignored paths are hidden except " + strings.Join(w.Include, ", ")
+			hidden = "ignored paths and repositories of their own inside it are hidden except " + strings.Join(w.Include, ", ") + ", and so are your .git's records (reflogs, hooks, the stash)"
 		}
 		pl.Notes = append(pl.Notes, fmt.Sprintf("the session works on its own copy (%s) on branch %s, from your HEAD and uncommitted changes; your work tree and .git are never written; %s; afterwards: sourceosctl agent-machine diff %s, merge %s or discard %s",
 			w.Copy.Dir, w.Copy.Branch, hidden, pl.SessionID, pl.SessionID, pl.SessionID))
@@ -709,7 +709,7 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 			return &InputError{Flag: "--branch", Err: errors.New("names the branch of a copy, and this session is direct"), Fix: "leave out --branch or --direct"}
 		}
 		if reason == "" {
-			pl.Warnings = append(pl.Warnings, "direct mode: the session writes your live work tree. Its .git is read-only (configuration, hooks and refs cannot be changed) and sourceosctl reads git state afterwards with go-git, which runs nothing; but the session can leave files your tools act on — a nested repository with its own configuration, a .gitattributes naming a filter you configured — so review before running git in it")
+			pl.Warnings = append(pl.Warnings, "direct mode: the session writes your live work tree, and reads all of it — ignored files (.env) included. Its .git is read-only (configuration, hooks and refs cannot be changed) and sourceosctl reads git state afterwards with go-git, which runs nothing; but the session can leave files your tools act on — a nested repository with its own configuration, a .gitattributes naming a filter you configured — so review before running git in it")
 		}
 	case WorkspaceReadOnly:
 		pl.Notes = append(pl.Notes, "the repository is mounted read-only (workspace.readOnly): no copy is needed")
