@@ -240,6 +240,9 @@ running anything the session wrote.`,
 				if len(plan.Hooks) > 0 {
 					fmt.Fprintf(o.IO.ErrOut, "! it changes what your git hooks run: %s\n", termsafe.Line(strings.Join(plan.Hooks, ", ")))
 				}
+				for _, l := range plan.OutsideLinks {
+					fmt.Fprintf(o.IO.ErrOut, "! a symbolic link out of the repository: %s (a tool that writes through it writes there)\n", termsafe.Line(l))
+				}
 			}
 			if opts.DryRun {
 				fmt.Fprintln(o.IO.ErrOut, "dry run: nothing was changed")

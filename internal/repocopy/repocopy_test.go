@@ -15,6 +15,18 @@ import (
 	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
+// gitInWith is gitIn with stdin.
+func gitInWith(t *testing.T, dir, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
 func gitIn(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=u", "-c", "user.email=u@example.com", "-c", "core.fsmonitor=false"}, args...)...)
@@ -459,7 +471,8 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 // TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks: a branch that adds a file the user
 // has as an ignored file (.env) is refused, dry run or not, changing nothing; one that
 // changes files below an in-tree core.hooksPath (husky 9's .husky/_ names .husky too) or a
-// hook manager's configuration is refused unless AllowHooks; and the merge itself runs no
+// hook manager's configuration is refused unless AllowHooks; a symbolic link out of the
+// repository is named in the plan (a link within it is not); and the merge itself runs no
 // hook of the user's.
 func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 	ctx := context.Background()
@@ -477,6 +490,8 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 		{"the pre-commit framework's configuration", ".pre-commit-config.yaml", "", false, "--allow-hook-changes"},
 		{"a husky hook, allowed", ".husky/pre-commit", ".husky/_", true, ""},
 		{"a new file", "src/new.go", "", false, ""},
+		{"a link out of the repository", "sshlink", "", false, ""},
+		{"a link within it", "src/link", "", false, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			repo := userRepo(t)
@@ -496,9 +511,16 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 			gitIn(t, repo, "stash", "--quiet", "--include-untracked") // the user's uncommitted changes, out of the way
 			// The session's branch: the base plus one file, made in the user's repository.
 			index := filepath.Join(t.TempDir(), "index")
-			blob := gitIn(t, repo, "hash-object", "-w", "--stdin", "--path", "x") // empty blob
+			mode, content := "100755", ""
+			switch c.file {
+			case "sshlink":
+				mode, content = "120000", "/root/.ssh"
+			case "src/link":
+				mode, content = "120000", "../main.go"
+			}
+			blob := strings.TrimSpace(gitInWith(t, repo, content, "hash-object", "-w", "--stdin"))
 			env := append(os.Environ(), "GIT_INDEX_FILE="+index)
-			for _, args := range [][]string{{"read-tree", cp.Base}, {"update-index", "--add", "--cacheinfo", "100755," + blob + "," + c.file}} {
+			for _, args := range [][]string{{"read-tree", cp.Base}, {"update-index", "--add", "--cacheinfo", mode + "," + blob + "," + c.file}} {
 				cmd := exec.Command("git", append([]string{"-C", repo}, args...)...)
 				cmd.Env = env
 				if out, err := cmd.CombinedOutput(); err != nil {
@@ -516,7 +538,10 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 			cp.Result = &repocopy.Result{Changed: true, Head: head}
 			before := gitIn(t, repo, "rev-parse", "HEAD")
 			for _, dry := range []bool{true, false} {
-				_, err := cp.Merge(ctx, g, repocopy.MergeOptions{NoFF: true, DryRun: dry, AllowHooks: c.allowHooks}, time.Now())
+				plan, err := cp.Merge(ctx, g, repocopy.MergeOptions{NoFF: true, DryRun: dry, AllowHooks: c.allowHooks}, time.Now())
+				if want := c.file == "sshlink"; want != (len(plan.OutsideLinks) == 1 && plan.OutsideLinks[0] == "sshlink -> /root/.ssh") || !want && len(plan.OutsideLinks) > 0 {
+					t.Errorf("dry run %v: links out of the repository %q", dry, plan.OutsideLinks)
+				}
 				switch {
 				case c.refuse == "" && err != nil:
 					t.Fatalf("dry run %v: refused: %v", dry, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,6 +88,10 @@ type MergePlan struct {
 	// the branch changes that the user's git hooks run (a refusal unless AllowHooks).
 	Overwrites []string `json:"overwrites,omitempty"`
 	Hooks      []string `json:"hooks,omitempty"`
+	// OutsideLinks are symbolic links the branch adds or changes that point out of the
+	// repository ("name -> target"): merged, they are in your tree; a tool that writes
+	// through one writes outside it.
+	OutsideLinks []string `json:"outsideLinks,omitempty"`
 }
 
 // ErrConflicts says a merge would conflict: nothing was changed.
@@ -243,18 +248,32 @@ var hookManagers = []string{".pre-commit-config.yaml", "lefthook.yml", "lefthook
 // hooks run — files below a core.hooksPath inside the repository (husky's .husky) or a hook
 // manager's configuration. tree is the merged tree; hooksDirs are hooksDirs' answer.
 func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head, tree string, hooksDirs []string, allowHooks bool) error {
-	raw, err := g.Raw(ctx, c.Repo, "diff", "--name-status", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", head, tree)
+	raw, err := g.Raw(ctx, c.Repo, "diff", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-ext-diff", "--no-textconv", head, tree)
 	if err != nil {
 		return err
 	}
+	// --raw -z: ":OLDMODE NEWMODE OLDID NEWID STATUS" NUL PATH NUL, for each change.
 	fields := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
 	for i := 0; i+1 < len(fields); i += 2 {
-		status, name := fields[i], fields[i+1]
+		meta, name := strings.Fields(strings.TrimPrefix(fields[i], ":")), fields[i+1]
+		if len(meta) != 5 {
+			return fmt.Errorf("git diff --raw: unexpected %q", fields[i])
+		}
+		newMode, newID, status := meta[1], meta[3], meta[4]
 		if status == "A" && inWorkTree(c.Repo, name) {
 			p.Overwrites = append(p.Overwrites, name)
 		}
 		if isHookFile(name, hooksDirs) {
 			p.Hooks = append(p.Hooks, name)
+		}
+		if newMode == "120000" {
+			target, err := g.Output(ctx, c.Repo, "cat-file", "blob", newID)
+			if err != nil {
+				return err
+			}
+			if t := path.Clean(path.Join(path.Dir(name), target)); path.IsAbs(target) || t == ".." || strings.HasPrefix(t, "../") {
+				p.OutsideLinks = append(p.OutsideLinks, name+" -> "+target)
+			}
 		}
 	}
 	if len(p.Overwrites) > 0 {
