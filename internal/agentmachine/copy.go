@@ -16,7 +16,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/collect"
 	"github.com/sourceos/sourceosctl/internal/container"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
-	"github.com/sourceos/sourceosctl/internal/termsafe"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 // Where the collector's container sees the copy's parts, and the collector itself.
@@ -113,7 +113,7 @@ func (r *sessionRun) collectCopy(ctx context.Context) {
 		// The names are the agent's: escaped, they cannot drive the terminal.
 		skipped := make([]string, len(m.Skipped))
 		for i, s := range m.Skipped {
-			skipped[i] = termsafe.Line(s)
+			skipped[i] = textsafe.String(s)
 		}
 		r.event("not brought back: %s", strings.Join(skipped, "; "))
 		fmt.Fprintf(r.IO.ErrOut, "! not brought back to the branch (the copy keeps them in %s, as the agent left them: look with ls or a viewer, never git or an editor's git, which would run what it planted):\n", c.Upper())

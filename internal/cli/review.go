@@ -14,7 +14,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/agentmachine"
 	"github.com/sourceos/sourceosctl/internal/gitrun"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
-	"github.com/sourceos/sourceosctl/internal/termsafe"
+	"github.com/sourceos/sourceosctl/internal/textsafe"
 )
 
 // reviewOptions are what the review commands (sessions, diff, merge, discard) share: the
@@ -174,7 +174,7 @@ move the cursor or rewrite what you are reading; redirected, it is the patch byt
 				return err
 			}
 			if o.IO.OutTTY { // the content is the agent's: on a terminal it cannot drive it
-				out = []byte(termsafe.Text(string(out)))
+				out = []byte(textsafe.Text(string(out)))
 			}
 			_, err = o.IO.Out.Write(out)
 			return err
@@ -238,10 +238,10 @@ running anything the session wrote.`,
 				}
 				fmt.Fprintf(o.IO.Out, "%s %s into %s: %s, %s.\n", verb, c.Branch, into, plan.How, orDashString(plan.Stat))
 				if len(plan.Hooks) > 0 {
-					fmt.Fprintf(o.IO.ErrOut, "! it changes what your git hooks run: %s\n", termsafe.Line(strings.Join(plan.Hooks, ", ")))
+					fmt.Fprintf(o.IO.ErrOut, "! it changes what your git hooks run: %s\n", textsafe.String(strings.Join(plan.Hooks, ", ")))
 				}
 				for _, l := range plan.OutsideLinks {
-					fmt.Fprintf(o.IO.ErrOut, "! a symbolic link out of the repository: %s (a tool that writes through it writes there)\n", termsafe.Line(l))
+					fmt.Fprintf(o.IO.ErrOut, "! a symbolic link out of the repository: %s (a tool that writes through it writes there)\n", textsafe.String(l))
 				}
 			}
 			if opts.DryRun {

@@ -13,7 +13,12 @@ import (
 
 // String returns s with every control or bidirectional-formatting rune, and every byte that
 // is not UTF-8, escaped (\x1b, \u009b, \u202e); anything else is unchanged.
-func String(s string) string {
+func String(s string) string { return escape(s, false) }
+
+// Text is String for text of many lines — a diff, a log: line feeds and tabs are kept.
+func Text(s string) string { return escape(s, true) }
+
+func escape(s string, lines bool) string {
 	if clean(s) {
 		return s
 	}
@@ -23,6 +28,8 @@ func String(s string) string {
 		switch {
 		case r == utf8.RuneError && n == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case lines && (r == '\n' || r == '\t'):
+			b.WriteRune(r)
 		case unsafe(r):
 			if r < 0x80 {
 				fmt.Fprintf(&b, `\x%02x`, r)

@@ -22,6 +22,19 @@ func TestString(t *testing.T) {
 	}
 }
 
+// TestText: a diff keeps its lines and tabs; everything String escapes is escaped.
+func TestText(t *testing.T) {
+	for in, want := range map[string]string{
+		"+line\n-\tindented\n":            "+line\n-\tindented\n",
+		"+\x1b[1A\x1b[2K hidden\r\n":      "+\\x1b[1A\\x1b[2K hidden\\x0d\n",
+		"+ff\x1b]0;OWNED\x07\u202e\xff\n": "+ff\\x1b]0;OWNED\\x07\\u202e\\xff\n",
+	} {
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // FuzzString: the result never holds a rune a terminal acts on, and clean text is unchanged.
 func FuzzString(f *testing.F) {
 	for _, s := range []string{"", "a", "\x1b[2J", "\u009b", "\u202e", "\xff", "ü"} {
