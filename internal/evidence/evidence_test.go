@@ -1,9 +1,11 @@
 package evidence
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,5 +317,44 @@ func TestConcurrentKeyCreation(t *testing.T) {
 		if string(keys[i].PublicPEM) != string(keys[0].PublicPEM) {
 			t.Fatalf("session %d got a different key", i)
 		}
+	}
+}
+
+// TestDanglingKeyLinkIsAClearError: a signing key that is a symbolic link to nothing is an
+// error naming the link and its target (it made key creation and loading call each other
+// until the stack overflowed), and nothing is written through it.
+func TestDanglingKeyLinkIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub, target := filepath.Join(dir, "evidence.key"), filepath.Join(dir, "evidence.pub"), filepath.Join(dir, "gone", "key.pem")
+	if err := os.Symlink(target, priv); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadOrCreateKey(priv, pub, nil)
+	var ke *KeyError
+	if !errors.As(err, &ke) || !strings.Contains(err.Error(), "symbolic link to "+target) {
+		t.Fatalf("err = %v, want a KeyError naming the link's target", err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("something was written through the link: %v", err)
+	}
+}
+
+// TestDeletedPublicKeyIsMadeAgain: the public key beside the signing key is written again
+// when it is missing (verifiers read it).
+func TestDeletedPublicKeyIsMadeAgain(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "evidence.key"), filepath.Join(dir, "evidence.pub")
+	k, err := LoadOrCreateKey(priv, pub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(pub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateKey(priv, pub, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(pub); err != nil || !bytes.Equal(b, k.PublicPEM) {
+		t.Errorf("public key after reload: %q, %v", b, err)
 	}
 }

@@ -50,10 +50,31 @@ func NewKey(s signature.SignerVerifier, where string) (*Key, error) {
 // (PKCS#8 PEM, mode 0600; encrypted the way cosign reads when password is not empty) with
 // its PEM public key at pubPath.
 func LoadOrCreateKey(privPath, pubPath string, password []byte) (*Key, error) {
+	k, err := loadKey(privPath, password)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if target, lerr := os.Readlink(privPath); lerr == nil {
+			return nil, &KeyError{Path: privPath, Err: fmt.Errorf("is a symbolic link to %s, which does not exist; restore the key there, or remove the link to have a new key made", target)}
+		}
+		return createKey(privPath, pubPath, password)
+	case err != nil:
+		return nil, err
+	}
+	// The public key beside it is for verifiers: made again when it was deleted.
+	if _, err := os.Lstat(pubPath); errors.Is(err, fs.ErrNotExist) {
+		if err := atomicfile.Write(pubPath, k.PublicPEM, 0o644, atomicfile.Options{NoClobber: true}); err != nil && !errors.Is(err, atomicfile.ErrExists) {
+			return nil, &KeyError{Path: pubPath, Err: err}
+		}
+	}
+	return k, nil
+}
+
+// loadKey reads the key at privPath; an error wrapping fs.ErrNotExist when there is none.
+func loadKey(privPath string, password []byte) (*Key, error) {
 	data, err := os.ReadFile(privPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return createKey(privPath, pubPath, password)
+		return nil, err
 	case err != nil:
 		return nil, &KeyError{Path: privPath, Err: err}
 	}
@@ -111,8 +132,13 @@ func createKey(privPath, pubPath string, password []byte) (*Key, error) {
 		return nil, err
 	}
 	if err := atomicfile.Write(privPath, privPEM, 0o600, atomicfile.Options{NoClobber: true}); errors.Is(err, atomicfile.ErrExists) {
-		// Another session created the key at the same moment: use that one.
-		return LoadOrCreateKey(privPath, pubPath, password)
+		// Another session created the key at the same moment: use that one (once: a name
+		// that exists but cannot be read as a file, such as a dangling link, is an error).
+		k, err := loadKey(privPath, password)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &KeyError{Path: privPath, Err: errors.New("exists but cannot be read (a dangling symbolic link?)")}
+		}
+		return k, err
 	} else if err != nil {
 		return nil, &KeyError{Path: privPath, Err: err}
 	}
