@@ -97,6 +97,8 @@ type sessionRun struct {
 
 	key         *evidence.Key
 	madeSecrets []string // the ephemeral secrets created, by name
+	// checkOnly is a dry run's: secret sources are checked, never read from a command.
+	checkOnly bool
 	// injected are the secrets the gateway injects: placeholders and values, in memory only.
 	injected    []egress.SecretValue
 	gitIdentity map[string]string // --auth git: the host's git identity variables

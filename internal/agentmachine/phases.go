@@ -152,13 +152,18 @@ func (r *sessionRun) signingKey() (*evidence.Key, error) {
 	priv, pub := r.Dirs.SigningKeyPaths()
 	key, err := evidence.LoadOrCreateKey(priv, pub, []byte(r.Getenv("SOURCEOSCTL_KEY_PASSWORD")))
 	if err != nil {
-		return nil, &HintError{Err: fmt.Errorf("cannot sign this session's evidence, so it was not started: %w", err),
-			Fix: "check " + priv + " (mode 0600, readable by you), or move it away to have a new key created"}
+		return nil, keyError(priv, err)
 	}
 	if key.Created {
 		fmt.Fprintf(r.IO.ErrOut, "Created the evidence signing key %s (public key: %s)\n", priv, pub)
 	}
 	return key, nil
+}
+
+// keyError is a signing key that cannot be used, with what to do.
+func keyError(priv string, err error) error {
+	return &HintError{Err: fmt.Errorf("cannot sign this session's evidence, so it was not started: %w", err),
+		Fix: "check " + priv + " (mode 0600, readable by you), or move it away to have a new key created"}
 }
 
 // image makes sure the plan's image is present: a missing localhost/ image is built on this
@@ -184,17 +189,7 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 		return img, err
 	}
 	if !found && IsLocalRef(ref) {
-		fix, ok := BuildCommand(ref)
-		switch {
-		case r.plan.IDE != nil:
-			fix = ideBuildHint(ref)
-		case !ok:
-			fix = BuildImageCommand
-		}
-		if r.plan.IDE == nil {
-			fix += " (or name a published image in spec.image)"
-		}
-		return img, &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled", Fix: fix}
+		return img, missingLocalImage(r.plan, ref)
 	}
 	if !found {
 		fmt.Fprintf(r.IO.ErrOut, "Pulling %s …\n", ref)
@@ -209,14 +204,34 @@ func (r *sessionRun) ensureImage(ctx context.Context, ref string) (container.Ima
 			return img, fmt.Errorf("image %s: pulled but not found afterwards: %v", ref, err)
 		}
 	}
-	if want := r.plan.Image.Digest; want != "" && img.Digest != want && !hasRepoDigest(img.RepoDigests, want) {
-		return img, &policy.RefusedError{Refusals: []policy.Refusal{{
+	return img, checkDigest(r.plan, ref, img)
+}
+
+// missingLocalImage is a localhost/ image that is not here: it is built, never pulled.
+func missingLocalImage(pl *Plan, ref string) error {
+	fix, ok := BuildCommand(ref)
+	switch {
+	case pl.IDE != nil:
+		fix = ideBuildHint(ref)
+	case !ok:
+		fix = BuildImageCommand
+	}
+	if pl.IDE == nil {
+		fix += " (or name a published image in spec.image)"
+	}
+	return &MissingError{Component: "image " + ref, Detail: "not present; localhost/ images are built on this host, never pulled", Fix: fix}
+}
+
+// checkDigest refuses an image other than the one the profile pins.
+func checkDigest(pl *Plan, ref string, img container.Image) error {
+	if want := pl.Image.Digest; want != "" && img.Digest != want && !hasRepoDigest(img.RepoDigests, want) {
+		return &policy.RefusedError{Refusals: []policy.Refusal{{
 			Subject: "image " + ref, Rule: RuleImageDigest,
 			Reason: fmt.Sprintf("the profile pins %s but the local image has %s", want, orDash(img.Digest)),
 			Fix:    "fetch the pinned image (sourceosctl agent-machine image pull), or update spec.image.digest",
 		}}}
 	}
-	return img, nil
+	return nil
 }
 
 // IsLocalRef reports whether ref names an image built on this host (localhost/…), which no
@@ -341,6 +356,16 @@ func (r *sessionRun) secretValue(ctx context.Context, src policy.SecretDecision)
 		}
 		value = []byte(strings.TrimRight(string(b), "\r\n"))
 	case "command":
+		if r.checkOnly { // a dry run runs no command: it checks the program is there
+			if len(src.Command) == 0 || r.LookPath == nil {
+				return nil, nil
+			}
+			if _, err := r.LookPath(src.Command[0]); err != nil {
+				return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source command %s failed: %v", from, err),
+					Fix: "install it, or name another source for the secret"}
+			}
+			return nil, nil
+		}
 		out, err := r.hostCommand(ctx, src.Command)
 		if err != nil {
 			return nil, &InputError{Flag: "--secret " + src.Name, Err: fmt.Errorf("its source command %s failed: %v", from, err),

@@ -156,6 +156,9 @@ type SessionRequest struct {
 	// Project is the project command the session runs (test, serve), for the plan and the
 	// evidence.
 	Project *evidence.Project
+	// Export: the plan is written for another service (--dry-run -o kube), so a dry run does
+	// not check what this host's service holds (the image).
+	Export bool
 	// Scratch: Repo is a directory sourceosctl made for this session alone and removes
 	// afterwards (new --git's clone): it is mounted directly, with no copy and no warning
 	// about a live work tree.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strings"
 	"time"
@@ -127,13 +128,16 @@ const dryRunConnect = 3 * time.Second
 // within a few seconds and inferring them otherwise. It creates nothing: this is --dry-run,
 // and it fails exactly where Run would fail before starting anything.
 func (s *Session) Plan(ctx context.Context, p *profile.Profile, req SessionRequest) (*Plan, error) {
-	_, facts, err := s.facts(ctx, p, req, true)
+	engine, facts, connErr := s.facts(ctx, p, req, true)
 	var bad interface{ BadInput() bool }
-	if errors.As(err, &bad) && bad.BadInput() {
-		return nil, err // a malformed or unknown connection fails whatever the service's state
+	if errors.As(connErr, &bad) && bad.BadInput() {
+		return nil, connErr // a malformed or unknown connection fails whatever the service's state
 	}
 	pl, err := NewPlan(p, req, facts)
 	if err != nil {
+		return pl, err
+	}
+	if err := s.checkKey(); err != nil {
 		return pl, err
 	}
 	if c := pl.Workspace.Copy; c != nil {
@@ -146,7 +150,61 @@ func (s *Session) Plan(ctx context.Context, p *profile.Profile, req SessionReque
 	if refusals, err := policy.HardLinks(ctx, pl.Decision, pl.policyHost); err != nil || len(refusals) > 0 {
 		return pl, errors.Join(err, refusedOrNil(refusals))
 	}
-	return pl, nil
+	if connErr != nil || req.Export {
+		engine = nil // the service did not answer, or is not where the plan goes: no image to check
+	}
+	return pl, s.checkAhead(ctx, engine, pl)
+}
+
+// checkKey fails a dry run as the real run fails on a signing key that is there but cannot
+// be used (unreadable, not a key, a dangling link); a missing one is made by the real run.
+// A TPM-held key is not opened by a dry run.
+func (s *Session) checkKey() error {
+	if _, found, err := s.Dirs.ReadTPMKeyRef(); found || err != nil {
+		return nil
+	}
+	priv, _ := s.Dirs.SigningKeyPaths()
+	if _, err := evidence.LoadKey(priv, []byte(s.Getenv("SOURCEOSCTL_KEY_PASSWORD"))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return keyError(priv, err)
+	}
+	return nil
+}
+
+// checkAhead fails a dry run where the real run's image and secrets phases would, changing
+// nothing: with the service answering, a localhost/ image that is absent (built, never
+// pulled) or an image other than the pinned digest — a published image that is absent would
+// be pulled, and the plan says so; then each secret's source (a variable set, a file
+// readable, a command's program found: never run) and, with --auth git, the host's identity.
+func (s *Session) checkAhead(ctx context.Context, engine Engine, pl *Plan) error {
+	if ref := pl.Image.Ref; engine != nil && ref != "" {
+		img, found, err := engine.Image(ctx, ref)
+		switch {
+		case err != nil: // the real run asks again, and says
+		case !found && IsLocalRef(ref):
+			return missingLocalImage(pl, ref)
+		case !found:
+			pl.Notes = append(pl.Notes, "the image "+ref+" is not on this service: the session pulls it first")
+		default:
+			if err := checkDigest(pl, ref, img); err != nil {
+				return err
+			}
+			if err := checkIDEImage(pl, img); err != nil {
+				return err
+			}
+		}
+	}
+	r := &sessionRun{Session: s, plan: pl, out: &Outcome{}, checkOnly: true}
+	for _, src := range pl.SecretSources {
+		if _, err := r.secretValue(ctx, src); err != nil {
+			return err
+		}
+	}
+	if pl.Decision.GitIdentity {
+		if _, err := r.readGitIdentity(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // gitrun is git as the session runs it in the user's repository: as its owner.

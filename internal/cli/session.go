@@ -213,7 +213,7 @@ func runSessionWith(ctx context.Context, opts *sessionOptions, prof *profile.Pro
 	wd, _ := opts.WorkDir()
 	req := agentmachine.SessionRequest{Tool: opts.Tool, Repo: opts.Repo, Args: opts.Args, Secrets: opts.Secrets,
 		AllowProtected: opts.AllowProtected, Keep: opts.Keep, WorkDir: wd, Direct: opts.Direct, Branch: opts.Branch, AllowHosts: opts.AllowHosts, Auth: opts.Auth,
-		Project: opts.project}
+		Project: opts.project, Export: opts.Output == outKube}
 	if joined, err := joinRunning(ctx, opts, s, prof, wd); joined || err != nil {
 		return err
 	}

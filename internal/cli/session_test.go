@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ type fakeEngine struct {
 	calls    []string
 	exitCode int
 	created  map[string]container.Spec
+	absent   bool // Image finds nothing
 }
 
 func (e *fakeEngine) call(c string) {
@@ -43,7 +45,7 @@ func (e *fakeEngine) Service(context.Context) (container.Service, error) {
 }
 func (e *fakeEngine) Image(context.Context, string) (container.Image, bool, error) {
 	e.call("image")
-	return container.Image{ID: "0123456789ab", Digest: "sha256:" + strings.Repeat("0", 64)}, true, nil
+	return container.Image{ID: "0123456789ab", Digest: "sha256:" + strings.Repeat("0", 64)}, !e.absent, nil
 }
 func (e *fakeEngine) Create(_ context.Context, s container.Spec) (string, error) {
 	e.call("create")
@@ -227,3 +229,72 @@ func TestDryRunNeedsNoPodman(t *testing.T) {
 }
 
 var _ agentmachine.Engine = (*fakeEngine)(nil)
+
+// TestDryRunFailsWhereTheRealRunDoes: each input a probe found the dry run passing and the
+// real run refusing — an image not built here, an image other than the pinned one, a signing
+// key that is not one or is a dangling link, a secret whose source is unset, unreadable or a
+// program that is not installed — fails both, with the same exit code and message, and the
+// dry run runs no command and writes no key.
+func TestDryRunFailsWhereTheRealRunDoes(t *testing.T) {
+	withSecret := func(source string) string {
+		return strings.Replace(fakeProfile, "tools: {codex: {enabled: true}}", "tools: {codex: {enabled: true, secrets: [tok]}}\n  secrets:\n    - name: tok\n      target: TOK\n      "+source, 1)
+	}
+	for _, c := range []struct {
+		name, profile string
+		absent        bool
+		key           func(t *testing.T, priv string)
+		code          int
+		says          string
+	}{
+		{name: "a localhost image not built here", profile: fakeProfile, absent: true, code: ExitMissing, says: "not present; localhost/ images are built on this host"},
+		{name: "an image other than the pinned digest", profile: strings.Replace(fakeProfile, "image: {ref: localhost/x:1}", "image: {ref: localhost/x:1, digest: sha256:"+strings.Repeat("1", 64)+"}", 1), code: ExitRefused, says: "the profile pins sha256:111"},
+		{name: "a signing key that is not a key", profile: fakeProfile, code: ExitFailure, says: "not a PEM file", key: func(t *testing.T, priv string) {
+			if err := os.WriteFile(priv, []byte("garbage"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "a signing key that is a dangling link", profile: fakeProfile, code: ExitFailure, says: "which does not exist", key: func(t *testing.T, priv string) {
+			if err := os.Symlink(filepath.Join(filepath.Dir(priv), "gone.pem"), priv); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "a secret from an unset variable", profile: withSecret("fromEnv: SOSCTL_TEST_UNSET_VAR"), code: ExitUsage, says: "env:SOSCTL_TEST_UNSET_VAR is empty or unset"},
+		{name: "a secret from a missing file", profile: withSecret("fromFile: /nonexistent/sourceosctl-secret"), code: ExitUsage, says: "cannot read its source file /nonexistent/sourceosctl-secret"},
+		{name: "a secret from a program not installed", profile: withSecret("fromCommand: [sourceosctl-no-such-program, token]"), code: ExitUsage, says: "sourceosctl-no-such-program"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prof := filepath.Join(t.TempDir(), "p.yaml")
+			if err := os.WriteFile(prof, []byte(c.profile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, dry := range []bool{true, false} {
+				e := &fakeEngine{absent: c.absent}
+				f, repo, out, errOut := fakeFactory(t, e)
+				dirs, _ := f.Dirs()
+				priv, _ := dirs.SigningKeyPaths()
+				if c.key != nil {
+					if err := os.MkdirAll(filepath.Dir(priv), 0o700); err != nil {
+						t.Fatal(err)
+					}
+					c.key(t, priv)
+				}
+				args := []string{"--profile", prof, "am", "run", "--tool", "codex", "--repo", repo}
+				if strings.Contains(c.profile, "name: tok") {
+					args = append(args, "--secret", "tok")
+				}
+				if dry {
+					args = append(args, "--dry-run")
+				}
+				if code := run(t, f, args...); code != c.code || !strings.Contains(errOut.String(), c.says) {
+					t.Errorf("dry run %v: exit %d, want %d saying %q\nstdout:\n%s\nstderr:\n%s", dry, code, c.code, c.says, out, errOut)
+				}
+				if dry && slices.Contains(e.calls, "create") {
+					t.Errorf("the dry run created a container: %v", e.calls)
+				}
+				if _, err := os.Lstat(priv); dry && c.key == nil && err == nil {
+					t.Errorf("the dry run wrote a signing key")
+				}
+			}
+		})
+	}
+}

@@ -50,12 +50,9 @@ func NewKey(s signature.SignerVerifier, where string) (*Key, error) {
 // (PKCS#8 PEM, mode 0600; encrypted the way cosign reads when password is not empty) with
 // its PEM public key at pubPath.
 func LoadOrCreateKey(privPath, pubPath string, password []byte) (*Key, error) {
-	k, err := loadKey(privPath, password)
+	k, err := LoadKey(privPath, password)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if target, lerr := os.Readlink(privPath); lerr == nil {
-			return nil, &KeyError{Path: privPath, Err: fmt.Errorf("is a symbolic link to %s, which does not exist; restore the key there, or remove the link to have a new key made", target)}
-		}
 		return createKey(privPath, pubPath, password)
 	case err != nil:
 		return nil, err
@@ -67,6 +64,18 @@ func LoadOrCreateKey(privPath, pubPath string, password []byte) (*Key, error) {
 		}
 	}
 	return k, nil
+}
+
+// LoadKey reads the key at privPath and writes nothing (a dry run's check); an error
+// wrapping fs.ErrNotExist when there is none.
+func LoadKey(privPath string, password []byte) (*Key, error) {
+	k, err := loadKey(privPath, password)
+	if errors.Is(err, fs.ErrNotExist) {
+		if target, lerr := os.Readlink(privPath); lerr == nil {
+			return nil, &KeyError{Path: privPath, Err: fmt.Errorf("is a symbolic link to %s, which does not exist; restore the key there, or remove the link to have a new key made", target)}
+		}
+	}
+	return k, err
 }
 
 // loadKey reads the key at privPath; an error wrapping fs.ErrNotExist when there is none.
