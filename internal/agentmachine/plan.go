@@ -563,9 +563,11 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		case m.Role == policy.RoleWorkspace && pl.Workspace.Copy != nil:
 			c := pl.Workspace.Copy
 			s.Overlays = append(s.Overlays, container.Overlay{Source: source, Target: m.Target, Upper: c.Upper(), Work: c.Work()})
-		case m.Role == policy.RoleWorkspace && pl.Workspace.Mode == WorkspaceDirect && repocopy.IsRepository(m.Source):
-			// The live work tree, but never its configuration, hooks or refs.
-			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target, ReadOnly: m.ReadOnly},
+		case !m.ReadOnly && (repocopy.IsRepository(m.Source) || repocopy.IsLinkedWorkTree(m.Source)):
+			// A live work tree (direct mode, or a mount of the profile's), but never its
+			// configuration, hooks or refs — nor, in a linked worktree, the .git file that
+			// says where they are: git on the host would run what they name.
+			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target},
 				container.Mount{Source: MachinePath(f.OS, filepath.Join(m.Source, ".git")), Target: path.Join(m.Target, ".git"), ReadOnly: true})
 		default:
 			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target, ReadOnly: m.ReadOnly})
@@ -664,6 +666,17 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 	mode := firstNonEmpty(p.Spec.Workspace.Mode, WorkspaceCopy)
 	if req.Direct {
 		mode = WorkspaceDirect
+	}
+	// A git directory mounted writable is its hooks and configuration, which git on the host
+	// runs: a bare repository (or a .git) is never a workspace or a writable mount.
+	for _, m := range pl.Decision.Mounts {
+		if !m.ReadOnly && m.Source != "" && repocopy.IsGitDir(m.Source) {
+			what, fix := "--repo", "point --repo at a clone of it (git clone "+m.Source+")"
+			if m.Role != policy.RoleWorkspace {
+				what, fix = "spec.mounts", "mount it read-only (readOnly: true), or mount a clone of it"
+			}
+			return &InputError{Flag: what, Err: fmt.Errorf("%s is a git directory (a bare repository, or a .git), not a work tree: a session writing it could change the hooks and configuration git runs on this host", m.Source), Fix: fix}
+		}
 	}
 	reason := ""
 	switch {

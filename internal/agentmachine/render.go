@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sourceos/sourceosctl/internal/policy"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
 // PodmanArgs is the `podman run` command line equivalent to the plan, for a reviewer to read
@@ -153,7 +154,7 @@ func WriteTable(w io.Writer, pl *Plan) error {
 	row("Container", s.Name)
 	row("User", s.User+userNS(s.UserNS))
 	row("Working dir", s.WorkDir)
-	row("Workspace", workspaceSummary(pl.Workspace))
+	row("Workspace", workspaceSummary(pl.Workspace, pl.Repo))
 	for _, c := range pl.Workspace.PostCreate {
 		row("Post-create", c.Name+": "+ShellQuote(c.Command)+" (once, when created; a join)")
 	}
@@ -315,12 +316,14 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // workspaceSummary is how the session sees the repository, in one line.
-func workspaceSummary(w WorkspacePlan) string {
+func workspaceSummary(w WorkspacePlan, repo string) string {
 	switch {
 	case w.Copy != nil:
 		return fmt.Sprintf("its own copy at %s, branch %s", w.Copy.Dir, w.Copy.Branch)
-	case w.Mode == WorkspaceDirect:
+	case w.Mode == WorkspaceDirect && (repocopy.IsRepository(repo) || repocopy.IsLinkedWorkTree(repo)):
 		return "direct: the live work tree (its .git read-only)"
+	case w.Mode == WorkspaceDirect:
+		return "direct: the live directory (no .git: one the session makes there is moved aside afterwards)"
 	case w.Mode == WorkspaceReadOnly:
 		return "read-only"
 	case w.Mode == WorkspaceVolume && w.ReadOnly:

@@ -1102,3 +1102,95 @@ func TestIntegrationALargeFileComesBack(t *testing.T) {
 		t.Errorf("big.bin on the branch is %s bytes", size)
 	}
 }
+
+// TestIntegrationDirectModeKeepsGitMetadataOutOfReach is what a probe of direct mode found,
+// tried again from inside real sessions: a bare repository is never a workspace (its hooks
+// run on the user's next push); a linked worktree's .git file is read-only (rewritten, it sent
+// the user's git to the agent's configuration); a .git the session makes at the top of a
+// directory that had none — a subdirectory of a repository, a directory that is not one — is
+// moved aside, so the user's git there runs nothing it names; a repository mounted writable
+// by the profile has its .git read-only, and a bare one is refused.
+func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "")
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	kit := newEscapeKit(t, w, filepath.Join(w.home, "kit"))
+	fsmonitor := filepath.Join(kit.dir, "bin", "fsmonitor")
+	cli := func(args ...string) (int, string, string) {
+		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+		code := run(t, f, args...)
+		return code, out.String(), errOut.String()
+	}
+	session := func(repo, script string, extra ...string) (int, string, string) {
+		args := append([]string{"--profile", w.profile, "am", "shell", "--repo", repo}, extra...)
+		return cli(append(args, "--", "sh", "-c", "cd /workspace && "+script)...)
+	}
+	// mkdir makes an empty directory of the owner's under the (root's) home.
+	mkdir := func(name string) string {
+		d := filepath.Join(w.home, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w.own(t, d)
+		return d
+	}
+
+	// A bare repository: refused, dry run or not, before anything runs.
+	bare := mkdir("bare.git")
+	w.git(t, bare, "clone", "--quiet", "--bare", w.repo, bare)
+	for _, dry := range []string{"--dry-run", "--direct"} {
+		if code, out, errOut := session(bare, "echo TOOL-RAN", dry); code != ExitUsage || strings.Contains(out, "TOOL-RAN") || !strings.Contains(errOut, "is a git directory") {
+			t.Errorf("a bare repository (%s): exit %d, want %d\n%s%s", dry, code, ExitUsage, out, errOut)
+		}
+	}
+
+	// A linked worktree: its .git file cannot be rewritten.
+	wt := mkdir("wt")
+	w.git(t, w.repo, "worktree", "add", "--quiet", "-b", "wt", wt)
+	dotGit, _ := os.ReadFile(filepath.Join(wt, ".git"))
+	code, out, errOut := session(wt, `mkdir -p evil && git init -q evil && git -C evil config core.fsmonitor `+fsmonitor+` && { printf 'gitdir: evil/.git\n' > .git && echo REWROTE || echo GITFILE-READ-ONLY; }; echo w > w.txt`)
+	if code != 0 || !strings.Contains(out, "GITFILE-READ-ONLY") {
+		t.Errorf("linked worktree: exit %d\n%s%s", code, out, errOut)
+	}
+	if now, _ := os.ReadFile(filepath.Join(wt, ".git")); !bytes.Equal(now, dotGit) {
+		t.Errorf("the worktree's .git file changed to %q", now)
+	}
+
+	// A subdirectory of the repository, and a directory that is not a repository: the .git
+	// the session makes there is moved aside.
+	sub := filepath.Join(w.repo, "docs")
+	plain := mkdir("plain")
+	for _, dir := range []string{sub, plain} {
+		code, out, errOut := session(dir, `git init -q . && git config core.fsmonitor `+fsmonitor+` && echo PLANTED`)
+		if code != 0 || !strings.Contains(out, "PLANTED") || !strings.Contains(errOut, "moved aside") {
+			t.Errorf("%s: exit %d, want the session's .git moved aside\n%s%s", dir, code, out, errOut)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
+			t.Errorf("%s/.git made by the session is still there", dir)
+		}
+		w.ordinaryGit(t, dir, false)
+	}
+	w.ordinaryGit(t, wt, false)
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("the user's git ran what a direct session planted: %v", fired)
+	}
+
+	// The profile's own writable mounts: another repository's .git is read-only there, and a
+	// bare repository is refused.
+	other := mkdir("other")
+	w.git(t, other, "clone", "--quiet", w.repo, other)
+	for _, c := range []struct {
+		source string
+		code   int
+		says   string
+	}{{other, 0, "OTHER-GIT-READ-ONLY"}, {bare, ExitUsage, "is a git directory"}} {
+		mw := newWorkspace(t, e, "  mounts:\n    - source: "+c.source+"\n      target: /extra\n")
+		f, out, errOut := sessionFactory(t, e, mw, nil)
+		code := run(t, f, "--profile", mw.profile, "am", "shell", "--repo", mw.repo, "--", "sh", "-c",
+			"touch /extra/.git/config 2>/dev/null && echo OTHER-GIT-WRITABLE || echo OTHER-GIT-READ-ONLY")
+		if code != c.code || !strings.Contains(out.String()+errOut.String(), c.says) || strings.Contains(out.String(), "WRITABLE") {
+			t.Errorf("a profile mount of %s: exit %d, want %d saying %q\n%s%s", c.source, code, c.code, c.says, out, errOut)
+		}
+	}
+}

@@ -26,6 +26,28 @@ func IsRepository(dir string) bool {
 	return err == nil && st.IsDir()
 }
 
+// IsLinkedWorkTree reports whether dir's .git is a file (a linked worktree's or a
+// submodule's): it names where git finds the repository.
+func IsLinkedWorkTree(dir string) bool {
+	st, err := os.Lstat(filepath.Join(dir, ".git"))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// IsGitDir reports whether dir is itself a git directory — a bare repository, or a work
+// tree's .git — by what git looks for: a HEAD file, objects and refs directories.
+func IsGitDir(dir string) bool {
+	head, err := os.Lstat(filepath.Join(dir, "HEAD"))
+	if err != nil || !head.Mode().IsRegular() {
+		return false
+	}
+	for _, d := range []string{"objects", "refs"} {
+		if st, err := os.Lstat(filepath.Join(dir, d)); err != nil || !st.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
 // Prepare makes the copy: the snapshot of uncommitted changes, the whiteouts over ignored
 // paths, and the copy's own .git state in the upper layer (HEAD on the session's branch, a
 // configuration without credentials or programs). git runs in the user's repository only,

@@ -122,6 +122,16 @@ func CheckBranch(name string) error {
 		strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".lock") || strings.HasSuffix(name, ".") || strings.Contains(name, "/.") {
 		return fmt.Errorf("%q is not a branch name git accepts (letters, digits, . _ / -; no .., no trailing / or .lock)", name)
 	}
+	// git would make these, and every later command would find them ambiguous with HEAD
+	// (or another special ref) or with a ref's full name.
+	if name == "HEAD" || strings.HasSuffix(name, "_HEAD") && strings.ToUpper(name) == name {
+		return fmt.Errorf("%q names one of git's own refs: choose another branch name", name)
+	}
+	for _, p := range []string{"refs/", "heads/", "tags/", "remotes/"} {
+		if strings.HasPrefix(name, p) {
+			return fmt.Errorf("%q starts like a ref's full name (%s…), which git would find ambiguous: choose another branch name", name, p)
+		}
+	}
 	return nil
 }
 

@@ -216,7 +216,8 @@ func TestCheckBranch(t *testing.T) {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "-x", "a..b", "a/", "a.lock", "a b", "a/.b", "a//b", "refs/../x", "a:b", "a~1", "a^", "a\\b"} {
+	for _, bad := range []string{"", "-x", "a..b", "a/", "a.lock", "a b", "a/.b", "a//b", "refs/../x", "a:b", "a~1", "a^", "a\\b",
+		"HEAD", "FETCH_HEAD", "ORIG_HEAD", "refs/heads/x", "heads/x", "tags/v1", "remotes/origin/main"} {
 		if repocopy.CheckBranch(bad) == nil {
 			t.Errorf("%q accepted", bad)
 		}
