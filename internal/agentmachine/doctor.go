@@ -531,7 +531,7 @@ func (d DoctorDeps) checkCopies(context.Context) Check {
 	}
 	finding := fmt.Sprintf("%s (%s on disk in %s)", strings.Join(parts, ", "), humanBytes(size), repocopy.CopiesDir(d.Dirs.State))
 	if len(stuck) > 0 || len(broken) > 0 {
-		return warn(finding, "look with: sourceosctl agent-machine sessions; a copy not collected holds the agent's work (its upper directory); remove one with: sourceosctl agent-machine discard SESSION")
+		return warn(finding, "look with: sourceosctl agent-machine sessions; a copy not collected holds the agent's work (its upper directory); remove one with: sourceosctl agent-machine discard SESSION (--force for a session that was interrupted)")
 	}
 	if states[repocopy.StateReview] > 0 {
 		return Check{Status: StatusOK, Finding: finding, Fix: "review with: sourceosctl agent-machine sessions, then merge or discard each"}

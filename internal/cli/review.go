@@ -265,8 +265,10 @@ func newDiscardCmd(f *Factory) *cobra.Command {
 		Use:   "discard SESSION [--dry-run]",
 		Short: "Delete a session's branch and its copy (its evidence stays)",
 		Long: `Delete the session's branch from your repository and the copy sourceosctl kept. The
-branch must still be where the session left it (--force deletes it anyway). The session's
-evidence bundle is never touched.`,
+branch must still be where the session left it (--force deletes it anyway). A copy whose
+session has not ended — or was killed before its end, so that nothing brought its work back
+— is discarded only with --force: it may hold the agent's work. The session's evidence
+bundle is never touched.`,
 		Example: `  sourceosctl agent-machine discard 20261129t120000.000000z-0123456789ab --dry-run`,
 		Args:    usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -288,7 +290,7 @@ evidence bundle is never touched.`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "delete the branch even if it moved since the session")
+	cmd.Flags().BoolVar(&force, "force", false, "delete the branch even if it moved since the session, or the copy of a session that has not ended")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, and delete nothing")
 	return cmd
 }

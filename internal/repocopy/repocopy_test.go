@@ -629,3 +629,23 @@ func TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden(t *testing.T) 
 		t.Errorf("an included nested repository: masked %v included %v", included.Masked, included.Included)
 	}
 }
+
+// TestDiscardKeepsTheCopyOfASessionThatHasNotEnded: a copy with no result yet (its session
+// running, or killed before its end) may hold the agent's work: discard refuses it without
+// force, and removes it with force.
+func TestDiscardKeepsTheCopyOfASessionThatHasNotEnded(t *testing.T) {
+	c, _ := prepare(t, userRepo(t))
+	git, _ := exec.LookPath("git")
+	if _, err := c.Discard(context.Background(), gitrun.Git{Binary: git}, false, false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("discard without --force: %v", err)
+	}
+	if _, err := os.Stat(c.Dir); err != nil {
+		t.Fatalf("the copy is gone after a refused discard: %v", err)
+	}
+	if _, err := c.Discard(context.Background(), gitrun.Git{Binary: git}, true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
+		t.Errorf("the copy is still there after discard --force: %v", err)
+	}
+}

@@ -210,6 +210,11 @@ func (c *Copy) branchUnmoved(ctx context.Context, g gitrun.Git) error {
 // force) and its copy. The evidence stays.
 func (c *Copy) Discard(ctx context.Context, g gitrun.Git, force, dryRun bool) ([]string, error) {
 	var did []string
+	if c.State() == StatePreparing && !force {
+		// Its session may still be running (or was killed before its end): the copy may
+		// hold the agent's work, which nothing brought back.
+		return nil, fmt.Errorf("session %s has not ended, or was interrupted before its work was brought back: its copy (%s) may hold the agent's work; see sourceosctl agent-machine status, then discard with --force", c.Session, c.Dir)
+	}
 	if c.Result != nil && c.Result.Changed && c.Merged == "" {
 		if err := c.branchUnmoved(ctx, g); err != nil && !force {
 			return nil, fmt.Errorf("%w (or discard with --force)", err)
