@@ -49,6 +49,10 @@ func ParseRule(s, source string) (Rule, error) {
 	if raw == "" {
 		return r, fmt.Errorf("empty destination")
 	}
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok && scheme != "" {
+		host, _, _ := strings.Cut(rest, "/")
+		return r, fmt.Errorf("%q is a URL: a rule names a host, not a URL (write %s)", s, host)
+	}
 	hostPart, port := raw, ""
 	switch {
 	case strings.HasPrefix(raw, "["):

@@ -219,8 +219,11 @@ func (d *Decision) decideTool(p *profile.Profile, name string) *profile.Tool {
 	if _, builtin := tool.Builtin(name); t == nil && !builtin {
 		reason = fmt.Sprintf("tool %q is not defined in profile %s (enabled: %s)", name, p.Metadata.Name, list)
 	}
-	d.refuse(Refusal{Subject: "tool " + name, Rule: RuleToolDisabled, Reason: reason,
-		Fix: fmt.Sprintf("set spec.tools.%s.enabled: true in the profile, or choose an enabled tool", name)})
+	fix := fmt.Sprintf("set spec.tools.%s.enabled: true in the profile, or choose an enabled tool", name)
+	if _, builtin := tool.Builtin(name); t == nil && !builtin {
+		fix = "define it under spec.tools.custom (name, command, enabled: true) in the profile, or choose an enabled tool"
+	}
+	d.refuse(Refusal{Subject: "tool " + name, Rule: RuleToolDisabled, Reason: reason, Fix: fix})
 	return nil
 }
 

@@ -252,6 +252,11 @@ func TestSecretsDoorAndTools(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.refusal) {
 				t.Fatalf("error %v, want %q", err, tt.refusal)
 			}
+			// The fix must be one the profile loader accepts: an unknown name is defined
+			// under spec.tools.custom, not enabled under spec.tools.NAME.
+			if tt.tool == "gemini" && (!strings.Contains(d.Refusals[0].Fix, "spec.tools.custom") || strings.Contains(d.Refusals[0].Fix, "spec.tools.gemini")) {
+				t.Errorf("fix for an unknown tool: %q", d.Refusals[0].Fix)
+			}
 		})
 	}
 }

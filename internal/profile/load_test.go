@@ -32,6 +32,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty file", "", "p.yaml: is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
 		{"only whitespace", " \n\t\n", "p.yaml: is empty; start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
+		{"only comments", "# a profile\n# to come\n", "p.yaml: holds no YAML document (only comments); start from an example: sourceosctl agent-machine init --profile linux-rootless --repo PATH"},
 		{"binary garbage", "\x00\x01\x02\xff", "p.yaml: is not UTF-8 text; a profile is a YAML file"},
 		{"control characters", "a: \x01", "p.yaml: invalid YAML: control characters are not allowed"},
 		{"syntax error", "a: [\n", "p.yaml:1: invalid YAML: did not find expected node content"},
@@ -58,6 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown network mode", valid + "  network:\n    mode: host\n", "p.yaml:11: spec.network.mode: must be one of none, bridge, gateway; got \"host\""},
 		{"misspelt egress field", valid + "  network:\n    egress:\n      alow: [a.example]\n", "p.yaml:12: spec.network.egress.alow: unknown field (did you mean \"allow\"?); allowed here: allow, deny, toolHosts"},
 		{"bad egress port", valid + "  network:\n    egress:\n      allow:\n        - ok.example\n        - github.com:99999\n", "p.yaml:14: spec.network.egress.allow[1]: \"github.com:99999\": port must be 1-65535; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)"},
+		{"a URL, not a host", valid + "  network:\n    egress:\n      allow: [\"https://example.com/path\"]\n", "p.yaml:12: spec.network.egress.allow[0]: \"https://example.com/path\" is a URL: a rule names a host, not a URL (write example.com); write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)"},
 		{"inner wildcard", valid + "  network:\n    egress:\n      deny: [\"a.*.example\"]\n", "p.yaml:12: spec.network.egress.deny[0]: \"a.*.example\": a wildcard is allowed only as a leading \"*.\"; write host, *.suffix, host:port, an address or a CIDR prefix (10.0.0.0/8:22)"},
 		{"egress rules without the gateway", valid + "  network:\n    mode: bridge\n    egress:\n      allow: [a.example]\n", "p.yaml:11: spec.network.mode: is bridge, which ignores spec.network.egress: set mode: gateway (or leave it out) to apply the egress policy, or remove the egress rules"},
 		{"cpus as string", valid + "  resources:\n    cpus: \"2\"\n", "p.yaml:11: spec.resources.cpus: must be a number, not a string"},

@@ -89,7 +89,10 @@ func parseDocument(data []byte, kind Kind, errs *Error) *yaml.Node {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		errs.Add(0, "", "holds no YAML document (only comments); %s", kind.Empty)
+		return nil
+	} else if err != nil {
 		line, msg := yamlErrorLine(err)
 		errs.Add(line, "", "invalid YAML: %s", msg)
 		return nil
