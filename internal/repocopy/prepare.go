@@ -173,7 +173,13 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 // hooks (the user's programs), config.worktree and files the config includes (settings and
 // headers), linked worktrees' state, the last commit message, FETCH_HEAD, a rebase in progress.
 var gitKeep = map[string]bool{"HEAD": true, "config": true, "index": true, "objects": true, "refs": true,
-	"packed-refs": true, "info": true, "shallow": true, "modules": true, "lfs": true}
+	"packed-refs": true, "info": true, "shallow": true, "modules": true, "lfs": true, "reftable": true}
+
+// keptInGitDir reports whether the git directory's entry name is one the copy shows: gitKeep,
+// and a split index's shared parts (sharedindex.<id>), which the index names.
+func keptInGitDir(name string) bool {
+	return gitKeep[name] || strings.HasPrefix(name, "sharedindex.")
+}
 
 // hideGitBookkeeping whites out, in the upper layer, the entries of the git directory
 // gitDir (at rel in the copy) that gitKeep does not name, and its stash: a stash made with
@@ -185,16 +191,39 @@ func hideGitBookkeeping(up upperWriter, gitDir, rel string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !gitKeep[e.Name()] {
+		if !keptInGitDir(e.Name()) {
 			if err := up.whiteout(path.Join(rel, e.Name())); err != nil {
 				return err
 			}
 		}
 	}
 	if _, err := os.Lstat(filepath.Join(gitDir, "refs", "stash")); err == nil {
-		return up.whiteout(path.Join(rel, "refs", "stash"))
+		if err := up.whiteout(path.Join(rel, "refs", "stash")); err != nil {
+			return err
+		}
 	}
-	return nil
+	// git gc (pack-refs --all) moves the stash into packed-refs: the copy's has it left out.
+	raw, err := os.ReadFile(filepath.Join(gitDir, "packed-refs"))
+	if err != nil || !bytes.Contains(raw, []byte(" refs/stash\n")) {
+		return nil
+	}
+	return up.writeFile(path.Join(rel, "packed-refs"), withoutStash(raw), 0o644)
+}
+
+// withoutStash is a packed-refs file without refs/stash (and its peeled line).
+func withoutStash(raw []byte) []byte {
+	var kept []string
+	lines := strings.SplitAfter(string(raw), "\n")
+	for i := 0; i < len(lines); i++ {
+		if strings.HasSuffix(lines[i], " refs/stash\n") {
+			if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "^") {
+				i++ // its peeled line
+			}
+			continue
+		}
+		kept = append(kept, lines[i])
+	}
+	return []byte(strings.Join(kept, ""))
 }
 
 // status is what one `git status --porcelain=v2 --branch --ignored` says.
@@ -268,15 +297,17 @@ func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, exclu
 	if err != nil {
 		return fmt.Errorf("snapshot uncommitted changes: %w", err)
 	}
-	if tree == headTree {
-		return nil // nothing but what the copy hides: the session starts from HEAD
+	// The result's tree may be HEAD's (nothing but what the copy hides, or a change staged
+	// and then undone): then no commit is made, but the index is still the copy's own — the
+	// user's could stage what the work tree no longer holds.
+	if tree != headTree {
+		msg := fmt.Sprintf("sourceosctl: uncommitted changes at the start of session %s\n\n%s: %s\n", c.Session, Trailer, c.Session)
+		commit, err := sourceosctlIdentity(g, now).Output(ctx, c.Repo, "commit-tree", tree, "-p", c.Head, "-m", msg)
+		if err != nil {
+			return fmt.Errorf("snapshot uncommitted changes: %w", err)
+		}
+		c.Snapshot, c.Base = commit, commit
 	}
-	msg := fmt.Sprintf("sourceosctl: uncommitted changes at the start of session %s\n\n%s: %s\n", c.Session, Trailer, c.Session)
-	commit, err := sourceosctlIdentity(g, now).Output(ctx, c.Repo, "commit-tree", tree, "-p", c.Head, "-m", msg)
-	if err != nil {
-		return fmt.Errorf("snapshot uncommitted changes: %w", err)
-	}
-	c.Snapshot, c.Base = commit, commit
 	b, err := os.ReadFile(index)
 	if err != nil {
 		return err

@@ -444,6 +444,8 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", stashed+"^{tree}", "-p", stashed, "-m", "on top")
 		}, "already has"},
 		{"a .gitmodules with an ext:: URL", func(base string) string { return withGitmodules(base, "ext::sh -c touch% /tmp/x") }, "runs a program"},
+		{"a .gitmodules with an ext:: URL split by a line continuation", func(base string) string { return withGitmodules(base, "e\\\nxt::sh -c touch% /tmp/x") }, "runs a program"},
+		{"a .gitmodules with another remote helper", func(base string) string { return withGitmodules(base, "evil::whatever") }, "runs a program"},
 		{"a .gitmodules with an https URL, and a new commit", func(base string) string { return withGitmodules(base, "https://example.com/s.git") }, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -647,5 +649,45 @@ func TestDiscardKeepsTheCopyOfASessionThatHasNotEnded(t *testing.T) {
 	}
 	if _, err := os.Stat(c.Dir); !os.IsNotExist(err) {
 		t.Errorf("the copy is still there after discard --force: %v", err)
+	}
+}
+
+// TestAPackedStashAndAnUndoneStageAreNotInTheCopy: a stash that git gc moved into
+// packed-refs is left out of the copy's packed-refs (and an untouched copy is still
+// unchanged); a change staged and then undone in the work tree leaves the snapshot's tree
+// HEAD's, and the copy's index is still its own (the user's would commit the undone change).
+func TestAPackedStashAndAnUndoneStageAreNotInTheCopy(t *testing.T) {
+	repo := userRepo(t)
+	gitIn(t, repo, "stash", "--quiet", "--include-untracked")
+	gitIn(t, repo, "pack-refs", "--all")
+	if _, err := os.Lstat(filepath.Join(repo, ".git", "refs", "stash")); err == nil {
+		t.Fatal("the stash is still a loose ref: the test needs it packed")
+	}
+	put(t, filepath.Join(repo, "main.go"), "package main // staged, then undone\n")
+	gitIn(t, repo, "add", "main.go")
+	put(t, filepath.Join(repo, "main.go"), "package main\n")
+	c, _ := prepare(t, repo)
+	packed, err := os.ReadFile(filepath.Join(c.Upper(), ".git", "packed-refs"))
+	if err != nil || strings.Contains(string(packed), "refs/stash") || !strings.Contains(string(packed), "refs/heads/main") {
+		t.Errorf("the copy's packed-refs (%v):\n%s", err, packed)
+	}
+	if c.Snapshot != "" {
+		t.Errorf("a snapshot %s was made of a tree equal to HEAD's", c.Snapshot)
+	}
+	index, err := os.ReadFile(filepath.Join(c.Upper(), ".git", "index"))
+	if err != nil {
+		t.Fatalf("the copy has no index of its own: %v", err)
+	}
+	scratch := filepath.Join(t.TempDir(), "index")
+	if err := os.WriteFile(scratch, index, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("git", "-C", repo, "diff-index", "--cached", "--quiet", "HEAD")
+	cmd.Env = append(os.Environ(), "GIT_INDEX_FILE="+scratch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("the copy's index stages something against HEAD (%v): %s", err, out)
+	}
+	if changed, err := c.Changed(); err != nil || changed {
+		t.Errorf("an untouched copy: changed %v, %v", changed, err)
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"regexp"
 	"strings"
 
-	gitconfig "github.com/go-git/go-git/v5/plumbing/format/config"
-
 	"github.com/sourceos/sourceosctl/internal/gitrun"
 	"github.com/sourceos/sourceosctl/internal/safeopen"
 )
@@ -53,6 +51,13 @@ func (c *Copy) Changed() (bool, error) {
 		}
 		if want, ok := ours[rel]; ok {
 			if b, err := os.ReadFile(p); err == nil && string(b) == want {
+				return nil
+			}
+		}
+		if rel == ".git/packed-refs" { // ours when it is the user's without the stash
+			mine, err1 := os.ReadFile(p)
+			theirs, err2 := os.ReadFile(filepath.Join(c.GitDir, "packed-refs"))
+			if err1 == nil && err2 == nil && bytes.Equal(mine, withoutStash(theirs)) {
 				return nil
 			}
 		}
@@ -139,7 +144,13 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	if c.Rewrite && c.Result != nil && hexID.MatchString(c.Result.Head) {
 		known = append(known, c.Result.Head)
 	}
-	check := func(quarantine string) error { return c.checkIncoming(ctx, g, quarantine, m.Head, known) }
+	check := func(quarantine string) error {
+		// What is fetched is the bundle's ref: it must be the head the manifest names.
+		if got, err := g.Output(ctx, quarantine, "rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil || got != m.Head {
+			return fmt.Errorf("the collector's bundle holds %s at %q, not the head its manifest names (%s)", ref, got, m.Head)
+		}
+		return c.checkIncoming(ctx, g, quarantine, m.Head, known)
+	}
 	if err := fetchChecked(ctx, g, "the session's branch", scratch, bundle, filepath.Join(c.GitDir, "objects"), []string{ref + ":" + ref}, c.Repo, []string{refspec}, check); err != nil {
 		return nil, err
 	}
@@ -429,19 +440,23 @@ func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head
 		return fmt.Errorf("list the branch's .gitmodules: %w", err)
 	}
 	for _, id := range strings.Fields(touched) {
-		raw, err := g.Raw(ctx, quarantine, "cat-file", "blob", id+":.gitmodules")
-		if err != nil {
+		if _, err := g.Output(ctx, quarantine, "cat-file", "-e", id+":.gitmodules"); err != nil {
 			continue // removed in that commit
 		}
-		cfg := gitconfig.New()
-		if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
+		// Read by git itself, as git would read it (line continuations, quoting).
+		out, err := g.Output(ctx, quarantine, "config", "--blob", id+":.gitmodules", "-z", "--get-regexp", `^submodule\..*\.url$`)
+		var ge *gitrun.Error
+		switch {
+		case errors.As(err, &ge) && ge.Stderr == "":
+			continue // no URL
+		case err != nil:
 			return fmt.Errorf("the agent's .gitmodules in commit %s cannot be read: %w", short(id), err)
 		}
-		for _, sub := range cfg.Section("submodule").Subsections {
-			for _, u := range sub.Options.GetAll("url") {
-				if l := strings.ToLower(strings.TrimSpace(u)); strings.HasPrefix(l, "ext::") || strings.HasPrefix(l, "fd::") {
-					return fmt.Errorf("the agent's .gitmodules in commit %s names submodule %q by a URL that runs a program (%s): it is not brought back", short(id), sub.Name, u)
-				}
+		for _, entry := range strings.Split(strings.TrimSuffix(out, "\x00"), "\x00") {
+			key, u, _ := strings.Cut(entry, "\n")
+			// transport::address runs git-remote-<transport>, a program (ext:: a command line).
+			if transport, _, ok := strings.Cut(u, "::"); ok && !strings.ContainsAny(transport, "/:") {
+				return fmt.Errorf("the agent's .gitmodules in commit %s gives %s a URL through a remote helper (%s::…), which runs a program: it is not brought back", short(id), key, transport)
 			}
 		}
 	}
