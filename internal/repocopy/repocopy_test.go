@@ -603,6 +603,13 @@ func TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden(t *testing.T) 
 	gitIn(t, repo, "add", ".gitmodules")
 	gitIn(t, repo, "commit", "-q", "-m", "old submodule")
 	put(t, filepath.Join(old, "secret.env"), "OLD_SUB=x\n")
+	// An embedded repository: a gitlink with no .gitmodules entry (git add of a clone).
+	emb := filepath.Join(repo, "emb")
+	gitIn(t, root, "clone", "-q", lib, emb)
+	gitIn(t, emb, "config", "remote.origin.url", "https://u:EMB_TOKEN@example.com/emb.git")
+	gitIn(t, repo, "update-index", "--add", "--cacheinfo", "160000,"+gitIn(t, emb, "rev-parse", "HEAD")+",emb")
+	gitIn(t, repo, "commit", "-q", "-m", "embedded")
+	put(t, filepath.Join(emb, "secret.env"), "EMB=x\n")
 	put(t, filepath.Join(repo, "tools", "tool.sh"), "echo tool\n")
 	put(t, filepath.Join(repo, "main.go"), "package main // edited\n")
 	c, _ := prepare(t, repo)
@@ -614,6 +621,9 @@ func TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden(t *testing.T) 
 	}
 	if !slices.Contains(c.Masked, "vendor/old/secret.env") {
 		t.Errorf("the old-style submodule's ignored file is not hidden: %v", c.Masked)
+	}
+	if cfg, err := os.ReadFile(filepath.Join(c.Upper(), "emb", ".git", "config")); err != nil || strings.Contains(string(cfg), "EMB_TOKEN") || !slices.Contains(c.Masked, "emb/secret.env") {
+		t.Errorf("the embedded repository's configuration (%v) or ignored file is in the copy: masked %v\n%s", err, c.Masked, cfg)
 	}
 	for _, want := range []string{"nested/", "tools/deep/inner/", "vendor/lib/secret.env"} {
 		if !slices.Contains(c.Masked, want) {

@@ -147,22 +147,24 @@ type submoduleIgnored struct {
 const maxSubmoduleDepth = 8
 
 // ignoredInSubmodules reads the ignored paths of each checked-out submodule of the work tree
-// at repo/prefix (its own .gitignore rules: the superproject's status does not look inside
-// them), and of their submodules. The submodules are named by .gitmodules, parsed, never
-// run; git runs in each as in the repository, as its owner, fsmonitor off.
+// at repo/prefix — every gitlink its index records, with a .gitmodules entry or not (an
+// embedded repository) — by its own .gitignore rules (the superproject's status does not look
+// inside them), and of their submodules. git runs in each as in the repository, as its owner,
+// fsmonitor off; a gitlink whose path is not a plain directory of the work tree (through a
+// symbolic link) is not entered.
 func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string, depth int) submoduleIgnored {
 	var out submoduleIgnored
-	raw, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(prefix), ".gitmodules"))
-	if err != nil || depth >= maxSubmoduleDepth {
-		return out // no submodules (or unreadable: git status would have failed on it)
-	}
-	cfg := gitconfig.New()
-	if err := gitconfig.NewDecoder(bytes.NewReader(raw)).Decode(cfg); err != nil {
+	if depth >= maxSubmoduleDepth {
 		return out
 	}
-	for _, sub := range cfg.Section("submodule").Subsections {
-		rel := path.Clean(path.Join(prefix, sub.Options.Get("path")))
-		if sub.Options.Get("path") == "" || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+	links, err := Gitlinks(ctx, g, filepath.Join(repo, filepath.FromSlash(prefix)))
+	if err != nil {
+		out.err = err
+		return out
+	}
+	for _, link := range links {
+		rel := path.Join(prefix, link)
+		if !plainDirectory(repo, rel) {
 			continue
 		}
 		dir := filepath.Join(repo, filepath.FromSlash(rel))
@@ -198,4 +200,45 @@ func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string,
 		out.gitDirs = append(out.gitDirs, deeper.gitDirs...)
 	}
 	return out
+}
+
+// Gitlinks are the paths (slash-separated, relative) of the submodules the index of the
+// work tree at dir records: mode 160000 entries, with or without a .gitmodules entry.
+func Gitlinks(ctx context.Context, g gitrun.Git, dir string) ([]string, error) {
+	raw, err := g.Raw(ctx, dir, "ls-files", "--stage", "-z")
+	if err != nil {
+		return nil, fmt.Errorf("list the submodules of %s: %w", dir, err)
+	}
+	// Records are "MODE OBJECT STAGE\tPATH" NUL.
+	var links []string
+	for len(raw) > 0 {
+		end := bytes.IndexByte(raw, 0)
+		if end < 0 {
+			end = len(raw)
+		}
+		if rec := raw[:end]; bytes.HasPrefix(rec, []byte("160000 ")) {
+			if _, p, ok := bytes.Cut(rec, []byte("\t")); ok {
+				links = append(links, string(p))
+			}
+		}
+		raw = raw[min(end+1, len(raw)):]
+	}
+	return links, nil
+}
+
+// plainDirectory reports whether rel (slash-separated) is a directory of the work tree at
+// repo reached through directories only — no component a symbolic link.
+func plainDirectory(repo, rel string) bool {
+	p := repo
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+		p = filepath.Join(p, part)
+		st, err := os.Lstat(p)
+		if err != nil || !st.IsDir() {
+			return false
+		}
+	}
+	return true
 }
