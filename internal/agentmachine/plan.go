@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -76,6 +77,9 @@ type Facts struct {
 	// installed (a copy is made and brought back with it).
 	StateDir string
 	GitCLI   bool
+	// Gitlinks lists the submodules a work tree's index records (nil without git): their
+	// .git, in a writable work tree, is mounted read-only too.
+	Gitlinks func(dir string) []string
 	// Shipped are the programs a session on another machine ships there (nil when local,
 	// or when this build carries none).
 	Shipped *ShippedRef
@@ -563,12 +567,15 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 		case m.Role == policy.RoleWorkspace && pl.Workspace.Copy != nil:
 			c := pl.Workspace.Copy
 			s.Overlays = append(s.Overlays, container.Overlay{Source: source, Target: m.Target, Upper: c.Upper(), Work: c.Work()})
-		case !m.ReadOnly && (repocopy.IsRepository(m.Source) || repocopy.IsLinkedWorkTree(m.Source)):
-			// A live work tree (direct mode, or a mount of the profile's), but never its
-			// configuration, hooks or refs — nor, in a linked worktree, the .git file that
-			// says where they are: git on the host would run what they name.
-			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target},
-				container.Mount{Source: MachinePath(f.OS, filepath.Join(m.Source, ".git")), Target: path.Join(m.Target, ".git"), ReadOnly: true})
+		case !m.ReadOnly:
+			// A live directory (direct mode, or a mount of the profile's), but never the git
+			// metadata in it: each repository's configuration, hooks and refs — and a linked
+			// worktree's or submodule's .git file, which says where they are — read-only, for
+			// git on the host would run what they name.
+			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target})
+			for _, rel := range gitMetadata(f, m.Source) {
+				s.Mounts = append(s.Mounts, container.Mount{Source: MachinePath(f.OS, filepath.Join(m.Source, filepath.FromSlash(rel))), Target: path.Join(m.Target, rel), ReadOnly: true})
+			}
 		default:
 			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target, ReadOnly: m.ReadOnly})
 		}
@@ -668,14 +675,22 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		mode = WorkspaceDirect
 	}
 	// A git directory mounted writable is its hooks and configuration, which git on the host
-	// runs: a bare repository (or a .git) is never a workspace or a writable mount.
+	// runs: a bare repository, a .git or a directory inside one is never a workspace or a
+	// writable mount; nor is a work tree whose .git is a symbolic link (what it points to
+	// could not be mounted read-only in its place).
 	for _, m := range pl.Decision.Mounts {
-		if !m.ReadOnly && m.Source != "" && repocopy.IsGitDir(m.Source) {
-			what, fix := "--repo", "point --repo at a clone of it (git clone "+m.Source+")"
-			if m.Role != policy.RoleWorkspace {
-				what, fix = "spec.mounts", "mount it read-only (readOnly: true), or mount a clone of it"
-			}
-			return &InputError{Flag: what, Err: fmt.Errorf("%s is a git directory (a bare repository, or a .git), not a work tree: a session writing it could change the hooks and configuration git runs on this host", m.Source), Fix: fix}
+		if m.ReadOnly || m.Source == "" {
+			continue
+		}
+		what, fix := "--repo", "point --repo at a clone of it (git clone "+m.Source+")"
+		if m.Role != policy.RoleWorkspace {
+			what, fix = "spec.mounts", "mount it read-only (readOnly: true), or mount a clone of it"
+		}
+		if dir := insideGitDir(m.Source); dir != "" {
+			return &InputError{Flag: what, Err: fmt.Errorf("%s is a git directory (a bare repository, or a .git), or inside one (%s), not a work tree: a session writing it could change the hooks and configuration git runs on this host", m.Source, dir), Fix: fix}
+		}
+		if st, err := os.Lstat(filepath.Join(m.Source, ".git")); err == nil && st.Mode()&os.ModeSymlink != 0 {
+			return &InputError{Flag: what, Err: fmt.Errorf("%s/.git is a symbolic link: the repository it points to cannot be kept read-only for the session", m.Source), Fix: "mount it read-only (readOnly: true), or use a clone whose .git is a directory"}
 		}
 	}
 	reason := ""
@@ -768,4 +783,62 @@ func planVolume(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) error
 		pl.Notes = append(pl.Notes, "workspace.include is not used on a remote service: ignored paths stay on this host")
 	}
 	return nil
+}
+
+// insideGitDir is dir, or the nearest directory above it, that is a git directory (a bare
+// repository or a .git: git runs its hooks and reads its configuration), or "".
+func insideGitDir(dir string) string {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if filepath.Base(d) == ".git" || repocopy.IsGitDir(d) {
+			return d
+		}
+		if parent := filepath.Dir(d); parent == d {
+			return ""
+		}
+	}
+}
+
+// gitMetadataDepth is how deep below a writable mount gitMetadata looks for repositories.
+const gitMetadataDepth = 3
+
+// gitMetadata are the .git entries (directories, or files naming one) of a writable
+// directory that the session must see read-only, relative and slash-separated: the
+// directory's own, its submodules' (the index's gitlinks, entered only through plain
+// directories), and those of the repositories below it down to gitMetadataDepth (a mount of
+// ~/code holding many). A repository made or found deeper than that is the plan's warning.
+func gitMetadata(f Facts, root string) []string {
+	var out []string
+	var visit func(rel string, depth int)
+	visit = func(rel string, depth int) {
+		dir := filepath.Join(root, filepath.FromSlash(rel))
+		if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil && (st.IsDir() || st.Mode().IsRegular()) {
+			out = append(out, path.Join(rel, ".git"))
+			if f.Gitlinks != nil && depth < 2*gitMetadataDepth {
+				for _, link := range f.Gitlinks(dir) {
+					sub := path.Join(rel, link)
+					if repocopy.PlainDirectory(root, sub) {
+						visit(sub, depth+1)
+					}
+				}
+			}
+			return
+		}
+		if depth >= gitMetadataDepth {
+			return
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if e.IsDir() && e.Name() != ".git" {
+				visit(path.Join(rel, e.Name()), depth+1)
+			}
+		}
+	}
+	visit(".", 0)
+	for i, p := range out {
+		out[i] = strings.TrimPrefix(p, "./")
+	}
+	return out
 }

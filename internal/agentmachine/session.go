@@ -334,6 +334,14 @@ func (s *Session) facts(ctx context.Context, p *profile.Profile, req SessionRequ
 	// machine of this host's (whose shared directories are this host's) is another machine.
 	f.Remote = !conn.Machine && !strings.HasPrefix(conn.Source, "machine ") && (strings.HasPrefix(conn.URI, "ssh://") || strings.HasPrefix(conn.URI, "tcp://"))
 	f.StateDir, f.GitCLI = s.Dirs.State, s.GitBinary != ""
+	if f.GitCLI {
+		f.Gitlinks = func(dir string) []string {
+			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+			defer cancel()
+			links, _ := repocopy.Gitlinks(gctx, s.gitrun().WithConfig("core.fsmonitor=false"), dir)
+			return links
+		}
+	}
 	if f.Local {
 		if s.Helper != nil {
 			if ref, herr := s.Helper(h.Arch, false); herr == nil {

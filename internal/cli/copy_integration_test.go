@@ -1176,19 +1176,58 @@ func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 		t.Fatalf("the user's git ran what a direct session planted: %v", fired)
 	}
 
-	// The profile's own writable mounts: another repository's .git is read-only there, and a
-	// bare repository is refused.
+	// A submodule's .git file in a direct session is read-only too: rewritten, it sent the
+	// user's top-level git status into a repository of the agent's.
+	lib := mkdir("lib")
+	w.git(t, lib, "init", "--quiet", "--initial-branch=main")
+	if err := os.WriteFile(filepath.Join(lib, "lib.txt"), []byte("lib\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, lib)
+	w.git(t, lib, "add", "-A")
+	w.git(t, lib, "-c", "user.name=a", "-c", "user.email=a@x", "commit", "--quiet", "-m", "lib")
+	w.git(t, w.repo, "-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib, "vendor/lib")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "submodule")
+	code, out, errOut = session(w.repo, `mkdir -p /tmp/evil && git init -q /tmp/evil && { printf 'gitdir: /tmp/evil/.git\n' > vendor/lib/.git && echo REWROTE || echo SUBMODULE-GITFILE-READ-ONLY; }`, "--direct")
+	if code != 0 || !strings.Contains(out, "SUBMODULE-GITFILE-READ-ONLY") {
+		t.Errorf("a submodule's .git file in a direct session: exit %d\n%s%s", code, out, errOut)
+	}
+	// A work tree whose .git is a symbolic link: refused (what it points to cannot be
+	// mounted read-only in its place).
+	symrepo := mkdir("symrepo")
+	if err := os.Symlink(filepath.Join(w.repo, ".git"), filepath.Join(symrepo, ".git")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := session(symrepo, "echo TOOL-RAN", "--direct"); code != ExitUsage || strings.Contains(out, "TOOL-RAN") || !strings.Contains(errOut, "symbolic link") {
+		t.Errorf("a .git that is a symbolic link: exit %d, want %d\n%s%s", code, ExitUsage, out, errOut)
+	}
+
+	// The profile's own writable mounts: another repository's .git is read-only there, also
+	// below a mounted parent directory; a bare repository, or a directory inside a .git, is
+	// refused.
 	other := mkdir("other")
 	w.git(t, other, "clone", "--quiet", w.repo, other)
+	code2 := mkdir("code")
+	proj := filepath.Join(code2, "proj")
+	if err := os.Mkdir(proj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, code2)
+	w.git(t, proj, "clone", "--quiet", w.repo, proj)
 	for _, c := range []struct {
-		source string
-		code   int
-		says   string
-	}{{other, 0, "OTHER-GIT-READ-ONLY"}, {bare, ExitUsage, "is a git directory"}} {
+		source, probe string
+		code          int
+		says          string
+	}{
+		{other, "/extra/.git/config", 0, "OTHER-GIT-READ-ONLY"},
+		{code2, "/extra/proj/.git/config", 0, "OTHER-GIT-READ-ONLY"},
+		{bare, "/extra/config", ExitUsage, "is a git directory"},
+		{filepath.Join(other, ".git", "hooks"), "/extra/x", ExitUsage, "is a git directory"},
+	} {
 		mw := newWorkspace(t, e, "  mounts:\n    - source: "+c.source+"\n      target: /extra\n")
 		f, out, errOut := sessionFactory(t, e, mw, nil)
 		code := run(t, f, "--profile", mw.profile, "am", "shell", "--repo", mw.repo, "--", "sh", "-c",
-			"touch /extra/.git/config 2>/dev/null && echo OTHER-GIT-WRITABLE || echo OTHER-GIT-READ-ONLY")
+			"touch "+c.probe+" 2>/dev/null && echo OTHER-GIT-WRITABLE || echo OTHER-GIT-READ-ONLY")
 		if code != c.code || !strings.Contains(out.String()+errOut.String(), c.says) || strings.Contains(out.String(), "WRITABLE") {
 			t.Errorf("a profile mount of %s: exit %d, want %d saying %q\n%s%s", c.source, code, c.code, c.says, out, errOut)
 		}

@@ -164,7 +164,7 @@ func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string,
 	}
 	for _, link := range links {
 		rel := path.Join(prefix, link)
-		if !plainDirectory(repo, rel) {
+		if !PlainDirectory(repo, rel) {
 			continue
 		}
 		dir := filepath.Join(repo, filepath.FromSlash(rel))
@@ -226,9 +226,9 @@ func Gitlinks(ctx context.Context, g gitrun.Git, dir string) ([]string, error) {
 	return links, nil
 }
 
-// plainDirectory reports whether rel (slash-separated) is a directory of the work tree at
+// PlainDirectory reports whether rel (slash-separated) is a directory of the work tree at
 // repo reached through directories only — no component a symbolic link.
-func plainDirectory(repo, rel string) bool {
+func PlainDirectory(repo, rel string) bool {
 	p := repo
 	for _, part := range strings.Split(rel, "/") {
 		if part == "" || part == "." || part == ".." {
