@@ -494,6 +494,8 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 		{"a husky hook, allowed", ".husky/pre-commit", ".husky/_", true, ""},
 		{"a new file", "src/new.go", "", false, ""},
 		{"a link out of the repository", "sshlink", "", false, ""},
+		{"a file a hook of .git/hooks links to", "tools/pre-commit", "link", false, "--allow-hook-changes"},
+		{"lint-staged's configuration", ".lintstagedrc.json", "", false, "--allow-hook-changes"},
 		{"a link within it", "src/link", "", false, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -505,9 +507,21 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 			if err := os.Chmod(filepath.Join(hooks, "post-merge"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if c.hooksPath == "" {
+			switch c.hooksPath {
+			case "":
 				gitIn(t, repo, "config", "core.hooksPath", hooks)
-			} else {
+			case "link": // hooks of .git/hooks, the pre-commit one a link into the tree
+				gitIn(t, repo, "config", "--unset", "core.hooksPath")
+				put(t, filepath.Join(repo, "tools", "pre-commit"), "#!/bin/sh\n")
+				gitIn(t, repo, "add", "tools/pre-commit")
+				gitIn(t, repo, "commit", "-q", "-m", "hook script")
+				if err := os.MkdirAll(filepath.Join(repo, ".git", "hooks"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink("../../tools/pre-commit", filepath.Join(repo, ".git", "hooks", "pre-commit")); err != nil {
+					t.Fatal(err)
+				}
+			default:
 				gitIn(t, repo, "config", "core.hooksPath", c.hooksPath)
 			}
 			cp, _ := prepare(t, repo)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +108,7 @@ func (c *Copy) Merge(ctx context.Context, g gitrun.Git, o MergeOptions, now time
 	if err := c.needBranch(); err != nil {
 		return p, err
 	}
-	hooksDirs := c.hooksDirs(ctx, g)
+	hookPaths := c.hookPaths(ctx, g)
 	// No hook of the user's runs during the merge: the hooks directory may be in the work
 	// tree (husky's core.hooksPath), which the merge is about to change.
 	g = g.WithConfig("core.hooksPath=" + os.DevNull)
@@ -146,7 +148,7 @@ func (c *Copy) Merge(ctx context.Context, g gitrun.Git, o MergeOptions, now time
 		return p, fmt.Errorf("%w in %s: nothing was changed; merge it yourself to resolve them: git merge %s", ErrConflicts, strings.Join(p.Conflicts, ", "), c.Branch)
 	}
 	tree, _, _ := strings.Cut(out, "\n") // merge-tree's first line: the merged tree
-	if err := c.checkMerge(ctx, g, &p, head, tree, hooksDirs, o.AllowHooks); err != nil {
+	if err := c.checkMerge(ctx, g, &p, head, tree, hookPaths, o.AllowHooks); err != nil {
 		return p, err
 	}
 	if o.DryRun {
@@ -242,17 +244,22 @@ func short(id string) string {
 	return id
 }
 
-// hookManagers are files of the work tree that hook managers installed in .git/hooks read to
-// decide what to run (pre-commit's local hooks run any command; lefthook's and overcommit's
-// too): a branch changing them changes what the user's next commit runs.
-var hookManagers = []string{".pre-commit-config.yaml", "lefthook.yml", "lefthook.yaml", ".lefthook.yml", ".lefthook.yaml", ".overcommit.yml"}
+// hookManagers are paths of the work tree that hook managers installed in .git/hooks read to
+// decide what to run (pre-commit's local hooks run any command; lefthook's, overcommit's and
+// lint-staged's too; husky's scripts are files of .husky): a branch changing them changes what
+// the user's next commit runs. A name ending in / is a directory.
+var hookManagers = []string{".pre-commit-config.yaml", ".husky/", ".githooks/", ".git-hooks/",
+	"lefthook.yml", "lefthook.yaml", "lefthook.toml", "lefthook.json", ".lefthook.yml", ".lefthook.yaml", ".lefthook.toml", ".lefthook.json",
+	"lefthook-local.yml", "lefthook-local.yaml", ".lefthook/", ".overcommit.yml",
+	".lintstagedrc", ".lintstagedrc.json", ".lintstagedrc.yaml", ".lintstagedrc.yml", ".lintstagedrc.js", ".lintstagedrc.cjs", ".lintstagedrc.mjs",
+	"lint-staged.config.js", "lint-staged.config.cjs", "lint-staged.config.mjs"}
 
 // checkMerge refuses a merge that would replace the user's ignored or untracked files with
 // the branch's (git replaces ignored ones without a word: an .env the agent added would take
 // the place of the user's), and, unless allowHooks, one that changes what the user's git
 // hooks run — files below a core.hooksPath inside the repository (husky's .husky) or a hook
-// manager's configuration. tree is the merged tree; hooksDirs are hooksDirs' answer.
-func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head, tree string, hooksDirs []string, allowHooks bool) error {
+// manager's configuration. tree is the merged tree; hookPaths are hookPaths' answer.
+func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head, tree string, hookPaths []string, allowHooks bool) error {
 	raw, err := g.Raw(ctx, c.Repo, "diff", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-ext-diff", "--no-textconv", head, tree)
 	if err != nil {
 		return err
@@ -268,7 +275,7 @@ func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head,
 		if status == "A" && inWorkTree(c.Repo, name) {
 			p.Overwrites = append(p.Overwrites, name)
 		}
-		if isHookFile(name, hooksDirs) {
+		if isHookFile(name, hookPaths) {
 			p.Hooks = append(p.Hooks, name)
 		}
 		if newMode == "120000" {
@@ -294,36 +301,69 @@ func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head,
 	return nil
 }
 
-// hooksDirs are the user's hooks directories inside the work tree, relative and
-// slash-separated: core.hooksPath when it is there (relative paths are the work tree's), and
-// for husky 9's ".husky/_" also ".husky", where the scripts it calls live.
-func (c *Copy) hooksDirs(ctx context.Context, g gitrun.Git) []string {
-	hp, err := g.Output(ctx, c.Repo, "config", "--path", "--get", "core.hooksPath")
-	if err != nil || hp == "" || hp == os.DevNull {
-		return nil
+// hookPaths are what the user's git hooks run inside the work tree, relative and
+// slash-separated (a name ending in / is a directory): the hooks directory when it is there
+// (core.hooksPath, relative to the work tree; husky 9's ".husky/_" names ".husky/" too), and
+// each hook that is a symbolic link into the work tree (.git/hooks/pre-commit ->
+// ../../tools/pre-commit). A hook script that runs a file of the work tree by name cannot be
+// seen from here.
+func (c *Copy) hookPaths(ctx context.Context, g gitrun.Git) []string {
+	dir := filepath.Join(c.GitDir, "hooks")
+	if hp, err := g.Output(ctx, c.Repo, "config", "--path", "--get", "core.hooksPath"); err == nil && hp != "" {
+		if hp == os.DevNull {
+			return nil
+		}
+		if !filepath.IsAbs(hp) {
+			hp = filepath.Join(c.Repo, hp)
+		}
+		dir = filepath.Clean(hp)
 	}
-	if !filepath.IsAbs(hp) {
-		hp = filepath.Join(c.Repo, hp)
-	}
-	rel, err := filepath.Rel(c.Repo, filepath.Clean(hp))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return nil
-	}
-	dirs := []string{filepath.ToSlash(rel)}
-	if filepath.Base(rel) == "_" && filepath.Dir(rel) != "." {
-		dirs = append(dirs, filepath.ToSlash(filepath.Dir(rel)))
-	}
-	return dirs
-}
-
-func isHookFile(name string, hooksDirs []string) bool {
-	for _, d := range hooksDirs {
-		if d == "." || strings.HasPrefix(name, d+"/") {
-			return true
+	var out []string
+	if rel, ok := c.inRepo(dir); ok {
+		out = append(out, rel+"/") // "./" when it is the work tree itself: every file
+		if path.Base(rel) == "_" && path.Dir(rel) != "." {
+			out = append(out, path.Dir(rel)+"/")
 		}
 	}
-	for _, m := range hookManagers {
-		if name == m {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		target, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if rel, ok := c.inRepo(target); ok {
+			if st, err := os.Stat(target); err == nil && st.IsDir() {
+				rel += "/"
+			}
+			out = append(out, rel)
+		}
+	}
+	return out
+}
+
+// inRepo is p relative to the work tree (slash-separated) when it is inside it and not in
+// its .git.
+func (c *Copy) inRepo(p string) (string, bool) {
+	repo := c.Repo
+	if r, err := filepath.EvalSymlinks(repo); err == nil {
+		repo = r
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		p = r
+	}
+	rel, err := filepath.Rel(repo, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || rel == ".git" || strings.HasPrefix(rel, ".git/") {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+func isHookFile(name string, hookPaths []string) bool {
+	for _, p := range slices.Concat(hookPaths, hookManagers) {
+		if p == "./" || name == p || strings.HasSuffix(p, "/") && strings.HasPrefix(name, p) {
 			return true
 		}
 	}
