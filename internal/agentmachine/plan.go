@@ -733,8 +733,8 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		if len(w.Include) > 0 {
 			hidden = "ignored paths and repositories of their own inside it are hidden except " + strings.Join(w.Include, ", ") + ", and so are your .git's records (reflogs, hooks, the stash)"
 		}
-		pl.Notes = append(pl.Notes, fmt.Sprintf("the session works on its own copy (%s) on branch %s, from your HEAD and uncommitted changes; your work tree and .git are never written; %s; afterwards: sourceosctl agent-machine diff %s, merge %s or discard %s",
-			w.Copy.Dir, w.Copy.Branch, hidden, pl.SessionID, pl.SessionID, pl.SessionID))
+		pl.Notes = append(pl.Notes, fmt.Sprintf("the session works on its own copy (%s) on branch %s, from your HEAD and uncommitted changes; your work tree and .git are never written; %s; the work comes back through a collector container like this one, with no network and at least %d MiB of memory; afterwards: sourceosctl agent-machine diff %s, merge %s or discard %s",
+			w.Copy.Dir, w.Copy.Branch, hidden, collectMemory>>20, pl.SessionID, pl.SessionID, pl.SessionID))
 	case WorkspaceDirect:
 		if req.Branch != "" && reason == "" {
 			return &InputError{Flag: "--branch", Err: errors.New("names the branch of a copy, and this session is direct"), Fix: "leave out --branch or --direct"}
