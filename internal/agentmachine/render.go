@@ -322,8 +322,6 @@ func workspaceSummary(w WorkspacePlan, repo string) string {
 		return fmt.Sprintf("its own copy at %s, branch %s", w.Copy.Dir, w.Copy.Branch)
 	case w.Mode == WorkspaceDirect && (repocopy.IsRepository(repo) || repocopy.IsLinkedWorkTree(repo)):
 		return "direct: the live work tree (its .git read-only)"
-	case w.Mode == WorkspaceDirect && w.Name != "":
-		return "direct: the live directory (no .git: look at any the workspace makes before you run git there)"
 	case w.Mode == WorkspaceDirect:
 		return "direct: the live directory (no .git: one the session makes there is moved aside afterwards)"
 	case w.Mode == WorkspaceReadOnly:

@@ -149,10 +149,13 @@ type Workspace struct {
 	RootChanges    []string `json:"rootChanges,omitempty"`
 	SidecarChanges []string `json:"sidecarChanges,omitempty"`
 	// CopySession names the copy (repocopy.Load), kept from the first up until rm.
-	CopySession string    `json:"copySession,omitempty"`
-	Created     time.Time `json:"created"`
-	Up          time.Time `json:"up,omitempty"`
-	Down        time.Time `json:"down,omitempty"`
+	CopySession string `json:"copySession,omitempty"`
+	// NoDotGit: the workspace is direct on a directory that had no .git at up; a .git made
+	// there by the time of down is moved aside (quarantineNewGit).
+	NoDotGit bool      `json:"noDotGit,omitempty"`
+	Created  time.Time `json:"created"`
+	Up       time.Time `json:"up,omitempty"`
+	Down     time.Time `json:"down,omitempty"`
 }
 
 // WorkspaceRequest is the part of a session request a workspace keeps.
@@ -826,6 +829,7 @@ func (r *sessionRun) startIdle(ctx context.Context) (func(), error) {
 	if c := r.plan.Workspace.Copy; c != nil {
 		w.CopySession = c.Session
 	}
+	w.NoDotGit = r.plan.Workspace.Mode == WorkspaceDirect && !r.dotGitBefore
 	// What the server wrote to the root file systems making them (mount points): the
 	// baseline each join compares with.
 	var err2 error
@@ -1093,6 +1097,10 @@ func (r *sessionRun) collectWorkspace(ctx context.Context) (func(), error) {
 	egressErr := r.collectEgress()
 	if r.plan.Workspace.Copy != nil && r.copyErr == nil {
 		r.collectCopy(ctx)
+	}
+	if w.NoDotGit {
+		r.dotGitBefore = false
+		r.quarantineNewGit()
 	}
 	return nil, egressErr
 }

@@ -278,3 +278,25 @@ func workspaceCLI(t *testing.T, e *podmantest.Env, w *workspace, name string) fu
 		return code, out.String(), errOut.String()
 	}
 }
+
+// TestIntegrationADirectWorkspacesNewGitIsMovedAside: a workspace on a directory that is not
+// a repository works on it live; a .git made there through a join (with an fsmonitor the
+// user's git would run) is moved aside when the workspace goes down.
+func TestIntegrationADirectWorkspacesNewGitIsMovedAside(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newWorkspace(t, e, "")
+	cli := workspaceCLI(t, e, w, "plain")
+	if code, _, stderr := cli("up", "--repo", w.repo, "--name", "plain"); code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, stderr)
+	}
+	if code, out, stderr := cli("exec", "--name", "plain", "--", "sh", "-c", "git init -q . && git config core.fsmonitor 'touch /tmp/x' && echo PLANTED"); code != 0 || !strings.Contains(out, "PLANTED") {
+		t.Fatalf("exec: exit %d\n%s%s", code, out, stderr)
+	}
+	code, _, stderr := cli("down", "--name", "plain")
+	if code != 0 || !strings.Contains(stderr, "moved aside") {
+		t.Fatalf("down: exit %d, want the workspace's .git moved aside\n%s", code, stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(w.repo, ".git")); err == nil {
+		t.Error("the .git the workspace made is still there after down")
+	}
+}
