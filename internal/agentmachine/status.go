@@ -69,11 +69,14 @@ type StatusAPI struct {
 
 // StatusEntry is one running session.
 type StatusEntry struct {
-	Name    string    `json:"name"`
-	Session string    `json:"session"`
-	Tool    string    `json:"tool"`
-	Repo    string    `json:"repo"`
-	Profile string    `json:"profile"`
+	Name    string `json:"name"`
+	Session string `json:"session"`
+	Tool    string `json:"tool"`
+	Repo    string `json:"repo"`
+	Profile string `json:"profile"`
+	// State is running, or another state for a container a session that was killed left
+	// behind (stop removes it).
+	State   string    `json:"state,omitempty"`
 	Started time.Time `json:"started"`
 	Uptime  string    `json:"uptime"`
 }
@@ -197,7 +200,8 @@ func fillStatus(ctx context.Context, now time.Time, e Engine, r *StatusReport) e
 		return err
 	}
 	r.Connection.Reachable, r.Connection.Server, r.Connection.Rootless = true, svc.Version, svc.Rootless
-	sessions, err := e.Containers(ctx, LabelManaged+"=true", false)
+	// Stopped ones too: a session killed before its clean-up leaves its container behind.
+	sessions, err := e.Containers(ctx, LabelManaged+"=true", true)
 	if err != nil {
 		return err
 	}
@@ -205,11 +209,15 @@ func fillStatus(ctx context.Context, now time.Time, e Engine, r *StatusReport) e
 		if s.Labels[LabelWorkspace] != "" {
 			continue // listed with its workspace
 		}
+		uptime := now.Sub(s.Started).Round(time.Second).String()
+		if s.State != "running" {
+			uptime = "-"
+		}
 		r.Sessions = append(r.Sessions, StatusEntry{
 			// A session's other containers (its egress gateway sidecar) show their role.
 			Name: s.Name, Session: s.Labels[LabelSession], Tool: firstNonEmpty(s.Labels[LabelTool], s.Labels[LabelRole]),
-			Repo: s.Labels[LabelRepo], Profile: s.Labels[LabelProfile],
-			Started: s.Started, Uptime: now.Sub(s.Started).Round(time.Second).String(),
+			Repo: s.Labels[LabelRepo], Profile: s.Labels[LabelProfile], State: firstNonEmpty(s.State, "running"),
+			Started: s.Started, Uptime: uptime,
 		})
 	}
 	sort.SliceStable(r.Sessions, func(i, j int) bool { return r.Sessions[i].Started.Before(r.Sessions[j].Started) })
@@ -277,18 +285,29 @@ func WriteStatus(w io.Writer, r StatusReport) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tTOOL\tREPOSITORY\tSTARTED\tUPTIME")
+	fmt.Fprintln(tw, "CONTAINER\tTOOL\tSTATE\tREPOSITORY\tSTARTED\tUPTIME")
+	left := 0
 	for _, s := range r.Sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Tool, s.Repo, s.Started.Format(time.RFC3339), s.Uptime)
+		if s.State != "running" {
+			left++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Tool, s.State, s.Repo, s.Started.Format(time.RFC3339), s.Uptime)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if left > 0 {
+		_, err := fmt.Fprintf(w, "%d stopped: left behind by a session that was killed before its clean-up; sourceosctl agent-machine stop removes them\n", left)
+		return err
+	}
+	return nil
 }
 
 // StopSessions stops and removes this tool's running session containers, found by their
 // labels (each session removes its own; this cleans up after one that was killed). A dry
 // run lists them. Every container is tried; the error joins every failure.
 func StopSessions(ctx context.Context, e Engine, stopTimeout time.Duration, dryRun bool, out, errOut io.Writer) error {
-	sessions, err := e.Containers(ctx, LabelManaged+"=true", false)
+	sessions, err := e.Containers(ctx, LabelManaged+"=true", true) // stopped ones too: left by a killed session
 	if err != nil {
 		return err
 	}
@@ -306,13 +325,20 @@ func StopSessions(ctx context.Context, e Engine, stopTimeout time.Duration, dryR
 	}
 	var errs []error
 	for _, s := range sessions {
+		running := s.State == "" || s.State == "running"
 		if dryRun {
-			fmt.Fprintf(out, "would stop and remove %s (session %s, %s)\n", s.Name, s.Labels[LabelSession], s.Labels[LabelTool])
+			verb := "stop and remove"
+			if !running {
+				verb = "remove (" + s.State + ")"
+			}
+			fmt.Fprintf(out, "would %s %s (session %s, %s)\n", verb, s.Name, s.Labels[LabelSession], s.Labels[LabelTool])
 			continue
 		}
-		if err := e.Stop(ctx, s.ID, stopTimeout); err != nil {
-			errs = append(errs, err)
-			continue
+		if running {
+			if err := e.Stop(ctx, s.ID, stopTimeout); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		if err := e.Remove(ctx, s.ID); err != nil {
 			errs = append(errs, err)

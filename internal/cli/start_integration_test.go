@@ -136,3 +136,36 @@ func TestIntegrationStatusListsRunningSessions(t *testing.T) {
 		t.Errorf("containers left after stop: %v", names)
 	}
 }
+
+// TestIntegrationStatusAndStopFindAKilledSessionsContainer: sourceosctl killed (SIGKILL)
+// mid-session cannot clean up; its container, once stopped, is listed by status as left
+// behind (it said "none running") and removed by stop.
+func TestIntegrationStatusAndStopFindAKilledSessionsContainer(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newWorkspace(t, e, "")
+	cmd := cliProcess(t, e, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	name := waitForSession(t, e)
+	_ = cmd.Process.Kill() // SIGKILL: no clean-up
+	_ = cmd.Wait()
+	if _, err := e.Podman("stop", "-t", "0", name); err != nil {
+		t.Fatal(err)
+	}
+	f, out, errOut := sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "status"); code != 0 || !strings.Contains(out.String(), name) || !strings.Contains(out.String(), "1 stopped: left behind") {
+		t.Errorf("status: exit %d, want %s listed as left behind:\n%s%s", code, name, out, errOut)
+	}
+	f, out, errOut = sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "stop", "--dry-run"); code != 0 || !strings.Contains(out.String(), "would remove (exited) "+name) {
+		t.Errorf("stop --dry-run: exit %d:\n%s%s", code, out, errOut)
+	}
+	f, out, errOut = sessionFactory(t, e, w, nil)
+	if code := run(t, f, "--profile", w.profile, "am", "stop"); code != 0 {
+		t.Fatalf("stop: exit %d:\n%s%s", code, out, errOut)
+	}
+	if names := sessionContainers(t, e); len(names) != 0 {
+		t.Errorf("containers left after stop: %v", names)
+	}
+}
