@@ -162,6 +162,8 @@ func (r *sessionRun) signingKey() (*evidence.Key, error) {
 	}
 	if key.Created {
 		fmt.Fprintf(r.IO.ErrOut, "Created the evidence signing key %s (public key: %s)\n", priv, pub)
+	} else if st, err := os.Stat(priv); err == nil && st.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(r.IO.ErrOut, "! the evidence signing key %s can be read by others (mode %v): chmod 600 %s\n", priv, st.Mode().Perm(), priv)
 	}
 	return key, nil
 }

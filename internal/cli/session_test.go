@@ -298,3 +298,24 @@ func TestDryRunFailsWhereTheRealRunDoes(t *testing.T) {
 		})
 	}
 }
+
+// TestASigningKeyOthersCanReadIsWarnedAbout: a session signs with a key others can read (mode
+// 0644), and says so with the fix (doctor fails on it).
+func TestASigningKeyOthersCanReadIsWarnedAbout(t *testing.T) {
+	prof := writeFakeProfile(t)
+	f, repo, _, errOut := fakeFactory(t, &fakeEngine{})
+	if code := run(t, f, "--profile", prof, "am", "shell", "--repo", repo, "--", "true"); code != 0 {
+		t.Fatalf("first session: exit %d: %s", code, errOut)
+	}
+	dirs, _ := f.Dirs()
+	priv, _ := dirs.SigningKeyPaths()
+	if err := os.Chmod(priv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(errOut.String(), "can be read by others") {
+		t.Fatalf("a key made 0600 was warned about:\n%s", errOut)
+	}
+	if code := run(t, f, "--profile", prof, "am", "shell", "--repo", repo, "--", "true"); code != 0 || !strings.Contains(errOut.String(), "can be read by others (mode -rw-r--r--): chmod 600 "+priv) {
+		t.Errorf("exit %d, want the warning:\n%s", code, errOut)
+	}
+}
