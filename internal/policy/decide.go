@@ -332,6 +332,9 @@ func fixFor(rule string, r requested, md MountDecision) string {
 	case r.role == RoleWorkspace:
 		return "point --repo at the repository itself, e.g. --repo ~/dev/app"
 	}
+	if r.allowProtected {
+		return "it is marked allowProtected in the profile: repeat it on the command line with --allow-protected " + md.Declared + ", or remove the mount"
+	}
 	return "remove the mount, or mark it allowProtected: true in the profile and repeat it on the command line with --allow-protected " + md.Declared
 }
 

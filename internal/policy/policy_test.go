@@ -213,6 +213,11 @@ func TestAllowProtectedNeedsBothOptIns(t *testing.T) {
 			if got := d.Err() == nil; got != tt.allowed {
 				t.Fatalf("allowed = %v, want %v: %v", got, tt.allowed, d.Err())
 			}
+			// The fix asks only for what is missing: a profile that marks the mount already
+			// is not told to mark it.
+			if tt.name == "profile only" && (len(d.Refusals) == 0 || strings.Contains(d.Refusals[0].Fix, "mark it") || !strings.Contains(d.Refusals[0].Fix, "--allow-protected "+ssh)) {
+				t.Errorf("fix for a mount the profile marks: %+v", d.Refusals)
+			}
 			if tt.allowed && d.Mounts[1].Rule != policy.RuleOptIn {
 				t.Errorf("rule = %s, want %s", d.Mounts[1].Rule, policy.RuleOptIn)
 			}
