@@ -47,6 +47,25 @@ func newGitWorkspace(t *testing.T, e *podmantest.Env, extraSpec string) *gitWork
 	return w
 }
 
+// committed is the workspace with the user's uncommitted changes committed: a clean start.
+func (w *gitWorkspace) committed(t *testing.T) *gitWorkspace {
+	t.Helper()
+	w.git(t, w.repo, "add", "-A")
+	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	return w
+}
+
+// cli runs sourceosctl with args against the harness's service, as the workspace's user:
+// the exit code, standard output and standard error.
+func (w *gitWorkspace) cli(t *testing.T, e *podmantest.Env) func(args ...string) (int, string, string) {
+	return func(args ...string) (int, string, string) {
+		t.Helper()
+		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
+		code := run(t, f, args...)
+		return code, out.String(), errOut.String()
+	}
+}
+
 // initRepo makes the workspace's repository, as its owner.
 func (w *gitWorkspace) initRepo(t *testing.T) {
 	t.Helper()
@@ -629,15 +648,8 @@ func TestIntegrationTheAgentCannotRedirectTheUsersGit(t *testing.T) {
 // discard removing the copy and the branch but never the evidence.
 func TestIntegrationReviewAndMergeBack(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newGitWorkspace(t, e, "")
-	// A clean start: the user commits what they had.
-	w.git(t, w.repo, "add", "-A")
-	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
-	cli := func(args ...string) (int, string, string) {
-		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
-		code := run(t, f, args...)
-		return code, out.String(), errOut.String()
-	}
+	w := newGitWorkspace(t, e, "").committed(t) // a clean start: the user commits what they had
+	cli := w.cli(t, e)
 	session := func(script string) (int, string, string) {
 		return cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "cd /workspace && "+script)
 	}
@@ -772,11 +784,7 @@ func TestIntegrationReviewAndMergeBack(t *testing.T) {
 func TestIntegrationDirectModeAndThePlan(t *testing.T) {
 	e := podmantest.Need(t)
 	w := newGitWorkspace(t, e, "  workspace:\n    include: [node_modules]\n")
-	cli := func(args ...string) (int, string, string) {
-		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
-		code := run(t, f, args...)
-		return code, out.String(), errOut.String()
-	}
+	cli := w.cli(t, e)
 	code, out, errOut := cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--branch", "agent/feature-x", "--dry-run")
 	copies := filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "copies")
 	if code != 0 || !strings.Contains(out, "agent/feature-x") || !strings.Contains(out, copies) || !strings.Contains(out, "node_modules") {
@@ -929,9 +937,7 @@ git add .gitmodules && git commit -q -m "a submodule update command"`, "gitmodul
 // read is named (a committed file keeps its committed version).
 func TestIntegrationUnreadableLeftoversDoNotLoseTheWork(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newGitWorkspace(t, e, "")
-	w.git(t, w.repo, "add", "-A")
-	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	w := newGitWorkspace(t, e, "").committed(t)
 	if err := os.WriteFile(filepath.Join(w.repo, "kept.txt"), []byte("committed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -972,9 +978,7 @@ echo secret > new.txt && chmod 000 new.txt && echo changed > kept.txt && chmod 0
 // hooks run (husky), and then runs none of them.
 func TestIntegrationTheCopyKeepsTheUsersRecordsAndTreeSafe(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newGitWorkspace(t, e, "")
-	w.git(t, w.repo, "add", "-A")
-	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	w := newGitWorkspace(t, e, "").committed(t)
 	for name, body := range map[string]string{
 		"config.worktree":   "[http]\n\textraHeader = Authorization: Bearer WORKTREE-TOKEN\n",
 		"secret.inc":        "[http]\n\textraHeader = Authorization: Bearer INCLUDED-TOKEN\n",
@@ -993,11 +997,7 @@ func TestIntegrationTheCopyKeepsTheUsersRecordsAndTreeSafe(t *testing.T) {
 	w.git(t, w.repo, "stash", "--quiet", "--all") // .env.local (and .env …) into the stash
 	stashed := w.git(t, w.repo, "rev-parse", "refs/stash^3")
 	w.write(t, ".env", "SECRET=the user's own\n") // back, as the user would have it
-	cli := func(args ...string) (int, string, string) {
-		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
-		code := run(t, f, args...)
-		return code, out.String(), errOut.String()
-	}
+	cli := w.cli(t, e)
 	session := func(script string) (int, string, string) {
 		return cli("--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c", "cd /workspace && "+script)
 	}
@@ -1086,9 +1086,7 @@ echo fix > fix.txt && git add fix.txt && git commit -qm fix && git merge -q -s o
 // 1 GiB (it was killed, exit 137, with every commit of the session kept back).
 func TestIntegrationALargeFileComesBack(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newGitWorkspace(t, e, "")
-	w.git(t, w.repo, "add", "-A")
-	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	w := newGitWorkspace(t, e, "").committed(t)
 	f, out, errOut := sessionFactory(t, e, w.workspace, nil)
 	if code := run(t, f, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "sh", "-c",
 		"cd /workspace && echo one > one.txt && git add one.txt && git commit -qm one && head -c 94371840 /dev/urandom > big.bin && echo WROTE"); code != 0 || !strings.Contains(out.String(), "WROTE") {
@@ -1112,16 +1110,10 @@ func TestIntegrationALargeFileComesBack(t *testing.T) {
 // by the profile has its .git read-only, and a bare one is refused.
 func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 	e := podmantest.Need(t)
-	w := newGitWorkspace(t, e, "")
-	w.git(t, w.repo, "add", "-A")
-	w.git(t, w.repo, "commit", "--quiet", "-m", "user's work")
+	w := newGitWorkspace(t, e, "").committed(t)
 	kit := newEscapeKit(t, w, filepath.Join(w.home, "kit"))
 	fsmonitor := filepath.Join(kit.dir, "bin", "fsmonitor")
-	cli := func(args ...string) (int, string, string) {
-		f, out, errOut := sessionFactory(t, e, w.workspace, nil)
-		code := run(t, f, args...)
-		return code, out.String(), errOut.String()
-	}
+	cli := w.cli(t, e)
 	session := func(repo, script string, extra ...string) (int, string, string) {
 		args := append([]string{"--profile", w.profile, "am", "shell", "--repo", repo}, extra...)
 		return cli(append(args, "--", "sh", "-c", "cd /workspace && "+script)...)

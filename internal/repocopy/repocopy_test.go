@@ -224,19 +224,29 @@ func TestCheckBranch(t *testing.T) {
 	}
 }
 
+// withSubmodule is userRepo with a submodule at vendor/lib: a repository of its own, made
+// in root from files, committed.
+func withSubmodule(t *testing.T, files map[string]string) (repo, root, lib string) {
+	t.Helper()
+	root = t.TempDir()
+	lib = filepath.Join(root, "lib")
+	for name, body := range files {
+		put(t, filepath.Join(lib, name), body)
+	}
+	gitIn(t, root, "init", "-q", "-b", "main", lib)
+	gitIn(t, lib, "add", "-A")
+	gitIn(t, lib, "commit", "-q", "-m", "lib")
+	repo = userRepo(t)
+	gitIn(t, repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
+	gitIn(t, repo, "commit", "-q", "-m", "submodule")
+	return repo, root, lib
+}
+
 // TestSubmoduleConfigurationsAreShadowed: a submodule's own configuration (under
 // .git/modules) can hold a token in its remote URL and a credential helper; the copy shadows
 // it with one that keeps what git needs (format, work tree, remotes without credentials).
 func TestSubmoduleConfigurationsAreShadowed(t *testing.T) {
-	root := t.TempDir()
-	lib := filepath.Join(root, "lib")
-	put(t, filepath.Join(lib, "lib.txt"), "lib\n")
-	gitIn(t, root, "init", "-q", "-b", "main", lib)
-	gitIn(t, lib, "add", "-A")
-	gitIn(t, lib, "commit", "-q", "-m", "lib")
-	repo := userRepo(t)
-	gitIn(t, repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
-	gitIn(t, repo, "commit", "-q", "-m", "submodule")
+	repo, _, _ := withSubmodule(t, map[string]string{"lib.txt": "lib\n"})
 	modCfg := filepath.Join(repo, ".git", "modules", "vendor", "lib", "config")
 	for _, kv := range [][2]string{{"remote.origin.url", "https://user:ghp_subtoken@example.com/lib.git"}, {"credential.helper", "store"}, {"core.fsmonitor", "touch /tmp/x"}} {
 		gitIn(t, repo, "config", "--file", modCfg, kv[0], kv[1])
@@ -586,16 +596,7 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 // repositories (also deeper inside an untracked directory) are hidden unless included, and
 // not recorded in the snapshot; a submodule's ignored files are hidden by its own rules.
 func TestRepositoriesOfTheirOwnAndSubmodulesIgnoredFilesAreHidden(t *testing.T) {
-	root := t.TempDir()
-	lib := filepath.Join(root, "lib")
-	put(t, filepath.Join(lib, "lib.txt"), "lib\n")
-	put(t, filepath.Join(lib, ".gitignore"), "secret.env\n")
-	gitIn(t, root, "init", "-q", "-b", "main", lib)
-	gitIn(t, lib, "add", "-A")
-	gitIn(t, lib, "commit", "-q", "-m", "lib")
-	repo := userRepo(t)
-	gitIn(t, repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib, "vendor/lib")
-	gitIn(t, repo, "commit", "-q", "-m", "submodule")
+	repo, root, lib := withSubmodule(t, map[string]string{"lib.txt": "lib\n", ".gitignore": "secret.env\n"})
 	put(t, filepath.Join(repo, "vendor", "lib", "secret.env"), "SUB_TOKEN=x\n")
 	for _, nested := range []string{"nested", "tools/deep/inner"} {
 		dir := filepath.Join(repo, filepath.FromSlash(nested))
