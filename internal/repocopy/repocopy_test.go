@@ -425,6 +425,23 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 		}
 		gitIn(t, agent, "bundle", "create", "-q", filepath.Join(c.Out(), repocopy.BundleFile), "refs/heads/"+c.Branch, "--not", c.Base)
 	}
+	// withFile is a commit on base whose tree has blob at name.
+	withFile := func(base, name, blob string) string {
+		index := filepath.Join(t.TempDir(), "index")
+		env := append(os.Environ(), "GIT_INDEX_FILE="+index)
+		run := func(args ...string) string {
+			cmd := exec.Command("git", append([]string{"-C", agent}, args...)...)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git %v: %v %s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		run("read-tree", base)
+		run("update-index", "--add", "--cacheinfo", "100644,"+blob+","+name)
+		return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", run("write-tree"), "-p", base, "-m", "add "+name)
+	}
 	withGitmodules := func(base, url string) string {
 		index := filepath.Join(t.TempDir(), "index")
 		env := append(os.Environ(), "GIT_INDEX_FILE="+index)
@@ -453,6 +470,14 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 		{"reset to the stash's commit, then a commit", func(string) string {
 			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", stashed+"^{tree}", "-p", stashed, "-m", "on top")
 		}, "already has"},
+		{"the stash's tree as a new root commit, merged in", func(base string) string {
+			root := gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", stashed+"^{tree}", "-m", "vendor snapshot")
+			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", base+"^{tree}", "-p", base, "-p", root, "-m", "merge -s ours")
+		}, "no parent"},
+		{"the stash's .env added, then removed", func(base string) string {
+			added := withFile(base, ".env", gitIn(t, agent, "rev-parse", stashed+":.env"))
+			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", base+"^{tree}", "-p", added, "-m", "remove it again")
+		}, "only your stash has"},
 		{"a .gitmodules with an ext:: URL", func(base string) string { return withGitmodules(base, "ext::sh -c touch% /tmp/x") }, "runs a program"},
 		{"a .gitmodules with an ext:: URL split by a line continuation", func(base string) string { return withGitmodules(base, "e\\\nxt::sh -c touch% /tmp/x") }, "runs a program"},
 		{"a .gitmodules with another remote helper", func(base string) string { return withGitmodules(base, "evil::whatever") }, "runs a program"},

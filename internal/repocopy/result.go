@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/sourceos/sourceosctl/internal/gitrun"
@@ -409,12 +410,20 @@ func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url st
 // quarantine (the bundle's objects) and reads object ids in the user's repository: neither
 // runs anything the branch names.
 func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head string, known []string) error {
-	args := append([]string{"rev-list", head, "--not"}, known...)
+	args := append([]string{"rev-list", "--parents", head, "--not"}, known...)
 	out, err := g.Output(ctx, quarantine, args...)
 	if err != nil {
 		return fmt.Errorf("list the branch's commits: %w", err)
 	}
-	commits := strings.Fields(out)
+	var commits, roots []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			commits = append(commits, f[0])
+			if len(f) == 1 {
+				roots = append(roots, f[0])
+			}
+		}
+	}
 	if len(commits) > 0 {
 		cmd, err := g.Command(ctx, c.Repo, "cat-file", "--batch-check=%(objectname) %(objecttype)")
 		if err != nil {
@@ -434,6 +443,14 @@ func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head
 		if len(old) > 0 {
 			return fmt.Errorf("the agent's branch carries %d commit(s) your repository already has that the session did not start from (%s: a stash, another branch or an older commit merged in or reset to, which its diff would not show): it is not brought back", len(old), strings.Join(old, ", "))
 		}
+	}
+	if len(roots) > 0 {
+		// Every commit of a session descends from its base: one with no parent is a history
+		// of its own, merged in where a diff of the tip does not show it.
+		return fmt.Errorf("the agent's branch holds a commit with no parent (%s: a history unrelated to the session's base, which its diff would not show): it is not brought back", short(roots[0]))
+	}
+	if err := c.checkNoStashObjects(ctx, g, quarantine, head, known); err != nil {
+		return err
 	}
 	touched, err := g.Output(ctx, quarantine, append([]string{"rev-list", head, "--not"}, append(known, "--", ".gitmodules")...)...)
 	if err != nil {
@@ -461,4 +478,53 @@ func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head
 		}
 	}
 	return nil
+}
+
+// checkNoStashObjects refuses a branch whose history holds a file or directory only the
+// user's stashes have — a stash made with --include-untracked or --all holds untracked and
+// ignored files (.env) — even one added and removed again by the agent's commits, so that
+// neither the tip nor its diff shows it. Stashes are the secrets a repository's object store
+// keeps outside every branch; objects of the user's branches, tags and remotes are not
+// refused (the agent may cherry-pick). Nothing is read when there is no stash.
+func (c *Copy) checkNoStashObjects(ctx context.Context, g gitrun.Git, quarantine, head string, known []string) error {
+	stashes, err := g.Output(ctx, c.Repo, "log", "--walk-reflogs", "--format=%H", "refs/stash", "--")
+	if err != nil || strings.TrimSpace(stashes) == "" {
+		return nil // no stash
+	}
+	args := append([]string{"rev-list", "--objects"}, strings.Fields(stashes)...)
+	args = append(append(args, "--not", "--branches", "--tags", "--remotes"), known...)
+	secret, err := g.Output(ctx, c.Repo, args...)
+	if err != nil {
+		return fmt.Errorf("list what the stashes hold: %w", err)
+	}
+	inStash := map[string]bool{}
+	for _, line := range strings.Split(secret, "\n") {
+		if id, _, _ := strings.Cut(line, " "); id != "" {
+			inStash[id] = true
+		}
+	}
+	if len(inStash) == 0 {
+		return nil
+	}
+	brought, err := g.Output(ctx, quarantine, append([]string{"rev-list", "--objects", head, "--not"}, known...)...)
+	if err != nil {
+		return fmt.Errorf("list the branch's objects: %w", err)
+	}
+	var found []string
+	for _, line := range strings.Split(brought, "\n") {
+		if id, name, _ := strings.Cut(line, " "); inStash[id] {
+			found = append(found, strconv.Quote(orDash(name)))
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("the agent's branch holds what only your stash has (%s: a stash of untracked or ignored files, read from the object store), in its history if not in its tip: it is not brought back", strings.Join(found, ", "))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
