@@ -531,6 +531,11 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 		{"a link out of the repository", "sshlink", "", false, ""},
 		{"a file a hook of .git/hooks links to", "tools/pre-commit", "link", false, "--allow-hook-changes"},
 		{"lint-staged's configuration", ".lintstagedrc.json", "", false, "--allow-hook-changes"},
+		{"lint-staged's configuration in a subdirectory", "web/.lintstagedrc.json", "", false, "--allow-hook-changes"},
+		{"husky's directory in other case", ".HUSKY/pre-commit", "", false, "--allow-hook-changes"},
+		{"a package.json configuring husky", "package.json", "", false, "--allow-hook-changes"},
+		{"the tracked link the hooks path goes through, repointed", "hooks", "symdir", false, "--allow-hook-changes"},
+		{"a tracked link a hook's link goes through, repointed", "hook.sh", "chain", false, "--allow-hook-changes"},
 		{"a link within it", "src/link", "", false, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -556,6 +561,28 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 				if err := os.Symlink("../../tools/pre-commit", filepath.Join(repo, ".git", "hooks", "pre-commit")); err != nil {
 					t.Fatal(err)
 				}
+			case "symdir": // core.hooksPath = hooks, a tracked link to scripts/hooks
+				put(t, filepath.Join(repo, "scripts", "hooks", "pre-commit"), "#!/bin/sh\n")
+				if err := os.Symlink("scripts/hooks", filepath.Join(repo, "hooks")); err != nil {
+					t.Fatal(err)
+				}
+				gitIn(t, repo, "add", "scripts", "hooks")
+				gitIn(t, repo, "commit", "-q", "-m", "hooks")
+				gitIn(t, repo, "config", "core.hooksPath", "hooks")
+			case "chain": // .git/hooks/pre-commit -> ../../hook.sh, a tracked link to scripts/real.sh
+				gitIn(t, repo, "config", "--unset", "core.hooksPath")
+				put(t, filepath.Join(repo, "scripts", "real.sh"), "#!/bin/sh\n")
+				if err := os.Symlink("scripts/real.sh", filepath.Join(repo, "hook.sh")); err != nil {
+					t.Fatal(err)
+				}
+				gitIn(t, repo, "add", "scripts", "hook.sh")
+				gitIn(t, repo, "commit", "-q", "-m", "hook")
+				if err := os.MkdirAll(filepath.Join(repo, ".git", "hooks"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink("../../hook.sh", filepath.Join(repo, ".git", "hooks", "pre-commit")); err != nil {
+					t.Fatal(err)
+				}
 			default:
 				gitIn(t, repo, "config", "core.hooksPath", c.hooksPath)
 			}
@@ -569,6 +596,12 @@ func TestMergeRefusesToReplaceUntrackedFilesOrChangeHooks(t *testing.T) {
 				mode, content = "120000", "/root/.ssh"
 			case "src/link":
 				mode, content = "120000", "../main.go"
+			case "hooks":
+				mode, content = "120000", "evil"
+			case "hook.sh":
+				mode, content = "120000", "evil.sh"
+			case "package.json":
+				mode, content = "100644", `{"husky": {"hooks": {"pre-commit": "node evil.js"}}}`
 			}
 			blob := strings.TrimSpace(gitInWith(t, repo, content, "hash-object", "-w", "--stdin"))
 			env := append(os.Environ(), "GIT_INDEX_FILE="+index)

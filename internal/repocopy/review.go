@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -245,14 +246,25 @@ func short(id string) string {
 }
 
 // hookManagers are paths of the work tree that hook managers installed in .git/hooks read to
-// decide what to run (pre-commit's local hooks run any command; lefthook's, overcommit's and
-// lint-staged's too; husky's scripts are files of .husky): a branch changing them changes what
-// the user's next commit runs. A name ending in / is a directory.
+// decide what to run (pre-commit's local hooks run any command; so do husky's scripts and
+// configurations, lefthook's, overcommit's, lint-staged's): a branch changing them changes
+// what the user's next commit runs. A name ending in / is a directory; names are compared
+// without case (a case-insensitive file system takes .HUSKY for .husky).
 var hookManagers = []string{".pre-commit-config.yaml", ".husky/", ".githooks/", ".git-hooks/",
-	"lefthook.yml", "lefthook.yaml", "lefthook.toml", "lefthook.json", ".lefthook.yml", ".lefthook.yaml", ".lefthook.toml", ".lefthook.json",
-	"lefthook-local.yml", "lefthook-local.yaml", ".lefthook/", ".overcommit.yml",
-	".lintstagedrc", ".lintstagedrc.json", ".lintstagedrc.yaml", ".lintstagedrc.yml", ".lintstagedrc.js", ".lintstagedrc.cjs", ".lintstagedrc.mjs",
-	"lint-staged.config.js", "lint-staged.config.cjs", "lint-staged.config.mjs"}
+	"lefthook.yml", "lefthook.yaml", "lefthook.toml", "lefthook.json", "lefthook.jsonc",
+	".lefthook.yml", ".lefthook.yaml", ".lefthook.toml", ".lefthook.json", ".lefthook.jsonc",
+	"lefthook-local.yml", "lefthook-local.yaml", "lefthook-local.toml", "lefthook-local.json",
+	".lefthook-local.yml", ".lefthook-local.yaml", ".lefthook-local.toml", ".lefthook-local.json",
+	".lefthook/", ".lefthook-local/", ".config/lefthook.yml", ".config/lefthook.yaml", ".overcommit.yml",
+	".huskyrc", ".huskyrc.json", ".huskyrc.js", ".huskyrc.cjs", ".huskyrc.yaml", ".huskyrc.yml", "husky.config.js", "husky.config.cjs",
+	".simple-git-hooks.json", ".simple-git-hooks.js", "simple-git-hooks.json", "simple-git-hooks.js"}
+
+// lintStaged are lint-staged's configuration files, which apply in any directory.
+var lintStaged = regexp.MustCompile(`(?i)(^|/)(\.lintstagedrc(\.(json|ya?ml|[cm]?js|ts))?|lint-staged\.config\.([cm]?js|ts))$`)
+
+// hookKeys in a package.json configure hooks (husky 4, lint-staged, simple-git-hooks,
+// pre-commit's npm package).
+var hookKeys = regexp.MustCompile(`"(husky|lint-staged|simple-git-hooks|pre-commit|pre-push|gitHooks)"\s*:`)
 
 // checkMerge refuses a merge that would replace the user's ignored or untracked files with
 // the branch's (git replaces ignored ones without a word: an .env the agent added would take
@@ -271,11 +283,11 @@ func (c *Copy) checkMerge(ctx context.Context, g gitrun.Git, p *MergePlan, head,
 		if len(meta) != 5 {
 			return fmt.Errorf("git diff --raw: unexpected %q", fields[i])
 		}
-		newMode, newID, status := meta[1], meta[3], meta[4]
+		newMode, oldID, newID, status := meta[1], meta[2], meta[3], meta[4]
 		if status == "A" && inWorkTree(c.Repo, name) {
 			p.Overwrites = append(p.Overwrites, name)
 		}
-		if isHookFile(name, hookPaths) {
+		if isHookFile(name, hookPaths) || path.Base(name) == "package.json" && c.namesHooks(ctx, g, oldID, newID) {
 			p.Hooks = append(p.Hooks, name)
 		}
 		if newMode == "120000" {
@@ -319,7 +331,10 @@ func (c *Copy) hookPaths(ctx context.Context, g gitrun.Git) []string {
 		dir = filepath.Clean(hp)
 	}
 	var out []string
-	if rel, ok := c.inRepo(dir); ok {
+	for _, rel := range c.linkChain(dir) {
+		if rel == "" {
+			continue // outside the work tree (.git/hooks)
+		}
 		out = append(out, rel+"/") // "./" when it is the work tree itself: every file
 		if path.Base(rel) == "_" && path.Dir(rel) != "." {
 			out = append(out, path.Dir(rel)+"/")
@@ -330,18 +345,68 @@ func (c *Copy) hookPaths(ctx context.Context, g gitrun.Git) []string {
 		if e.Type()&fs.ModeSymlink == 0 {
 			continue
 		}
-		target, err := filepath.EvalSymlinks(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		if rel, ok := c.inRepo(target); ok {
-			if st, err := os.Stat(target); err == nil && st.IsDir() {
+		for _, rel := range c.linkChain(filepath.Join(dir, e.Name()))[1:] {
+			if st, err := os.Stat(filepath.Join(c.Repo, filepath.FromSlash(rel))); err == nil && st.IsDir() {
 				rel += "/"
 			}
 			out = append(out, rel)
 		}
 	}
 	return out
+}
+
+// linkChain is p and each name a symbolic link along the way makes it (one hop at a time, up
+// to 16), as paths relative to the work tree, slash-separated, for those inside it — every
+// link of the chain, and every symbolically linked directory on the way, is a file a branch
+// could change to send the hook elsewhere. p's own entry comes first even when outside
+// (""), so that callers can skip it.
+func (c *Copy) linkChain(p string) []string {
+	var out []string
+	for hop := 0; hop < 16; hop++ {
+		p = filepath.Clean(p)
+		rel, ok := c.inRepoLexical(p)
+		if hop == 0 || ok {
+			if !ok {
+				rel = ""
+			}
+			out = append(out, rel)
+		}
+		if ok { // the linked directories on the way
+			q := c.Repo
+			for _, part := range strings.Split(rel, "/") {
+				q = filepath.Join(q, part)
+				if st, err := os.Lstat(q); err == nil && st.Mode()&fs.ModeSymlink != 0 && q != p {
+					r, _ := filepath.Rel(c.Repo, q)
+					out = append(out, filepath.ToSlash(r))
+				}
+			}
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = target
+	}
+	// The final place, links resolved.
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		if rel, ok := c.inRepo(real); ok {
+			out = append(out, rel)
+		}
+	}
+	return out
+}
+
+// inRepoLexical is p relative to the work tree when p, as written, is inside it and not in
+// its .git.
+func (c *Copy) inRepoLexical(p string) (string, bool) {
+	rel, err := filepath.Rel(c.Repo, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || rel == ".git" || strings.HasPrefix(rel, ".git/") {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
 }
 
 // inRepo is p relative to the work tree (slash-separated) when it is inside it and not in
@@ -362,12 +427,14 @@ func (c *Copy) inRepo(p string) (string, bool) {
 }
 
 func isHookFile(name string, hookPaths []string) bool {
+	lower := strings.ToLower(name)
 	for _, p := range slices.Concat(hookPaths, hookManagers) {
-		if p == "./" || name == p || strings.HasSuffix(p, "/") && strings.HasPrefix(name, p) {
+		p = strings.ToLower(p)
+		if p == "./" || lower == p || lower == strings.TrimSuffix(p, "/") || strings.HasSuffix(p, "/") && strings.HasPrefix(lower, p) {
 			return true
 		}
 	}
-	return false
+	return lintStaged.MatchString(name)
 }
 
 // inWorkTree reports whether the slash-separated path name, or a file (or link) where one of
@@ -399,4 +466,18 @@ func quoteList(names []string) string {
 		q = append(q, strconv.Quote(n))
 	}
 	return strings.Join(q, ", ")
+}
+
+// namesHooks reports whether either version of a package.json (blob ids; a zero id is none)
+// configures hooks (hookKeys).
+func (c *Copy) namesHooks(ctx context.Context, g gitrun.Git, ids ...string) bool {
+	for _, id := range ids {
+		if strings.Trim(id, "0") == "" {
+			continue
+		}
+		if b, err := g.Raw(ctx, c.Repo, "cat-file", "blob", id); err == nil && hookKeys.Match(b) {
+			return true
+		}
+	}
+	return false
 }
