@@ -99,8 +99,9 @@ type sessionRun struct {
 	madeSecrets []string // the ephemeral secrets created, by name
 	// checkOnly is a dry run's: secret sources are checked, never read from a command.
 	checkOnly bool
-	// dotGitBefore says whether a direct session's directory had a .git when it started.
-	dotGitBefore bool
+	// guardBefore is the git metadata of the directories the session can write, before it
+	// (see checkGitAfter).
+	guardBefore gitGuard
 	// injected are the secrets the gateway injects: placeholders and values, in memory only.
 	injected    []egress.SecretValue
 	gitIdentity map[string]string // --auth git: the host's git identity variables

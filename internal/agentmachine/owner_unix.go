@@ -3,8 +3,10 @@
 package agentmachine
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"github.com/sourceos/sourceosctl/internal/fileowner"
 )
@@ -22,4 +24,13 @@ func PathMode(path string) fs.FileMode {
 		return 0
 	}
 	return st.Mode().Perm()
+}
+
+// fileIdentity names the file st describes (device and inode): the same name with another
+// identity is another file.
+func fileIdentity(st fs.FileInfo) string {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("%d:%d", sys.Dev, sys.Ino)
+	}
+	return ""
 }

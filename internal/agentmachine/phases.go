@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,9 +27,8 @@ const gitTimeout = 30 * time.Second
 // path, and joined before the record is written.
 func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 	r.out.Started = r.Now().UTC()
-	if r.plan.Workspace.Mode == WorkspaceDirect && r.plan.Repo != "" {
-		_, err := os.Lstat(filepath.Join(r.plan.Repo, ".git"))
-		r.dotGitBefore = err == nil
+	if roots := writableRoots(r.plan); len(roots) > 0 {
+		r.guardBefore = takeGitGuard(roots)
 	}
 	key, err := r.signingKey()
 	if err != nil {
@@ -558,6 +556,9 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 	r.measureTool(ctx)
 	egressErr := r.collectEgress()
 	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
+	if r.guardBefore != nil {
+		r.checkGitAfter(r.guardBefore, writableRoots(r.plan))
+	}
 	switch {
 	case r.plan.Workspace.Copy != nil:
 		if r.out.Ran {
@@ -575,7 +576,6 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 		r.gitAfterDone = make(chan struct{})
 		close(r.gitAfterDone)
 	case r.plan.Workspace.Mode == WorkspaceDirect:
-		r.quarantineNewGit()
 		// The session could write the work tree: read it with a reader that runs nothing.
 		r.gitAfterDone = r.readGitWith(ctx, r.safeGit(), &r.gitAfter, &r.diff)
 	default:
@@ -611,27 +611,4 @@ func copyEnv(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// quarantineNewGit renames a .git that a direct session made at the top of a directory that
-// had none (a directory that is not a repository, or a subdirectory of one): the user's next
-// git command there would read its configuration and hooks, which the session chose (an
-// fsmonitor runs a program). Renamed, git does not see it; the user can look at it and move
-// it back. A .git the directory had is mounted read-only, so the session cannot make one.
-func (r *sessionRun) quarantineNewGit() {
-	if r.dotGitBefore || r.plan.Repo == "" {
-		return
-	}
-	dotGit := filepath.Join(r.plan.Repo, ".git")
-	if _, err := os.Lstat(dotGit); err != nil {
-		return
-	}
-	aside := filepath.Join(r.plan.Repo, ".git.from-session-"+r.plan.SessionID)
-	if err := os.Rename(dotGit, aside); err != nil {
-		r.event("the session made %s, which could not be moved aside: %v", dotGit, err)
-		fmt.Fprintf(r.IO.ErrOut, "! the session made %s, and it could not be moved aside (%v): do not run git in %s before you have looked at it (it may name programs git runs)\n", dotGit, err, r.plan.Repo)
-		return
-	}
-	r.event("the session made %s: moved aside to %s", dotGit, aside)
-	fmt.Fprintf(r.IO.ErrOut, "! the session made a .git in %s; it is moved aside to %s so that your git does not run what it names — look at it, then move it back if you want it\n", r.plan.Repo, aside)
 }

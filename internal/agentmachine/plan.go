@@ -692,6 +692,9 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		if st, err := os.Lstat(filepath.Join(m.Source, ".git")); err == nil && st.Mode()&os.ModeSymlink != 0 {
 			return &InputError{Flag: what, Err: fmt.Errorf("%s/.git is a symbolic link: the repository it points to cannot be kept read-only for the session", m.Source), Fix: "mount it read-only (readOnly: true), or use a clone whose .git is a directory"}
 		}
+		if m.Role != policy.RoleWorkspace && m.Allowed {
+			pl.Warnings = append(pl.Warnings, gitGuardWarning(m.Source))
+		}
 	}
 	reason := ""
 	switch {
@@ -796,49 +799,4 @@ func insideGitDir(dir string) string {
 			return ""
 		}
 	}
-}
-
-// gitMetadataDepth is how deep below a writable mount gitMetadata looks for repositories.
-const gitMetadataDepth = 3
-
-// gitMetadata are the .git entries (directories, or files naming one) of a writable
-// directory that the session must see read-only, relative and slash-separated: the
-// directory's own, its submodules' (the index's gitlinks, entered only through plain
-// directories), and those of the repositories below it down to gitMetadataDepth (a mount of
-// ~/code holding many). A repository made or found deeper than that is the plan's warning.
-func gitMetadata(f Facts, root string) []string {
-	var out []string
-	var visit func(rel string, depth int)
-	visit = func(rel string, depth int) {
-		dir := filepath.Join(root, filepath.FromSlash(rel))
-		if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil && (st.IsDir() || st.Mode().IsRegular()) {
-			out = append(out, path.Join(rel, ".git"))
-			if f.Gitlinks != nil && depth < 2*gitMetadataDepth {
-				for _, link := range f.Gitlinks(dir) {
-					sub := path.Join(rel, link)
-					if repocopy.PlainDirectory(root, sub) {
-						visit(sub, depth+1)
-					}
-				}
-			}
-			return
-		}
-		if depth >= gitMetadataDepth {
-			return
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return
-		}
-		for _, e := range entries {
-			if e.IsDir() && e.Name() != ".git" {
-				visit(path.Join(rel, e.Name()), depth+1)
-			}
-		}
-	}
-	visit(".", 0)
-	for i, p := range out {
-		out[i] = strings.TrimPrefix(p, "./")
-	}
-	return out
 }

@@ -150,12 +150,14 @@ type Workspace struct {
 	SidecarChanges []string `json:"sidecarChanges,omitempty"`
 	// CopySession names the copy (repocopy.Load), kept from the first up until rm.
 	CopySession string `json:"copySession,omitempty"`
-	// NoDotGit: the workspace is direct on a directory that had no .git at up; a .git made
-	// there by the time of down is moved aside (quarantineNewGit).
-	NoDotGit bool      `json:"noDotGit,omitempty"`
-	Created  time.Time `json:"created"`
-	Up       time.Time `json:"up,omitempty"`
-	Down     time.Time `json:"down,omitempty"`
+	// GitGuard is the git metadata of the directories the workspace can write, at up (taken
+	// when GitGuarded): a .git made or replaced there by the time of down is moved aside
+	// (checkGitAfter). A workspace up before this was recorded has none, and is not checked.
+	GitGuard   gitGuard  `json:"gitGuard,omitempty"`
+	GitGuarded bool      `json:"gitGuarded,omitempty"`
+	Created    time.Time `json:"created"`
+	Up         time.Time `json:"up,omitempty"`
+	Down       time.Time `json:"down,omitempty"`
 }
 
 // WorkspaceRequest is the part of a session request a workspace keeps.
@@ -829,7 +831,7 @@ func (r *sessionRun) startIdle(ctx context.Context) (func(), error) {
 	if c := r.plan.Workspace.Copy; c != nil {
 		w.CopySession = c.Session
 	}
-	w.NoDotGit = r.plan.Workspace.Mode == WorkspaceDirect && !r.dotGitBefore
+	w.GitGuard, w.GitGuarded = r.guardBefore, r.guardBefore != nil
 	// What the server wrote to the root file systems making them (mount points): the
 	// baseline each join compares with.
 	var err2 error
@@ -1098,9 +1100,8 @@ func (r *sessionRun) collectWorkspace(ctx context.Context) (func(), error) {
 	if r.plan.Workspace.Copy != nil && r.copyErr == nil {
 		r.collectCopy(ctx)
 	}
-	if w.NoDotGit {
-		r.dotGitBefore = false
-		r.quarantineNewGit()
+	if w.GitGuarded {
+		r.checkGitAfter(w.GitGuard, writableRoots(r.plan))
 	}
 	return nil, egressErr
 }

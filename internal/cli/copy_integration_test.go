@@ -1163,6 +1163,22 @@ func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 		}
 		w.ordinaryGit(t, dir, false)
 	}
+	// Deeper: a .git two levels down, a bare repository's layout at the top, and the name it
+	// would be moved to taken first (the session knows its id): each is moved aside.
+	deep := mkdir("deep")
+	code, out, errOut = session(deep, `mkdir -p sub/deep && git init -q sub/deep && git -C sub/deep config core.fsmonitor `+fsmonitor+` &&
+mkdir objects refs && echo "ref: refs/heads/main" > HEAD && printf '[core]\n\tbare = true\n\tpager = `+fsmonitor+`\n' > config &&
+mkdir -p "sub/deep/.git.from-session-$SOURCEOS_AGENT_SESSION" && echo PLANTED`)
+	if code != 0 || !strings.Contains(out, "PLANTED") || strings.Count(errOut, "moved aside") != 2 {
+		t.Errorf("deeper plants: exit %d, want two moved aside\n%s%s", code, out, errOut)
+	}
+	for _, gone := range []string{"sub/deep/.git", "HEAD"} {
+		if _, err := os.Lstat(filepath.Join(deep, gone)); err == nil {
+			t.Errorf("%s made by the session is still there", gone)
+		}
+	}
+	w.ordinaryGit(t, deep, false)
+	w.ordinaryGit(t, filepath.Join(deep, "sub", "deep"), false)
 	w.ordinaryGit(t, wt, false)
 	if fired := kit.fired(t); len(fired) > 0 {
 		t.Fatalf("the user's git ran what a direct session planted: %v", fired)
@@ -1206,6 +1222,13 @@ func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 	}
 	w.own(t, code2)
 	w.git(t, proj, "clone", "--quiet", w.repo, proj)
+	// A repository nested in another (an ignored vendor/ clone) is read-only too.
+	nestedRepo := filepath.Join(proj, "vendor", "x")
+	if err := os.MkdirAll(nestedRepo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.own(t, code2)
+	w.git(t, nestedRepo, "init", "--quiet")
 	for _, c := range []struct {
 		source, probe string
 		code          int
@@ -1213,6 +1236,7 @@ func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 	}{
 		{other, "/extra/.git/config", 0, "OTHER-GIT-READ-ONLY"},
 		{code2, "/extra/proj/.git/config", 0, "OTHER-GIT-READ-ONLY"},
+		{code2, "/extra/proj/vendor/x/.git/config", 0, "OTHER-GIT-READ-ONLY"},
 		{bare, "/extra/config", ExitUsage, "is a git directory"},
 		{filepath.Join(other, ".git", "hooks"), "/extra/x", ExitUsage, "is a git directory"},
 	} {
@@ -1223,5 +1247,18 @@ func TestIntegrationDirectModeKeepsGitMetadataOutOfReach(t *testing.T) {
 		if code != c.code || !strings.Contains(out.String()+errOut.String(), c.says) || strings.Contains(out.String(), "WRITABLE") {
 			t.Errorf("a profile mount of %s: exit %d, want %d saying %q\n%s%s", c.source, code, c.code, c.says, out, errOut)
 		}
+	}
+	// Renaming the directory above a read-only .git puts a repository of the session's in
+	// its place: moved aside afterwards, and the user told where theirs went.
+	mw := newWorkspace(t, e, "  mounts:\n    - source: "+code2+"\n      target: /extra\n")
+	sf, sout, serr := sessionFactory(t, e, mw, nil)
+	if code := run(t, sf, "--profile", mw.profile, "am", "shell", "--repo", mw.repo, "--", "sh", "-c",
+		"cd /extra && mv proj proj.old && mkdir proj && git init -q proj && git -C proj config core.fsmonitor "+fsmonitor+" && echo SWAPPED"); code != 0 || !strings.Contains(sout.String(), "SWAPPED") ||
+		!strings.Contains(serr.String(), "moved aside") || !strings.Contains(serr.String(), "proj.old/.git (the session moved a directory above it)") {
+		t.Errorf("a repository swapped under a writable mount: exit %d\n%s%s", code, sout, serr)
+	}
+	w.ordinaryGit(t, proj, false)
+	if fired := kit.fired(t); len(fired) > 0 {
+		t.Fatalf("the user's git ran what a session planted under a writable mount: %v", fired)
 	}
 }
