@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,20 +26,35 @@ const gitGuardDepth = 3
 // index's gitlinks, entered only through plain directories, at any depth).
 func gitMetadata(f Facts, root string) []string {
 	var out []string
-	var visit func(rel string, depth int, viaGitlink bool)
-	visit = func(rel string, depth int, viaGitlink bool) {
-		dir := filepath.Join(root, filepath.FromSlash(rel))
-		if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil && (st.IsDir() || st.Mode().IsRegular()) {
-			out = append(out, path.Join(rel, ".git"))
-			if f.Gitlinks != nil {
-				for _, link := range f.Gitlinks(dir) {
-					if sub := path.Join(rel, link); repocopy.PlainDirectory(root, sub) {
-						visit(sub, depth+1, true)
-					}
-				}
+	var repo func(dir string)
+	repo = func(dir string) {
+		st, err := os.Lstat(filepath.Join(dir, ".git"))
+		if err != nil || !st.IsDir() && !st.Mode().IsRegular() {
+			return
+		}
+		rel, _ := filepath.Rel(root, dir)
+		out = append(out, path.Join(filepath.ToSlash(rel), ".git"))
+		if f.Gitlinks == nil {
+			return
+		}
+		for _, link := range f.Gitlinks(dir) {
+			if repocopy.PlainDirectory(dir, link) {
+				repo(filepath.Join(dir, filepath.FromSlash(link)))
 			}
 		}
-		if depth >= gitGuardDepth || viaGitlink {
+	}
+	eachLevel(root, repo)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// eachLevel calls visit for root and each directory below it to gitGuardDepth, never
+// entering a .git.
+func eachLevel(root string, visit func(dir string)) {
+	var walk func(dir string, depth int)
+	walk = func(dir string, depth int) {
+		visit(dir)
+		if depth >= gitGuardDepth {
 			return
 		}
 		entries, err := os.ReadDir(dir)
@@ -47,23 +63,11 @@ func gitMetadata(f Facts, root string) []string {
 		}
 		for _, e := range entries {
 			if e.IsDir() && e.Name() != ".git" {
-				visit(path.Join(rel, e.Name()), depth+1, false)
+				walk(filepath.Join(dir, e.Name()), depth+1)
 			}
 		}
 	}
-	visit(".", 0, false)
-	sort.Strings(out)
-	return slicesCompact(out)
-}
-
-func slicesCompact(s []string) []string {
-	var out []string
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
+	walk(root, 0)
 }
 
 // gitGuard is what git would find in the session's writable directories: each .git and
@@ -92,8 +96,7 @@ func writableRoots(pl *Plan) []string {
 func takeGitGuard(roots []string) gitGuard {
 	g := gitGuard{}
 	for _, root := range roots {
-		var visit func(dir string, depth int)
-		visit = func(dir string, depth int) {
+		eachLevel(root, func(dir string) {
 			if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
 				g[filepath.Join(dir, ".git")] = fileIdentity(st)
 			}
@@ -102,20 +105,7 @@ func takeGitGuard(roots []string) gitGuard {
 					g[filepath.Join(dir, "HEAD")] = fileIdentity(st)
 				}
 			}
-			if depth >= gitGuardDepth {
-				return
-			}
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				return
-			}
-			for _, e := range entries {
-				if e.IsDir() && e.Name() != ".git" {
-					visit(filepath.Join(dir, e.Name()), depth+1)
-				}
-			}
-		}
-		visit(root, 0)
+		})
 	}
 	return g
 }
