@@ -144,10 +144,10 @@ func (r *sessionRun) checkGitAfter(before gitGuard, roots []string) []string {
 		}
 		aside := p + ".from-session-" + r.plan.SessionID + "-" + randomSuffix()
 		if err := os.Rename(p, aside); err != nil {
-			did = append(did, fmt.Sprintf("the session made %s, which could not be moved aside (%v): do not run git there before you have looked at it", p, err))
+			did = append(did, fmt.Sprintf("%s was not there as it is now when the session started, and could not be moved aside (%v): do not run git there before you have looked at it", p, err))
 			continue
 		}
-		did = append(did, fmt.Sprintf("the session made %s: moved aside to %s, so that your git does not run what it names — look at it, then move it back if you want it", p, aside))
+		did = append(did, fmt.Sprintf("%s was not there as it is now when the session started: moved aside to %s, so that your git does not run what the session may have put in it — look at it, then move it back if it is yours", p, aside))
 	}
 	for _, d := range did {
 		r.event("%s", d)
