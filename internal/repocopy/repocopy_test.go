@@ -408,8 +408,16 @@ func TestTheUsersGitRecordsAreHidden(t *testing.T) {
 func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 	ctx := context.Background()
 	repo := userRepo(t)
+	put(t, filepath.Join(repo, "empty.txt"), "") // the stash holds the empty file too
 	gitIn(t, repo, "stash", "--quiet", "--all")
 	stashed := gitIn(t, repo, "rev-parse", "refs/stash^3") // the ignored and untracked files
+	// Another branch of the user's, which the agent may merge.
+	gitIn(t, repo, "checkout", "-q", "-b", "side")
+	put(t, filepath.Join(repo, "side.txt"), "side\n")
+	gitIn(t, repo, "add", "side.txt")
+	gitIn(t, repo, "commit", "-q", "-m", "side")
+	side := gitIn(t, repo, "rev-parse", "HEAD")
+	gitIn(t, repo, "checkout", "-q", "main")
 	put(t, filepath.Join(repo, "main.go"), "package main // edited again\n")
 	git, _ := exec.LookPath("git")
 	g := gitrun.Git{Binary: git}
@@ -477,11 +485,17 @@ func TestImportRefusesHistoryTheSessionDidNotMake(t *testing.T) {
 		{"the stash's .env added, then removed", func(base string) string {
 			added := withFile(base, ".env", gitIn(t, agent, "rev-parse", stashed+":.env"))
 			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", base+"^{tree}", "-p", added, "-m", "remove it again")
-		}, "only your stash has"},
+		}, "only your stash of untracked or ignored files has"},
 		{"a .gitmodules with an ext:: URL", func(base string) string { return withGitmodules(base, "ext::sh -c touch% /tmp/x") }, "runs a program"},
 		{"a .gitmodules with an ext:: URL split by a line continuation", func(base string) string { return withGitmodules(base, "e\\\nxt::sh -c touch% /tmp/x") }, "runs a program"},
 		{"a .gitmodules with another remote helper", func(base string) string { return withGitmodules(base, "evil::whatever") }, "runs a program"},
 		{"a .gitmodules with an https URL, and a new commit", func(base string) string { return withGitmodules(base, "https://example.com/s.git") }, ""},
+		{"a merge of the user's other branch (git merge main)", func(base string) string {
+			return gitIn(t, agent, "-c", "user.name=a", "-c", "user.email=a@x", "commit-tree", base+"^{tree}", "-p", base, "-p", side, "-m", "merge side")
+		}, ""},
+		{"an empty file, which the stash holds too", func(base string) string {
+			return withFile(base, "pkg/__init__.py", gitInWith(t, agent, "", "hash-object", "-w", "--stdin")[:40])
+		}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cp, _ := prepare(t, repo)

@@ -145,6 +145,13 @@ func (c *Copy) Import(ctx context.Context, g gitrun.Git, m Manifest) (patch []by
 	if c.Rewrite && c.Result != nil && hexID.MatchString(c.Result.Head) {
 		known = append(known, c.Result.Head)
 	}
+	// What the user's branches, tags and remotes hold is not a secret the object store
+	// gives away: an agent may merge or rebase on main.
+	tips, err := g.Output(ctx, c.Repo, "for-each-ref", "--format=%(objectname)", "refs/heads", "refs/tags", "refs/remotes")
+	if err != nil {
+		return nil, fmt.Errorf("list the repository's refs: %w", err)
+	}
+	known = append(known, strings.Fields(tips)...)
 	check := func(quarantine string) error {
 		// What is fetched is the bundle's ref: it must be the head the manifest names.
 		if got, err := g.Output(ctx, quarantine, "rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil || got != m.Head {
@@ -410,8 +417,7 @@ func ImportClone(ctx context.Context, g gitrun.Git, bundle, repo, branch, url st
 // quarantine (the bundle's objects) and reads object ids in the user's repository: neither
 // runs anything the branch names.
 func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head string, known []string) error {
-	args := append([]string{"rev-list", "--parents", head, "--not"}, known...)
-	out, err := g.Output(ctx, quarantine, args...)
+	out, err := revList(ctx, g, quarantine, []string{"--parents"}, head, known)
 	if err != nil {
 		return fmt.Errorf("list the branch's commits: %w", err)
 	}
@@ -452,7 +458,7 @@ func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head
 	if err := c.checkNoStashObjects(ctx, g, quarantine, head, known); err != nil {
 		return err
 	}
-	touched, err := g.Output(ctx, quarantine, append([]string{"rev-list", head, "--not"}, append(known, "--", ".gitmodules")...)...)
+	touched, err := revList(ctx, g, quarantine, nil, head, known, ".gitmodules")
 	if err != nil {
 		return fmt.Errorf("list the branch's .gitmodules: %w", err)
 	}
@@ -481,32 +487,46 @@ func (c *Copy) checkIncoming(ctx context.Context, g gitrun.Git, quarantine, head
 }
 
 // checkNoStashObjects refuses a branch whose history holds a file or directory only the
-// user's stashes have — a stash made with --include-untracked or --all holds untracked and
-// ignored files (.env) — even one added and removed again by the agent's commits, so that
-// neither the tip nor its diff shows it. Stashes are the secrets a repository's object store
-// keeps outside every branch; objects of the user's branches, tags and remotes are not
-// refused (the agent may cherry-pick). Nothing is read when there is no stash.
+// untracked-and-ignored part of the user's stashes has — what git stash --include-untracked
+// or --all keeps (.env) in each stash's third parent — even one added and removed again by
+// the agent's commits, so that neither the tip nor its diff shows it. The empty file and
+// directory are never refused (every repository has them). Nothing is read when there is no
+// stash; anything else that fails refuses.
 func (c *Copy) checkNoStashObjects(ctx context.Context, g gitrun.Git, quarantine, head string, known []string) error {
-	stashes, err := g.Output(ctx, c.Repo, "log", "--walk-reflogs", "--format=%H", "refs/stash", "--")
-	if err != nil || strings.TrimSpace(stashes) == "" {
-		return nil // no stash
+	if _, err := g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "refs/stash"); err != nil {
+		var ge *gitrun.Error
+		if errors.As(err, &ge) {
+			return nil // no stash
+		}
+		return err
 	}
-	args := append([]string{"rev-list", "--objects"}, strings.Fields(stashes)...)
-	args = append(append(args, "--not", "--branches", "--tags", "--remotes"), known...)
-	secret, err := g.Output(ctx, c.Repo, args...)
+	entries, err := g.Output(ctx, c.Repo, "log", "--walk-reflogs", "--format=%P", "refs/stash", "--")
+	if err != nil {
+		return fmt.Errorf("list the stashes: %w", err)
+	}
+	var untracked []string
+	for _, line := range strings.Split(entries, "\n") {
+		if parents := strings.Fields(line); len(parents) >= 3 {
+			untracked = append(untracked, parents[2])
+		}
+	}
+	if len(untracked) == 0 {
+		return nil
+	}
+	secret, err := revList(ctx, g, c.Repo, []string{"--objects"}, strings.Join(untracked, "\n"), known)
 	if err != nil {
 		return fmt.Errorf("list what the stashes hold: %w", err)
 	}
 	inStash := map[string]bool{}
 	for _, line := range strings.Split(secret, "\n") {
-		if id, _, _ := strings.Cut(line, " "); id != "" {
+		if id, _, _ := strings.Cut(line, " "); id != "" && id != emptyBlob && id != emptyTree {
 			inStash[id] = true
 		}
 	}
 	if len(inStash) == 0 {
 		return nil
 	}
-	brought, err := g.Output(ctx, quarantine, append([]string{"rev-list", "--objects", head, "--not"}, known...)...)
+	brought, err := revList(ctx, g, quarantine, []string{"--objects"}, head, known)
 	if err != nil {
 		return fmt.Errorf("list the branch's objects: %w", err)
 	}
@@ -517,9 +537,41 @@ func (c *Copy) checkNoStashObjects(ctx context.Context, g gitrun.Git, quarantine
 		}
 	}
 	if len(found) > 0 {
-		return fmt.Errorf("the agent's branch holds what only your stash has (%s: a stash of untracked or ignored files, read from the object store), in its history if not in its tip: it is not brought back", strings.Join(found, ", "))
+		return fmt.Errorf("the agent's branch holds what only your stash of untracked or ignored files has (%s, read from the object store), in its history if not in its tip: it is not brought back", strings.Join(found, ", "))
 	}
 	return nil
+}
+
+// The empty file and the empty directory, by their ids.
+const (
+	emptyBlob = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+	emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+)
+
+// revList is git rev-list with flags, of include (one or more ids, one per line) but not of
+// exclude — given on standard input, however many refs a repository has — limited to paths.
+func revList(ctx context.Context, g gitrun.Git, dir string, flags []string, include string, exclude []string, paths ...string) (string, error) {
+	args := append(append([]string{"rev-list"}, flags...), "--stdin")
+	if len(paths) > 0 {
+		args = append(append(args, "--"), paths...)
+	}
+	cmd, err := g.Command(ctx, dir, args...)
+	if err != nil {
+		return "", err
+	}
+	var in strings.Builder // git 2.39 takes no --not on standard input: ^ID excludes
+	in.WriteString(include + "\n")
+	for _, x := range exclude {
+		in.WriteString("^" + x + "\n")
+	}
+	cmd.Stdin = strings.NewReader(in.String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", &gitrun.Error{Args: args, Err: err, Stderr: strings.TrimSpace(stderr.String())}
+	}
+	return strings.TrimRight(string(out), "\n"), nil
 }
 
 func orDash(s string) string {
