@@ -3,7 +3,9 @@ package agentmachine
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -43,14 +45,21 @@ func gitMetadata(f Facts, root string) []string {
 			}
 		}
 	}
-	eachLevel(root, repo)
+	eachLevel(root, func(dir string) {
+		repo(dir)
+		// A bare repository (or a git directory) below: its hooks and configuration too.
+		if rel, _ := filepath.Rel(root, dir); rel != "." && repocopy.IsGitDir(dir) {
+			out = append(out, filepath.ToSlash(rel))
+		}
+	}, nil)
 	sort.Strings(out)
 	return slices.Compact(out)
 }
 
 // eachLevel calls visit for root and each directory below it to gitGuardDepth, never
-// entering a .git.
-func eachLevel(root string, visit func(dir string)) {
+// entering a .git (nor following a symbolic link); unreadable, if set, for each directory
+// within those levels that cannot be listed.
+func eachLevel(root string, visit func(dir string), unreadable func(dir string)) {
 	var walk func(dir string, depth int)
 	walk = func(dir string, depth int) {
 		visit(dir)
@@ -59,6 +68,9 @@ func eachLevel(root string, visit func(dir string)) {
 		}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
+			if unreadable != nil && !errors.Is(err, fs.ErrNotExist) {
+				unreadable(dir)
+			}
 			return
 		}
 		for _, e := range entries {
@@ -98,32 +110,43 @@ func takeGitGuard(roots []string) gitGuard {
 	for _, root := range roots {
 		eachLevel(root, func(dir string) {
 			if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
-				g[filepath.Join(dir, ".git")] = fileIdentity(st)
+				g[filepath.Join(dir, ".git")] = identity(st)
 			}
 			if repocopy.IsGitDir(dir) {
 				if st, err := os.Lstat(filepath.Join(dir, "HEAD")); err == nil {
-					g[filepath.Join(dir, "HEAD")] = fileIdentity(st)
+					g[filepath.Join(dir, "HEAD")] = identity(st)
 				}
 			}
-		})
+		}, func(dir string) { g[dir] = unreadableDir })
 	}
 	return g
 }
 
+// unreadableDir marks a directory of the guard's levels that could not be listed.
+const unreadableDir = "unreadable"
+
+// identity is a file's kind and identity (fileIdentity): a directory moved is the same one; a
+// file put where a directory was is not.
+func identity(st fs.FileInfo) string {
+	return st.Mode().Type().String() + fileIdentity(st)
+}
+
 // checkGitAfter compares the writable directories with what they held before the session:
-// a .git (or a git directory's HEAD) that is new, or is another file than before, is the
-// session's — the user's next git command there would read its configuration and hooks,
-// which the session chose — and is moved aside to NAME.from-session-<id>-<random> (a name
-// the session cannot take first); one of the user's that the session moved elsewhere (by
-// renaming a directory above it) is named, to be moved back. It returns what it did.
-func (r *sessionRun) checkGitAfter(before gitGuard, roots []string) []string {
+// a .git that is new, or is another file than before, or a new git directory's HEAD, may be
+// the session's — the user's next git command there would read its configuration and hooks —
+// and is moved aside to NAME.from-session-<id>-<random> (a name the session cannot take
+// first); for a workspace (moveAside false), whose directory the user works in too, it is
+// named instead. A .git of the user's that the session moved elsewhere (by renaming a
+// directory above it: same name, same file) is named, to be moved back; a directory that can
+// no longer be listed is named. It returns what it said.
+func (r *sessionRun) checkGitAfter(before gitGuard, roots []string, moveAside bool) []string {
 	if len(roots) == 0 {
 		return nil
 	}
 	after := takeGitGuard(roots)
 	moved := map[string]string{} // identity → where it was
 	for p, id := range before {
-		if id != "" {
+		if strings.Contains(id, ":") { // a device:inode, where the system gives one
 			moved[id] = p
 		}
 	}
@@ -135,11 +158,22 @@ func (r *sessionRun) checkGitAfter(before gitGuard, roots []string) []string {
 	sort.Strings(keys)
 	for _, p := range keys {
 		id := after[p]
-		if was, ok := before[p]; ok && was == id {
+		was, existed := before[p]
+		switch {
+		case existed && was == id:
+			continue
+		case id == unreadableDir:
+			did = append(did, fmt.Sprintf("%s cannot be listed after the session: look below it before you run git there", p))
+			continue
+		case existed && filepath.Base(p) == "HEAD":
+			continue // a git directory of the user's, read-only to the session: git rewrote its HEAD
+		}
+		if from, ok := moved[id]; ok && from != p && filepath.Base(from) == filepath.Base(p) {
+			did = append(did, fmt.Sprintf("your %s is now at %s (the session moved a directory above it): move it back", from, p))
 			continue
 		}
-		if from, ok := moved[id]; ok && id != "" && from != p {
-			did = append(did, fmt.Sprintf("your %s is now at %s (the session moved a directory above it): move it back", from, p))
+		if !moveAside { // a workspace, whose directory the user works in too: said, not moved
+			did = append(did, fmt.Sprintf("%s is new or replaced since the workspace came up (it could write there): look at it before you run git there", p))
 			continue
 		}
 		aside := p + ".from-session-" + r.plan.SessionID + "-" + randomSuffix()

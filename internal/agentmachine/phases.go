@@ -557,7 +557,7 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 	egressErr := r.collectEgress()
 	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
 	if r.guardBefore != nil {
-		r.checkGitAfter(r.guardBefore, writableRoots(r.plan))
+		r.checkGitAfter(r.guardBefore, writableRoots(r.plan), true)
 	}
 	switch {
 	case r.plan.Workspace.Copy != nil:

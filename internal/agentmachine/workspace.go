@@ -1101,7 +1101,7 @@ func (r *sessionRun) collectWorkspace(ctx context.Context) (func(), error) {
 		r.collectCopy(ctx)
 	}
 	if w.GitGuarded {
-		r.checkGitAfter(w.GitGuard, writableRoots(r.plan))
+		r.checkGitAfter(w.GitGuard, writableRoots(r.plan), false)
 	}
 	return nil, egressErr
 }

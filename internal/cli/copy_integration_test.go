@@ -1222,13 +1222,18 @@ mkdir -p "sub/deep/.git.from-session-$SOURCEOS_AGENT_SESSION" && echo PLANTED`)
 	}
 	w.own(t, code2)
 	w.git(t, proj, "clone", "--quiet", w.repo, proj)
-	// A repository nested in another (an ignored vendor/ clone) is read-only too.
+	// A repository nested in another (an ignored vendor/ clone) is read-only too, and so is a
+	// bare repository below the mount (its hooks run on a push into it).
 	nestedRepo := filepath.Join(proj, "vendor", "x")
-	if err := os.MkdirAll(nestedRepo, 0o755); err != nil {
-		t.Fatal(err)
+	bareBelow := filepath.Join(code2, "shared.git")
+	for _, d := range []string{nestedRepo, bareBelow} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	w.own(t, code2)
 	w.git(t, nestedRepo, "init", "--quiet")
+	w.git(t, bareBelow, "init", "--quiet", "--bare")
 	for _, c := range []struct {
 		source, probe string
 		code          int
@@ -1237,6 +1242,7 @@ mkdir -p "sub/deep/.git.from-session-$SOURCEOS_AGENT_SESSION" && echo PLANTED`)
 		{other, "/extra/.git/config", 0, "OTHER-GIT-READ-ONLY"},
 		{code2, "/extra/proj/.git/config", 0, "OTHER-GIT-READ-ONLY"},
 		{code2, "/extra/proj/vendor/x/.git/config", 0, "OTHER-GIT-READ-ONLY"},
+		{code2, "/extra/shared.git/hooks/post-receive", 0, "OTHER-GIT-READ-ONLY"},
 		{bare, "/extra/config", ExitUsage, "is a git directory"},
 		{filepath.Join(other, ".git", "hooks"), "/extra/x", ExitUsage, "is a git directory"},
 	} {
