@@ -21,39 +21,55 @@ import (
 // read-only before the session, and compared after it.
 const gitGuardDepth = 3
 
-// gitMetadata are the .git entries (directories, or files naming one) below a writable
-// directory that the session must see read-only, relative and slash-separated: the
-// directory's own, those of repositories inside it down to gitGuardDepth (nested in one
-// another or not: a mount of ~/code holding many), and each repository's submodules (the
-// index's gitlinks, entered only through plain directories, at any depth).
-func gitMetadata(f Facts, root string) []string {
-	var out []string
-	var repo func(dir string)
-	repo = func(dir string) {
-		st, err := os.Lstat(filepath.Join(dir, ".git"))
-		if err != nil || !st.IsDir() && !st.Mode().IsRegular() {
-			return
-		}
-		rel, _ := filepath.Rel(root, dir)
-		out = append(out, path.Join(filepath.ToSlash(rel), ".git"))
-		if f.Gitlinks == nil {
-			return
-		}
-		for _, link := range f.Gitlinks(dir) {
-			if repocopy.PlainDirectory(dir, link) {
-				repo(filepath.Join(dir, filepath.FromSlash(link)))
+// scanGit walks the writable roots once (to gitGuardDepth, into repositories' work trees,
+// never into a .git, following each repository's submodules — the index's gitlinks, entered
+// only through plain directories — at any depth) for two things. readOnly are, per root, the
+// entries the session must see read-only, relative and slash-separated: each .git (a
+// directory, or a file naming one; a mount of ~/code holds many, nested or not) and each
+// bare repository below the root. guard is what the session's end is compared with
+// (checkGitAfter).
+func scanGit(f Facts, roots []string) (readOnly map[string][]string, guard gitGuard) {
+	readOnly, guard = map[string][]string{}, gitGuard{}
+	for _, root := range roots {
+		var out []string
+		var repo func(dir string)
+		repo = func(dir string) {
+			st, err := os.Lstat(filepath.Join(dir, ".git"))
+			if err != nil {
+				return
+			}
+			guard[filepath.Join(dir, ".git")] = identity(st)
+			if !st.IsDir() && !st.Mode().IsRegular() {
+				return
+			}
+			rel, _ := filepath.Rel(root, dir)
+			out = append(out, path.Join(filepath.ToSlash(rel), ".git"))
+			if f.Gitlinks == nil {
+				return
+			}
+			for _, link := range f.Gitlinks(dir) {
+				if repocopy.PlainDirectory(dir, link) {
+					repo(filepath.Join(dir, filepath.FromSlash(link)))
+				}
 			}
 		}
+		eachLevel(root, func(dir string) {
+			repo(dir)
+			if !repocopy.IsGitDir(dir) {
+				return
+			}
+			// A bare repository (or a git directory) below: its hooks and configuration too.
+			if st, err := os.Lstat(filepath.Join(dir, "HEAD")); err == nil {
+				guard[filepath.Join(dir, "HEAD")] = identity(st)
+			}
+			if rel, _ := filepath.Rel(root, dir); rel != "." {
+				out = append(out, filepath.ToSlash(rel))
+			}
+		}, func(dir string) { guard[dir] = unreadableDir })
+		sort.Strings(out)
+		readOnly[root] = slices.Compact(out)
 	}
-	eachLevel(root, func(dir string) {
-		repo(dir)
-		// A bare repository (or a git directory) below: its hooks and configuration too.
-		if rel, _ := filepath.Rel(root, dir); rel != "." && repocopy.IsGitDir(dir) {
-			out = append(out, filepath.ToSlash(rel))
-		}
-	}, nil)
-	sort.Strings(out)
-	return slices.Compact(out)
+	return readOnly, guard
 }
 
 // eachLevel calls visit for root and each directory below it to gitGuardDepth, never
@@ -103,25 +119,6 @@ func writableRoots(pl *Plan) []string {
 	return roots
 }
 
-// takeGitGuard walks the roots to gitGuardDepth (into repositories' work trees, never into
-// a .git).
-func takeGitGuard(roots []string) gitGuard {
-	g := gitGuard{}
-	for _, root := range roots {
-		eachLevel(root, func(dir string) {
-			if st, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
-				g[filepath.Join(dir, ".git")] = identity(st)
-			}
-			if repocopy.IsGitDir(dir) {
-				if st, err := os.Lstat(filepath.Join(dir, "HEAD")); err == nil {
-					g[filepath.Join(dir, "HEAD")] = identity(st)
-				}
-			}
-		}, func(dir string) { g[dir] = unreadableDir })
-	}
-	return g
-}
-
 // unreadableDir marks a directory of the guard's levels that could not be listed.
 const unreadableDir = "unreadable"
 
@@ -143,8 +140,8 @@ func (r *sessionRun) checkGitAfter(before gitGuard, roots []string, moveAside bo
 	if len(roots) == 0 {
 		return nil
 	}
-	after := takeGitGuard(roots)
-	moved := map[string]string{} // identity → where it was
+	_, after := scanGit(Facts{}, roots) // the levels only: submodules' .git were read-only
+	moved := map[string]string{}        // identity → where it was
 	for p, id := range before {
 		if strings.Contains(id, ":") { // a device:inode, where the system gives one
 			moved[id] = p

@@ -99,9 +99,6 @@ type sessionRun struct {
 	madeSecrets []string // the ephemeral secrets created, by name
 	// checkOnly is a dry run's: secret sources are checked, never read from a command.
 	checkOnly bool
-	// guardBefore is the git metadata of the directories the session can write, before it
-	// (see checkGitAfter).
-	guardBefore gitGuard
 	// injected are the secrets the gateway injects: placeholders and values, in memory only.
 	injected    []egress.SecretValue
 	gitIdentity map[string]string // --auth git: the host's git identity variables

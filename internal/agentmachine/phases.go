@@ -27,9 +27,6 @@ const gitTimeout = 30 * time.Second
 // path, and joined before the record is written.
 func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 	r.out.Started = r.Now().UTC()
-	if roots := writableRoots(r.plan); len(roots) > 0 {
-		r.guardBefore = takeGitGuard(roots)
-	}
 	key, err := r.signingKey()
 	if err != nil {
 		return nil, err
@@ -556,8 +553,8 @@ func (r *sessionRun) collect(ctx context.Context) (func(), error) {
 	r.measureTool(ctx)
 	egressErr := r.collectEgress()
 	<-r.gitBeforeDone // when an earlier phase failed, run never waited for it
-	if r.guardBefore != nil {
-		r.checkGitAfter(r.guardBefore, writableRoots(r.plan), true)
+	if g := r.plan.gitGuard; g != nil {
+		r.checkGitAfter(g, writableRoots(r.plan), true)
 	}
 	switch {
 	case r.plan.Workspace.Copy != nil:

@@ -209,6 +209,10 @@ type Plan struct {
 	// policyHost is the host as the policy saw it: the hard-link check walks the same
 	// protected paths.
 	policyHost policy.Host
+	// gitReadOnly are the git metadata each writable root's session must see read-only, and
+	// gitGuard what its end is compared with (scanGit, one walk, at plan time).
+	gitReadOnly map[string][]string
+	gitGuard    gitGuard
 	// EvidenceDir is the profile's evidence directory ("" for the default one).
 	EvidenceDir string   `json:"evidenceDir,omitempty"`
 	Notes       []string `json:"notes"`
@@ -367,6 +371,9 @@ func NewPlan(p *profile.Profile, req SessionRequest, f Facts) (*Plan, error) {
 	}
 	if err := planWorkspace(p, req, f, pl); err != nil {
 		return pl, err
+	}
+	if roots := writableRoots(pl); len(roots) > 0 {
+		pl.gitReadOnly, pl.gitGuard = scanGit(f, roots)
 	}
 	pl.Container = spec(p, pl, dec, f, command, user)
 	planToolState(p, pl)
@@ -573,7 +580,7 @@ func spec(p *profile.Profile, pl *Plan, dec *policy.Decision, f Facts, command [
 			// worktree's or submodule's .git file, which says where they are — read-only, for
 			// git on the host would run what they name.
 			s.Mounts = append(s.Mounts, container.Mount{Source: source, Target: m.Target})
-			for _, rel := range gitMetadata(f, m.Source) {
+			for _, rel := range pl.gitReadOnly[m.Source] {
 				s.Mounts = append(s.Mounts, container.Mount{Source: MachinePath(f.OS, filepath.Join(m.Source, filepath.FromSlash(rel))), Target: path.Join(m.Target, rel), ReadOnly: true})
 			}
 		default:

@@ -831,7 +831,7 @@ func (r *sessionRun) startIdle(ctx context.Context) (func(), error) {
 	if c := r.plan.Workspace.Copy; c != nil {
 		w.CopySession = c.Session
 	}
-	w.GitGuard, w.GitGuarded = r.guardBefore, r.guardBefore != nil
+	w.GitGuard, w.GitGuarded = r.plan.gitGuard, r.plan.gitGuard != nil
 	// What the server wrote to the root file systems making them (mount points): the
 	// baseline each join compares with.
 	var err2 error

@@ -75,7 +75,7 @@ type MergeOptions struct {
 	// Squash makes one commit of the branch's changes; NoFF always makes a merge commit.
 	Squash, NoFF bool
 	DryRun       bool
-	// AllowHooks merges a branch that changes what the user's git hooks run (see hookFiles).
+	// AllowHooks merges a branch that changes what the user's git hooks run (see hookPaths).
 	AllowHooks bool
 }
 
@@ -401,13 +401,7 @@ func (c *Copy) linkChain(p string) []string {
 
 // inRepoLexical is p relative to the work tree when p, as written, is inside it and not in
 // its .git.
-func (c *Copy) inRepoLexical(p string) (string, bool) {
-	rel, err := filepath.Rel(c.Repo, p)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || rel == ".git" || strings.HasPrefix(rel, ".git/") {
-		return "", false
-	}
-	return filepath.ToSlash(rel), true
-}
+func (c *Copy) inRepoLexical(p string) (string, bool) { return relInside(c.Repo, p) }
 
 // inRepo is p relative to the work tree (slash-separated) when it is inside it and not in
 // its .git.
@@ -419,6 +413,12 @@ func (c *Copy) inRepo(p string) (string, bool) {
 	if r, err := filepath.EvalSymlinks(p); err == nil {
 		p = r
 	}
+	return relInside(repo, p)
+}
+
+// relInside is p relative to the work tree repo (slash-separated), when it is inside it and
+// not in its .git.
+func relInside(repo, p string) (string, bool) {
 	rel, err := filepath.Rel(repo, p)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || rel == ".git" || strings.HasPrefix(rel, ".git/") {
 		return "", false
