@@ -52,7 +52,7 @@ func (r *sessionRun) prepareCopy(ctx context.Context, c *repocopy.Copy) {
 		defer close(r.gitBeforeDone)
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
 		defer cancel()
-		r.gitBefore, r.copyErr = repocopy.Prepare(gctx, r.gitrun(), c, r.plan.Workspace.Include, r.Now())
+		r.gitBefore, r.copyErr = repocopy.Prepare(gctx, r.gitrun(), c, r.plan.Workspace.Include, nil, r.Now())
 	}()
 }
 

@@ -38,7 +38,7 @@ func BenchmarkCopy(b *testing.B) {
 				return nil, err
 			}
 		}
-		_, err := repocopy.Prepare(context.Background(), g, c, nil, time.Now())
+		_, err := repocopy.Prepare(context.Background(), g, c, nil, nil, time.Now())
 		return c, err
 	}
 	b.Run("collect-unchanged-50k", func(b *testing.B) {

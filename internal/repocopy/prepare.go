@@ -52,60 +52,45 @@ func IsGitDir(dir string) bool {
 // paths, and the copy's own .git state in the upper layer (HEAD on the session's branch, a
 // configuration without credentials or programs). git runs in the user's repository only,
 // as its owner. include are ignored paths (relative, slash-separated) the session sees.
-// It returns the repository's state as found, for the evidence.
-func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now time.Time) (fingerprint.GitState, error) {
+// scan is the repository as a watcher last read it, kept up to date (nil: read it in full
+// now). It returns the repository's state as found, for the evidence.
+func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, scan *Scan, now time.Time) (fingerprint.GitState, error) {
 	st := fingerprint.GitState{Reader: "git"}
 	c.Created = now.UTC()
 	owner, err := ownerOf(c.Repo)
 	if err != nil {
 		return st, err
 	}
-	// The user's repository is trusted, but its fsmonitor is a program sourceosctl has no
-	// reason to start.
-	g = g.WithConfig("core.fsmonitor=false")
-	// The small reads run beside the status (each git process costs tens of milliseconds
-	// to start here; the status of a large tree, hundreds).
+	g = scanGit(g)
 	var (
-		wg        sync.WaitGroup
-		exists    bool
-		existsErr error
-		tree, cfg string
-		cfgErr    error
+		wg       sync.WaitGroup
+		taken    bool
+		takenErr error
 	)
-	wg.Add(3)
-	go func() { defer wg.Done(); exists, existsErr = BranchExists(ctx, g, c.Repo, c.Branch) }()
-	go func() {
-		defer wg.Done()
-		tree, _ = g.Output(ctx, c.Repo, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
-	}()
-	go func() {
-		defer wg.Done()
-		cfg, cfgErr = g.Output(ctx, c.Repo, "config", "--file", filepath.Join(c.GitDir, "config"), "--list", "-z")
-	}()
-	subs := make(chan submoduleIgnored, 1)
-	go func() { subs <- ignoredInSubmodules(ctx, g, c.Repo, "", 0) }()
-	// --no-ahead-behind: the counts against the upstream walk history, for nothing here.
-	status, err := g.Raw(ctx, c.Repo, "status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind", "--ignored=traditional", "--untracked-files=normal")
-	wg.Wait()
-	if existsErr != nil || exists {
-		if existsErr == nil {
-			existsErr = fmt.Errorf("branch %s %w", c.Branch, ErrBranchExists)
+	wg.Add(1)
+	go func() { defer wg.Done(); taken, takenErr = branchTaken(ctx, g, c.Repo, c.Branch) }()
+	if scan == nil {
+		read, err := ReadScan(ctx, g, c.Repo)
+		if err != nil {
+			wg.Wait()
+			return st, fmt.Errorf("read the repository's state: %w", err)
 		}
-		return st, existsErr
+		scan = &read
 	}
-	if err != nil {
-		return st, fmt.Errorf("read the repository's state: %w", err)
+	wg.Wait()
+	if takenErr != nil || taken {
+		if takenErr == nil {
+			takenErr = fmt.Errorf("branch %s %w", c.Branch, ErrBranchExists)
+		}
+		return st, takenErr
 	}
-	var ge *gitrun.Error
-	if cfgErr != nil && !errors.As(cfgErr, &ge) { // an empty or absent config is fine
-		return st, cfgErr
-	}
-	s := parseStatus(status)
-	st.Commit, st.Branch, st.Dirty, st.Tree = s.head, s.branch, s.dirty, tree
-	if s.head == "" {
+	s := *scan
+	dirty := s.Dirty()
+	st.Commit, st.Branch, st.Dirty, st.Tree = s.Head, s.Branch, dirty, s.Tree
+	if s.Head == "" {
 		return st, fmt.Errorf("%s has no commit yet: commit something first (a session's branch starts from a commit)", c.Repo)
 	}
-	c.Head, c.Base = s.head, s.head
+	c.Head, c.Base = s.Head, s.Head
 	for _, d := range []string{c.Upper(), c.Work(), c.Out()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return st, err
@@ -118,11 +103,11 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	if err := lchown(c.Out(), owner); err != nil {
 		return st, err
 	}
-	nested, err := nestedRepositories(c.Repo, s.untracked)
+	nested, err := nestedRepositories(c.Repo, s.Untracked())
 	if err != nil {
 		return st, err
 	}
-	if s.dirty {
+	if dirty {
 		// A repository of its own that the copy hides is not the user's change either (git
 		// add would record it as an embedded repository's commit).
 		var hidden []string
@@ -131,15 +116,11 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 				hidden = append(hidden, n)
 			}
 		}
-		if err := c.snapshot(ctx, g, up, hidden, tree, now); err != nil {
+		if err := c.snapshot(ctx, g, up, s.worktreeChanges(), hidden, s.Tree, now); err != nil {
 			return st, err
 		}
 	}
-	subIgnored := <-subs
-	if subIgnored.err != nil {
-		return st, subIgnored.err
-	}
-	for _, p := range slices.Concat(s.ignored, nested, subIgnored.paths) {
+	for _, p := range slices.Concat(s.Ignored(), nested, s.SubIgnored) {
 		if includes(include, p) {
 			c.Included = append(c.Included, p)
 			continue
@@ -155,12 +136,12 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, now t
 	if err := c.shadowSubmoduleConfigs(up); err != nil {
 		return st, fmt.Errorf("shadow the submodules' configurations: %w", err)
 	}
-	for _, d := range subIgnored.gitDirs {
+	for _, d := range s.SubGitDirs {
 		if err := c.shadowGitDir(up, d); err != nil {
 			return st, fmt.Errorf("shadow the configuration of %s: %w", d, err)
 		}
 	}
-	if err := c.writeGitState(up, cfg); err != nil {
+	if err := c.writeGitState(up, s.Config); err != nil {
 		return st, err
 	}
 	return st, c.Save()
@@ -226,48 +207,12 @@ func withoutStash(raw []byte) []byte {
 	return []byte(strings.Join(kept, ""))
 }
 
-// status is what one `git status --porcelain=v2 --branch --ignored` says.
-type status struct {
-	head, branch string
-	dirty        bool
-	ignored      []string // directories end with /
-	untracked    []string // the untracked directories (ending with /)
-}
-
-func parseStatus(raw []byte) status {
-	var s status
-	fields := bytes.Split(raw, []byte{0})
-	for i := 0; i < len(fields); i++ {
-		line := string(fields[i])
-		switch {
-		case strings.HasPrefix(line, "# branch.oid "):
-			if oid := strings.TrimPrefix(line, "# branch.oid "); oid != "(initial)" {
-				s.head = oid
-			}
-		case strings.HasPrefix(line, "# branch.head "):
-			if b := strings.TrimPrefix(line, "# branch.head "); b != "(detached)" {
-				s.branch = b
-			}
-		case strings.HasPrefix(line, "! "):
-			s.ignored = append(s.ignored, strings.TrimPrefix(line, "! "))
-		case strings.HasPrefix(line, "? ") && strings.HasSuffix(line, "/"):
-			s.untracked = append(s.untracked, strings.TrimPrefix(line, "? "))
-			s.dirty = true
-		case strings.HasPrefix(line, "2 "):
-			s.dirty = true
-			i++ // a rename's original path is the next field
-		case line != "" && !strings.HasPrefix(line, "#"):
-			s.dirty = true
-		}
-	}
-	return s
-}
-
 // snapshot commits the user's uncommitted changes — tracked and untracked, not ignored, not
-// the paths exclude — from a copy of their index, without touching their work tree, index
+// the paths exclude — from a copy of their index, adding the paths changed (the status's
+// work tree changes: the rest of the index already is what the tree holds), without touching their work tree, index
 // or refs; the copy's index is the result, so the session finds a clean work tree on its
 // branch. No commit is made when the result is HEAD's tree (headTree).
-func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, exclude []string, headTree string, now time.Time) error {
+func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, changed, exclude []string, headTree string, now time.Time) error {
 	// git runs as the repository's owner: its scratch index lives where they can write.
 	scratch, err := ownedTempDir(up.owner)
 	if err != nil {
@@ -286,12 +231,21 @@ func (c *Copy) snapshot(ctx context.Context, g gitrun.Git, up upperWriter, exclu
 		return err
 	}
 	withIndex := g.With("GIT_INDEX_FILE=" + index)
-	pathspec := []string{"add", "--all", "--", "."}
+	pathspec := []string{"add", "--all", "--"}
+	for _, p := range changed {
+		if p == "." {
+			pathspec = append(pathspec, ".")
+		} else {
+			pathspec = append(pathspec, ":(literal)"+p)
+		}
+	}
 	for _, x := range exclude {
 		pathspec = append(pathspec, ":(exclude,literal)"+strings.TrimSuffix(x, "/"))
 	}
-	if _, err := withIndex.Output(ctx, c.Repo, pathspec...); err != nil {
-		return fmt.Errorf("snapshot uncommitted changes: %w", err)
+	if len(changed) > 0 { // none: only staged changes, which the index copy already holds
+		if _, err := withIndex.Output(ctx, c.Repo, pathspec...); err != nil {
+			return fmt.Errorf("snapshot uncommitted changes: %w", err)
+		}
 	}
 	tree, err := withIndex.Output(ctx, c.Repo, "write-tree")
 	if err != nil {

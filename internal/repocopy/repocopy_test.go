@@ -79,7 +79,7 @@ func prepare(t *testing.T, repo string, include ...string) (*repocopy.Copy, stri
 	}
 	state := t.TempDir()
 	c := repocopy.Plan(state, "s1", repo, "")
-	st, err := repocopy.Prepare(context.Background(), gitrun.Git{Binary: git}, c, include, time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	st, err := repocopy.Prepare(context.Background(), gitrun.Git{Binary: git}, c, include, nil, time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,7 @@ func nestedRepositories(repo string, dirs []string) ([]string, error) {
 // submoduleIgnored are the ignored paths inside the submodules' work trees (relative to the
 // repository), or why they could not be read.
 type submoduleIgnored struct {
+	links []string // the gitlinks of the top level's index
 	paths []string
 	// gitDirs are submodules' git directories inside their work trees (a submodule cloned
 	// by an old git, never absorbed into .git/modules), absolute.
@@ -162,6 +163,9 @@ func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string,
 		out.err = err
 		return out
 	}
+	if depth == 0 {
+		out.links = links
+	}
 	for _, link := range links {
 		rel := path.Join(prefix, link)
 		if !PlainDirectory(repo, rel) {
@@ -180,11 +184,12 @@ func ignoredInSubmodules(ctx context.Context, g gitrun.Git, repo, prefix string,
 			out.err = fmt.Errorf("read the ignored files of submodule %s: %w", rel, err)
 			return out
 		}
-		st := parseStatus(raw)
-		for _, p := range st.ignored {
+		_, _, entries := parseStatus(raw)
+		st := Scan{Entries: entries}
+		for _, p := range st.Ignored() {
 			out.paths = append(out.paths, rel+"/"+p)
 		}
-		nested, err := nestedRepositories(dir, st.untracked)
+		nested, err := nestedRepositories(dir, st.Untracked())
 		if err != nil {
 			out.err = err
 			return out
