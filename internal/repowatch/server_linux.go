@@ -1,0 +1,693 @@
+package repowatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sourceos/sourceosctl/internal/gitrun"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
+)
+
+// Server watches one repository and answers its sessions.
+type Server struct {
+	Repo   string // the work tree's top level, absolute
+	Socket string
+	Git    gitrun.Git
+	// Idle ends the watcher after that long without a question (default a day).
+	Idle time.Duration
+	// MaxWatches bounds the directories watched, MaxChanges the paths read again for one
+	// answer (defaults 100,000 and 1,000): beyond them the watcher ends.
+	MaxWatches, MaxChanges int
+	Log                    io.Writer
+
+	mu      sync.Mutex
+	scan    repocopy.Scan
+	tracked map[string]bool   // directories with tracked files below them ("" is the top)
+	changes map[string]uint64 // the paths changed, by their last event's number
+	seq     uint64
+	ended   error
+	done    chan struct{}
+
+	queries sync.Mutex // one answer at a time
+	reading sync.Mutex // one reader of the events at a time
+	ifd     int        // the inotify instance (non-blocking), -1 once closed
+	watches map[int32]*watch
+	count   int
+}
+
+// watch is what one inotify watch is for: a work tree directory (rel), or the repository's
+// or git's records, whose change ends the watcher (gitTop: any name but harmlessInGit; any:
+// any name; names: those).
+type watch struct {
+	work   bool
+	rel    string
+	gitTop bool
+	any    bool
+	names  map[string]bool
+}
+
+const (
+	workMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_MOVED_FROM |
+		unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR | unix.IN_DONT_FOLLOW | unix.IN_EXCL_UNLINK
+	recordMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_MOVED_FROM |
+		unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+)
+
+// harmlessInGit are the entries of a .git directory whose changes do not change the status:
+// git's scratch and messages, its objects (HEAD names the commit), logs and hooks; a lock
+// file is followed by the rename that does count.
+var harmlessInGit = map[string]bool{"FETCH_HEAD": true, "ORIG_HEAD": true, "COMMIT_EDITMSG": true, "logs": true,
+	"objects": true, "hooks": true, "description": true, "gc.log": true, "gc.pid": true, "AUTO_MERGE": true,
+	"MERGE_MSG": true, "SQUASH_MSG": true, "lfs": true, "rr-cache": true, "refs": true, "branches": true}
+
+// Run watches the repository and answers questions until the watcher must end; it returns
+// why. It returns at once, with an error, when another watcher holds the repository.
+func (s *Server) Run(ctx context.Context) error {
+	if s.Idle == 0 {
+		s.Idle = 24 * time.Hour
+	}
+	if s.MaxWatches == 0 {
+		s.MaxWatches = 100_000
+	}
+	if s.MaxChanges == 0 {
+		s.MaxChanges = 1000
+	}
+	if s.Log == nil {
+		s.Log = io.Discard
+	}
+	lock, err := os.OpenFile(s.Socket+".lock", os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("another watcher holds %s", s.Repo)
+	}
+	s.done = make(chan struct{})
+	s.changes = map[string]uint64{}
+	s.ifd = -1
+	defer func() {
+		s.reading.Lock()
+		if s.ifd >= 0 {
+			unix.Close(s.ifd)
+			s.ifd = -1
+		}
+		s.reading.Unlock()
+	}()
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	_ = os.Remove(s.Socket)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.Socket, Net: "unix"})
+	if err != nil {
+		return err
+	}
+	defer os.Remove(s.Socket)
+	defer l.Close()
+	if err := os.Chmod(s.Socket, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Log, "%s watching %s: %d directories\n", time.Now().UTC().Format(time.RFC3339), s.Repo, s.count)
+	go s.events()
+	go func() {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			s.end(ctx.Err())
+		}
+		l.Close()
+	}()
+	for {
+		_ = l.SetDeadline(time.Now().Add(s.Idle))
+		conn, err := l.AcceptUnix()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.end(fmt.Errorf("no question for %s", s.Idle))
+			}
+			s.mu.Lock()
+			ended := s.ended
+			s.mu.Unlock()
+			if ended == nil {
+				s.end(err)
+				ended = err
+			}
+			fmt.Fprintf(s.Log, "%s ended: %v\n", time.Now().UTC().Format(time.RFC3339), ended)
+			return ended
+		}
+		s.answer(ctx, conn)
+	}
+}
+
+// start watches what the scan depends on, then reads it: a change from then on is seen.
+func (s *Server) start(ctx context.Context) error {
+	first, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	if err != nil {
+		return err
+	}
+	if len(first.Gitlinks) > 0 {
+		return errors.New("the repository has submodules: their state is read in full by every session")
+	}
+	skip, err := s.ruleIgnored(ctx, first)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return err
+	}
+	s.ifd = fd
+	s.watches = map[int32]*watch{}
+	if err := s.watchRecords(ctx); err != nil {
+		return err
+	}
+	if err := s.addTree("", skip); err != nil {
+		return err
+	}
+	scan, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	if err != nil {
+		return err
+	}
+	if len(scan.Gitlinks) > 0 {
+		return errors.New("the repository has submodules now")
+	}
+	now, err := s.ruleIgnored(ctx, scan)
+	if err != nil {
+		return err
+	}
+	for d := range skip {
+		if !now[d] {
+			return fmt.Errorf("%s is no longer ignored as a whole", d)
+		}
+	}
+	tracked, err := s.trackedDirs(ctx)
+	if err != nil {
+		return err
+	}
+	s.scan, s.tracked = scan, tracked
+	return nil
+}
+
+// ruleIgnored are the scan's ignored directories that an ignore rule matches themselves (the
+// rest are ignored because all they hold is: a new file there may not be).
+func (s *Server) ruleIgnored(ctx context.Context, scan repocopy.Scan) (map[string]bool, error) {
+	var dirs []string
+	for _, p := range scan.Ignored() {
+		if strings.HasSuffix(p, "/") {
+			dirs = append(dirs, p)
+		}
+	}
+	out := map[string]bool{}
+	if len(dirs) == 0 {
+		return out, nil
+	}
+	cmd, err := s.Git.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0").Command(ctx, s.Repo, "check-ignore", "-z", "--stdin")
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdin = strings.NewReader(strings.Join(dirs, "\x00") + "\x00")
+	raw, err := cmd.Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: none matched
+		return nil, fmt.Errorf("git check-ignore: %w", err)
+	}
+	for _, p := range strings.Split(string(raw), "\x00") {
+		if p != "" {
+			out[strings.TrimSuffix(p, "/")+"/"] = true
+		}
+	}
+	return out, nil
+}
+
+// trackedDirs are the directories with a tracked file below them.
+func (s *Server) trackedDirs(ctx context.Context) (map[string]bool, error) {
+	raw, err := s.Git.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0").Raw(ctx, s.Repo, "ls-files", "-z")
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]bool{"": true}
+	for _, p := range bytes.Split(raw, []byte{0}) {
+		for d := path.Dir(string(p)); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	return dirs, nil
+}
+
+// watchRecords watches the repository's records and the configuration and excludes files git
+// reads for it.
+func (s *Server) watchRecords(ctx context.Context) error {
+	gitDir := filepath.Join(s.Repo, ".git")
+	if err := s.add(gitDir, &watch{gitTop: true}); err != nil {
+		return err
+	}
+	if st, err := os.Lstat(filepath.Join(gitDir, "info")); err == nil && st.IsDir() {
+		if err := s.add(filepath.Join(gitDir, "info"), &watch{any: true}); err != nil {
+			return err
+		}
+	}
+	if head, err := os.ReadFile(filepath.Join(gitDir, "HEAD")); err == nil {
+		if ref, ok := strings.CutPrefix(strings.TrimSpace(string(head)), "ref: "); ok {
+			if err := s.watchFile(filepath.Join(gitDir, filepath.FromSlash(ref))); err != nil {
+				return err
+			}
+		}
+	}
+	files, err := s.configFiles(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := s.watchFile(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// configFiles are the files git reads configuration and ignore rules from for this
+// repository, present or not: those `git config --show-origin` names (included ones too),
+// the user's and the system's, and the excludes file.
+func (s *Server) configFiles(ctx context.Context) ([]string, error) {
+	g := s.Git.WithConfig("core.fsmonitor=false", "sourceos.home=~/").With("GIT_OPTIONAL_LOCKS=0")
+	home, err := g.Output(ctx, s.Repo, "config", "--path", "--get", "sourceos.home")
+	if err != nil {
+		return nil, err
+	}
+	xdg := filepath.Join(home, ".config")
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" && !gitrun.RunsAsAnother(s.Repo) {
+		xdg = x
+	}
+	files := []string{filepath.Join(home, ".gitconfig"), filepath.Join(xdg, "git", "config"),
+		filepath.Join(xdg, "git", "ignore"), "/etc/gitconfig"}
+	if x, err := g.Output(ctx, s.Repo, "config", "--path", "--get", "core.excludesFile"); err == nil && x != "" {
+		if !filepath.IsAbs(x) {
+			x = filepath.Join(s.Repo, x)
+		}
+		files = append(files, x)
+	}
+	raw, err := g.Raw(ctx, s.Repo, "config", "--list", "--show-origin", "-z")
+	if err != nil {
+		return nil, err
+	}
+	// Records are ORIGIN NUL KEY NL VALUE NUL.
+	fields := strings.Split(string(raw), "\x00")
+	for i := 0; i+1 < len(fields); i += 2 {
+		if f, ok := strings.CutPrefix(fields[i], "file:"); ok {
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(s.Repo, f)
+			}
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files)
+	return slices.Compact(files), nil
+}
+
+// watchFile watches the file at p (present or not) for any change: its directory, or the
+// nearest one that exists, for the name that leads to it; a symbolic link's target too.
+func (s *Server) watchFile(p string) error {
+	for range 8 { // links to links, a few deep
+		dir, name := filepath.Dir(p), filepath.Base(p)
+		for {
+			if st, err := os.Stat(dir); err == nil && st.IsDir() {
+				break
+			}
+			if dir == filepath.Dir(dir) {
+				return nil
+			}
+			dir, name = filepath.Dir(dir), filepath.Base(dir)
+		}
+		if err := s.add(dir, &watch{names: map[string]bool{name: true}}); err != nil {
+			return err
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return nil
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = target
+	}
+	return nil
+}
+
+// add watches dir for what w says, merged with what an earlier watch of it says.
+func (s *Server) add(dir string, w *watch) error {
+	mask := uint32(recordMask)
+	if w.work {
+		mask = workMask
+	}
+	wd, err := unix.InotifyAddWatch(s.ifd, dir, mask|unix.IN_MASK_ADD)
+	if err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			return fmt.Errorf("watch %s: the system's limit of watches is reached (fs.inotify.max_user_watches)", dir)
+		}
+		return fmt.Errorf("watch %s: %w", dir, err) // wraps the errno
+	}
+	old, ok := s.watches[int32(wd)]
+	if !ok {
+		s.count++
+		if s.count > s.MaxWatches {
+			return fmt.Errorf("more than %d directories to watch", s.MaxWatches)
+		}
+		s.watches[int32(wd)] = w
+		return nil
+	}
+	old.work = old.work || w.work
+	if w.work {
+		old.rel = w.rel
+	}
+	old.gitTop = old.gitTop || w.gitTop
+	old.any = old.any || w.any
+	for n := range w.names {
+		if old.names == nil {
+			old.names = map[string]bool{}
+		}
+		old.names[n] = true
+	}
+	return nil
+}
+
+// addTree watches the work tree's directory rel and the directories below it, but .git
+// directories and those skip names (ending with /).
+func (s *Server) addTree(rel string, skip map[string]bool) error {
+	root := filepath.Join(s.Repo, filepath.FromSlash(rel))
+	return filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+				return nil // gone meanwhile: its parent's event says so
+			}
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		r, _ := filepath.Rel(s.Repo, p)
+		r = filepath.ToSlash(r)
+		if r == "." {
+			r = ""
+		}
+		if e.Name() == ".git" && r != "" || skip[r+"/"] {
+			return fs.SkipDir
+		}
+		err = s.add(p, &watch{work: true, rel: r})
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return fs.SkipDir // gone meanwhile, or replaced by a file: its parent's event says so
+		}
+		return err
+	})
+}
+
+// events takes the repository's events as they come (a change that must end the watcher
+// ends it then), until the watcher ends.
+func (s *Server) events() {
+	for {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.reading.Lock()
+		fd := s.ifd
+		s.reading.Unlock()
+		if fd < 0 {
+			return
+		}
+		// A second's wait at most: the watcher's end is noticed without closing the
+		// instance under a reader.
+		if _, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+			s.end(fmt.Errorf("wait for the repository's events: %w", err))
+			return
+		}
+		if err := s.drain(); err != nil {
+			s.end(err)
+			return
+		}
+	}
+}
+
+// drain takes every event queued so far. An answer drains first: every change made before
+// the question is then among the paths read again.
+func (s *Server) drain() error {
+	s.reading.Lock()
+	defer s.reading.Unlock()
+	buf := make([]byte, 64<<10)
+	for s.ifd >= 0 {
+		n, err := unix.Read(s.ifd, buf)
+		if errors.Is(err, unix.EAGAIN) {
+			return nil
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read the repository's events: %w", err)
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := string(bytes.TrimRight(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)], "\x00"))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			if err := s.event(ev.Wd, ev.Mask, name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// event takes one event: a path to read again, or why the watcher must end.
+func (s *Server) event(wd int32, mask uint32, name string) error {
+	if mask&unix.IN_Q_OVERFLOW != 0 {
+		return errors.New("too many changes at once (the event queue overflowed)")
+	}
+	s.mu.Lock()
+	w, ok := s.watches[wd]
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if mask&unix.IN_IGNORED != 0 {
+		s.mu.Lock()
+		delete(s.watches, wd)
+		s.mu.Unlock()
+		if !w.work {
+			return errors.New("a watched configuration directory went away")
+		}
+		return nil
+	}
+	switch {
+	case w.names[name], w.any:
+		return fmt.Errorf("%s changed", name)
+	case w.gitTop && !harmlessInGit[name] && !strings.HasSuffix(name, ".lock"):
+		return fmt.Errorf("the repository's %s changed", name)
+	case w.gitTop && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+		return errors.New("the repository's .git went away")
+	case !w.work:
+		return nil
+	case name == "" && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) == 0:
+		return nil // the directory's own attributes: git keeps none of a directory's
+	}
+	rel := path.Join(w.rel, name)
+	isDir := mask&unix.IN_ISDIR != 0
+	switch {
+	case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+		if w.rel == "" {
+			return errors.New("the repository was moved or removed")
+		}
+		return nil // its parent says so
+	case name == ".gitignore":
+		return fmt.Errorf("the ignore rules of %s changed", orTop(w.rel))
+	case name == ".git" && w.rel == "":
+		if mask&unix.IN_ATTRIB != 0 {
+			return nil
+		}
+		return errors.New("the repository's .git was replaced")
+	case name == ".git":
+		rel = w.rel // a repository of its own appeared or went: its directory is read again
+	case isDir && mask&unix.IN_MOVED_FROM != 0:
+		return fmt.Errorf("directory %s was renamed", rel)
+	case isDir && mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+		s.mu.Lock()
+		err := s.addTree(rel, nil)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.changes[rel] = s.seq
+	if len(s.changes) > 10*s.MaxChanges {
+		return fmt.Errorf("more than %d paths changed", 10*s.MaxChanges)
+	}
+	return nil
+}
+
+func orTop(rel string) string {
+	if rel == "" {
+		return "the top level"
+	}
+	return rel
+}
+
+// end ends the watcher for err (the first reason given stays).
+func (s *Server) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = err
+		close(s.done)
+	}
+}
+
+// answer replies to one session: the scan, with the paths changed since the last answer read
+// again.
+func (s *Server) answer(ctx context.Context, conn *net.UnixConn) {
+	go func() {
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(queryTimeout))
+		reply := func(a Answer) { _ = json.NewEncoder(conn).Encode(a) }
+		if err := peerIsThisUser(conn); err != nil {
+			reply(Answer{Error: err.Error()})
+			return
+		}
+		var req request
+		if err := json.NewDecoder(conn).Decode(&req); err != nil {
+			return
+		}
+		if req.Repo != s.Repo {
+			reply(Answer{Error: fmt.Sprintf("this watcher watches %s, not %s", s.Repo, req.Repo)})
+			return
+		}
+		a, err := s.current(ctx)
+		if err != nil {
+			s.end(err)
+			reply(Answer{Error: err.Error()})
+			return
+		}
+		reply(a)
+	}()
+}
+
+// current is the scan brought up to date: the paths changed so far read again and merged.
+func (s *Server) current(ctx context.Context) (Answer, error) {
+	s.queries.Lock()
+	defer s.queries.Unlock()
+	if err := s.drain(); err != nil {
+		return Answer{}, err
+	}
+	s.mu.Lock()
+	if s.ended != nil {
+		defer s.mu.Unlock()
+		return Answer{}, s.ended
+	}
+	upTo := s.seq
+	paths := widen(s.changes, s.tracked)
+	s.mu.Unlock()
+	if len(paths) > s.MaxChanges {
+		return Answer{}, fmt.Errorf("more than %d paths changed", s.MaxChanges)
+	}
+	var read []repocopy.Entry
+	if len(paths) > 0 {
+		var err error
+		if read, err = repocopy.ReadChanged(ctx, s.Git, s.Repo, paths); err != nil {
+			return Answer{}, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return Answer{}, s.ended
+	}
+	s.scan = s.scan.Merge(paths, read)
+	maps.DeleteFunc(s.changes, func(_ string, seq uint64) bool { return seq <= upTo })
+	return Answer{Scan: s.scan, Changed: paths}, nil
+}
+
+// widen is the paths to read again for the changes: each at its topmost directory without
+// tracked files (git's status shows such a directory as one entry, whatever changed below
+// it), none below another.
+func widen(changes map[string]uint64, tracked map[string]bool) []string {
+	var out []string
+	for p := range changes {
+		parts := strings.Split(p, "/")
+		for i := 1; i < len(parts); i++ {
+			if d := strings.Join(parts[:i], "/"); !tracked[d] {
+				p = d
+				break
+			}
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	var kept []string
+	for _, p := range out {
+		if n := len(kept); n > 0 && strings.HasPrefix(p, kept[n-1]+"/") {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
+}
+
+// peerIsThisUser checks that the other end of conn runs as this process's user.
+func peerIsThisUser(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("not a Unix socket")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if credErr != nil {
+		return credErr
+	}
+	if int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("the repository's watcher socket is held by uid %d, not this user", cred.Uid)
+	}
+	return nil
+}
+
+// private checks that dir is a directory of this user's that no one else can enter.
+func private(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is not a private directory of this user's (mode %v): remove it", dir, st.Mode())
+	}
+	return nil
+}
