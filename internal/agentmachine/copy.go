@@ -52,8 +52,33 @@ func (r *sessionRun) prepareCopy(ctx context.Context, c *repocopy.Copy) {
 		defer close(r.gitBeforeDone)
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
 		defer cancel()
-		r.gitBefore, r.copyErr = repocopy.Prepare(gctx, r.gitrun(), c, r.plan.Workspace.Include, nil, r.Now())
+		var scan *repocopy.Scan
+		r.scanRead = "in full"
+		if r.Watcher != nil {
+			s, changed, err := r.Watcher.Scan(gctx, c.Repo)
+			if err == nil {
+				scan = &s
+				r.scanRead = fmt.Sprintf("from its watcher, %s read again", plural(len(changed), "path"))
+			} else {
+				// The watcher ended (or never ran): read in full, and start one at the end.
+				r.scanRead, r.startWatcher = fmt.Sprintf("in full (%v)", err), true
+			}
+		}
+		r.gitBefore, r.copyErr = repocopy.Prepare(gctx, r.gitrun(), c, r.plan.Workspace.Include, scan, r.Now())
 	}()
+}
+
+// watchRepository starts the repository's watcher once the session is over (it reads the
+// repository in full as it starts, which the session must not wait for nor compete with),
+// when the session found none.
+func (r *sessionRun) watchRepository() {
+	<-r.gitBeforeDone
+	if !r.startWatcher || r.copyErr != nil {
+		return
+	}
+	if err := r.Watcher.Start(r.plan.Workspace.Copy.Repo); err != nil {
+		r.event("the repository's watcher could not be started: %v", err)
+	}
 }
 
 // checkCopy is prepareCopy's result, joined before the tool starts.
@@ -71,7 +96,7 @@ func (r *sessionRun) checkCopy() error {
 	if c.Snapshot != "" {
 		what = "uncommitted changes in " + short(c.Snapshot)
 	}
-	r.event("copy ready at %s: branch %s from %s (%s), %d paths hidden (ignored, or repositories of their own)", c.Dir, c.Branch, short(c.Head), what, len(c.Masked))
+	r.event("copy ready at %s: branch %s from %s (%s), %d paths hidden (ignored, or repositories of their own); the repository read %s", c.Dir, c.Branch, short(c.Head), what, len(c.Masked), r.scanRead)
 	return nil
 }
 

@@ -113,6 +113,10 @@ type sessionRun struct {
 	// not be brought back (the copy is kept); patch is the branch's diff.
 	copyErr, copyCollectErr error
 	patch                   []byte
+	// scanRead says how the copy read the repository (in full, or from its watcher);
+	// startWatcher: none answered, so the session starts one as it ends.
+	scanRead     string
+	startWatcher bool
 	// A volume workspace (a remote service): what was shipped; the patch file and the binary
 	// files left out of it; why the changes could not be brought back (the volume is kept).
 	volumeBefore tree

@@ -55,6 +55,7 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 	go func() { r.hostTools <- r.gatherHostTools(context.WithoutCancel(ctx)) }()
 	go evidence.PrepareSchema()
 	r.linksDone = make(chan struct{})
+	var undo func()
 	switch c := r.plan.Workspace.Copy; {
 	case r.ws != nil && (r.ws.action != actionUp || r.ws.ws.CopySession != ""):
 		// A join or a down, or an up on the workspace's kept copy: the repository was read
@@ -68,6 +69,7 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 		}
 	case c != nil:
 		r.prepareCopy(ctx, c)
+		undo = r.watchRepository // the first phase's clean-up runs last
 	default:
 		r.gitBeforeDone = r.readGit(ctx, &r.gitBefore, nil)
 	}
@@ -75,7 +77,7 @@ func (r *sessionRun) prepare(ctx context.Context) (func(), error) {
 		defer close(r.linksDone)
 		r.linkRefusals, r.linkErr = policy.HardLinks(ctx, r.plan.Decision, r.plan.policyHost)
 	}()
-	return nil, nil
+	return undo, nil
 }
 
 // checkLinks joins the hard-link check started by prepare: a mount that holds a hard link to

@@ -57,12 +57,25 @@ type Session struct {
 	// for editors (cmd/sourceos-sftp); nil when this build has none.
 	SFTP func(arch string, install bool) (HelperRef, error)
 
+	// Watcher keeps each repository's scan up to date between sessions (internal/repowatch);
+	// nil: every copy reads its repository in full.
+	Watcher RepoWatcher
+
 	// Ship returns the programs a session ships to a service on another machine (the helper
 	// and the egress gateway, for its architecture); nil when this build has none.
 	Ship ShipFunc
 
 	// listenGateway replaces the egress gateway's socket listener (tests).
 	listenGateway func(path string, uid int) (net.Listener, error)
+}
+
+// RepoWatcher is a repository's watcher, seen from a session.
+type RepoWatcher interface {
+	// Scan is the repository's scan as its watcher keeps it, and the paths it read again
+	// for it; an error when no watcher answers for repo.
+	Scan(ctx context.Context, repo string) (repocopy.Scan, []string, error)
+	// Start starts a watcher of repo in the background and returns at once.
+	Start(repo string) error
 }
 
 // GitReader reads a repository's state; fingerprint.Git is the real one.

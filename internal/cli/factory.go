@@ -72,6 +72,9 @@ type Factory struct {
 	ReadFile     func(string) ([]byte, error)
 	TempDir      string
 	LookPath     func(string) (string, error)
+	// Executable is this binary's path (it starts repository watchers); nil where sessions
+	// start none.
+	Executable func() (string, error)
 	// Engine connects to a resolved endpoint. NewFactory's keeps one client per endpoint, so
 	// the checks and steps of one command share a connection.
 	Engine func(ctx context.Context, ep podman.Endpoint) (Engine, error)
@@ -112,6 +115,7 @@ func NewFactory() *Factory {
 		ReadFile:     os.ReadFile,
 		TempDir:      os.TempDir(),
 		LookPath:     exec.LookPath,
+		Executable:   os.Executable,
 		Engine:       memoised(podmanEngine),
 	}
 }
@@ -230,7 +234,7 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 	host := agentmachine.Host{OS: f.GOOS, Arch: f.GOARCH, UID: f.UID, GID: f.GID, Home: home, WorkDir: wd,
 		RuntimeDir: f.RuntimeDir()}
 	dirs := agentmachine.DirsFor(f.GOOS, f.Getenv, home)
-	return &agentmachine.Session{
+	s := &agentmachine.Session{
 		Connect:     f.Connector(g.Connection),
 		Host:        host,
 		IO:          agentmachine.IO{In: f.IO.In, Out: f.IO.Out, ErrOut: f.IO.ErrOut, InTTY: f.IO.InTTY, OutTTY: f.IO.OutTTY},
@@ -251,7 +255,11 @@ func (f *Factory) Session(g *GlobalOptions) (*agentmachine.Session, error) {
 		Version:     f.Build.Version + " (" + f.Build.Commit + ")",
 		StopTimeout: stopTimeout,
 		Verbose:     g.Verbose,
-	}, nil
+	}
+	if w := watcherFor(f, dirs.State); w != nil {
+		s.Watcher = w
+	}
+	return s, nil
 }
 
 // containerHelper locates (and, for a real run, installs) the in-container helper below dir.

@@ -157,6 +157,7 @@ what would happen and changes nothing.
 		newImageCmd(f, g),
 		newStateCmd(f, g),
 		newKubeCmd(f, g),
+		newWatchRepoCmd(f),
 	)
 	return cmd
 }

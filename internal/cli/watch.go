@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sourceos/sourceosctl/internal/gitrun"
+	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/repowatch"
+)
+
+// watchEnv turns the repository watcher off when set to "off" (every session then reads
+// its repository in full).
+const watchEnv = "SOURCEOSCTL_REPO_WATCH"
+
+// newWatchRepoCmd is the repository watcher's process (internal/repowatch), started by a
+// session in the background; not for people.
+func newWatchRepoCmd(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:    "watch-repo REPO",
+		Short:  "Watch a repository so that the next session reads only what changed (started by sessions)",
+		Hidden: true,
+		Args:   usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dirs, err := f.Dirs()
+			if err != nil {
+				return err
+			}
+			git, err := f.LookPath("git")
+			if err != nil {
+				return errors.New("git is not installed")
+			}
+			dir, err := repowatch.Dir()
+			if err != nil {
+				return err
+			}
+			socket := repowatch.SocketPath(dir, dirs.State, args[0])
+			log, err := os.OpenFile(socket+".log", os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+			if err != nil {
+				return err
+			}
+			defer log.Close()
+			s := &repowatch.Server{Repo: args[0], Socket: socket, Git: gitrun.Git{Binary: git}, Log: log}
+			err = s.Run(cmd.Context())
+			if err != nil {
+				_, _ = log.WriteString("not watching: " + err.Error() + "\n")
+			}
+			return nil // why it ended is in its log: no one reads its exit code
+		},
+	}
+}
+
+// repoWatcher asks a repository's watcher for its scan and starts one (this binary, in the
+// background) where none answered.
+type repoWatcher struct {
+	state      string
+	executable string
+	env        []string
+}
+
+func (w repoWatcher) Scan(ctx context.Context, repo string) (repocopy.Scan, []string, error) {
+	dir, err := repowatch.Dir()
+	if err != nil {
+		return repocopy.Scan{}, nil, err
+	}
+	a, err := repowatch.Query(ctx, repowatch.SocketPath(dir, w.state, repo), repo)
+	return a.Scan, a.Changed, err
+}
+
+// Start starts the watcher in a session of its own, its standard streams closed, and does
+// not wait for it.
+func (w repoWatcher) Start(repo string) error {
+	cmd := exec.Command(w.executable, "agent-machine", "watch-repo", repo)
+	cmd.Env, cmd.Dir = w.env, "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// watcherFor is the sessions' repository watcher, or nil where there is none: off by
+// SOURCEOSCTL_REPO_WATCH=off, or not a real run of this binary (tests in process).
+func watcherFor(f *Factory, state string) *repoWatcher {
+	if f.Executable == nil || f.Getenv(watchEnv) == "off" || f.GOOS != "linux" {
+		return nil
+	}
+	exe, err := f.Executable()
+	if err != nil || !filepath.IsAbs(exe) {
+		return nil
+	}
+	return &repoWatcher{state: state, executable: exe, env: f.Environ()}
+}
