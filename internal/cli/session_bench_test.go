@@ -20,14 +20,21 @@ import (
 // printed by the tool's own --dry-run -o podman, alternating runs, and reports medians and
 // their ratio, with network none, bridge and gateway (the egress gateway started and stopped
 // by the session; the raw line the same container), and on a 50,000-file git repository — where the
-// session makes and checks its copy, and the raw line bind-mounts the repository.
+// session makes and checks its copy, and the raw line bind-mounts the repository: unchanged
+// since the last session (its watcher reads nothing again), with one file rewritten before
+// each session (one path read again), and with one file changed (a snapshot every session).
 func BenchmarkColdSession(b *testing.B) {
 	env := podmantest.Need(b)
 	for _, c := range []struct {
 		name, network string
 		files         int
+		// change: before each session a file is rewritten with what it holds (the watcher
+		// reads one path again) or, once, changed (every session snapshots it).
+		change string
 	}{
-		{"network=none", "none", 0}, {"network=bridge", "bridge", 0}, {"network=gateway", "gateway", 0}, {"repo=50k-files", "none", 50_000},
+		{"network=none", "none", 0, ""}, {"network=bridge", "bridge", 0, ""}, {"network=gateway", "gateway", 0, ""},
+		{"repo=50k-files", "none", 50_000, ""}, {"repo=50k-files+one-rewritten", "none", 50_000, "rewritten"},
+		{"repo=50k-files+one-changed", "none", 50_000, "changed"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			extra := ""
@@ -53,7 +60,16 @@ func BenchmarkColdSession(b *testing.B) {
 				}
 				defer os.RemoveAll(m[1])
 			}
+			touched := filepath.Join(w.repo, "d000", "f00000.txt")
+			if c.change == "changed" {
+				appendTo(b, touched, "changed\n")
+			}
 			tool := func() error {
+				if c.change == "rewritten" {
+					if err := rewrite(touched); err != nil {
+						return err
+					}
+				}
 				cmd := cliProcess(b, env, w, "--profile", w.profile, "am", "shell", "--repo", w.repo, "--", "true")
 				if out, err := cmd.CombinedOutput(); err != nil {
 					return fmt.Errorf("%w:\n%s", err, out)
@@ -65,8 +81,36 @@ func BenchmarkColdSession(b *testing.B) {
 				cmd.Env = append(os.Environ(), env.ConfEnv...)
 				return cmd.Run()
 			}
+			if c.files > 0 {
+				// The first session reads the repository in full and starts its watcher,
+				// which reads it twice as it starts: measured are the sessions after.
+				if err := tool(); err != nil {
+					b.Fatal(err)
+				}
+				awaitWatcher(b, w)
+			}
 			abCompare(b, tool, raw, "ms-podman-run")
 		})
+	}
+}
+
+// rewrite writes the file again with what it holds (a change event, no change).
+func rewrite(p string) error {
+	body, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, body, 0o644)
+}
+
+func appendTo(b *testing.B, p, line string) {
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		b.Fatal(err)
 	}
 }
 

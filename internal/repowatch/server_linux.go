@@ -42,10 +42,13 @@ type Server struct {
 	mu      sync.Mutex
 	scan    repocopy.Scan
 	tracked map[string]bool   // directories with tracked files below them ("" is the top)
+	skipped map[string]bool   // the directories not watched: ignored by a rule (ending with /)
 	changes map[string]uint64 // the paths changed, by their last event's number
 	seq     uint64
-	ended   error
-	done    chan struct{}
+	// stale: HEAD, its branch or the index changed; the next answer reads in full first.
+	stale bool
+	ended error
+	done  chan struct{}
 
 	queries sync.Mutex // one answer at a time
 	reading sync.Mutex // one reader of the events at a time
@@ -63,6 +66,8 @@ type watch struct {
 	gitTop bool
 	any    bool
 	names  map[string]bool
+	// ref names HEAD's branch: its change (a commit) means a full read, not an end.
+	ref map[string]bool
 }
 
 const (
@@ -78,6 +83,11 @@ const (
 var harmlessInGit = map[string]bool{"FETCH_HEAD": true, "ORIG_HEAD": true, "COMMIT_EDITMSG": true, "logs": true,
 	"objects": true, "hooks": true, "description": true, "gc.log": true, "gc.pid": true, "AUTO_MERGE": true,
 	"MERGE_MSG": true, "SQUASH_MSG": true, "lfs": true, "rr-cache": true, "refs": true, "branches": true}
+
+// readAgainInGit are the entries of a .git directory whose change — a commit, a checkout,
+// something staged — changes what is tracked: the watcher reads the repository in full again
+// (before its next answer), as a session without it would, and goes on.
+var readAgainInGit = map[string]bool{"HEAD": true, "index": true, "packed-refs": true}
 
 // Run watches the repository and answers questions until the watcher must end; it returns
 // why. It returns at once, with an error, when another watcher holds the repository.
@@ -203,7 +213,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.scan, s.tracked = scan, tracked
+	s.scan, s.tracked, s.skipped = scan, tracked, skip
 	return nil
 }
 
@@ -265,12 +275,8 @@ func (s *Server) watchRecords(ctx context.Context) error {
 			return err
 		}
 	}
-	if head, err := os.ReadFile(filepath.Join(gitDir, "HEAD")); err == nil {
-		if ref, ok := strings.CutPrefix(strings.TrimSpace(string(head)), "ref: "); ok {
-			if err := s.watchFile(filepath.Join(gitDir, filepath.FromSlash(ref))); err != nil {
-				return err
-			}
-		}
+	if err := s.watchHead(); err != nil {
+		return err
 	}
 	files, err := s.configFiles(ctx)
 	if err != nil {
@@ -282,6 +288,31 @@ func (s *Server) watchRecords(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// watchHead watches the branch HEAD names (a commit moves it).
+func (s *Server) watchHead() error {
+	gitDir := filepath.Join(s.Repo, ".git")
+	head, err := os.ReadFile(filepath.Join(gitDir, "HEAD"))
+	if err != nil {
+		return err
+	}
+	ref, ok := strings.CutPrefix(strings.TrimSpace(string(head)), "ref: ")
+	if !ok {
+		return nil // detached: HEAD itself holds the commit
+	}
+	p := filepath.Join(gitDir, filepath.FromSlash(ref))
+	dir, name := filepath.Dir(p), filepath.Base(p)
+	for {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			break
+		}
+		if dir == gitDir {
+			return nil // .git's own watch sees packed-refs and refs/
+		}
+		dir, name = filepath.Dir(dir), filepath.Base(dir)
+	}
+	return s.add(dir, &watch{ref: map[string]bool{name: true}})
 }
 
 // configFiles are the files git reads configuration and ignore rules from for this
@@ -379,6 +410,12 @@ func (s *Server) add(dir string, w *watch) error {
 		old.rel = w.rel
 	}
 	old.gitTop = old.gitTop || w.gitTop
+	for n := range w.ref {
+		if old.ref == nil {
+			old.ref = map[string]bool{}
+		}
+		old.ref[n] = true
+	}
 	old.any = old.any || w.any
 	for n := range w.names {
 		if old.names == nil {
@@ -499,6 +536,11 @@ func (s *Server) event(wd int32, mask uint32, name string) error {
 	switch {
 	case w.names[name], w.any:
 		return fmt.Errorf("%s changed", name)
+	case w.ref[name] || w.gitTop && readAgainInGit[name]:
+		s.mu.Lock()
+		s.stale = true
+		s.mu.Unlock()
+		return nil
 	case w.gitTop && !harmlessInGit[name] && !strings.HasSuffix(name, ".lock"):
 		return fmt.Errorf("the repository's %s changed", name)
 	case w.gitTop && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
@@ -599,6 +641,14 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 		return Answer{}, err
 	}
 	s.mu.Lock()
+	stale := s.stale
+	s.mu.Unlock()
+	if stale {
+		if err := s.readAgain(ctx); err != nil {
+			return Answer{}, err
+		}
+	}
+	s.mu.Lock()
 	if s.ended != nil {
 		defer s.mu.Unlock()
 		return Answer{}, s.ended
@@ -624,6 +674,47 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 	s.scan = s.scan.Merge(paths, read)
 	maps.DeleteFunc(s.changes, func(_ string, seq uint64) bool { return seq <= upTo })
 	return Answer{Scan: s.scan, Changed: paths}, nil
+}
+
+// readAgain reads the repository in full again (what is tracked changed), and watches the
+// branch HEAD names now. The watcher ends if a directory it does not watch, as ignored by a
+// rule, is no longer ignored as a whole (something below it is tracked now).
+func (s *Server) readAgain(ctx context.Context) error {
+	s.mu.Lock()
+	upTo := s.seq
+	s.stale = false
+	s.mu.Unlock()
+	scan, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	if err != nil {
+		return err
+	}
+	if len(scan.Gitlinks) > 0 {
+		return errors.New("the repository has submodules now")
+	}
+	now, err := s.ruleIgnored(ctx, scan)
+	if err != nil {
+		return err
+	}
+	for d := range s.skipped {
+		if !now[d] {
+			return fmt.Errorf("%s is no longer ignored as a whole", d)
+		}
+	}
+	tracked, err := s.trackedDirs(ctx)
+	if err != nil {
+		return err
+	}
+	s.reading.Lock()
+	err = s.watchHead()
+	s.reading.Unlock()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scan, s.tracked = scan, tracked
+	maps.DeleteFunc(s.changes, func(_ string, seq uint64) bool { return seq <= upTo })
+	return nil
 }
 
 // widen is the paths to read again for the changes: each at its topmost directory without

@@ -233,22 +233,23 @@ func TestANewSecretInAWatchedRepositoryIsHidden(t *testing.T) {
 }
 
 // TestTheWatcherEndsWhenWhatTheScanDependsOnChanges: a change to anything besides the work
-// tree's files that the status depends on ends the watcher (the next session reads in full
-// and starts another): the ignore rules, the index, HEAD's branch, info/exclude, the user's
+// tree's files and what is tracked that the status depends on ends the watcher (the next
+// session reads in full and starts another): the ignore rules, info/exclude, the user's
 // configuration and excludes file, the repository's configuration, a renamed directory, the
-// .git replaced.
+// .git replaced, a file tracked below a directory it does not watch.
 func TestTheWatcherEndsWhenWhatTheScanDependsOnChanges(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		change func(t *testing.T, repo string)
 	}{
 		{"a .gitignore", func(t *testing.T, repo string) { put(t, filepath.Join(repo, "src/.gitignore"), "*.go\n") }},
-		{"the index", func(t *testing.T, repo string) {
-			put(t, filepath.Join(repo, "notes/todo.txt"), "staged")
-			gitIn(t, repo, "add", "notes/todo.txt")
+		{"a file below a directory a rule ignores tracked", func(t *testing.T, repo string) {
+			put(t, filepath.Join(repo, "build/kept.txt"), "forced")
+			gitIn(t, repo, "add", "-f", "build/kept.txt")
+			if _, err := repowatch.Query(context.Background(), filepath.Join(os.Getenv("WATCH_SOCKET")), repo); err == nil {
+				t.Error("the watcher answered although it does not watch build/, which holds a tracked file now")
+			}
 		}},
-		{"HEAD's branch", func(t *testing.T, repo string) { gitIn(t, repo, "commit", "-q", "--allow-empty", "-m", "more") }},
-		{"HEAD", func(t *testing.T, repo string) { gitIn(t, repo, "checkout", "-q", "--detach") }},
 		{"info/exclude", func(t *testing.T, repo string) { put(t, filepath.Join(repo, ".git/info/exclude"), "*.txt\n") }},
 		{"the user's configuration", func(t *testing.T, repo string) {
 			put(t, filepath.Join(os.Getenv("HOME"), ".gitconfig"), "[core]\n\texcludesFile = ~/ignore\n")
@@ -271,6 +272,7 @@ func TestTheWatcherEndsWhenWhatTheScanDependsOnChanges(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			repo, git := repository(t)
 			socket, ended := serve(t, repo, git, nil)
+			t.Setenv("WATCH_SOCKET", socket)
 			c.change(t, repo)
 			select {
 			case err := <-ended:
@@ -282,6 +284,47 @@ func TestTheWatcherEndsWhenWhatTheScanDependsOnChanges(t *testing.T) {
 				t.Fatalf("a question after the change: %v, want no watcher", err)
 			}
 		})
+	}
+}
+
+// TestTheWatcherReadsAgainWhatIsTrackedChanges: a commit, a checkout of another branch, a
+// detached HEAD, a file staged or untracked with git rm --cached change what is tracked; the
+// watcher reads the repository in full again before its next answer and goes on — its
+// answers stay git's status, through work tree changes in between.
+func TestTheWatcherReadsAgainWhatIsTrackedChanges(t *testing.T) {
+	repo, git := repository(t)
+	socket, ended := serve(t, repo, git, nil)
+	steps := []func(){
+		func() { put(t, filepath.Join(repo, "notes/todo.txt"), "staged"); gitIn(t, repo, "add", "notes/todo.txt") },
+		func() { gitIn(t, repo, "commit", "-q", "-m", "todo") },
+		func() { put(t, filepath.Join(repo, "src/m0/new.go"), "package m\n") },
+		func() { gitIn(t, repo, "checkout", "-q", "-b", "feature") },
+		func() { put(t, filepath.Join(repo, "src/m1/f.go"), "package m // changed\n"); gitIn(t, repo, "commit", "-q", "-am", "f") },
+		func() { gitIn(t, repo, "checkout", "-q", "main") },
+		func() { gitIn(t, repo, "rm", "-q", "--cached", "README") },
+		func() { put(t, filepath.Join(repo, "README"), "now untracked\n") },
+		func() { gitIn(t, repo, "checkout", "-q", "--detach", "feature") },
+		func() { put(t, filepath.Join(repo, "src/m2/.env"), "SECRET") },
+	}
+	for i, step := range steps {
+		step()
+		a, err := repowatch.Query(context.Background(), socket, repo)
+		if err != nil {
+			select {
+			case why := <-ended:
+				err = fmt.Errorf("%w (the watcher ended: %v)", err, why)
+			default:
+			}
+			t.Fatalf("step %d: %v", i, err)
+		}
+		full, err := repocopy.ReadScan(context.Background(), git, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := sorted(a.Scan.Entries), sorted(full.Entries); !slices.Equal(got, want) || a.Scan.Head != full.Head || a.Scan.Branch != full.Branch || a.Scan.Tree != full.Tree {
+			t.Fatalf("step %d: the watcher's scan (HEAD %s %s)\n  %s\ngit's (HEAD %s %s)\n  %s", i, a.Scan.Head, a.Scan.Branch,
+				strings.Join(got, "\n  "), full.Head, full.Branch, strings.Join(want, "\n  "))
+		}
 	}
 }
 
