@@ -295,11 +295,17 @@ func TestTheWatcherReadsAgainWhatIsTrackedChanges(t *testing.T) {
 	repo, git := repository(t)
 	socket, ended := serve(t, repo, git, nil)
 	steps := []func(){
-		func() { put(t, filepath.Join(repo, "notes/todo.txt"), "staged"); gitIn(t, repo, "add", "notes/todo.txt") },
+		func() {
+			put(t, filepath.Join(repo, "notes/todo.txt"), "staged")
+			gitIn(t, repo, "add", "notes/todo.txt")
+		},
 		func() { gitIn(t, repo, "commit", "-q", "-m", "todo") },
 		func() { put(t, filepath.Join(repo, "src/m0/new.go"), "package m\n") },
 		func() { gitIn(t, repo, "checkout", "-q", "-b", "feature") },
-		func() { put(t, filepath.Join(repo, "src/m1/f.go"), "package m // changed\n"); gitIn(t, repo, "commit", "-q", "-am", "f") },
+		func() {
+			put(t, filepath.Join(repo, "src/m1/f.go"), "package m // changed\n")
+			gitIn(t, repo, "commit", "-q", "-am", "f")
+		},
 		func() { gitIn(t, repo, "checkout", "-q", "main") },
 		func() { gitIn(t, repo, "rm", "-q", "--cached", "README") },
 		func() { put(t, filepath.Join(repo, "README"), "now untracked\n") },
