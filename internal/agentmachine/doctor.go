@@ -16,6 +16,7 @@ import (
 	"github.com/sourceos/sourceosctl/internal/evidencelog"
 	"github.com/sourceos/sourceosctl/internal/profile"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
+	"github.com/sourceos/sourceosctl/internal/repowatch"
 	"github.com/sourceos/sourceosctl/internal/textsafe"
 
 	"github.com/sourceos/sourceosctl/internal/machine"
@@ -128,6 +129,7 @@ func Doctor(ctx context.Context, d DoctorDeps) Report {
 		probe{"signing-key", "Signing key", d.checkKey},
 		probe{"session-log", "Session log", d.checkSessionLog},
 		probe{"copies", "Session copies", d.checkCopies},
+		probe{"watchers", "Repository watchers", d.checkWatchers},
 	)
 	if prof != nil {
 		probes = append(probes, probe{"image", "Image", func(ctx context.Context) Check { return d.checkImage(ctx, prof.Spec.Image.Ref) }})
@@ -496,6 +498,23 @@ func (d DoctorDeps) checkSessionLog(context.Context) Check {
 			"sourceosctl agent-machine evidence log verify  # names each; an auditor's kept checkpoint (--since) tells what was lost")
 	}
 	return ok(fmt.Sprintf("%d entries under its signed checkpoint, every logged bundle present (%s)", res.Size, dir))
+}
+
+// checkWatchers reports the repositories watched (internal/repowatch): their sessions read
+// only what changed.
+func (d DoctorDeps) checkWatchers(context.Context) Check {
+	dir, err := repowatch.Dir()
+	if err != nil {
+		return warn("cannot use the watchers' directory: "+err.Error(), "sessions read their repositories in full meanwhile; remove the directory it names")
+	}
+	repos, err := repowatch.Running(dir)
+	if err != nil {
+		return warn(err.Error(), "")
+	}
+	if len(repos) == 0 {
+		return ok("none running (the next session on a repository starts one as it ends)")
+	}
+	return ok(fmt.Sprintf("%d running, for %s (each ends after a day without a session; SOURCEOSCTL_REPO_WATCH=off starts none)", len(repos), strings.Join(repos, ", ")))
 }
 
 // checkCopies reports the sessions' copies sourceosctl keeps (see internal/repocopy): how

@@ -39,6 +39,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sourceos/sourceosctl/internal/repocopy"
@@ -110,4 +111,28 @@ func Query(ctx context.Context, socket, repo string) (Answer, error) {
 		return a, fmt.Errorf("the repository's watcher: %s", a.Error)
 	}
 	return a, nil
+}
+
+// Running are the repositories whose watchers answer in dir (read from their logs'
+// first lines).
+func Running(dir string) ([]string, error) {
+	socks, err := filepath.Glob(filepath.Join(dir, "*.sock"))
+	if err != nil {
+		return nil, err
+	}
+	var repos []string
+	for _, s := range socks {
+		conn, err := net.DialTimeout("unix", s, time.Second)
+		if err != nil {
+			continue // stale: its watcher ended without removing it
+		}
+		conn.Close()
+		log, _ := os.ReadFile(s + ".log")
+		first, _, _ := strings.Cut(string(log), "\n")
+		if _, rest, ok := strings.Cut(first, " watching "); ok {
+			repo, _, _ := strings.Cut(rest, ": ")
+			repos = append(repos, repo)
+		}
+	}
+	return repos, nil
 }

@@ -407,3 +407,26 @@ func TestTheSocketsDirectoryIsPrivate(t *testing.T) {
 		t.Fatal("a symbolic link is taken as the sockets' directory")
 	}
 }
+
+// TestRunningNamesTheWatchedRepositories: doctor's list is the watchers that answer, by the
+// repository each watches; a stale socket is not one.
+func TestRunningNamesTheWatchedRepositories(t *testing.T) {
+	repo, git := repository(t)
+	var socket string
+	serve(t, repo, git, func(s *repowatch.Server) {
+		log, err := os.Create(s.Socket + ".log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		s.Log, socket = log, s.Socket
+	})
+	dir := filepath.Dir(socket)
+	if err := os.WriteFile(filepath.Join(dir, "stale.sock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := repowatch.Running(dir)
+	if err != nil || !slices.Equal(got, []string{repo}) {
+		t.Fatalf("Running: %q, %v; want [%s]", got, err, repo)
+	}
+}
