@@ -50,12 +50,13 @@ func (r *sessionRun) prepareCopy(ctx context.Context, c *repocopy.Copy) {
 	}
 	go func() {
 		defer close(r.gitBeforeDone)
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
-		defer cancel()
 		var scan *repocopy.Scan
 		r.scanRead = "in full"
 		if r.Watcher != nil {
-			s, changed, err := r.Watcher.Scan(gctx, c.Repo)
+			// Its own deadline: a watcher that does not answer leaves the full read all its time.
+			qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), watcherTimeout)
+			s, changed, err := r.Watcher.Scan(qctx, c.Repo)
+			cancel()
 			if err == nil {
 				scan = &s
 				r.scanRead = fmt.Sprintf("from its watcher, %s read again", plural(len(changed), "path"))
@@ -64,9 +65,15 @@ func (r *sessionRun) prepareCopy(ctx context.Context, c *repocopy.Copy) {
 				r.scanRead, r.startWatcher = fmt.Sprintf("in full (%v)", err), true
 			}
 		}
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gitTimeout)
+		defer cancel()
 		r.gitBefore, r.copyErr = repocopy.Prepare(gctx, r.gitrun(), c, r.plan.Workspace.Include, scan, r.Now())
 	}()
 }
+
+// watcherTimeout bounds the question to the repository's watcher (it reads at most 1,000
+// paths again); past it the session reads the repository in full.
+const watcherTimeout = 10 * time.Second
 
 // watchRepository starts the repository's watcher once the session is over (it reads the
 // repository in full as it starts, which the session must not wait for nor compete with),

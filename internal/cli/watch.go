@@ -40,7 +40,7 @@ func newWatchRepoCmd(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			socket := repowatch.SocketPath(dir, dirs.State, args[0])
+			socket := repowatch.SocketPath(dir, dirs.State, args[0], f.Environ())
 			log, err := os.OpenFile(socket+".log", os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 			if err != nil {
 				return err
@@ -69,7 +69,7 @@ func (w repoWatcher) Scan(ctx context.Context, repo string) (repocopy.Scan, []st
 	if err != nil {
 		return repocopy.Scan{}, nil, err
 	}
-	a, err := repowatch.Query(ctx, repowatch.SocketPath(dir, w.state, repo), repo)
+	a, err := repowatch.Query(ctx, repowatch.SocketPath(dir, w.state, repo, w.env), repo)
 	return a.Scan, a.Changed, err
 }
 

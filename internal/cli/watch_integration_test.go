@@ -22,7 +22,9 @@ func awaitWatcher(t testing.TB, w *workspace) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socket := repowatch.SocketPath(dir, filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine"), w.repo)
+	// The sessions' environment (cliProcess).
+	env := append(os.Environ(), "HOME="+w.home, "XDG_CONFIG_HOME="+filepath.Join(w.home, ".config"))
+	socket := repowatch.SocketPath(dir, filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine"), w.repo, env)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_, err := repowatch.Query(context.Background(), socket, w.repo)
@@ -138,5 +140,37 @@ func TestIntegrationAWatchedRepositoryIsReadOnlyWhereItChanged(t *testing.T) {
 	}
 	if strings.Contains(out, "new.txt") {
 		t.Errorf("a file the changed rules ignore is in the copy:\n%s", out)
+	}
+}
+
+// TestIntegrationARepositoryPathTheOverlayCannotMountIsRefused: a repository whose path holds
+// a ',' or ':' (the overlay's option separators) is refused before anything is made, dry run
+// or not, with the fix — it failed at the container's start, with runc's message, the copy
+// already made.
+func TestIntegrationARepositoryPathTheOverlayCannotMountIsRefused(t *testing.T) {
+	e := podmantest.Need(t)
+	w := newGitWorkspace(t, e, "").committed(t)
+	for _, name := range []string{"a,b", "a:b"} {
+		parent := filepath.Join(w.home, "mine")
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w.own(t, parent)
+		repo := filepath.Join(parent, name)
+		w.git(t, parent, "clone", "--quiet", w.repo, repo)
+		cli := w.cli(t, e)
+		for _, dry := range []bool{true, false} {
+			args := []string{"--profile", w.profile, "am", "shell", "--repo", repo}
+			if dry {
+				args = append(args, "--dry-run")
+			}
+			code, out, errOut := cli(append(args, "--", "sh", "-c", "echo TOOL-RAN")...)
+			if code != ExitUsage || !strings.Contains(errOut, "cannot mount") || !strings.Contains(errOut, "--direct") || strings.Contains(out, "TOOL-RAN") {
+				t.Errorf("%s (dry run %v): exit %d, want %d and the fix:\n%s%s", name, dry, code, ExitUsage, out, errOut)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(w.home, ".local", "state", "sourceos", "agent-machine", "copies")); len(entries) != 0 {
+		t.Errorf("a refused session made a copy: %v", entries)
 	}
 }

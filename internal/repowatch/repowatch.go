@@ -36,9 +36,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,9 +79,21 @@ func Dir() (string, error) {
 }
 
 // SocketPath is the socket of the watcher of repo for the sessions of the state directory
-// state, in dir.
-func SocketPath(dir, state, repo string) string {
-	sum := sha256.Sum256([]byte(state + "\x00" + repo))
+// state whose environment is env, in dir. The variables git reads its configuration by
+// (HOME, XDG_CONFIG_HOME, GIT_*) are part of it: a session with others gets a watcher of its
+// own, whose git reads what the session's would.
+func SocketPath(dir, state, repo string, env []string) string {
+	vars := map[string]string{}
+	for _, kv := range env { // the last of a name counts, as for a process
+		if k, v, ok := strings.Cut(kv, "="); ok && (k == "HOME" || k == "XDG_CONFIG_HOME" || strings.HasPrefix(k, "GIT_")) {
+			vars[k] = v
+		}
+	}
+	key := []string{state, repo}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		key = append(key, k+"="+vars[k])
+	}
+	sum := sha256.Sum256([]byte(strings.Join(key, "\x00")))
 	return filepath.Join(dir, hex.EncodeToString(sum[:10])+".sock")
 }
 

@@ -41,9 +41,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	scan    repocopy.Scan
-	tracked map[string]bool   // directories with tracked files below them ("" is the top)
-	skipped map[string]bool   // the directories not watched: ignored by a rule (ending with /)
-	changes map[string]uint64 // the paths changed, by their last event's number
+	tracked map[string]bool      // directories with tracked files below them ("" is the top)
+	skipped map[string]bool      // the directories not watched: ignored by a rule (ending with /)
+	ids     map[string][2]uint64 // the repository\'s and its .git\'s device and inode, as watched
+	changes map[string]uint64    // the paths changed, by their last event's number
 	seq     uint64
 	// stale: HEAD, its branch or the index changed; the next answer reads in full first.
 	stale bool
@@ -170,6 +171,15 @@ func (s *Server) Run(ctx context.Context) error {
 
 // start watches what the scan depends on, then reads it: a change from then on is seen.
 func (s *Server) start(ctx context.Context) error {
+	if err := s.same(); err != nil {
+		return err
+	}
+	if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
+		if err == nil {
+			err = fmt.Errorf("file systems are mounted inside it (%s): what they hide changes without an event", strings.Join(m, ", "))
+		}
+		return err
+	}
 	first, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
 	if err != nil {
 		return err
@@ -275,6 +285,9 @@ func (s *Server) watchRecords(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.watchFile(filepath.Join(gitDir, "info", "exclude")); err != nil { // a link's target too
+		return err
+	}
 	if err := s.watchHead(); err != nil {
 		return err
 	}
@@ -340,14 +353,28 @@ func (s *Server) configFiles(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Records are ORIGIN NUL KEY NL VALUE NUL.
+	// Records are ORIGIN NUL KEY NL VALUE NUL. An include's file that does not exist yet is
+	// not an origin: its path is watched too.
 	fields := strings.Split(string(raw), "\x00")
 	for i := 0; i+1 < len(fields); i += 2 {
-		if f, ok := strings.CutPrefix(fields[i], "file:"); ok {
-			if !filepath.IsAbs(f) {
-				f = filepath.Join(s.Repo, f)
+		f, ok := strings.CutPrefix(fields[i], "file:")
+		if !ok {
+			continue
+		}
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(s.Repo, f)
+		}
+		files = append(files, f)
+		key, value, _ := strings.Cut(fields[i+1], "\n")
+		key = strings.ToLower(key)
+		if key == "include.path" || strings.HasPrefix(key, "includeif.") && strings.HasSuffix(key, ".path") {
+			switch {
+			case strings.HasPrefix(value, "~/"):
+				value = filepath.Join(home, value[2:])
+			case !filepath.IsAbs(value):
+				value = filepath.Join(filepath.Dir(f), value)
 			}
-			files = append(files, f)
+			files = append(files, value)
 		}
 	}
 	slices.Sort(files)
@@ -357,6 +384,14 @@ func (s *Server) configFiles(ctx context.Context) ([]string, error) {
 // watchFile watches the file at p (present or not) for any change: its directory, or the
 // nearest one that exists, for the name that leads to it; a symbolic link's target too.
 func (s *Server) watchFile(p string) error {
+	// A directory on the way that is a symbolic link: repointing it changes the file.
+	for d := filepath.Dir(p); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if st, err := os.Lstat(d); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+			if err := s.add(filepath.Dir(d), &watch{names: map[string]bool{filepath.Base(d): true}}); err != nil {
+				return err
+			}
+		}
+	}
 	for range 8 { // links to links, a few deep
 		dir, name := filepath.Dir(p), filepath.Base(p)
 		for {
@@ -459,6 +494,10 @@ func (s *Server) addTree(rel string, skip map[string]bool) error {
 // events takes the repository's events as they come (a change that must end the watcher
 // ends it then), until the watcher ends.
 func (s *Server) events() {
+	mounts, err := os.Open("/proc/self/mountinfo")
+	if err == nil {
+		defer mounts.Close()
+	}
 	for {
 		select {
 		case <-s.done:
@@ -472,10 +511,23 @@ func (s *Server) events() {
 			return
 		}
 		// A second's wait at most: the watcher's end is noticed without closing the
-		// instance under a reader.
-		if _, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+		// instance under a reader. The mount table signals a change with POLLPRI.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if mounts != nil {
+			fds = append(fds, unix.PollFd{Fd: int32(mounts.Fd()), Events: unix.POLLPRI})
+		}
+		if _, err := unix.Poll(fds, 1000); err != nil && !errors.Is(err, unix.EINTR) {
 			s.end(fmt.Errorf("wait for the repository's events: %w", err))
 			return
+		}
+		if len(fds) > 1 && fds[1].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
+			if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
+				if err == nil {
+					err = fmt.Errorf("a file system was mounted inside the repository (%s)", strings.Join(m, ", "))
+				}
+				s.end(err)
+				return
+			}
 		}
 		if err := s.drain(); err != nil {
 			s.end(err)
@@ -485,10 +537,19 @@ func (s *Server) events() {
 }
 
 // drain takes every event queued so far. An answer drains first: every change made before
-// the question is then among the paths read again.
+// the question is then among the paths read again. A change that ends the watcher ends it
+// here, before another drain can see the queue empty and answer.
 func (s *Server) drain() error {
 	s.reading.Lock()
 	defer s.reading.Unlock()
+	if err := s.takeEvents(); err != nil {
+		s.end(err)
+		return err
+	}
+	return nil
+}
+
+func (s *Server) takeEvents() error {
 	buf := make([]byte, 64<<10)
 	for s.ifd >= 0 {
 		n, err := unix.Read(s.ifd, buf)
@@ -517,6 +578,9 @@ func (s *Server) drain() error {
 func (s *Server) event(wd int32, mask uint32, name string) error {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		return errors.New("too many changes at once (the event queue overflowed)")
+	}
+	if mask&unix.IN_UNMOUNT != 0 {
+		return errors.New("a file system inside the repository was unmounted")
 	}
 	s.mu.Lock()
 	w, ok := s.watches[wd]
@@ -640,9 +704,20 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 	if err := s.drain(); err != nil {
 		return Answer{}, err
 	}
+	if err := s.same(); err != nil {
+		return Answer{}, err
+	}
+	if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
+		if err == nil {
+			err = fmt.Errorf("a file system was mounted inside the repository (%s)", strings.Join(m, ", "))
+		}
+		return Answer{}, err
+	}
 	s.mu.Lock()
 	stale := s.stale
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	if stale {
 		if err := s.readAgain(ctx); err != nil {
 			return Answer{}, err
@@ -654,7 +729,7 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 		return Answer{}, s.ended
 	}
 	upTo := s.seq
-	paths := widen(s.changes, s.tracked)
+	paths := widen(s.changes, s.tracked, s.scan.Entries)
 	s.mu.Unlock()
 	if len(paths) > s.MaxChanges {
 		return Answer{}, fmt.Errorf("more than %d paths changed", s.MaxChanges)
@@ -717,12 +792,86 @@ func (s *Server) readAgain(ctx context.Context) error {
 	return nil
 }
 
+// mountsInside are the mount points below dir (this process's mount table).
+func mountsInside(dir string) ([]string, error) {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var inside []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// The mount point is field 5, with space, tab, newline and backslash octal-escaped.
+		point := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(f[4])
+		if strings.HasPrefix(point, dir+"/") {
+			inside = append(inside, point)
+		}
+	}
+	return inside, nil
+}
+
+// atOrBelowPath reports whether p is dir or below it.
+func atOrBelowPath(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+
+// readTimeout bounds reading the repository again for one answer: a path on a file system
+// that hangs must not hold every later session.
+const readTimeout = 20 * time.Second
+
+// same checks that the repository is still the one watched: a directory above it renamed,
+// and another put in its place, raises no event the watcher sees.
+func (s *Server) same() error {
+	for _, p := range []string{s.Repo, filepath.Join(s.Repo, ".git")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		id := fileID(st)
+		if s.ids == nil {
+			s.ids = map[string][2]uint64{}
+		}
+		if was, ok := s.ids[p]; !ok {
+			s.ids[p] = id
+		} else if was != id {
+			return fmt.Errorf("%s is another directory than the one watched", p)
+		}
+	}
+	return nil
+}
+
+func fileID(st fs.FileInfo) [2]uint64 {
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	if sys == nil {
+		return [2]uint64{}
+	}
+	return [2]uint64{uint64(sys.Dev), sys.Ino}
+}
+
 // widen is the paths to read again for the changes: each at its topmost directory without
 // tracked files (git's status shows such a directory as one entry, whatever changed below
 // it), none below another.
-func widen(changes map[string]uint64, tracked map[string]bool) []string {
+//
+// A staged rename is read again whole when either of its sides is: git's status shows it as
+// one entry only when both are read.
+func widen(changes map[string]uint64, tracked map[string]bool, entries []repocopy.Entry) []string {
 	var out []string
-	for p := range changes {
+	var renames []string
+	for _, e := range entries {
+		if e.Kind == "2" && e.Orig != "" {
+			renames = append(renames, e.Path, e.Orig)
+		}
+	}
+	all := maps.Clone(changes)
+	for i := 0; i+1 < len(renames); i += 2 {
+		for p := range changes {
+			if atOrBelowPath(renames[i], p) || atOrBelowPath(renames[i+1], p) {
+				all[renames[i]], all[renames[i+1]] = 0, 0
+			}
+		}
+	}
+	for p := range all {
 		parts := strings.Split(p, "/")
 		for i := 1; i < len(parts); i++ {
 			if d := strings.Join(parts[:i], "/"); !tracked[d] {
