@@ -738,6 +738,16 @@ func planWorkspace(p *profile.Profile, req SessionRequest, f Facts, pl *Plan) er
 		if req.Copy != nil {
 			w.Copy = req.Copy
 		}
+		// The overlay's mount options list its layers separated by , and : — a layer's path
+		// holding either would fail at the container's start, after the copy was made.
+		for _, layer := range []struct{ flag, path, fix string }{
+			{"--repo", pl.Repo, "rename the directory, or work on it directly with --direct"},
+			{"", w.Copy.Dir, "set XDG_STATE_HOME to a directory whose path holds neither"},
+		} {
+			if strings.ContainsAny(layer.path, ",:") {
+				return &InputError{Flag: layer.flag, Err: fmt.Errorf("%s holds a ',' or ':', which the copy's overlay cannot mount (they separate its layers)", layer.path), Fix: layer.fix}
+			}
+		}
 		w.Include = append([]string{}, p.Spec.Workspace.Include...)
 		hidden := "every ignored path is hidden (.env files, build output; a submodule's too), and so are repositories of their own inside it and your .git's records (reflogs, hooks, the stash)"
 		if len(w.Include) > 0 {
