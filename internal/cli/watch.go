@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +40,9 @@ func newWatchRepoCmd(f *Factory) *cobra.Command {
 				return err
 			}
 			socket := repowatch.SocketPath(dir, dirs.State, args[0], f.Environ())
-			log, err := os.OpenFile(socket+".log", os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+			// Appended to: a second watcher that finds the first holding the repository must
+			// not erase the first one's lines (doctor reads the last "watching" line).
+			log, err := os.OpenFile(socket+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o600)
 			if err != nil {
 				return err
 			}
@@ -78,7 +79,7 @@ func (w repoWatcher) Scan(ctx context.Context, repo string) (repocopy.Scan, []st
 func (w repoWatcher) Start(repo string) error {
 	cmd := exec.Command(w.executable, "agent-machine", "watch-repo", repo)
 	cmd.Env, cmd.Dir = w.env, "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

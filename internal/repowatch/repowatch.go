@@ -17,9 +17,12 @@
 //     reads (the user's, the system's, included ones). A change there ends the watcher, as
 //     do a changed .gitignore, a renamed directory, an overflowing event queue, too many
 //     directories or changes, or a day without a question: the next session then reads the
-//     repository in full and starts a new one.
+//     repository in full and starts a new one. What raises no event it would see — a rule
+//     or configuration file edited through a hard link, a directory on its way replaced, the
+//     repository's own directory renamed away, a file system mounted inside — is compared
+//     at every answer (identity, size and times; the mount table), and ends it too.
 //
-// A file changed through a hard link from outside the work tree, or through a shared memory
+// A work tree file changed through a hard link from outside it, or through a shared memory
 // mapping, raises no event: its change is not seen until something else changes it — what
 // the copy shows is the live file all the same (the overlay's lower layer is the work tree),
 // only the snapshot of uncommitted changes misses it. A new name always raises one, so an
@@ -127,8 +130,8 @@ func Query(ctx context.Context, socket, repo string) (Answer, error) {
 	return a, nil
 }
 
-// Running are the repositories whose watchers answer in dir (read from their logs'
-// first lines).
+// Running are the repositories whose watchers answer in dir (read from their logs' last
+// "watching" lines).
 func Running(dir string) ([]string, error) {
 	socks, err := filepath.Glob(filepath.Join(dir, "*.sock"))
 	if err != nil {
@@ -142,10 +145,13 @@ func Running(dir string) ([]string, error) {
 		}
 		conn.Close()
 		log, _ := os.ReadFile(s + ".log")
-		first, _, _ := strings.Cut(string(log), "\n")
-		if _, rest, ok := strings.Cut(first, " watching "); ok {
-			repo, _, _ := strings.Cut(rest, ": ")
-			repos = append(repos, repo)
+		lines := strings.Split(string(log), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if _, rest, ok := strings.Cut(lines[i], " watching "); ok {
+				repo, _, _ := strings.Cut(rest, ": ")
+				repos = append(repos, repo)
+				break
+			}
 		}
 	}
 	return repos, nil

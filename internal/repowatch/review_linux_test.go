@@ -99,6 +99,72 @@ func TestWhatAReviewFoundTheWatcherMissed(t *testing.T) {
 		}, change: func(t *testing.T, repo, home string) {
 			put(t, filepath.Join(repo, "src/m0/f.go"), "package m // recreated\n")
 		}},
+		// A second probe, on the fixed code:
+		{name: "the directory of the user's excludes file moved aside and made again", before: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, ".config/git/ignore"), "# none\n")
+		}, change: func(t *testing.T, repo, home string) {
+			sh(t, home, "mv .config .config.old && mkdir -p .config/git && echo creds.txt > .config/git/ignore")
+		}},
+		{name: "the directory of core.excludesFile moved aside and made again", before: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, "ign/global"), "# none\n")
+			put(t, filepath.Join(home, ".gitconfig"), "[core]\n\texcludesFile = ~/ign/global\n")
+		}, change: func(t *testing.T, repo, home string) {
+			sh(t, home, "mv ign ign.old && mkdir ign && echo creds.txt > ign/global")
+		}},
+		{name: "a linked configuration's directory moved aside and made again", before: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, "dotfiles/gitconfig"), "[user]\n\tname = u\n")
+			sh(t, home, "ln -s dotfiles/gitconfig .gitconfig && echo creds.txt > my-ignore")
+		}, change: func(t *testing.T, repo, home string) {
+			sh(t, home, "mv dotfiles dotfiles.old && mkdir dotfiles && printf '[core]\\n\\texcludesFile = ~/my-ignore\\n' > dotfiles/gitconfig")
+		}},
+		{name: "the user's configuration edited through a hard link", before: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, "dotfiles/gitconfig"), "[user]\n\tname = u\n")
+			sh(t, home, "ln dotfiles/gitconfig .gitconfig && echo creds.txt > my-ignore")
+		}, change: func(t *testing.T, repo, home string) {
+			sh(t, home, "printf '[core]\\n\\texcludesFile = ~/my-ignore\\n' >> dotfiles/gitconfig")
+		}},
+		{name: "a .gitignore edited through a hard link", before: func(t *testing.T, repo, home string) { sh(t, repo, "ln .gitignore "+home+"/gi") },
+			change: func(t *testing.T, repo, home string) { sh(t, home, "echo creds.txt >> gi") }},
+		{name: "info/exclude edited through a hard link", before: func(t *testing.T, repo, home string) { sh(t, repo, "ln .git/info/exclude "+home+"/ex") },
+			change: func(t *testing.T, repo, home string) { sh(t, home, "echo creds.txt >> ex") }},
+		{name: "an excludes file included on another branch only", before: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, ".gitconfig"), "[includeIf \"onbranch:feature\"]\n\tpath = ~/feature.inc\n")
+			put(t, filepath.Join(home, "feature.inc"), "[core]\n\texcludesFile = ~/feature-ignore\n")
+			put(t, filepath.Join(home, "feature-ignore"), "# none\n")
+		}, change: func(t *testing.T, repo, home string) {
+			gitIn(t, repo, "checkout", "-q", "-b", "feature")
+			settle(t, repo)
+			put(t, filepath.Join(home, "feature-ignore"), "creds.txt\n")
+		}},
+		{name: "GIT_CONFIG_GLOBAL naming a file made later", before: func(t *testing.T, repo, home string) {
+			t.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(home, "cfg/global"))
+			put(t, filepath.Join(home, "my-ignore"), "creds.txt\n")
+		}, change: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(home, "cfg/global"), "[core]\n\texcludesFile = ~/my-ignore\n")
+		}},
+		{name: "HEAD replaced (git replace)", change: func(t *testing.T, repo, home string) {
+			put(t, filepath.Join(repo, "src/m0/f.go"), "package m // other\n")
+			gitIn(t, repo, "add", "src/m0/f.go")
+			c := gitIn(t, repo, "commit-tree", gitIn(t, repo, "write-tree"), "-p", "HEAD", "-m", "x")
+			gitIn(t, repo, "reset", "-q", "--hard")
+			settle(t, repo)
+			gitIn(t, repo, "replace", "HEAD", c)
+		}},
+		{name: "HEAD's branch a symbolic ref to a branch that moves", before: func(t *testing.T, repo, home string) {
+			gitIn(t, repo, "symbolic-ref", "refs/heads/alias", "refs/heads/main")
+			gitIn(t, repo, "symbolic-ref", "HEAD", "refs/heads/alias")
+		}, change: func(t *testing.T, repo, home string) {
+			c := gitIn(t, repo, "commit-tree", gitIn(t, repo, "rev-parse", "HEAD^{tree}"), "-p", "HEAD", "-m", "y")
+			gitIn(t, repo, "update-ref", "--no-deref", "refs/heads/main", c)
+		}},
+		{name: "refs/heads moved aside and made again", change: func(t *testing.T, repo, home string) {
+			c := gitIn(t, repo, "commit-tree", gitIn(t, repo, "rev-parse", "HEAD^{tree}"), "-p", "HEAD", "-m", "z")
+			settle(t, repo)
+			sh(t, repo, "cd .git/refs && mv heads heads.old && mkdir heads && echo "+c+" > heads/main")
+		}},
+		{name: "GIT_INDEX_FILE set", refuses: true, before: func(t *testing.T, repo, home string) {
+			t.Setenv("GIT_INDEX_FILE", filepath.Join(home, "idx"))
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.root && os.Getuid() != 0 {
@@ -112,12 +178,13 @@ func TestWhatAReviewFoundTheWatcherMissed(t *testing.T) {
 			}
 			if c.refuses {
 				s := &repowatch.Server{Repo: repo, Socket: filepath.Join(t.TempDir(), "w.sock"), Git: git}
-				if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "mounted inside") {
+				if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "mounted inside") && !strings.Contains(err.Error(), "is set") {
 					t.Fatalf("the watcher started (or failed otherwise: %v)", err)
 				}
 				return
 			}
 			socket, _ := serve(t, repo, git, nil)
+			t.Setenv("WATCH_SOCKET", socket)
 			c.change(t, repo, home)
 			a, err := repowatch.Query(context.Background(), socket, repo)
 			if err != nil {
@@ -173,5 +240,14 @@ func TestAWatcherThatDoesNotAnswerDoesNotHoldTheQuestion(t *testing.T) {
 	defer cancel()
 	if _, err := repowatch.Query(ctx, sock, "/r"); err == nil {
 		t.Fatal("a watcher that never answers gave an answer")
+	}
+}
+
+// settle has the watcher answer (it takes what happened so far). A refusal here is logged:
+// the question after the change then finds no watcher, which is the safe outcome.
+func settle(t *testing.T, repo string) {
+	t.Helper()
+	if _, err := repowatch.Query(context.Background(), os.Getenv("WATCH_SOCKET"), repo); err != nil {
+		t.Logf("refused already: %v", err)
 	}
 }

@@ -43,7 +43,9 @@ type Server struct {
 	scan    repocopy.Scan
 	tracked map[string]bool      // directories with tracked files below them ("" is the top)
 	skipped map[string]bool      // the directories not watched: ignored by a rule (ending with /)
-	ids     map[string][2]uint64 // the repository\'s and its .git\'s device and inode, as watched
+	ids     map[string][2]uint64 // the repository's and its .git's device and inode, as watched
+	configs []string             // the configuration and excludes files git reads
+	statted map[string]string    // rule and configuration files, by path: what they were (fingerprint)
 	changes map[string]uint64    // the paths changed, by their last event's number
 	seq     uint64
 	// stale: HEAD, its branch or the index changed; the next answer reads in full first.
@@ -171,6 +173,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 // start watches what the scan depends on, then reads it: a change from then on is seen.
 func (s *Server) start(ctx context.Context) error {
+	for _, v := range []string{"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"} {
+		if os.Getenv(v) != "" {
+			return fmt.Errorf("%s is set: the repository's records are not where the watcher looks", v)
+		}
+	}
 	if err := s.same(); err != nil {
 		return err
 	}
@@ -291,16 +298,78 @@ func (s *Server) watchRecords(ctx context.Context) error {
 	if err := s.watchHead(); err != nil {
 		return err
 	}
+	// Replacement refs change what HEAD's tree is read as.
+	if err := s.add(filepath.Join(gitDir, "refs"), &watch{names: map[string]bool{"replace": true}}); err != nil {
+		return err
+	}
+	if st, err := os.Lstat(filepath.Join(gitDir, "refs", "replace")); err == nil && st.IsDir() {
+		if err := s.add(filepath.Join(gitDir, "refs", "replace"), &watch{any: true}); err != nil {
+			return err
+		}
+	}
 	files, err := s.configFiles(ctx)
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
+	s.configs = files
+	for _, f := range append(files, filepath.Join(gitDir, "info", "exclude")) {
 		if err := s.watchFile(f); err != nil {
 			return err
 		}
+		s.stat(f)
 	}
 	return nil
+}
+
+// stat records what the rule or configuration file at p is (fingerprint); every answer
+// compares (changed).
+func (s *Server) stat(p string) {
+	if s.statted == nil {
+		s.statted = map[string]string{}
+	}
+	s.statted[p] = fingerprint(p)
+}
+
+// changed names a rule or configuration file that is not what it was when recorded.
+func (s *Server) changed() error {
+	for p, was := range s.statted {
+		if fingerprint(p) != was {
+			return fmt.Errorf("%s changed", p)
+		}
+	}
+	return nil
+}
+
+// fingerprint is what the file at p is — its identity, size and times, or its absence — and
+// which directories lead to it: an edit through another name (a hard link), or a directory
+// on its way replaced, raises no event the watcher sees, but changes this.
+func fingerprint(p string) string {
+	var b strings.Builder
+	for d := filepath.Dir(p); ; d = filepath.Dir(d) {
+		if st, err := os.Lstat(d); err == nil {
+			id := fileID(st)
+			fmt.Fprintf(&b, "%d:%d ", id[0], id[1])
+		} else {
+			b.WriteString("- ")
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for _, stat := range []func(string) (fs.FileInfo, error){os.Lstat, os.Stat} {
+		st, err := stat(p)
+		if err != nil {
+			b.WriteString("absent ")
+			continue
+		}
+		sys, _ := st.Sys().(*syscall.Stat_t)
+		if sys == nil {
+			b.WriteString("? ")
+			continue
+		}
+		fmt.Fprintf(&b, "%d:%d %d %d.%d %d.%d %d ", sys.Dev, sys.Ino, sys.Size, sys.Mtim.Sec, sys.Mtim.Nsec, sys.Ctim.Sec, sys.Ctim.Nsec, sys.Nlink)
+	}
+	return b.String()
 }
 
 // watchHead watches the branch HEAD names (a commit moves it).
@@ -310,22 +379,30 @@ func (s *Server) watchHead() error {
 	if err != nil {
 		return err
 	}
-	ref, ok := strings.CutPrefix(strings.TrimSpace(string(head)), "ref: ")
-	if !ok {
-		return nil // detached: HEAD itself holds the commit
-	}
-	p := filepath.Join(gitDir, filepath.FromSlash(ref))
-	dir, name := filepath.Dir(p), filepath.Base(p)
-	for {
-		if st, err := os.Stat(dir); err == nil && st.IsDir() {
-			break
+	for range 5 { // a symbolic ref to a symbolic ref: each on the way
+		ref, ok := strings.CutPrefix(strings.TrimSpace(string(head)), "ref: ")
+		if !ok {
+			return nil // detached, or the end of the chain: the file holds the commit
 		}
-		if dir == gitDir {
-			return nil // .git's own watch sees packed-refs and refs/
+		p := filepath.Join(gitDir, filepath.FromSlash(ref))
+		dir, name := filepath.Dir(p), filepath.Base(p)
+		for {
+			if st, err := os.Stat(dir); err == nil && st.IsDir() {
+				break
+			}
+			if dir == gitDir {
+				return nil // .git's own watch sees packed-refs and refs/
+			}
+			dir, name = filepath.Dir(dir), filepath.Base(dir)
 		}
-		dir, name = filepath.Dir(dir), filepath.Base(dir)
+		if err := s.add(dir, &watch{ref: map[string]bool{name: true}}); err != nil {
+			return err
+		}
+		if head, err = os.ReadFile(p); err != nil {
+			return nil // packed
+		}
 	}
-	return s.add(dir, &watch{ref: map[string]bool{name: true}})
+	return nil
 }
 
 // configFiles are the files git reads configuration and ignore rules from for this
@@ -343,6 +420,11 @@ func (s *Server) configFiles(ctx context.Context) ([]string, error) {
 	}
 	files := []string{filepath.Join(home, ".gitconfig"), filepath.Join(xdg, "git", "config"),
 		filepath.Join(xdg, "git", "ignore"), "/etc/gitconfig"}
+	for _, v := range []string{"GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"} {
+		if f := os.Getenv(v); f != "" && filepath.IsAbs(f) && !gitrun.RunsAsAnother(s.Repo) {
+			files = append(files, f)
+		}
+	}
 	if x, err := g.Output(ctx, s.Repo, "config", "--path", "--get", "core.excludesFile"); err == nil && x != "" {
 		if !filepath.IsAbs(x) {
 			x = filepath.Join(s.Repo, x)
@@ -473,6 +555,9 @@ func (s *Server) addTree(rel string, skip map[string]bool) error {
 			return err
 		}
 		if !e.IsDir() {
+			if e.Name() == ".gitignore" {
+				s.stat(p) // edited through a hard link, it raises no event here
+			}
 			return nil
 		}
 		r, _ := filepath.Rel(s.Repo, p)
@@ -607,8 +692,8 @@ func (s *Server) event(wd int32, mask uint32, name string) error {
 		return nil
 	case w.gitTop && !harmlessInGit[name] && !strings.HasSuffix(name, ".lock"):
 		return fmt.Errorf("the repository's %s changed", name)
-	case w.gitTop && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
-		return errors.New("the repository's .git went away")
+	case !w.work && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+		return errors.New("a watched directory of the repository's records or configuration was moved or removed")
 	case !w.work:
 		return nil
 	case name == "" && mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) == 0:
@@ -707,6 +792,12 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 	if err := s.same(); err != nil {
 		return Answer{}, err
 	}
+	s.reading.Lock()
+	err := s.changed()
+	s.reading.Unlock()
+	if err != nil {
+		return Answer{}, err
+	}
 	if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
 		if err == nil {
 			err = fmt.Errorf("a file system was mounted inside the repository (%s)", strings.Join(m, ", "))
@@ -765,6 +856,13 @@ func (s *Server) readAgain(ctx context.Context) error {
 	}
 	if len(scan.Gitlinks) > 0 {
 		return errors.New("the repository has submodules now")
+	}
+	// Another branch may include other configuration (includeIf "onbranch:").
+	if files, err := s.configFiles(ctx); err != nil || !slices.Equal(files, s.configs) {
+		if err == nil {
+			err = errors.New("the configuration files git reads changed with HEAD")
+		}
+		return err
 	}
 	now, err := s.ruleIgnored(ctx, scan)
 	if err != nil {
