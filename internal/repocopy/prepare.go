@@ -61,7 +61,7 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, scan 
 	if err != nil {
 		return st, err
 	}
-	g = scanGit(g)
+	g = ReadingGit(g)
 	var (
 		wg       sync.WaitGroup
 		taken    bool

@@ -48,17 +48,17 @@ type Entry struct {
 // counts against the upstream (a walk of history, for nothing here).
 var statusArgs = []string{"status", "--porcelain=v2", "-z", "--no-ahead-behind", "--ignored=traditional", "--untracked-files=normal"}
 
-// scanGit is g as every read of the user's repository runs it: the repository's fsmonitor
+// ReadingGit is g as every read of the user's repository runs it: the repository's fsmonitor
 // is a program sourceosctl has no reason to start, and git must not write the user's index
 // (a refreshed index is the user's git's to write; a watcher would see it as a change).
-func scanGit(g gitrun.Git) gitrun.Git {
+func ReadingGit(g gitrun.Git) gitrun.Git {
 	return g.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0")
 }
 
 // ReadScan reads the repository's scan in full, its parts beside each other (each git
 // process costs tens of milliseconds to start here; the status of a large tree, hundreds).
 func ReadScan(ctx context.Context, g gitrun.Git, repo string) (Scan, error) {
-	g = scanGit(g)
+	g = ReadingGit(g)
 	var (
 		s      Scan
 		wg     sync.WaitGroup
@@ -99,7 +99,7 @@ func ReadChanged(ctx context.Context, g gitrun.Git, repo string, paths []string)
 	for _, p := range paths {
 		args = append(args, ":(literal)"+p)
 	}
-	raw, err := scanGit(g).Raw(ctx, repo, args...)
+	raw, err := ReadingGit(g).Raw(ctx, repo, args...)
 	if err != nil {
 		return nil, err
 	}

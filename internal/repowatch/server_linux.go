@@ -247,7 +247,7 @@ func (s *Server) ruleIgnored(ctx context.Context, scan repocopy.Scan) (map[strin
 	if len(dirs) == 0 {
 		return out, nil
 	}
-	cmd, err := s.Git.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0").Command(ctx, s.Repo, "check-ignore", "-z", "--stdin")
+	cmd, err := repocopy.ReadingGit(s.Git).Command(ctx, s.Repo, "check-ignore", "-z", "--stdin")
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +267,7 @@ func (s *Server) ruleIgnored(ctx context.Context, scan repocopy.Scan) (map[strin
 
 // trackedDirs are the directories with a tracked file below them.
 func (s *Server) trackedDirs(ctx context.Context) (map[string]bool, error) {
-	raw, err := s.Git.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0").Raw(ctx, s.Repo, "ls-files", "-z")
+	raw, err := repocopy.ReadingGit(s.Git).Raw(ctx, s.Repo, "ls-files", "-z")
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func (s *Server) watchHead() error {
 // repository, present or not: those `git config --show-origin` names (included ones too),
 // the user's and the system's, and the excludes file.
 func (s *Server) configFiles(ctx context.Context) ([]string, error) {
-	g := s.Git.WithConfig("core.fsmonitor=false", "sourceos.home=~/").With("GIT_OPTIONAL_LOCKS=0")
+	g := repocopy.ReadingGit(s.Git).WithConfig("sourceos.home=~/")
 	home, err := g.Output(ctx, s.Repo, "config", "--path", "--get", "sourceos.home")
 	if err != nil {
 		return nil, err
