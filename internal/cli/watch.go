@@ -24,6 +24,12 @@ func newWatchRepoCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:    "watch-repo REPO",
 		Short:  "Watch a repository so that the next session reads only what changed (started by sessions)",
+		Long: `Watch the repository REPO (its top level) with inotify and answer its sessions with its
+status kept up to date, until something it cannot follow changes (see README, "The
+repository's watcher"). Sessions start it, in the background, when none answered; its log
+is next to its socket in $TMPDIR/sourceosctl-<uid>/.`,
+		Example: `  sourceosctl agent-machine watch-repo ~/dev/app &   # what a session does for you
+  SOURCEOSCTL_REPO_WATCH=off sourceosctl agent-machine shell --repo ~/dev/app   # no watcher`,
 		Hidden: true,
 		Args:   usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
