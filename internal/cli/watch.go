@@ -22,8 +22,8 @@ const watchEnv = "SOURCEOSCTL_REPO_WATCH"
 // session in the background; not for people.
 func newWatchRepoCmd(f *Factory) *cobra.Command {
 	return &cobra.Command{
-		Use:    "watch-repo REPO",
-		Short:  "Watch a repository so that the next session reads only what changed (started by sessions)",
+		Use:   "watch-repo REPO",
+		Short: "Watch a repository so that the next session reads only what changed (started by sessions)",
 		Long: `Watch the repository REPO (its top level) with inotify and answer its sessions with its
 status kept up to date, until something it cannot follow changes (see README, "The
 repository's watcher"). Sessions start it, in the background, when none answered; its log
