@@ -61,7 +61,7 @@ func Prepare(ctx context.Context, g gitrun.Git, c *Copy, include []string, scan 
 	if err != nil {
 		return st, err
 	}
-	g = ReadingGit(g)
+	g = g.WithConfig("core.fsmonitor=false") // the user's program; the index may be refreshed (ReadScan)
 	var (
 		wg       sync.WaitGroup
 		taken    bool

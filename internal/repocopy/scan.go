@@ -48,17 +48,21 @@ type Entry struct {
 // counts against the upstream (a walk of history, for nothing here).
 var statusArgs = []string{"status", "--porcelain=v2", "-z", "--no-ahead-behind", "--ignored=traditional", "--untracked-files=normal"}
 
-// ReadingGit is g as every read of the user's repository runs it: the repository's fsmonitor
-// is a program sourceosctl has no reason to start, and git must not write the user's index
-// (a refreshed index is the user's git's to write; a watcher would see it as a change).
+// ReadingGit is g as a watcher reads the user's repository: the repository's fsmonitor is a
+// program sourceosctl has no reason to start, and git must not write the user's index (the
+// watcher would see its own refresh as a change). A session's full read lets git refresh the
+// index, as the user's own status does: an index whose stat data is stale (a tree copied or
+// chowned) makes every later read hash every file again.
 func ReadingGit(g gitrun.Git) gitrun.Git {
 	return g.WithConfig("core.fsmonitor=false").With("GIT_OPTIONAL_LOCKS=0")
 }
 
 // ReadScan reads the repository's scan in full, its parts beside each other (each git
 // process costs tens of milliseconds to start here; the status of a large tree, hundreds).
+// The repository's fsmonitor is never started; whether the status may refresh the index is
+// g's (a watcher's must not: ReadingGit).
 func ReadScan(ctx context.Context, g gitrun.Git, repo string) (Scan, error) {
-	g = ReadingGit(g)
+	g = g.WithConfig("core.fsmonitor=false")
 	var (
 		s      Scan
 		wg     sync.WaitGroup

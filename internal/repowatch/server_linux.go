@@ -50,6 +50,7 @@ type Server struct {
 	seq     uint64
 	// stale: HEAD, its branch or the index changed; the next answer reads in full first.
 	stale bool
+	kick  chan struct{} // stale was set: read in full again soon
 	ended error
 	done  chan struct{}
 
@@ -115,7 +116,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fmt.Errorf("another watcher holds %s", s.Repo)
 	}
-	s.done = make(chan struct{})
+	s.done, s.kick = make(chan struct{}), make(chan struct{}, 1)
 	s.changes = map[string]uint64{}
 	s.ifd = -1
 	defer func() {
@@ -141,6 +142,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.Log, "%s watching %s: %d directories\n", time.Now().UTC().Format(time.RFC3339), s.Repo, s.count)
 	go s.events()
+	go s.readAgainSoon(ctx)
 	go func() {
 		select {
 		case <-s.done:
@@ -187,7 +189,7 @@ func (s *Server) start(ctx context.Context) error {
 		}
 		return err
 	}
-	first, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	first, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
 	if err != nil {
 		return err
 	}
@@ -210,7 +212,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.addTree("", skip); err != nil {
 		return err
 	}
-	scan, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	scan, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
 	if err != nil {
 		return err
 	}
@@ -689,6 +691,10 @@ func (s *Server) event(wd int32, mask uint32, name string) error {
 		s.mu.Lock()
 		s.stale = true
 		s.mu.Unlock()
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
 		return nil
 	case w.gitTop && !harmlessInGit[name] && !strings.HasSuffix(name, ".lock"):
 		return fmt.Errorf("the repository's %s changed", name)
@@ -842,6 +848,40 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 	return Answer{Scan: s.scan, Changed: paths}, nil
 }
 
+// readAgainSoon reads the repository in full again once what is tracked changed and a moment
+// passed without another such change (a commit writes the index, then the branch), so that
+// the next session does not wait for it.
+func (s *Server) readAgainSoon(ctx context.Context) {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.kick:
+		}
+		for quiet := false; !quiet; {
+			select {
+			case <-s.done:
+				return
+			case <-s.kick:
+			case <-time.After(300 * time.Millisecond):
+				quiet = true
+			}
+		}
+		s.queries.Lock()
+		s.mu.Lock()
+		stale := s.stale
+		s.mu.Unlock()
+		if stale {
+			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			if err := s.readAgain(rctx); err != nil {
+				s.end(err)
+			}
+			cancel()
+		}
+		s.queries.Unlock()
+	}
+}
+
 // readAgain reads the repository in full again (what is tracked changed), and watches the
 // branch HEAD names now. The watcher ends if a directory it does not watch, as ignored by a
 // rule, is no longer ignored as a whole (something below it is tracked now).
@@ -850,7 +890,7 @@ func (s *Server) readAgain(ctx context.Context) error {
 	upTo := s.seq
 	s.stale = false
 	s.mu.Unlock()
-	scan, err := repocopy.ReadScan(ctx, s.Git, s.Repo)
+	scan, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
 	if err != nil {
 		return err
 	}
