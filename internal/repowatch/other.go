@@ -27,5 +27,3 @@ func (s *Server) Run(context.Context) error {
 }
 
 func peerIsThisUser(net.Conn) error { return errors.New("repositories are watched on Linux only") }
-
-func private(string) error { return errors.New("repositories are watched on Linux only") }

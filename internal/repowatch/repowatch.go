@@ -47,6 +47,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sourceos/sourceosctl/internal/fileowner"
 	"github.com/sourceos/sourceosctl/internal/repocopy"
 )
 
@@ -155,4 +156,17 @@ func Running(dir string) ([]string, error) {
 		}
 	}
 	return repos, nil
+}
+
+// private checks that dir is a directory of this user's that no one else can enter.
+func private(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	uid, _, ok := fileowner.FromInfo(st)
+	if !st.IsDir() || !ok || uid != os.Geteuid() || st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is not a private directory of this user's (mode %v): remove it", dir, st.Mode())
+	}
+	return nil
 }

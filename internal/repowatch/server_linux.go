@@ -183,10 +183,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.same(); err != nil {
 		return err
 	}
-	if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
-		if err == nil {
-			err = fmt.Errorf("file systems are mounted inside it (%s): what they hide changes without an event", strings.Join(m, ", "))
-		}
+	if err := s.noMounts(); err != nil {
 		return err
 	}
 	first, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
@@ -212,28 +209,37 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.addTree("", skip); err != nil {
 		return err
 	}
-	scan, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
+	s.skipped = skip
+	scan, tracked, err := s.readAll(ctx)
 	if err != nil {
 		return err
 	}
+	s.scan, s.tracked = scan, tracked
+	return nil
+}
+
+// readAll reads the repository in full, and the directories with tracked files. It fails
+// when the repository has submodules, or a directory not watched — ignored by a rule — is
+// no longer ignored as a whole (something below it is tracked, or the rule went).
+func (s *Server) readAll(ctx context.Context) (repocopy.Scan, map[string]bool, error) {
+	scan, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
+	if err != nil {
+		return scan, nil, err
+	}
 	if len(scan.Gitlinks) > 0 {
-		return errors.New("the repository has submodules now")
+		return scan, nil, errors.New("the repository has submodules now")
 	}
 	now, err := s.ruleIgnored(ctx, scan)
 	if err != nil {
-		return err
+		return scan, nil, err
 	}
-	for d := range skip {
+	for d := range s.skipped {
 		if !now[d] {
-			return fmt.Errorf("%s is no longer ignored as a whole", d)
+			return scan, nil, fmt.Errorf("%s is no longer ignored as a whole", d)
 		}
 	}
 	tracked, err := s.trackedDirs(ctx)
-	if err != nil {
-		return err
-	}
-	s.scan, s.tracked, s.skipped = scan, tracked, skip
-	return nil
+	return scan, tracked, err
 }
 
 // ruleIgnored are the scan's ignored directories that an ignore rule matches themselves (the
@@ -387,15 +393,9 @@ func (s *Server) watchHead() error {
 			return nil // detached, or the end of the chain: the file holds the commit
 		}
 		p := filepath.Join(gitDir, filepath.FromSlash(ref))
-		dir, name := filepath.Dir(p), filepath.Base(p)
-		for {
-			if st, err := os.Stat(dir); err == nil && st.IsDir() {
-				break
-			}
-			if dir == gitDir {
-				return nil // .git's own watch sees packed-refs and refs/
-			}
-			dir, name = filepath.Dir(dir), filepath.Base(dir)
+		dir, name := nearestDir(p)
+		if !atOrBelowPath(dir, filepath.Join(gitDir, "refs")) {
+			return nil // .git's own watch sees packed-refs and refs/
 		}
 		if err := s.add(dir, &watch{ref: map[string]bool{name: true}}); err != nil {
 			return err
@@ -477,16 +477,7 @@ func (s *Server) watchFile(p string) error {
 		}
 	}
 	for range 8 { // links to links, a few deep
-		dir, name := filepath.Dir(p), filepath.Base(p)
-		for {
-			if st, err := os.Stat(dir); err == nil && st.IsDir() {
-				break
-			}
-			if dir == filepath.Dir(dir) {
-				return nil
-			}
-			dir, name = filepath.Dir(dir), filepath.Base(dir)
-		}
+		dir, name := nearestDir(p)
 		if err := s.add(dir, &watch{names: map[string]bool{name: true}}); err != nil {
 			return err
 		}
@@ -500,6 +491,19 @@ func (s *Server) watchFile(p string) error {
 		p = target
 	}
 	return nil
+}
+
+// nearestDir is the nearest directory of p's that exists and the name in it that leads to p
+// (p's own, when its directory exists): where p's making or change shows.
+func nearestDir(p string) (dir, name string) {
+	dir, name = filepath.Dir(p), filepath.Base(p)
+	for dir != filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			break
+		}
+		dir, name = filepath.Dir(dir), filepath.Base(dir)
+	}
+	return dir, name
 }
 
 // add watches dir for what w says, merged with what an earlier watch of it says.
@@ -608,10 +612,7 @@ func (s *Server) events() {
 			return
 		}
 		if len(fds) > 1 && fds[1].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
-			if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
-				if err == nil {
-					err = fmt.Errorf("a file system was mounted inside the repository (%s)", strings.Join(m, ", "))
-				}
+			if err := s.noMounts(); err != nil {
 				s.end(err)
 				return
 			}
@@ -804,10 +805,7 @@ func (s *Server) current(ctx context.Context) (Answer, error) {
 	if err != nil {
 		return Answer{}, err
 	}
-	if m, err := mountsInside(s.Repo); err != nil || len(m) > 0 {
-		if err == nil {
-			err = fmt.Errorf("a file system was mounted inside the repository (%s)", strings.Join(m, ", "))
-		}
+	if err := s.noMounts(); err != nil {
 		return Answer{}, err
 	}
 	s.mu.Lock()
@@ -890,31 +888,15 @@ func (s *Server) readAgain(ctx context.Context) error {
 	upTo := s.seq
 	s.stale = false
 	s.mu.Unlock()
-	scan, err := repocopy.ReadScan(ctx, repocopy.ReadingGit(s.Git), s.Repo)
+	scan, tracked, err := s.readAll(ctx)
 	if err != nil {
 		return err
-	}
-	if len(scan.Gitlinks) > 0 {
-		return errors.New("the repository has submodules now")
 	}
 	// Another branch may include other configuration (includeIf "onbranch:").
 	if files, err := s.configFiles(ctx); err != nil || !slices.Equal(files, s.configs) {
 		if err == nil {
 			err = errors.New("the configuration files git reads changed with HEAD")
 		}
-		return err
-	}
-	now, err := s.ruleIgnored(ctx, scan)
-	if err != nil {
-		return err
-	}
-	for d := range s.skipped {
-		if !now[d] {
-			return fmt.Errorf("%s is no longer ignored as a whole", d)
-		}
-	}
-	tracked, err := s.trackedDirs(ctx)
-	if err != nil {
 		return err
 	}
 	s.reading.Lock()
@@ -928,6 +910,16 @@ func (s *Server) readAgain(ctx context.Context) error {
 	s.scan, s.tracked = scan, tracked
 	maps.DeleteFunc(s.changes, func(_ string, seq uint64) bool { return seq <= upTo })
 	return nil
+}
+
+// noMounts fails when a file system is mounted inside the repository: what it hides, or
+// shows, changes without an event.
+func (s *Server) noMounts() error {
+	m, err := mountsInside(s.Repo)
+	if err == nil && len(m) > 0 {
+		err = fmt.Errorf("file systems are mounted inside the repository (%s)", strings.Join(m, ", "))
+	}
+	return err
 }
 
 // mountsInside are the mount points below dir (this process's mount table).
@@ -1023,7 +1015,7 @@ func widen(changes map[string]uint64, tracked map[string]bool, entries []repocop
 	out = slices.Compact(out)
 	var kept []string
 	for _, p := range out {
-		if n := len(kept); n > 0 && strings.HasPrefix(p, kept[n-1]+"/") {
+		if n := len(kept); n > 0 && atOrBelowPath(p, kept[n-1]) {
 			continue
 		}
 		kept = append(kept, p)
@@ -1053,19 +1045,6 @@ func peerIsThisUser(conn net.Conn) error {
 	}
 	if int(cred.Uid) != os.Geteuid() {
 		return fmt.Errorf("the repository's watcher socket is held by uid %d, not this user", cred.Uid)
-	}
-	return nil
-}
-
-// private checks that dir is a directory of this user's that no one else can enter.
-func private(dir string) error {
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !st.IsDir() || !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s is not a private directory of this user's (mode %v): remove it", dir, st.Mode())
 	}
 	return nil
 }
