@@ -120,7 +120,15 @@ func TestIntegrationAWatchedRepositoryIsReadOnlyWhereItChanged(t *testing.T) {
 	edit(".env", "SECRET="+testSecretValue+"\n")
 	edit("src/.env", "SECRET="+testSecretValue+"\n")
 	edit("fresh/deep/.env", "SECRET="+testSecretValue+"\n")
-	out := session(`cat README.md notes/new.txt; for f in .env src/.env fresh/deep/.env; do test -e "$f" && echo "SAW $f"; done; git status --porcelain; git show --stat --format=%s HEAD`)
+	// The watchers' sockets are on the host only: the session cannot ask, or answer, one.
+	sockets, err := repowatch.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(sockets); len(entries) == 0 {
+		t.Fatalf("no watcher's socket on the host in %s: the check below would prove nothing", sockets)
+	}
+	out := session(`cat README.md notes/new.txt; for f in .env src/.env fresh/deep/.env ` + sockets + `; do test -e "$f" && echo "SAW $f"; done; ls -d /tmp/sourceosctl-* 2>/dev/null && echo "SAW sockets"; git status --porcelain; git show --stat --format=%s HEAD`)
 	if got := read(); !strings.HasPrefix(got, "from its watcher") || strings.HasSuffix(got, " 0 paths read again") {
 		t.Errorf("after the user's changes the repository was read %s", got)
 	}
